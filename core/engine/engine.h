@@ -1,0 +1,158 @@
+/*
+ * engine.h -- Moor's single-node storage engine: the whole public API.
+ *
+ * An LSM tree: writes go to a commit log (group commit on a writer thread)
+ * and an in-memory skiplist; full memtables are flushed to immutable,
+ * zstd-compressed SSTables with Bloom filters by a background thread, which
+ * also runs leveled compaction.  Reads merge the memtables and the levels,
+ * newest first.  Keys and values are opaque bytes (pointer + length), keys
+ * ordered by memcmp.  The engine knows nothing of clusters, clocks or Lua.
+ *
+ * FFI-friendly: opaque handles, plain structs of scalars for options and
+ * stats, ints for errors (0 or a negative MOOR_E* code, err.h; details in
+ * the calling thread's diagnostics slot).
+ *
+ * Threads: every function is thread-safe unless it says otherwise.
+ * Ownership: the engine copies every key and value it is given; values it
+ * returns are malloc'ed for the caller to free with moor_engine_free().
+ */
+#ifndef MOOR_ENGINE_ENGINE_H
+#define MOOR_ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wal.h" /* enum moor_sync_mode */
+
+typedef struct moor_engine moor_engine_t;
+typedef struct moor_batch moor_batch_t;
+typedef struct moor_engine_iter moor_engine_iter_t;
+
+typedef struct moor_engine_opts {
+    int create_if_missing;       /* default 1 */
+    int sync_mode;               /* enum moor_sync_mode; default MOOR_SYNC_INTERVAL */
+    unsigned sync_interval_ms;   /* default 10 */
+    size_t memtable_bytes;       /* freeze and flush past this; default 64 MiB */
+    unsigned max_frozen;         /* memtables waiting to flush before writers stall; default 2 */
+    size_t cache_bytes;          /* block cache bound; default 64 MiB */
+    size_t block_size;           /* default 4096 */
+    int compression_level;       /* zstd level, 0 = off; default 3 */
+    unsigned bloom_bits;         /* bits per key, 0 = off; default 10 */
+    size_t table_bytes;          /* target size of a compaction output; default 8 MiB */
+    unsigned l0_compact;         /* L0 tables that trigger compaction; default 4 */
+    unsigned l0_slowdown;        /* L0 tables at which each write sleeps 1 ms; default 12 */
+    unsigned l0_stop;            /* L0 tables at which writes wait; default 20 */
+    uint64_t level1_bytes;       /* L1 target size; each level is 10x; default 64 MiB */
+    uint64_t tombstone_grace_ms; /* keep tombstones at least this long; default 10 days */
+    size_t key_max;              /* default 64 KiB */
+    size_t value_max;            /* default 16 MiB */
+} moor_engine_opts_t;
+
+/* Called once the write is durable per the sync mode (see wal.h), on the
+ * engine's log writer thread; status 0 or a negative code.  Keep it short:
+ * hand the result to your own thread (uv_async_send) and return. */
+typedef void (*moor_engine_done_fn)(void *ud, int status);
+
+typedef struct moor_engine_stats {
+    uint64_t memtable_bytes;        /* active + frozen memtables */
+    uint32_t frozen_memtables;
+    uint32_t tables[8];             /* tables per level (0..6); [7] unused */
+    uint64_t level_bytes[8];        /* bytes per level */
+    uint64_t cache_hits, cache_misses;
+    uint64_t cache_bytes, cache_capacity;
+    uint64_t index_filter_bytes;    /* resident index and filter memory */
+    uint64_t user_bytes_written;    /* keys + values accepted from callers */
+    uint64_t wal_bytes_written;
+    uint64_t flush_bytes_written;   /* tables written by memtable flushes */
+    uint64_t compact_bytes_written; /* tables written by compaction */
+    uint64_t compact_bytes_read;
+    double write_amp;               /* (wal + flush + compaction) / user bytes */
+    uint64_t disk_bytes;            /* tables + logs + manifest on disk */
+    uint64_t last_seq;
+    uint64_t flushes, compactions;
+    uint64_t stall_us;              /* time writers spent slowed or stalled */
+} moor_engine_stats_t;
+
+/* ===== API ===== */
+
+void moor_engine_opts_default(moor_engine_opts_t *o);
+
+/* Opens (creating if allowed) the database in dir, recovering from the
+ * manifest and replaying the commit log; takes an exclusive lock on
+ * dir/LOCK (MOOR_EBUSY if another process has it).  On success *out is the
+ * handle; on error *out is NULL, the diagnostic says why. */
+int moor_engine_open(const char *dir, const moor_engine_opts_t *opts, moor_engine_t **out);
+
+/* Waits for background work in progress, flushes nothing (the log has
+ * everything), syncs the log, frees e.  Returns the first background error
+ * seen, or 0.  REQUIRES: no iterator of e is alive. */
+int moor_engine_close(moor_engine_t *e);
+
+/* Blocking writes: return once the write is durable per the sync mode.
+ * MOOR_EKEYTOOBIG / MOOR_EVALTOOBIG past the limits, MOOR_EINVAL for an
+ * empty key, MOOR_EFAILED once a background error made the engine
+ * read-only. */
+int moor_engine_put(moor_engine_t *e, const void *key, size_t klen, const void *val,
+                    size_t vlen);
+int moor_engine_delete(moor_engine_t *e, const void *key, size_t klen);
+
+/* Looks key up.  0 with *val (malloc'ed, caller frees with
+ * moor_engine_free; a zero-length value is a non-NULL pointer) and *vlen;
+ * MOOR_ENOTFOUND; or an error (MOOR_ECORRUPT names the table and offset). */
+int moor_engine_get(moor_engine_t *e, const void *key, size_t klen, void **val, size_t *vlen);
+void moor_engine_free(void *p);
+
+/* Write batches: applied atomically (one log record, consecutive seqnos,
+ * all visible together).  A batch is not thread-safe. */
+moor_batch_t *moor_batch_new(void);            /* NULL on OOM */
+void moor_batch_free(moor_batch_t *b);
+void moor_batch_clear(moor_batch_t *b);
+int moor_batch_put(moor_batch_t *b, const void *key, size_t klen, const void *val,
+                   size_t vlen);               /* 0 or MOOR_ENOMEM */
+int moor_batch_delete(moor_batch_t *b, const void *key, size_t klen);
+uint32_t moor_batch_count(const moor_batch_t *b);
+
+/* Blocking batch write (see moor_engine_put).  An empty batch is a no-op. */
+int moor_engine_write(moor_engine_t *e, moor_batch_t *b);
+
+/* Non-blocking batch write: applies b (visible to readers on return) and
+ * queues it on the log; done(ud, status) runs on the log thread once it is
+ * durable.  If this returns an error, done is never called and nothing was
+ * applied.  May sleep briefly when compaction is behind (see l0_slowdown)
+ * and wait when it is far behind (l0_stop, max_frozen), bounding memory. */
+int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done,
+                            void *ud);
+
+/* Iterators see a consistent snapshot taken at creation: writes after it
+ * are invisible.  Keys [lo, hi) with lo/hi NULL for unbounded.  Not
+ * thread-safe (one thread per iterator).  NULL on OOM. */
+moor_engine_iter_t *moor_engine_iter_new(moor_engine_t *e, const void *lo, size_t lolen,
+                                         const void *hi, size_t hilen);
+void moor_engine_iter_seek(moor_engine_iter_t *it, const void *key, size_t klen);
+void moor_engine_iter_seek_first(moor_engine_iter_t *it);
+int moor_engine_iter_valid(const moor_engine_iter_t *it);
+void moor_engine_iter_next(moor_engine_iter_t *it);
+/* Borrowed until the next positioning call. */
+const void *moor_engine_iter_key(const moor_engine_iter_t *it, size_t *klen);
+const void *moor_engine_iter_value(const moor_engine_iter_t *it, size_t *vlen);
+/* 0, or the error that stopped the iteration early. */
+int moor_engine_iter_status(const moor_engine_iter_t *it);
+void moor_engine_iter_free(moor_engine_iter_t *it);
+
+/* Freezes the active memtable and waits until every frozen memtable is in
+ * a table.  0 or an error. */
+int moor_engine_flush(moor_engine_t *e);
+
+/* Flushes, then compacts every table overlapping [lo, hi] (NULL = unbounded)
+ * down to the last level, dropping overwritten versions and tombstones past
+ * their grace period.  Waits until done.  0 or an error. */
+int moor_engine_compact_range(moor_engine_t *e, const void *lo, size_t lolen, const void *hi,
+                              size_t hilen);
+
+void moor_engine_stats(moor_engine_t *e, moor_engine_stats_t *out);
+
+/* TEST: replaces the wall clock used for tombstone timestamps and grace.
+ * fn NULL restores the real clock. */
+void moor_engine_set_clock_TEST(moor_engine_t *e, uint64_t (*fn)(void));
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * err.c -- error names, messages and the per-thread diagnostics slot.
+ * The slot is thread-local, so no locking: each thread reports its own.
+ */
+#include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local moor_diag_t diag_slot;
+
+const char *moor_err_name(int code)
+{
+    switch (code) {
+#define MOOR_ERR_NAME_(name, val, msg) \
+    case (val): return #name;
+        MOOR_ERR_MAP(MOOR_ERR_NAME_)
+#undef MOOR_ERR_NAME_
+    default: return "UNKNOWN";
+    }
+}
+
+const char *moor_strerror(int code)
+{
+    switch (code) {
+#define MOOR_ERR_MSG_(name, val, msg) \
+    case (val): return msg;
+        MOOR_ERR_MAP(MOOR_ERR_MSG_)
+#undef MOOR_ERR_MSG_
+    default:
+        if (code < 0 && code > -1000)
+            return strerror(-code);
+        return "unknown error";
+    }
+}
+
+int moor_diag_set(const char *file, int line, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    diag_slot.code = code;
+    diag_slot.file = file;
+    diag_slot.line = line;
+    va_start(ap, fmt);
+    vsnprintf(diag_slot.msg, sizeof(diag_slot.msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const moor_diag_t *moor_diag_last(void) { return &diag_slot; }
+
+const char *moor_diag_msg(int code)
+{
+    if (code != 0 && diag_slot.code == code && diag_slot.msg[0])
+        return diag_slot.msg;
+    return moor_strerror(code);
+}
+
+void moor_diag_clear(void)
+{
+    diag_slot.code = 0;
+    diag_slot.file = NULL;
+    diag_slot.line = 0;
+    diag_slot.msg[0] = '\0';
+}

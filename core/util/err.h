@@ -1,0 +1,76 @@
+/*
+ * err.h -- Moor's error codes and the per-thread diagnostics slot.
+ *
+ * Every fallible function returns int: 0 on success or a negative MOOR_E*
+ * code.  Codes that have an errno twin are equal to -errno, so a failed
+ * syscall can be returned as -errno directly.  Names and messages come from
+ * the one X-macro table below (the libuv way).
+ *
+ * Details that a code alone cannot carry (which file, which offset) go into
+ * the diagnostics slot of the calling thread (the Tarantool way): the code
+ * that detects an error calls moor_diag_set(), whoever reports it reads
+ * moor_diag_last().  Library code never prints or exits.
+ */
+#ifndef MOOR_UTIL_ERR_H
+#define MOOR_UTIL_ERR_H
+
+#include <errno.h>
+
+/* X(name, value, message) */
+#define MOOR_ERR_MAP(X)                                                        \
+    X(OK, 0, "success")                                                        \
+    X(NOENT, -ENOENT, "no such file or directory")                             \
+    X(IO, -EIO, "input/output error")                                          \
+    X(NOMEM, -ENOMEM, "out of memory")                                         \
+    X(ACCES, -EACCES, "permission denied")                                     \
+    X(EXIST, -EEXIST, "already exists")                                        \
+    X(INVAL, -EINVAL, "invalid argument")                                      \
+    X(NOSPC, -ENOSPC, "no space left on device")                               \
+    X(AGAIN, -EAGAIN, "resource temporarily unavailable")                      \
+    X(BUSY, -EBUSY, "resource busy or locked")                                 \
+    X(ROFS, -EROFS, "read-only file system")                                   \
+    X(TIMEDOUT, -ETIMEDOUT, "timed out")                                       \
+    X(CORRUPT, -1001, "data corruption detected")                              \
+    X(NOTFOUND, -1002, "key not found")                                        \
+    X(KEYTOOBIG, -1003, "key too large")                                       \
+    X(VALTOOBIG, -1004, "value too large")                                     \
+    X(CLOSED, -1005, "engine is closed")                                       \
+    X(VERSION, -1006, "unsupported format version")                            \
+    X(FAILED, -1007, "background work failed; engine is read-only")
+
+enum {
+#define MOOR_ERR_ENUM_(name, val, msg) MOOR_E##name = (val),
+    MOOR_ERR_MAP(MOOR_ERR_ENUM_)
+#undef MOOR_ERR_ENUM_
+};
+
+/* Diagnostics: the last error detail set by this thread. */
+typedef struct moor_diag {
+    int code;          /* MOOR_E* of the last moor_diag_set(), 0 if none */
+    const char *file;  /* source file that set it (static string) */
+    int line;          /* source line that set it */
+    char msg[512];     /* human message, NUL-terminated, maybe truncated */
+} moor_diag_t;
+
+/* ===== API ===== */
+
+/* Name ("CORRUPT") and message of a code.  Unknown codes get "UNKNOWN" and
+ * a generic message, or strerror() text for any other -errno.  Never NULL. */
+const char *moor_err_name(int code);
+const char *moor_strerror(int code);
+
+/* Records code and a printf-style message in this thread's slot and returns
+ * code, so that callers can write `return moor_diag(MOOR_ECORRUPT, ...)`. */
+int moor_diag_set(const char *file, int line, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define moor_diag(code, ...) moor_diag_set(__FILE__, __LINE__, (code), __VA_ARGS__)
+
+/* The calling thread's slot; valid until the thread exits.  Never NULL. */
+const moor_diag_t *moor_diag_last(void);
+
+/* Message of the last diagnostic if it matches code, else moor_strerror(code). */
+const char *moor_diag_msg(int code);
+
+void moor_diag_clear(void);
+
+#endif

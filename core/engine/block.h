@@ -47,7 +47,7 @@ static inline int moor_block_builder_empty(const moor_block_builder_t *b)
     return b->entries == 0;
 }
 
-/* Appends the restart array; *data/*len borrowed until reset/free.
+/* Appends the restart array; *data, *len borrowed until reset/free.
  * 0 or MOOR_ENOMEM. */
 int moor_block_builder_finish(moor_block_builder_t *b, const char **data, size_t *len);
 

@@ -47,7 +47,9 @@ moor_cache_handle_t *moor_cache_insert(moor_cache_t *c, uint64_t file, uint64_t 
 void *moor_cache_value(const moor_cache_handle_t *h);
 void moor_cache_release(moor_cache_t *c, moor_cache_handle_t *h);
 
-/* Drops every unpinned entry of a file (its table was deleted). */
+/* Drops every unpinned entry of a file (its table was deleted).  Pinned
+ * entries of the file leave the cache too (later lookups miss) and are freed
+ * at their last release. */
 void moor_cache_erase_file(moor_cache_t *c, uint64_t file);
 
 void moor_cache_stats(moor_cache_t *c, moor_cache_stats_t *out);

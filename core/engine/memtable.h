@@ -36,7 +36,7 @@ int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *ke
                       size_t klen, const char *val, size_t vlen);
 
 /* Newest version of key with seqno <= snap_seq.  Returns 1 when found, with
- * *type (MOOR_VT_PUT or MOOR_VT_DEL) and *val/*vlen borrowed for as long as
+ * *type (MOOR_VT_PUT or MOOR_VT_DEL) and *val, *vlen borrowed for as long as
  * the caller holds a reference; 0 when the memtable has no such version.
  * Can't fail. */
 int moor_memtable_get(moor_memtable_t *m, const char *key, size_t klen, uint64_t snap_seq,

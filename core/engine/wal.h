@@ -58,7 +58,8 @@ void moor_wal_segment_path(char *out, size_t size, const char *dir, uint64_t n);
 
 /* Creates segment `number` in dir (fails with MOOR_EEXIST if present),
  * writes and syncs its header, fsyncs dir, and starts the writer thread.
- * 0 or a negative code, with a diagnostic. */
+ * opts may be NULL (MOOR_SYNC_ALWAYS).  0 or a negative code, with a
+ * diagnostic. */
 int moor_wal_open(const char *dir, uint64_t number, const moor_wal_opts_t *opts,
                   moor_wal_t **out);
 
@@ -86,16 +87,23 @@ int moor_wal_close(moor_wal_t *w);
 /* Bytes written to the current segment (for stats). */
 uint64_t moor_wal_bytes(moor_wal_t *w);
 
+/* fdatasync calls the writer has made to make records durable (not those
+ * of new segment headers); for stats, and for tests of group commit. */
+uint64_t moor_wal_sync_count(moor_wal_t *w);
+
 /* Replays the segment at path: fn for each good record in order.  Stops at
  * the first bad record (see wal_format.h) and logs what it dropped; with
  * truncate != 0 it also truncates the file there and fsyncs it.  A missing
  * or short header counts as a torn segment (everything dropped).  Returns
- * 0, fn's nonzero return value (stops at once), or -errno for I/O. */
+ * 0, fn's nonzero return value (stops at once; st->dropped_bytes is then 0
+ * as the rest was not examined), MOOR_EVERSION for a whole header of
+ * another version (nothing is dropped or truncated), or -errno for I/O. */
 int moor_wal_replay(const char *path, int truncate, moor_wal_replay_fn fn, void *ud,
                     moor_wal_replay_stats_t *st);
 
 /* The in-memory core of replay, for the fuzzer: decodes a whole segment
- * image.  Returns 0 or fn's nonzero value.  Never reads outside buf. */
+ * image.  Returns 0, fn's nonzero value or MOOR_EVERSION.  Never reads
+ * outside buf.  fn and st may be NULL. */
 int moor_wal_decode(const char *buf, size_t len, moor_wal_replay_fn fn, void *ud,
                     moor_wal_replay_stats_t *st);
 

@@ -6,7 +6,9 @@
 #ifndef MOOR_TESTUTIL_H
 #define MOOR_TESTUTIL_H
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>

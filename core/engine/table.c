@@ -1,0 +1,955 @@
+/*
+ * table.c -- SSTable builder and reader (byte layout in table_format.h).
+ *
+ * Builder: entries go into a data block until its uncompressed size reaches
+ * block_size; the block is then compressed (zstd, kept only if it saves at
+ * least 1/8), written with its trailer, and its last key and handle go into
+ * the index block.  User-key hashes are collected for the Bloom filter,
+ * once per distinct user key (versions of one key are adjacent).  finish()
+ * writes the filter, the index and the footer.  Writes use pwrite loops, so
+ * short writes and EINTR are handled; a write error is sticky.
+ *
+ * Reader: open() trusts nothing: footer magic, checksum and version, then
+ * every handle (filter, index, and each data block listed in the index) must
+ * lie inside the file, and the filter and index blocks must pass their
+ * checksums.  Those two stay resident.  Data blocks are read through the
+ * block cache keyed by (file number, offset); a miss reads, checks the CRC,
+ * decompresses (raw length bounded by MAX_RAW_BLOCK and matched exactly),
+ * checks the restart array and only then inserts.  Any failure is
+ * MOOR_ECORRUPT naming the file and offset: a corrupt table yields errors,
+ * never wrong data or an out-of-bounds read.
+ *
+ * Threads: a builder belongs to one thread.  A reader is immutable after
+ * open (pread on a shared fd, the Bloom skip counter is atomic), so any
+ * number of threads may get and iterate at once; each iterator belongs to
+ * one thread.
+ */
+#include "table.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "block.h"
+#include "bloom.h"
+#include "ikey.h"
+#include "table_format.h"
+#include "util/crc32c.h"
+#include "util/err.h"
+
+#define MAX_RAW_BLOCK (64u << 20) /* largest decompressed block we accept */
+#define BLOCK_CHARGE_OVERHEAD 64  /* cache bookkeeping per block, roughly */
+#define DEFAULT_BLOCK_SIZE 4096
+#define DCTX_POOL 8 /* idle zstd decompression contexts kept */
+
+/* Internal-key order that stays in bounds on keys shorter than a trailer,
+ * which only a corrupt block can hold (the iterators then report it). */
+static int table_key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen < MOOR_IKEY_TRAILER || blen < MOOR_IKEY_TRAILER)
+        return moor_ukey_cmp(a, alen, b, blen);
+    return moor_ikey_cmp(a, alen, b, blen);
+}
+
+static uint32_t block_crc(const char *data, size_t len, uint8_t comp)
+{
+    uint32_t crc = moor_crc32c(data, len);
+
+    return moor_crc32c_mask(moor_crc32c_extend(crc, &comp, 1));
+}
+
+/* ======================================================================
+ * Builder
+ * ====================================================================== */
+
+struct moor_table_builder {
+    int fd;                 /* borrowed */
+    moor_table_opts_t opts; /* block_size >= 1 */
+    uint64_t offset;        /* bytes written so far */
+    uint64_t entries;
+    int status;                /* first write/OOM error; sticky */
+    moor_block_builder_t data; /* pending data block */
+    moor_block_builder_t index;
+    moor_buf_t last_key; /* last ikey added (empty before the first) */
+    moor_buf_t out;      /* scratch: the stored block + trailer */
+    ZSTD_CCtx *zc;       /* NULL when compression is off */
+    uint64_t *hashes;    /* Bloom hashes, one per distinct user key */
+    size_t nhashes, hcap;
+};
+
+moor_table_builder_t *moor_table_builder_new(int fd, const moor_table_opts_t *opts)
+{
+    moor_table_builder_t *b = calloc(1, sizeof(*b));
+
+    if (!b)
+        return NULL;
+    b->fd = fd;
+    b->opts = *opts;
+    if (b->opts.block_size == 0)
+        b->opts.block_size = DEFAULT_BLOCK_SIZE;
+    if (b->opts.compression_level > 0) {
+        b->zc = ZSTD_createCCtx();
+        if (!b->zc) {
+            free(b);
+            return NULL;
+        }
+    }
+    moor_block_builder_init(&b->data, MOOR_BLOCK_RESTART);
+    moor_block_builder_init(&b->index, 1); /* each index key stands alone */
+    moor_buf_init(&b->last_key);
+    moor_buf_init(&b->out);
+    return b;
+}
+
+void moor_table_builder_abandon(moor_table_builder_t *b)
+{
+    if (!b)
+        return;
+    moor_block_builder_free(&b->data);
+    moor_block_builder_free(&b->index);
+    moor_buf_free(&b->last_key);
+    moor_buf_free(&b->out);
+    ZSTD_freeCCtx(b->zc);
+    free(b->hashes);
+    free(b);
+}
+
+static int builder_write(moor_table_builder_t *b, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = pwrite(b->fd, p, n, (off_t)b->offset);
+
+        if (w < 0) {
+            int e = errno;
+
+            if (e == EINTR)
+                continue;
+            return moor_diag(-e, "table write at offset %llu: %s", (unsigned long long)b->offset,
+                             strerror(e));
+        }
+        if (w == 0)
+            return moor_diag(MOOR_EIO, "table write at offset %llu wrote nothing",
+                             (unsigned long long)b->offset);
+        p += w;
+        n -= (size_t)w;
+        b->offset += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Fills b->out with the stored form of raw: zstd (varint raw_len | frame)
+ * when that saves at least 1/8, else raw.  Returns the compression byte or
+ * a negative code. */
+static int builder_encode(moor_table_builder_t *b, const char *raw, size_t len, int compress)
+{
+    moor_buf_reset(&b->out);
+    if (compress && b->zc) {
+        size_t bound = ZSTD_compressBound(len), hl, z;
+
+        if (moor_buf_reserve(&b->out, bound + 10 + MOOR_BLOCK_TRAILER))
+            return MOOR_ENOMEM;
+        hl = moor_enc_varint(b->out.data, len);
+        z = ZSTD_compressCCtx(b->zc, b->out.data + hl, bound, raw, len, b->opts.compression_level);
+        if (!ZSTD_isError(z) && hl + z <= len - len / 8) {
+            b->out.len = hl + z;
+            return MOOR_BLOCK_ZSTD;
+        }
+    }
+    if (moor_buf_append(&b->out, raw, len))
+        return MOOR_ENOMEM;
+    return MOOR_BLOCK_RAW;
+}
+
+/* Writes raw as one block with its trailer; *off, *size get its handle. */
+static int builder_write_block(moor_table_builder_t *b, const char *raw, size_t len, int compress,
+                               uint64_t *off, uint64_t *size)
+{
+    char trailer[MOOR_BLOCK_TRAILER];
+    int comp = builder_encode(b, raw, len, compress), rc;
+
+    if (comp < 0)
+        return moor_diag(comp, "table builder: out of memory encoding a block");
+    trailer[0] = (char)comp;
+    moor_enc_fixed32(trailer + 1, block_crc(b->out.data, b->out.len, (uint8_t)comp));
+    if (moor_buf_append(&b->out, trailer, sizeof(trailer)))
+        return moor_diag(MOOR_ENOMEM, "table builder: out of memory encoding a block");
+    *off = b->offset;
+    *size = b->out.len - MOOR_BLOCK_TRAILER;
+    rc = builder_write(b, b->out.data, b->out.len);
+    return rc;
+}
+
+/* Writes the pending data block and indexes it under its last key. */
+static int builder_flush(moor_table_builder_t *b)
+{
+    const char *raw;
+    size_t len;
+    uint64_t off, size;
+    char handle[20];
+    size_t hl;
+    int rc;
+
+    if (moor_block_builder_empty(&b->data))
+        return 0;
+    if (moor_block_builder_finish(&b->data, &raw, &len))
+        return moor_diag(MOOR_ENOMEM, "table builder: out of memory finishing a block");
+    rc = builder_write_block(b, raw, len, 1, &off, &size);
+    if (rc)
+        return rc;
+    hl = moor_enc_varint(handle, off);
+    hl += moor_enc_varint(handle + hl, size);
+    if (moor_block_builder_add(&b->index, b->last_key.data, b->last_key.len, handle, hl))
+        return moor_diag(MOOR_ENOMEM, "table builder: out of memory indexing a block");
+    moor_block_builder_reset(&b->data);
+    return 0;
+}
+
+static int builder_add_hash(moor_table_builder_t *b, const char *ukey, size_t ulen)
+{
+    if (b->nhashes == b->hcap) {
+        size_t cap = b->hcap ? b->hcap * 2 : 1024;
+        uint64_t *h = realloc(b->hashes, cap * sizeof(*h));
+
+        if (!h)
+            return MOOR_ENOMEM;
+        b->hashes = h;
+        b->hcap = cap;
+    }
+    b->hashes[b->nhashes++] = moor_bloom_hash(ukey, ulen);
+    return 0;
+}
+
+/* Records the Bloom hash of ikey's user key unless the previous entry
+ * had the same user key. */
+static int builder_note_key(moor_table_builder_t *b, const char *ikey, size_t iklen)
+{
+    size_t ulen = moor_ikey_ulen(iklen);
+
+    if (b->opts.bloom_bits == 0)
+        return 0;
+    if (b->entries > 0 &&
+        moor_ukey_cmp(b->last_key.data, moor_ikey_ulen(b->last_key.len), ikey, ulen) == 0)
+        return 0;
+    return builder_add_hash(b, ikey, ulen);
+}
+
+int moor_table_builder_add(moor_table_builder_t *b, const char *ikey, size_t iklen, const char *val,
+                           size_t vlen)
+{
+    int rc;
+
+    if (b->status)
+        return b->status;
+    if (iklen < MOOR_IKEY_TRAILER)
+        return moor_diag(MOOR_EINVAL, "table builder: internal key of %zu bytes", iklen);
+    if (b->entries > 0 && moor_ikey_cmp(b->last_key.data, b->last_key.len, ikey, iklen) >= 0)
+        return moor_diag(MOOR_EINVAL, "table builder: keys out of order");
+    if ((rc = builder_note_key(b, ikey, iklen)) ||
+        (rc = moor_block_builder_add(&b->data, ikey, iklen, val, vlen))) {
+        b->status = moor_diag(rc, "table builder: out of memory adding an entry");
+        return rc;
+    }
+    moor_buf_reset(&b->last_key);
+    if (moor_buf_append(&b->last_key, ikey, iklen)) {
+        b->status = moor_diag(MOOR_ENOMEM, "table builder: out of memory adding an entry");
+        return b->status;
+    }
+    b->entries++;
+    if (moor_block_builder_size(&b->data) >= b->opts.block_size)
+        b->status = builder_flush(b);
+    return b->status;
+}
+
+uint64_t moor_table_builder_size(const moor_table_builder_t *b)
+{
+    return b->offset + (moor_block_builder_empty(&b->data) ? 0 : moor_block_builder_size(&b->data));
+}
+
+uint64_t moor_table_builder_entries(const moor_table_builder_t *b)
+{
+    return b->entries;
+}
+
+static int builder_write_filter(moor_table_builder_t *b, uint64_t *off, uint64_t *size)
+{
+    moor_buf_t f = MOOR_BUF_INIT;
+    int rc;
+
+    if (b->opts.bloom_bits > 0 && moor_bloom_build(b->hashes, b->nhashes, b->opts.bloom_bits, &f)) {
+        moor_buf_free(&f);
+        return moor_diag(MOOR_ENOMEM, "table builder: out of memory building the filter");
+    }
+    rc = builder_write_block(b, f.data ? f.data : "", f.len, 0, off, size);
+    moor_buf_free(&f);
+    return rc;
+}
+
+static int builder_write_footer(moor_table_builder_t *b, uint64_t foff, uint64_t fsize,
+                                uint64_t ioff, uint64_t isize)
+{
+    char ft[MOOR_TABLE_FOOTER];
+
+    moor_enc_fixed64(ft, foff);
+    moor_enc_fixed64(ft + 8, fsize);
+    moor_enc_fixed64(ft + 16, ioff);
+    moor_enc_fixed64(ft + 24, isize);
+    moor_enc_fixed64(ft + 32, b->entries);
+    moor_enc_fixed32(ft + 40, MOOR_TABLE_VERSION);
+    moor_enc_fixed32(ft + 44, moor_crc32c_mask(moor_crc32c(ft, 44)));
+    moor_enc_fixed64(ft + 48, MOOR_TABLE_MAGIC);
+    return builder_write(b, ft, sizeof(ft));
+}
+
+int moor_table_builder_finish(moor_table_builder_t *b, uint64_t *file_size)
+{
+    uint64_t foff, fsize, ioff, isize;
+    const char *raw;
+    size_t len;
+    int rc = b->status;
+
+    if (rc || (rc = builder_flush(b)) || (rc = builder_write_filter(b, &foff, &fsize)))
+        goto out;
+    if (moor_block_builder_finish(&b->index, &raw, &len)) {
+        rc = moor_diag(MOOR_ENOMEM, "table builder: out of memory finishing the index");
+        goto out;
+    }
+    if ((rc = builder_write_block(b, raw, len, 0, &ioff, &isize)) ||
+        (rc = builder_write_footer(b, foff, fsize, ioff, isize)))
+        goto out;
+    if (file_size)
+        *file_size = b->offset;
+out:
+    moor_table_builder_abandon(b);
+    return rc;
+}
+
+/* ======================================================================
+ * Reader
+ * ====================================================================== */
+
+struct moor_table {
+    char *path; /* for diagnostics */
+    int fd;
+    uint64_t file_number; /* cache key */
+    moor_cache_t *cache;  /* borrowed; NULL = no caching */
+    uint64_t file_size;
+    uint64_t entries;
+    uint64_t data_end;  /* data blocks lie in [0, data_end) */
+    uint64_t index_off; /* for diagnostics */
+    char *filter;       /* resident filter block; filter_len 0 = no filter */
+    size_t filter_len;
+    char *index; /* resident index block */
+    size_t index_len;
+    uint64_t bloom_skips; /* atomic */
+};
+
+/* A decompressed, verified data block: the cache value (or, without a
+ * cache, owned by whoever read it). */
+typedef struct table_block {
+    moor_cache_t *cache; /* the cache holding it; NULL if uncached */
+    size_t len;
+    char data[];
+} table_block_t;
+
+static int table_corrupt(const moor_table_t *t, uint64_t off, const char *what)
+{
+    return moor_diag(MOOR_ECORRUPT, "%s in %s at offset %llu", what, t->path,
+                     (unsigned long long)off);
+}
+
+static int table_pread(const moor_table_t *t, char *p, size_t n, uint64_t off)
+{
+    uint64_t at = off;
+
+    while (n > 0) {
+        ssize_t r = pread(t->fd, p, n, (off_t)at);
+
+        if (r < 0) {
+            int e = errno;
+
+            if (e == EINTR)
+                continue;
+            return moor_diag(-e, "read %s at offset %llu: %s", t->path, (unsigned long long)at,
+                             strerror(e));
+        }
+        if (r == 0)
+            return table_corrupt(t, off, "short read");
+        p += r;
+        n -= (size_t)r;
+        at += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* 1 if [off, off + size + trailer) lies inside [0, limit). */
+static int handle_fits(uint64_t off, uint64_t size, uint64_t limit)
+{
+    return off <= limit && size <= limit - off && MOOR_BLOCK_TRAILER <= limit - off - size;
+}
+
+/* Reads the stored block at off (size without trailer) and checks its CRC.
+ * *out is malloc'ed: head bytes for the caller, then the block and its
+ * trailer.  *comp gets the compression byte.  The handle was validated
+ * against the file size, so size is bounded by it. */
+static int table_read_stored(const moor_table_t *t, uint64_t off, uint64_t size, size_t head,
+                             char **out, uint8_t *comp)
+{
+    char *mem = malloc(head + (size_t)size + MOOR_BLOCK_TRAILER), *buf = mem + head;
+    int rc;
+
+    if (!mem)
+        return moor_diag(MOOR_ENOMEM, "%s: out of memory reading block at offset %llu", t->path,
+                         (unsigned long long)off);
+    rc = table_pread(t, buf, (size_t)size + MOOR_BLOCK_TRAILER, off);
+    if (rc)
+        goto fail;
+    *comp = (uint8_t)buf[size];
+    if (moor_dec_fixed32(buf + size + 1) != block_crc(buf, (size_t)size, *comp)) {
+        rc = table_corrupt(t, off, "block checksum mismatch");
+        goto fail;
+    }
+    *out = mem;
+    return 0;
+
+fail:
+    free(mem);
+    return rc;
+}
+
+/* Decompression contexts are reused: ZSTD_decompress() would build (and,
+ * being large, mmap) a fresh one for every block read.  The pool is global
+ * because readers are shared between threads; the lock covers only the
+ * pointer moves. */
+static pthread_mutex_t dctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static ZSTD_DCtx *dctx_pool[DCTX_POOL];
+static int dctx_idle;
+
+static ZSTD_DCtx *dctx_get(void)
+{
+    ZSTD_DCtx *d = NULL;
+
+    pthread_mutex_lock(&dctx_lock);
+    if (dctx_idle > 0)
+        d = dctx_pool[--dctx_idle];
+    pthread_mutex_unlock(&dctx_lock);
+    return d ? d : ZSTD_createDCtx();
+}
+
+static void dctx_put(ZSTD_DCtx *d)
+{
+    pthread_mutex_lock(&dctx_lock);
+    if (dctx_idle < DCTX_POOL) {
+        dctx_pool[dctx_idle++] = d;
+        d = NULL;
+    }
+    pthread_mutex_unlock(&dctx_lock);
+    ZSTD_freeDCtx(d);
+}
+
+/* Turns the stored bytes of a zstd block into a table_block_t. */
+static int table_unzstd(const moor_table_t *t, uint64_t off, const char *s, size_t slen,
+                        table_block_t **out)
+{
+    const char *p = s, *end = s + slen;
+    uint64_t raw_len;
+    table_block_t *blk = NULL;
+    ZSTD_DCtx *dctx;
+    size_t z;
+
+    if (moor_get_varint(&p, end, &raw_len) || raw_len > MAX_RAW_BLOCK)
+        return table_corrupt(t, off, "bad compressed block length");
+    blk = malloc(sizeof(*blk) + (size_t)raw_len);
+    dctx = dctx_get();
+    if (!blk || !dctx) {
+        free(blk);
+        ZSTD_freeDCtx(dctx);
+        return moor_diag(MOOR_ENOMEM, "%s: out of memory decompressing block at offset %llu",
+                         t->path, (unsigned long long)off);
+    }
+    z = ZSTD_decompressDCtx(dctx, blk->data, (size_t)raw_len, p, (size_t)(end - p));
+    dctx_put(dctx);
+    if (ZSTD_isError(z) || z != raw_len) {
+        free(blk);
+        return table_corrupt(t, off, "bad compressed block");
+    }
+    blk->len = (size_t)raw_len;
+    *out = blk;
+    return 0;
+}
+
+/* Reads, verifies and decodes the data block at (off, size). */
+static int table_load_block(const moor_table_t *t, uint64_t off, uint64_t size, table_block_t **out)
+{
+    table_block_t *blk = NULL;
+    moor_iiter_t *probe;
+    uint8_t comp;
+    char *mem;
+    int rc = table_read_stored(t, off, size, offsetof(table_block_t, data), &mem, &comp);
+
+    if (rc)
+        return rc;
+    if (comp == MOOR_BLOCK_RAW) { /* the stored bytes are the block */
+        blk = (table_block_t *)mem;
+        blk->len = (size_t)size;
+        mem = NULL;
+    } else if (comp == MOOR_BLOCK_ZSTD) {
+        rc = table_unzstd(t, off, mem + offsetof(table_block_t, data), (size_t)size, &blk);
+    } else {
+        rc = table_corrupt(t, off, "unknown block compression");
+    }
+    free(mem);
+    if (rc)
+        return rc;
+    if (!(probe = moor_block_iter(blk->data, blk->len, table_key_cmp, NULL, NULL))) {
+        free(blk);
+        return moor_diag(MOOR_ENOMEM, "%s: out of memory", t->path);
+    }
+    rc = probe->status;
+    moor_iiter_destroy(probe);
+    if (rc) {
+        free(blk);
+        return table_corrupt(t, off, "malformed data block");
+    }
+    blk->cache = NULL;
+    *out = blk;
+    return 0;
+}
+
+static void table_block_unpin(void *arg)
+{
+    moor_cache_handle_t *h = arg;
+    table_block_t *blk = moor_cache_value(h);
+
+    moor_cache_release(blk->cache, h);
+}
+
+/* An iterator over the data block at (off, size), from the cache when
+ * there is one.  The iterator pins (or owns) the block until destroyed. */
+static int table_block_iter(const moor_table_t *t, uint64_t off, uint64_t size, moor_iiter_t **out)
+{
+    moor_cache_handle_t *h = NULL;
+    table_block_t *blk = NULL;
+    moor_iiter_t *it;
+    int rc;
+
+    if (t->cache && (h = moor_cache_lookup(t->cache, t->file_number, off))) {
+        blk = moor_cache_value(h);
+    } else {
+        if ((rc = table_load_block(t, off, size, &blk)))
+            return rc;
+        if (t->cache) {
+            blk->cache = t->cache;
+            h = moor_cache_insert(t->cache, t->file_number, off, blk,
+                                  blk->len + sizeof(*blk) + BLOCK_CHARGE_OVERHEAD, free);
+            if (!h)
+                return moor_diag(MOOR_ENOMEM, "%s: out of memory caching a block", t->path);
+        }
+    }
+    if (h)
+        it = moor_block_iter(blk->data, blk->len, table_key_cmp, table_block_unpin, h);
+    else
+        it = moor_block_iter(blk->data, blk->len, table_key_cmp, free, blk);
+    if (!it) {
+        if (h)
+            moor_cache_release(t->cache, h);
+        else
+            free(blk);
+        return moor_diag(MOOR_ENOMEM, "%s: out of memory", t->path);
+    }
+    *out = it;
+    return 0;
+}
+
+/* Decodes an index value into a data block handle inside the data region. */
+static int table_decode_handle(const moor_table_t *t, const char *v, size_t vlen, uint64_t *off,
+                               uint64_t *size)
+{
+    const char *p = v, *end = v + vlen;
+
+    if (moor_get_varint(&p, end, off) || moor_get_varint(&p, end, size) || p != end ||
+        !handle_fits(*off, *size, t->data_end))
+        return table_corrupt(t, t->index_off, "bad block handle in index");
+    return 0;
+}
+
+/* ---- open / close ---------------------------------------------------- */
+
+typedef struct table_footer {
+    uint64_t filter_off, filter_size, index_off, index_size, entries;
+} table_footer_t;
+
+static int table_read_footer(moor_table_t *t, table_footer_t *f)
+{
+    char ft[MOOR_TABLE_FOOTER];
+    uint64_t foot_off;
+    int rc;
+
+    if (t->file_size < MOOR_TABLE_FOOTER)
+        return table_corrupt(t, 0, "file too short for a table footer");
+    foot_off = t->file_size - MOOR_TABLE_FOOTER;
+    if ((rc = table_pread(t, ft, sizeof(ft), foot_off)))
+        return rc;
+    if (moor_dec_fixed64(ft + 48) != MOOR_TABLE_MAGIC)
+        return table_corrupt(t, foot_off, "bad table magic");
+    if (moor_dec_fixed32(ft + 44) != moor_crc32c_mask(moor_crc32c(ft, 44)))
+        return table_corrupt(t, foot_off, "footer checksum mismatch");
+    if (moor_dec_fixed32(ft + 40) != MOOR_TABLE_VERSION)
+        return moor_diag(MOOR_EVERSION, "%s: table format version %u, expected %u", t->path,
+                         moor_dec_fixed32(ft + 40), MOOR_TABLE_VERSION);
+    f->filter_off = moor_dec_fixed64(ft);
+    f->filter_size = moor_dec_fixed64(ft + 8);
+    f->index_off = moor_dec_fixed64(ft + 16);
+    f->index_size = moor_dec_fixed64(ft + 24);
+    f->entries = moor_dec_fixed64(ft + 32);
+    /* filter, then index, then footer, without overlap */
+    if (!handle_fits(f->index_off, f->index_size, foot_off) ||
+        !handle_fits(f->filter_off, f->filter_size, f->index_off))
+        return table_corrupt(t, foot_off, "footer handle outside the file");
+    return 0;
+}
+
+/* Reads an uncompressed meta block (filter or index) into *out. */
+static int table_read_meta(moor_table_t *t, uint64_t off, uint64_t size, char **out)
+{
+    uint8_t comp;
+    int rc = table_read_stored(t, off, size, 0, out, &comp);
+
+    if (rc)
+        return rc;
+    if (comp != MOOR_BLOCK_RAW) {
+        free(*out);
+        *out = NULL;
+        return table_corrupt(t, off, "compressed meta block");
+    }
+    return 0;
+}
+
+/* Walks the index once: every key is an internal key in strictly
+ * increasing order and every handle lies in the data region. */
+static int table_check_index(moor_table_t *t)
+{
+    moor_iiter_t *it = moor_block_iter(t->index, t->index_len, table_key_cmp, NULL, NULL);
+    moor_buf_t prev = MOOR_BUF_INIT;
+    uint64_t off, size;
+    int rc = 0;
+
+    if (!it)
+        return moor_diag(MOOR_ENOMEM, "%s: out of memory", t->path);
+    for (it->seek_first(it); it->valid && !rc; it->next(it)) {
+        if (it->klen < MOOR_IKEY_TRAILER ||
+            (prev.len && table_key_cmp(prev.data, prev.len, it->key, it->klen) >= 0)) {
+            rc = table_corrupt(t, t->index_off, "bad key in index block");
+            break;
+        }
+        if ((rc = table_decode_handle(t, it->val, it->vlen, &off, &size)))
+            break;
+        moor_buf_reset(&prev);
+        if (moor_buf_append(&prev, it->key, it->klen))
+            rc = moor_diag(MOOR_ENOMEM, "%s: out of memory", t->path);
+    }
+    if (!rc && it->status)
+        rc = table_corrupt(t, t->index_off, "malformed index block");
+    moor_buf_free(&prev);
+    moor_iiter_destroy(it);
+    return rc;
+}
+
+void moor_table_close(moor_table_t *t)
+{
+    if (!t)
+        return;
+    if (t->fd >= 0)
+        close(t->fd);
+    free(t->filter);
+    free(t->index);
+    free(t->path);
+    free(t);
+}
+
+static int table_open_fd(moor_table_t *t, const char *path)
+{
+    struct stat st;
+
+    int e;
+
+    t->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (t->fd < 0) {
+        e = errno;
+        return moor_diag(-e, "open table %s: %s", path, strerror(e));
+    }
+    if (fstat(t->fd, &st) < 0) {
+        e = errno;
+        return moor_diag(-e, "stat table %s: %s", path, strerror(e));
+    }
+    t->file_size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int moor_table_open(const char *path, uint64_t file_number, moor_cache_t *cache, moor_table_t **out)
+{
+    moor_table_t *t = calloc(1, sizeof(*t));
+    table_footer_t f = {0};
+    int rc;
+
+    *out = NULL;
+    if (!t || !(t->path = strdup(path))) {
+        free(t);
+        return moor_diag(MOOR_ENOMEM, "open table %s: out of memory", path);
+    }
+    t->fd = -1;
+    t->file_number = file_number;
+    t->cache = cache;
+    if ((rc = table_open_fd(t, path)) || (rc = table_read_footer(t, &f)))
+        goto fail;
+    t->entries = f.entries;
+    t->data_end = f.filter_off;
+    t->index_off = f.index_off;
+    if ((rc = table_read_meta(t, f.filter_off, f.filter_size, &t->filter)) ||
+        (rc = table_read_meta(t, f.index_off, f.index_size, &t->index)))
+        goto fail;
+    t->filter_len = (size_t)f.filter_size;
+    t->index_len = (size_t)f.index_size;
+    if ((rc = table_check_index(t)))
+        goto fail;
+    *out = t;
+    return 0;
+
+fail:
+    moor_table_close(t);
+    return rc;
+}
+
+size_t moor_table_mem(const moor_table_t *t)
+{
+    return sizeof(*t) + strlen(t->path) + 1 + t->filter_len + t->index_len;
+}
+
+uint64_t moor_table_entries(const moor_table_t *t)
+{
+    return t->entries;
+}
+uint64_t moor_table_file_size(const moor_table_t *t)
+{
+    return t->file_size;
+}
+
+uint64_t moor_table_bloom_skips(const moor_table_t *t)
+{
+    return __atomic_load_n(&t->bloom_skips, __ATOMIC_RELAXED);
+}
+
+/* ---- point lookup ---------------------------------------------------- */
+
+/* 1 if the filter rules the user key of ikey out (and counts it). */
+static int table_filter_skips(moor_table_t *t, const char *ikey, size_t iklen)
+{
+    if (t->filter_len == 0 || moor_bloom_may_contain(t->filter, t->filter_len,
+                                                     moor_bloom_hash(ikey, moor_ikey_ulen(iklen))))
+        return 0;
+    __atomic_fetch_add(&t->bloom_skips, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* The data block iterator positioned at the first entry >= ikey, or NULL
+ * with *rc 0 when the table has none. */
+static moor_iiter_t *table_seek_block(moor_table_t *t, const char *ikey, size_t iklen, int *rc)
+{
+    moor_iiter_t *idx = moor_block_iter(t->index, t->index_len, table_key_cmp, NULL, NULL);
+    moor_iiter_t *data = NULL;
+    uint64_t off, size;
+
+    *rc = 0;
+    if (!idx) {
+        *rc = moor_diag(MOOR_ENOMEM, "%s: out of memory", t->path);
+        return NULL;
+    }
+    idx->seek(idx, ikey, iklen);
+    if (idx->valid && !(*rc = table_decode_handle(t, idx->val, idx->vlen, &off, &size)) &&
+        !(*rc = table_block_iter(t, off, size, &data))) {
+        data->seek(data, ikey, iklen);
+        if (data->status)
+            *rc = table_corrupt(t, off, "malformed data block");
+        else if (data->valid && data->klen < MOOR_IKEY_TRAILER)
+            *rc = table_corrupt(t, off, "short key in data block");
+    } else if (!idx->valid && idx->status) {
+        *rc = table_corrupt(t, t->index_off, "malformed index block");
+    }
+    moor_iiter_destroy(idx);
+    if (*rc || (data && !data->valid)) {
+        moor_iiter_destroy(data);
+        return NULL;
+    }
+    return data;
+}
+
+int moor_table_get(moor_table_t *t, const char *ikey, size_t iklen, moor_buf_t *val, int *type)
+{
+    moor_iiter_t *data;
+    int rc, found = 0;
+
+    if (iklen < MOOR_IKEY_TRAILER)
+        return moor_diag(MOOR_EINVAL, "table get: internal key of %zu bytes", iklen);
+    if (table_filter_skips(t, ikey, iklen))
+        return 0;
+    if (!(data = table_seek_block(t, ikey, iklen, &rc)))
+        return rc;
+    if (moor_ukey_cmp(data->key, moor_ikey_ulen(data->klen), ikey, moor_ikey_ulen(iklen)) == 0) {
+        moor_buf_reset(val);
+        if (moor_buf_append(val, data->val, data->vlen)) {
+            rc = moor_diag(MOOR_ENOMEM, "table get: out of memory copying a value");
+        } else {
+            *type = moor_ikey_type(data->key, data->klen);
+            found = 1;
+        }
+    }
+    moor_iiter_destroy(data);
+    return rc ? rc : found;
+}
+
+/* ---- two-level iterator --------------------------------------------- */
+
+typedef struct table_iter {
+    moor_iiter_t base;
+    moor_table_t *t;
+    moor_iiter_t *index; /* over t->index */
+    moor_iiter_t *data;  /* current data block, NULL before/after */
+    uint64_t data_off;   /* offset of the current data block */
+} table_iter_t;
+
+/* Ends the iteration: past the end when rc is 0, else stopped by rc. */
+static void titer_fail(table_iter_t *ti, int rc)
+{
+    ti->base.valid = 0;
+    ti->base.status = rc;
+    moor_iiter_destroy(ti->data);
+    ti->data = NULL;
+}
+
+/* Replaces the data iterator with one over the block the index is on. */
+static int titer_load(table_iter_t *ti)
+{
+    uint64_t off, size;
+    int rc;
+
+    moor_iiter_destroy(ti->data);
+    ti->data = NULL;
+    if ((rc = table_decode_handle(ti->t, ti->index->val, ti->index->vlen, &off, &size)) ||
+        (rc = table_block_iter(ti->t, off, size, &ti->data)))
+        return rc;
+    ti->data_off = off;
+    return 0;
+}
+
+/* Moves past exhausted data blocks, then publishes the current entry. */
+static void titer_settle(table_iter_t *ti)
+{
+    moor_iiter_t *d;
+    int rc;
+
+    while (!ti->data || !ti->data->valid) {
+        if (ti->data && ti->data->status) {
+            titer_fail(ti, table_corrupt(ti->t, ti->data_off, "malformed data block"));
+            return;
+        }
+        if (ti->data)
+            ti->index->next(ti->index);
+        if (!ti->index->valid) {
+            rc = ti->index->status ? table_corrupt(ti->t, ti->t->index_off, "malformed index block")
+                                   : 0;
+            titer_fail(ti, rc);
+            return;
+        }
+        if ((rc = titer_load(ti))) {
+            titer_fail(ti, rc);
+            return;
+        }
+        ti->data->seek_first(ti->data);
+    }
+    d = ti->data;
+    if (d->klen < MOOR_IKEY_TRAILER) {
+        titer_fail(ti, table_corrupt(ti->t, ti->data_off, "short key in data block"));
+        return;
+    }
+    ti->base.valid = 1;
+    ti->base.key = d->key;
+    ti->base.klen = d->klen;
+    ti->base.val = d->val;
+    ti->base.vlen = d->vlen;
+}
+
+static void titer_seek_first(moor_iiter_t *it)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+
+    if (it->status)
+        return;
+    moor_iiter_destroy(ti->data);
+    ti->data = NULL;
+    ti->index->seek_first(ti->index);
+    titer_settle(ti);
+}
+
+static void titer_seek(moor_iiter_t *it, const char *target, size_t tlen)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+    int rc;
+
+    if (it->status)
+        return;
+    moor_iiter_destroy(ti->data);
+    ti->data = NULL;
+    ti->index->seek(ti->index, target, tlen);
+    if (ti->index->valid) {
+        if ((rc = titer_load(ti))) {
+            titer_fail(ti, rc);
+            return;
+        }
+        ti->data->seek(ti->data, target, tlen);
+    }
+    titer_settle(ti);
+}
+
+static void titer_next(moor_iiter_t *it)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+
+    if (it->status || !ti->data) {
+        it->valid = 0;
+        return;
+    }
+    ti->data->next(ti->data);
+    titer_settle(ti);
+}
+
+static void titer_destroy(moor_iiter_t *it)
+{
+    table_iter_t *ti = (table_iter_t *)it;
+
+    moor_iiter_destroy(ti->data);
+    moor_iiter_destroy(ti->index);
+    free(ti);
+}
+
+moor_iiter_t *moor_table_iter(moor_table_t *t)
+{
+    table_iter_t *ti = calloc(1, sizeof(*ti));
+
+    if (!ti)
+        return NULL;
+    ti->index = moor_block_iter(t->index, t->index_len, table_key_cmp, NULL, NULL);
+    if (!ti->index) {
+        free(ti);
+        return NULL;
+    }
+    ti->t = t;
+    ti->base.seek_first = titer_seek_first;
+    ti->base.seek = titer_seek;
+    ti->base.next = titer_next;
+    ti->base.destroy = titer_destroy;
+    return &ti->base;
+}

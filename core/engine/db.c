@@ -631,8 +631,9 @@ static int apply_entry(void *ud, int type, const char *key, size_t klen, char *v
     return moor_memtable_add(a->mem, a->seq++, type, key, klen, val, vlen);
 }
 
-int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done,
-                            void *ud)
+/* helping: the caller will lead the log write itself (moor_wal_help). */
+static int engine_write(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done, void *ud,
+                        int helping)
 {
     check_ctx_t check = {e, 0};
     apply_ctx_t apply;
@@ -656,7 +657,8 @@ int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_
     apply.seq = e->last_seq + 1;
     rc = moor_batch_iterate(b->rep.data, b->rep.len, apply_entry, &apply);
     if (rc == 0)
-        rc = moor_wal_append(e->wal, e->last_seq + 1, b->rep.data, b->rep.len, done, ud);
+        rc = (helping ? moor_wal_append_nowake : moor_wal_append)(
+            e->wal, e->last_seq + 1, b->rep.data, b->rep.len, done, ud);
     if (rc) {
         /* Entries may already be in the memtable without being logged:
          * stop taking writes rather than serve what a restart would lose. */
@@ -671,6 +673,12 @@ out:
         atomic_fetch_add(&e->st_wal_bytes, b->rep.len + MOOR_WAL_HEADER);
     }
     return rc;
+}
+
+int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done,
+                            void *ud)
+{
+    return engine_write(e, b, done, ud, 0);
 }
 
 typedef struct waiter {
@@ -697,8 +705,9 @@ int moor_engine_write(moor_engine_t *e, moor_batch_t *b)
 
     pthread_mutex_init(&w.m, NULL);
     pthread_cond_init(&w.c, NULL);
-    rc = moor_engine_write_async(e, b, waiter_done, &w);
+    rc = engine_write(e, b, waiter_done, &w, 1);
     if (rc == 0) {
+        moor_wal_help(e->wal);
         pthread_mutex_lock(&w.m);
         while (!w.done)
             pthread_cond_wait(&w.c, &w.m);

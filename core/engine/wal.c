@@ -27,10 +27,13 @@
  *   once err != 0 it never changes, no byte is written any more, and every
  *   callback still pending gets err
  *
- * Threads: mu guards the queue, appended, sync_want, synced, err, closing
- * and the spare list.  The fd, the segment number, `written` and the
- * interval clock belong to the writer thread (moor_wal_open sets them up
- * before it starts).  Callbacks run on the writer without mu held.
+ * Threads: mu guards the queue, appended, sync_want, synced, err, closing,
+ * io_busy and the spare list.  The fd, the segment number, `written` and
+ * the interval clock belong to whichever thread owns the I/O (io_busy set
+ * under mu): the writer thread, or a blocking writer that helps with
+ * moor_wal_help so that a lone synchronous writer does its own write(2)
+ * instead of paying two thread handoffs per record (the leader of a
+ * LevelDB-style group commit).  Callbacks run on the I/O owner without mu.
  */
 #include "wal.h"
 
@@ -88,6 +91,7 @@ struct moor_wal {
     uint64_t synced;         /* last ticket covered by an fdatasync */
     int err;                 /* first failure, 0 while healthy */
     int closing;             /* moor_wal_close has begun */
+    int io_busy;             /* a thread (writer or helper) owns the file I/O */
 
     /* writer thread only (set up by moor_wal_open before the thread) */
     int fd; /* current segment, -1 between segments */
@@ -298,6 +302,8 @@ static void wal_run_batch(moor_wal_t *w, wal_chunk_t *batch, int want_sync)
 
 static int wal_has_work(const moor_wal_t *w)
 {
+    if (w->io_busy) /* a helper is writing; it wakes us when it is done */
+        return 0;
     return w->head || w->closing || (!w->err && w->sync_want > w->synced);
 }
 
@@ -306,7 +312,7 @@ static int wal_has_work(const moor_wal_t *w)
 static void wal_wait_for_work(moor_wal_t *w)
 {
     while (!wal_has_work(w)) {
-        if (w->mode == MOOR_SYNC_INTERVAL && !w->err && w->written > w->synced) {
+        if (w->mode == MOOR_SYNC_INTERVAL && !w->io_busy && !w->err && w->written > w->synced) {
             uint64_t due = w->last_sync_ns + w->interval_ns;
             struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
             if (pthread_cond_timedwait(&w->wake, &w->mu, &ts) == ETIMEDOUT)
@@ -351,6 +357,7 @@ static void *wal_writer_main(void *arg)
         w->head = w->tail = NULL;
         want_sync = w->closing || w->sync_want > w->synced;
         done = w->closing;
+        w->io_busy = 1;
         pthread_mutex_unlock(&w->mu);
 
         wal_run_batch(w, batch, want_sync);
@@ -359,6 +366,7 @@ static void *wal_writer_main(void *arg)
          * under mu, so nothing can be queued after the last batch */
         pthread_mutex_lock(&w->mu);
         wal_recycle(w, batch);
+        w->io_busy = 0;
     }
     pthread_mutex_unlock(&w->mu);
     wal_segment_finish(w);
@@ -420,8 +428,8 @@ static int wal_check_open(moor_wal_t *w)
     return 0;
 }
 
-int moor_wal_append(moor_wal_t *w, uint64_t seq, const char *payload, size_t len,
-                    moor_wal_done_fn done, void *ud)
+static int wal_append(moor_wal_t *w, uint64_t seq, const char *payload, size_t len,
+                      moor_wal_done_fn done, void *ud, int wake)
 {
     char hdr[MOOR_WAL_HEADER];
     wal_chunk_t *c;
@@ -451,10 +459,54 @@ int moor_wal_append(moor_wal_t *w, uint64_t seq, const char *payload, size_t len
     if (done)
         c->cbs[c->ncb++] = (wal_cb_t){done, ud};
     c->last_ticket = ++w->appended;
-    pthread_cond_signal(&w->wake);
+    if (wake)
+        pthread_cond_signal(&w->wake);
 out:
     pthread_mutex_unlock(&w->mu);
     return rc;
+}
+
+int moor_wal_append(moor_wal_t *w, uint64_t seq, const char *payload, size_t len,
+                    moor_wal_done_fn done, void *ud)
+{
+    return wal_append(w, seq, payload, len, done, ud, 1);
+}
+
+int moor_wal_append_nowake(moor_wal_t *w, uint64_t seq, const char *payload, size_t len,
+                           moor_wal_done_fn done, void *ud)
+{
+    return wal_append(w, seq, payload, len, done, ud, 0);
+}
+
+int moor_wal_help(moor_wal_t *w)
+{
+    wal_chunk_t *batch;
+    int want_sync;
+
+    pthread_mutex_lock(&w->mu);
+    if (w->io_busy || !w->head || w->closing) {
+        /* The owner of the I/O wakes the writer when it is done, and close
+         * drains the queue: the records will be written either way. */
+        if (!w->io_busy && w->head)
+            pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->mu);
+        return 0;
+    }
+    batch = w->head;
+    w->head = w->tail = NULL;
+    want_sync = w->sync_want > w->synced;
+    w->io_busy = 1;
+    pthread_mutex_unlock(&w->mu);
+
+    wal_run_batch(w, batch, want_sync);
+
+    pthread_mutex_lock(&w->mu);
+    wal_recycle(w, batch);
+    w->io_busy = 0;
+    if (w->head || w->closing || w->sync_want > w->synced)
+        pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+    return 1;
 }
 
 int moor_wal_rotate(moor_wal_t *w, uint64_t number)

@@ -2,7 +2,8 @@
  * wal.h -- the commit log: a writer thread with group commit, and replay.
  *
  * Appending copies the record into a shared pending buffer under a mutex
- * and returns at once; the writer thread takes everything pending, writes
+ * and returns at once; the writer thread (or a blocking writer that offers
+ * to lead, moor_wal_help) takes everything pending, writes
  * it with one write(2), makes it durable according to the sync mode, then
  * calls each record's completion callback in append order.  So any number
  * of appenders share one fdatasync (group commit), and a caller on an event
@@ -32,7 +33,7 @@ enum moor_sync_mode {
 
 typedef struct moor_wal moor_wal_t;
 
-/* Called on the writer thread once the record is written (and synced, in
+/* Called on the writer thread (or a helping writer) once the record is written (and synced, in
  * ALWAYS mode).  status is 0 or a negative MOOR_E* code.  Must not call
  * back into the wal. */
 typedef void (*moor_wal_done_fn)(void *ud, int status);
@@ -69,6 +70,18 @@ int moor_wal_open(const char *dir, uint64_t number, const moor_wal_opts_t *opts,
  * is never called.  done may be NULL. */
 int moor_wal_append(moor_wal_t *w, uint64_t seq, const char *payload, size_t len,
                     moor_wal_done_fn done, void *ud);
+
+/* moor_wal_append without waking the writer thread: the caller promises to
+ * call moor_wal_help right after, outside any lock a callback takes. */
+int moor_wal_append_nowake(moor_wal_t *w, uint64_t seq, const char *payload, size_t len,
+                           moor_wal_done_fn done, void *ud);
+
+/* Group-commit leadership for blocking writers: if no thread is doing the
+ * log's I/O, writes (and syncs, per mode) everything pending in the calling
+ * thread and runs those callbacks here; returns 1.  Otherwise returns 0
+ * and the current I/O owner or the writer thread will do it.  Blocks on
+ * disk: never call it from an event-loop thread.  Thread-safe. */
+int moor_wal_help(moor_wal_t *w);
 
 /* Queues a switch to a new segment `number`: records appended before this
  * call go to the old segment, later ones to the new.  The old segment is

@@ -2,9 +2,9 @@
  * arena.h -- a bump allocator for many small objects freed all at once
  * (memtable entries and skiplist nodes).
  *
- * Memory comes in blocks of MOOR_ARENA_BLOCK bytes; an allocation larger
- * than a quarter block gets a block of its own so the tail of the current
- * block is not wasted.  Not thread-safe: one writer allocates; readers may
+ * Memory comes in blocks of MOOR_ARENA_BLOCK bytes.  An allocation that
+ * does not fit in the current block's tail and is larger than a quarter
+ * block gets a block of its own, so that tail is not wasted on it.  Not thread-safe: one writer allocates; readers may
  * read what was published to them by other means.
  */
 #ifndef MOOR_UTIL_ARENA_H

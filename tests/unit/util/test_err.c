@@ -1,0 +1,218 @@
+/*
+ * test_err.c -- the error table and the diagnostics slot: every code in
+ * MOOR_ERR_MAP has its own value, name and message; unknown codes are
+ * "UNKNOWN"; other -errno codes get the C library's text; moor_diag()
+ * records code, file, line and message and returns the code; each thread
+ * has its own slot.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+
+#include "util/err.h"
+#include "testutil.h"
+
+typedef struct entry {
+    const char *name;
+    int code;
+    const char *msg;
+} entry_t;
+
+/* The table as the test sees it, built from the same X-macro. */
+static const entry_t entries[] = {
+#define ENTRY_(name, val, msg) {#name, (val), msg},
+    MOOR_ERR_MAP(ENTRY_)
+#undef ENTRY_
+};
+#define NENTRIES (sizeof(entries) / sizeof(entries[0]))
+
+static void test_every_code_named(void **state)
+{
+    (void)state;
+    assert_true(NENTRIES >= 19);
+    for (size_t i = 0; i < NENTRIES; i++) {
+        const char *name = moor_err_name(entries[i].code);
+        const char *msg = moor_strerror(entries[i].code);
+        assert_non_null(name);
+        assert_non_null(msg);
+        assert_string_equal(name, entries[i].name);
+        assert_string_equal(msg, entries[i].msg);
+        assert_true(strlen(msg) > 0);
+        assert_string_not_equal(name, "UNKNOWN");
+        /* 0 is success; everything else is negative (the -errno rule). */
+        if (i == 0)
+            assert_int_equal(entries[i].code, MOOR_EOK);
+        else
+            assert_true(entries[i].code < 0);
+        for (size_t j = 0; j < i; j++) {
+            assert_int_not_equal(entries[i].code, entries[j].code);
+            assert_string_not_equal(moor_err_name(entries[j].code), name);
+            assert_string_not_equal(moor_strerror(entries[j].code), msg);
+        }
+    }
+    /* Codes with an errno twin really are -errno. */
+    assert_int_equal(MOOR_ENOENT, -ENOENT);
+    assert_int_equal(MOOR_ENOMEM, -ENOMEM);
+    assert_int_equal(MOOR_EBUSY, -EBUSY);
+    assert_string_equal(moor_err_name(-EIO), "IO");
+}
+
+static void test_unknown_codes(void **state)
+{
+    static const int unknown[] = {1, 42, -1000, -1008, -1999, -100000, INT32_MIN, INT32_MAX};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+        const char *msg = moor_strerror(unknown[i]);
+        assert_string_equal(moor_err_name(unknown[i]), "UNKNOWN");
+        assert_non_null(msg);
+        assert_true(strlen(msg) > 0);
+    }
+}
+
+/* A syscall failure we have no name for still reads as the C library
+ * says it: the engine returns -errno straight from the syscall. */
+static void test_other_errno_text(void **state)
+{
+    static const int errs[] = {EPIPE, ECONNREFUSED, EISDIR, ENOTDIR, EMFILE, EXDEV};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+        char want[256];
+        /* Copy first: strerror's buffer may be reused by the next call. */
+        snprintf(want, sizeof(want), "%s", strerror(errs[i]));
+        assert_string_equal(moor_err_name(-errs[i]), "UNKNOWN");
+        assert_string_equal(moor_strerror(-errs[i]), want);
+    }
+}
+
+static void test_diag_set(void **state)
+{
+    const moor_diag_t *d;
+    int line, rc;
+
+    (void)state;
+    moor_diag_clear();
+    d = moor_diag_last();
+    assert_non_null(d);
+    assert_int_equal(d->code, 0);
+    assert_string_equal(d->msg, "");
+
+    line = __LINE__, rc = moor_diag(MOOR_ECORRUPT, "table %d at offset %llu", 7, 4096ull);
+    assert_int_equal(rc, MOOR_ECORRUPT);
+    d = moor_diag_last();
+    assert_int_equal(d->code, MOOR_ECORRUPT);
+    assert_string_equal(d->file, __FILE__);
+    assert_int_equal(d->line, line);
+    assert_string_equal(d->msg, "table 7 at offset 4096");
+    assert_ptr_equal(moor_diag_last(), d); /* one slot per thread, stable */
+
+    /* diag_msg gives the detail only for the matching code. */
+    assert_string_equal(moor_diag_msg(MOOR_ECORRUPT), "table 7 at offset 4096");
+    assert_string_equal(moor_diag_msg(MOOR_EIO), moor_strerror(MOOR_EIO));
+    assert_string_equal(moor_diag_msg(0), moor_strerror(0));
+
+    /* A later diagnostic replaces the earlier one. */
+    assert_int_equal(moor_diag(MOOR_ENOSPC, "disk full"), MOOR_ENOSPC);
+    assert_int_equal(d->code, MOOR_ENOSPC);
+    assert_string_equal(d->msg, "disk full");
+    assert_string_equal(moor_diag_msg(MOOR_ECORRUPT), moor_strerror(MOOR_ECORRUPT));
+
+    moor_diag_clear();
+    assert_int_equal(d->code, 0);
+    assert_null(d->file);
+    assert_int_equal(d->line, 0);
+    assert_string_equal(d->msg, "");
+    assert_string_equal(moor_diag_msg(MOOR_ENOSPC), moor_strerror(MOOR_ENOSPC));
+}
+
+/* A message longer than the slot is cut, still NUL-terminated. */
+static void test_diag_truncates(void **state)
+{
+    char big[2000];
+    const moor_diag_t *d = moor_diag_last();
+
+    (void)state;
+    memset(big, 'q', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(moor_diag(MOOR_EINVAL, "%s", big), MOOR_EINVAL);
+    assert_int_equal(strlen(d->msg), sizeof(d->msg) - 1);
+    assert_memory_equal(d->msg, big, sizeof(d->msg) - 1);
+    moor_diag_clear();
+}
+
+/* Two threads set different diagnostics, meet at a barrier, then each
+ * checks that it still sees its own and the main thread's slot is
+ * untouched. */
+typedef struct tharg {
+    pthread_barrier_t *bar;
+    int code;
+    int start_code; /* what the slot held when the thread began */
+    int ok;
+    char msg[64];
+} tharg_t;
+
+static void *diag_thread(void *p)
+{
+    tharg_t *t = p;
+    const moor_diag_t *d = moor_diag_last();
+
+    t->start_code = d->code;
+    t->ok = 1;
+    /* Keeps going after a mismatch so the other thread never waits at a
+     * barrier alone. */
+    for (int round = 0; round < 1000; round++) {
+        moor_diag(t->code, "thread %d round %d", t->code, round);
+        pthread_barrier_wait(t->bar);
+        snprintf(t->msg, sizeof(t->msg), "thread %d round %d", t->code, round);
+        if (d->code != t->code || strcmp(d->msg, t->msg) != 0 || moor_diag_last() != d)
+            t->ok = 0;
+        pthread_barrier_wait(t->bar);
+    }
+    return NULL;
+}
+
+static void test_diag_per_thread(void **state)
+{
+    pthread_barrier_t bar;
+    pthread_t th[2];
+    tharg_t args[2];
+
+    (void)state;
+    moor_diag(MOOR_EBUSY, "main thread");
+    assert_int_equal(pthread_barrier_init(&bar, NULL, 2), 0);
+    memset(args, 0, sizeof(args));
+    args[0].code = MOOR_ECORRUPT;
+    args[1].code = MOOR_EIO;
+    for (int i = 0; i < 2; i++) {
+        args[i].bar = &bar;
+        args[i].start_code = -1;
+        assert_int_equal(pthread_create(&th[i], NULL, diag_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    pthread_barrier_destroy(&bar);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(args[i].start_code, 0); /* a new thread starts clean */
+        if (!args[i].ok)
+            print_error("thread %d saw another thread's diagnostic\n", i);
+        assert_int_equal(args[i].ok, 1);
+    }
+    assert_int_equal(moor_diag_last()->code, MOOR_EBUSY);
+    assert_string_equal(moor_diag_last()->msg, "main thread");
+    moor_diag_clear();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_code_named), cmocka_unit_test(test_unknown_codes),
+        cmocka_unit_test(test_other_errno_text), cmocka_unit_test(test_diag_set),
+        cmocka_unit_test(test_diag_truncates),   cmocka_unit_test(test_diag_per_thread),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

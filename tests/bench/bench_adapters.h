@@ -79,9 +79,9 @@ typedef struct adapter {
     int (*stats)(void *h, bench_stat_t *out, int max);
 } adapter_t;
 
-/* -- Moor -- */
+/* -- Moor (mdb_*) -- */
 
-static void *moor_open(const char *dir, int sync_each_write)
+static void *mdb_open(const char *dir, int sync_each_write)
 {
     moor_engine_opts_t o;
     moor_engine_t *e = NULL;
@@ -103,7 +103,7 @@ static void *moor_open(const char *dir, int sync_each_write)
     return e;
 }
 
-static void moor_close(void *h)
+static void mdb_close(void *h)
 {
     int rc = moor_engine_close(h);
 
@@ -111,20 +111,20 @@ static void moor_close(void *h)
         fprintf(stderr, "[moor] close: %s: %s\n", moor_err_name(rc), moor_diag_msg(rc));
 }
 
-static int moor_fail(const char *what, int rc)
+static int mdb_fail(const char *what, int rc)
 {
     set_err("%s: %s: %s", what, moor_err_name(rc), moor_diag_msg(rc));
     return -1;
 }
 
-static int moor_put(void *h, const char *k, size_t kl, const char *v, size_t vl)
+static int mdb_put(void *h, const char *k, size_t kl, const char *v, size_t vl)
 {
     int rc = moor_engine_put(h, k, kl, v, vl);
 
-    return rc < 0 ? moor_fail("moor_engine_put", rc) : 0;
+    return rc < 0 ? mdb_fail("moor_engine_put", rc) : 0;
 }
 
-static int moor_get(void *h, const char *k, size_t kl, size_t *vlen)
+static int mdb_get(void *h, const char *k, size_t kl, size_t *vlen)
 {
     void *val = NULL;
     int rc = moor_engine_get(h, k, kl, &val, vlen);
@@ -132,19 +132,19 @@ static int moor_get(void *h, const char *k, size_t kl, size_t *vlen)
     if (rc == MOOR_ENOTFOUND)
         return 0;
     if (rc < 0)
-        return moor_fail("moor_engine_get", rc);
+        return mdb_fail("moor_engine_get", rc);
     moor_engine_free(val);
     return 1;
 }
 
-static int moor_del(void *h, const char *k, size_t kl)
+static int mdb_del(void *h, const char *k, size_t kl)
 {
     int rc = moor_engine_delete(h, k, kl);
 
-    return rc < 0 ? moor_fail("moor_engine_delete", rc) : 0;
+    return rc < 0 ? mdb_fail("moor_engine_delete", rc) : 0;
 }
 
-static void *moor_iter_new(void *h)
+static void *mdb_iter_new(void *h)
 {
     void *it = moor_engine_iter_new(h, NULL, 0, NULL, 0);
 
@@ -153,45 +153,49 @@ static void *moor_iter_new(void *h)
     return it;
 }
 
-static void moor_iter_seek(void *it, const char *k, size_t kl)
+static void mdb_iter_seek(void *it, const char *k, size_t kl)
 {
     moor_engine_iter_seek(it, k, kl);
 }
-static void moor_iter_first(void *it)
+
+static void mdb_iter_first(void *it)
 {
     moor_engine_iter_seek_first(it);
 }
-static int moor_iter_valid(void *it)
+
+static int mdb_iter_valid(void *it)
 {
     return moor_engine_iter_valid(it);
 }
-static void moor_iter_next(void *it)
+
+static void mdb_iter_next(void *it)
 {
     moor_engine_iter_next(it);
 }
-static void moor_iter_free(void *it)
+
+static void mdb_iter_free(void *it)
 {
     moor_engine_iter_free(it);
 }
 
-static const char *moor_iter_key(void *it, size_t *len)
+static const char *mdb_iter_key(void *it, size_t *len)
 {
     return moor_engine_iter_key(it, len);
 }
 
-static const char *moor_iter_value(void *it, size_t *len)
+static const char *mdb_iter_value(void *it, size_t *len)
 {
     return moor_engine_iter_value(it, len);
 }
 
-static int moor_iter_status(void *it)
+static int mdb_iter_status(void *it)
 {
     int rc = moor_engine_iter_status(it);
 
-    return rc < 0 ? moor_fail("moor iterator", rc) : 0;
+    return rc < 0 ? mdb_fail("moor iterator", rc) : 0;
 }
 
-static int moor_stats(void *h, bench_stat_t *out, int max)
+static int mdb_stats(void *h, bench_stat_t *out, int max)
 {
     moor_engine_stats_t st;
     uint64_t lookups;
@@ -199,41 +203,41 @@ static int moor_stats(void *h, bench_stat_t *out, int max)
 
     moor_engine_stats(h, &st);
     lookups = st.cache_hits + st.cache_misses;
-#define MOOR_STAT_(what, v)                                 \
+#define MDB_STAT_(what, v)                                  \
     do {                                                    \
         if (n < max)                                        \
             out[n++] = (bench_stat_t){(what), (double)(v)}; \
     } while (0)
-    MOOR_STAT_("write_amp", st.write_amp);
-    MOOR_STAT_("engine_disk_bytes", st.disk_bytes);
-    MOOR_STAT_("flushes", st.flushes);
-    MOOR_STAT_("compactions", st.compactions);
-    MOOR_STAT_("stall_ms", st.stall_us / 1000.0);
-    MOOR_STAT_("cache_hit_rate", lookups ? (double)st.cache_hits / lookups : 0.0);
-#undef MOOR_STAT_
+    MDB_STAT_("write_amp", st.write_amp);
+    MDB_STAT_("engine_disk_bytes", st.disk_bytes);
+    MDB_STAT_("flushes", st.flushes);
+    MDB_STAT_("compactions", st.compactions);
+    MDB_STAT_("stall_ms", st.stall_us / 1000.0);
+    MDB_STAT_("cache_hit_rate", lookups ? (double)st.cache_hits / lookups : 0.0);
+#undef MDB_STAT_
     return n;
 }
 
 static const adapter_t MOOR_ADAPTER = {
     .name = "moor",
-    .open = moor_open,
-    .close = moor_close,
-    .put = moor_put,
-    .get = moor_get,
-    .del = moor_del,
-    .iter_new = moor_iter_new,
-    .iter_seek = moor_iter_seek,
-    .iter_first = moor_iter_first,
-    .iter_valid = moor_iter_valid,
-    .iter_next = moor_iter_next,
-    .iter_key = moor_iter_key,
-    .iter_value = moor_iter_value,
-    .iter_status = moor_iter_status,
-    .iter_free = moor_iter_free,
-    .stats = moor_stats,
+    .open = mdb_open,
+    .close = mdb_close,
+    .put = mdb_put,
+    .get = mdb_get,
+    .del = mdb_del,
+    .iter_new = mdb_iter_new,
+    .iter_seek = mdb_iter_seek,
+    .iter_first = mdb_iter_first,
+    .iter_valid = mdb_iter_valid,
+    .iter_next = mdb_iter_next,
+    .iter_key = mdb_iter_key,
+    .iter_value = mdb_iter_value,
+    .iter_status = mdb_iter_status,
+    .iter_free = mdb_iter_free,
+    .stats = mdb_stats,
 };
 
-/* -- RocksDB -- */
+/* -- RocksDB (rdb_*) -- */
 
 typedef struct rdb {
     rocksdb_t *db;
@@ -348,26 +352,32 @@ static void rdb_iter_seek(void *it, const char *k, size_t kl)
 {
     rocksdb_iter_seek(it, k, kl);
 }
+
 static void rdb_iter_first(void *it)
 {
     rocksdb_iter_seek_to_first(it);
 }
+
 static int rdb_iter_valid(void *it)
 {
     return rocksdb_iter_valid(it);
 }
+
 static void rdb_iter_next(void *it)
 {
     rocksdb_iter_next(it);
 }
+
 static void rdb_iter_free(void *it)
 {
     rocksdb_iter_destroy(it);
 }
+
 static const char *rdb_iter_key(void *it, size_t *len)
 {
     return rocksdb_iter_key(it, len);
 }
+
 static const char *rdb_iter_value(void *it, size_t *len)
 {
     return rocksdb_iter_value(it, len);
@@ -399,7 +409,7 @@ static const adapter_t ROCKSDB_ADAPTER = {
     .iter_free = rdb_iter_free,
 };
 
-/* -- LevelDB -- */
+/* -- LevelDB (ldb_*) -- */
 
 typedef struct ldb {
     leveldb_t *db;
@@ -512,26 +522,32 @@ static void ldb_iter_seek(void *it, const char *k, size_t kl)
 {
     leveldb_iter_seek(it, k, kl);
 }
+
 static void ldb_iter_first(void *it)
 {
     leveldb_iter_seek_to_first(it);
 }
+
 static int ldb_iter_valid(void *it)
 {
     return leveldb_iter_valid(it);
 }
+
 static void ldb_iter_next(void *it)
 {
     leveldb_iter_next(it);
 }
+
 static void ldb_iter_free(void *it)
 {
     leveldb_iter_destroy(it);
 }
+
 static const char *ldb_iter_key(void *it, size_t *len)
 {
     return leveldb_iter_key(it, len);
 }
+
 static const char *ldb_iter_value(void *it, size_t *len)
 {
     return leveldb_iter_value(it, len);

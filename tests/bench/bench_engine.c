@@ -31,7 +31,11 @@
  *   fillsync_8t   --conc-ops puts from --threads threads, each durable
  *                 before that thread's next (group commit batches them)
  * Every workload stops at --max-secs and is then marked truncated, so a slow
- * engine cannot make the run unbounded.
+ * engine cannot make the run unbounded.  Sync workloads and seekrandom have
+ * fixed or num/20 op counts so the default run (--num 1000000, three
+ * engines) takes about 5 minutes on 2 busy cores.  Engines run one after
+ * another, so on a shared machine compare ratios, not absolute figures,
+ * and repeat a run before trusting a small difference.
  *
  * Options made comparable: commit log on, no sync per write (Moor
  * MOOR_SYNC_NONE, peers' default sync=false) except the fillsync ones (Moor
@@ -721,6 +725,9 @@ static int wl_sync(bench_ctx_t *c, const char *name, unsigned threads, uint64_t 
 
 /* ---- one engine, start to end (the child) -------------------------------- */
 
+/* Tags of the databases a child makes, <dir>/<engine>-<tag>. */
+static const char *const DB_TAGS[] = {"seq", "main", "fillsync", "fillsync_8t"};
+
 /* Opens a fresh database in <dir>/<engine>-<tag>, removing leftovers. */
 static int db_fresh(bench_ctx_t *c, char *path, size_t size, const char *tag, int sync)
 {
@@ -749,10 +756,11 @@ static int phase_main(bench_ctx_t *c)
 {
     char path[4096];
 
-    if (db_fresh(c, path, sizeof path, "main", 0) < 0)
+    if (db_fresh(c, path, sizeof path, DB_TAGS[1], 0) < 0)
         return -1;
     if (wl_fill(c, "fillrandom", c->perm) < 0)
         goto fail;
+    /* Still open, so a snapshot taken while background work may run. */
     send_disk_usage(c->fd, path, "after_fillrandom");
     send_engine_stats(c, "after_fillrandom");
     if (wl_overwrite(c) < 0 || wl_read(c, 1) < 0 || wl_read(c, 0) < 0 || wl_readseq(c) < 0 ||
@@ -798,12 +806,16 @@ static int child_run(const bench_cfg_t *cfg, const adapter_t *a, int fd)
         rc = 0;
         goto out;
     }
-    if (db_fresh(&c, path, sizeof path, "seq", 0) < 0)
+    if (db_fresh(&c, path, sizeof path, DB_TAGS[0], 0) < 0)
         goto out;
     if (wl_fill(&c, "fillseq", NULL) < 0) {
         db_drop(&c, path);
         goto out;
     }
+    /* Measured after close, which waits for the flush or compaction in
+     * progress (no engine flushes its memtable on close: the log has it). */
+    c.a->close(c.h);
+    c.h = NULL;
     send_disk_usage(fd, path, "after_fillseq");
     db_drop(&c, path);
     if (phase_main(&c) < 0 || phase_sync(&c, "fillsync", 1, cfg->sync_ops) < 0 ||
@@ -904,6 +916,13 @@ static void run_child(const bench_cfg_t *cfg, const adapter_t *a, engine_run_t *
     while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
         ;
     er->maxrss_kb = ru.ru_maxrss;
+    /* A child that died mid-workload leaves its database behind. */
+    for (size_t i = 0; a && i < sizeof DB_TAGS / sizeof DB_TAGS[0]; i++) {
+        char path[4096];
+
+        snprintf(path, sizeof path, "%s/%s-%s", cfg->dir, a->name, DB_TAGS[i]);
+        rm_rf(path);
+    }
     if (!er->error[0] && WIFSIGNALED(status))
         snprintf(er->error, sizeof er->error, "killed by signal %d", WTERMSIG(status));
     else if (!er->error[0] && WEXITSTATUS(status) != 0)
@@ -1086,6 +1105,8 @@ static void print_summary_table(const engine_run_t *runs, int n, const engine_ru
     const engine_run_t *level = find_engine(runs, n, "leveldb");
     char cell[32];
 
+    printf("\nfootprints: after_fillseq and at_end after close; after_fillrandom while open"
+           " (a flush or compaction may be running)");
     print_disk_table(runs, n, "size_", "bytes in the database's files:");
     print_disk_table(runs, n, "du_", "bytes allocated (du; includes preallocated log space):");
     printf("\npeak RSS of each engine's process (the harness alone: %.1f MiB):\n",

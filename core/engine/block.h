@@ -58,4 +58,11 @@ int moor_block_builder_finish(moor_block_builder_t *b, const char **data, size_t
 moor_iiter_t *moor_block_iter(const char *data, size_t len, moor_key_cmp_fn cmp,
                               void (*release)(void *arg), void *arg);
 
+/* moor_block_iter without the O(restarts) check of the restart array.
+ * REQUIRES: these exact bytes passed moor_block_iter's check before (the
+ * table checks a block once, when it reads it from disk).  Entries are
+ * still bounds-checked while iterating. */
+moor_iiter_t *moor_block_iter_trusted(const char *data, size_t len, moor_key_cmp_fn cmp,
+                                      void (*release)(void *arg), void *arg);
+
 #endif

@@ -551,9 +551,9 @@ static int table_block_iter(const moor_table_t *t, uint64_t off, uint64_t size, 
         }
     }
     if (h)
-        it = moor_block_iter(blk->data, blk->len, table_key_cmp, table_block_unpin, h);
+        it = moor_block_iter_trusted(blk->data, blk->len, table_key_cmp, table_block_unpin, h);
     else
-        it = moor_block_iter(blk->data, blk->len, table_key_cmp, free, blk);
+        it = moor_block_iter_trusted(blk->data, blk->len, table_key_cmp, free, blk);
     if (!it) {
         if (h)
             moor_cache_release(t->cache, h);
@@ -759,7 +759,7 @@ static int table_filter_skips(moor_table_t *t, const char *ikey, size_t iklen)
  * with *rc 0 when the table has none. */
 static moor_iiter_t *table_seek_block(moor_table_t *t, const char *ikey, size_t iklen, int *rc)
 {
-    moor_iiter_t *idx = moor_block_iter(t->index, t->index_len, table_key_cmp, NULL, NULL);
+    moor_iiter_t *idx = moor_block_iter_trusted(t->index, t->index_len, table_key_cmp, NULL, NULL);
     moor_iiter_t *data = NULL;
     uint64_t off, size;
 
@@ -941,7 +941,7 @@ moor_iiter_t *moor_table_iter(moor_table_t *t)
 
     if (!ti)
         return NULL;
-    ti->index = moor_block_iter(t->index, t->index_len, table_key_cmp, NULL, NULL);
+    ti->index = moor_block_iter_trusted(t->index, t->index_len, table_key_cmp, NULL, NULL);
     if (!ti->index) {
         free(ti);
         return NULL;

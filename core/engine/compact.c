@@ -506,8 +506,11 @@ int moor_compact_manual(struct moor_engine *e, const char *lo, size_t lolen, con
     }
     int rewrote_deepest = 0;
     for (int l = 0; l < deepest && rc == 0; l++) {
-        rc = moor_version_overlaps(e->cur, l, has_lo ? lo : NULL, lolen, has_hi ? hi : NULL,
-                                   hilen, &in, &nin);
+        /* All of L0, not just the tables in range: an older L0 table left
+         * behind could hold a key of a newer one moved below it, and L0 is
+         * read before L1, so the old value would win. */
+        rc = moor_version_overlaps(e->cur, l, l == 0 || !has_lo ? NULL : lo, lolen,
+                                   l == 0 || !has_hi ? NULL : hi, hilen, &in, &nin);
         if (rc)
             break;
         if (nin == 0) {

@@ -72,14 +72,14 @@ typedef struct model {
     mval_t snap[NKEYS];
 } model_t;
 
-#define MCHECK(m, cond, ...)                                                            \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            char msg_[512];                                                             \
-            snprintf(msg_, sizeof(msg_), __VA_ARGS__);                                  \
-            fail_msg("seed %llu op %ld: %s [%s]", (unsigned long long)(m)->seed, (m)->op, \
-                     msg_, #cond);                                                      \
-        }                                                                               \
+#define MCHECK(m, cond, ...)                                                                    \
+    do {                                                                                        \
+        if (!(cond)) {                                                                          \
+            char msg_[512];                                                                     \
+            snprintf(msg_, sizeof(msg_), __VA_ARGS__);                                          \
+            fail_msg("seed %llu op %ld: %s [%s]", (unsigned long long)(m)->seed, (m)->op, msg_, \
+                     #cond);                                                                    \
+        }                                                                                       \
     } while (0)
 
 /* The engine's key order: memcmp, shorter first on a common prefix. */
@@ -103,8 +103,14 @@ static int order_cmp(const void *pa, const void *pb)
     return ucmp(a->b, a->len, b->b, b->len);
 }
 
-static uint64_t rnd(model_t *m) { return testutil_rand(&m->rng); }
-static uint64_t rnd_below(model_t *m, uint64_t n) { return rnd(m) % n; }
+static uint64_t rnd(model_t *m)
+{
+    return testutil_rand(&m->rng);
+}
+static uint64_t rnd_below(model_t *m, uint64_t n)
+{
+    return rnd(m) % n;
+}
 
 /* Key bytes from a number: decimal digits (so "12" is a prefix of "123"),
  * sometimes a trailing NUL or a leading 0xff. */
@@ -363,8 +369,7 @@ static void check_iter_from(model_t *m, moor_engine_iter_t *it, int pos, const b
         iv = moor_engine_iter_value(it, &ivlen);
         MCHECK(m, ivlen == want->len, "scan: key #%d value length %zu, want %zu", i, ivlen,
                want->len);
-        MCHECK(m, ivlen == 0 || memcmp(iv, want->v, ivlen) == 0, "scan: key #%d value differs",
-               i);
+        MCHECK(m, ivlen == 0 || memcmp(iv, want->v, ivlen) == 0, "scan: key #%d value differs", i);
         moor_engine_iter_next(it);
         seen++;
     }
@@ -399,8 +404,7 @@ static void op_scan(model_t *m)
         lo = hi;
         hi = t;
     }
-    it = moor_engine_iter_new(m->e, lo.null ? NULL : lo.b, lo.len, hi.null ? NULL : hi.b,
-                              hi.len);
+    it = moor_engine_iter_new(m->e, lo.null ? NULL : lo.b, lo.len, hi.null ? NULL : hi.b, hi.len);
     MCHECK(m, it != NULL, "iter_new returned NULL");
     for (s = 0; s < seeks; s++) {
         long limit = rnd_below(m, 3) ? (long)rnd_below(m, 200) : -1;
@@ -707,6 +711,9 @@ static void test_stats(void **state)
     assert_true(total_tables(&st) > 0);
     assert_true(total_level_bytes(&st) > 0);
     assert_true(st.flushes > 0);
+    /* ~230 KB through a 64 KiB memtable: a handful of flushes, not one per write. */
+    MCHECK(m, st.flushes <= 20, "%llu flushes for %d puts of ~110 bytes with memtable_bytes %zu",
+           (unsigned long long)st.flushes, NKEYS, m->opts.memtable_bytes);
     assert_true(st.flush_bytes_written > 0);
     assert_true(st.disk_bytes >= total_level_bytes(&st));
     assert_true(st.write_amp >= 1.0);
@@ -735,7 +742,10 @@ static void test_stats(void **state)
 /* ---- tombstone grace ------------------------------------------------------ */
 
 static uint64_t fake_now_ms;
-static uint64_t fake_clock(void) { return fake_now_ms; }
+static uint64_t fake_clock(void)
+{
+    return fake_now_ms;
+}
 
 static void delete_range(model_t *m, int first, int n)
 {

@@ -48,7 +48,7 @@ struct node {
 struct moor_memtable {
     atomic_uint refs;           /* frees everything when it drops to 0 */
     atomic_int max_height;      /* tallest node so far, 1..MAX_HEIGHT */
-    atomic_size_t bytes;        /* copy of arena.usage for lock-free readers */
+    atomic_size_t bytes;        /* moor_arena_used(), for lock-free readers */
     atomic_uint_fast64_t count; /* entries published */
     uint64_t rnd;               /* writer only: height generator state */
     node_t *last;               /* writer only: last node added, NULL at first */
@@ -191,7 +191,7 @@ moor_memtable_t *moor_memtable_new(void)
     m->last = NULL;
     atomic_init(&m->refs, 1);
     atomic_init(&m->max_height, 1);
-    atomic_init(&m->bytes, moor_arena_usage(&m->arena));
+    atomic_init(&m->bytes, moor_arena_used(&m->arena));
     atomic_init(&m->count, 0);
     m->rnd = (uint64_t)(uintptr_t)m ^ UINT64_C(0x9e3779b97f4a7c15);
     if (!m->rnd)
@@ -281,7 +281,7 @@ int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *ke
     for (int i = 0; i < MEMTABLE_MAX_HEIGHT; i++)
         m->splice[i] = i < height ? n : i < cur ? prev[i] : m->head;
     m->last = n;
-    atomic_store_explicit(&m->bytes, moor_arena_usage(&m->arena), memory_order_relaxed);
+    atomic_store_explicit(&m->bytes, moor_arena_used(&m->arena), memory_order_relaxed);
     atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
     return 0;
 }

@@ -42,8 +42,9 @@ int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *ke
 int moor_memtable_get(moor_memtable_t *m, const char *key, size_t klen, uint64_t snap_seq,
                       int *type, const char **val, size_t *vlen);
 
-/* Arena bytes used (entries + nodes): what the engine compares with its
- * memtable size limit.  Thread-safe (relaxed read). */
+/* Arena bytes used (entries + nodes, not the unused tail of the current
+ * arena block): what the engine compares with its memtable size limit.
+ * Memory held is at most one arena block more.  Thread-safe (relaxed). */
 size_t moor_memtable_bytes(const moor_memtable_t *m);
 uint64_t moor_memtable_count(const moor_memtable_t *m);
 

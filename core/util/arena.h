@@ -36,4 +36,9 @@ void *moor_arena_alloc(moor_arena_t *a, size_t n);
 
 static inline size_t moor_arena_usage(const moor_arena_t *a) { return a->usage; }
 
+/* Bytes handed out or lost to alignment and block tails: usage less the
+ * unused tail of the current block.  What a size limit should compare, so a
+ * small limit is not reached by the first block alone. */
+static inline size_t moor_arena_used(const moor_arena_t *a) { return a->usage - a->left; }
+
 #endif

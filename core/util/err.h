@@ -36,7 +36,15 @@
     X(VALTOOBIG, -1004, "value too large")                                     \
     X(CLOSED, -1005, "engine is closed")                                       \
     X(VERSION, -1006, "unsupported format version")                            \
-    X(FAILED, -1007, "background work failed; engine is read-only")
+    X(FAILED, -1007, "background work failed; engine is read-only")                \
+    X(PROTO, -1008, "malformed message")                                       \
+    X(NOAUTH, -1009, "authentication required")                                \
+    X(NOMETHOD, -1010, "unknown method")                                       \
+    X(TOOLARGE, -1011, "message too large")                                    \
+    X(HANDLER, -1012, "handler error")                                         \
+    X(HTIMEOUT, -1013, "handler over its budget")                              \
+    X(NOHANDLER, -1014, "no such handler")                                     \
+    X(BADCTX, -1015, "malformed context")
 
 enum {
 #define MOOR_ERR_ENUM_(name, val, msg) MOOR_E##name = (val),

@@ -1,0 +1,81 @@
+/*
+ * host.h -- the LuaJIT host: one Lua state on the loop thread that runs
+ * the config and the server-side handlers.
+ *
+ * Handlers run in coroutines.  Inside one, moor.get/put/del encode their
+ * arguments as a client request would and hand them to the node through
+ * ops.kv with a token, then yield; the node answers later (from the loop)
+ * with moor_lua_kv_done(token, ...), which resumes the coroutine -- the
+ * OpenResty cosocket pattern.  Many handlers are in flight at once.
+ *
+ * Budgets: every call has an instruction budget (count hook; handler code
+ * runs with the JIT off for it, since compiled traces skip hooks) and a
+ * wall-clock budget (a libuv timer while it waits).  Over either, the
+ * coroutine is abandoned and the caller gets HANDLER_TIMEOUT.  A Lua error
+ * gives HANDLER_ERROR with its message.  Writes already acknowledged stay
+ * (they were durable); the error message says how many writes the handler
+ * completed before it stopped.
+ *
+ * Sandbox: handlers see a restricted environment (no io, os.execute,
+ * loadfile, dofile, bytecode load, ffi, debug, require outside lua/ and
+ * plugins/) unless the config opts in.
+ */
+#ifndef MOOR_LUA_HOST_H
+#define MOOR_LUA_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+typedef struct moor_lua moor_lua_t;
+
+enum moor_lua_kv_op { MOOR_LUA_GET = 1, MOOR_LUA_PUT = 2, MOOR_LUA_DEL = 3 };
+
+typedef struct moor_lua_ops {
+    void *ud;
+    /* Starts a get/put/del with params encoded exactly as the wire method
+     * takes them (get: key, opts; put: key, value, opts; del: key, opts).
+     * Returns 0 if started (moor_lua_kv_done(token) will follow), or an
+     * error code (no callback). */
+    int (*kv)(void *ud, int op, const char *params, size_t plen, uint32_t nparams,
+              uint64_t token);
+} moor_lua_ops_t;
+
+/* Answer of a handler call: errcode NULL on success with result encoded
+ * MessagePack; else "HANDLER_ERROR", "HANDLER_TIMEOUT", "NO_HANDLER", ... */
+typedef void (*moor_lua_reply_fn)(void *ud, const char *errcode, const char *errmsg,
+                                  const char *result, size_t rlen);
+
+typedef struct moor_lua_opts {
+    uv_loop_t *loop;
+    const char *root;       /* directory holding lua/ and plugins/ */
+    moor_lua_ops_t ops;
+} moor_lua_opts_t;
+
+/* ===== API ===== */
+
+int moor_lua_new(const moor_lua_opts_t *o, moor_lua_t **out);
+
+/* Runs the config file and validates it into cfg (defaults first).  On a
+ * bad config: MOOR_EINVAL with a diagnostic naming the key and what was
+ * expected. */
+int moor_lua_load_config(moor_lua_t *L, const char *path, moor_config_t *cfg);
+
+/* Starts handler `name` with nargs encoded arguments.  reply runs exactly
+ * once, maybe before this returns.  Returns 0. */
+int moor_lua_call(moor_lua_t *L, const char *name, size_t nlen, const char *args, size_t alen,
+                  uint32_t nargs, moor_lua_reply_fn reply, void *ud);
+
+/* Resumes the coroutine waiting on token (ignored if it was abandoned). */
+void moor_lua_kv_done(moor_lua_t *L, uint64_t token, const char *errcode, const char *errmsg,
+                      const char *result, size_t rlen);
+
+/* Handlers currently running or waiting. */
+unsigned moor_lua_inflight(const moor_lua_t *L);
+
+/* Answers every pending call with an error and frees the state. */
+void moor_lua_free(moor_lua_t *L);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * client.h -- Moor's C client library: blocking and pipelined calls over
+ * one TCP connection (plain sockets, no event loop needed).
+ *
+ * Blocking: moor_client_call sends one request and waits for its answer.
+ * Pipelined: moor_client_send queues requests (written when the buffer is
+ * full or on moor_client_flush), moor_client_recv returns answers as they
+ * come, in any order, with their msgid.  Not thread-safe: one thread per
+ * client.  Every wait is bounded by timeout_ms.
+ */
+#ifndef MOOR_NET_CLIENT_H
+#define MOOR_NET_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+typedef struct moor_client moor_client_t;
+
+/* One answer.  error_code NULL on success; result is the encoded
+ * MessagePack result (nil when there is none).  Borrowed until the next
+ * call on the client. */
+typedef struct moor_client_reply {
+    uint32_t msgid;
+    const char *error_code;  /* "NOAUTH", ... NUL-terminated */
+    const char *error_msg;   /* NUL-terminated */
+    const char *result;
+    size_t rlen;
+} moor_client_reply_t;
+
+/* ===== API ===== */
+
+/* addr "host:port".  0 or -errno/MOOR_EINVAL with a diagnostic. */
+int moor_client_connect(const char *addr, int timeout_ms, moor_client_t **out);
+void moor_client_close(moor_client_t *c);
+
+/* params: nparams encoded objects back to back.  Blocks for the answer.
+ * 0 (look at reply->error_code for an error answer), or a transport error
+ * (-errno, MOOR_ETIMEDOUT, MOOR_EPROTO: the connection is then unusable). */
+int moor_client_call(moor_client_t *c, const char *method, const char *params, size_t plen,
+                     uint32_t nparams, moor_client_reply_t *reply);
+
+/* Pipelining.  send returns the msgid it used (>= 0) or an error. */
+long moor_client_send(moor_client_t *c, const char *method, const char *params, size_t plen,
+                      uint32_t nparams);
+int moor_client_flush(moor_client_t *c);
+int moor_client_recv(moor_client_t *c, moor_client_reply_t *reply);
+
+/* Convenience wrappers building params with msgpack (value and ctx are
+ * encoded MessagePack / raw ctx bytes; space may be NULL for "default"). */
+int moor_client_get(moor_client_t *c, const char *space, const void *key, size_t klen,
+                    moor_client_reply_t *reply);
+int moor_client_put(moor_client_t *c, const char *space, const void *key, size_t klen,
+                    const char *value_mp, size_t vlen, const void *ctx, size_t ctxlen,
+                    moor_client_reply_t *reply);
+int moor_client_del(moor_client_t *c, const char *space, const void *key, size_t klen,
+                    const void *ctx, size_t ctxlen, moor_client_reply_t *reply);
+
+void moor_client_set_timeout(moor_client_t *c, int timeout_ms);
+
+#endif

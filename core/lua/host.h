@@ -58,6 +58,10 @@ typedef struct moor_lua_opts {
 
 int moor_lua_new(const moor_lua_opts_t *o, moor_lua_t **out);
 
+/* Sets ops.ud after creation (the node is made from the config the host
+ * loads, so it exists only after moor_lua_load_config). */
+void moor_lua_set_ops_ud(moor_lua_t *L, void *ud);
+
 /* Runs the config file and validates it into cfg (defaults first).  On a
  * bad config: MOOR_EINVAL with a diagnostic naming the key and what was
  * expected. */

@@ -1,0 +1,19 @@
+-- conf/node.lua -- one Moor node on 127.0.0.1:7700 with data under ./data.
+-- This file is Lua: it runs when moord starts (config as code).
+
+moor.cfg{
+  node = "n1",
+  listen = "127.0.0.1:7700",
+  data_dir = "data",
+  engine = { memtable_mb = 64, cache_mb = 256, sync = "interval", sync_ms = 10 },
+  log = { level = "info" },
+  plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr", "handlers.cas" },
+}
+
+-- Keyspaces: the default one always exists; more can be declared.
+moor.space("carts", { n = 1, r = 1, w = 1, resolver = "set_union" })
+
+-- A server-side handler: runs in a coroutine, yields while it waits.
+moor.handle("hello", function(name)
+  return "hello, " .. tostring(name or "world")
+end)

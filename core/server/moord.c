@@ -1,0 +1,206 @@
+/*
+ * moord.c -- the Moor node daemon: `moord CONFIG.lua`.
+ *
+ * Runs the Lua config (config as code), opens the engine in data_dir,
+ * listens, and serves until SIGINT/SIGTERM; then it stops accepting, lets
+ * in-flight requests finish (their writes become durable and are
+ * answered), flushes and closes the engine, and exits 0.  A bad config, an
+ * unwritable data_dir or a busy port exits 2 with a message that names the
+ * problem.  Everything runs on one libuv loop (DESIGN.md "Threads").
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "lua/host.h"
+#include "net/server.h"
+#include "node.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#ifndef MOOR_SOURCE_ROOT
+#define MOOR_SOURCE_ROOT "."
+#endif
+
+typedef struct daemon {
+    uv_loop_t *loop;
+    moor_config_t cfg;
+    moor_lua_t *lua;
+    moor_node_t *node;
+    moor_srv_t *srv;
+    uv_signal_t sigint, sigterm;
+    int stopping;
+} daemon_t;
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: moord CONFIG.lua [--check]\n"
+                    "  --check   validate the config and exit\n"
+                    "  env MOOR_ROOT: directory holding lua/ and plugins/ (default: %s)\n",
+                    MOOR_SOURCE_ROOT);
+}
+
+/* mkdir -p, then prove we can create files there. */
+static int prepare_data_dir(const char *dir)
+{
+    char path[4096 + 32];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(path, 0755);
+        *p = '/';
+    }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return moor_diag(-errno, "data_dir '%s' cannot be created: %s", dir, strerror(errno));
+    snprintf(path, sizeof(path), "%s/.moor-write-test", dir);
+    fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return moor_diag(-errno, "data_dir '%s' is not writable: %s", dir, strerror(errno));
+    close(fd);
+    unlink(path);
+    return 0;
+}
+
+static void closed_all(void *ud)
+{
+    daemon_t *d = ud;
+    int rc;
+
+    moor_lua_free(d->lua);
+    d->lua = NULL;
+    moor_node_set_lua(d->node, NULL);
+    rc = moor_node_close(d->node);
+    if (rc)
+        moor_log_error("closing the engine: %s (%s)", moor_err_name(rc), moor_diag_msg(rc));
+    else
+        moor_log_info("stopped cleanly");
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    daemon_t *d = s->data;
+
+    if (d->stopping) {
+        moor_log_warn("second signal: exiting without draining");
+        _exit(1);
+    }
+    d->stopping = 1;
+    moor_log_info("signal %d: draining in-flight requests", signum);
+    moor_srv_stop(d->srv, closed_all, d);
+}
+
+static int parse_args(int argc, char **argv, const char **config, int *check)
+{
+    *config = NULL;
+    *check = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--check") == 0)
+            *check = 1;
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return 1;
+        else if (!*config)
+            *config = argv[i];
+        else
+            return 1;
+    }
+    return *config ? 0 : 1;
+}
+
+static int start(daemon_t *d, const char *config, int check)
+{
+    moor_lua_opts_t lo = {0};
+    moor_srv_opts_t so;
+    const char *root = getenv("MOOR_ROOT");
+    int rc;
+
+    lo.loop = d->loop;
+    lo.root = root && *root ? root : MOOR_SOURCE_ROOT;
+    lo.ops.kv = moor_node_lua_kv;
+    if ((rc = moor_lua_new(&lo, &d->lua)))
+        return rc;
+    if ((rc = moor_lua_load_config(d->lua, config, &d->cfg)))
+        return rc;
+    if (check) {
+        printf("moord: %s is valid (node %s)\n", config, d->cfg.node);
+        return 1;
+    }
+    moor_log_set_level(d->cfg.log_level);
+    moor_log_set_node(d->cfg.node);
+    if (d->cfg.log_file[0]) {
+        int fd = open(d->cfg.log_file, O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return moor_diag(-errno, "log.file '%s' cannot be opened: %s", d->cfg.log_file,
+                             strerror(errno));
+        moor_log_set_fd(fd);
+    }
+    if ((rc = prepare_data_dir(d->cfg.data_dir)))
+        return rc;
+    /* The engine stores records: room for the space prefix and siblings. */
+    d->cfg.engine.key_max = d->cfg.key_max + 8 + 1 + 255;
+    d->cfg.engine.value_max = d->cfg.value_max * 4 + (1u << 20);
+    if (d->cfg.engine.value_max > (512u << 20))
+        d->cfg.engine.value_max = 512u << 20;
+    if ((rc = moor_node_open(d->loop, &d->cfg, &d->node)))
+        return rc;
+    moor_node_set_lua(d->node, d->lua);
+    moor_lua_set_ops_ud(d->lua, d->node);
+    moor_srv_opts_default(&so);
+    so.host = d->cfg.listen_host;
+    so.port = d->cfg.listen_port;
+    so.max_frame = d->cfg.max_frame;
+    so.max_conns = d->cfg.max_conns;
+    so.idle_timeout_ms = d->cfg.idle_timeout_ms;
+    so.max_inflight = d->cfg.max_inflight;
+    if ((rc = moor_srv_start(d->loop, &so, moor_node_dispatch, d->node, &d->srv)))
+        return rc;
+    moor_node_set_server(d->node, d->srv);
+    uv_signal_init(d->loop, &d->sigint);
+    uv_signal_init(d->loop, &d->sigterm);
+    d->sigint.data = d->sigterm.data = d;
+    uv_signal_start(&d->sigint, on_signal, SIGINT);
+    uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    printf("moord: node %s listening on %s:%d, data in %s\n", d->cfg.node, d->cfg.listen_host,
+           moor_srv_port(d->srv), d->cfg.data_dir);
+    fflush(stdout);
+    moor_log_info("listening on %s:%d", d->cfg.listen_host, moor_srv_port(d->srv));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    daemon_t d;
+    const char *config;
+    int check, rc;
+
+    memset(&d, 0, sizeof(d));
+    if (parse_args(argc, argv, &config, &check)) {
+        usage();
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    d.loop = uv_default_loop();
+    rc = start(&d, config, check);
+    if (rc == 1) { /* --check */
+        moor_lua_free(d.lua);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "moord: %s\n", moor_diag_msg(rc));
+        return 2;
+    }
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    if (d.srv)
+        moor_srv_free(d.srv);
+    uv_loop_close(d.loop);
+    return 0;
+}

@@ -1,0 +1,648 @@
+/*
+ * node.c -- the request methods of one node, on top of the engine.
+ *
+ * A key's engine value is a record (core/cluster/record.h): its clock and
+ * siblings.  get reads and decodes it; put and del read it, build the next
+ * record with moor_record_write and queue it with moor_engine_write_async,
+ * so the loop never waits on disk for a write; the engine calls back on its
+ * log thread once the write is durable (per the sync mode), the callback
+ * queues the finished write here, and a uv_async runs the reply on the
+ * loop.  Because each read-modify-write happens in one go on the loop
+ * thread and the engine makes a write visible before returning, two puts to
+ * one key can never both build on the same old record.
+ *
+ * Reads run on the loop thread: memtable and block-cache hits are
+ * sub-microsecond, a miss is one pread of a 4 KiB block (page cache or
+ * disk).  No fsync, flush or compaction ever runs here.
+ *
+ * Threads: everything is loop-thread only except write_done(), which runs
+ * on the engine's log thread and touches only the completion queue (qmu).
+ */
+#include "node.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/record.h"
+#include "net/mp.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define MOOR_VERSION "0.1.0"
+
+typedef struct wdone wdone_t;
+
+struct wdone {
+    wdone_t *next;
+    moor_node_t *node;
+    int status;               /* set by the log thread */
+    moor_node_done_fn done;
+    void *ud;
+    moor_buf_t result;        /* the encoded answer on success */
+};
+
+struct moor_node {
+    uv_loop_t *loop;
+    moor_config_t cfg;
+    moor_engine_t *engine;
+    moor_lua_t *lua;
+    moor_srv_t *srv;
+    uv_async_t async;
+    pthread_mutex_t qmu;      /* guards qhead/qtail */
+    wdone_t *qhead, *qtail;
+    unsigned pending;         /* writes queued on the engine, not yet answered */
+    uint64_t start_ms;
+    uint64_t n_get, n_put, n_del, n_call, n_err;
+    moor_record_t rec;        /* scratch: one request at a time on the loop */
+    moor_buf_t key, rec_out, ctx_out, out; /* scratch buffers */
+};
+
+/* ---- errors ---------------------------------------------------------------- */
+
+const char *moor_node_err_code(int rc)
+{
+    switch (rc) {
+    case MOOR_EKEYTOOBIG: return "KEY_TOO_LARGE";
+    case MOOR_EVALTOOBIG: return "VALUE_TOO_LARGE";
+    case MOOR_EINVAL: case MOOR_EPROTO: return "BAD_REQUEST";
+    case MOOR_ENOAUTH: return "NOAUTH";
+    case MOOR_ENOMETHOD: return "UNKNOWN_METHOD";
+    case MOOR_EHANDLER: return "HANDLER_ERROR";
+    case MOOR_EHTIMEOUT: return "HANDLER_TIMEOUT";
+    case MOOR_ENOHANDLER: return "NO_HANDLER";
+    case MOOR_EBADCTX: return "BAD_CTX";
+    case MOOR_ECORRUPT: return "CORRUPT";
+    case MOOR_EFAILED: return "READ_ONLY";
+    case MOOR_ECLOSED: return "SHUTTING_DOWN";
+    case MOOR_ETIMEDOUT: return "TIMEOUT";
+    case MOOR_ENOMEM: return "OUT_OF_MEMORY";
+    case MOOR_ENOSPC: return "NO_SPACE";
+    default: return rc > -1000 ? "IO_ERROR" : "INTERNAL";
+    }
+}
+
+static void fail(moor_node_t *n, moor_node_done_fn done, void *ud, int rc, const char *msg)
+{
+    n->n_err++;
+    done(ud, moor_node_err_code(rc), msg ? msg : moor_strerror(rc), NULL, 0);
+}
+
+/* ---- completions from the log thread ------------------------------------ */
+
+/* Engine callback, on the log thread: queue for the loop. */
+static void write_done(void *arg, int status)
+{
+    wdone_t *w = arg;
+    moor_node_t *n = w->node;
+
+    w->status = status;
+    w->next = NULL;
+    pthread_mutex_lock(&n->qmu);
+    if (n->qtail)
+        n->qtail->next = w;
+    else
+        n->qhead = w;
+    n->qtail = w;
+    pthread_mutex_unlock(&n->qmu);
+    uv_async_send(&n->async);
+}
+
+static void drain_done(uv_async_t *a)
+{
+    moor_node_t *n = a->data;
+    wdone_t *w, *next;
+
+    pthread_mutex_lock(&n->qmu);
+    w = n->qhead;
+    n->qhead = n->qtail = NULL;
+    pthread_mutex_unlock(&n->qmu);
+    for (; w; w = next) {
+        next = w->next;
+        n->pending--;
+        if (w->status)
+            fail(n, w->done, w->ud, w->status, moor_strerror(w->status));
+        else
+            w->done(w->ud, NULL, NULL, w->result.data, w->result.len);
+        moor_buf_free(&w->result);
+        free(w);
+    }
+}
+
+/* ---- params ------------------------------------------------------------------ */
+
+typedef struct kv_opts {
+    const char *space;
+    uint32_t slen;
+    const char *ctx;
+    uint32_t ctxlen;
+} kv_opts_t;
+
+static int bad(const char *what)
+{
+    return moor_diag(MOOR_EINVAL, "%s", what);
+}
+
+/* r and w: a count or "one" / "quorum" / "all". */
+static int read_level(const char **p, const char *end, const char *name)
+{
+    uint64_t u;
+    const char *s;
+    uint32_t n;
+
+    if (moor_mp_read_uint(p, end, &u) == 0)
+        return u >= 1 && u <= 16 ? 0 : moor_diag(MOOR_EINVAL, "opts.%s must be 1..16", name);
+    if (moor_mp_read_str(p, end, &s, &n) == 0 &&
+        ((n == 3 && !memcmp(s, "one", 3)) || (n == 6 && !memcmp(s, "quorum", 6)) ||
+         (n == 3 && !memcmp(s, "all", 3))))
+        return 0;
+    return moor_diag(MOOR_EINVAL, "opts.%s must be a count or one, quorum, all", name);
+}
+
+static int read_opts(const char **p, const char *end, kv_opts_t *o)
+{
+    uint32_t n;
+    uint64_t u;
+
+    o->space = "default";
+    o->slen = 7;
+    o->ctx = NULL;
+    o->ctxlen = 0;
+    if (*p >= end || moor_mp_read_nil(p, end) == 0)
+        return 0;
+    if (moor_mp_read_map(p, end, &n))
+        return bad("opts must be a map");
+    while (n--) {
+        const char *k;
+        uint32_t klen;
+        if (moor_mp_read_str(p, end, &k, &klen))
+            return bad("opts keys must be strings");
+#define IS(name) (klen == sizeof(name) - 1 && memcmp(k, name, klen) == 0)
+        if (IS("space")) {
+            if (moor_mp_read_str(p, end, &o->space, &o->slen))
+                return bad("opts.space must be a string");
+        } else if (IS("ctx")) {
+            if (moor_mp_read_nil(p, end) != 0 &&
+                moor_mp_read_strbin(p, end, &o->ctx, &o->ctxlen))
+                return bad("opts.ctx must be the binary ctx a get returned");
+        } else if (IS("r") || IS("w")) {
+            int rc = read_level(p, end, IS("r") ? "r" : "w");
+            if (rc)
+                return rc;
+        } else if (IS("timeout_ms")) {
+            if (moor_mp_read_uint(p, end, &u))
+                return bad("opts.timeout_ms must be a non-negative integer");
+        } else {
+            return moor_diag(MOOR_EINVAL, "unknown option '%.*s'", (int)klen, k);
+        }
+#undef IS
+    }
+    return 0;
+}
+
+/* key (str or bin), then opts; value in between for put. */
+static int read_key(moor_node_t *n, const char **p, const char *end, const char **key,
+                    uint32_t *klen)
+{
+    if (moor_mp_read_strbin(p, end, key, klen))
+        return bad("key must be a string or binary");
+    if (*klen == 0)
+        return bad("key must not be empty");
+    if (*klen > n->cfg.key_max)
+        return moor_diag(MOOR_EKEYTOOBIG, "key of %u bytes is over the limit of %zu", *klen,
+                         n->cfg.key_max);
+    return 0;
+}
+
+/* Loads the record of (space, key) into n->rec; *exists 0 if none.
+ * n->key holds the engine key afterwards.  *raw must be freed. */
+static int load_record(moor_node_t *n, const kv_opts_t *o, const char *key, uint32_t klen,
+                       void **raw, int *exists)
+{
+    size_t rawlen;
+    int rc;
+
+    *raw = NULL;
+    *exists = 0;
+    if (!moor_config_space(&n->cfg, o->space, o->slen))
+        return moor_diag(MOOR_EINVAL, "unknown space '%.*s'", (int)o->slen, o->space);
+    moor_buf_reset(&n->key);
+    if ((rc = moor_record_key(o->space, o->slen, key, klen, &n->key)))
+        return rc;
+    rc = moor_engine_get(n->engine, n->key.data, n->key.len, raw, &rawlen);
+    if (rc == MOOR_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    rc = moor_record_decode(*raw, rawlen, &n->rec);
+    if (rc) {
+        moor_log_error("record of a key in space '%.*s' is corrupt", (int)o->slen, o->space);
+        return rc;
+    }
+    *exists = 1;
+    return 0;
+}
+
+/* ---- methods ------------------------------------------------------------------- */
+
+static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
+                   moor_node_done_fn done, void *ud)
+{
+    const char *key;
+    uint32_t klen;
+    kv_opts_t o;
+    void *raw = NULL;
+    int exists, rc;
+
+    n->n_get++;
+    if (np < 1 || np > 2)
+        rc = bad("get takes key [, opts]");
+    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0)
+        rc = load_record(n, &o, key, klen, &raw, &exists);
+    if (rc) {
+        free(raw);
+        fail(n, done, ud, rc, moor_diag_msg(rc));
+        return;
+    }
+    if (!exists || moor_record_is_deleted(&n->rec)) {
+        free(raw);
+        done(ud, NULL, NULL, NULL, 0);
+        return;
+    }
+    moor_buf_reset(&n->out);
+    rc = moor_record_get_result(&n->rec, &n->out);
+    free(raw); /* the result was copied out of the record's borrowed spans */
+    if (rc)
+        fail(n, done, ud, rc, NULL);
+    else
+        done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
+/* put (tombstone 0) and del (tombstone 1). */
+static void do_write(moor_node_t *n, int tombstone, const char *p, const char *end, uint32_t np,
+                     moor_node_done_fn done, void *ud)
+{
+    const char *key, *value = NULL;
+    uint32_t klen;
+    size_t vlen = 0;
+    kv_opts_t o;
+    void *raw = NULL;
+    int exists = 0, rc;
+    wdone_t *w = NULL;
+    moor_batch_t *b = NULL;
+    msgpack_packer pk;
+
+    if (tombstone ? (np < 1 || np > 2) : (np < 2 || np > 3)) {
+        rc = bad(tombstone ? "del takes key [, opts]" : "put takes key, value [, opts]");
+        goto fail;
+    }
+    if ((rc = read_key(n, &p, end, &key, &klen)))
+        goto fail;
+    if (!tombstone) {
+        value = p;
+        if ((rc = moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))) {
+            rc = bad("value is not valid MessagePack");
+            goto fail;
+        }
+        vlen = (size_t)(p - value);
+        if (vlen > n->cfg.value_max) {
+            rc = moor_diag(MOOR_EVALTOOBIG, "value of %zu bytes is over the limit of %zu", vlen,
+                           n->cfg.value_max);
+            goto fail;
+        }
+    }
+    if ((rc = read_opts(&p, end, &o)) || (rc = load_record(n, &o, key, klen, &raw, &exists)))
+        goto fail;
+    if (tombstone && (!exists || moor_record_is_deleted(&n->rec))) {
+        free(raw);
+        done(ud, NULL, NULL, "\xc3", 1); /* nothing to delete: true */
+        return;
+    }
+    moor_buf_reset(&n->rec_out);
+    moor_buf_reset(&n->ctx_out);
+    rc = moor_record_write(exists ? &n->rec : NULL, o.ctx, o.ctxlen, value, vlen, tombstone,
+                           n->cfg.node, strlen(n->cfg.node), moor_clock_wall_ms(),
+                           &n->rec_out, &n->ctx_out);
+    free(raw);
+    raw = NULL;
+    if (rc)
+        goto fail;
+    w = calloc(1, sizeof(*w));
+    b = moor_batch_new();
+    if (!w || !b || moor_batch_put(b, n->key.data, n->key.len, n->rec_out.data, n->rec_out.len)) {
+        rc = MOOR_ENOMEM;
+        goto fail;
+    }
+    w->node = n;
+    w->done = done;
+    w->ud = ud;
+    moor_mp_packer_init(&pk, &w->result);
+    if (tombstone) {
+        msgpack_pack_true(&pk);
+    } else {
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "ctx", 3);
+        msgpack_pack_bin_with_body(&pk, n->ctx_out.data, n->ctx_out.len);
+    }
+    rc = moor_engine_write_async(n->engine, b, write_done, w);
+    moor_batch_free(b);
+    b = NULL;
+    if (rc)
+        goto fail;
+    n->pending++;
+    return;
+fail:
+    free(raw);
+    moor_batch_free(b);
+    if (w)
+        moor_buf_free(&w->result);
+    free(w);
+    fail(n, done, ud, rc, moor_diag_msg(rc));
+}
+
+static void do_ping(moor_node_t *n, moor_node_done_fn done, void *ud)
+{
+    msgpack_packer pk;
+
+    moor_buf_reset(&n->out);
+    moor_mp_packer_init(&pk, &n->out);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "pong", 4);
+    msgpack_pack_true(&pk);
+    msgpack_pack_str_with_body(&pk, "node", 4);
+    msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
+    done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
+static void pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    msgpack_pack_uint64(pk, v);
+}
+
+static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
+{
+    moor_engine_stats_t es;
+    moor_srv_stats_t ss = {0};
+    msgpack_packer pk;
+
+    moor_engine_stats(n->engine, &es);
+    if (n->srv)
+        moor_srv_stats(n->srv, &ss);
+    moor_buf_reset(&n->out);
+    moor_mp_packer_init(&pk, &n->out);
+    msgpack_pack_map(&pk, 7);
+    msgpack_pack_str_with_body(&pk, "node", 4);
+    msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
+    msgpack_pack_str_with_body(&pk, "version", 7);
+    msgpack_pack_str_with_body(&pk, MOOR_VERSION, strlen(MOOR_VERSION));
+    pack_kv_u64(&pk, "uptime_ms", moor_clock_mono_ms() - n->start_ms);
+    msgpack_pack_str_with_body(&pk, "requests", 8);
+    msgpack_pack_map(&pk, 6);
+    pack_kv_u64(&pk, "get", n->n_get);
+    pack_kv_u64(&pk, "put", n->n_put);
+    pack_kv_u64(&pk, "del", n->n_del);
+    pack_kv_u64(&pk, "call", n->n_call);
+    pack_kv_u64(&pk, "errors", n->n_err);
+    pack_kv_u64(&pk, "pending_writes", n->pending);
+    msgpack_pack_str_with_body(&pk, "server", 6);
+    msgpack_pack_map(&pk, 4);
+    pack_kv_u64(&pk, "connections", ss.conns);
+    pack_kv_u64(&pk, "accepted", ss.accepted);
+    pack_kv_u64(&pk, "refused", ss.refused);
+    pack_kv_u64(&pk, "bad_frames", ss.bad_frames);
+    msgpack_pack_str_with_body(&pk, "lua", 3);
+    msgpack_pack_map(&pk, 1);
+    pack_kv_u64(&pk, "handlers_inflight", n->lua ? moor_lua_inflight(n->lua) : 0);
+    msgpack_pack_str_with_body(&pk, "engine", 6);
+    msgpack_pack_map(&pk, 10);
+    pack_kv_u64(&pk, "memtable_bytes", es.memtable_bytes);
+    pack_kv_u64(&pk, "tables_l0", es.tables[0]);
+    pack_kv_u64(&pk, "disk_bytes", es.disk_bytes);
+    pack_kv_u64(&pk, "cache_hits", es.cache_hits);
+    pack_kv_u64(&pk, "cache_misses", es.cache_misses);
+    pack_kv_u64(&pk, "user_bytes_written", es.user_bytes_written);
+    pack_kv_u64(&pk, "compact_bytes_written", es.compact_bytes_written);
+    pack_kv_u64(&pk, "flushes", es.flushes);
+    pack_kv_u64(&pk, "compactions", es.compactions);
+    msgpack_pack_str_with_body(&pk, "write_amp", 9);
+    msgpack_pack_double(&pk, es.write_amp);
+    done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
+/* Constant-time: the time depends on the configured token's length only. */
+static int token_equal(const char *want, const char *got, size_t glen)
+{
+    size_t wlen = strlen(want);
+    unsigned char diff = (unsigned char)(wlen != glen);
+
+    for (size_t i = 0; i < wlen; i++)
+        diff |= (unsigned char)want[i] ^ (unsigned char)(i < glen ? got[i] : 0);
+    return diff == 0;
+}
+
+static void do_auth(moor_node_t *n, const char *p, const char *end, uint32_t np, int *authed,
+                    moor_node_done_fn done, void *ud)
+{
+    const char *tok;
+    uint32_t tlen;
+
+    if (np != 1 || moor_mp_read_strbin(&p, end, &tok, &tlen)) {
+        fail(n, done, ud, MOOR_EINVAL, "auth takes one token");
+        return;
+    }
+    if (n->cfg.auth_token[0] && !token_equal(n->cfg.auth_token, tok, tlen)) {
+        *authed = 0;
+        fail(n, done, ud, MOOR_ENOAUTH, "wrong token");
+        return;
+    }
+    *authed = 1;
+    done(ud, NULL, NULL, "\xc3", 1);
+}
+
+static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
+                    moor_node_done_fn done, void *ud)
+{
+    const char *name;
+    uint32_t nlen;
+
+    n->n_call++;
+    if (np < 1 || moor_mp_read_str(&p, end, &name, &nlen)) {
+        fail(n, done, ud, MOOR_EINVAL, "call takes a handler name, then its arguments");
+        return;
+    }
+    if (!n->lua) {
+        fail(n, done, ud, MOOR_ENOHANDLER, "no Lua host");
+        return;
+    }
+    moor_lua_call(n->lua, name, nlen, p, (size_t)(end - p), np - 1, done, ud);
+}
+
+void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char *params,
+                    size_t plen, uint32_t np, int *authed, moor_node_done_fn done, void *ud)
+{
+    const char *end = params + plen;
+
+#define IS(name) (mlen == sizeof(name) - 1 && memcmp(method, name, mlen) == 0)
+    if (IS("auth")) {
+        do_auth(n, params, end, np, authed, done, ud);
+        return;
+    }
+    if (n->cfg.auth_token[0] && !*authed) {
+        fail(n, done, ud, MOOR_ENOAUTH, "authenticate first: auth(token)");
+        return;
+    }
+    if (IS("get"))
+        do_get(n, params, end, np, done, ud);
+    else if (IS("put"))
+        n->n_put++, do_write(n, 0, params, end, np, done, ud);
+    else if (IS("del"))
+        n->n_del++, do_write(n, 1, params, end, np, done, ud);
+    else if (IS("call"))
+        do_call(n, params, end, np, done, ud);
+    else if (IS("ping"))
+        do_ping(n, done, ud);
+    else if (IS("info"))
+        do_info(n, done, ud);
+    else {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen),
+                 method);
+        fail(n, done, ud, MOOR_ENOMETHOD, msg);
+    }
+#undef IS
+}
+
+/* ---- glue: server requests and Lua kv calls ---------------------------------- */
+
+static void reply_srv(void *ud, const char *errcode, const char *errmsg, const char *result,
+                      size_t rlen)
+{
+    moor_srv_req_t *req = ud;
+
+    if (errcode)
+        moor_srv_reply_error(req, errcode, errmsg ? errmsg : "");
+    else
+        moor_srv_reply(req, result, rlen);
+}
+
+/* auth answers synchronously: the flag is stored on the connection before
+ * the reply frees the request. */
+typedef struct auth_ctx {
+    moor_srv_req_t *req;
+    int authed;
+} auth_ctx_t;
+
+static void reply_auth(void *ud, const char *errcode, const char *errmsg, const char *result,
+                       size_t rlen)
+{
+    auth_ctx_t *a = ud;
+
+    moor_srv_conn_set_authed(a->req->conn, a->authed);
+    reply_srv(a->req, errcode, errmsg, result, rlen);
+}
+
+void moor_node_dispatch(void *node, moor_srv_req_t *req)
+{
+    moor_node_t *n = node;
+    int authed = moor_srv_conn_authed(req->conn);
+
+    if (req->rpc.mlen == 4 && memcmp(req->rpc.method, "auth", 4) == 0) {
+        auth_ctx_t a = {req, authed};
+        moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
+                       req->rpc.nparams, &a.authed, reply_auth, &a);
+        return;
+    }
+    moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
+                   req->rpc.nparams, &authed, reply_srv, req);
+}
+
+typedef struct lua_kv {
+    moor_node_t *n;
+    uint64_t token;
+} lua_kv_t;
+
+static void reply_lua(void *ud, const char *errcode, const char *errmsg, const char *result,
+                      size_t rlen)
+{
+    lua_kv_t *k = ud;
+
+    if (k->n->lua)
+        moor_lua_kv_done(k->n->lua, k->token, errcode, errmsg, result, rlen);
+    free(k);
+}
+
+int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32_t nparams,
+                     uint64_t token)
+{
+    moor_node_t *n = node;
+    lua_kv_t *k = malloc(sizeof(*k));
+    int authed = 1; /* handlers run inside the node */
+    static const char *names[] = {"", "get", "put", "del"};
+
+    if (!k)
+        return MOOR_ENOMEM;
+    if (op < MOOR_LUA_GET || op > MOOR_LUA_DEL) {
+        free(k);
+        return MOOR_EINVAL;
+    }
+    k->n = n;
+    k->token = token;
+    moor_node_exec(n, names[op], strlen(names[op]), params, plen, nparams, &authed, reply_lua,
+                   k);
+    return 0;
+}
+
+/* ---- life cycle -------------------------------------------------------------- */
+
+int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
+{
+    moor_node_t *n = calloc(1, sizeof(*n));
+    int rc;
+
+    *out = NULL;
+    if (!n)
+        return MOOR_ENOMEM;
+    n->loop = loop;
+    n->cfg = *cfg;
+    n->start_ms = moor_clock_mono_ms();
+    pthread_mutex_init(&n->qmu, NULL);
+    rc = moor_engine_open(cfg->data_dir, &cfg->engine, &n->engine);
+    if (rc) {
+        pthread_mutex_destroy(&n->qmu);
+        free(n);
+        return rc;
+    }
+    uv_async_init(loop, &n->async, drain_done);
+    n->async.data = n;
+    *out = n;
+    return 0;
+}
+
+void moor_node_set_lua(moor_node_t *n, moor_lua_t *L) { n->lua = L; }
+void moor_node_set_server(moor_node_t *n, moor_srv_t *s) { n->srv = s; }
+unsigned moor_node_pending(const moor_node_t *n) { return n->pending; }
+
+static void free_after_close(uv_handle_t *h)
+{
+    moor_node_t *n = h->data;
+
+    moor_buf_free(&n->key);
+    moor_buf_free(&n->rec_out);
+    moor_buf_free(&n->ctx_out);
+    moor_buf_free(&n->out);
+    pthread_mutex_destroy(&n->qmu);
+    free(n);
+}
+
+int moor_node_close(moor_node_t *n)
+{
+    int rc = moor_engine_flush(n->engine);
+    int crc = moor_engine_close(n->engine);
+
+    /* Anything the close made durable is answered before the handle goes. */
+    drain_done(&n->async);
+    uv_close((uv_handle_t *)&n->async, free_after_close);
+    return rc ? rc : crc;
+}

@@ -1,0 +1,62 @@
+/*
+ * node.h -- one Moor node: the engine holding records, the request
+ * methods (get, put, del, call, ping, info, auth) and the glue between the
+ * server, the engine's durability callbacks and the Lua host.
+ *
+ * Everything runs on the loop thread except the engine's completion
+ * callbacks, which arrive on the commit log's thread and are handed back to
+ * the loop through a mutex-guarded queue and a uv_async.
+ */
+#ifndef MOOR_SERVER_NODE_H
+#define MOOR_SERVER_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "engine/engine.h"
+#include "lua/config.h"
+#include "lua/host.h"
+#include "net/server.h"
+
+typedef struct moor_node moor_node_t;
+
+/* How a method's answer is delivered: errcode NULL on success with result
+ * encoded MessagePack (NULL = nil).  Runs on the loop thread, once. */
+typedef void (*moor_node_done_fn)(void *ud, const char *errcode, const char *errmsg,
+                                  const char *result, size_t rlen);
+
+/* ===== API ===== */
+
+/* Opens the engine in cfg->data_dir and prepares the methods (does not
+ * listen).  0 or an error with a diagnostic. */
+int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out);
+
+/* The Lua host the node runs handlers on (set after creating both). */
+void moor_node_set_lua(moor_node_t *n, moor_lua_t *L);
+
+/* The moor_lua_ops_t.kv function: runs a get/put/del for a handler. */
+int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32_t nparams,
+                     uint64_t token);
+
+/* Server dispatch callback (ud = the node). */
+void moor_node_dispatch(void *node, moor_srv_req_t *req);
+
+/* Runs method with params, answering through done.  Used by dispatch and
+ * by the fuzzer.  authed: the connection passed `auth` (or none needed). */
+void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char *params,
+                    size_t plen, uint32_t nparams, int *authed, moor_node_done_fn done,
+                    void *ud);
+
+void moor_node_set_server(moor_node_t *n, moor_srv_t *s);
+
+/* Writes still waiting for durability. */
+unsigned moor_node_pending(const moor_node_t *n);
+
+/* Flushes and closes the engine.  REQUIRES: no pending writes. */
+int moor_node_close(moor_node_t *n);
+
+/* Wire name of an error code ("KEY_TOO_LARGE", ...). */
+const char *moor_node_err_code(int rc);
+
+#endif

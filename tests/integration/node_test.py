@@ -1,0 +1,381 @@
+#!/usr/bin/python3
+"""node_test.py -- integration tests of a real moord process.
+
+Starts moord on 127.0.0.1 with a throwaway config and data directory,
+drives it over raw MessagePack-RPC (Debian's python3-msgpack), with the
+`moor` CLI (the C client), the Lua client and the Python example, and
+kills what it starts.  Every wait is bounded.
+
+usage: node_test.py --build BUILD_DIR [--cycles N] [-k NAME]
+"""
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import msgpack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, "build")
+CYCLES = 5
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Node:
+    """A moord process on a temporary directory; stop() or kill() it."""
+
+    def __init__(self, extra="", sync="interval", port=None, data=None):
+        self.tmp = tempfile.mkdtemp(prefix="moor-node-")
+        self.port = port or free_port()
+        self.data = data or os.path.join(self.tmp, "data")
+        self.conf = os.path.join(self.tmp, "node.lua")
+        with open(self.conf, "w") as f:
+            f.write(
+                'moor.cfg{ node = "t1", listen = "127.0.0.1:%d", data_dir = "%s",\n'
+                '  engine = { sync = "%s", memtable_mb = 4 },\n'
+                '  log = { level = "warn" },\n'
+                '  plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr",'
+                ' "handlers.cas" } %s }\n'
+                'moor.handle("echo", function(...) return {...} end)\n'
+                'moor.handle("spin", function() while true do end end)\n'
+                % (self.port, self.data, sync, extra))
+        self.proc = None
+
+    def start(self, timeout=10):
+        self.log = open(os.path.join(self.tmp, "moord.log"), "ab")
+        self.proc = subprocess.Popen([os.path.join(BUILD, "moord"), self.conf],
+                                     stdout=self.log, stderr=self.log,
+                                     env=dict(os.environ, MOOR_ROOT=ROOT))
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("moord exited with %d: %s" % (self.proc.returncode,
+                                                                 self.logtext()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("moord did not listen within %ss" % timeout)
+
+    def logtext(self):
+        with open(os.path.join(self.tmp, "moord.log"), "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError("moord did not stop within %ss" % timeout)
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Conn:
+    """Minimal pipelining MessagePack-RPC connection for the tests."""
+
+    def __init__(self, port, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
+        self.unpacker = msgpack.Unpacker(raw=False)
+        self.msgid = 0
+
+    def send(self, method, *params):
+        self.msgid += 1
+        self.sock.sendall(msgpack.packb([0, self.msgid, method, list(params)],
+                                        use_bin_type=True))
+        return self.msgid
+
+    def recv(self):
+        while True:
+            for msg in self.unpacker:
+                return msg
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed by the node")
+            self.unpacker.feed(data)
+
+    def call(self, method, *params):
+        mid = self.send(method, *params)
+        msg = self.recv()
+        assert msg[0] == 1 and msg[1] == mid, msg
+        return msg[2], msg[3]
+
+    def close(self):
+        self.sock.close()
+
+
+class NodeTest(unittest.TestCase):
+    def setUp(self):
+        self.node = Node().start()
+
+    def tearDown(self):
+        self.node.cleanup()
+
+    def test_ping_info(self):
+        c = Conn(self.node.port)
+        err, res = c.call("ping")
+        self.assertIsNone(err)
+        self.assertEqual(res, {"pong": True, "node": "t1"})
+        err, res = c.call("info")
+        self.assertIsNone(err)
+        self.assertEqual(res["node"], "t1")
+        self.assertIn("engine", res)
+
+    def test_values_byte_identical(self):
+        c = Conn(self.node.port)
+        values = [None, True, 0, -1, 2**63 - 1, -2**63, 2**64 - 1, 1.5, "text", b"\x00\xff",
+                  [1, [2, [3]]], {"a": {"b": [1, 2]}}, "", [], {}]
+        for i, v in enumerate(values):
+            err, res = c.call("put", "k%d" % i, v)
+            self.assertIsNone(err, err)
+            err, res = c.call("get", "k%d" % i)
+            self.assertIsNone(err, err)
+            self.assertEqual(res["values"], [v])
+        # A non-canonical encoding (uint16 for 5) comes back as sent.
+        raw = b"\x94\x00\x63\xa3put\x92\xa3raw\xcd\x00\x05"
+        c.sock.sendall(raw)
+        self.assertIsNone(c.recv()[2])
+        c.sock.sendall(b"\x94\x00\x64\xa3get\x91\xa3raw")
+        frame = c.sock.recv(65536)
+        self.assertIn(b"\x91\xcd\x00\x05", frame)
+
+    def test_siblings_and_ctx(self):
+        c = Conn(self.node.port)
+        self.assertIsNone(c.call("put", "s", "v1")[0])
+        self.assertIsNone(c.call("put", "s", "v2")[0])     # no ctx: a sibling
+        err, res = c.call("get", "s")
+        self.assertEqual(sorted(res["values"]), ["v1", "v2"])
+        err, res2 = c.call("put", "s", "v3", {"ctx": res["ctx"]})  # latest ctx: replaces
+        self.assertIsNone(err)
+        err, res = c.call("get", "s")
+        self.assertEqual(res["values"], ["v3"])
+        err, _ = c.call("put", "s", "v4", {"ctx": b"\xc1junk"})
+        self.assertEqual(err[0], "BAD_CTX")
+        self.assertEqual(c.call("del", "s", {"ctx": res["ctx"]}), (None, True))
+        self.assertEqual(c.call("get", "s"), (None, None))
+        self.assertEqual(c.call("get", "missing"), (None, None))
+
+    def test_pipelined_out_of_order_ids(self):
+        c = Conn(self.node.port)
+        ids = [c.send("put", "p%d" % i, i) for i in range(500)]
+        got = {}
+        for _ in ids:
+            msg = c.recv()
+            got[msg[1]] = msg
+        self.assertEqual(sorted(got), ids)
+        self.assertTrue(all(m[2] is None for m in got.values()))
+
+    def test_errors(self):
+        c = Conn(self.node.port)
+        self.assertEqual(c.call("nope")[0][0], "UNKNOWN_METHOD")
+        self.assertEqual(c.call("get")[0][0], "BAD_REQUEST")
+        self.assertEqual(c.call("get", 5)[0][0], "BAD_REQUEST")
+        self.assertEqual(c.call("get", "k", {"bogus": 1})[0][0], "BAD_REQUEST")
+        self.assertEqual(c.call("get", "k", {"space": "nospace"})[0][0], "BAD_REQUEST")
+        self.assertEqual(c.call("put", "x" * 70000, 1)[0][0], "KEY_TOO_LARGE")
+        self.assertEqual(c.call("call", "nohandler")[0][0], "NO_HANDLER")
+        err, _ = c.call("call", "spin")
+        self.assertEqual(err[0], "HANDLER_TIMEOUT")
+        self.assertEqual(c.call("ping")[0], None)      # the node still serves
+
+    def test_call_handlers(self):
+        c = Conn(self.node.port)
+        self.assertEqual(c.call("call", "echo", 1, "two", [3]), (None, [1, "two", [3]]))
+        self.assertEqual(c.call("call", "incr", "counter", 5), (None, 5))
+        self.assertEqual(c.call("call", "incr", "counter", 2), (None, 7))
+
+    def test_bad_input_keeps_serving(self):
+        good = Conn(self.node.port)
+        bad = Conn(self.node.port)
+        bad.sock.sendall(b"\xc1\xc1\xc1")                   # never valid: closed
+        with self.assertRaises((ConnectionError, ConnectionResetError)):
+            bad.recv()
+        half = Conn(self.node.port)
+        frame = msgpack.packb([0, 7, "ping", []])
+        half.sock.sendall(frame[:3])
+        self.assertEqual(good.call("ping")[0], None)
+        half.sock.sendall(frame[3:])
+        self.assertEqual(half.recv()[1], 7)
+        notarray = Conn(self.node.port)
+        notarray.sock.sendall(msgpack.packb({"not": "a request"}))
+        try:
+            notarray.recv()
+        except (ConnectionError, ConnectionResetError):
+            pass
+        big = Conn(self.node.port)
+        try:
+            big.sock.sendall(b"\xc6\x7f\xff\xff\xff" + b"\x00" * 1024 * 1024)
+            big.recv()
+        except (ConnectionError, ConnectionResetError, BrokenPipeError):
+            pass
+        self.assertEqual(good.call("put", "after", "garbage")[0], None)
+        self.assertEqual(good.call("get", "after")[1]["values"], ["garbage"])
+
+    def test_cli(self):
+        moor = os.path.join(BUILD, "moor")
+        if not os.path.exists(moor):
+            self.skipTest("moor CLI not built")
+        h = "127.0.0.1:%d" % self.node.port
+        run = lambda *a: subprocess.run([moor, "-h", h] + list(a), capture_output=True,
+                                        text=True, timeout=20)
+        r = run("put", "cli", '{"a": [1, 2.5, "x"]}')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run("get", "cli")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('"a"', r.stdout)
+        r = run("ping")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run("del", "cli")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run("call", "nohandler")
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_python_example(self):
+        ex = os.path.join(ROOT, "examples", "python", "example.py")
+        if not os.path.exists(ex):
+            self.skipTest("no python example")
+        r = subprocess.run(["/usr/bin/python3", ex, "127.0.0.1:%d" % self.node.port],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_lua_client(self):
+        if not shutil.which("luajit") or not os.path.exists(
+                os.path.join(ROOT, "lua", "moor", "client.lua")):
+            self.skipTest("no luajit or Lua client")
+        script = (
+            'local client = require("moor.client")\n'
+            'local c = assert(client.connect("127.0.0.1:%d", {timeout = 5}))\n'
+            'assert(c:put("lua", {1, 2, 3}))\n'
+            'local res = assert(c:get("lua"))\n'
+            'assert(#res.values == 1 and res.values[1][3] == 3)\n'
+            'assert(c:ping())\n'
+            'c:close() print("ok")\n' % self.node.port)
+        r = subprocess.run(["luajit", "-e", script], capture_output=True, text=True,
+                           timeout=30, env=dict(os.environ, LUA_PATH=os.path.join(
+                               ROOT, "lua", "?.lua") + ";" + os.path.join(
+                               ROOT, "lua", "?", "init.lua") + ";;"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
+class LifecycleTest(unittest.TestCase):
+    def test_config_errors(self):
+        node = Node(extra=', lisen = "x"')
+        try:
+            r = subprocess.run([os.path.join(BUILD, "moord"), node.conf], capture_output=True,
+                               text=True, timeout=20, env=dict(os.environ, MOOR_ROOT=ROOT))
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("lisen", r.stderr)
+        finally:
+            node.cleanup()
+
+    def test_port_in_use(self):
+        a = Node().start()
+        b = Node(port=a.port)
+        try:
+            r = subprocess.run([os.path.join(BUILD, "moord"), b.conf], capture_output=True,
+                               text=True, timeout=20, env=dict(os.environ, MOOR_ROOT=ROOT))
+            self.assertEqual(r.returncode, 2)
+            self.assertTrue(r.stderr.strip(), "no message for a busy port")
+        finally:
+            a.cleanup()
+            b.cleanup()
+
+    def test_auth(self):
+        node = Node(extra=', auth_token = "s3cret"').start()
+        try:
+            c = Conn(node.port)
+            self.assertEqual(c.call("get", "k")[0][0], "NOAUTH")
+            self.assertEqual(c.call("auth", "wrong")[0][0], "NOAUTH")
+            self.assertEqual(c.call("auth", "s3cret"), (None, True))
+            self.assertEqual(c.call("get", "k"), (None, None))
+        finally:
+            node.cleanup()
+
+    def test_sigterm_then_recover(self):
+        node = Node().start()
+        try:
+            c = Conn(node.port)
+            for i in range(200):
+                self.assertIsNone(c.call("put", "r%d" % i, i)[0])
+            self.assertEqual(node.stop(signal.SIGTERM), 0, node.logtext())
+            node.start()
+            c = Conn(node.port)
+            for i in range(200):
+                self.assertEqual(c.call("get", "r%d" % i)[1]["values"], [i])
+        finally:
+            node.cleanup()
+
+    def test_kill9_under_load(self):
+        """Every put acknowledged under sync=always survives kill -9."""
+        node = Node(sync="always").start()
+        acked = {}
+        try:
+            for cycle in range(CYCLES):
+                c = Conn(node.port)
+                sent = {}
+                deadline = time.time() + 0.3 + 0.1 * cycle
+                n = 0
+                try:
+                    while time.time() < deadline:
+                        for _ in range(16):
+                            key = "c%d-%d" % (cycle, n)
+                            sent[c.send("put", key, [cycle, n])] = (key, [cycle, n])
+                            n += 1
+                        for _ in range(16):
+                            msg = c.recv()
+                            if msg[2] is None:
+                                k, v = sent[msg[1]]
+                                acked[k] = v
+                except (ConnectionError, OSError):
+                    pass
+                node.kill()
+                node.start()
+                c = Conn(node.port)
+                for k, v in acked.items():
+                    err, res = c.call("get", k)
+                    self.assertIsNone(err)
+                    self.assertIsNotNone(res, "acknowledged %s lost after kill -9" % k)
+                    self.assertEqual(res["values"], [v])
+            self.assertGreater(len(acked), 0)
+        finally:
+            node.cleanup()
+
+
+def main():
+    global BUILD, CYCLES
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=BUILD)
+    ap.add_argument("--cycles", type=int, default=CYCLES)
+    args, rest = ap.parse_known_args()
+    BUILD = os.path.abspath(args.build)
+    CYCLES = args.cycles
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()

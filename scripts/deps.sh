@@ -12,7 +12,7 @@ PACKAGES=(
     build-essential cmake pkg-config
     libluajit2-5.1-dev luajit2
     libuv1-dev libmsgpack-dev libzstd-dev libxxhash-dev
-    libcmocka-dev lua-busted
+    libcmocka-dev lua-busted lua-socket
     clang-14 libclang-rt-14-dev
     librocksdb-dev libleveldb-dev
     redis-server redis-tools

@@ -1,0 +1,416 @@
+--[[
+moor.config -- the schema of a node's config file and its validation.
+
+A config file is Lua that calls moor.cfg{...}, moor.space(name, {...}),
+moor.resolver(name, fn), moor.handle(name, fn [, budget]) and
+moor.gossip{...}.  This module checks each call as it happens (so an error
+points at the offending line of the config) and the whole at the end
+(a node id was given, every resolver a space names is registered), then
+hands the node one normalised table.  The C host (core/lua/host.c) turns
+that table into a moor_config_t; the checks that need the OS (data_dir
+writable, port free) are the node's.
+
+  local config = require("moor.config")
+  local c = config.new{ require = require }   -- how plugins are loaded
+  local api = c:api()                          -- cfg, space, resolver, handle, gossip
+  api.cfg{ node = "n1" }
+  local t = c:finish()                         -- or raises "moor.cfg: ..."
+  -- or, for a whole file:  config.run(path, env, moor_table, opts) -> t
+
+Errors are raised as strings that start with the function's name and say
+what was expected: "moor.cfg: unknown key 'lisen'", "moor.cfg: engine.sync
+must be one of always, interval, none, got 'sometimes'".
+
+The normalised table holds only what the config set (C fills the rest
+with its defaults): node, listen_host, listen_port, data_dir, auth_token,
+engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, seeds,
+spaces = { {name, n, r, w, resolver}, ... }, resolvers = {name = fn},
+handlers = {name = {fn, instructions, timeout_ms}}, gossip{...}.
+
+Pure Lua without C: busted runs it directly.
+]]
+
+local type, pairs, ipairs, tostring, error, pcall, select =
+    type, pairs, ipairs, tostring, error, pcall, select
+local format, concat, sort, floor = string.format, table.concat, table.sort, math.floor
+
+local M = {}
+
+M.MAX_SPACES = 64
+
+local function fail(fmt, ...)
+    error(format(fmt, ...), 0)
+end
+
+local function show(v)
+    if type(v) == "string" then
+        return "'" .. v .. "'"
+    end
+    return tostring(v)
+end
+
+-- ---- field checkers: each returns the value or raises -----------------------
+
+local function int(lo, hi)
+    return function(where, v)
+        if type(v) ~= "number" or v ~= floor(v) or v < lo or v > hi then
+            fail("%s must be an integer in %d..%d, got %s", where, lo, hi, show(v))
+        end
+        return v
+    end
+end
+
+local function str(maxlen, pattern, what)
+    return function(where, v)
+        if type(v) ~= "string" or #v == 0 or #v > maxlen or (pattern and not v:find(pattern)) then
+            fail("%s must be %s, got %s", where,
+                 what or format("a non-empty string of at most %d bytes", maxlen), show(v))
+        end
+        return v
+    end
+end
+
+local function bool(where, v)
+    if type(v) ~= "boolean" then
+        fail("%s must be true or false, got %s", where, show(v))
+    end
+    return v
+end
+
+local function oneof(...)
+    local names = { ... }
+    local set = {}
+    for _, n in ipairs(names) do
+        set[n] = true
+    end
+    return function(where, v)
+        if not set[v] then
+            fail("%s must be one of %s, got %s", where, concat(names, ", "), show(v))
+        end
+        return v
+    end
+end
+
+-- "a.b.c.d:port" or "[v6]:port" -> host, port; nil if malformed.
+function M.split_listen(v)
+    if type(v) ~= "string" then
+        return nil
+    end
+    local host, port = v:match("^(%d+%.%d+%.%d+%.%d+):(%d+)$")
+    if host then
+        for part in host:gmatch("%d+") do
+            if #part > 3 or tonumber(part) > 255 then
+                return nil
+            end
+        end
+    else
+        host, port = v:match("^%[([%x:%.]+)%]:(%d+)$")
+    end
+    port = port and tonumber(port)
+    if not host or #host > 63 or not port or port > 65535 or #v > 80 then
+        return nil
+    end
+    return host, port
+end
+
+local function listen(where, v)
+    if not M.split_listen(v) then
+        fail("%s must be 'host:port' with an IPv4 address (or [IPv6]) and a port 0..65535, got %s",
+             where, show(v))
+    end
+    return v
+end
+
+local function join(where, k)
+    return where == "" and tostring(k) or where .. "." .. tostring(k)
+end
+
+-- A table of known keys: unknown key -> error naming it (dotted).
+local function record(schema)
+    return function(where, v)
+        if type(v) ~= "table" then
+            fail("%s must be a table, got %s", where, show(v))
+        end
+        local out = {}
+        for k, x in pairs(v) do
+            local check = schema[k]
+            if not check then
+                local keys = {}
+                for name in pairs(schema) do
+                    keys[#keys + 1] = name
+                end
+                sort(keys)
+                fail("unknown key '%s' (expected one of: %s)", join(where, k), concat(keys, ", "))
+            end
+            out[k] = check(join(where, k), x)
+        end
+        return out
+    end
+end
+
+-- Checks the table t of a config function against schema: errors start
+-- with fname ("moor.cfg: ...").
+local function checked(fname, schema, t)
+    if type(t) ~= "table" then
+        fail("%s: expects a table, got %s", fname, show(t))
+    end
+    local ok, v = pcall(record(schema), "", t)
+    if not ok then
+        fail("%s: %s", fname, v)
+    end
+    return v
+end
+
+local function list(check, maxn)
+    return function(where, v)
+        if type(v) ~= "table" then
+            fail("%s must be a list, got %s", where, show(v))
+        end
+        local n = #v
+        for k in pairs(v) do
+            if type(k) ~= "number" or k < 1 or k > n or k ~= floor(k) then
+                fail("%s must be a list (keys 1..n), has key %s", where, show(k))
+            end
+        end
+        if n > maxn then
+            fail("%s holds %d entries, at most %d allowed", where, n, maxn)
+        end
+        local out = {}
+        for i = 1, n do
+            out[i] = check(format("%s[%d]", where, i), v[i])
+        end
+        return out
+    end
+end
+
+local NAME = "^[%w_%.%-]+$"
+local MB = 1024 * 1024
+
+M.schema = {
+    node = str(64, NAME, "a node id: 1..64 letters, digits, '_', '.' or '-'"),
+    listen = listen,
+    data_dir = str(4095),
+    seeds = list(listen, 256),
+    auth_token = function(where, v)
+        if type(v) ~= "string" or #v > 255 then
+            fail("%s must be a string of at most 255 bytes, got %s", where, show(v))
+        end
+        return v
+    end,
+    engine = record {
+        memtable_mb = int(1, 65536),
+        cache_mb = int(0, 1048576),
+        sync = oneof("always", "interval", "none"),
+        sync_ms = int(1, 60000),
+        compression = int(0, 22),
+        bloom_bits = int(0, 64),
+    },
+    limits = record {
+        max_frame_mb = int(1, 1024),
+        key_max = int(1, 65535),
+        value_max_mb = int(1, 512),
+        max_conns = int(1, 1000000),
+        idle_timeout_ms = int(0, 86400000),
+        max_inflight = int(1, 1000000),
+    },
+    log = record {
+        level = oneof("debug", "info", "warn", "error", "off"),
+        file = str(4095),
+    },
+    handler = record {
+        instructions = int(10000, 1e12),
+        timeout_ms = int(1, 3600000),
+    },
+    sandbox = record { io = bool, os = bool, ffi = bool, debug = bool },
+    plugins = list(str(128, "^%a[%w_]*%.[%a_][%w_]*$",
+                       "a plugin name 'resolvers.<name>' or 'handlers.<name>'"), 256),
+}
+
+M.space_schema = {
+    n = int(1, 16),
+    r = int(1, 16),
+    w = int(1, 16),
+    resolver = str(63, NAME, "a resolver name (letters, digits, '_', '.', '-')"),
+}
+
+M.gossip_schema = {
+    interval_ms = int(1, 600000),
+    fanout = int(1, 64),
+    phi = function(where, v)
+        if type(v) ~= "number" or v <= 0 or v > 100 then
+            fail("%s must be a number in (0, 100], got %s", where, show(v))
+        end
+        return v
+    end,
+    indirect_k = int(0, 64),
+    probe_timeout_ms = int(1, 600000),
+    suspect_timeout_ms = int(1, 3600000),
+}
+
+local budget_schema = {
+    instructions = int(10000, 1e12),
+    timeout_ms = int(1, 3600000),
+}
+
+local PLUGIN_KINDS = { resolvers = true, handlers = true }
+
+-- ---- the collector ----------------------------------------------------------
+
+local C = {}
+C.__index = C
+
+-- opts.require: loads a plugin module by name ("resolvers.lww"); default
+-- the global require.  opts.on_sandbox(t): told the sandbox opt-ins as soon
+-- as moor.cfg sets them (the host widens the environment from there on).
+function M.new(opts)
+    opts = opts or {}
+    return setmetatable({
+        require = opts.require or require,
+        on_sandbox = opts.on_sandbox,
+        t = { spaces = {}, resolvers = {}, handlers = {} },
+        space_index = {},
+        cfg_done = false,
+    }, C)
+end
+
+local function load_plugin(self, name)
+    local kind, short = name:match("^([^.]+)%.(.+)$")
+    if not PLUGIN_KINDS[kind] then
+        fail("moor.cfg: plugin '%s' is not a resolver or a handler (use 'resolvers.%s' or 'handlers.%s')",
+             name, short or name, short or name)
+    end
+    local ok, mod = pcall(self.require, name)
+    if not ok then
+        local msg = tostring(mod)
+        if msg:find("module '" .. name .. "' not found", 1, true) then
+            fail("moor.cfg: plugin '%s' not found (looked for plugins/%s.lua)", name,
+                 (name:gsub("%.", "/")))
+        end
+        fail("moor.cfg: plugin '%s' failed to load: %s", name, msg)
+    end
+    if type(mod) ~= "function" then
+        fail("moor.cfg: plugin '%s' must return a function, got %s", name, type(mod))
+    end
+    if kind == "resolvers" then
+        self.t.resolvers[short] = mod
+    else
+        self.t.handlers[short] = { fn = mod }
+    end
+end
+
+function C:cfg(t)
+    if self.cfg_done then
+        fail("moor.cfg: called twice (put every setting in one moor.cfg{...})")
+    end
+    local v = checked("moor.cfg", M.schema, t)
+    self.cfg_done = true
+    local out = self.t
+    for k, x in pairs(v) do
+        if k == "listen" then
+            out.listen_host, out.listen_port = M.split_listen(x)
+        elseif k ~= "plugins" then
+            out[k] = x
+        end
+    end
+    if v.sandbox and self.on_sandbox then
+        self.on_sandbox(v.sandbox)
+    end
+    for _, name in ipairs(v.plugins or {}) do
+        load_plugin(self, name)
+    end
+end
+
+function C:space(name, t)
+    str(255, nil)("moor.space: name", name)
+    if t == nil then
+        t = {}
+    end
+    local v = checked(format("moor.space('%s')", name), M.space_schema, t)
+    local n = v.n or 1
+    if (v.r or 1) > n or (v.w or 1) > n then
+        fail("moor.space('%s'): r and w must not exceed n (n=%d, r=%d, w=%d)", name, n,
+             v.r or 1, v.w or 1)
+    end
+    local entry = { name = name, n = n, r = v.r or 1, w = v.w or 1, resolver = v.resolver }
+    local i = self.space_index[name]
+    if not i then
+        if #self.t.spaces >= M.MAX_SPACES then
+            fail("moor.space: at most %d spaces", M.MAX_SPACES)
+        end
+        i = #self.t.spaces + 1
+        self.space_index[name] = i
+    end
+    self.t.spaces[i] = entry
+end
+
+function C:resolver(name, fn)
+    str(63, NAME, "a resolver name (letters, digits, '_', '.', '-')")("moor.resolver: name", name)
+    if type(fn) ~= "function" then
+        fail("moor.resolver('%s'): expects a function(siblings) -> value, got %s", name, type(fn))
+    end
+    self.t.resolvers[name] = fn
+end
+
+function C:handle(name, fn, budget)
+    str(255, nil)("moor.handle: name", name)
+    if type(fn) ~= "function" then
+        fail("moor.handle('%s'): expects a function, got %s", name, type(fn))
+    end
+    local b = budget ~= nil and checked(format("moor.handle('%s')", name), budget_schema, budget)
+        or {}
+    self.t.handlers[name] = { fn = fn, instructions = b.instructions, timeout_ms = b.timeout_ms }
+end
+
+function C:gossip(t)
+    self.t.gossip = checked("moor.gossip", M.gossip_schema, t)
+end
+
+-- The whole-config checks; returns the normalised table.
+function C:finish()
+    local t = self.t
+    if not t.node then
+        fail("moor.cfg: node is required (a node id such as node = \"n1\")%s",
+             self.cfg_done and "" or "; the config never called moor.cfg{...}")
+    end
+    for _, s in ipairs(t.spaces) do
+        if s.resolver and not t.resolvers[s.resolver] then
+            fail("moor.space('%s'): resolver '%s' is not registered (moor.resolver('%s', fn) or plugins = {'resolvers.%s'})",
+                 s.name, s.resolver, s.resolver, s.resolver)
+        end
+    end
+    return t
+end
+
+-- The config functions as the config file calls them: errors point at the
+-- caller's line.
+function C:api()
+    local api = {}
+    for _, name in ipairs { "cfg", "space", "resolver", "handle", "gossip" } do
+        local method = self[name]
+        api[name] = function(...)
+            local ok, err = pcall(method, self, ...)
+            if not ok then
+                error(err, 2)
+            end
+        end
+    end
+    return api
+end
+
+-- Runs the config file at path in env with moor (a table, usually
+-- env.moor) holding the config functions; returns the normalised table or
+-- raises.  opts as for new().  Text chunks only.
+function M.run(path, env, moor, opts)
+    local c = M.new(opts)
+    for k, f in pairs(c:api()) do
+        moor[k] = f
+    end
+    local chunk, err = loadfile(path, "t", env)
+    if not chunk then
+        error(err, 0)
+    end
+    chunk()
+    return c:finish()
+end
+
+return M

@@ -25,6 +25,7 @@
 
 #define MOOR_SPACE_MAX 255
 #define MOOR_RECORD_MAX_SIBLINGS 64 /* more is malformed; writes past it drop the oldest */
+#define MOOR_RECORD_VC_KEEP 16      /* a write prunes the clock to this many entries */
 
 typedef struct moor_sibling {
     const char *value;  /* MessagePack bytes, borrowed from the decoded input */
@@ -56,8 +57,10 @@ int moor_record_encode(const moor_record_t *r, moor_buf_t *out);
 /* A client write of value (MessagePack bytes; ignored if tombstone) with
  * context ctx (encoded clock; ctxlen 0 for none) coordinated by node at
  * time now, applied to cur (NULL if the key has no record).  Builds the new
- * record into out and its clock into new_ctx (both appended).
- * 0, MOOR_EBADCTX (ctx malformed), MOOR_ENOMEM. */
+ * record into out and its clock into new_ctx (both appended; both unaltered
+ * on error).  cur's values are copied, so cur may be freed afterwards.
+ * 0, MOOR_EBADCTX (ctx malformed), MOOR_EINVAL (value not exactly one
+ * MessagePack object, node id empty or over MOOR_VC_ID_MAX), MOOR_ENOMEM. */
 int moor_record_write(const moor_record_t *cur, const char *ctx, size_t ctxlen,
                       const char *value, size_t vlen, int tombstone, const char *node,
                       size_t nodelen, uint64_t now, moor_buf_t *out, moor_buf_t *new_ctx);

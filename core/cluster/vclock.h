@@ -48,15 +48,17 @@ static inline void moor_vclock_init(moor_vclock_t *vc) { vc->n = 0; }
  * MOOR_EINVAL for an empty or over-long id, MOOR_ENOMEM if the clock is full. */
 int moor_vclock_increment(moor_vclock_t *vc, const char *id, size_t idlen, uint64_t ts);
 
+/* How a relates to b: a moor_vc_order.  Can't fail. */
 int moor_vclock_compare(const moor_vclock_t *a, const moor_vclock_t *b);
 
 /* dst = pointwise max of dst and src (ts follows the larger counter).
  * 0 or MOOR_ENOMEM (clock full; dst unaltered). */
 int moor_vclock_merge(moor_vclock_t *dst, const moor_vclock_t *src);
 
-/* Drops the oldest entries (by ts) while there are more than max_entries,
- * and entries older than now - max_age_ms while more than keep_min remain.
- * Returns how many were dropped. */
+/* Drops the oldest entries (by ts; ties: the first by id) while there are
+ * more than max_entries, and entries older than now - max_age_ms while more
+ * than keep_min remain (max_age_ms 0: no age limit).  Returns how many were
+ * dropped.  Can't fail. */
 int moor_vclock_prune(moor_vclock_t *vc, uint32_t keep_min, uint32_t max_entries,
                       uint64_t max_age_ms, uint64_t now);
 
@@ -65,7 +67,8 @@ int moor_vclock_encode(const moor_vclock_t *vc, moor_buf_t *out);
 
 /* Decodes one encoded clock from *p (advancing it).  0, or MOOR_EBADCTX for
  * anything malformed (wrong types, unsorted or duplicate ids, zero counters,
- * too many entries).  Safe on any bytes. */
+ * ids empty or over MOOR_VC_ID_MAX, too many entries); on error *p is
+ * unchanged and vc is empty.  Safe on any bytes. */
 int moor_vclock_decode(const char **p, const char *end, moor_vclock_t *vc);
 
 #endif

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "util/buf.h"
 
 typedef struct moor_lua moor_lua_t;
 
@@ -76,10 +77,22 @@ int moor_lua_call(moor_lua_t *L, const char *name, size_t nlen, const char *args
 void moor_lua_kv_done(moor_lua_t *L, uint64_t token, const char *errcode, const char *errmsg,
                       const char *result, size_t rlen);
 
+/* Runs the resolver registered as name (moor.resolver or a resolvers.*
+ * plugin) on siblings, an encoded array of {value=, ts=, tombstone=} maps,
+ * synchronously under the node's default handler budget, and appends the
+ * encoded value it returns to out.  0; MOOR_ENOHANDLER (no such resolver),
+ * MOOR_EHANDLER (it raised), MOOR_EHTIMEOUT (over budget), MOOR_EINVAL
+ * (siblings undecodable, result unencodable), each with a diagnostic; out
+ * is unchanged on error.  May be called from inside ops.kv. */
+int moor_lua_resolve(moor_lua_t *L, const char *name, size_t nlen, const char *siblings,
+                     size_t slen, moor_buf_t *out);
+
 /* Handlers currently running or waiting. */
 unsigned moor_lua_inflight(const moor_lua_t *L);
 
-/* Answers every pending call with an error and frees the state. */
+/* Answers every pending call with an error (SHUTTING_DOWN) and frees the
+ * state.  Timers of those calls finish closing on the loop's next turn
+ * (their memory is freed then), so keep running the loop afterwards. */
 void moor_lua_free(moor_lua_t *L);
 
 #endif

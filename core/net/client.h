@@ -6,7 +6,16 @@
  * Pipelined: moor_client_send queues requests (written when the buffer is
  * full or on moor_client_flush), moor_client_recv returns answers as they
  * come, in any order, with their msgid.  Not thread-safe: one thread per
- * client.  Every wait is bounded by timeout_ms.
+ * client.  Every wait is bounded by timeout_ms (<= 0 means the default,
+ * MOOR_CLIENT_TIMEOUT_MS): a whole call shares one deadline.
+ *
+ * Answers for other msgids that arrive while moor_client_call waits are
+ * kept (copied) and handed out by later moor_client_recv calls, so
+ * blocking calls and pipelining can be mixed on one client.
+ *
+ * Any transport error (-errno, MOOR_ETIMEDOUT, MOOR_EPROTO, the server
+ * closing the connection: -ECONNRESET) leaves the client unusable: every
+ * later call returns the same code; close it.
  */
 #ifndef MOOR_NET_CLIENT_H
 #define MOOR_NET_CLIENT_H
@@ -17,6 +26,10 @@
 #include "util/buf.h"
 
 typedef struct moor_client moor_client_t;
+
+#define MOOR_CLIENT_TIMEOUT_MS 5000
+#define MOOR_CLIENT_MAX_FRAME ((size_t)64 << 20) /* largest answer accepted */
+#define MOOR_CLIENT_AUTOFLUSH ((size_t)64 << 10) /* send() writes past this */
 
 /* One answer.  error_code NULL on success; result is the encoded
  * MessagePack result (nil when there is none).  Borrowed until the next
@@ -58,5 +71,17 @@ int moor_client_del(moor_client_t *c, const char *space, const void *key, size_t
                     const void *ctx, size_t ctxlen, moor_client_reply_t *reply);
 
 void moor_client_set_timeout(moor_client_t *c, int timeout_ms);
+
+/* Event-loop use (moor bench multiplexes many clients with one poll()).
+ * The socket is non-blocking; these never wait.  moor_client_fd: the
+ * socket to poll (POLLIN always, POLLOUT while moor_client_unsent > 0).
+ * moor_client_io_nowait: writes what the socket takes and reads what it
+ * has; 0 or a transport error.  moor_client_recv_nowait: 1 and *reply
+ * filled when a whole answer is buffered, 0 when none is, or a transport
+ * error (MOOR_EPROTO for a bad frame). */
+int moor_client_fd(const moor_client_t *c);
+size_t moor_client_unsent(const moor_client_t *c);
+int moor_client_io_nowait(moor_client_t *c);
+int moor_client_recv_nowait(moor_client_t *c, moor_client_reply_t *reply);
 
 #endif

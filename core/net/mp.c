@@ -97,6 +97,11 @@ static int header(const unsigned char *p, size_t avail, size_t *hlen, uint64_t *
     return 0;
 }
 
+static inline int is_container(unsigned char c)
+{
+    return (c >= 0x80 && c <= 0x9f) || (c >= 0xdc && c <= 0xdf);
+}
+
 int moor_mp_skip(const char **pp, const char *end, int max_depth)
 {
     /* Iterative: a stack of "children still to skip" per open container,
@@ -124,16 +129,19 @@ int moor_mp_skip(const char **pp, const char *end, int max_depth)
             return rc;
         if ((uint64_t)(e - p) < hlen || (uint64_t)(e - p) - hlen < payload)
             return MOOR_EAGAIN;
-        p += hlen + payload;
-        if (children) {
-            /* Each child takes at least one byte: a count beyond the
-             * remaining bytes can only be a lie or a truncation. */
-            if (children > (uint64_t)(e - p))
-                return MOOR_EAGAIN;
+        if (is_container(*p)) {
+            /* An empty container is a level too, so that a consumer that
+             * recurses on containers never goes deeper than max_depth. */
             if (depth + 1 > max_depth)
                 return MOOR_EPROTO;
-            pending[++depth] = children;
+            /* Each child takes at least one byte: a count beyond the
+             * remaining bytes can only be a lie or a truncation. */
+            if (children > (uint64_t)(e - p) - hlen)
+                return MOOR_EAGAIN;
+            if (children)
+                pending[++depth] = children;
         }
+        p += hlen + payload;
     }
     *pp = (const char *)p;
     return 0;
@@ -330,6 +338,10 @@ static int read_container(const char **p, const char *end, int want, uint32_t *n
     if (rc)
         return rc;
     if ((size_t)(end - *p) < hlen)
+        return MOOR_EAGAIN;
+    /* Each element takes at least one byte: a larger count is a truncation
+     * (or a lie), and callers may size allocations by it. */
+    if (children > (uint64_t)(end - *p) - hlen)
         return MOOR_EAGAIN;
     *n = (uint32_t)(want == MOOR_MP_MAP ? children / 2 : children);
     *p += hlen;

@@ -26,8 +26,8 @@
 enum moor_mp_type {
     MOOR_MP_NIL = 1,
     MOOR_MP_BOOL,
-    MOOR_MP_UINT,   /* non-negative integer */
-    MOOR_MP_INT,    /* negative integer */
+    MOOR_MP_UINT,   /* positive fixint or uint8..64: a non-negative integer */
+    MOOR_MP_INT,    /* negative fixint or int8..64: signed, may still be >= 0 */
     MOOR_MP_FLOAT,  /* float32 or float64 */
     MOOR_MP_STR,
     MOOR_MP_BIN,
@@ -44,9 +44,11 @@ enum moor_mp_type {
  * p >= end, MOOR_EPROTO for 0xc1. */
 int moor_mp_peek(const char *p, const char *end);
 
-/* Validates and skips one whole object, nested up to max_depth levels.
- * 0, MOOR_EAGAIN (truncated: the object continues past end) or
- * MOOR_EPROTO.  Never reads past end; O(size) time, no allocation. */
+/* Validates and skips one whole object, nested up to max_depth levels of
+ * containers (an empty one counts: max_depth 0 allows scalars only).
+ * 0, MOOR_EAGAIN (truncated: the object continues past end, or a container
+ * counts more elements than bytes remain) or MOOR_EPROTO.  Never reads past
+ * end; O(size) time, no allocation. */
 int moor_mp_skip(const char **p, const char *end, int max_depth);
 
 int moor_mp_read_nil(const char **p, const char *end);
@@ -60,6 +62,8 @@ int moor_mp_read_double(const char **p, const char *end, double *v);
 int moor_mp_read_str(const char **p, const char *end, const char **s, uint32_t *n);
 int moor_mp_read_bin(const char **p, const char *end, const char **s, uint32_t *n);
 int moor_mp_read_strbin(const char **p, const char *end, const char **s, uint32_t *n);
+/* The header only (*p then points at the first element).  MOOR_EAGAIN if
+ * the count is larger than the bytes left, so *n can size an allocation. */
 int moor_mp_read_array(const char **p, const char *end, uint32_t *n);
 int moor_mp_read_map(const char **p, const char *end, uint32_t *n);
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import unittest
+import warnings
 
 import msgpack
 
@@ -93,6 +94,8 @@ class Node:
 
     def cleanup(self):
         self.kill()
+        if getattr(self, "log", None):
+            self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -374,6 +377,7 @@ def main():
     args, rest = ap.parse_known_args()
     BUILD = os.path.abspath(args.build)
     CYCLES = args.cycles
+    warnings.simplefilter("ignore", ResourceWarning)  # sockets die with their test
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
 
 

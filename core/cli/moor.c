@@ -1,0 +1,472 @@
+/*
+ * moor.c -- the `moor` command-line client: one command per run against
+ * one node, values given and shown as JSON (json.h has the mapping).
+ *
+ *   moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...
+ *     get KEY [--space S] [--r N] [--raw]
+ *     put KEY VALUE [--space S] [--ctx CTX] [--w N] [--raw]
+ *     del KEY [--space S] [--ctx CTX] [--w N]
+ *     call HANDLER [ARG-JSON...]
+ *     ping | info
+ *     bench [options]            (bench.c)
+ *
+ * Output goes to stdout as one JSON value.  A ctx (get and put results)
+ * is shown as a plain base64 string, the form --ctx takes back.  get
+ * prints null for a missing key; with --raw it prints each sibling on its
+ * own line, str and bin values as their bare bytes.  put --raw sends VALUE
+ * as a string instead of parsing it as JSON.
+ *
+ * Exit status: 0 success, 1 the node answered with an error (code and
+ * message on stderr), 2 usage or bad input (bad JSON names the byte),
+ * 3 transport failure (cannot connect, timeout, connection lost).
+ *
+ * Options may come before or after the command's words; "--" ends them
+ * (for a key that starts with "--").  -a may also come from $MOOR_TOKEN.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "cli/bench.h"
+#include "cli/json.h"
+#include "net/client.h"
+#include "net/mp.h"
+#include "util/err.h"
+
+enum { EXIT_ERROR_REPLY = 1, EXIT_USAGE = 2, EXIT_TRANSPORT = 3 };
+
+/* Which command options a command accepts. */
+enum { OPT_SPACE = 1, OPT_R = 2, OPT_W = 4, OPT_CTX = 8, OPT_RAW = 16 };
+
+typedef struct cmd_def {
+    const char *name;
+    int min_args, max_args; /* positional words after the command */
+    int opts;               /* OPT_* accepted */
+} cmd_def_t;
+
+static const cmd_def_t commands[] = {
+    {"get", 1, 1, OPT_SPACE | OPT_R | OPT_RAW},
+    {"put", 2, 2, OPT_SPACE | OPT_W | OPT_CTX | OPT_RAW},
+    {"del", 1, 1, OPT_SPACE | OPT_W | OPT_CTX},
+    {"call", 1, 1 << 20, 0},
+    {"ping", 0, 0, 0},
+    {"info", 0, 0, 0},
+};
+
+typedef struct cli {
+    const char *addr, *token;
+    int timeout_ms, pretty;
+    const cmd_def_t *cmd;
+    const char *space, *r, *w, *ctx; /* NULL when not given */
+    int raw, opts_seen;
+    char **args; /* positional words after the command */
+    int nargs;
+} cli_t;
+
+static int usage(const char *why)
+{
+    if (why)
+        fprintf(stderr, "moor: %s\n", why);
+    fputs("usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
+          "  get KEY [--space S] [--r N] [--raw]\n"
+          "  put KEY VALUE [--space S] [--ctx CTX] [--w N] [--raw]\n"
+          "  del KEY [--space S] [--ctx CTX] [--w N]\n"
+          "  call HANDLER [ARG-JSON...]\n"
+          "  ping | info\n"
+          "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
+          "        [--duration S] [--space S]\n"
+          "VALUE and ARG are JSON ({\"$bin\":\"<base64>\"} for bytes); CTX is the base64 ctx\n"
+          "that get/put print.  Default address 127.0.0.1:7700, timeout 5000 ms.\n"
+          "Exit: 0 ok, 1 error answer, 2 usage/bad input, 3 connection failure.\n",
+          stderr);
+    return EXIT_USAGE;
+}
+
+/* ---- argument parsing ------------------------------------------------------------ */
+
+static int global_opt(cli_t *c, const char *a, const char *val, int *used)
+{
+    char *end;
+
+    *used = 1;
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--host") == 0) {
+        c->addr = val;
+    } else if (strcmp(a, "-a") == 0 || strcmp(a, "--auth") == 0) {
+        c->token = val;
+    } else if (strcmp(a, "--timeout") == 0) {
+        long t = val ? strtol(val, &end, 10) : 0;
+        if (!val || *end || t <= 0 || t > 86400000)
+            return usage("--timeout takes milliseconds (1..86400000)");
+        c->timeout_ms = (int)t;
+    } else if (strcmp(a, "--pretty") == 0) {
+        c->pretty = 1;
+        *used = 0;
+    } else {
+        return 1; /* not a global option */
+    }
+    if (*used && !val) {
+        fprintf(stderr, "moor: %s needs a value\n", a);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
+{
+    static const struct {
+        const char *name;
+        int bit;
+    } names[] = {{"--space", OPT_SPACE}, {"--r", OPT_R}, {"--w", OPT_W}, {"--ctx", OPT_CTX},
+                 {"--raw", OPT_RAW}};
+    int bit = 0;
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(a, names[i].name) == 0)
+            bit = names[i].bit;
+    if (!bit) {
+        fprintf(stderr, "moor: unknown option %s\n", a);
+        return EXIT_USAGE;
+    }
+    c->opts_seen |= bit;
+    *used = bit != OPT_RAW;
+    if (bit == OPT_RAW) {
+        c->raw = 1;
+        return 0;
+    }
+    if (!val) {
+        fprintf(stderr, "moor: %s needs a value\n", a);
+        return EXIT_USAGE;
+    }
+    *(bit == OPT_SPACE ? &c->space : bit == OPT_R ? &c->r : bit == OPT_W ? &c->w : &c->ctx) = val;
+    return 0;
+}
+
+static int is_option(const char *a)
+{
+    return (a[0] == '-' && (a[1] == 'h' || a[1] == 'a') && !a[2]) || !strncmp(a, "--", 2);
+}
+
+/* Options anywhere; the first other word is the command, the rest its args. */
+static int parse_args(cli_t *c, int argc, char **argv, int *bench_at)
+{
+    int only_words = 0;
+
+    *bench_at = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int used = 0, rc;
+        if (!only_words && strcmp(a, "--") == 0) {
+            only_words = 1;
+            continue;
+        }
+        if (!only_words && strcmp(a, "--help") == 0)
+            return usage(NULL);
+        if (!only_words && is_option(a)) {
+            if ((rc = global_opt(c, a, val, &used)) == 1)
+                rc = c->cmd ? cmd_opt(c, a, val, &used) : usage("option before the command");
+            if (rc)
+                return rc;
+            i += used;
+            continue;
+        }
+        if (!c->cmd && strcmp(a, "bench") == 0) {
+            *bench_at = i;
+            return 0;
+        }
+        if (!c->cmd) {
+            for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+                if (strcmp(a, commands[k].name) == 0)
+                    c->cmd = &commands[k];
+            if (!c->cmd) {
+                fprintf(stderr, "moor: unknown command '%s'\n", a);
+                return usage(NULL);
+            }
+            continue;
+        }
+        c->args[c->nargs++] = argv[i];
+    }
+    return 0;
+}
+
+static int check_args(const cli_t *c)
+{
+    if (!c->cmd)
+        return usage("no command given");
+    if (c->nargs < c->cmd->min_args || c->nargs > c->cmd->max_args) {
+        fprintf(stderr, "moor: %s takes %d%s argument%s, got %d\n", c->cmd->name,
+                c->cmd->min_args, c->cmd->max_args > c->cmd->min_args ? " or more" : "",
+                c->cmd->min_args == 1 ? "" : "s", c->nargs);
+        return usage(NULL);
+    }
+    if (c->opts_seen & ~c->cmd->opts) {
+        fprintf(stderr, "moor: an option given does not apply to %s\n", c->cmd->name);
+        return usage(NULL);
+    }
+    return 0;
+}
+
+/* ---- building params --------------------------------------------------------------- */
+
+static int pack_json_arg(const char *what, const char *text, moor_buf_t *out)
+{
+    int rc = moor_json_to_mp(text, strlen(text), out, NULL);
+
+    if (rc)
+        fprintf(stderr, "moor: %s: %s\n", what, moor_diag_msg(rc));
+    return rc ? EXIT_USAGE : 0;
+}
+
+/* r/w: a count goes as an integer, a word (one/quorum/all) as a string. */
+static void pack_level(msgpack_packer *pk, const char *v)
+{
+    if (v[0] && strspn(v, "0123456789") == strlen(v) && strlen(v) < 10)
+        msgpack_pack_uint32(pk, (uint32_t)strtoul(v, NULL, 10));
+    else
+        msgpack_pack_str_with_body(pk, v, strlen(v));
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+static int pack_opts(const cli_t *c, msgpack_packer *pk)
+{
+    moor_buf_t ctx = MOOR_BUF_INIT;
+
+    if (c->ctx && moor_json_b64_decode(c->ctx, strlen(c->ctx), &ctx)) {
+        fprintf(stderr, "moor: --ctx: %s\n", moor_diag_msg(MOOR_EINVAL));
+        return EXIT_USAGE;
+    }
+    msgpack_pack_map(pk, (c->space != NULL) + (c->r != NULL) + (c->w != NULL) + (c->ctx != NULL));
+    if (c->space)
+        pack_cstr(pk, "space"), pack_cstr(pk, c->space);
+    if (c->r)
+        pack_cstr(pk, "r"), pack_level(pk, c->r);
+    if (c->w)
+        pack_cstr(pk, "w"), pack_level(pk, c->w);
+    if (c->ctx) {
+        pack_cstr(pk, "ctx");
+        msgpack_pack_bin_with_body(pk, ctx.data, ctx.len);
+    }
+    moor_buf_free(&ctx);
+    return 0;
+}
+
+/* params of the command into out; *np gets their count. */
+static int build_params(const cli_t *c, moor_buf_t *out, uint32_t *np)
+{
+    msgpack_packer pk;
+    const char *name = c->cmd->name;
+    int rc;
+
+    moor_mp_packer_init(&pk, out);
+    *np = (uint32_t)c->nargs;
+    if (!strcmp(name, "call")) {
+        pack_cstr(&pk, c->args[0]);
+        for (int i = 1; i < c->nargs; i++) {
+            char what[32];
+            snprintf(what, sizeof(what), "argument %d", i);
+            if ((rc = pack_json_arg(what, c->args[i], out)))
+                return rc;
+        }
+        return 0;
+    }
+    if (c->nargs == 0)
+        return 0;
+    pack_cstr(&pk, c->args[0]); /* the key */
+    if (!strcmp(name, "put")) {
+        if (c->raw)
+            pack_cstr(&pk, c->args[1]);
+        else if ((rc = pack_json_arg("VALUE", c->args[1], out)))
+            return rc;
+    }
+    *np = (uint32_t)c->nargs + 1;
+    return pack_opts(c, &pk);
+}
+
+/* ---- printing ------------------------------------------------------------------------ */
+
+/* A copy of the result map with a bin "ctx" turned into its base64 string. */
+static int ctx_as_base64(const char *res, size_t rlen, moor_buf_t *out)
+{
+    const char *p = res, *end = res + rlen, *k, *v;
+    uint32_t n, kl, vl;
+    msgpack_packer pk;
+
+    if (moor_mp_read_map(&p, end, &n))
+        return moor_buf_append(out, res, rlen);
+    moor_mp_packer_init(&pk, out);
+    msgpack_pack_map(&pk, n);
+    while (n--) {
+        const char *ks = p, *vs;
+        int is_ctx = moor_mp_read_str(&p, end, &k, &kl) == 0 && kl == 3 && !memcmp(k, "ctx", 3);
+        p = ks;
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return MOOR_EPROTO;
+        moor_buf_append(out, ks, (size_t)(p - ks));
+        vs = p;
+        if (is_ctx && moor_mp_read_bin(&p, end, &v, &vl) == 0) {
+            moor_buf_t b64 = MOOR_BUF_INIT;
+            moor_json_b64_encode(v, vl, &b64);
+            msgpack_pack_str_with_body(&pk, b64.data ? b64.data : "", b64.len);
+            moor_buf_free(&b64);
+            continue;
+        }
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return MOOR_EPROTO;
+        moor_buf_append(out, vs, (size_t)(p - vs));
+    }
+    return 0;
+}
+
+static int print_json(const cli_t *c, const char *mp, size_t len)
+{
+    moor_buf_t out = MOOR_BUF_INIT;
+    const char *p = mp;
+    int rc = moor_json_from_mp(&p, mp + len, c->pretty ? MOOR_JSON_PRETTY : 0, &out);
+
+    if (rc == 0) {
+        fwrite(out.data, 1, out.len, stdout);
+        fputc('\n', stdout);
+    } else {
+        fprintf(stderr, "moor: cannot print the answer: %s\n", moor_diag_msg(rc));
+    }
+    moor_buf_free(&out);
+    return rc ? EXIT_TRANSPORT : 0;
+}
+
+/* get --raw: each sibling on its own line, strings and bytes bare. */
+static int print_raw_values(const cli_t *c, const char *res, size_t rlen)
+{
+    const char *p = res, *end = res + rlen, *k;
+    uint32_t n, kl, m;
+
+    if (moor_mp_read_map(&p, end, &n))
+        return print_json(c, res, rlen);
+    while (n--) {
+        int is_values = moor_mp_read_str(&p, end, &k, &kl) == 0 && kl == 6 &&
+                        !memcmp(k, "values", 6);
+        if (is_values && moor_mp_read_array(&p, end, &m) == 0) {
+            for (uint32_t i = 0; i < m; i++) {
+                const char *s, *q = p;
+                uint32_t sl;
+                int rc;
+                if (moor_mp_read_strbin(&p, end, &s, &sl) == 0) {
+                    fwrite(s, 1, sl, stdout);
+                    fputc('\n', stdout);
+                } else if ((rc = moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)) ||
+                           (rc = print_json(c, q, (size_t)(p - q)))) {
+                    return EXIT_TRANSPORT;
+                }
+            }
+            return 0;
+        }
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) || moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            break;
+    }
+    return print_json(c, res, rlen);
+}
+
+static int print_result(const cli_t *c, const moor_client_reply_t *r)
+{
+    const char *name = c->cmd->name;
+    moor_buf_t tmp = MOOR_BUF_INIT;
+    int rc;
+
+    if (!strcmp(name, "get") && c->raw && moor_mp_peek(r->result, r->result + r->rlen) != MOOR_MP_NIL)
+        return print_raw_values(c, r->result, r->rlen);
+    if (strcmp(name, "get") && strcmp(name, "put"))
+        return print_json(c, r->result, r->rlen);
+    if (ctx_as_base64(r->result, r->rlen, &tmp)) {
+        moor_buf_free(&tmp);
+        fprintf(stderr, "moor: malformed answer\n");
+        return EXIT_TRANSPORT;
+    }
+    rc = print_json(c, tmp.data, tmp.len);
+    moor_buf_free(&tmp);
+    return rc;
+}
+
+/* ---- running --------------------------------------------------------------------------- */
+
+static int transport_failure(const cli_t *c, const char *what, int rc)
+{
+    fprintf(stderr, "moor: %s %s: %s (%s)\n", what, c->addr, moor_diag_msg(rc), moor_err_name(rc));
+    return EXIT_TRANSPORT;
+}
+
+static int error_answer(const moor_client_reply_t *r)
+{
+    fprintf(stderr, "moor: %s: %s\n", r->error_code, r->error_msg);
+    return EXIT_ERROR_REPLY;
+}
+
+static int authenticate(const cli_t *c, moor_client_t *cl)
+{
+    moor_buf_t tok = MOOR_BUF_INIT;
+    moor_client_reply_t r;
+    msgpack_packer pk;
+    int rc;
+
+    moor_mp_packer_init(&pk, &tok);
+    pack_cstr(&pk, c->token);
+    rc = moor_client_call(cl, "auth", tok.data, tok.len, 1, &r);
+    moor_buf_free(&tok);
+    if (rc)
+        return transport_failure(c, "auth at", rc);
+    return r.error_code ? error_answer(&r) : 0;
+}
+
+static int run_command(const cli_t *c)
+{
+    moor_buf_t params = MOOR_BUF_INIT;
+    moor_client_t *cl = NULL;
+    moor_client_reply_t r;
+    uint32_t np = 0;
+    int rc, status;
+
+    if ((status = build_params(c, &params, &np)))
+        goto done;
+    if ((rc = moor_client_connect(c->addr, c->timeout_ms, &cl))) {
+        status = transport_failure(c, "cannot connect to", rc);
+        goto done;
+    }
+    if (c->token && (status = authenticate(c, cl)))
+        goto done;
+    if ((rc = moor_client_call(cl, c->cmd->name, params.data, params.len, np, &r)))
+        status = transport_failure(c, c->cmd->name, rc);
+    else
+        status = r.error_code ? error_answer(&r) : print_result(c, &r);
+done:
+    moor_client_close(cl);
+    moor_buf_free(&params);
+    if (fflush(stdout) != 0 && status == 0)
+        status = EXIT_TRANSPORT;
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    cli_t c;
+    int bench_at, rc;
+
+    memset(&c, 0, sizeof(c));
+    c.addr = "127.0.0.1:7700";
+    c.token = getenv("MOOR_TOKEN");
+    if (c.token && !*c.token)
+        c.token = NULL;
+    c.timeout_ms = MOOR_CLIENT_TIMEOUT_MS;
+    if (!(c.args = calloc((size_t)argc + 1, sizeof(char *))))
+        return EXIT_TRANSPORT;
+    rc = parse_args(&c, argc, argv, &bench_at);
+    if (rc == 0 && bench_at)
+        rc = moor_bench_main(c.addr, c.token, c.timeout_ms, argc - bench_at, argv + bench_at);
+    else if (rc == 0 && (rc = check_args(&c)) == 0)
+        rc = run_command(&c);
+    free(c.args);
+    return rc;
+}

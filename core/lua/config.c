@@ -1,0 +1,309 @@
+/*
+ * config.c -- a node's configuration in C: the defaults (what an empty
+ * moor.cfg{} means) and the copy of the table that lua/moor/config.lua
+ * validated into moor_config_t.
+ *
+ * Validation lives in Lua, where messages can name keys easily; this file
+ * trusts the table's shape but still checks each field's type and range
+ * as it copies (a table built by other code must not overflow a buffer),
+ * failing with MOOR_EINVAL.  Units: the Lua side speaks MiB and ms, C
+ * stores bytes and ms.
+ *
+ * Threads: called on the loop thread while the config loads.
+ */
+#include "config.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+#include "lua_internal.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define MIB ((size_t)1 << 20)
+
+void moor_config_default(moor_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    strcpy(c->listen_host, "127.0.0.1");
+    c->listen_port = 7700;
+    strcpy(c->data_dir, "data");
+    moor_engine_opts_default(&c->engine);
+    c->max_frame = 32 * MIB;
+    c->key_max = 65535;
+    c->value_max = 16 * MIB;
+    c->max_conns = 1024;
+    c->idle_timeout_ms = 300000;
+    c->max_inflight = 128;
+    c->log_level = MOOR_LOG_INFO;
+    c->handler_instructions = 10000000;
+    c->handler_timeout_ms = 1000;
+    c->nspaces = 1;
+    strcpy(c->spaces[0].name, "default");
+    c->spaces[0].n = c->spaces[0].r = c->spaces[0].w = 1;
+}
+
+const moor_space_cfg_t *moor_config_space(const moor_config_t *c, const char *name, size_t len)
+{
+    for (unsigned i = 0; i < c->nspaces; i++)
+        if (strlen(c->spaces[i].name) == len && memcmp(c->spaces[i].name, name, len) == 0)
+            return &c->spaces[i];
+    return NULL;
+}
+
+/* ---- reading fields ------------------------------------------------------------ */
+
+/* Field k of the table at idx as a number in [lo, hi]: 1 if set, 0 if nil,
+ * MOOR_EINVAL otherwise. */
+static int get_num(lua_State *L, int idx, const char *where, const char *k, double lo, double hi,
+                   double *out)
+{
+    int rc = 0;
+
+    lua_getfield(L, idx, k);
+    if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= lo && lua_tonumber(L, -1) <= hi) {
+        *out = lua_tonumber(L, -1);
+        rc = 1;
+    } else if (!lua_isnil(L, -1)) {
+        rc =
+            moor_diag(MOOR_EINVAL, "config: %s%s must be a number in %.0f..%.0f", where, k, lo, hi);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int get_str(lua_State *L, int idx, const char *where, const char *k, char *out, size_t cap)
+{
+    size_t n;
+    const char *s;
+    int rc = 0;
+
+    lua_getfield(L, idx, k);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        s = lua_tolstring(L, -1, &n);
+        if (n < cap && memchr(s, 0, n) == NULL) {
+            memcpy(out, s, n);
+            out[n] = '\0';
+            rc = 1;
+        } else {
+            rc = moor_diag(MOOR_EINVAL, "config: %s%s must be under %zu bytes without NULs", where,
+                           k, cap);
+        }
+    } else if (!lua_isnil(L, -1)) {
+        rc = moor_diag(MOOR_EINVAL, "config: %s%s must be a string", where, k);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int get_bool(lua_State *L, int idx, const char *k, int *out)
+{
+    lua_getfield(L, idx, k);
+    if (lua_type(L, -1) == LUA_TBOOLEAN)
+        *out = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Pushes subtable k of idx (or nothing, returning 0, when absent). */
+static int sub(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    if (lua_type(L, -1) == LUA_TTABLE)
+        return 1;
+    lua_pop(L, 1);
+    return 0;
+}
+
+#define TRY(x)              \
+    do {                    \
+        if ((rc = (x)) < 0) \
+            goto fail;      \
+    } while (0)
+
+static int read_engine(lua_State *L, int t, moor_engine_opts_t *e)
+{
+    char sync[16] = "";
+    double v;
+    int rc;
+
+    TRY(get_num(L, t, "engine.", "memtable_mb", 1, 65536, &v));
+    if (rc)
+        e->memtable_bytes = (size_t)v * MIB;
+    TRY(get_num(L, t, "engine.", "cache_mb", 0, 1048576, &v));
+    if (rc)
+        e->cache_bytes = (size_t)v * MIB;
+    TRY(get_num(L, t, "engine.", "sync_ms", 1, 60000, &v));
+    if (rc)
+        e->sync_interval_ms = (unsigned)v;
+    TRY(get_num(L, t, "engine.", "compression", 0, 22, &v));
+    if (rc)
+        e->compression_level = (int)v;
+    TRY(get_num(L, t, "engine.", "bloom_bits", 0, 64, &v));
+    if (rc)
+        e->bloom_bits = (unsigned)v;
+    TRY(get_str(L, t, "engine.", "sync", sync, sizeof(sync)));
+    if (strcmp(sync, "always") == 0)
+        e->sync_mode = MOOR_SYNC_ALWAYS;
+    else if (strcmp(sync, "interval") == 0)
+        e->sync_mode = MOOR_SYNC_INTERVAL;
+    else if (strcmp(sync, "none") == 0)
+        e->sync_mode = MOOR_SYNC_NONE;
+    else if (sync[0])
+        return moor_diag(MOOR_EINVAL, "config: engine.sync must be always, interval or none");
+    return 0;
+fail:
+    return rc;
+}
+
+static int read_limits(lua_State *L, int t, moor_config_t *c)
+{
+    double v;
+    int rc;
+
+    TRY(get_num(L, t, "limits.", "max_frame_mb", 1, 1024, &v));
+    if (rc)
+        c->max_frame = (size_t)v * MIB;
+    TRY(get_num(L, t, "limits.", "key_max", 1, 65535, &v));
+    if (rc)
+        c->key_max = (size_t)v;
+    TRY(get_num(L, t, "limits.", "value_max_mb", 1, 512, &v));
+    if (rc)
+        c->value_max = (size_t)v * MIB;
+    TRY(get_num(L, t, "limits.", "max_conns", 1, 1000000, &v));
+    if (rc)
+        c->max_conns = (unsigned)v;
+    TRY(get_num(L, t, "limits.", "idle_timeout_ms", 0, 86400000, &v));
+    if (rc)
+        c->idle_timeout_ms = (unsigned)v;
+    TRY(get_num(L, t, "limits.", "max_inflight", 1, 1000000, &v));
+    if (rc)
+        c->max_inflight = (unsigned)v;
+    return 0;
+fail:
+    return rc;
+}
+
+static int read_misc(lua_State *L, int t, moor_config_t *c)
+{
+    char level[16] = "";
+    double v;
+    int rc;
+
+    if (sub(L, t, "log")) {
+        rc = get_str(L, -1, "log.", "level", level, sizeof(level));
+        if (rc >= 0)
+            rc = get_str(L, -1, "log.", "file", c->log_file, sizeof(c->log_file));
+        lua_pop(L, 1);
+        if (rc < 0)
+            return rc;
+        if (level[0] && (c->log_level = moor_log_level_parse(level)) < 0)
+            return moor_diag(MOOR_EINVAL, "config: log.level '%s' is unknown", level);
+    }
+    if (sub(L, t, "handler")) {
+        rc = get_num(L, -1, "handler.", "instructions", 10000, 1e12, &v);
+        if (rc > 0)
+            c->handler_instructions = (uint64_t)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "handler.", "timeout_ms", 1, 3600000, &v)) > 0)
+            c->handler_timeout_ms = (unsigned)v;
+        lua_pop(L, 1);
+        if (rc < 0)
+            return rc;
+    }
+    if (sub(L, t, "sandbox")) {
+        get_bool(L, -1, "io", &c->sandbox_allow_io);
+        get_bool(L, -1, "os", &c->sandbox_allow_os);
+        get_bool(L, -1, "ffi", &c->sandbox_allow_ffi);
+        get_bool(L, -1, "debug", &c->sandbox_allow_debug);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* One entry of spaces = { {name, n, r, w, resolver}, ... } at the top. */
+static int read_space(lua_State *L, moor_config_t *c)
+{
+    moor_space_cfg_t s, *dst;
+    double v;
+    int rc;
+
+    memset(&s, 0, sizeof(s));
+    s.n = s.r = s.w = 1;
+    if ((rc = get_str(L, -1, "spaces[].", "name", s.name, sizeof(s.name))) <= 0)
+        return rc < 0 ? rc : moor_diag(MOOR_EINVAL, "config: a space without a name");
+    TRY(get_str(L, -1, "spaces[].", "resolver", s.resolver, sizeof(s.resolver)));
+    TRY(get_num(L, -1, "spaces[].", "n", 1, 16, &v));
+    if (rc)
+        s.n = (int)v;
+    TRY(get_num(L, -1, "spaces[].", "r", 1, 16, &v));
+    if (rc)
+        s.r = (int)v;
+    TRY(get_num(L, -1, "spaces[].", "w", 1, 16, &v));
+    if (rc)
+        s.w = (int)v;
+    dst = (moor_space_cfg_t *)moor_config_space(c, s.name, strlen(s.name));
+    if (!dst) {
+        if (c->nspaces >= MOOR_CFG_MAX_SPACES)
+            return moor_diag(MOOR_EINVAL, "config: more than %d spaces", MOOR_CFG_MAX_SPACES);
+        dst = &c->spaces[c->nspaces++];
+    }
+    *dst = s;
+    return 0;
+fail:
+    return rc;
+}
+
+static int read_spaces(lua_State *L, int t, moor_config_t *c)
+{
+    int rc = 0;
+
+    if (!sub(L, t, "spaces"))
+        return 0;
+    for (int i = 1; rc == 0; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            break;
+        }
+        rc = lua_type(L, -1) == LUA_TTABLE
+                 ? read_space(L, c)
+                 : moor_diag(MOOR_EINVAL, "config: spaces[%d] is not a table", i);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
+{
+    int rc;
+    double v;
+
+    if (idx < 0)
+        idx = lua_gettop(L) + idx + 1;
+    lua_checkstack(L, 8);
+    TRY(get_str(L, idx, "", "node", c->node, sizeof(c->node)));
+    TRY(get_str(L, idx, "", "listen_host", c->listen_host, sizeof(c->listen_host)));
+    TRY(get_num(L, idx, "", "listen_port", 0, 65535, &v));
+    if (rc)
+        c->listen_port = (int)v;
+    TRY(get_str(L, idx, "", "data_dir", c->data_dir, sizeof(c->data_dir)));
+    TRY(get_str(L, idx, "", "auth_token", c->auth_token, sizeof(c->auth_token)));
+    if (sub(L, idx, "engine")) {
+        rc = read_engine(L, lua_gettop(L), &c->engine);
+        lua_pop(L, 1);
+        TRY(rc);
+    }
+    if (sub(L, idx, "limits")) {
+        rc = read_limits(L, lua_gettop(L), c);
+        lua_pop(L, 1);
+        TRY(rc);
+    }
+    TRY(read_misc(L, idx, c));
+    TRY(read_spaces(L, idx, c));
+    if (!c->node[0])
+        return moor_diag(MOOR_EINVAL, "config: node is required");
+    return 0;
+fail:
+    return rc;
+}

@@ -1,0 +1,176 @@
+-- Specs for lua/moor/config.lua: the config schema and its messages,
+-- run directly in busted (no C).  Plugins load through the normal require
+-- (lpath has plugins/?.lua), as the node's sandboxed require does.
+
+local config = require("moor.config")
+
+-- Runs the config functions in f(api) and returns the normalised table,
+-- or raises with the validation message.
+local function load(f, opts)
+    local c = config.new(opts)
+    f(c:api())
+    return c:finish()
+end
+
+local function fails(f, needle, opts)
+    local ok, err = pcall(load, f, opts)
+    assert.is_false(ok, "expected an error containing: " .. needle)
+    assert.is_truthy(tostring(err):find(needle, 1, true),
+                     "message '" .. tostring(err) .. "' lacks '" .. needle .. "'")
+end
+
+describe("moor.config", function()
+    it("accepts a full config and normalises it", function()
+        local t = load(function(m)
+            m.cfg({
+                node = "n1", listen = "127.0.0.2:7711", data_dir = "d/n1",
+                seeds = { "127.0.0.3:7700", "[::1]:7000" },
+                engine = { memtable_mb = 8, cache_mb = 16, sync = "always", sync_ms = 5,
+                           compression = 1, bloom_bits = 12 },
+                limits = { max_frame_mb = 4, key_max = 1000, value_max_mb = 2, max_conns = 10,
+                           idle_timeout_ms = 5000, max_inflight = 7 },
+                auth_token = "sekrit", log = { level = "warn", file = "x.log" },
+                handler = { instructions = 50000, timeout_ms = 250 },
+                sandbox = { io = false, os = true },
+                plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr", "handlers.cas" },
+            })
+            m.space("carts", { n = 3, r = 2, w = 2, resolver = "set_union" })
+            m.resolver("mine", function(s) return s[1].value end)
+            m.space("default", { resolver = "mine" })
+            m.handle("hello", function() return "hi" end, { timeout_ms = 100 })
+            m.gossip({ interval_ms = 200, fanout = 3, phi = 8 })
+        end)
+        assert.are.equal("n1", t.node)
+        assert.are.equal("127.0.0.2", t.listen_host)
+        assert.are.equal(7711, t.listen_port)
+        assert.are.equal("always", t.engine.sync)
+        assert.are.equal(7, t.limits.max_inflight)
+        assert.are.equal("warn", t.log.level)
+        assert.are.equal(true, t.sandbox.os)
+        assert.are.same({ name = "carts", n = 3, r = 2, w = 2, resolver = "set_union" }, t.spaces[1])
+        assert.are.equal("mine", t.spaces[2].resolver)
+        assert.are.equal("function", type(t.resolvers.lww))
+        assert.are.equal("function", type(t.resolvers.set_union))
+        assert.are.equal("function", type(t.handlers.incr.fn))
+        assert.are.equal("function", type(t.handlers.cas.fn))
+        assert.are.equal(100, t.handlers.hello.timeout_ms)
+        assert.are.equal(3, t.gossip.fanout)
+    end)
+
+    it("needs only a node id", function()
+        local t = load(function(m) m.cfg({ node = "solo" }) end)
+        assert.are.equal("solo", t.node)
+        assert.is_nil(t.listen_host)
+        assert.are.same({}, t.spaces)
+    end)
+
+    it("names unknown keys", function()
+        fails(function(m) m.cfg({ node = "n1", lisen = "127.0.0.1:1" }) end,
+              "moor.cfg: unknown key 'lisen'")
+        fails(function(m) m.cfg({ node = "n1", engine = { synk = "always" } }) end,
+              "moor.cfg: unknown key 'engine.synk'")
+        fails(function(m) m.cfg({ node = "n1" }); m.space("s", { rr = 1 }) end,
+              "moor.space('s'): unknown key 'rr'")
+        fails(function(m) m.cfg({ node = "n1" }); m.gossip({ fanut = 3 }) end,
+              "moor.gossip: unknown key 'fanut'")
+    end)
+
+    it("says what type or value was expected", function()
+        fails(function(m) m.cfg({ node = "n1", engine = { sync = "sometimes" } }) end,
+              "moor.cfg: engine.sync must be one of always, interval, none, got 'sometimes'")
+        fails(function(m) m.cfg({ node = "n1", limits = { max_conns = "many" } }) end,
+              "moor.cfg: limits.max_conns must be an integer in 1..1000000, got 'many'")
+        fails(function(m) m.cfg({ node = "n1", engine = { memtable_mb = 1.5 } }) end,
+              "moor.cfg: engine.memtable_mb must be an integer")
+        fails(function(m) m.cfg({ node = "n1", sandbox = { io = "yes" } }) end,
+              "moor.cfg: sandbox.io must be true or false, got 'yes'")
+        fails(function(m) m.cfg({ node = "n1", log = { level = "loud" } }) end,
+              "moor.cfg: log.level must be one of debug, info, warn, error, off, got 'loud'")
+        fails(function(m) m.cfg({ node = "n1", engine = "fast" }) end,
+              "moor.cfg: engine must be a table, got 'fast'")
+        fails(function(m) m.cfg("n1") end, "moor.cfg: expects a table, got 'n1'")
+        fails(function(m) m.cfg({ node = "bad id!" }) end, "moor.cfg: node must be a node id")
+        fails(function(m) m.cfg({ node = "n1", plugins = "resolvers.lww" }) end,
+              "moor.cfg: plugins must be a list")
+    end)
+
+    it("requires a node id", function()
+        fails(function(m) m.cfg({ listen = "127.0.0.1:7700" }) end, "moor.cfg: node is required")
+        fails(function() end, "never called moor.cfg")
+    end)
+
+    it("checks listen addresses", function()
+        for _, bad in ipairs({ "127.0.0.1", "127.0.0.1:65536", "300.1.1.1:80", "localhost:80",
+                               "1.2.3:80", "[::1]", 7700 }) do
+            fails(function(m) m.cfg({ node = "n1", listen = bad }) end,
+                  "moor.cfg: listen must be 'host:port'")
+        end
+        local t = load(function(m) m.cfg({ node = "n1", listen = "[::1]:0" }) end)
+        assert.are.equal("::1", t.listen_host)
+        assert.are.equal(0, t.listen_port)
+    end)
+
+    it("checks spaces and their resolvers", function()
+        fails(function(m) m.cfg({ node = "n1" }); m.space("carts", { resolver = "set_union" }) end,
+              "moor.space('carts'): resolver 'set_union' is not registered")
+        fails(function(m) m.cfg({ node = "n1" }); m.space("s", { n = 1, r = 2 }) end,
+              "must not exceed n")
+        fails(function(m) m.cfg({ node = "n1" }); m.space("s", { n = 0 }) end,
+              "moor.space('s'): n must be an integer in 1..16")
+        fails(function(m) m.cfg({ node = "n1" }); m.space("", {}) end, "moor.space: name must be")
+        -- a resolver may be registered after the space that names it
+        local t = load(function(m)
+            m.cfg({ node = "n1" })
+            m.space("s", { resolver = "later" })
+            m.resolver("later", function() end)
+        end)
+        assert.are.equal("later", t.spaces[1].resolver)
+    end)
+
+    it("loads plugins by name and reports missing or bad ones", function()
+        fails(function(m) m.cfg({ node = "n1", plugins = { "resolvers.nope" } }) end,
+              "moor.cfg: plugin 'resolvers.nope' not found")
+        fails(function(m) m.cfg({ node = "n1", plugins = { "things.x" } }) end,
+              "is not a resolver or a handler")
+        fails(function(m) m.cfg({ node = "n1", plugins = { "handlers.x" } }) end,
+              "must return a function, got table",
+              { require = function() return {} end })
+        fails(function(m) m.cfg({ node = "n1", plugins = { "handlers.x" } }) end,
+              "failed to load: kaput",
+              { require = function() error("kaput", 0) end })
+    end)
+
+    it("checks handlers, resolvers and budgets", function()
+        fails(function(m) m.cfg({ node = "n1" }); m.handle("h", 42) end,
+              "moor.handle('h'): expects a function, got number")
+        fails(function(m) m.cfg({ node = "n1" }); m.resolver("r", "x") end,
+              "moor.resolver('r'): expects a function")
+        fails(function(m) m.cfg({ node = "n1" }); m.handle("h", print, { instructions = 5 }) end,
+              "moor.handle('h'): instructions must be an integer in 10000..")
+        fails(function(m) m.cfg({ node = "n1" }); m.handle("h", print, { timeout = 5 }) end,
+              "moor.handle('h'): unknown key 'timeout'")
+    end)
+
+    it("refuses a second moor.cfg", function()
+        fails(function(m) m.cfg({ node = "n1" }); m.cfg({ node = "n2" }) end, "called twice")
+    end)
+
+    it("tells the host about sandbox opt-ins", function()
+        local seen
+        load(function(m) m.cfg({ node = "n1", sandbox = { ffi = true } }) end,
+             { on_sandbox = function(s) seen = s end })
+        assert.are.same({ ffi = true }, seen)
+    end)
+
+    it("runs a config file and points errors at its line", function()
+        local path = os.tmpname()
+        local f = assert(io.open(path, "w"))
+        f:write("moor.cfg{ node = 'n1' }\n\nmoor.space('s', { w = 'all' })\n")
+        f:close()
+        local env = { moor = {} }
+        local ok, err = pcall(config.run, path, env, env.moor)
+        os.remove(path)
+        assert.is_false(ok)
+        assert.matches(":3: moor.space%('s'%): w must be an integer", err)
+    end)
+end)

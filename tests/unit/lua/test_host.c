@@ -1,0 +1,953 @@
+/*
+ * test_host.c -- the Lua host (core/lua/host.c, sandbox.c, config.c,
+ * codec.c) driven with a fake node and a real libuv loop.
+ *
+ * TEST: the fake node's ops.kv keeps an in-memory store and answers a
+ * kv either at once (from inside ops.kv), later from a uv_timer, or never
+ * (the token is kept so the test can answer late).  Nothing asserts
+ * timings; every loop is bounded by a 10 s safety deadline.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "lua/codec.h"
+#include "lua/host.h"
+#include "net/mp.h"
+#include "testutil.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+/* ---- the fake node --------------------------------------------------------------- */
+
+enum { ANSWER_SYNC, ANSWER_ASYNC, ANSWER_NEVER };
+
+#define STORE_MAX 512
+
+typedef struct entry {
+    char key[64];
+    moor_buf_t val; /* encoded value */
+    uint64_t ver;
+} entry_t;
+
+typedef struct fake {
+    moor_lua_t *h;
+    uv_loop_t *loop;
+    int mode;
+    uint64_t rng;
+    entry_t store[STORE_MAX];
+    int n;
+    int kv_calls;
+    uint64_t last_token;
+} fake_t;
+
+typedef struct pending {
+    uv_timer_t t;
+    fake_t *f;
+    uint64_t token;
+    char code[32];
+    moor_buf_t ans;
+} pending_t;
+
+static entry_t *lookup(fake_t *f, const char *k, uint32_t kl, int create)
+{
+    for (int i = 0; i < f->n; i++)
+        if (strlen(f->store[i].key) == kl && memcmp(f->store[i].key, k, kl) == 0)
+            return &f->store[i];
+    if (!create || f->n == STORE_MAX || kl >= 64)
+        return NULL;
+    memcpy(f->store[f->n].key, k, kl);
+    f->store[f->n].key[kl] = '\0';
+    return &f->store[f->n++];
+}
+
+static void pack_ctx(msgpack_packer *pk, uint64_t ver)
+{
+    msgpack_pack_str(pk, 3);
+    msgpack_pack_str_body(pk, "ctx", 3);
+    msgpack_pack_bin(pk, 8);
+    msgpack_pack_bin_body(pk, &ver, 8);
+}
+
+static void answer_get(fake_t *f, entry_t *e, const char *k, uint32_t kl, moor_buf_t *ans)
+{
+    msgpack_packer pk;
+
+    moor_mp_packer_init(&pk, ans);
+    if (kl == 10 && memcmp(k, "resolve-me", 10) == 0) {
+        /* siblings [{value="b"}, {value="a"}]: the resolver picks one */
+        static const char sib[] = "\x92\x81\xa5value\xa1"
+                                  "b\x81\xa5value\xa1"
+                                  "a";
+        moor_buf_t out = MOOR_BUF_INIT;
+        int rc = moor_lua_resolve(f->h, "smallest", 8, sib, sizeof(sib) - 1, &out);
+        assert_int_equal(rc, 0);
+        msgpack_pack_map(&pk, 2);
+        msgpack_pack_str(&pk, 6);
+        msgpack_pack_str_body(&pk, "values", 6);
+        msgpack_pack_array(&pk, 1);
+        moor_buf_append(ans, out.data, out.len);
+        pack_ctx(&pk, 1);
+        moor_buf_free(&out);
+        return;
+    }
+    if (!e) {
+        msgpack_pack_nil(&pk);
+        return;
+    }
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str(&pk, 6);
+    msgpack_pack_str_body(&pk, "values", 6);
+    msgpack_pack_array(&pk, 1);
+    moor_buf_append(ans, e->val.data, e->val.len);
+    pack_ctx(&pk, e->ver);
+}
+
+static void pending_free(uv_handle_t *t)
+{
+    pending_t *pd = t->data;
+    moor_buf_free(&pd->ans);
+    free(pd);
+}
+
+static void pending_fire(uv_timer_t *t)
+{
+    pending_t *pd = t->data;
+
+    moor_lua_kv_done(pd->f->h, pd->token, pd->code[0] ? pd->code : NULL,
+                     pd->code[0] ? "refused" : NULL, pd->ans.data, pd->ans.len);
+    uv_close((uv_handle_t *)t, pending_free);
+}
+
+/* Applies the request now; the answer goes out per f->mode. */
+static int fake_kv(void *ud, int op, const char *params, size_t plen, uint32_t np, uint64_t token)
+{
+    fake_t *f = ud;
+    const char *p = params, *end = params + plen, *k, *v;
+    uint32_t kl;
+    moor_buf_t ans = MOOR_BUF_INIT;
+    char code[32] = "";
+    entry_t *e;
+
+    f->kv_calls++;
+    f->last_token = token;
+    if (moor_mp_read_strbin(&p, end, &k, &kl))
+        return MOOR_EINVAL;
+    if (kl == 4 && memcmp(k, "fail", 4) == 0) {
+        strcpy(code, "KEY_TOO_LARGE");
+    } else if (op == MOOR_LUA_GET) {
+        answer_get(f, lookup(f, k, kl, 0), k, kl, &ans);
+    } else if (op == MOOR_LUA_PUT) {
+        msgpack_packer pk;
+        assert_true(np >= 2);
+        v = p;
+        assert_int_equal(moor_mp_skip(&p, end, 64), 0);
+        e = lookup(f, k, kl, 1);
+        assert_non_null(e);
+        moor_buf_reset(&e->val);
+        moor_buf_append(&e->val, v, (size_t)(p - v));
+        e->ver++;
+        moor_mp_packer_init(&pk, &ans);
+        msgpack_pack_map(&pk, 1);
+        pack_ctx(&pk, e->ver);
+    } else {
+        e = lookup(f, k, kl, 0);
+        if (e)
+            e->key[0] = '\0', e->key[1] = 1; /* tombstone: never matches */
+        moor_buf_append(&ans, "\xc3", 1);
+    }
+    if (f->mode == ANSWER_NEVER) {
+        moor_buf_free(&ans);
+        return 0;
+    }
+    if (f->mode == ANSWER_SYNC) {
+        moor_lua_kv_done(f->h, token, code[0] ? code : NULL, code[0] ? "refused" : NULL, ans.data,
+                         ans.len);
+        moor_buf_free(&ans);
+        return 0;
+    }
+    pending_t *pd = calloc(1, sizeof(*pd));
+    pd->f = f;
+    pd->token = token;
+    strcpy(pd->code, code);
+    pd->ans = ans;
+    uv_timer_init(f->loop, &pd->t);
+    pd->t.data = pd;
+    uv_timer_start(&pd->t, pending_fire, testutil_rand(&f->rng) % 4, 0);
+    return 0;
+}
+
+/* ---- harness -------------------------------------------------------------------- */
+
+typedef struct reply {
+    int done;
+    char code[64];
+    char msg[1024];
+    struct {
+        char data[8192];
+        size_t len;
+    } res; /* the encoded result (truncated past 8 KiB) */
+} reply_t;
+
+static void on_reply(void *ud, const char *errcode, const char *errmsg, const char *res,
+                     size_t rlen)
+{
+    reply_t *r = ud;
+
+    r->done++;
+    snprintf(r->code, sizeof(r->code), "%s", errcode ? errcode : "");
+    snprintf(r->msg, sizeof(r->msg), "%s", errmsg ? errmsg : "");
+    r->res.len = res ? (rlen < sizeof(r->res.data) ? rlen : sizeof(r->res.data)) : 0;
+    if (res)
+        memcpy(r->res.data, res, r->res.len);
+}
+
+typedef struct env {
+    uv_loop_t loop;
+    fake_t *f;
+    moor_lua_t *h;
+    moor_config_t cfg;
+    char *dir;
+    char path[4200];
+} env_t;
+
+static char root[4096];
+static uint64_t seed_state; /* from testutil_seed, once */
+
+static void find_root(void)
+{
+    /* this file is <root>/tests/unit/lua/test_host.c */
+    const char *tail = "/tests/unit/lua/test_host.c";
+    size_t n = strlen(__FILE__), t = strlen(tail);
+
+    if (n > t && strcmp(__FILE__ + n - t, tail) == 0)
+        snprintf(root, sizeof(root), "%.*s", (int)(n - t), __FILE__);
+    else
+        snprintf(root, sizeof(root), ".");
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* Creates a host on a fresh loop and loads text as its config; returns the
+ * load_config code (diagnostic in moor_diag_last()). */
+static int env_open(env_t *e, const char *text)
+{
+    moor_lua_opts_t o;
+
+    memset(e, 0, sizeof(*e));
+    uv_loop_init(&e->loop);
+    e->f = calloc(1, sizeof(*e->f));
+    e->f->loop = &e->loop;
+    e->f->rng = testutil_rand(&seed_state);
+    e->dir = testutil_tmpdir("lua-host");
+    snprintf(e->path, sizeof(e->path), "%s/conf.lua", e->dir);
+    write_file(e->path, text);
+    memset(&o, 0, sizeof(o));
+    o.loop = &e->loop;
+    o.root = root;
+    o.ops.kv = fake_kv;
+    o.ops.ud = e->f;
+    assert_int_equal(moor_lua_new(&o, &e->h), 0);
+    e->f->h = e->h;
+    return moor_lua_load_config(e->h, e->path, &e->cfg);
+}
+
+static void env_close(env_t *e)
+{
+    moor_lua_free(e->h);
+    for (int i = 0; i < STORE_MAX; i++)
+        moor_buf_free(&e->f->store[i].val);
+    uv_run(&e->loop, UV_RUN_DEFAULT); /* close timers */
+    assert_int_equal(uv_loop_close(&e->loop), 0);
+    testutil_rmrf(e->dir);
+    free(e->dir);
+    free(e->f);
+}
+
+static void run_until(env_t *e, int *flag, int want)
+{
+    uint64_t deadline = moor_clock_mono_ms() + 10000;
+
+    while (*flag < want && moor_clock_mono_ms() < deadline)
+        uv_run(&e->loop, UV_RUN_ONCE);
+    assert_int_equal(*flag, want);
+}
+
+/* Calls handler name with args (encoded already, nargs of them) and waits. */
+static void call(env_t *e, const char *name, const char *args, size_t alen, uint32_t nargs,
+                 reply_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(moor_lua_call(e->h, name, strlen(name), args, alen, nargs, on_reply, r), 0);
+    run_until(e, &r->done, 1);
+}
+
+static void expect_ok(const reply_t *r, const char *mp, size_t n)
+{
+    if (r->code[0])
+        fail_msg("expected success, got %s: %s", r->code, r->msg);
+    if (r->res.len != n || memcmp(r->res.data, mp, n) != 0) {
+        char got[256] = "", want[256] = "";
+        for (size_t i = 0; i < r->res.len && i < 100; i++)
+            sprintf(got + 2 * i, "%02x", (unsigned char)r->res.data[i]);
+        for (size_t i = 0; i < n && i < 100; i++)
+            sprintf(want + 2 * i, "%02x", (unsigned char)mp[i]);
+        fail_msg("result %s, expected %s", got, want);
+    }
+}
+
+static void expect_err(const reply_t *r, const char *code, const char *needle)
+{
+    if (strcmp(r->code, code) != 0 || !strstr(r->msg, needle))
+        fail_msg("expected %s containing \"%s\", got %s: \"%s\"", code, needle,
+                 r->code[0] ? r->code : "(success)", r->msg);
+}
+
+#define OK_BYTES(r, lit) expect_ok((r), (lit), sizeof(lit) - 1)
+
+/* ---- config --------------------------------------------------------------------- */
+
+static void test_config_good(void **state)
+{
+    env_t e;
+    const moor_space_cfg_t *s;
+    int rc = env_open(
+        &e, "moor.cfg{ node = 'n1', listen = '127.0.0.2:7711', data_dir = 'd/n1',\n"
+            "  engine = { memtable_mb = 8, cache_mb = 16, sync = 'always', sync_ms = 5,\n"
+            "             compression = 1, bloom_bits = 12 },\n"
+            "  limits = { max_frame_mb = 4, key_max = 1000, value_max_mb = 2, max_conns = 10,\n"
+            "             idle_timeout_ms = 5000, max_inflight = 7 },\n"
+            "  auth_token = 'sekrit', log = { level = 'warn', file = 'x.log' },\n"
+            "  handler = { instructions = 50000, timeout_ms = 250 },\n"
+            "  sandbox = { io = false, os = true },\n"
+            "  plugins = { 'resolvers.lww', 'handlers.incr' } }\n"
+            "moor.space('carts', { n = 1, r = 1, w = 1, resolver = 'lww' })\n"
+            "moor.space('default', { resolver = 'mine' })\n"
+            "moor.resolver('mine', function(s) return s[1].value end)\n"
+            "moor.gossip{ interval_ms = 200, fanout = 3, phi = 8 }\n"
+            "moor.handle('hello', function(n) return 'hi ' .. n end, { timeout_ms = 100 })\n");
+
+    (void)state;
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    assert_string_equal(e.cfg.node, "n1");
+    assert_string_equal(e.cfg.listen_host, "127.0.0.2");
+    assert_int_equal(e.cfg.listen_port, 7711);
+    assert_string_equal(e.cfg.data_dir, "d/n1");
+    assert_int_equal(e.cfg.engine.memtable_bytes, 8u << 20);
+    assert_int_equal(e.cfg.engine.cache_bytes, 16u << 20);
+    assert_int_equal(e.cfg.engine.sync_mode, MOOR_SYNC_ALWAYS);
+    assert_int_equal(e.cfg.engine.sync_interval_ms, 5);
+    assert_int_equal(e.cfg.engine.compression_level, 1);
+    assert_int_equal(e.cfg.engine.bloom_bits, 12);
+    assert_int_equal(e.cfg.max_frame, 4u << 20);
+    assert_int_equal(e.cfg.key_max, 1000);
+    assert_int_equal(e.cfg.value_max, 2u << 20);
+    assert_int_equal(e.cfg.max_conns, 10);
+    assert_int_equal(e.cfg.idle_timeout_ms, 5000);
+    assert_int_equal(e.cfg.max_inflight, 7);
+    assert_string_equal(e.cfg.auth_token, "sekrit");
+    assert_int_equal(e.cfg.log_level, 2);
+    assert_string_equal(e.cfg.log_file, "x.log");
+    assert_int_equal(e.cfg.handler_instructions, 50000);
+    assert_int_equal(e.cfg.handler_timeout_ms, 250);
+    assert_int_equal(e.cfg.sandbox_allow_io, 0);
+    assert_int_equal(e.cfg.sandbox_allow_os, 1);
+    assert_int_equal(e.cfg.nspaces, 2);
+    s = moor_config_space(&e.cfg, "carts", 5);
+    assert_non_null(s);
+    assert_string_equal(s->resolver, "lww");
+    s = moor_config_space(&e.cfg, "default", 7);
+    assert_non_null(s);
+    assert_string_equal(s->resolver, "mine");
+    assert_null(moor_config_space(&e.cfg, "nope", 4));
+
+    reply_t r;
+    call(&e, "hello", "\xa2yo", 3, 1, &r);
+    OK_BYTES(&r, "\xa5hi yo");
+    env_close(&e);
+}
+
+static void test_config_defaults(void **state)
+{
+    env_t e;
+    int rc = env_open(&e, "moor.cfg{ node = 'solo' }\n");
+
+    (void)state;
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    assert_string_equal(e.cfg.listen_host, "127.0.0.1");
+    assert_int_equal(e.cfg.listen_port, 7700);
+    assert_string_equal(e.cfg.data_dir, "data");
+    assert_int_equal(e.cfg.nspaces, 1);
+    assert_string_equal(e.cfg.spaces[0].name, "default");
+    assert_string_equal(e.cfg.spaces[0].resolver, "");
+    assert_true(e.cfg.handler_instructions > 0);
+    env_close(&e);
+}
+
+static void test_config_bad(void **state)
+{
+    static const struct {
+        const char *text, *needle;
+    } cases[] = {
+        {"moor.cfg{ node = 'n1', lisen = '127.0.0.1:1' }", "moor.cfg: unknown key 'lisen'"},
+        {"moor.cfg{ node = 'n1', engine = { sync = 'sometimes' } }",
+         "moor.cfg: engine.sync must be one of always, interval, none, got 'sometimes'"},
+        {"moor.cfg{ node = 'n1', engine = { synk = 'always' } }",
+         "moor.cfg: unknown key 'engine.synk'"},
+        {"moor.cfg{ listen = '127.0.0.1:7700' }", "moor.cfg: node is required"},
+        {"moor.space('x', {})", "moor.cfg: node is required"},
+        {"moor.cfg{ node = 'n1', listen = '127.0.0.1' }", "moor.cfg: listen must be 'host:port'"},
+        {"moor.cfg{ node = 'n1', listen = '300.0.0.1:80' }", "got '300.0.0.1:80'"},
+        {"moor.cfg{ node = 'n1', listen = '127.0.0.1:65536' }", "moor.cfg: listen must be"},
+        {"moor.cfg{ node = 'n1' }\nmoor.space('carts', { resolver = 'set_union' })",
+         "moor.space('carts'): resolver 'set_union' is not registered"},
+        {"moor.cfg{ node = 'n1', plugins = { 'resolvers.nope' } }",
+         "moor.cfg: plugin 'resolvers.nope' not found"},
+        {"moor.cfg{ node = 'n1', plugins = { 'things.x' } }", "is not a resolver or a handler"},
+        {"moor.cfg{ node = 'n1', limits = { max_conns = 'many' } }",
+         "moor.cfg: limits.max_conns must be an integer"},
+        {"moor.cfg{ node = 'n1', log = { level = 'loud' } }", "log.level must be one of"},
+        {"moor.cfg{ node = 'n1' }\nmoor.cfg{ node = 'n2' }", "called twice"},
+        {"moor.cfg{ node = 'bad id!' }", "moor.cfg: node must be a node id"},
+        {"moor.cfg{ node = 'n1' }\nmoor.space('s', { n = 1, r = 2 })", "must not exceed n"},
+        {"moor.cfg{ node = 'n1' }\nmoor.handle('h', 42)", "moor.handle('h'): expects a function"},
+        {"moor.cfg{ node = 'n1' }\nmoor.handle('h', tostring, { instructions = 5 })",
+         "moor.handle('h'): instructions must be an integer"},
+        {"moor.cfg{ node = 'n1' }\nmoor.gossip{ fanout = 'x' }", "moor.gossip: fanout must be"},
+        {"moor.cfg{ node = 'n1' }\nmoor.gossip{ fanut = 3 }", "moor.gossip: unknown key 'fanut'"},
+        {"moor.cfg{ node = 'n1' ", "conf.lua"}, /* syntax error, with the file name */
+        {"moor.cfg{ node = 'n1' }\nlocal f = io.open('/etc/passwd')",
+         "attempt to index global 'io'"},
+        {"moor.cfg{ node = 'n1' }\nmoor.get('k')", "moor.get can only be called from a handler"},
+        {"while true do end", "ran for too long"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        env_t e;
+        int rc;
+
+        if (strcmp(cases[i].needle, "ran for too long") == 0)
+            continue; /* 30 s: too slow for a unit test; covered by the budget tests */
+        rc = env_open(&e, cases[i].text);
+        if (rc != MOOR_EINVAL || !strstr(moor_diag_msg(rc), cases[i].needle))
+            fail_msg("config %zu (%s): rc %d, message \"%s\", expected \"%s\"", i, cases[i].text,
+                     rc, rc ? moor_diag_msg(rc) : "", cases[i].needle);
+        env_close(&e);
+    }
+}
+
+/* ---- handlers -------------------------------------------------------------------- */
+
+static const char handlers_conf[] =
+    "moor.cfg{ node = 'n1', handler = { instructions = 200000, timeout_ms = 2000 },\n"
+    "          plugins = { 'handlers.incr' } }\n"
+    "moor.resolver('smallest', function(s)\n"
+    "  local best = s[1].value\n"
+    "  for _, x in ipairs(s) do if x.value < best then best = x.value end end\n"
+    "  return best\n"
+    "end)\n"
+    /* several yields: put, get, put, get, del, get */
+    "moor.handle('steps', function(k, n)\n"
+    "  local ctx\n"
+    "  for i = 1, n do\n"
+    "    local w = assert(moor.put(k, i, { ctx = ctx }))\n"
+    "    local res, err = moor.get(k)\n"
+    "    assert(res, err)\n"
+    "    assert(res.values[1] == i, 'read back ' .. tostring(res.values[1]))\n"
+    "    ctx = res.ctx\n"
+    "    assert(type(ctx) == 'string' and #ctx == 8)\n"
+    "  end\n"
+    "  assert(moor.del(k) == true)\n"
+    "  local gone, err = moor.get(k)\n"
+    "  assert(gone == nil and err == nil)\n"
+    "  return n\n"
+    "end)\n"
+    "moor.handle('echo', function(...) return { ... } end)\n"
+    "moor.handle('first', function(x) return x end)\n"
+    "moor.handle('nothing', function() end)\n"
+    "moor.handle('boom', function() error('boom: bad things') end)\n"
+    "moor.handle('boom_table', function() error({}) end)\n"
+    "moor.handle('badret', function() return { f = tostring } end)\n"
+    "moor.handle('badput', function() return moor.put('k', function() end) end)\n"
+    "moor.handle('kvfail', function() local r, e = moor.get('fail'); return { r == nil, e } end)\n"
+    "moor.handle('resolve', function() return moor.get('resolve-me').values[1] end)\n"
+    "moor.handle('spin', function() while true do end end)\n"
+    "moor.handle('spin_pcall', function()\n"
+    "  while true do pcall(function() while true do end end) end\n"
+    "end)\n"
+    "local function helper() local i = 0; while true do i = i + 1 end end\n"
+    "moor.handle('spin_helper', function() helper() end)\n"
+    "moor.handle('slow', function(k) local r = moor.get(k); return 1 end, { timeout_ms = 30 })\n"
+    "moor.handle('slowput', function(k) moor.put(k, 1); moor.put(k, 2); return 1 end,\n"
+    "            { timeout_ms = 30 })\n"
+    "moor.handle('tight', function() local x = 0; for i = 1, 1e9 do x = x + i end end,\n"
+    "            { instructions = 20000 })\n";
+
+static void open_handlers(env_t *e, int mode)
+{
+    int rc = env_open(e, handlers_conf);
+
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    e->f->mode = mode;
+}
+
+static void test_yields(void **state)
+{
+    static const int modes[] = {ANSWER_SYNC, ANSWER_ASYNC};
+
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        env_t e;
+        reply_t r;
+        open_handlers(&e, modes[m]);
+        call(&e, "steps", "\xa1k\x05", 3, 2, &r);
+        OK_BYTES(&r, "\x05");
+        assert_int_equal(e.f->kv_calls, 12);
+        assert_int_equal(moor_lua_inflight(e.h), 0);
+        /* the incr plugin, through the same cosocket path */
+        call(&e, "incr",
+             "\xa1"
+             "c\x05",
+             3, 2, &r);
+        OK_BYTES(&r, "\x05");
+        call(&e, "incr",
+             "\xa1"
+             "c\x03",
+             3, 2, &r);
+        OK_BYTES(&r, "\x08");
+        env_close(&e);
+    }
+}
+
+static void test_many_in_flight(void **state)
+{
+    env_t e;
+    reply_t r[100];
+    char args[100][8];
+    int done = 0;
+
+    (void)state;
+    open_handlers(&e, ANSWER_ASYNC);
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < 100; i++) {
+        /* steps(key_i, 1 + i % 4) */
+        snprintf(args[i], sizeof(args[i]), "\xa2%02d%c", i, 1 + i % 4);
+        assert_int_equal(moor_lua_call(e.h, "steps", 5, args[i], 4, 2, on_reply, &r[i]), 0);
+    }
+    assert_int_equal(moor_lua_inflight(e.h), 100);
+    uint64_t deadline = moor_clock_mono_ms() + 10000;
+    while (done < 100 && moor_clock_mono_ms() < deadline) {
+        uv_run(&e.loop, UV_RUN_ONCE);
+        done = 0;
+        for (int i = 0; i < 100; i++)
+            done += r[i].done;
+    }
+    assert_int_equal(done, 100);
+    for (int i = 0; i < 100; i++) {
+        char want = (char)(1 + i % 4);
+        assert_int_equal(r[i].done, 1);
+        expect_ok(&r[i], &want, 1);
+    }
+    assert_int_equal(moor_lua_inflight(e.h), 0);
+    env_close(&e);
+}
+
+static void test_instruction_budget(void **state)
+{
+    static const char *const spinners[] = {"spin", "spin_pcall", "spin_helper", "tight"};
+    env_t e;
+    reply_t r;
+
+    (void)state;
+    open_handlers(&e, ANSWER_SYNC);
+    for (int i = 0; i < 4; i++) {
+        call(&e, spinners[i], "", 0, 0, &r);
+        expect_err(&r, "HANDLER_TIMEOUT", "instructions");
+        /* the host is fine afterwards */
+        call(&e, "first", "\x2a", 1, 1, &r);
+        OK_BYTES(&r, "\x2a");
+    }
+    assert_int_equal(moor_lua_inflight(e.h), 0);
+    env_close(&e);
+}
+
+static void test_wall_budget_while_waiting(void **state)
+{
+    env_t e;
+    reply_t r;
+    uint64_t token;
+
+    (void)state;
+    open_handlers(&e, ANSWER_NEVER);
+    call(&e, "slow", "\xa1k", 2, 1, &r);
+    expect_err(&r, "HANDLER_TIMEOUT", "while waiting on a get");
+    token = e.f->last_token;
+    /* the late answer is ignored: no second reply, no crash */
+    moor_lua_kv_done(e.h, token, NULL, NULL, "\xc0", 1);
+    moor_lua_kv_done(e.h, token + 1, NULL, NULL, "\xc0", 1);
+    moor_lua_kv_done(e.h, 0, NULL, NULL, NULL, 0);
+    uv_run(&e.loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(moor_lua_inflight(e.h), 0);
+
+    /* a put in flight is reported as maybe applied */
+    call(&e, "slowput", "\xa1k", 2, 1, &r);
+    expect_err(&r, "HANDLER_TIMEOUT", "may or may not be applied");
+
+    /* one put acknowledged, the second never: the message counts it */
+    e.f->mode = ANSWER_SYNC;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(moor_lua_call(e.h, "slowput", 7, "\xa1k", 2, 1, on_reply, &r), 0);
+    assert_int_equal(r.done, 1); /* sync answers: done before the call returned */
+    OK_BYTES(&r, "\x01");
+    env_close(&e);
+}
+
+static void test_errors(void **state)
+{
+    env_t e;
+    reply_t r;
+
+    (void)state;
+    open_handlers(&e, ANSWER_ASYNC);
+    call(&e, "boom", "", 0, 0, &r);
+    expect_err(&r, "HANDLER_ERROR", "boom: bad things");
+    expect_err(&r, "HANDLER_ERROR", "conf.lua:");
+    call(&e, "boom_table", "", 0, 0, &r);
+    expect_err(&r, "HANDLER_ERROR", "table");
+    call(&e, "badret", "", 0, 0, &r);
+    expect_err(&r, "HANDLER_ERROR", "cannot encode a function at f");
+    call(&e, "badput", "", 0, 0, &r);
+    expect_err(&r, "HANDLER_ERROR", "moor.put: value: cannot encode a function");
+    call(&e, "nope", "", 0, 0, &r);
+    expect_err(&r, "NO_HANDLER", "nope");
+    call(&e, "first", "\xc1", 1, 1, &r); /* malformed argument */
+    expect_err(&r, "BAD_REQUEST", "malformed");
+    call(&e, "first", "\x81\xc0\x01", 3, 1, &r); /* nil map key */
+    expect_err(&r, "BAD_REQUEST", "nil");
+    /* a kv error reaches the handler as nil, "CODE: message" */
+    call(&e, "kvfail", "", 0, 0, &r);
+    OK_BYTES(&r, "\x92\xc3\xb6KEY_TOO_LARGE: refused");
+    call(&e, "nothing", "", 0, 0, &r);
+    OK_BYTES(&r, "\xc0");
+    call(&e, "echo", "\x01\xa1x\xc3", 4, 3, &r);
+    OK_BYTES(&r, "\x93\x01\xa1x\xc3");
+    /* resolver called from inside ops.kv while the handler waits */
+    e.f->mode = ANSWER_SYNC;
+    call(&e, "resolve", "", 0, 0, &r);
+    OK_BYTES(&r, "\xa1"
+                 "a");
+    assert_int_equal(moor_lua_inflight(e.h), 0);
+    env_close(&e);
+}
+
+static void test_resolve(void **state)
+{
+    env_t e;
+    moor_buf_t out = MOOR_BUF_INIT;
+    static const char sib[] = "\x93\x81\xa5value\x05\x81\xa5value\x02\x81\xa5value\x09";
+
+    (void)state;
+    open_handlers(&e, ANSWER_SYNC);
+    assert_int_equal(moor_lua_resolve(e.h, "smallest", 8, sib, sizeof(sib) - 1, &out), 0);
+    assert_int_equal(out.len, 1);
+    assert_int_equal(out.data[0], 2);
+    assert_int_equal(moor_lua_resolve(e.h, "nope", 4, sib, sizeof(sib) - 1, &out), MOOR_ENOHANDLER);
+    /* a resolver that raises: values are not comparable */
+    static const char bad[] = "\x92\x81\xa5value\x01\x81\xa5value\xa1x";
+    assert_int_equal(moor_lua_resolve(e.h, "smallest", 8, bad, sizeof(bad) - 1, &out),
+                     MOOR_EHANDLER);
+    assert_non_null(strstr(moor_diag_msg(MOOR_EHANDLER), "compare"));
+    assert_int_equal(out.len, 1);
+    moor_buf_free(&out);
+    env_close(&e);
+}
+
+static void test_free_with_pending(void **state)
+{
+    env_t e;
+    reply_t r;
+
+    (void)state;
+    open_handlers(&e, ANSWER_NEVER);
+    memset(&r, 0, sizeof(r));
+    moor_lua_call(e.h, "steps", 5, "\xa1k\x01", 3, 2, on_reply, &r);
+    assert_int_equal(r.done, 0);
+    assert_int_equal(moor_lua_inflight(e.h), 1);
+    moor_lua_free(e.h);
+    e.h = NULL;
+    assert_int_equal(r.done, 1);
+    expect_err(&r, "SHUTTING_DOWN", "steps");
+    uv_run(&e.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&e.loop), 0);
+    for (int i = 0; i < STORE_MAX; i++)
+        moor_buf_free(&e.f->store[i].val);
+    testutil_rmrf(e.dir);
+    free(e.dir);
+    free(e.f);
+}
+
+/* ---- sandbox -------------------------------------------------------------------- */
+
+static const char sandbox_conf[] =
+    "moor.cfg{ node = 'n1' }\n"
+    "local checks = {\n"
+    "  io = function() return io == nil end,\n"
+    "  os_execute = function() return os.execute == nil and os.getenv == nil end,\n"
+    "  os_ok = function() return type(os.time()) == 'number' and type(os.clock()) == 'number' "
+    "end,\n"
+    "  ffi = function() local ok, e = pcall(require, 'ffi'); return not ok and e:find('not found') "
+    "end,\n"
+    "  debug = function() return debug == nil and not pcall(require, 'debug') end,\n"
+    "  jit = function() return jit == nil and not pcall(require, 'jit') end,\n"
+    "  loadfile = function() return loadfile == nil and dofile == nil and loadstring == nil end,\n"
+    "  dump = function() return string.dump == nil and ('').dump == nil end,\n"
+    "  string_mt = function() return getmetatable('') == false end,\n"
+    "  string_ok = function() return ('abc'):upper() == 'ABC' end,\n"
+    "  fenv = function() return setfenv == nil and getfenv == nil end,\n"
+    "  g = function() return _G.io == nil and rawget(_G, 'require') == require end,\n"
+    "  pkg = function() return package == nil and collectgarbage == nil and coroutine == nil end,\n"
+    "  req_path = function() return not pcall(require, '../../etc/passwd')\n"
+    "                     and not pcall(require, 'os') and not pcall(require, 'io') end,\n"
+    "  req_plugin = function() return type(require('resolvers.lww')) == 'function'\n"
+    "                     and require('plugins.resolvers.lww') ~= nil end,\n"
+    "  load_text = function() return load('return 1 + 1')() == 2 end,\n"
+    "  load_env = function() return load('return io')() == nil end,\n"
+    "  load_bin = function() local f, e = load('\\27LJ\\2'); return f == nil and "
+    "e:find('bytecode') end,\n"
+    "}\n"
+    "moor.handle('escapes', function()\n"
+    "  local failed = {}\n"
+    "  for name, f in pairs(checks) do\n"
+    "    local ok, res = pcall(f)\n"
+    "    if not ok or not res then failed[#failed + 1] = name .. ': ' .. tostring(res) end\n"
+    "  end\n"
+    "  table.sort(failed)\n"
+    "  return table.concat(failed, '; ')\n"
+    "end)\n"
+    "moor.handle('load_code', function(code)\n"
+    "  local f, e = load(code)\n"
+    "  if f then return 'loaded' end\n"
+    "  return e\n"
+    "end)\n";
+
+static void test_sandbox(void **state)
+{
+    env_t e;
+    reply_t r;
+    lua_State *L;
+    const char *bc;
+    size_t bclen;
+    moor_buf_t args = MOOR_BUF_INIT;
+    msgpack_packer pk;
+
+    (void)state;
+    if (env_open(&e, sandbox_conf))
+        fail_msg("load_config: %s", moor_diag_msg(MOOR_EINVAL));
+    call(&e, "escapes", "", 0, 0, &r);
+    if (r.code[0] || r.res.len != 1)
+        fail_msg("sandbox checks failed: %s %s %.*s", r.code, r.msg, (int)r.res.len, r.res.data);
+    OK_BYTES(&r, "\xa0");
+
+    /* real bytecode from string.dump in another state is refused */
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    assert_int_equal(luaL_dostring(L, "return string.dump(function() return io end)"), 0);
+    bc = lua_tolstring(L, -1, &bclen);
+    moor_mp_packer_init(&pk, &args);
+    msgpack_pack_bin(&pk, bclen);
+    msgpack_pack_bin_body(&pk, bc, bclen);
+    call(&e, "load_code", args.data, args.len, 1, &r);
+    if (r.code[0] || !memmem(r.res.data, r.res.len, "bytecode", 8))
+        fail_msg("bytecode not refused: %s %.*s", r.code, (int)r.res.len, r.res.data);
+    lua_close(L);
+    moor_buf_free(&args);
+    env_close(&e);
+}
+
+static void test_sandbox_opt_in(void **state)
+{
+    env_t e;
+    reply_t r;
+    int rc = env_open(
+        &e,
+        "moor.cfg{ node = 'n1', sandbox = { io = true, os = true, ffi = true, debug = true } }\n"
+        "moor.handle('probe', function()\n"
+        "  return type(io.open) == 'function' and type(os.getenv) == 'function'\n"
+        "     and type(require('ffi').new) == 'function' and type(debug.getinfo) == 'function'\n"
+        "end)\n");
+
+    (void)state;
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    call(&e, "probe", "", 0, 0, &r);
+    OK_BYTES(&r, "\xc3");
+    env_close(&e);
+}
+
+/* ---- codec ---------------------------------------------------------------------- */
+
+/* Round trips run as Lua in a plain state with the codec registered as c. */
+static const char codec_script[] =
+    "local ffi = require('ffi')\n"
+    "local function same(a, b)\n"
+    "  if type(a) ~= type(b) then return false end\n"
+    "  if type(a) == 'number' then\n"
+    "    if a ~= a then return b ~= b end\n"
+    "    return a == b and (a ~= 0 or 1 / a == 1 / b)\n"
+    "  end\n"
+    "  if type(a) == 'cdata' then return tostring(ffi.typeof(a)) == tostring(ffi.typeof(b)) and a "
+    "== b end\n"
+    "  if type(a) ~= 'table' then return a == b end\n"
+    "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
+    "  for k in pairs(b) do if a[k] == nil then return false end end\n"
+    "  return true\n"
+    "end\n"
+    "local function rt(v)\n"
+    "  local s, err = c.encode(v)\n"
+    "  if not s then error('encode failed: ' .. err, 2) end\n"
+    "  local d, pos = c.decode(s)\n"
+    "  if pos ~= #s + 1 then error('decode: ' .. tostring(pos), 2) end\n"
+    "  if not same(v, d) then error('round trip changed ' .. tostring(v) .. ' into ' .. "
+    "tostring(d), 2) end\n"
+    "  return d, s\n"
+    "end\n"
+    "for _, v in ipairs{ true, false, 0, 1, -1, 127, 128, -32, -33, 255, 256, 65535, 65536,\n"
+    "                     2^32 - 1, 2^32, -2^31, -2^31 - 1, 2^53, -2^53, 0.5, -1.25, 1e300,\n"
+    "                     1/0, -1/0, 0/0, -0.0, '', 'abc', 'h\\195\\169llo', '\\255\\0\\1',\n"
+    "                     string.rep('x', 70000) } do rt(v) end\n"
+    "assert(rt(nil) == nil)\n"
+    "rt(0x7fffffffffffffffLL); rt(-0x8000000000000000LL); rt(0xffffffffffffffffULL)\n"
+    "rt(2^53 * 4 * ffi.new('uint64_t', 1)); rt(ffi.new('int64_t', -2^60))\n"
+    "assert(select(2, rt(0x7fffffffffffffffLL)) == "
+    "'\\211\\127\\255\\255\\255\\255\\255\\255\\255')\n"
+    "assert(select(2, rt(0xffffffffffffffffULL)) == '\\207' .. string.rep('\\255', 8))\n"
+    "assert(c.decode('\\211\\128\\0\\0\\0\\0\\0\\0\\0') == -0x8000000000000000LL)\n"
+    "local big = c.decode('\\207\\0\\32\\0\\0\\0\\0\\0\\1')\n"
+    "assert(type(big) == 'cdata' and big == 9007199254740993ULL, tostring(big))\n"
+    "assert(c.decode('\\207\\0\\32\\0\\0\\0\\0\\0\\0') == 2^53)\n"
+    "assert(c.encode(5LL) == '\\5')\n"
+    "assert(c.decode('\\202\\63\\192\\0\\0') == 1.5)\n"
+    "assert(c.encode('abc') == '\\163abc' and c.encode('\\255') == '\\196\\1\\255')\n"
+    "assert(c.encode(c.bin('abc')) == '\\196\\3abc')\n"
+    "assert(c.decode('\\196\\3abc') == 'abc')\n"
+    "local a = rt({1, 'two', {3}, {x = 4}})\n"
+    "assert(getmetatable(a) == getmetatable(c.array()) and getmetatable(a[4]) == "
+    "getmetatable(c.map()))\n"
+    "assert(c.encode({}) == '\\144' and c.encode(c.map{}) == '\\128')\n"
+    "local m = rt(c.map{}); assert(c.encode(m) == '\\128')\n"
+    "assert(c.encode({[1] = 1, [3] = 3}):byte(1) == 0x82)\n"
+    "assert(c.encode(c.array{[1] = 1, [3] = 3}) == '\\147\\1\\192\\3')\n"
+    "assert(c.encode(c.map{1, 2}) == '\\130\\1\\1\\2\\2')\n"
+    "rt({a = {b = {c = {1, 2, {d = true}}}}, [10] = 'ten', [true] = false})\n"
+    "local e = c.decode(c.encode(c.ext(7, 'xyz'))); assert(e.ext == 7 and e.data == 'xyz')\n"
+    "local deep = {}; local cur = deep\n"
+    "for i = 2, 64 do cur[1] = {}; cur = cur[1] end\n"
+    "assert(c.encode(deep))\n"
+    "cur[1] = {}\n"
+    "local s, err = c.encode(deep); assert(s == nil and err:find('deeper than 64'), err)\n"
+    "assert(c.decode(string.rep('\\145', 64) .. '\\1'))\n"
+    "local v, err = c.decode(string.rep('\\145', 65) .. '\\1'); assert(v == nil and "
+    "err:find('deeper'), err)\n"
+    "local t = {}; t.x = {t}\n"
+    "local s, err = c.encode(t); assert(s == nil and err == 'cannot encode a cycle (a table that "
+    "contains itself) at x[1]', err)\n"
+    "local shared = {1}; assert(c.encode({shared, shared}))\n"
+    "local s, err = c.encode({1, 2, {x = print}}); assert(err == 'cannot encode a function at "
+    "[3].x', err)\n"
+    "local s, err = c.encode(coroutine.create(print)); assert(err == 'cannot encode a thread', "
+    "err)\n"
+    "local s, err = c.encode({u = io.stdout}); assert(err == 'cannot encode a userdata at u', "
+    "err)\n"
+    "local s, err = c.encode(ffi.new('int[1]')); assert(err:find('cdata'), err)\n"
+    "local s, err = c.encode({[print] = 1}); assert(err:find('function'), err)\n"
+    "for _, bad in ipairs{'\\193', '\\146\\1', '\\217\\5ab', '\\129\\192\\1', ''} do\n"
+    "  local v, err = c.decode(bad); assert(v == nil and type(err) == 'string', bad)\n"
+    "end\n"
+    "return 'ok'\n";
+
+static void test_codec(void **state)
+{
+    lua_State *L = luaL_newstate();
+
+    (void)state;
+    luaL_openlibs(L);
+    assert_int_equal(moor_codec_init(L), 0);
+    lua_newtable(L);
+    moor_codec_register(L);
+    lua_setglobal(L, "c");
+    if (luaL_dostring(L, codec_script))
+        fail_msg("codec script: %s", lua_tostring(L, -1));
+    assert_string_equal(lua_tostring(L, -1), "ok");
+    lua_close(L);
+}
+
+/* Decoding random bytes never crashes and leaves the stack balanced. */
+static void test_codec_garbage(void **state)
+{
+    lua_State *L = luaL_newstate();
+    uint64_t rng = testutil_rand(&seed_state);
+    char buf[64];
+
+    (void)state;
+    luaL_openlibs(L);
+    moor_codec_init(L);
+    for (int i = 0; i < 20000; i++) {
+        size_t n = testutil_rand(&rng) % sizeof(buf);
+        const char *p = buf;
+        for (size_t j = 0; j < n; j++)
+            buf[j] = (char)testutil_rand(&rng);
+        int top = lua_gettop(L);
+        int rc = moor_codec_decode(L, &p, buf + n);
+        assert_int_equal(lua_gettop(L), top + (rc == 0));
+        if (rc == 0) {
+            moor_buf_t b = MOOR_BUF_INIT;
+            moor_codec_encode(L, -1, 0, &b); /* whatever came out encodes or says why */
+            moor_buf_free(&b);
+            lua_pop(L, 1);
+        }
+    }
+    lua_close(L);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_codec),
+        cmocka_unit_test(test_codec_garbage),
+        cmocka_unit_test(test_config_good),
+        cmocka_unit_test(test_config_defaults),
+        cmocka_unit_test(test_config_bad),
+        cmocka_unit_test(test_yields),
+        cmocka_unit_test(test_many_in_flight),
+        cmocka_unit_test(test_instruction_budget),
+        cmocka_unit_test(test_wall_budget_while_waiting),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_free_with_pending),
+        cmocka_unit_test(test_sandbox),
+        cmocka_unit_test(test_sandbox_opt_in),
+    };
+
+    find_root();
+    seed_state = testutil_seed("test_host");
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

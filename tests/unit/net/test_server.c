@@ -1,0 +1,1016 @@
+/*
+ * test_server.c -- the RPC server on a real loop (its own thread) on
+ * 127.0.0.1, port 0, driven by plain blocking sockets from the test thread.
+ *
+ * The test dispatcher (loop thread only) knows these methods:
+ *   echo a b ...     replies [a, b, ...]
+ *   delay ms a ...   replies [ms, a, ...] from a uv_timer ms later
+ *   hold ...         kept unanswered while `holding` (back-pressure)
+ *   release          answers every held request, stops holding; replies n
+ *   stats            replies [inflight, requests, conns, refused, bad_frames,
+ *                    held, max inflight seen by a hold dispatch]
+ * Control goes through the RPC itself, so no state is shared across threads
+ * except what the harness reads after the loop thread has been joined.
+ * Every socket has a receive timeout and every wait a bound.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "net/mp.h"
+#include "net/rpc.h"
+#include "net/server.h"
+#include "util/err.h"
+#include "testutil.h"
+
+#define IO_TIMEOUT_MS 5000
+#define JOIN_TIMEOUT_S 15
+#define MAX_HELD 1024
+
+/* ---- the server side (loop thread) ------------------------------------- */
+
+typedef struct fx {
+    uv_loop_t loop;
+    moor_srv_t *srv;
+    uv_async_t stop_async;
+    pthread_t th;
+    int port;
+    /* dispatcher state: loop thread only until joined */
+    int holding;
+    moor_srv_req_t *held[MAX_HELD];
+    int nheld;
+    uint64_t max_inflight_seen;
+    int done_called;
+    uint64_t replies_at_done; /* requests answered when done ran */
+    uint64_t answered;
+} fx_t;
+
+typedef struct delay {
+    uv_timer_t t;
+    moor_srv_req_t *req;
+    fx_t *fx;
+} delay_t;
+
+static int method_is(const moor_srv_req_t *r, const char *m)
+{
+    return r->rpc.mlen == strlen(m) && memcmp(r->rpc.method, m, r->rpc.mlen) == 0;
+}
+
+/* Replies with the params as an array. */
+static void reply_params(fx_t *f, moor_srv_req_t *req)
+{
+    moor_buf_t b = MOOR_BUF_INIT;
+    msgpack_packer pk;
+
+    moor_mp_packer_init(&pk, &b);
+    msgpack_pack_array(&pk, req->rpc.nparams);
+    moor_buf_append(&b, req->rpc.params, req->rpc.plen);
+    f->answered++;
+    moor_srv_reply(req, b.data, b.len);
+    moor_buf_free(&b);
+}
+
+static void delay_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void delay_fire(uv_timer_t *t)
+{
+    delay_t *d = t->data;
+
+    reply_params(d->fx, d->req);
+    uv_close((uv_handle_t *)&d->t, delay_closed);
+}
+
+static void do_delay(fx_t *f, moor_srv_req_t *req)
+{
+    const char *p = req->rpc.params;
+    uint64_t ms = 0;
+    delay_t *d = malloc(sizeof(*d));
+
+    moor_mp_read_uint(&p, p + req->rpc.plen, &ms);
+    d->req = req;
+    d->fx = f;
+    d->t.data = d;
+    uv_timer_init(&f->loop, &d->t);
+    uv_timer_start(&d->t, delay_fire, ms, 0);
+}
+
+static void release_all(fx_t *f)
+{
+    f->holding = 0;
+    for (int i = 0; i < f->nheld; i++)
+        reply_params(f, f->held[i]);
+    f->nheld = 0;
+}
+
+static void do_stats(fx_t *f, moor_srv_req_t *req)
+{
+    moor_srv_stats_t st;
+    moor_buf_t b = MOOR_BUF_INIT;
+    msgpack_packer pk;
+
+    moor_srv_stats(f->srv, &st);
+    moor_mp_packer_init(&pk, &b);
+    msgpack_pack_array(&pk, 7);
+    msgpack_pack_uint64(&pk, st.inflight);
+    msgpack_pack_uint64(&pk, st.requests);
+    msgpack_pack_uint64(&pk, st.conns);
+    msgpack_pack_uint64(&pk, st.refused);
+    msgpack_pack_uint64(&pk, st.bad_frames);
+    msgpack_pack_uint64(&pk, (uint64_t)f->nheld);
+    msgpack_pack_uint64(&pk, f->max_inflight_seen);
+    f->answered++;
+    moor_srv_reply(req, b.data, b.len);
+    moor_buf_free(&b);
+}
+
+static void dispatch(void *ud, moor_srv_req_t *req)
+{
+    fx_t *f = ud;
+
+    if (method_is(req, "echo")) {
+        reply_params(f, req);
+    } else if (method_is(req, "delay")) {
+        do_delay(f, req);
+    } else if (method_is(req, "hold")) {
+        moor_srv_stats_t st;
+        moor_srv_stats(f->srv, &st);
+        if (st.inflight > f->max_inflight_seen)
+            f->max_inflight_seen = st.inflight;
+        if (f->holding && f->nheld < MAX_HELD)
+            f->held[f->nheld++] = req;
+        else
+            reply_params(f, req);
+    } else if (method_is(req, "release")) {
+        char one[9];
+        int n = f->nheld;
+        release_all(f);
+        one[0] = (char)0xce; /* uint32 */
+        one[1] = 0, one[2] = 0, one[3] = (char)(n >> 8), one[4] = (char)n;
+        f->answered++;
+        moor_srv_reply(req, one, 5);
+    } else if (method_is(req, "stats")) {
+        do_stats(f, req);
+    } else {
+        f->answered++;
+        moor_srv_reply_error(req, "NO_METHOD", "unknown method");
+    }
+}
+
+static void on_done(void *ud)
+{
+    fx_t *f = ud;
+
+    f->done_called = 1;
+    f->replies_at_done = f->answered;
+}
+
+static void stop_cb(uv_async_t *a)
+{
+    fx_t *f = a->data;
+
+    release_all(f);
+    moor_srv_stop(f->srv, on_done, f);
+    uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *loop_main(void *arg)
+{
+    fx_t *f = arg;
+
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static fx_t *fx_start(const moor_srv_opts_t *o)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    f->holding = 1;
+    assert_int_equal(moor_srv_start(&f->loop, o, dispatch, f, &f->srv), 0);
+    f->port = moor_srv_port(f->srv);
+    assert_true(f->port > 0);
+    uv_async_init(&f->loop, &f->stop_async, stop_cb);
+    f->stop_async.data = f;
+    assert_int_equal(pthread_create(&f->th, NULL, loop_main, f), 0);
+    return f;
+}
+
+/* Stops the server from its loop and joins the thread (bounded). */
+static void fx_stop(fx_t *f)
+{
+    struct timespec ts;
+
+    uv_async_send(&f->stop_async);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += JOIN_TIMEOUT_S;
+    if (pthread_timedjoin_np(f->th, NULL, &ts) != 0) {
+        fprintf(stderr, "server loop did not finish within %d s\n", JOIN_TIMEOUT_S);
+        abort(); /* cannot free a running loop */
+    }
+    assert_int_equal(f->done_called, 1);
+    moor_srv_free(f->srv);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f);
+}
+
+static void opts(moor_srv_opts_t *o)
+{
+    moor_srv_opts_default(o);
+    o->host = "127.0.0.1";
+    o->port = 0;
+}
+
+/* ---- the client side (test thread, blocking sockets) ------------------- */
+
+typedef struct cl {
+    int fd;
+    moor_buf_t in;
+    size_t last; /* bytes of the frame returned by the last cl_recv */
+} cl_t;
+
+typedef struct resp {
+    uint32_t msgid;
+    char code[64];   /* "" on success */
+    const char *res; /* into the client's buffer, valid until the next read */
+    size_t rlen;
+} resp_t;
+
+/* rcvbuf > 0 caps the kernel's receive buffer (set before connecting). */
+static void cl_connect_rcvbuf(cl_t *c, int port, int rcvbuf)
+{
+    struct sockaddr_in a = {0};
+    struct timeval tv = {IO_TIMEOUT_MS / 1000, 0};
+    int one = 1;
+
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(c->fd >= 0);
+    if (rcvbuf > 0)
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    moor_buf_init(&c->in);
+    c->last = 0;
+}
+
+static void cl_connect(cl_t *c, int port)
+{
+    cl_connect_rcvbuf(c, port, 0);
+}
+
+static void cl_close(cl_t *c)
+{
+    close(c->fd);
+    moor_buf_free(&c->in);
+}
+
+/* 0, or -errno when the peer is gone (EPIPE / ECONNRESET). */
+static int cl_send(cl_t *c, const void *p, size_t n)
+{
+    const char *s = p;
+
+    while (n) {
+        ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void cl_request(moor_buf_t *b, uint32_t id, const char *method, const char *params,
+                       size_t plen, uint32_t np)
+{
+    assert_int_equal(moor_rpc_encode_request(b, id, method, params, plen, np), 0);
+}
+
+static void cl_call_send(cl_t *c, uint32_t id, const char *method, const char *params, size_t plen,
+                         uint32_t np)
+{
+    moor_buf_t b = MOOR_BUF_INIT;
+
+    cl_request(&b, id, method, params, plen, np);
+    assert_int_equal(cl_send(c, b.data, b.len), 0);
+    moor_buf_free(&b);
+}
+
+/* Receives one response: 1, 0 on EOF/reset, -1 on timeout. */
+static int cl_recv(cl_t *c, resp_t *r)
+{
+    const char *p, *e, *s;
+    uint32_t n;
+    uint64_t v;
+    long f;
+
+    if (c->last) {
+        memmove(c->in.data, c->in.data + c->last, c->in.len - c->last);
+        c->in.len -= c->last;
+        c->last = 0;
+    }
+    while ((f = moor_rpc_frame_len(c->in.data, c->in.len, (size_t)64 << 20)) == 0) {
+        ssize_t got;
+        moor_buf_reserve(&c->in, 65536);
+        got = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return -1;
+        if (got <= 0)
+            return 0;
+        c->in.len += (size_t)got;
+    }
+    assert_true(f > 0);
+    c->last = (size_t)f;
+    p = c->in.data;
+    e = p + f;
+    assert_int_equal(moor_mp_read_array(&p, e, &n), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(moor_mp_read_uint(&p, e, &v), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(moor_mp_read_uint(&p, e, &v), 0);
+    r->msgid = (uint32_t)v;
+    r->code[0] = '\0';
+    if (moor_mp_read_nil(&p, e) != 0) {
+        assert_int_equal(moor_mp_read_array(&p, e, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(moor_mp_read_str(&p, e, &s, &n), 0);
+        snprintf(r->code, sizeof(r->code), "%.*s", (int)n, s);
+        assert_int_equal(moor_mp_skip(&p, e, 4), 0);
+    }
+    r->res = p;
+    r->rlen = (size_t)(e - p);
+    return 1;
+}
+
+/* Expects the server to close: EOF or reset, never a timeout or a frame. */
+static void cl_expect_closed(cl_t *c)
+{
+    resp_t r;
+    int rc = cl_recv(c, &r);
+
+    if (rc != 0)
+        fail_msg("expected the server to close the connection, got %s",
+                 rc < 0 ? "a timeout" : "a response");
+}
+
+/* Calls one method and receives its answer (which must carry id). */
+static void cl_call(cl_t *c, uint32_t id, const char *method, const char *params, size_t plen,
+                    uint32_t np, resp_t *r)
+{
+    cl_call_send(c, id, method, params, plen, np);
+    assert_int_equal(cl_recv(c, r), 1);
+    assert_int_equal(r->msgid, id);
+}
+
+/* stats -> the 7 counters (see the file comment). */
+static void cl_stats(cl_t *c, uint64_t out[7])
+{
+    resp_t r;
+    const char *p, *e;
+    uint32_t n;
+
+    cl_call(c, 999999, "stats", NULL, 0, 0, &r);
+    p = r.res;
+    e = p + r.rlen;
+    assert_int_equal(moor_mp_read_array(&p, e, &n), 0);
+    assert_int_equal(n, 7);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(moor_mp_read_uint(&p, e, &out[i]), 0);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Checks an echo on c works: result is [id]. */
+static void cl_echo_ok(cl_t *c, uint32_t id)
+{
+    char p[8];
+    resp_t r;
+    size_t n = 0;
+
+    p[n++] = (char)0xce;
+    p[n++] = (char)(id >> 24), p[n++] = (char)(id >> 16);
+    p[n++] = (char)(id >> 8), p[n++] = (char)id;
+    cl_call(c, id, "echo", p, n, 1, &r);
+    if (r.code[0])
+        fail_msg("echo %u failed: %s", id, r.code);
+    assert_int_equal(r.rlen, n + 1);
+    assert_int_equal((unsigned char)r.res[0], 0x91);
+    assert_memory_equal(r.res + 1, p, n);
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_echo_and_notify(void **state)
+{
+    moor_srv_opts_t o;
+    fx_t *f;
+    cl_t c;
+    resp_t r;
+    uint64_t st[7];
+    moor_buf_t b = MOOR_BUF_INIT;
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    cl_call(&c, 1, "echo", "\243abc\x92\x01\xc0", 7, 2, &r);
+    assert_string_equal(r.code, "");
+    assert_int_equal(r.rlen, 8);
+    assert_memory_equal(r.res, "\x92\243abc\x92\x01\xc0", 8);
+    /* a notification is dispatched, its reply swallowed */
+    moor_buf_append(&b, "\x93\x02\244echo\x91\x05", 9);
+    assert_int_equal(cl_send(&c, b.data, b.len), 0);
+    cl_call(&c, 2, "nosuch", NULL, 0, 0, &r);
+    assert_string_equal(r.code, "NO_METHOD");
+    cl_stats(&c, st);
+    assert_int_equal(st[1], 4); /* echo, notification, nosuch, stats */
+    assert_int_equal(st[2], 1);
+    assert_int_equal(st[0], 1); /* the stats call itself */
+    moor_buf_free(&b);
+    cl_close(&c);
+    fx_stop(f);
+}
+
+/* 1000 requests written at once; every third is answered from a timer, so
+ * answers come back out of order; each arrives once with its own params. */
+static void test_pipeline_out_of_order(void **state)
+{
+    enum { N = 1000 };
+    moor_srv_opts_t o;
+    moor_buf_t b = MOOR_BUF_INIT;
+    static unsigned char seen[N];
+    uint64_t seed = testutil_seed("test_pipeline"), rs = seed;
+    int out_of_order = 0;
+    uint32_t last = 0;
+    fx_t *f;
+    cl_t c;
+
+    (void)state;
+    memset(seen, 0, sizeof(seen));
+    opts(&o);
+    o.max_inflight = 64;
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    for (uint32_t i = 0; i < N; i++) {
+        char p[16];
+        size_t n = 0;
+        p[n++] = (char)0xcd, p[n++] = (char)(i >> 8), p[n++] = (char)i; /* uint16 i */
+        if (i % 3 == 0) {
+            char q[16];
+            q[0] = (char)(2 + testutil_rand(&rs) % 20);
+            memcpy(q + 1, p, n);
+            cl_request(&b, i, "delay", q, n + 1, 2);
+        } else {
+            cl_request(&b, i, "echo", p, n, 1);
+        }
+    }
+    assert_int_equal(cl_send(&c, b.data, b.len), 0);
+    for (int k = 0; k < N; k++) {
+        resp_t r;
+        const char *p, *e;
+        uint32_t cnt;
+        uint64_t v;
+        if (cl_recv(&c, &r) != 1)
+            fail_msg("seed %llu: reply %d of %d missing", (unsigned long long)seed, k, N);
+        assert_true(r.msgid < N);
+        if (seen[r.msgid]++)
+            fail_msg("msgid %u answered twice", r.msgid);
+        out_of_order += k > 0 && r.msgid < last;
+        last = r.msgid;
+        p = r.res;
+        e = p + r.rlen;
+        assert_int_equal(moor_mp_read_array(&p, e, &cnt), 0);
+        assert_int_equal(cnt, r.msgid % 3 == 0 ? 2 : 1);
+        if (cnt == 2)
+            assert_int_equal(moor_mp_read_uint(&p, e, &v), 0);
+        assert_int_equal(moor_mp_read_uint(&p, e, &v), 0);
+        assert_int_equal(v, r.msgid);
+    }
+    assert_true(out_of_order > 0);
+    moor_buf_free(&b);
+    cl_close(&c);
+    fx_stop(f);
+}
+
+static void test_bad_request_keeps_conn(void **state)
+{
+    moor_srv_opts_t o;
+    fx_t *f;
+    cl_t c;
+    resp_t r;
+    uint64_t st[7];
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    /* method is an int */
+    assert_int_equal(cl_send(&c, "\x94\x00\x07\x05\x90", 5), 0);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 7);
+    assert_string_equal(r.code, "BAD_REQUEST");
+    /* params not an array, then wrong arity */
+    assert_int_equal(cl_send(&c, "\x94\x00\x08\244echo\x05", 9), 0);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 8);
+    assert_string_equal(r.code, "BAD_REQUEST");
+    assert_int_equal(cl_send(&c, "\x93\x00\x09\244echo", 8), 0);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 9);
+    assert_string_equal(r.code, "BAD_REQUEST");
+    cl_echo_ok(&c, 10);
+    cl_stats(&c, st);
+    assert_int_equal(st[4], 3);
+    cl_close(&c);
+    fx_stop(f);
+}
+
+static void test_garbage_closes_only_that_conn(void **state)
+{
+    moor_srv_opts_t o;
+    fx_t *f;
+    cl_t a, b, n;
+    uint64_t st[7];
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect(&a, f->port);
+    cl_connect(&b, f->port);
+    cl_echo_ok(&a, 1);
+    cl_echo_ok(&b, 2);
+    assert_int_equal(cl_send(&a, "\xc1", 1), 0);
+    cl_expect_closed(&a);
+    cl_echo_ok(&b, 3);
+    /* a frame that is not an array, and a request without a readable msgid */
+    cl_connect(&n, f->port);
+    assert_int_equal(cl_send(&n, "\243abc", 4), 0);
+    cl_expect_closed(&n);
+    cl_close(&n);
+    cl_connect(&n, f->port);
+    assert_int_equal(cl_send(&n, "\x94\x00\xa1x\244echo\x90", 10), 0);
+    cl_expect_closed(&n);
+    cl_close(&n);
+    cl_echo_ok(&b, 4);
+    cl_stats(&b, st);
+    assert_int_equal(st[4], 3);
+    cl_close(&a);
+    cl_close(&b);
+    fx_stop(f);
+}
+
+static void test_oversized_closes(void **state)
+{
+    moor_srv_opts_t o;
+    moor_buf_t big = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    fx_t *f;
+    cl_t a, b;
+    char pad[4096];
+
+    (void)state;
+    opts(&o);
+    o.max_frame = 1024;
+    f = fx_start(&o);
+    cl_connect(&a, f->port);
+    cl_connect(&b, f->port);
+    memset(pad, 'x', sizeof(pad));
+    moor_mp_packer_init(&pk, &big);
+    msgpack_pack_bin(&pk, sizeof(pad));
+    msgpack_pack_bin_body(&pk, pad, sizeof(pad));
+    {
+        moor_buf_t req = MOOR_BUF_INIT;
+        cl_request(&req, 1, "echo", big.data, big.len, 1);
+        (void)cl_send(&a, req.data, req.len); /* may meet the reset half-way */
+        moor_buf_free(&req);
+    }
+    cl_expect_closed(&a);
+    /* a frame just under the limit still works */
+    moor_buf_reset(&big);
+    msgpack_pack_bin(&pk, 900);
+    msgpack_pack_bin_body(&pk, pad, 900);
+    {
+        resp_t r;
+        cl_call(&b, 2, "echo", big.data, big.len, 1, &r);
+        assert_string_equal(r.code, "");
+        assert_int_equal(r.rlen, big.len + 1);
+    }
+    moor_buf_free(&big);
+    cl_close(&a);
+    cl_close(&b);
+    fx_stop(f);
+}
+
+/* A frame in two halves, then a frame one byte at a time, then a 3 MiB frame. */
+static void test_partial_frames(void **state)
+{
+    moor_srv_opts_t o;
+    moor_buf_t b = MOOR_BUF_INIT, big = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    fx_t *f;
+    cl_t c;
+    resp_t r;
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    cl_request(&b, 5, "echo", "\xa5hello", 6, 1);
+    assert_int_equal(cl_send(&c, b.data, b.len / 2), 0);
+    sleep_ms(50);
+    assert_int_equal(cl_send(&c, b.data + b.len / 2, b.len - b.len / 2), 0);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 5);
+    assert_memory_equal(r.res, "\x91\xa5hello", 7);
+    moor_buf_reset(&b);
+    cl_request(&b, 6, "echo", "\x93\x01\x02\x03", 4, 1);
+    for (size_t i = 0; i < b.len; i++) {
+        assert_int_equal(cl_send(&c, b.data + i, 1), 0);
+        sleep_ms(1);
+    }
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 6);
+    /* 3 MiB of small ints: many reads, scanned once */
+    moor_mp_packer_init(&pk, &big);
+    msgpack_pack_array(&pk, 3 << 20);
+    for (int i = 0; i < (3 << 20); i++)
+        msgpack_pack_fix_uint8(&pk, (uint8_t)(i & 0x7f));
+    moor_buf_reset(&b);
+    cl_request(&b, 7, "echo", big.data, big.len, 1);
+    assert_int_equal(cl_send(&c, b.data, b.len), 0);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 7);
+    assert_int_equal(r.rlen, big.len + 1);
+    assert_memory_equal(r.res + 1, big.data, big.len);
+    moor_buf_free(&big);
+    moor_buf_free(&b);
+    cl_close(&c);
+    fx_stop(f);
+}
+
+/* max_inflight 4: 50 held requests; the server dispatches 4 and stops
+ * reading; after release every one is answered, and no hold dispatch saw
+ * more than 4 in flight. */
+static void test_backpressure(void **state)
+{
+    enum { N = 50, MAXI = 4 };
+    moor_srv_opts_t o;
+    moor_buf_t b = MOOR_BUF_INIT;
+    uint64_t st[7];
+    fx_t *f;
+    cl_t c, ctl;
+    resp_t r;
+    int got = 0;
+
+    (void)state;
+    opts(&o);
+    o.max_inflight = MAXI;
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    cl_connect(&ctl, f->port);
+    for (uint32_t i = 0; i < N; i++)
+        cl_request(&b, i, "hold", "\x01", 1, 1);
+    assert_int_equal(cl_send(&c, b.data, b.len), 0);
+    for (int tries = 0; tries < 500; tries++) { /* bounded: 5 s */
+        cl_stats(&ctl, st);
+        if (st[5] >= MAXI)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(st[5], MAXI);
+    sleep_ms(100); /* room for a wrong extra dispatch to show */
+    cl_stats(&ctl, st);
+    assert_int_equal(st[5], MAXI);
+    cl_call(&ctl, 1000, "release", NULL, 0, 0, &r);
+    assert_string_equal(r.code, "");
+    for (got = 0; got < N; got++)
+        if (cl_recv(&c, &r) != 1)
+            fail_msg("reply %d of %d missing after release", got, N);
+    cl_stats(&ctl, st);
+    if (st[6] > MAXI)
+        fail_msg("a hold dispatch saw %llu in flight, max_inflight %d", (unsigned long long)st[6],
+                 MAXI);
+    assert_int_equal(st[6], MAXI);
+    moor_buf_free(&b);
+    cl_close(&c);
+    cl_close(&ctl);
+    fx_stop(f);
+}
+
+static void test_max_conns(void **state)
+{
+    moor_srv_opts_t o;
+    uint64_t st[7];
+    fx_t *f;
+    cl_t a, b, x;
+
+    (void)state;
+    opts(&o);
+    o.max_conns = 2;
+    f = fx_start(&o);
+    cl_connect(&a, f->port);
+    cl_connect(&b, f->port);
+    cl_echo_ok(&a, 1);
+    cl_echo_ok(&b, 2);
+    cl_connect(&x, f->port); /* the kernel accepts; the server closes */
+    cl_expect_closed(&x);
+    cl_close(&x);
+    cl_stats(&a, st);
+    assert_int_equal(st[3], 1);
+    assert_int_equal(st[2], 2);
+    /* after one leaves, a new connection is served (the close is async) */
+    cl_close(&b);
+    for (int tries = 0; tries < 500; tries++) {
+        cl_stats(&a, st);
+        if (st[2] == 1)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(st[2], 1);
+    cl_connect(&x, f->port);
+    cl_echo_ok(&x, 3);
+    cl_close(&x);
+    cl_close(&a);
+    fx_stop(f);
+}
+
+static void test_idle_timeout(void **state)
+{
+    moor_srv_opts_t o;
+    fx_t *f;
+    cl_t c, w;
+    resp_t r;
+
+    (void)state;
+    opts(&o);
+    o.idle_timeout_ms = 100;
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    cl_echo_ok(&c, 1);
+    cl_expect_closed(&c); /* within the 5 s receive timeout */
+    cl_connect(&w, f->port);
+    /* waiting on an answer is not idle: a 300 ms delay outlives 100 ms */
+    cl_call(&w, 2, "delay", "\xcd\x01\x2c", 3, 1, &r);
+    assert_string_equal(r.code, "");
+    cl_close(&c);
+    cl_close(&w);
+    fx_stop(f);
+}
+
+/* Client half-closes after pipelining: every answer still arrives, then EOF. */
+static void test_half_close(void **state)
+{
+    moor_srv_opts_t o;
+    moor_buf_t b = MOOR_BUF_INIT;
+    fx_t *f;
+    cl_t c;
+    resp_t r;
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    cl_request(&b, 1, "delay", "\x14", 1, 1);
+    cl_request(&b, 2, "echo", "\x02", 1, 1);
+    assert_int_equal(cl_send(&c, b.data, b.len), 0);
+    shutdown(c.fd, SHUT_WR);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 2);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 1);
+    cl_expect_closed(&c);
+    moor_buf_free(&b);
+    cl_close(&c);
+    fx_stop(f);
+}
+
+/* stop() while a request waits on a timer: done only after it is answered,
+ * the answer reaches the client, then the connection closes. */
+static void test_stop_waits(void **state)
+{
+    moor_srv_opts_t o;
+    fx_t *f;
+    cl_t c;
+    resp_t r;
+    uint64_t st[7];
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    cl_call_send(&c, 1, "delay", "\xcc\xc8", 2, 1); /* 200 ms */
+    /* make sure it was dispatched before stopping */
+    {
+        cl_t ctl;
+        cl_connect(&ctl, f->port);
+        for (int tries = 0; tries < 500; tries++) {
+            cl_stats(&ctl, st);
+            if (st[0] >= 2) /* the delay and this stats call */
+                break;
+            sleep_ms(10);
+        }
+        assert_int_equal(st[0], 2);
+        cl_close(&ctl);
+    }
+    uv_async_send(&f->stop_async);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 1);
+    cl_expect_closed(&c);
+    cl_close(&c);
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += JOIN_TIMEOUT_S;
+        if (pthread_timedjoin_np(f->th, NULL, &ts) != 0) {
+            fprintf(stderr, "server loop did not finish within %d s\n", JOIN_TIMEOUT_S);
+            abort();
+        }
+    }
+    assert_int_equal(f->done_called, 1);
+    assert_int_equal(f->replies_at_done, f->answered);
+    moor_srv_free(f->srv);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f);
+}
+
+/* Requests of 1 MiB echoed to a client that does not read: the server
+ * stops reading once about 64 MiB of replies wait unwritten (so the client
+ * cannot send all it has), and resumes when the client reads. */
+typedef struct sender {
+    cl_t *c;
+    moor_buf_t *b;
+    int rc;
+} sender_t;
+
+static void *send_main(void *arg)
+{
+    sender_t *s = arg;
+    struct timeval tv = {30, 0}; /* bounded, long enough for the drain */
+
+    setsockopt(s->c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    s->rc = cl_send(s->c, s->b->data, s->b->len);
+    return NULL;
+}
+
+static void big_echo_requests(moor_buf_t *b, int n)
+{
+    moor_buf_t v = MOOR_BUF_INIT;
+    msgpack_packer pk;
+
+    moor_mp_packer_init(&pk, &v);
+    msgpack_pack_bin(&pk, (size_t)1 << 20);
+    moor_buf_reserve(&v, (size_t)1 << 20);
+    memset(v.data + v.len, 'v', (size_t)1 << 20);
+    v.len += (size_t)1 << 20;
+    for (int i = 0; i < n; i++)
+        cl_request(b, (uint32_t)i, "echo", v.data, v.len, 1);
+    moor_buf_free(&v);
+}
+
+static void test_output_backpressure(void **state)
+{
+    enum { N = 100 };
+    moor_srv_opts_t o;
+    moor_buf_t b = MOOR_BUF_INIT;
+    uint64_t st[7], prev = 0, echoes = 0;
+    int calls = 0;
+    sender_t snd;
+    pthread_t th;
+    fx_t *f;
+    cl_t c, ctl;
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect_rcvbuf(&c, f->port, 64 * 1024); /* else the kernel holds ~32 MiB */
+    cl_connect(&ctl, f->port);
+    big_echo_requests(&b, N);
+    snd.c = &c, snd.b = &b, snd.rc = 1;
+    assert_int_equal(pthread_create(&th, NULL, send_main, &snd), 0);
+    /* wait until the dispatched count stops moving (bounded) */
+    for (int tries = 0; tries < 100; tries++) {
+        sleep_ms(50);
+        cl_stats(&ctl, st);
+        echoes = st[1] - (uint64_t)++calls; /* requests counts the stats calls */
+        if (echoes == prev && echoes > 0)
+            break;
+        prev = echoes;
+    }
+    if (echoes >= N)
+        fail_msg("the server dispatched %llu of %d requests with unread replies; it "
+                 "should have stopped reading near 64 MiB of output",
+                 (unsigned long long)echoes, N);
+    for (int k = 0; k < N; k++) {
+        resp_t r;
+        if (cl_recv(&c, &r) != 1)
+            fail_msg("reply %d of %d missing", k, N);
+        assert_int_equal(r.msgid, k); /* echo answers in order */
+        assert_int_equal(r.rlen, ((size_t)1 << 20) + 6);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(snd.rc, 0);
+    moor_buf_free(&b);
+    cl_close(&c);
+    cl_close(&ctl);
+    fx_stop(f);
+}
+
+/* stop() with replies the client never reads: done still comes (the drain
+ * check closes the connection after SRV_DRAIN_MS). */
+static void test_stop_unread_replies(void **state)
+{
+    moor_srv_opts_t o;
+    moor_buf_t b = MOOR_BUF_INIT;
+    uint64_t st[7];
+    fx_t *f;
+    cl_t c, ctl;
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    cl_connect(&ctl, f->port);
+    big_echo_requests(&b, 24); /* 24 MiB of replies: more than socket buffers */
+    assert_int_equal(cl_send(&c, b.data, b.len), 0);
+    for (int tries = 0; tries < 500; tries++) {
+        cl_stats(&ctl, st);
+        if (st[1] >= 25) /* 24 echoes and this stats call */
+            break;
+        sleep_ms(10);
+    }
+    assert_true(st[1] >= 25);
+    cl_close(&ctl);
+    fx_stop(f); /* bounded join: fails if stop waits forever */
+    moor_buf_free(&b);
+    cl_close(&c);
+}
+
+static void test_port_in_use(void **state)
+{
+    moor_srv_opts_t o;
+    moor_srv_t *s2 = NULL;
+    uv_loop_t loop;
+    fx_t *f;
+    int rc;
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    o.port = f->port;
+    uv_loop_init(&loop);
+    rc = moor_srv_start(&loop, &o, dispatch, NULL, &s2);
+    assert_int_equal(rc, -EADDRINUSE);
+    assert_non_null(strstr(moor_diag_last()->msg, "127.0.0.1"));
+    o.host = "not-an-address";
+    o.port = 0;
+    assert_int_equal(moor_srv_start(&loop, &o, dispatch, NULL, &s2), MOOR_EINVAL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    fx_stop(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_echo_and_notify),
+        cmocka_unit_test(test_pipeline_out_of_order),
+        cmocka_unit_test(test_bad_request_keeps_conn),
+        cmocka_unit_test(test_garbage_closes_only_that_conn),
+        cmocka_unit_test(test_oversized_closes),
+        cmocka_unit_test(test_partial_frames),
+        cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_max_conns),
+        cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_half_close),
+        cmocka_unit_test(test_stop_waits),
+        cmocka_unit_test(test_output_backpressure),
+        cmocka_unit_test(test_stop_unread_replies),
+        cmocka_unit_test(test_port_in_use),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -6,7 +6,7 @@
 #                label in build/ and the unit and fuzz-replay tests in build-asan/
 #   make fuzz    libFuzzer targets in build-fuzz/ (clang-14), each run for
 #                FUZZ_SECONDS on a copy of its seed corpus
-#   make bench   build + scripts/bench.sh
+#   make bench   build + scripts/bench.sh (engine) + scripts/bench_node.py (node vs Redis)
 #   make run     build + start a node (build/moord conf/node.lua)
 #   make format  clang-format -i over core/ and tests/
 #   make clean   remove the build trees
@@ -73,6 +73,7 @@ fuzz: deps
 
 bench: build
 	bash scripts/bench.sh
+	/usr/bin/python3 scripts/bench_node.py --build build | tee build/bench-node.txt
 
 run: build
 	@if [ -x build/moord ]; then \

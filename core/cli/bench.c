@@ -43,7 +43,7 @@
 
 /* ---- histogram ----------------------------------------------------------------- */
 
-#define HIST_SUB_BITS 7                       /* 128 sub-buckets per power of two */
+#define HIST_SUB_BITS 7 /* 128 sub-buckets per power of two */
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS ((64 - HIST_SUB_BITS) * HIST_SUB + 2 * HIST_SUB)
 
@@ -99,74 +99,93 @@ static double hist_quantile(const hist_t *h, double q)
 /* ---- options ------------------------------------------------------------------- */
 
 typedef struct bench_opts {
-    int conns;          /* connections */
-    int pipeline;       /* requests in flight per connection */
-    uint64_t keys;      /* key space size */
-    size_t value_size;  /* bytes per put value */
-    double ratio;       /* fraction of gets */
-    double duration;    /* seconds of sending */
-    const char *space;  /* NULL: the node's default space */
+    int conns;         /* connections */
+    int pipeline;      /* requests in flight per connection */
+    uint64_t keys;     /* key space size */
+    size_t value_size; /* bytes per put value */
+    double ratio;      /* fraction of gets */
+    double duration;   /* seconds of sending */
+    const char *space; /* NULL: the node's default space */
 } bench_opts_t;
 
+/* With a reason: the reason and a hint; without: the full help. */
 static int usage(const char *why)
 {
-    if (why)
-        fprintf(stderr, "moor bench: %s\n", why);
-    fprintf(stderr,
-            "usage: moor [-h host:port] [-a token] [--timeout ms] bench [--conns N] "
-            "[--pipeline N]\n"
-            "         [--keys N] [--value-size BYTES] [--ratio GET-FRACTION] "
-            "[--duration SECONDS]\n"
-            "         [--space S]\n"
-            "defaults: --conns 50 --pipeline 16 --keys 100000 --value-size 100 --ratio 0.5 "
-            "--duration 10\n");
+    if (why) {
+        fprintf(stderr, "moor bench: %s (moor bench --help for usage)\n", why);
+        return 2;
+    }
+    fputs("usage: moor [-h host:port] [-a token] [--timeout ms] bench [--conns N]\n"
+          "         [--pipeline N] [--keys N] [--value-size BYTES] [--ratio GET-FRACTION]\n"
+          "         [--duration SECONDS] [--space S]\n"
+          "defaults: --conns 50 --pipeline 16 --keys 100000 --value-size 100 --ratio 0.5\n"
+          "          --duration 10\n"
+          "Keys are not pre-populated: a get of a missing key is a valid op (it returns\n"
+          "nil); run a --ratio 0 pass first to measure gets that hit.\n",
+          stderr);
     return 2;
 }
 
-static int num_arg(const char *name, const char *s, double lo, double hi, double *v)
-{
-    char *end;
+/* The numeric options, their bounds, and where each goes. */
+typedef struct num_opt {
+    const char *name;
+    double lo, hi;
+} num_opt_t;
 
-    errno = 0;
-    *v = strtod(s, &end);
-    if (errno || end == s || *end || *v < lo || *v > hi) {
-        fprintf(stderr, "moor bench: %s must be a number in [%g, %g], got '%s'\n", name, lo, hi,
-                s);
-        return -1;
+static const num_opt_t num_opts[] = {
+    {"--conns", 1, 10000},         {"--pipeline", 1, 1024}, {"--keys", 1, 1e15},
+    {"--value-size", 0, 16 << 20}, {"--ratio", 0, 1},       {"--duration", 0.001, 86400},
+};
+
+static void set_num(bench_opts_t *o, int which, double v)
+{
+    switch (which) {
+    case 0: o->conns = (int)v; break;
+    case 1: o->pipeline = (int)v; break;
+    case 2: o->keys = (uint64_t)v; break;
+    case 3: o->value_size = (size_t)v; break;
+    case 4: o->ratio = v; break;
+    default: o->duration = v;
     }
-    return 0;
 }
 
+/* 0; -1 after --help; or the exit status of a usage error (reported). */
 static int parse_opts(int argc, char **argv, bench_opts_t *o)
 {
+    char why[128];
+
     *o = (bench_opts_t){50, 16, 100000, 100, 0.5, 10.0, NULL};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        double v;
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int which = -1;
         if (strcmp(a, "--help") == 0)
             return usage(NULL), -1;
-        if (i + 1 >= argc)
-            return usage(strncmp(a, "--", 2) ? "unexpected argument" : "option needs a value"),
-                   -1;
-        const char *val = argv[++i];
-        if (strcmp(a, "--space") == 0) {
-            o->space = val;
-            continue;
+        for (int k = 0; k < (int)(sizeof(num_opts) / sizeof(num_opts[0])); k++)
+            if (strcmp(a, num_opts[k].name) == 0)
+                which = k;
+        if (which < 0 && strcmp(a, "--space") != 0) {
+            snprintf(why, sizeof(why), "unknown option or argument '%.60s'", a);
+            return usage(why);
         }
-        if (strcmp(a, "--conns") == 0 && num_arg(a, val, 1, 10000, &v) == 0)
-            o->conns = (int)v;
-        else if (strcmp(a, "--pipeline") == 0 && num_arg(a, val, 1, 1024, &v) == 0)
-            o->pipeline = (int)v;
-        else if (strcmp(a, "--keys") == 0 && num_arg(a, val, 1, 1e15, &v) == 0)
-            o->keys = (uint64_t)v;
-        else if (strcmp(a, "--value-size") == 0 && num_arg(a, val, 0, 16 << 20, &v) == 0)
-            o->value_size = (size_t)v;
-        else if (strcmp(a, "--ratio") == 0 && num_arg(a, val, 0, 1, &v) == 0)
-            o->ratio = v;
-        else if (strcmp(a, "--duration") == 0 && num_arg(a, val, 0.001, 86400, &v) == 0)
-            o->duration = v;
-        else
-            return usage(strncmp(a, "--", 2) == 0 ? NULL : "unexpected argument"), -1;
+        if (!val) {
+            snprintf(why, sizeof(why), "%s needs a value", a);
+            return usage(why);
+        }
+        i++;
+        if (which < 0) {
+            o->space = val;
+        } else {
+            char *end;
+            double v;
+            errno = 0;
+            v = strtod(val, &end);
+            if (errno || end == val || *end || v < num_opts[which].lo || v > num_opts[which].hi) {
+                snprintf(why, sizeof(why), "%s must be a number in [%g, %g], got '%.30s'", a,
+                         num_opts[which].lo, num_opts[which].hi, val);
+                return usage(why);
+            }
+            set_num(o, which, v);
+        }
     }
     return 0;
 }
@@ -188,10 +207,10 @@ typedef struct bench {
     bench_opts_t o;
     conn_t *conns;
     struct pollfd *pfds;
-    int live;              /* connections still usable */
-    hist_t hist;           /* latency, ns */
-    uint64_t ops, errors;  /* answered requests; error answers among them */
-    uint64_t lost;         /* requests lost with a failed connection or at the end */
+    int live;             /* connections still usable */
+    hist_t hist;          /* latency, ns */
+    uint64_t ops, errors; /* answered requests; error answers among them */
+    uint64_t lost;        /* requests lost with a failed connection or at the end */
     uint64_t rng;
     moor_buf_t params;     /* scratch for one request's params */
     char *value;           /* value_size bytes */
@@ -305,6 +324,8 @@ static void drain_conn(bench_t *b, conn_t *k)
         conn_fail(b, k, rc);
 }
 
+/* Tops every pipeline up, writes, and takes the answers the same I/O
+ * read: bytes already in the client's buffer will not wake poll() again. */
 static void fill_pipelines(bench_t *b)
 {
     for (int i = 0; i < b->o.conns; i++) {
@@ -312,8 +333,10 @@ static void fill_pipelines(bench_t *b)
         int rc = 0;
         while (k->c && k->inflight < b->o.pipeline && (rc = issue(b, k)) == 0)
             ;
-        if (k->c && (rc || (rc = moor_client_io_nowait(k->c))))
+        if (k->c && rc)
             conn_fail(b, k, rc);
+        else if (k->c)
+            drain_conn(b, k);
     }
 }
 
@@ -350,8 +373,8 @@ static void poll_once(bench_t *b, int wait_ms)
 
 static void progress(const bench_t *b, double secs, uint64_t window_ops, double window_s)
 {
-    static const char fmt[] = "moor bench: %5.0fs  ops %10" PRIu64 "  ops/s %9.0f  errors %" PRIu64
-                              "  p99 %.1fus";
+    static const char fmt[] =
+        "moor bench: %5.0fs  ops %10" PRIu64 "  ops/s %9.0f  errors %" PRIu64 "  p99 %.1fus";
     int tty = isatty(2);
 
     fprintf(stderr, fmt, secs, b->ops, window_s > 0 ? (double)window_ops / window_s : 0.0,
@@ -394,7 +417,8 @@ static void run(bench_t *b, int timeout_ms, double *elapsed)
 
 static void summary(const bench_t *b, double elapsed)
 {
-    double p50 = hist_quantile(&b->hist, 0.50) / 1000.0, p99 = hist_quantile(&b->hist, 0.99) / 1000.0;
+    double p50 = hist_quantile(&b->hist, 0.50) / 1000.0,
+           p99 = hist_quantile(&b->hist, 0.99) / 1000.0;
     double p999 = hist_quantile(&b->hist, 0.999) / 1000.0, max = (double)b->hist.max / 1000.0;
     double rate = elapsed > 0 ? (double)b->ops / elapsed : 0;
 
@@ -402,8 +426,7 @@ static void summary(const bench_t *b, double elapsed)
            "%.2f s\n",
            b->o.conns, b->o.pipeline, b->o.keys, b->o.value_size, b->o.ratio * 100, elapsed);
     printf("  ops      %" PRIu64 " (%.0f ops/s)\n", b->ops, rate);
-    printf("  errors   %" PRIu64 " error answers, %" PRIu64 " requests lost\n", b->errors,
-           b->lost);
+    printf("  errors   %" PRIu64 " error answers, %" PRIu64 " requests lost\n", b->errors, b->lost);
     printf("  latency  p50 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us\n", p50, p99, p999,
            max);
     if (b->first_error[0])
@@ -412,8 +435,8 @@ static void summary(const bench_t *b, double elapsed)
            "\"duration_s\":%.3f,\"ops\":%" PRIu64 ",\"ops_per_sec\":%.1f,\"errors\":%" PRIu64
            ",\"lost\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
            "\"max_us\":%.1f}\n",
-           b->o.conns, b->o.pipeline, b->o.keys, b->o.value_size, b->o.ratio, elapsed, b->ops,
-           rate, b->errors, b->lost, p50, p99, p999, max);
+           b->o.conns, b->o.pipeline, b->o.keys, b->o.value_size, b->o.ratio, elapsed, b->ops, rate,
+           b->errors, b->lost, p50, p99, p999, max);
     fflush(stdout);
 }
 
@@ -491,8 +514,8 @@ int moor_bench_main(const char *addr, const char *token, int timeout_ms, int arg
     double elapsed = 0;
     int status;
 
-    if (parse_opts(argc, argv, &o))
-        return 2;
+    if ((status = parse_opts(argc, argv, &o)))
+        return status < 0 ? 0 : status;
     if (!(b = bench_new(&o))) {
         fprintf(stderr, "moor bench: out of memory\n");
         return 1;
@@ -507,7 +530,7 @@ int moor_bench_main(const char *addr, const char *token, int timeout_ms, int arg
     run(b, timeout_ms, &elapsed);
     sigaction(SIGINT, &old, NULL);
     summary(b, elapsed);
-    status = b->ops == 0 || b->live == 0 ? 1 : 0;
+    status = b->ops == 0 || b->live == 0 || b->errors == b->ops ? 1 : 0;
     bench_free(b);
     return status;
 }

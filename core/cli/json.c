@@ -79,8 +79,10 @@ int moor_json_b64_decode(const char *s, size_t n, moor_buf_t *out)
     while (pad < 2 && n > pad && s[n - 1 - pad] == '=')
         pad++;
     if (pad && n % 4 != 0)
-        return moor_diag(MOOR_EINVAL, "base64 padding at byte %zu: length must be a multiple "
-                                      "of 4 when padded", n - pad);
+        return moor_diag(MOOR_EINVAL,
+                         "base64 padding at byte %zu: length must be a multiple "
+                         "of 4 when padded",
+                         n - pad);
     n -= pad;
     if (n % 4 == 1)
         return moor_diag(MOOR_EINVAL, "base64 of %zu characters is truncated", n);
@@ -218,8 +220,9 @@ static int hex4(jparse_t *j, uint32_t *cp)
         return jerr(j, j->end, "unexpected end of input in a \\u escape");
     for (int i = 0; i < 4; i++, j->p++) {
         unsigned char c = *j->p;
-        int v = c >= '0' && c <= '9' ? c - '0'
-                : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+        int v = c >= '0' && c <= '9'                     ? c - '0'
+                : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                         : -1;
         char sb[8];
         if (v < 0)
             return jerr(j, j->p, "invalid hex digit %s in a \\u escape", show(j->p, sb));
@@ -300,8 +303,7 @@ static int parse_string(jparse_t *j)
             continue;
         }
         if (*j->p < 0x20)
-            return jerr(j, j->p, "control character 0x%02x in a string (must be escaped)",
-                        *j->p);
+            return jerr(j, j->p, "control character 0x%02x in a string (must be escaped)", *j->p);
         if (!(k = utf8_seq(j->p, j->end)))
             return jerr(j, j->p, "invalid UTF-8 byte 0x%02x in a string", *j->p);
         if (moor_buf_append(&j->str, j->p, k))
@@ -398,7 +400,7 @@ static int parse_literal(jparse_t *j)
         size_t n = strlen(words[i]);
         if ((size_t)(j->end - j->p) >= n && memcmp(j->p, words[i], n) == 0) {
             j->p += n;
-            return (i == 0 ? msgpack_pack_true(&j->pk)
+            return (i == 0   ? msgpack_pack_true(&j->pk)
                     : i == 1 ? msgpack_pack_false(&j->pk)
                              : msgpack_pack_nil(&j->pk))
                        ? joom(j)
@@ -499,8 +501,8 @@ static int maybe_bin(jparse_t *j, size_t mark, const unsigned char *at)
     moor_buf_t raw = MOOR_BUF_INIT;
     int rc;
 
-    if (moor_mp_read_map(&p, end, &n) || n != 1 || moor_mp_read_str(&p, end, &k, &kl) ||
-        kl != 4 || memcmp(k, "$bin", 4) != 0)
+    if (moor_mp_read_map(&p, end, &n) || n != 1 || moor_mp_read_str(&p, end, &k, &kl) || kl != 4 ||
+        memcmp(k, "$bin", 4) != 0)
         return 0;
     if (moor_mp_read_str(&p, end, &v, &vl))
         return jerr(j, at, "\"$bin\" must hold a base64 string");
@@ -528,6 +530,7 @@ static int parse_member(jparse_t *j, int *literal_bin)
         return jerr(j, j->p, "unexpected end of input in an object");
     if (*j->p != '"')
         return jerr(j, j->p, "expected a string key in an object, got %s", show(j->p, sb));
+    *literal_bin = 0;
     k = j->p;
     if ((rc = parse_string(j)))
         return rc;
@@ -548,7 +551,7 @@ static int parse_object(jparse_t *j)
     const unsigned char *at = j->p;
     size_t mark;
     uint32_t n = 0;
-    int rc, literal_bin = 0, lit;
+    int rc, literal_bin = 0, lit = 0;
 
     if ((rc = open_container(j, &mark)))
         return rc;
@@ -585,7 +588,9 @@ static int parse_value(jparse_t *j)
         if ((rc = parse_string(j)))
             return rc;
         return msgpack_pack_str_with_body(&j->pk, j->str.data, j->str.len) ? joom(j) : 0;
-    case 't': case 'f': case 'n': return parse_literal(j);
+    case 't':
+    case 'f':
+    case 'n': return parse_literal(j);
     default:
         if (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))
             return parse_number(j);
@@ -648,7 +653,10 @@ static void put(jprint_t *w, const void *s, size_t n)
     w->bad |= moor_buf_append(w->out, s, n) != 0;
 }
 
-static void puts_(jprint_t *w, const char *s) { put(w, s, strlen(s)); }
+static void puts_(jprint_t *w, const char *s)
+{
+    put(w, s, strlen(s));
+}
 
 static void newline(jprint_t *w, int depth)
 {
@@ -681,8 +689,7 @@ static void print_string(jprint_t *w, const char *s, size_t n)
         case '\n': e[1] = 'n'; break;
         case '\r': e[1] = 'r'; break;
         case '\t': e[1] = 't'; break;
-        default:
-            memcpy(e + 1, "u00", 3), e[4] = hex[c >> 4], e[5] = hex[c & 15], el = 6;
+        default: memcpy(e + 1, "u00", 3), e[4] = hex[c >> 4], e[5] = hex[c & 15], el = 6;
         }
         put(w, e, el);
     }
@@ -857,14 +864,14 @@ int moor_json_from_mp(const char **p, const char *end, int flags, moor_buf_t *ou
     if (rc == MOOR_EAGAIN)
         return moor_diag(rc, "MessagePack object is truncated");
     if (rc)
-        return moor_diag(rc, "not MessagePack, or nested deeper than %d levels",
-                         MOOR_MP_MAX_DEPTH);
+        return moor_diag(rc, "not MessagePack, or nested deeper than %d levels", MOOR_MP_MAX_DEPTH);
     q = *p;
     print_obj(&w, &q, end, 0);
     if (w.toobig) {
         out->len = mark;
-        return moor_diag(MOOR_EINVAL, "a map key that is not a string has over %d bytes of "
-                                      "JSON text: cannot print it as a key",
+        return moor_diag(MOOR_EINVAL,
+                         "a map key that is not a string has over %d bytes of "
+                         "JSON text: cannot print it as a key",
                          KEY_TEXT_MAX);
     }
     if (w.bad) {

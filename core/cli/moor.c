@@ -61,15 +61,18 @@ typedef struct cli {
     int timeout_ms, pretty;
     const cmd_def_t *cmd;
     const char *space, *r, *w, *ctx; /* NULL when not given */
-    int raw, opts_seen;
+    int raw;
     char **args; /* positional words after the command */
     int nargs;
 } cli_t;
 
+/* With a reason: the reason and a hint; without: the full help. */
 static int usage(const char *why)
 {
-    if (why)
-        fprintf(stderr, "moor: %s\n", why);
+    if (why) {
+        fprintf(stderr, "moor: %s (moor --help for usage)\n", why);
+        return EXIT_USAGE;
+    }
     fputs("usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
           "  get KEY [--space S] [--r N] [--raw]\n"
           "  put KEY VALUE [--space S] [--ctx CTX] [--w N] [--raw]\n"
@@ -119,18 +122,26 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
     static const struct {
         const char *name;
         int bit;
-    } names[] = {{"--space", OPT_SPACE}, {"--r", OPT_R}, {"--w", OPT_W}, {"--ctx", OPT_CTX},
+    } names[] = {{"--space", OPT_SPACE},
+                 {"--r", OPT_R},
+                 {"--w", OPT_W},
+                 {"--ctx", OPT_CTX},
                  {"--raw", OPT_RAW}};
     int bit = 0;
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(a, names[i].name) == 0)
             bit = names[i].bit;
+    char why[96];
+
     if (!bit) {
-        fprintf(stderr, "moor: unknown option %s\n", a);
-        return EXIT_USAGE;
+        snprintf(why, sizeof(why), "unknown option %s", a);
+        return usage(why);
     }
-    c->opts_seen |= bit;
+    if (!(bit & c->cmd->opts)) {
+        snprintf(why, sizeof(why), "option %s does not apply to %s", a, c->cmd->name);
+        return usage(why);
+    }
     *used = bit != OPT_RAW;
     if (bit == OPT_RAW) {
         c->raw = 1;
@@ -163,10 +174,15 @@ static int parse_args(cli_t *c, int argc, char **argv, int *bench_at)
             continue;
         }
         if (!only_words && strcmp(a, "--help") == 0)
-            return usage(NULL);
+            return usage(NULL), -1; /* help asked for: exit 0 */
         if (!only_words && is_option(a)) {
-            if ((rc = global_opt(c, a, val, &used)) == 1)
-                rc = c->cmd ? cmd_opt(c, a, val, &used) : usage("option before the command");
+            if ((rc = global_opt(c, a, val, &used)) == 1 && !c->cmd) {
+                char why[96];
+                snprintf(why, sizeof(why), "option %.40s must come after the command", a);
+                rc = usage(why);
+            } else if (rc == 1) {
+                rc = cmd_opt(c, a, val, &used);
+            }
             if (rc)
                 return rc;
             i += used;
@@ -181,8 +197,9 @@ static int parse_args(cli_t *c, int argc, char **argv, int *bench_at)
                 if (strcmp(a, commands[k].name) == 0)
                     c->cmd = &commands[k];
             if (!c->cmd) {
-                fprintf(stderr, "moor: unknown command '%s'\n", a);
-                return usage(NULL);
+                char why[96];
+                snprintf(why, sizeof(why), "unknown command '%.60s'", a);
+                return usage(why);
             }
             continue;
         }
@@ -196,14 +213,11 @@ static int check_args(const cli_t *c)
     if (!c->cmd)
         return usage("no command given");
     if (c->nargs < c->cmd->min_args || c->nargs > c->cmd->max_args) {
-        fprintf(stderr, "moor: %s takes %d%s argument%s, got %d\n", c->cmd->name,
-                c->cmd->min_args, c->cmd->max_args > c->cmd->min_args ? " or more" : "",
-                c->cmd->min_args == 1 ? "" : "s", c->nargs);
-        return usage(NULL);
-    }
-    if (c->opts_seen & ~c->cmd->opts) {
-        fprintf(stderr, "moor: an option given does not apply to %s\n", c->cmd->name);
-        return usage(NULL);
+        char why[96];
+        snprintf(why, sizeof(why), "%s takes %d%s argument%s, got %d", c->cmd->name,
+                 c->cmd->min_args, c->cmd->max_args > c->cmd->min_args ? " or more" : "",
+                 c->cmd->min_args == 1 ? "" : "s", c->nargs);
+        return usage(why);
     }
     return 0;
 }
@@ -348,8 +362,8 @@ static int print_raw_values(const cli_t *c, const char *res, size_t rlen)
     if (moor_mp_read_map(&p, end, &n))
         return print_json(c, res, rlen);
     while (n--) {
-        int is_values = moor_mp_read_str(&p, end, &k, &kl) == 0 && kl == 6 &&
-                        !memcmp(k, "values", 6);
+        int is_values =
+            moor_mp_read_str(&p, end, &k, &kl) == 0 && kl == 6 && !memcmp(k, "values", 6);
         if (is_values && moor_mp_read_array(&p, end, &m) == 0) {
             for (uint32_t i = 0; i < m; i++) {
                 const char *s, *q = p;
@@ -377,7 +391,8 @@ static int print_result(const cli_t *c, const moor_client_reply_t *r)
     moor_buf_t tmp = MOOR_BUF_INIT;
     int rc;
 
-    if (!strcmp(name, "get") && c->raw && moor_mp_peek(r->result, r->result + r->rlen) != MOOR_MP_NIL)
+    if (!strcmp(name, "get") && c->raw &&
+        moor_mp_peek(r->result, r->result + r->rlen) != MOOR_MP_NIL)
         return print_raw_values(c, r->result, r->rlen);
     if (strcmp(name, "get") && strcmp(name, "put"))
         return print_json(c, r->result, r->rlen);
@@ -393,9 +408,16 @@ static int print_result(const cli_t *c, const moor_client_reply_t *r)
 
 /* ---- running --------------------------------------------------------------------------- */
 
-static int transport_failure(const cli_t *c, const char *what, int rc)
+/* The diagnostic names the address or the step; the code's name is added
+ * when it has one of Moor's own (TIMEDOUT, PROTO, ...). */
+static int transport_failure(const char *what, int rc)
 {
-    fprintf(stderr, "moor: %s %s: %s (%s)\n", what, c->addr, moor_diag_msg(rc), moor_err_name(rc));
+    const char *name = moor_err_name(rc);
+
+    if (strcmp(name, "UNKNOWN") != 0)
+        fprintf(stderr, "moor: %s: %s (%s)\n", what, moor_diag_msg(rc), name);
+    else
+        fprintf(stderr, "moor: %s: %s\n", what, moor_diag_msg(rc));
     return EXIT_TRANSPORT;
 }
 
@@ -417,7 +439,7 @@ static int authenticate(const cli_t *c, moor_client_t *cl)
     rc = moor_client_call(cl, "auth", tok.data, tok.len, 1, &r);
     moor_buf_free(&tok);
     if (rc)
-        return transport_failure(c, "auth at", rc);
+        return transport_failure("auth", rc);
     return r.error_code ? error_answer(&r) : 0;
 }
 
@@ -432,13 +454,13 @@ static int run_command(const cli_t *c)
     if ((status = build_params(c, &params, &np)))
         goto done;
     if ((rc = moor_client_connect(c->addr, c->timeout_ms, &cl))) {
-        status = transport_failure(c, "cannot connect to", rc);
+        status = transport_failure("cannot connect", rc);
         goto done;
     }
     if (c->token && (status = authenticate(c, cl)))
         goto done;
     if ((rc = moor_client_call(cl, c->cmd->name, params.data, params.len, np, &r)))
-        status = transport_failure(c, c->cmd->name, rc);
+        status = transport_failure(c->cmd->name, rc);
     else
         status = r.error_code ? error_answer(&r) : print_result(c, &r);
 done:
@@ -468,5 +490,5 @@ int main(int argc, char **argv)
     else if (rc == 0 && (rc = check_args(&c)) == 0)
         rc = run_command(&c);
     free(c.args);
-    return rc;
+    return rc < 0 ? 0 : rc;
 }

@@ -48,21 +48,21 @@
 #define NOWAIT_READ_MAX ((size_t)1 << 20) /* per io_nowait: fairness across clients */
 
 struct moor_client {
-    int fd;               /* non-blocking socket */
-    int timeout_ms;       /* > 0 */
-    int broken;           /* 0, or the transport error that ended the connection */
-    uint32_t next_msgid;  /* msgid of the next request (wraps) */
-    uint64_t inflight;    /* requests sent minus answers handed out or stashed */
-    moor_buf_t out;       /* unsent requests: [out_off, out.len) */
+    int fd;              /* non-blocking socket */
+    int timeout_ms;      /* > 0 */
+    int broken;          /* 0, or the transport error that ended the connection */
+    uint32_t next_msgid; /* msgid of the next request (wraps) */
+    uint64_t inflight;   /* requests sent minus answers handed out or stashed */
+    moor_buf_t out;      /* unsent requests: [out_off, out.len) */
     size_t out_off;
-    moor_buf_t in;        /* read, not handed out: [in_off, in.len) */
+    moor_buf_t in; /* read, not handed out: [in_off, in.len) */
     size_t in_off;
     moor_rpc_scan_t scan; /* progress through the partial frame at in_off */
     moor_buf_t stash;     /* whole frames set aside by call(): [stash_off, stash.len) */
     size_t stash_off;
-    moor_buf_t params;    /* scratch of the convenience wrappers */
-    char ecode[64];       /* reply->error_code points here */
-    char emsg[1024];      /* reply->error_msg points here */
+    moor_buf_t params; /* scratch of the convenience wrappers */
+    char ecode[64];    /* reply->error_code points here */
+    char emsg[1024];   /* reply->error_msg points here */
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -218,8 +218,8 @@ static long frame_at(moor_client_t *c, const char *p, size_t len)
     long n = moor_rpc_scan_frame(&c->scan, p, len, MOOR_CLIENT_MAX_FRAME);
 
     if (n == MOOR_ETOOLARGE)
-        return breaks(c, moor_diag(MOOR_ETOOLARGE, "answer larger than %zu bytes",
-                                   MOOR_CLIENT_MAX_FRAME));
+        return breaks(
+            c, moor_diag(MOOR_ETOOLARGE, "answer larger than %zu bytes", MOOR_CLIENT_MAX_FRAME));
     if (n < 0)
         return breaks(c, moor_diag(MOOR_EPROTO, "server sent bytes that are not MessagePack"));
     return n;
@@ -269,8 +269,7 @@ static int parse_reply(moor_client_t *c, const char *frame, size_t len, moor_cli
     uint32_t n;
     uint64_t type, id;
 
-    if (moor_mp_read_array(&p, end, &n) || n != 4 || moor_mp_read_uint(&p, end, &type) ||
-        type != 1)
+    if (moor_mp_read_array(&p, end, &n) || n != 4 || moor_mp_read_uint(&p, end, &type) || type != 1)
         goto bad;
     if (moor_mp_read_uint(&p, end, &id) || id > UINT32_MAX)
         goto bad;
@@ -366,8 +365,7 @@ bad:
 /* Non-blocking connect to one address within the deadline: fd or error. */
 static int connect_one(const struct addrinfo *ai, uint64_t deadline)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     int err = 0, one = 1;
     socklen_t elen = sizeof(err);
 
@@ -470,8 +468,8 @@ static int check_params(const char *method, const char *params, size_t plen, uin
         return moor_diag(MOOR_EINVAL, "request without a method or params");
     for (uint32_t i = 0; i < nparams; i++)
         if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            return moor_diag(MOOR_EINVAL, "'%s' param %u is not a whole MessagePack object",
-                             method, i + 1);
+            return moor_diag(MOOR_EINVAL, "'%s' param %u is not a whole MessagePack object", method,
+                             i + 1);
     if (p != end)
         return moor_diag(MOOR_EINVAL, "'%s' params hold %zu bytes past %u objects", method,
                          (size_t)(end - p), nparams);
@@ -506,8 +504,7 @@ long moor_client_send(moor_client_t *c, const char *method, const char *params, 
         return rc;
     if ((id = send_request(c, method, params, plen, nparams)) < 0)
         return id;
-    if (c->out.len - c->out_off > MOOR_CLIENT_AUTOFLUSH &&
-        (rc = flush_until(c, deadline_of(c))))
+    if (c->out.len - c->out_off > MOOR_CLIENT_AUTOFLUSH && (rc = flush_until(c, deadline_of(c))))
         return rc;
     return id;
 }

@@ -36,8 +36,8 @@ typedef struct moor_client moor_client_t;
  * call on the client. */
 typedef struct moor_client_reply {
     uint32_t msgid;
-    const char *error_code;  /* "NOAUTH", ... NUL-terminated */
-    const char *error_msg;   /* NUL-terminated */
+    const char *error_code; /* "NOAUTH", ... NUL-terminated */
+    const char *error_msg;  /* NUL-terminated */
     const char *result;
     size_t rlen;
 } moor_client_reply_t;
@@ -78,7 +78,9 @@ void moor_client_set_timeout(moor_client_t *c, int timeout_ms);
  * moor_client_io_nowait: writes what the socket takes and reads what it
  * has; 0 or a transport error.  moor_client_recv_nowait: 1 and *reply
  * filled when a whole answer is buffered, 0 when none is, or a transport
- * error (MOOR_EPROTO for a bad frame). */
+ * error (MOOR_EPROTO for a bad frame).  After every io_nowait (and every
+ * send, which may flush and read) call recv_nowait until it returns 0:
+ * answers already read into the client do not wake poll() again. */
 int moor_client_fd(const moor_client_t *c);
 size_t moor_client_unsent(const moor_client_t *c);
 int moor_client_io_nowait(moor_client_t *c);

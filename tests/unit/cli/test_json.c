@@ -159,7 +159,7 @@ static void test_floats_shortest(void **state)
     expect_float(1.7976931348623157e308, 0, "1.7976931348623157e+308");
     expect_float(5e-324, 0, "5e-324");
     expect_float(0.1 + 0.2, 0, "0.30000000000000004");
-    expect_float(0.1, 1, "0.1");           /* float32 judged as float32 */
+    expect_float(0.1, 1, "0.1"); /* float32 judged as float32 */
     expect_float(16777216.0, 1, "16777216.0");
     expect_float(NAN, 0, "null");
     expect_float(INFINITY, 0, "null");
@@ -172,9 +172,9 @@ static void test_floats_shortest(void **state)
 
 typedef struct bad_case {
     const char *text;
-    size_t len;        /* 0: strlen */
-    const char *msg;   /* substring of the diagnostic */
-    size_t offset;     /* byte offset reported */
+    size_t len;      /* 0: strlen */
+    const char *msg; /* substring of the diagnostic */
+    size_t offset;   /* byte offset reported */
 } bad_case_t;
 
 static const bad_case_t bad_cases[] = {
@@ -221,10 +221,10 @@ static const bad_case_t bad_cases[] = {
     {"\"\\uDC00\"", 0, "lone low surrogate \\uDC00", 1},
     {"\"\\uD800\\u0041\"", 0, "\\u0041 after high surrogate \\uD800 is not a low surrogate", 7},
     {"\"\xff\"", 0, "invalid UTF-8 byte 0xff", 1},
-    {"\"\xc0\x80\"", 0, "invalid UTF-8 byte 0xc0", 1},        /* overlong NUL */
-    {"\"\xed\xa0\x80\"", 0, "invalid UTF-8 byte 0xed", 1},    /* encoded surrogate */
+    {"\"\xc0\x80\"", 0, "invalid UTF-8 byte 0xc0", 1},         /* overlong NUL */
+    {"\"\xed\xa0\x80\"", 0, "invalid UTF-8 byte 0xed", 1},     /* encoded surrogate */
     {"\"\xf4\x90\x80\x80\"", 0, "invalid UTF-8 byte 0xf4", 1}, /* past U+10FFFF */
-    {"\"\xe2\x82\"", 0, "invalid UTF-8 byte 0xe2", 1},        /* truncated */
+    {"\"\xe2\x82\"", 0, "invalid UTF-8 byte 0xe2", 1},         /* truncated */
     {"1 2", 0, "unexpected '2' after the JSON value", 2},
     {"[1,2]x", 0, "unexpected 'x' after the JSON value", 5},
     {"\"a\"\x00", 4, "unexpected 0x00 after the JSON value", 3},
@@ -362,7 +362,8 @@ static void test_bin(void **state)
     expect_mp("{\"$bin\":\"AA==\",\"x\":1}", "\x82\xa4$bin\xa4\x41\x41==\xa1x\x01", 14);
     /* 300 bytes: bin8 is too small, bin16 is used. */
     {
-        moor_buf_t raw = MOOR_BUF_INIT, b64 = MOOR_BUF_INIT, mp = MOOR_BUF_INIT, txt = MOOR_BUF_INIT;
+        moor_buf_t raw = MOOR_BUF_INIT, b64 = MOOR_BUF_INIT, mp = MOOR_BUF_INIT,
+                   txt = MOOR_BUF_INIT;
         const char *p;
         for (int i = 0; i < 300; i++)
             moor_buf_put_u8(&raw, (uint8_t)i);
@@ -483,8 +484,8 @@ static void test_container_sizes(void **state)
             assert_int_equal(moor_json_to_mp(txt.data, txt.len, &got, NULL), 0);
             if (got.len != want.len || memcmp(got.data, want.data, got.len))
                 fail_msg("%s of %u: %zu bytes, want %zu (first byte %02x vs %02x)",
-                         is_map ? "map" : "array", n, got.len, want.len,
-                         (unsigned char)got.data[0], (unsigned char)want.data[0]);
+                         is_map ? "map" : "array", n, got.len, want.len, (unsigned char)got.data[0],
+                         (unsigned char)want.data[0]);
         }
     }
     moor_buf_free(&txt), moor_buf_free(&want), moor_buf_free(&got);
@@ -502,7 +503,9 @@ static void random_obj(msgpack_packer *pk, uint64_t *rng, int depth)
     case 0: msgpack_pack_nil(pk); break;
     case 1: (r >> 8) & 1 ? msgpack_pack_true(pk) : msgpack_pack_false(pk); break;
     case 2: msgpack_pack_uint64(pk, testutil_rand(rng) >> (testutil_rand(rng) % 64)); break;
-    case 3: msgpack_pack_int64(pk, -(int64_t)(testutil_rand(rng) >> (1 + testutil_rand(rng) % 63)) - 1); break;
+    case 3:
+        msgpack_pack_int64(pk, -(int64_t)(testutil_rand(rng) >> (1 + testutil_rand(rng) % 63)) - 1);
+        break;
     case 4: {
         uint64_t bits = testutil_rand(rng);
         double d;
@@ -560,8 +563,8 @@ static void test_random_roundtrip(void **state)
         assert_int_equal(moor_json_from_mp(&p, mp.data + mp.len, iter & 1, &txt), 0);
         rc = moor_json_to_mp(txt.data, txt.len, &back, NULL);
         if (rc)
-            fail_msg("iteration %d: printed JSON does not parse: %s\n%.*s", iter,
-                     moor_diag_msg(rc), (int)txt.len, txt.data);
+            fail_msg("iteration %d: printed JSON does not parse: %s\n%.*s", iter, moor_diag_msg(rc),
+                     (int)txt.len, txt.data);
         if (back.len != mp.len || memcmp(back.data, mp.data, mp.len))
             fail_msg("iteration %d: %zu bytes came back as %zu bytes via %.*s", iter, mp.len,
                      back.len, (int)txt.len, txt.data);

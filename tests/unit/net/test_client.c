@@ -45,11 +45,11 @@
 
 typedef struct fake {
     int lfd, port;
-    int batch;              /* 0: answer at once; n: hold n answers, then shuffle */
+    int batch; /* 0: answer at once; n: hold n answers, then shuffle */
     uint64_t seed;
     pthread_t th;
     volatile int stop;
-    moor_buf_t held;        /* batch mode: answers waiting, back to back */
+    moor_buf_t held; /* batch mode: answers waiting, back to back */
     size_t held_n;
 } fake_t;
 
@@ -372,7 +372,7 @@ static void test_pipelined_shuffled(void **state)
         seen[i] = 1;
         in_order &= i == k;
     }
-    assert_false(in_order); /* the server really shuffled */
+    assert_false(in_order);                                 /* the server really shuffled */
     assert_int_equal(moor_client_recv(c, &r), MOOR_EINVAL); /* nothing in flight */
     moor_client_close(c);
     fake_stop(f);
@@ -531,8 +531,8 @@ static void test_bad_frames(void **state)
 
 static void test_connect_errors(void **state)
 {
-    static const char *bad[] = {"nocolon", "host:", ":80", "[::1]80", "127.0.0.1:abc",
-                                "127.0.0.1:-1", "[::1"};
+    static const char *bad[] = {"nocolon",       "host:",        ":80", "[::1]80",
+                                "127.0.0.1:abc", "127.0.0.1:-1", "[::1"};
     moor_client_t *c = (moor_client_t *)1;
     char addr[64];
     int port, fd, rc;

@@ -631,7 +631,8 @@ static int apply_entry(void *ud, int type, const char *key, size_t klen, char *v
     return moor_memtable_add(a->mem, a->seq++, type, key, klen, val, vlen);
 }
 
-/* helping: the caller will lead the log write itself (moor_wal_help). */
+/* helping: the caller will lead the log write itself (moor_wal_help) or
+ * kick the log writer later (moor_engine_kick): do not wake it now. */
 static int engine_write(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done, void *ud,
                         int helping)
 {
@@ -680,6 +681,14 @@ int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_
 {
     return engine_write(e, b, done, ud, 0);
 }
+
+int moor_engine_write_async_deferred(moor_engine_t *e, moor_batch_t *b,
+                                     moor_engine_done_fn done, void *ud)
+{
+    return engine_write(e, b, done, ud, 1);
+}
+
+void moor_engine_kick(moor_engine_t *e) { moor_wal_kick(e->wal); }
 
 typedef struct waiter {
     pthread_mutex_t m;

@@ -123,6 +123,14 @@ int moor_engine_write(moor_engine_t *e, moor_batch_t *b);
 int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done,
                             void *ud);
 
+/* moor_engine_write_async without waking the commit log's writer thread:
+ * an event loop queues every write of one iteration this way and calls
+ * moor_engine_kick once at the end of the iteration, so one wake-up (and
+ * one write(2)) serves them all.  REQUIRES: moor_engine_kick soon after. */
+int moor_engine_write_async_deferred(moor_engine_t *e, moor_batch_t *b,
+                                     moor_engine_done_fn done, void *ud);
+void moor_engine_kick(moor_engine_t *e);
+
 /* Iterators see a consistent snapshot taken at creation: writes after it
  * are invisible.  Keys [lo, hi) with lo/hi NULL for unbounded.  Not
  * thread-safe (one thread per iterator).  NULL on OOM. */

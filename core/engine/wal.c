@@ -478,6 +478,14 @@ int moor_wal_append_nowake(moor_wal_t *w, uint64_t seq, const char *payload, siz
     return wal_append(w, seq, payload, len, done, ud, 0);
 }
 
+void moor_wal_kick(moor_wal_t *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->head && !w->io_busy)
+        pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+}
+
 int moor_wal_help(moor_wal_t *w)
 {
     wal_chunk_t *batch;

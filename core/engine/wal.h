@@ -72,9 +72,14 @@ int moor_wal_append(moor_wal_t *w, uint64_t seq, const char *payload, size_t len
                     moor_wal_done_fn done, void *ud);
 
 /* moor_wal_append without waking the writer thread: the caller promises to
- * call moor_wal_help right after, outside any lock a callback takes. */
+ * call moor_wal_help or moor_wal_kick soon, outside any lock a callback
+ * takes. */
 int moor_wal_append_nowake(moor_wal_t *w, uint64_t seq, const char *payload, size_t len,
                            moor_wal_done_fn done, void *ud);
+
+/* Wakes the writer thread for what moor_wal_append_nowake queued (an event
+ * loop appends many records per iteration and kicks once).  Thread-safe. */
+void moor_wal_kick(moor_wal_t *w);
 
 /* Group-commit leadership for blocking writers: if no thread is doing the
  * log's I/O, writes (and syncs, per mode) everything pending in the calling

@@ -50,6 +50,8 @@ struct moor_node {
     moor_lua_t *lua;
     moor_srv_t *srv;
     uv_async_t async;
+    uv_prepare_t kick;        /* wakes the log writer once per loop iteration */
+    int kick_needed;          /* a deferred write was queued this iteration */
     pthread_mutex_t qmu;      /* guards qhead/qtail */
     wdone_t *qhead, *qtail;
     unsigned pending;         /* writes queued on the engine, not yet answered */
@@ -345,7 +347,8 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
         msgpack_pack_str_with_body(&pk, "ctx", 3);
         msgpack_pack_bin_with_body(&pk, n->ctx_out.data, n->ctx_out.len);
     }
-    rc = moor_engine_write_async(n->engine, b, write_done, w);
+    rc = moor_engine_write_async_deferred(n->engine, b, write_done, w);
+    n->kick_needed = 1;
     moor_batch_free(b);
     b = NULL;
     if (rc)
@@ -596,6 +599,18 @@ int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32
 
 /* ---- life cycle -------------------------------------------------------------- */
 
+/* Before the loop blocks for I/O: one log wake-up for every write queued
+ * since the last time (by I/O callbacks, timers or resumed handlers). */
+static void kick_log(uv_prepare_t *c)
+{
+    moor_node_t *n = c->data;
+
+    if (n->kick_needed) {
+        n->kick_needed = 0;
+        moor_engine_kick(n->engine);
+    }
+}
+
 int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
 {
     moor_node_t *n = calloc(1, sizeof(*n));
@@ -616,6 +631,10 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
     }
     uv_async_init(loop, &n->async, drain_done);
     n->async.data = n;
+    uv_prepare_init(loop, &n->kick);
+    n->kick.data = n;
+    uv_prepare_start(&n->kick, kick_log);
+    uv_unref((uv_handle_t *)&n->kick); /* never keeps the loop alive alone */
     *out = n;
     return 0;
 }
@@ -643,6 +662,8 @@ int moor_node_close(moor_node_t *n)
 
     /* Anything the close made durable is answered before the handle goes. */
     drain_done(&n->async);
+    uv_prepare_stop(&n->kick);
+    uv_close((uv_handle_t *)&n->kick, NULL);
     uv_close((uv_handle_t *)&n->async, free_after_close);
     return rc ? rc : crc;
 }

@@ -128,7 +128,7 @@ size_t moor_varint_len(uint64_t v)
     return n;
 }
 
-int moor_get_varint(const char **p, const char *end, uint64_t *v)
+int moor_get_varint_slow(const char **p, const char *end, uint64_t *v)
 {
     const unsigned char *s = (const unsigned char *)*p;
     uint64_t r = 0;

@@ -67,7 +67,17 @@ size_t moor_enc_varint(char *p, uint64_t v);
 size_t moor_varint_len(uint64_t v);
 
 /* Cursor decoders: advance *p on success; MOOR_ECORRUPT if short/overlong. */
-int moor_get_varint(const char **p, const char *end, uint64_t *v);
+int moor_get_varint_slow(const char **p, const char *end, uint64_t *v);
+static inline int moor_get_varint(const char **p, const char *end, uint64_t *v)
+{
+    /* One-byte varints (< 128) are the common case in every format. */
+    if (*p < end && !(**p & 0x80)) {
+        *v = (unsigned char)**p;
+        (*p)++;
+        return 0;
+    }
+    return moor_get_varint_slow(p, end, v);
+}
 int moor_get_fixed32(const char **p, const char *end, uint32_t *v);
 int moor_get_fixed64(const char **p, const char *end, uint64_t *v);
 /* varint length then bytes; *data points into the input (borrowed). */

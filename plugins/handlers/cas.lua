@@ -29,22 +29,7 @@ string nor nil, opts not a map, a failed read or write.
 
 local type, tostring, ipairs = type, tostring, ipairs
 
--- The listed fields of opts, plus ctx when given; nil when that leaves
--- nothing (an empty Lua table would travel as an empty array, not a map).
-local function pick(opts, ctx, ...)
-    local out, any = {}, false
-    if opts then
-        for _, k in ipairs({ ... }) do
-            if opts[k] ~= nil then
-                out[k], any = opts[k], true
-            end
-        end
-    end
-    if ctx ~= nil then
-        out.ctx, any = ctx, true
-    end
-    return any and out or nil
-end
+local pick = require("moor.values").pick
 
 return function(key, expected_ctx, new_value, opts)
     if expected_ctx ~= nil and type(expected_ctx) ~= "string" then

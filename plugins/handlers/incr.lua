@@ -35,22 +35,7 @@ local function numeric(v)
     return type(v) == "cdata" and tostring(v):find("^%-?%d+U?LL$") ~= nil
 end
 
--- The listed fields of opts, plus ctx when given; nil when that leaves
--- nothing (an empty Lua table would travel as an empty array, not a map).
-local function pick(opts, ctx, ...)
-    local out, any = {}, false
-    if opts then
-        for _, k in ipairs({ ... }) do
-            if opts[k] ~= nil then
-                out[k], any = opts[k], true
-            end
-        end
-    end
-    if ctx ~= nil then
-        out.ctx, any = ctx, true
-    end
-    return any and out or nil
-end
+local pick = require("moor.values").pick
 
 -- The value to add to: 0 for a missing key, else the max numeric sibling.
 local function current(res)

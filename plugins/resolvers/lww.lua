@@ -27,42 +27,7 @@ Pure function of its input: no I/O, no globals, safe in the sandbox.
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local format, concat, sort = string.format, table.concat, table.sort
 
--- A string that is equal for structurally equal values and orders
--- deterministically (not naturally) between different ones.  Type tag
--- first so that 1 and "1" differ; map keys sorted by their own encoding.
-local function canonical(v, depth)
-    depth = depth or 0
-    local t = type(v)
-    if t == "nil" then
-        return "z"
-    elseif t == "boolean" then
-        return v and "b1" or "b0"
-    elseif t == "number" then
-        if v ~= v then
-            return "nnan"
-        end
-        if v == 0 then
-            v = 0 -- -0.0 and 0.0 are one value here
-        end
-        return "n" .. format("%.17g", v)
-    elseif t == "string" then
-        return "s" .. #v .. ":" .. v
-    elseif t == "cdata" then
-        -- int64_t / uint64_t beyond 2^53, as the node's codec gives them
-        return "n" .. tostring(v):gsub("U?LL$", "")
-    elseif t == "table" then
-        if depth > 100 then
-            error("lww: value nested deeper than 100 levels")
-        end
-        local parts = {}
-        for k, x in pairs(v) do
-            parts[#parts + 1] = canonical(k, depth + 1) .. "=" .. canonical(x, depth + 1)
-        end
-        sort(parts)
-        return "t" .. #parts .. "{" .. concat(parts, ",") .. "}"
-    end
-    return t .. ":" .. tostring(v)
-end
+local canonical = require("moor.values").canonical
 
 local function ts_of(s)
     return tonumber(s.ts) or 0

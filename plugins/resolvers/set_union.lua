@@ -38,40 +38,7 @@ local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, t
 local getmetatable, rawget = getmetatable, rawget
 local format, concat, sort = string.format, table.concat, table.sort
 
--- Equal strings for structurally equal values (see resolvers.lww, which
--- uses the same encoding for its tie-break).
-local function canonical(v, depth)
-    depth = depth or 0
-    local t = type(v)
-    if t == "nil" then
-        return "z"
-    elseif t == "boolean" then
-        return v and "b1" or "b0"
-    elseif t == "number" then
-        if v ~= v then
-            return "nnan"
-        end
-        if v == 0 then
-            v = 0
-        end
-        return "n" .. format("%.17g", v)
-    elseif t == "string" then
-        return "s" .. #v .. ":" .. v
-    elseif t == "cdata" then
-        return "n" .. tostring(v):gsub("U?LL$", "")
-    elseif t == "table" then
-        if depth > 100 then
-            error("set_union: value nested deeper than 100 levels")
-        end
-        local parts = {}
-        for k, x in pairs(v) do
-            parts[#parts + 1] = canonical(k, depth + 1) .. "=" .. canonical(x, depth + 1)
-        end
-        sort(parts)
-        return "t" .. #parts .. "{" .. concat(parts, ",") .. "}"
-    end
-    return t .. ":" .. tostring(v)
-end
+local canonical = require("moor.values").canonical
 
 local RANK = { boolean = 1, number = 2, cdata = 2, string = 3, table = 4 }
 

@@ -65,6 +65,13 @@ int moor_record_write(const moor_record_t *cur, const char *ctx, size_t ctxlen,
                       const char *value, size_t vlen, int tombstone, const char *node,
                       size_t nodelen, uint64_t now, moor_buf_t *out, moor_buf_t *new_ctx);
 
+/* Merges two versions of one key (replica merge, read merge): if one
+ * clock descends from the other, the descendant; if they are concurrent,
+ * the union of their siblings (a sibling present in both once) under the
+ * merged clock (pruned as moor_record_write does).  Appends the result to
+ * out.  0 or MOOR_ENOMEM. */
+int moor_record_merge(const moor_record_t *a, const moor_record_t *b, moor_buf_t *out);
+
 /* 1 if every sibling is a tombstone (a get answers nil), else 0. */
 int moor_record_is_deleted(const moor_record_t *r);
 

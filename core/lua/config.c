@@ -38,6 +38,7 @@ void moor_config_default(moor_config_t *c)
     c->log_level = MOOR_LOG_INFO;
     c->handler_instructions = 10000000;
     c->handler_timeout_ms = 1000;
+    c->vnodes = 64;
     c->nspaces = 1;
     strcpy(c->spaces[0].name, "default");
     c->spaces[0].n = c->spaces[0].r = c->spaces[0].w = 1;
@@ -274,6 +275,39 @@ static int read_spaces(lua_State *L, int t, moor_config_t *c)
     return rc;
 }
 
+/* seeds = {"host:port", ...} (validated by lua/moor/config.lua). */
+static int read_seeds(lua_State *L, int idx, moor_config_t *c)
+{
+    int n;
+
+    lua_getfield(L, idx, "seeds");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    n = (int)lua_objlen(L, -1);
+    if (n > (int)(sizeof(c->seeds) / sizeof(c->seeds[0]))) {
+        lua_pop(L, 1);
+        return moor_diag(MOOR_EINVAL, "config: more than %zu seeds",
+                         sizeof(c->seeds) / sizeof(c->seeds[0]));
+    }
+    for (int i = 1; i <= n; i++) {
+        size_t len;
+        const char *s;
+        lua_rawgeti(L, -1, i);
+        s = lua_tolstring(L, -1, &len);
+        if (!s || len >= sizeof(c->seeds[0])) {
+            lua_pop(L, 2);
+            return moor_diag(MOOR_EINVAL, "config: seeds[%d] must be a short 'host:port'", i);
+        }
+        memcpy(c->seeds[c->nseeds], s, len + 1);
+        c->nseeds++;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
 {
     int rc;
@@ -299,6 +333,12 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
         lua_pop(L, 1);
         TRY(rc);
     }
+    TRY(get_str(L, idx, "", "cluster_secret", c->cluster_secret, sizeof(c->cluster_secret)));
+    TRY(get_str(L, idx, "", "zone", c->zone, sizeof(c->zone)));
+    TRY(get_num(L, idx, "", "vnodes", 1, 4096, &v));
+    if (rc)
+        c->vnodes = (unsigned)v;
+    TRY(read_seeds(L, idx, c));
     TRY(read_misc(L, idx, c));
     TRY(read_spaces(L, idx, c));
     if (!c->node[0])

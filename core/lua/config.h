@@ -37,6 +37,11 @@ typedef struct moor_config {
     int sandbox_allow_os;
     int sandbox_allow_ffi;
     int sandbox_allow_debug;
+    char cluster_secret[256];  /* "" = peers need no secret */
+    char zone[64];             /* "" = no zone */
+    unsigned vnodes;           /* ring tokens of this node; default 64 */
+    unsigned nseeds;           /* seeds = {"host:port", ...}: cluster mode when > 0 */
+    char seeds[64][128];
     unsigned nspaces;
     moor_space_cfg_t spaces[MOOR_CFG_MAX_SPACES];
 } moor_config_t;

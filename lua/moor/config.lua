@@ -190,7 +190,15 @@ M.schema = {
     node = str(64, NAME, "a node id: 1..64 letters, digits, '_', '.' or '-'"),
     listen = listen,
     data_dir = str(4095),
-    seeds = list(listen, 256),
+    seeds = list(listen, 64),
+    cluster_secret = function(where, v)
+        if type(v) ~= "string" or #v == 0 or #v > 255 then
+            fail("%s must be a string of 1..255 bytes, got %s", where, show(v))
+        end
+        return v
+    end,
+    zone = str(63, NAME, "a zone name (letters, digits, '_', '.', '-')"),
+    vnodes = int(1, 4096),
     auth_token = function(where, v)
         if type(v) ~= "string" or #v > 255 then
             fail("%s must be a string of at most 255 bytes, got %s", where, show(v))

@@ -44,7 +44,8 @@
     X(HANDLER, -1012, "handler error")                                         \
     X(HTIMEOUT, -1013, "handler over its budget")                              \
     X(NOHANDLER, -1014, "no such handler")                                     \
-    X(BADCTX, -1015, "malformed context")
+    X(BADCTX, -1015, "malformed context")                                      \
+    X(PEER, -1016, "peer answered an error")
 
 enum {
 #define MOOR_ERR_ENUM_(name, val, msg) MOOR_E##name = (val),

@@ -11,6 +11,18 @@
  * the coordinating node, so it descends from both, and is then pruned to
  * MOOR_RECORD_VC_KEEP entries (the oldest by ts go first).
  *
+ * Merge (replicas receiving a version, coordinators combining replies):
+ * the descendant wins; equal or concurrent clocks give the union of the
+ * siblings under the merged clock.  Its output is canonical -- siblings
+ * sorted oldest first (ties by tombstone flag, then value bytes), identical
+ * siblings kept once, the oldest dropped past MOOR_RECORD_MAX_SIBLINGS, the
+ * clock pruned to MOOR_RECORD_VC_KEEP -- so merge(a, b) and merge(b, a) are
+ * the same bytes and merging a result with itself changes nothing.  Without
+ * a clock per sibling, grouping can matter: ((a, b), c) may keep a sibling
+ * of a that (a, (b, c)) drops because the merged clock of b and c descends
+ * a's.  Either way the clock is the same and every sibling of an input
+ * whose clock the other inputs do not cover together survives.
+ *
  * Values are never re-encoded: a sibling's value is the exact MessagePack
  * span the client sent (found with moor_mp_skip), copied byte for byte into
  * the record and from the record into get results.  Tombstones store nil.
@@ -275,4 +287,64 @@ int moor_record_get_result(const moor_record_t *r, moor_buf_t *out)
         return moor_diag(MOOR_ENOMEM, "record: no memory for a get result");
     }
     return 0;
+}
+
+/* Order of a merged record's siblings: oldest first, then tombstones after
+ * values, then by value bytes, so the output does not depend on which
+ * argument a sibling came from. */
+static int sibling_cmp(const moor_sibling_t *x, const moor_sibling_t *y)
+{
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    if (x->tombstone != y->tombstone)
+        return x->tombstone ? 1 : -1;
+    if (x->vlen != y->vlen)
+        return x->vlen < y->vlen ? -1 : 1;
+    return x->vlen ? memcmp(x->value, y->value, x->vlen) : 0;
+}
+
+/* Sorts sibs (insertion sort: at most 2 * MOOR_RECORD_MAX_SIBLINGS), keeps
+ * one of each identical run and the newest MOOR_RECORD_MAX_SIBLINGS into r. */
+static void set_siblings(moor_record_t *r, moor_sibling_t *sibs, uint32_t n)
+{
+    uint32_t u = 0, skip;
+
+    for (uint32_t i = 1; i < n; i++) {
+        moor_sibling_t s = sibs[i];
+        uint32_t j = i;
+        for (; j > 0 && sibling_cmp(&sibs[j - 1], &s) > 0; j--)
+            sibs[j] = sibs[j - 1];
+        sibs[j] = s;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (u == 0 || sibling_cmp(&sibs[u - 1], &sibs[i]) != 0)
+            sibs[u++] = sibs[i];
+    skip = u > MOOR_RECORD_MAX_SIBLINGS ? u - MOOR_RECORD_MAX_SIBLINGS : 0;
+    memcpy(r->sib, sibs + skip, (u - skip) * sizeof(sibs[0]));
+    r->n = u - skip;
+}
+
+int moor_record_merge(const moor_record_t *a, const moor_record_t *b, moor_buf_t *out)
+{
+    moor_sibling_t sibs[2 * MOOR_RECORD_MAX_SIBLINGS];
+    moor_record_t m; /* ~8 KiB on the stack; values borrow from a and b */
+    int ord = moor_vclock_compare(&a->vc, &b->vc);
+    uint32_t n = 0;
+
+    m.vc = ord == MOOR_VC_BEFORE ? b->vc : a->vc;
+    if (ord != MOOR_VC_BEFORE) {
+        memcpy(sibs, a->sib, a->n * sizeof(a->sib[0]));
+        n = a->n;
+    }
+    if (ord != MOOR_VC_AFTER) {
+        memcpy(sibs + n, b->sib, b->n * sizeof(b->sib[0]));
+        n += b->n;
+    }
+    /* Equal clocks may still differ in entry timestamps: merge those too,
+     * so the result does not depend on the argument order. */
+    if (ord == MOOR_VC_EQUAL || ord == MOOR_VC_CONCURRENT)
+        merge_bounded(&m.vc, &b->vc);
+    moor_vclock_prune(&m.vc, MOOR_RECORD_VC_KEEP, MOOR_RECORD_VC_KEEP, 0, 0);
+    set_siblings(&m, sibs, n);
+    return moor_record_encode(&m, out);
 }

@@ -5,7 +5,10 @@
  * MOOR_ECORRUPT), the write rules (new key; the latest ctx replaces; a
  * stale or missing ctx adds a sibling; deletes; a concurrent delete and put
  * keep both; sibling and clock bounds; bad ctx), and the get result read
- * back with the mp readers.
+ * back with the mp readers; merge (descendant wins, concurrent and equal
+ * clocks give the canonical union, bounds, and on random records:
+ * commutative and idempotent byte for byte, associative on the clock and
+ * on every sibling that matters, exactly on chains and disjoint clocks).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -872,6 +875,323 @@ static void test_get_result(void **state)
     stored_free(&s);
 }
 
+/* ---- merge -------------------------------------------------------------------------- */
+
+/* One-byte MessagePack values (positive fixints) the merge tests draw from. */
+static const char small_vals[] = "\x00\x01\x02\x03\x04\x05\x06\x07";
+
+/* Builds a record from a clock spec "id:counter:ts,..." (sorted ids) and
+ * siblings (value index, or -1 for a tombstone; ts), encoded and decoded
+ * back so it holds the invariants a stored record has. */
+typedef struct mrec {
+    moor_buf_t raw;
+    moor_record_t *rec; /* heap: ~8 KiB */
+} mrec_t;
+
+static void mrec_from(mrec_t *m, const moor_record_t *r)
+{
+    moor_buf_init(&m->raw);
+    m->rec = malloc(sizeof(*m->rec));
+    assert_non_null(m->rec);
+    assert_int_equal(moor_record_encode(r, &m->raw), 0);
+    assert_int_equal(moor_record_decode(m->raw.data, m->raw.len, m->rec), 0);
+}
+
+static void mrec_free(mrec_t *m)
+{
+    moor_buf_free(&m->raw);
+    free(m->rec);
+}
+
+static void clock_add(moor_vclock_t *vc, const char *id, uint64_t counter, uint64_t ts)
+{
+    moor_vclock_t one;
+    one.n = 1;
+    one.e[0].idlen = (uint8_t)strlen(id);
+    memcpy(one.e[0].id, id, one.e[0].idlen);
+    one.e[0].counter = counter;
+    one.e[0].ts = ts;
+    assert_int_equal(moor_vclock_merge(vc, &one), 0);
+}
+
+static void sib_add(moor_record_t *r, int val, uint64_t ts)
+{
+    moor_sibling_t *s = &r->sib[r->n++];
+    s->tombstone = val < 0;
+    s->value = val < 0 ? NULL : small_vals + val;
+    s->vlen = val < 0 ? 0 : 1;
+    s->ts = ts;
+}
+
+/* merge(a, b) into m (decoded). */
+static void do_merge(const mrec_t *a, const mrec_t *b, mrec_t *m)
+{
+    moor_buf_init(&m->raw);
+    m->rec = malloc(sizeof(*m->rec));
+    assert_non_null(m->rec);
+    assert_int_equal(moor_record_merge(a->rec, b->rec, &m->raw), 0);
+    assert_int_equal(moor_record_decode(m->raw.data, m->raw.len, m->rec), 0);
+}
+
+static void assert_same_bytes(const mrec_t *x, const mrec_t *y)
+{
+    if (x->raw.len != y->raw.len || memcmp(x->raw.data, y->raw.data, x->raw.len) != 0)
+        fail_msg("merge results differ: %zu bytes vs %zu bytes", x->raw.len, y->raw.len);
+}
+
+static int has_sibling(const moor_record_t *r, const moor_sibling_t *s)
+{
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->sib[i].ts == s->ts && r->sib[i].tombstone == s->tombstone &&
+            r->sib[i].vlen == s->vlen && (!s->vlen || !memcmp(r->sib[i].value, s->value, s->vlen)))
+            return 1;
+    return 0;
+}
+
+static void test_merge_descendant_wins(void **state)
+{
+    moor_record_t r;
+    mrec_t a, b, ab, ba;
+
+    (void)state;
+    moor_vclock_init(&r.vc), r.n = 0;
+    clock_add(&r.vc, "n1", 1, 100);
+    sib_add(&r, 1, 100);
+    sib_add(&r, 2, 90);
+    mrec_from(&a, &r);
+    clock_add(&r.vc, "n1", 2, 200); /* n1:2 descends n1:1 */
+    clock_add(&r.vc, "n2", 1, 150);
+    r.n = 0;
+    sib_add(&r, 3, 200);
+    mrec_from(&b, &r);
+    do_merge(&a, &b, &ab);
+    do_merge(&b, &a, &ba);
+    assert_same_bytes(&ab, &ba);
+    assert_same_bytes(&ab, &b);
+    assert_int_equal(ab.rec->n, 1);
+    assert_true(has_value(ab.rec, "\x03", 1));
+    assert_int_equal(moor_vclock_compare(&ab.rec->vc, &b.rec->vc), MOOR_VC_EQUAL);
+    /* a delete that descends wins over the value, and leaves a tombstone */
+    moor_vclock_init(&r.vc), r.n = 0;
+    clock_add(&r.vc, "n1", 3, 300);
+    clock_add(&r.vc, "n2", 1, 150);
+    sib_add(&r, -1, 300);
+    mrec_t d, bd;
+    mrec_from(&d, &r);
+    do_merge(&b, &d, &bd);
+    assert_int_equal(bd.rec->n, 1);
+    assert_true(bd.rec->sib[0].tombstone);
+    assert_true(moor_record_is_deleted(bd.rec));
+    mrec_free(&a), mrec_free(&b), mrec_free(&ab), mrec_free(&ba), mrec_free(&d), mrec_free(&bd);
+}
+
+static void test_merge_concurrent_union(void **state)
+{
+    moor_record_t r;
+    mrec_t a, b, ab, ba, e, ae;
+
+    (void)state;
+    moor_vclock_init(&r.vc), r.n = 0;
+    clock_add(&r.vc, "n1", 2, 100);
+    sib_add(&r, 1, 100);
+    sib_add(&r, 2, 50);
+    mrec_from(&a, &r);
+    moor_vclock_init(&r.vc), r.n = 0;
+    clock_add(&r.vc, "n1", 1, 40);
+    clock_add(&r.vc, "n2", 1, 110);
+    sib_add(&r, 2, 50);   /* identical to a's: kept once */
+    sib_add(&r, 2, 51);   /* same value, other ts: a sibling of its own */
+    sib_add(&r, -1, 110); /* a concurrent delete */
+    mrec_from(&b, &r);
+    do_merge(&a, &b, &ab);
+    do_merge(&b, &a, &ba);
+    assert_same_bytes(&ab, &ba);
+    assert_int_equal(ab.rec->n, 4);
+    /* canonical order: oldest first */
+    for (uint32_t i = 1; i < ab.rec->n; i++)
+        assert_true(ab.rec->sib[i - 1].ts <= ab.rec->sib[i].ts);
+    assert_int_equal(ab.rec->sib[0].ts, 50);
+    assert_int_equal(ab.rec->sib[1].ts, 51);
+    assert_int_equal(ab.rec->sib[3].ts, 110);
+    assert_true(ab.rec->sib[3].tombstone);
+    /* the clock is the pointwise max, descending both */
+    assert_int_equal(ab.rec->vc.n, 2);
+    assert_int_equal(ab.rec->vc.e[0].counter, 2);
+    assert_int_equal(ab.rec->vc.e[1].counter, 1);
+    assert_int_equal(moor_vclock_compare(&ab.rec->vc, &a.rec->vc), MOOR_VC_AFTER);
+    assert_int_equal(moor_vclock_compare(&ab.rec->vc, &b.rec->vc), MOOR_VC_AFTER);
+    assert_false(moor_record_is_deleted(ab.rec));
+
+    /* equal clocks with different siblings (a record built by another merge
+     * order): the union, and the larger entry ts */
+    moor_vclock_init(&r.vc), r.n = 0;
+    clock_add(&r.vc, "n1", 2, 120);
+    sib_add(&r, 5, 7);
+    mrec_from(&e, &r);
+    do_merge(&a, &e, &ae);
+    assert_int_equal(ae.rec->n, 3);
+    assert_int_equal(ae.rec->vc.e[0].ts, 120);
+    assert_true(has_value(ae.rec, "\x05", 1));
+    mrec_free(&a), mrec_free(&b), mrec_free(&ab), mrec_free(&ba), mrec_free(&e), mrec_free(&ae);
+}
+
+static void test_merge_bounds(void **state)
+{
+    moor_record_t r;
+    mrec_t a, b, ab, ba;
+    char ids[40][16];
+
+    (void)state;
+    /* 40 + 40 concurrent siblings: the newest 64 stay */
+    moor_vclock_init(&r.vc), r.n = 0;
+    clock_add(&r.vc, "n1", 1, 1);
+    for (int i = 0; i < 40; i++)
+        sib_add(&r, i % 8, 1000 + 2 * (uint64_t)i); /* even ts */
+    mrec_from(&a, &r);
+    moor_vclock_init(&r.vc), r.n = 0;
+    clock_add(&r.vc, "n2", 1, 1);
+    for (int i = 0; i < 40; i++)
+        sib_add(&r, i % 8, 1001 + 2 * (uint64_t)i); /* odd ts */
+    mrec_from(&b, &r);
+    do_merge(&a, &b, &ab);
+    do_merge(&b, &a, &ba);
+    assert_same_bytes(&ab, &ba);
+    assert_int_equal(ab.rec->n, MOOR_RECORD_MAX_SIBLINGS);
+    assert_int_equal(ab.rec->sib[0].ts, 1000 + 80 - MOOR_RECORD_MAX_SIBLINGS);
+    assert_int_equal(ab.rec->sib[MOOR_RECORD_MAX_SIBLINGS - 1].ts, 1079);
+    mrec_free(&a), mrec_free(&b), mrec_free(&ab), mrec_free(&ba);
+
+    /* 10 + 10 distinct clock entries: pruned to the newest 16 by ts */
+    for (int i = 0; i < 40; i++)
+        snprintf(ids[i], sizeof(ids[i]), "%c%02d", 'a', i);
+    moor_vclock_init(&r.vc), r.n = 0;
+    for (int i = 0; i < 20; i += 2)
+        clock_add(&r.vc, ids[i], 1, 500 + (uint64_t)i);
+    sib_add(&r, 1, 1);
+    mrec_from(&a, &r);
+    moor_vclock_init(&r.vc), r.n = 0;
+    for (int i = 1; i < 20; i += 2)
+        clock_add(&r.vc, ids[i], 1, 500 + (uint64_t)i);
+    sib_add(&r, 2, 2);
+    mrec_from(&b, &r);
+    do_merge(&a, &b, &ab);
+    do_merge(&b, &a, &ba);
+    assert_same_bytes(&ab, &ba);
+    assert_int_equal(ab.rec->vc.n, MOOR_RECORD_VC_KEEP);
+    for (uint32_t i = 0; i < ab.rec->vc.n; i++)
+        assert_true(ab.rec->vc.e[i].ts >= 500 + 20 - MOOR_RECORD_VC_KEEP);
+    assert_int_equal(ab.rec->n, 2);
+
+    /* two forged full clocks (64 + 64 distinct ids) still merge */
+    moor_vclock_init(&r.vc), r.n = 0;
+    for (int i = 0; i < MOOR_VC_MAX_ENTRIES; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "x%02d", i);
+        clock_add(&r.vc, id, 1, (uint64_t)i);
+    }
+    sib_add(&r, 3, 3);
+    mrec_t f, g, fg;
+    mrec_from(&f, &r);
+    for (int i = 0; i < MOOR_VC_MAX_ENTRIES; i++)
+        r.vc.e[i].id[0] = 'y';
+    mrec_from(&g, &r);
+    do_merge(&f, &g, &fg);
+    assert_int_equal(fg.rec->vc.n, MOOR_RECORD_VC_KEEP);
+    assert_int_equal(fg.rec->n, 1); /* same value, ts, flag: one sibling */
+    mrec_free(&a), mrec_free(&b), mrec_free(&ab), mrec_free(&ba);
+    mrec_free(&f), mrec_free(&g), mrec_free(&fg);
+}
+
+/* Random records over 5 node ids (so the clocks never need pruning) with
+ * up to 4 siblings from a small pool (so identical siblings recur).  mode 0:
+ * any clocks; 1: a chain (each clock descends or equals the previous); 2:
+ * each record's clock over its own node ids (pairwise concurrent). */
+static void random_merge_input(moor_record_t *r, int mode, int which, const moor_vclock_t *prev)
+{
+    static const char *ids[] = {"n1", "n2", "n3", "n4", "n5", "n6"};
+
+    moor_vclock_init(&r->vc);
+    r->n = 0;
+    if (mode == 1 && which > 0)
+        r->vc = *prev;
+    for (int i = 0; i < 5; i++) {
+        if (mode == 2 && i % 3 != which) /* ids n1,n4 / n2,n5 / n3 */
+            continue;
+        if (testutil_rand(&rng) % 2)
+            clock_add(&r->vc, ids[i], 1 + testutil_rand(&rng) % 3, 1 + testutil_rand(&rng) % 3);
+    }
+    if (mode == 2 && r->vc.n == 0)
+        clock_add(&r->vc, ids[which], 1, 1);
+    for (uint32_t n = testutil_rand(&rng) % 5; n > 0; n--)
+        sib_add(r, (int)(testutil_rand(&rng) % 5) - 1, 1 + testutil_rand(&rng) % 4);
+}
+
+/* What survives any grouping: the siblings of an input whose clock the
+ * other two together do not cover. */
+static void assert_keeps_uncovered(const mrec_t *in[3], const mrec_t *res)
+{
+    for (int x = 0; x < 3; x++) {
+        moor_vclock_t others = in[(x + 1) % 3]->rec->vc;
+        assert_int_equal(moor_vclock_merge(&others, &in[(x + 2) % 3]->rec->vc), 0);
+        int ord = moor_vclock_compare(&in[x]->rec->vc, &others);
+        if (ord == MOOR_VC_BEFORE || ord == MOOR_VC_EQUAL)
+            continue;
+        for (uint32_t i = 0; i < in[x]->rec->n; i++)
+            if (!has_sibling(res->rec, &in[x]->rec->sib[i]))
+                fail_msg("input %d's sibling %u (ts %llu) lost", x, i,
+                         (unsigned long long)in[x]->rec->sib[i].ts);
+    }
+    for (uint32_t i = 0; i < res->rec->n; i++) /* nothing made up */
+        assert_true(has_sibling(in[0]->rec, &res->rec->sib[i]) ||
+                    has_sibling(in[1]->rec, &res->rec->sib[i]) ||
+                    has_sibling(in[2]->rec, &res->rec->sib[i]));
+}
+
+static void merge_properties_once(int mode)
+{
+    moor_record_t r;
+    mrec_t a, b, c, ab, ba, aa, abab, ab_a, ab_c, bc, a_bc;
+    const mrec_t *in[3] = {&a, &b, &c};
+
+    random_merge_input(&r, mode, 0, NULL);
+    mrec_from(&a, &r);
+    random_merge_input(&r, mode, 1, &a.rec->vc);
+    mrec_from(&b, &r);
+    random_merge_input(&r, mode, 2, &b.rec->vc);
+    mrec_from(&c, &r);
+
+    do_merge(&a, &b, &ab);
+    do_merge(&b, &a, &ba);
+    assert_same_bytes(&ab, &ba); /* commutative, byte for byte */
+    do_merge(&a, &a, &aa);
+    do_merge(&ab, &ab, &abab);
+    assert_same_bytes(&abab, &ab); /* idempotent */
+    mrec_t aaa;
+    do_merge(&aa, &a, &aaa);
+    assert_same_bytes(&aaa, &aa);
+    do_merge(&ab, &a, &ab_a); /* absorbing: a result already holds its inputs */
+    assert_same_bytes(&ab_a, &ab);
+
+    do_merge(&ab, &c, &ab_c);
+    do_merge(&b, &c, &bc);
+    do_merge(&a, &bc, &a_bc);
+    assert_int_equal(moor_vclock_compare(&ab_c.rec->vc, &a_bc.rec->vc), MOOR_VC_EQUAL);
+    assert_keeps_uncovered(in, &ab_c);
+    assert_keeps_uncovered(in, &a_bc);
+    if (mode != 0) /* chains and disjoint clocks: exactly associative */
+        assert_same_bytes(&ab_c, &a_bc);
+    mrec_free(&a), mrec_free(&b), mrec_free(&c), mrec_free(&ab), mrec_free(&ba);
+    mrec_free(&aa), mrec_free(&aaa), mrec_free(&abab), mrec_free(&ab_a), mrec_free(&ab_c);
+    mrec_free(&bc), mrec_free(&a_bc);
+}
+
+static void test_merge_properties_random(void **state)
+{
+    (void)state;
+    for (int iter = 0; iter < 3000; iter++)
+        merge_properties_once(iter % 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -890,6 +1210,10 @@ int main(void)
         cmocka_unit_test(test_write_bounds),
         cmocka_unit_test(test_write_errors),
         cmocka_unit_test(test_get_result),
+        cmocka_unit_test(test_merge_descendant_wins),
+        cmocka_unit_test(test_merge_concurrent_union),
+        cmocka_unit_test(test_merge_bounds),
+        cmocka_unit_test(test_merge_properties_random),
     };
 
     rng = testutil_seed("test_record");

@@ -1,25 +1,53 @@
 /*
  * coord.h -- the coordinator: quorum reads and writes over the ring.
  *
- * Any node coordinates any key.  put/del: the coordinator stamps a new
- * version -- the client's ctx clock with the coordinator's own entry set to
- * a fresh, node-wide increasing counter (a hybrid logical clock, so a new
- * write never looks older than an earlier one from the same coordinator,
- * without reading first) -- sends the version to the N members of the
- * key's preference list as `_put(space, key, record)`, and answers after W
- * acknowledgements.  Each replica merges what it receives into its local
- * record (moor_record_merge: a descendant replaces, concurrent versions
- * become siblings), so a write that raced another is kept, never lost.
+ * Any node takes any call.  put/del are coordinated by a replica (Riak's
+ * way): if this node is among the first N of the key's preference list it
+ * reads its local record (missing: a new key), builds the next version with
+ * moor_record_write -- a ctx that descends the record replaces its
+ * siblings, anything else (no ctx, an older or concurrent one) adds a
+ * sibling; this node's clock entry is raised past the merged clock's to the
+ * next value of a node-wide hybrid logical clock, so no counter is ever
+ * given to two versions, not even after a crash lost unsynced writes --
+ * writes it locally (visible at once) and sends it to the other N-1
+ * replicas as `_put(space, key, record)`.  It answers after W
+ * acknowledgements, its own durable local write among them (required: an
+ * acknowledged version is never one only the others hold).  Each replica
+ * merges what it receives (moor_record_merge: a descendant replaces,
+ * concurrent versions become siblings), so no acknowledged write a later
+ * one did not see is lost -- whichever node coordinated either.
+ * Elsewhere the write is forwarded as `_coord(op, space, key, value|nil,
+ * ctx|nil, n, w, timeout_ms)` ("put"/"del") to the first replica of the
+ * list, which coordinates it as above and answers the client-level result
+ * ({ctx} or true) or the error; if that replica does not answer (timeout,
+ * connection error, shutting down) the next one is tried once.  The
+ * replica gets three quarters of the call's timeout for its quorum, so a
+ * forwarded call answers within twice its timeout.
  * get: asks the N replicas with `_get(space, key)`, answers after R replies
  * with their merge (every live sibling plus the merged clock as ctx), and
  * sends the merged record to replicas that answered with less, in the
  * background (read repair).
  *
- * Failures say what happened: QUORUM_FAILED "<k> of <n> replicas answered,
- * <w> needed" when too few acknowledged before the deadline, TIMEOUT, and
- * UNAVAILABLE when the ring has fewer members than the level needs.
+ * Failures say what happened: QUORUM_FAILED "<k> of <n> replicas
+ * acknowledged, <w> needed" (get: "answered", r) as soon as so many
+ * replicas failed that the quorum is out of reach, or at the deadline when
+ * some replica answered; TIMEOUT when none answered by the deadline;
+ * UNAVAILABLE when the ring has fewer members than the level needs (n
+ * larger than the ring is served by the members there are).  A forwarded
+ * write: the coordinating replica's error as it answered it; TIMEOUT when
+ * no replica tried answered; QUORUM_FAILED when none could be reached.  Levels left 0
+ * default to n = 3 and r = w = n / 2 + 1.
  *
- * Talks to the world only through env.h.  One thread.
+ * A get whose siblings the resolver merged answers the resolved value with
+ * the clock of its write-back (which descends the merge) as ctx.
+ *
+ * What the env must do: run every transport reply and store done exactly
+ * once, even after moor_coord_free (they are then absorbed); copy what
+ * request() and put() are given (borrowed for the call only); make a put
+ * visible to get() as soon as put() returns 0.
+ *
+ * Talks to the world only through env.h.  One thread.  Deterministic given
+ * the env: no randomness, no clock but clock.now_ms.
  */
 #ifndef MOOR_CLUSTER_COORD_H
 #define MOOR_CLUSTER_COORD_H
@@ -31,6 +59,8 @@
 #include "ring.h"
 
 typedef struct moor_coord moor_coord_t;
+
+#define MOOR_COORD_N_MAX 64 /* replicas of one key; a larger n is BAD_REQUEST */
 
 /* Answer to a client-level call, shaped like the wire methods' results:
  * get -> nil or {values = [...], ctx = bin}; put -> {ctx = bin}; del ->
@@ -80,11 +110,12 @@ int moor_coord_new(const moor_coord_opts_t *o, moor_coord_t **out);
 void moor_coord_free(moor_coord_t *c);
 
 /* The ring to route by (the coordinator takes a reference; calls already
- * started keep the ring they started with). */
+ * started keep the ring they started with).  NULL: none (UNAVAILABLE). */
 void moor_coord_set_ring(moor_coord_t *c, moor_ring_t *ring);
 
-/* Client-level operations.  done runs exactly once (maybe before return).
- * r, w, n must satisfy 1 <= r, w <= n. */
+/* Client-level operations.  done runs exactly once (maybe before return);
+ * it may start new calls but must not free c.  r, w, n must satisfy
+ * 1 <= r, w <= n <= MOOR_COORD_N_MAX (else BAD_REQUEST). */
 void moor_coord_get(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_done_fn done,
                     void *arg);
 void moor_coord_put(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_done_fn done,
@@ -92,8 +123,10 @@ void moor_coord_put(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
 void moor_coord_del(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_done_fn done,
                     void *arg);
 
-/* Replica side: a `_get` or `_put` that arrived from a peer.  done runs
- * once (for _put after the local write is durable). */
+/* Replica side: a `_get`, `_put` or `_coord` that arrived from a peer.
+ * done runs once (for _put after the local write is durable; for _coord
+ * with the client-level answer; a _coord for a key this node is no replica
+ * of is UNAVAILABLE, never forwarded again). */
 void moor_coord_handle_peer(moor_coord_t *c, const char *method, size_t mlen,
                             const char *params, size_t plen, uint32_t nparams,
                             moor_coord_done_fn done, void *arg);

@@ -1,0 +1,1532 @@
+/*
+ * test_coord.c -- the coordinator over a tiny in-test world: a manual
+ * clock with a timer list, an in-memory store per node, and a transport
+ * that queues requests to the other coordinators of the test and their
+ * replies, pumped in FIFO order (so runs are deterministic).  A node that
+ * "drops" receives nothing; the transport answers such a request with
+ * MOOR_ETIMEDOUT at its timeout, as env.h promises.  An error answer
+ * arrives as MOOR_EPEER with "peer <id>: CODE: message" in moor_diag, as
+ * core/net/peer.c delivers it.
+ *
+ * Three nodes a, b, c on the ring, N=3, R=W=2 (d coordinates without being
+ * a replica, so its writes are forwarded with `_coord`): put then get
+ * elsewhere; two writes through one coordinator that did not see each other
+ * stay siblings; a forwarded write, and the next replica tried when the
+ * first does not answer; stale and latest contexts; a delete
+ * concurrent with a put; one replica down (still served) and two (QUORUM_
+ * FAILED at the deadline, with counts) or all (TIMEOUT); failing stores
+ * (fail fast); read repair of a missing and of a stale replica; the
+ * resolver hook and its write-back; the HLC; BAD_CTX, BAD_REQUEST,
+ * UNAVAILABLE; malformed peer requests; shutdown with calls in flight and
+ * late replies absorbed afterwards; the same scenario replayed gives the
+ * same bytes.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <msgpack.h>
+
+#include "cluster/coord.h"
+#include "cluster/record.h"
+#include "net/mp.h"
+#include "util/err.h"
+#include "testutil.h"
+
+#define TIMEOUT_MS 1000
+#define NNODES 4 /* a, b, c on the ring; d off it */
+
+/* ---- the world ---------------------------------------------------------------------- */
+
+typedef struct world world_t;
+
+typedef struct kv {
+    moor_buf_t key, rec;
+} kv_t;
+
+typedef struct node {
+    world_t *w;
+    char id[2];
+    moor_coord_t *c; /* NULL when "crashed" */
+    kv_t kv[64];
+    size_t nkv;
+    int drop;      /* requests to this node are lost */
+    int fail_puts; /* store.put refuses */
+    uint64_t store_puts;
+    int resolves;     /* resolver calls */
+    int resolve_mode; /* 1: max value, 0: keep siblings, -1: fail */
+} node_t;
+
+typedef struct tmr {
+    uint64_t id, due;
+    moor_timer_fn cb;
+    void *arg;
+    int active;
+} tmr_t;
+
+enum ev_kind { EV_REQ, EV_REPLY, EV_STORE_DONE };
+
+typedef struct ev {
+    struct ev *next;
+    int kind;
+    node_t *to; /* EV_REQ */
+    char method[8];
+    moor_buf_t data; /* params or result */
+    uint32_t nparams;
+    int status;
+    char errcode[32], errmsg[256]; /* EV_REPLY with an error */
+    char from; /* EV_REPLY: the answering node's id */
+    moor_peer_reply_fn reply; /* EV_REQ, EV_REPLY */
+    void *arg;
+    moor_store_done_fn done; /* EV_STORE_DONE */
+} ev_t;
+
+struct world {
+    uint64_t now;
+    tmr_t timers[512];
+    size_t ntimers;
+    uint64_t next_timer;
+    ev_t *head, *tail;
+    node_t nodes[NNODES];
+    moor_ring_t *ring;
+};
+
+static void ev_push(world_t *w, ev_t *e)
+{
+    e->next = NULL;
+    if (w->tail)
+        w->tail->next = e;
+    else
+        w->head = e;
+    w->tail = e;
+}
+
+static ev_t *ev_new(int kind)
+{
+    ev_t *e = calloc(1, sizeof(*e));
+    assert_non_null(e);
+    e->kind = kind;
+    return e;
+}
+
+/* clock */
+
+static uint64_t clk_now(void *ud)
+{
+    return ((world_t *)ud)->now;
+}
+
+static uint64_t clk_start(void *ud, uint64_t delay, moor_timer_fn cb, void *arg)
+{
+    world_t *w = ud;
+    tmr_t *t;
+
+    assert_true(w->ntimers < sizeof(w->timers) / sizeof(w->timers[0]));
+    t = &w->timers[w->ntimers++];
+    t->id = ++w->next_timer;
+    t->due = w->now + delay;
+    t->cb = cb;
+    t->arg = arg;
+    t->active = 1;
+    return t->id;
+}
+
+static void clk_stop(void *ud, uint64_t id)
+{
+    world_t *w = ud;
+    for (size_t i = 0; i < w->ntimers; i++)
+        if (w->timers[i].id == id)
+            w->timers[i].active = 0;
+}
+
+static size_t active_timers(const world_t *w)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->ntimers; i++)
+        n += w->timers[i].active;
+    return n;
+}
+
+/* store */
+
+static kv_t *kv_find(node_t *n, const char *key, size_t klen)
+{
+    for (size_t i = 0; i < n->nkv; i++)
+        if (n->kv[i].key.len == klen && memcmp(n->kv[i].key.data, key, klen) == 0)
+            return &n->kv[i];
+    return NULL;
+}
+
+static int st_get(void *ud, const char *key, size_t klen, moor_buf_t *out)
+{
+    kv_t *kv = kv_find(ud, key, klen);
+
+    if (!kv)
+        return MOOR_ENOTFOUND;
+    return moor_buf_append(out, kv->rec.data, kv->rec.len);
+}
+
+static int st_put(void *ud, const char *key, size_t klen, const char *rec, size_t rlen,
+                  moor_store_done_fn done, void *arg)
+{
+    node_t *n = ud;
+    kv_t *kv;
+    ev_t *e;
+
+    if (n->fail_puts)
+        return moor_diag(MOOR_EIO, "test store refuses");
+    if (!(kv = kv_find(n, key, klen))) {
+        assert_true(n->nkv < sizeof(n->kv) / sizeof(n->kv[0]));
+        kv = &n->kv[n->nkv++];
+        moor_buf_init(&kv->key);
+        moor_buf_init(&kv->rec);
+        assert_int_equal(moor_buf_append(&kv->key, key, klen), 0);
+    }
+    kv->rec.len = 0;
+    assert_int_equal(moor_buf_append(&kv->rec, rec, rlen), 0);
+    n->store_puts++;
+    e = ev_new(EV_STORE_DONE); /* visible now, durable later */
+    e->done = done;
+    e->arg = arg;
+    ev_push(n->w, e);
+    return 0;
+}
+
+/* transport */
+
+static node_t *node_by_id(world_t *w, const char *id, size_t idlen)
+{
+    for (int i = 0; i < NNODES; i++)
+        if (idlen == 1 && w->nodes[i].id[0] == id[0])
+            return &w->nodes[i];
+    return NULL;
+}
+
+/* A lost request: its reply is a timeout, at the timeout. */
+typedef struct lost {
+    moor_peer_reply_fn reply;
+    void *arg;
+} lost_t;
+
+static void lost_fire(void *arg)
+{
+    lost_t *l = arg;
+    l->reply(l->arg, MOOR_ETIMEDOUT, NULL, 0);
+    free(l);
+}
+
+static int tr_request(void *ud, const char *to, size_t tolen, const char *method,
+                      const char *params, size_t plen, uint32_t nparams, uint32_t timeout_ms,
+                      moor_peer_reply_fn cb, void *arg)
+{
+    node_t *from = ud, *dst = node_by_id(from->w, to, tolen);
+    ev_t *e;
+
+    assert_non_null(dst);
+    assert_true(dst != from); /* the local replica never goes through the transport */
+    if (dst->drop || !dst->c) {
+        lost_t *l = malloc(sizeof(*l));
+        assert_non_null(l);
+        l->reply = cb;
+        l->arg = arg;
+        clk_start(from->w, timeout_ms, lost_fire, l);
+        return 0;
+    }
+    e = ev_new(EV_REQ);
+    e->to = dst;
+    snprintf(e->method, sizeof(e->method), "%s", method);
+    assert_int_equal(moor_buf_append(&e->data, params, plen), 0);
+    e->nparams = nparams;
+    e->reply = cb;
+    e->arg = arg;
+    ev_push(from->w, e);
+    return 0;
+}
+
+/* The replica's answer travels back as an event. */
+typedef struct pending {
+    world_t *w;
+    char from;
+    moor_peer_reply_fn reply;
+    void *arg;
+} pending_t;
+
+static void peer_answered(void *arg, const char *code, const char *msg, const char *res,
+                          size_t rlen)
+{
+    pending_t *p = arg;
+    ev_t *e = ev_new(EV_REPLY);
+
+    e->status = code ? MOOR_EPEER : 0;
+    e->from = p->from;
+    if (code) {
+        snprintf(e->errcode, sizeof(e->errcode), "%s", code);
+        snprintf(e->errmsg, sizeof(e->errmsg), "%s", msg ? msg : "");
+    }
+    if (!code)
+        assert_int_equal(moor_buf_append(&e->data, res, rlen), 0);
+    e->reply = p->reply;
+    e->arg = p->arg;
+    ev_push(p->w, e);
+    free(p);
+}
+
+static void pump(world_t *w)
+{
+    ev_t *e;
+
+    while ((e = w->head)) {
+        w->head = e->next;
+        if (!w->head)
+            w->tail = NULL;
+        if (e->kind == EV_STORE_DONE) {
+            e->done(e->arg, 0);
+        } else if (e->kind == EV_REPLY) {
+            if (e->status)
+                moor_diag(e->status, "peer %c: %s: %s", e->from, e->errcode, e->errmsg);
+            e->reply(e->arg, e->status, e->data.data, e->data.len);
+        } else if (e->to->c) {
+            pending_t *p = malloc(sizeof(*p));
+            assert_non_null(p);
+            p->w = w, p->from = e->to->id[0], p->reply = e->reply, p->arg = e->arg;
+            moor_coord_handle_peer(e->to->c, e->method, strlen(e->method), e->data.data,
+                                   e->data.len, e->nparams, peer_answered, p);
+        } else { /* crashed meanwhile: lost */
+            lost_t *l = malloc(sizeof(*l));
+            assert_non_null(l);
+            l->reply = e->reply, l->arg = e->arg;
+            clk_start(w, TIMEOUT_MS, lost_fire, l);
+        }
+        moor_buf_free(&e->data);
+        free(e);
+    }
+}
+
+/* Moves the clock forward by ms, firing due timers in order (pumping after
+ * each). */
+static void advance(world_t *w, uint64_t ms)
+{
+    uint64_t end = w->now + ms;
+
+    pump(w);
+    for (;;) {
+        tmr_t *next = NULL;
+        for (size_t i = 0; i < w->ntimers; i++)
+            if (w->timers[i].active && w->timers[i].due <= end &&
+                (!next || w->timers[i].due < next->due))
+                next = &w->timers[i];
+        if (!next)
+            break;
+        next->active = 0;
+        w->now = next->due;
+        next->cb(next->arg);
+        pump(w);
+    }
+    w->now = end;
+}
+
+/* resolver: the largest positive fixint among the live siblings */
+static int resolve_max(void *ud, const char *space, size_t slen, const char *rec, size_t rlen,
+                       moor_buf_t *out)
+{
+    node_t *n = ud;
+    moor_record_t *r = malloc(sizeof(*r));
+    int best = -1;
+
+    assert_non_null(r);
+    n->resolves++;
+    assert_int_equal(slen, 7);
+    assert_memory_equal(space, "default", 7);
+    assert_int_equal(moor_record_decode(rec, rlen, r), 0);
+    for (uint32_t i = 0; i < r->n; i++)
+        if (!r->sib[i].tombstone && r->sib[i].vlen == 1 && r->sib[i].value[0] > best)
+            best = r->sib[i].value[0];
+    free(r);
+    if (n->resolve_mode <= 0)
+        return n->resolve_mode < 0 ? moor_diag(MOOR_EINVAL, "test resolver fails") : 0;
+    char v = (char)best;
+    return moor_buf_append(out, &v, 1) ? -1 : 1;
+}
+
+static void node_start(world_t *w, int i, int with_resolver)
+{
+    node_t *n = &w->nodes[i];
+    moor_coord_opts_t o;
+
+    memset(&o, 0, sizeof(o));
+    o.node_id = n->id;
+    o.idlen = 1;
+    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop};
+    o.transport = (moor_transport_if_t){n, tr_request};
+    o.store = (moor_store_if_t){n, st_get, st_put};
+    o.resolve = with_resolver ? resolve_max : NULL;
+    o.resolve_ud = n;
+    o.timeout_ms = TIMEOUT_MS;
+    assert_int_equal(moor_coord_new(&o, &n->c), 0);
+    moor_coord_set_ring(n->c, w->ring);
+}
+
+static moor_ring_t *make_ring(const char *ids)
+{
+    moor_member_t m[8];
+    moor_ring_t *ring;
+    uint32_t n = 0;
+
+    memset(m, 0, sizeof(m));
+    for (const char *p = ids; *p; p++, n++) {
+        m[n].idlen = 1;
+        m[n].id[0] = *p;
+        m[n].vnodes = 16;
+        m[n].status = MOOR_MEMBER_UP;
+        snprintf(m[n].addr, sizeof(m[n].addr), "127.0.0.%u:7700", n + 1);
+    }
+    assert_int_equal(moor_ring_build(m, n, &ring), 0);
+    return ring;
+}
+
+static world_t *world_new(int with_resolver)
+{
+    world_t *w = calloc(1, sizeof(*w));
+
+    assert_non_null(w);
+    w->now = 1000000;
+    w->ring = make_ring("abc");
+    for (int i = 0; i < NNODES; i++) {
+        w->nodes[i].w = w;
+        w->nodes[i].id[0] = (char)('a' + i);
+        w->nodes[i].resolve_mode = 1;
+        node_start(w, i, with_resolver);
+    }
+    return w;
+}
+
+/* Lets every lost request time out, then frees it all: nothing leaks. */
+static void world_free(world_t *w)
+{
+    advance(w, 10 * TIMEOUT_MS);
+    for (int i = 0; i < NNODES; i++) {
+        moor_coord_free(w->nodes[i].c);
+        for (size_t k = 0; k < w->nodes[i].nkv; k++) {
+            moor_buf_free(&w->nodes[i].kv[k].key);
+            moor_buf_free(&w->nodes[i].kv[k].rec);
+        }
+    }
+    assert_null(w->head);
+    assert_int_equal(active_timers(w), 0);
+    moor_ring_free(w->ring);
+    free(w);
+}
+
+/* ---- calls and answers -------------------------------------------------------------- */
+
+typedef struct ans {
+    int called;
+    char code[32];
+    char msg[256];
+    moor_buf_t res;
+} ans_t;
+
+static void ans_done(void *arg, const char *code, const char *msg, const char *res, size_t rlen)
+{
+    ans_t *a = arg;
+
+    a->called++;
+    snprintf(a->code, sizeof(a->code), "%s", code ? code : "");
+    snprintf(a->msg, sizeof(a->msg), "%s", msg ? msg : "");
+    a->res.len = 0;
+    if (!code)
+        assert_int_equal(moor_buf_append(&a->res, res, rlen), 0);
+}
+
+static void ans_reset(ans_t *a)
+{
+    moor_buf_free(&a->res);
+    memset(a, 0, sizeof(*a));
+}
+
+static void expect_ok(const ans_t *a)
+{
+    if (a->called != 1 || a->code[0])
+        fail_msg("expected one success, got %d answers, last '%s: %s'", a->called, a->code, a->msg);
+}
+
+static void expect_err(const ans_t *a, const char *code, const char *in_msg)
+{
+    if (a->called != 1 || strcmp(a->code, code) != 0)
+        fail_msg("expected one %s, got %d answers, last '%s: %s'", code, a->called, a->code,
+                 a->msg);
+    if (in_msg && !strstr(a->msg, in_msg))
+        fail_msg("message '%s' lacks '%s'", a->msg, in_msg);
+}
+
+static moor_coord_req_t req_of(const char *key, const char *value, const moor_buf_t *ctx)
+{
+    moor_coord_req_t r;
+
+    memset(&r, 0, sizeof(r));
+    r.key = key;
+    r.klen = strlen(key);
+    r.value = value;
+    r.vlen = value ? 1 : 0; /* one-byte fixints */
+    r.ctx = ctx ? ctx->data : NULL;
+    r.ctxlen = ctx ? ctx->len : 0;
+    r.n = 3, r.r = 2, r.w = 2;
+    return r;
+}
+
+static void node_put(world_t *w, int i, const char *key, const char *value, const moor_buf_t *ctx,
+                     ans_t *a)
+{
+    moor_coord_req_t r = req_of(key, value, ctx);
+    moor_coord_put(w->nodes[i].c, &r, ans_done, a);
+    pump(w);
+}
+
+static void node_del(world_t *w, int i, const char *key, const moor_buf_t *ctx, ans_t *a)
+{
+    moor_coord_req_t r = req_of(key, NULL, ctx);
+    moor_coord_del(w->nodes[i].c, &r, ans_done, a);
+    pump(w);
+}
+
+static void node_get(world_t *w, int i, const char *key, ans_t *a)
+{
+    moor_coord_req_t r = req_of(key, NULL, NULL);
+    moor_coord_get(w->nodes[i].c, &r, ans_done, a);
+    pump(w);
+}
+
+/* A decoded get answer: nil (nil = 1) or the values and ctx. */
+typedef struct got {
+    int nil;
+    uint32_t n;
+    char vals[8]; /* one-byte values */
+    moor_buf_t ctx;
+} got_t;
+
+static got_t parse_get(const ans_t *a)
+{
+    const char *p = a->res.data, *end = p + a->res.len, *k, *ctx;
+    uint32_t n, klen, clen;
+    got_t g;
+
+    memset(&g, 0, sizeof(g));
+    expect_ok(a);
+    if (moor_mp_read_nil(&p, end) == 0) {
+        assert_ptr_equal(p, end);
+        g.nil = 1;
+        return g;
+    }
+    assert_int_equal(moor_mp_read_map(&p, end, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+    assert_int_equal(klen, 6);
+    assert_memory_equal(k, "values", 6);
+    assert_int_equal(moor_mp_read_array(&p, end, &g.n), 0);
+    assert_in_range(g.n, 1, sizeof(g.vals));
+    for (uint32_t i = 0; i < g.n; i++) {
+        g.vals[i] = *p;
+        assert_int_equal(moor_mp_skip(&p, end, 8), 0);
+    }
+    assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+    assert_memory_equal(k, "ctx", 3);
+    assert_int_equal(moor_mp_read_bin(&p, end, &ctx, &clen), 0);
+    assert_ptr_equal(p, end);
+    assert_int_equal(moor_buf_append(&g.ctx, ctx, clen), 0);
+    return g;
+}
+
+static int got_has(const got_t *g, char v)
+{
+    for (uint32_t i = 0; i < g->n; i++)
+        if (g->vals[i] == v)
+            return 1;
+    return 0;
+}
+
+/* The ctx of a put answer {ctx = bin}. */
+static moor_buf_t put_ctx(const ans_t *a)
+{
+    const char *p = a->res.data, *end = p + a->res.len, *k, *ctx;
+    uint32_t n, klen, clen;
+    moor_buf_t b = MOOR_BUF_INIT;
+
+    expect_ok(a);
+    assert_int_equal(moor_mp_read_map(&p, end, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+    assert_memory_equal(k, "ctx", 3);
+    assert_int_equal(moor_mp_read_bin(&p, end, &ctx, &clen), 0);
+    assert_ptr_equal(p, end);
+    assert_int_equal(moor_buf_append(&b, ctx, clen), 0);
+    return b;
+}
+
+/* The record node i stores for key (in space "default"), decoded into r;
+ * 0 if it has none. */
+static int stored(world_t *w, int i, const char *key, moor_record_t *r)
+{
+    moor_buf_t ek = MOOR_BUF_INIT;
+    kv_t *kv;
+
+    assert_int_equal(moor_record_key("default", 7, key, strlen(key), &ek), 0);
+    kv = kv_find(&w->nodes[i], ek.data, ek.len);
+    moor_buf_free(&ek);
+    if (!kv)
+        return 0;
+    assert_int_equal(moor_record_decode(kv->rec.data, kv->rec.len, r), 0);
+    return 1;
+}
+
+static moor_vclock_t clock_of(const moor_buf_t *ctx)
+{
+    moor_vclock_t vc;
+    const char *p = ctx->data;
+
+    assert_int_equal(moor_vclock_decode(&p, ctx->data + ctx->len, &vc), 0);
+    return vc;
+}
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+static moor_record_t *rec_scratch(void)
+{
+    moor_record_t *r = malloc(sizeof(*r));
+    assert_non_null(r);
+    return r;
+}
+
+static void test_put_then_get_elsewhere(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0}, g = {0};
+
+    (void)state;
+    node_put(w, 0, "k", "\x07", NULL, &a);
+    moor_buf_t ctx = put_ctx(&a);
+    moor_vclock_t vc = clock_of(&ctx);
+    assert_int_equal(vc.n, 1);
+    assert_int_equal(vc.e[0].id[0], 'a');
+    assert_int_equal(vc.e[0].counter, w->now * 1000); /* the HLC starts at wall time */
+    assert_int_equal(vc.e[0].ts, w->now);
+    for (int i = 0; i < 3; i++) { /* all three replicas hold it */
+        assert_true(stored(w, i, "k", r));
+        assert_int_equal(r->n, 1);
+        assert_int_equal(r->sib[0].value[0], 7);
+    }
+    node_get(w, 1, "k", &g);
+    got_t got = parse_get(&g);
+    assert_int_equal(got.n, 1);
+    assert_int_equal(got.vals[0], 7);
+    assert_int_equal(got.ctx.len, ctx.len);
+    assert_memory_equal(got.ctx.data, ctx.data, ctx.len);
+
+    ans_reset(&g); /* a key nobody has */
+    node_get(w, 2, "nope", &g);
+    got_t none = parse_get(&g);
+    assert_true(none.nil);
+
+    moor_coord_stats_t st;
+    moor_coord_stats(w->nodes[0].c, &st);
+    assert_int_equal(st.puts, 1);
+    assert_int_equal(st.read_repairs, 0);
+    moor_buf_free(&ctx), moor_buf_free(&got.ctx);
+    ans_reset(&a), ans_reset(&g);
+    free(r);
+    world_free(w);
+}
+
+/* Two writes through one coordinator that had not seen each other: both
+ * kept, as siblings (blind, and two writes from the same read). */
+static void test_one_coordinator_siblings(void **state)
+{
+    world_t *w = world_new(0);
+    ans_t a = {0}, g = {0};
+
+    (void)state;
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    moor_buf_t c1 = put_ctx(&a);
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x02", NULL, &a);
+    expect_ok(&a);
+    node_get(w, 1, "k", &g);
+    got_t r1 = parse_get(&g);
+    if (r1.n != 2 || !got_has(&r1, 1) || !got_has(&r1, 2))
+        fail_msg("blind writes via a: %u value(s), expected 1 and 2", r1.n);
+    /* two writes from the same ctx (c1): the second did not see the first */
+    ans_reset(&a);
+    node_put(w, 0, "j", "\x03", NULL, &a);
+    moor_buf_t cj = put_ctx(&a);
+    ans_reset(&a);
+    node_put(w, 0, "j", "\x04", &cj, &a);
+    ans_reset(&a);
+    node_put(w, 0, "j", "\x05", &cj, &a);
+    ans_reset(&g);
+    node_get(w, 2, "j", &g);
+    got_t r2 = parse_get(&g);
+    if (r2.n != 2 || !got_has(&r2, 4) || !got_has(&r2, 5))
+        fail_msg("two writes from one read: %u value(s), expected 4 and 5", r2.n);
+    /* a write with the ctx of the get replaces both */
+    ans_reset(&a);
+    node_put(w, 0, "j", "\x06", &r2.ctx, &a);
+    ans_reset(&g);
+    node_get(w, 1, "j", &g);
+    got_t r3 = parse_get(&g);
+    assert_int_equal(r3.n, 1);
+    assert_int_equal(r3.vals[0], 6);
+    moor_buf_free(&c1), moor_buf_free(&cj);
+    moor_buf_free(&r1.ctx), moor_buf_free(&r2.ctx), moor_buf_free(&r3.ctx);
+    ans_reset(&a), ans_reset(&g);
+    world_free(w);
+}
+
+/* The preference list of key: node indices (0 = a). */
+static void pref_of(world_t *w, const char *key, int out[3])
+{
+    uint32_t idx[3], n;
+    uint64_t token;
+
+    assert_int_equal(moor_ring_key_token("default", 7, key, strlen(key), &token), 0);
+    assert_int_equal(moor_ring_preference_list(w->ring, token, 3, idx, &n), 0);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++)
+        out[i] = moor_ring_member(w->ring, idx[i])->id[0] - 'a';
+}
+
+/* d is no replica: the first replica of the list coordinates; d stores
+ * nothing and stamps nothing. */
+static void test_forwarded(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0}, g = {0};
+    int pref[3];
+
+    (void)state;
+    pref_of(w, "k", pref);
+    node_put(w, 3, "k", "\x07", NULL, &a);
+    moor_buf_t ctx = put_ctx(&a);
+    moor_vclock_t vc = clock_of(&ctx);
+    assert_int_equal(vc.n, 1);
+    assert_int_equal(vc.e[0].id[0], 'a' + pref[0]);
+    assert_int_equal(w->nodes[3].nkv, 0);
+    for (int i = 0; i < 3; i++)
+        assert_true(stored(w, i, "k", r));
+    /* forwarded twice blind: siblings, as through the replica itself */
+    ans_reset(&a);
+    node_put(w, 3, "k", "\x08", NULL, &a);
+    expect_ok(&a);
+    node_get(w, 3, "k", &g);
+    got_t got = parse_get(&g);
+    if (got.n != 2 || !got_has(&got, 7) || !got_has(&got, 8))
+        fail_msg("two forwarded blind writes: %u value(s), expected 7 and 8", got.n);
+    /* a delete is forwarded too and answers true */
+    ans_reset(&a);
+    node_del(w, 3, "k", &got.ctx, &a);
+    expect_ok(&a);
+    assert_int_equal(a.res.len, 1);
+    assert_int_equal((unsigned char)a.res.data[0], 0xc3);
+    ans_reset(&g);
+    node_get(w, 1, "k", &g);
+    got_t gone = parse_get(&g);
+    assert_true(gone.nil);
+    /* a malformed ctx is refused before anything is forwarded */
+    ans_reset(&a);
+    moor_buf_t bad = MOOR_BUF_INIT;
+    assert_int_equal(moor_buf_append(&bad, "\x91\x01", 2), 0);
+    node_put(w, 3, "k", "\x09", &bad, &a);
+    expect_err(&a, "BAD_CTX", NULL);
+    moor_coord_stats_t st;
+    moor_coord_stats(w->nodes[3].c, &st);
+    assert_int_equal(st.puts, 3);
+    assert_int_equal(st.dels, 1);
+    moor_buf_free(&ctx), moor_buf_free(&got.ctx), moor_buf_free(&bad);
+    ans_reset(&a), ans_reset(&g);
+    free(r);
+    world_free(w);
+}
+
+/* The first replica silent: after its timeout the next one coordinates;
+ * the first two silent: TIMEOUT (the third is not tried). */
+static void test_forward_retry(void **state)
+{
+    world_t *w = world_new(0);
+    ans_t a = {0};
+    int pref[3];
+
+    (void)state;
+    pref_of(w, "k", pref);
+    w->nodes[pref[0]].drop = 1;
+    node_put(w, 3, "k", "\x07", NULL, &a);
+    assert_int_equal(a.called, 0);
+    advance(w, TIMEOUT_MS);
+    moor_buf_t ctx = put_ctx(&a);
+    moor_vclock_t vc = clock_of(&ctx);
+    assert_int_equal(vc.n, 1);
+    assert_int_equal(vc.e[0].id[0], 'a' + pref[1]);
+    /* a crashed first replica and a silent second: both time out */
+    w->nodes[pref[0]].drop = 0;
+    moor_coord_free(w->nodes[pref[0]].c);
+    w->nodes[pref[0]].c = NULL;
+    w->nodes[pref[1]].drop = 1;
+    ans_reset(&a);
+    node_put(w, 3, "k", "\x08", NULL, &a);
+    advance(w, 2 * TIMEOUT_MS);
+    expect_err(&a, "TIMEOUT", "2 tried");
+    moor_coord_stats_t st;
+    moor_coord_stats(w->nodes[3].c, &st);
+    assert_int_equal(st.timeouts, 1);
+    node_start(w, pref[0], 0);
+    moor_buf_free(&ctx);
+    ans_reset(&a);
+    world_free(w);
+}
+
+static void test_contexts(void **state)
+{
+    world_t *w = world_new(0);
+    ans_t a = {0};
+
+    (void)state;
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    moor_buf_t c1 = put_ctx(&a);
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x02", &c1, &a); /* latest ctx: replaces */
+    moor_buf_t c2 = put_ctx(&a);
+    ans_reset(&a);
+    node_get(w, 2, "k", &a);
+    got_t g = parse_get(&a);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.vals[0], 2);
+    moor_buf_free(&g.ctx);
+
+    ans_reset(&a); /* stale ctx, another coordinator: a sibling */
+    node_put(w, 1, "k", "\x03", &c1, &a);
+    expect_ok(&a);
+    ans_reset(&a);
+    node_get(w, 2, "k", &a);
+    g = parse_get(&a);
+    assert_int_equal(g.n, 2);
+    assert_true(got_has(&g, 2) && got_has(&g, 3));
+    moor_vclock_t merged = clock_of(&g.ctx), v2 = clock_of(&c2);
+    assert_int_equal(moor_vclock_compare(&merged, &v2), MOOR_VC_AFTER);
+
+    ans_reset(&a); /* the merged ctx: one value again */
+    node_put(w, 2, "k", "\x04", &g.ctx, &a);
+    expect_ok(&a);
+    moor_buf_free(&g.ctx);
+    ans_reset(&a);
+    node_get(w, 0, "k", &a);
+    g = parse_get(&a);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.vals[0], 4);
+    moor_buf_free(&g.ctx), moor_buf_free(&c1), moor_buf_free(&c2);
+    ans_reset(&a);
+    world_free(w);
+}
+
+static void test_delete_concurrent_with_put(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0};
+
+    (void)state;
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    moor_buf_t c1 = put_ctx(&a);
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x02", &c1, &a);
+    expect_ok(&a);
+    ans_reset(&a);
+    node_del(w, 1, "k", &c1, &a); /* saw v1 only: concurrent with v2 */
+    expect_ok(&a);
+    assert_int_equal(a.res.len, 1);
+    assert_int_equal((unsigned char)a.res.data[0], 0xc3); /* true */
+    for (int i = 0; i < 3; i++) {
+        assert_true(stored(w, i, "k", r));
+        assert_int_equal(r->n, 2);
+        assert_int_equal(r->sib[0].tombstone + r->sib[1].tombstone, 1);
+    }
+    ans_reset(&a);
+    node_get(w, 2, "k", &a);
+    got_t g = parse_get(&a);
+    assert_int_equal(g.n, 1); /* the tombstone is not a value */
+    assert_int_equal(g.vals[0], 2);
+
+    ans_reset(&a);
+    node_del(w, 2, "k", &g.ctx, &a); /* the latest ctx: deleted */
+    expect_ok(&a);
+    ans_reset(&a);
+    node_get(w, 0, "k", &a);
+    got_t gone = parse_get(&a);
+    assert_true(gone.nil);
+    assert_true(stored(w, 1, "k", r));
+    assert_int_equal(r->n, 1);
+    assert_true(r->sib[0].tombstone);
+    moor_buf_free(&g.ctx), moor_buf_free(&c1);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+static void test_one_replica_down(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0};
+
+    (void)state;
+    w->nodes[2].drop = 1;
+    node_put(w, 0, "k", "\x05", NULL, &a);
+    expect_ok(&a); /* at W=2, before any deadline */
+    assert_false(stored(w, 2, "k", r));
+    ans_reset(&a);
+    node_get(w, 1, "k", &a);
+    got_t g = parse_get(&a);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.vals[0], 5);
+    /* the lost requests time out later: absorbed, no second answer */
+    advance(w, 2 * TIMEOUT_MS);
+    assert_int_equal(a.called, 1);
+    moor_coord_stats_t st;
+    moor_coord_stats(w->nodes[0].c, &st);
+    assert_int_equal(st.quorum_failures + st.timeouts, 0);
+    moor_buf_free(&g.ctx);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+static void test_two_replicas_down(void **state)
+{
+    world_t *w = world_new(0);
+    ans_t a = {0};
+
+    (void)state;
+    w->nodes[1].drop = w->nodes[2].drop = 1;
+    node_put(w, 0, "k", "\x05", NULL, &a);
+    assert_int_equal(a.called, 0); /* waits for the deadline */
+    advance(w, TIMEOUT_MS - 1);
+    assert_int_equal(a.called, 0);
+    advance(w, 1);
+    expect_err(&a, "QUORUM_FAILED", "1 of 3 replicas acknowledged, 2 needed");
+
+    ans_reset(&a);
+    node_get(w, 0, "k", &a);
+    assert_int_equal(a.called, 0);
+    advance(w, TIMEOUT_MS);
+    expect_err(&a, "QUORUM_FAILED", "1 of 3 replicas answered, 2 needed");
+    moor_coord_stats_t st;
+    moor_coord_stats(w->nodes[0].c, &st);
+    assert_int_equal(st.quorum_failures, 2);
+    assert_int_equal(st.timeouts, 0);
+    ans_reset(&a);
+    world_free(w);
+}
+
+static void test_none_answer_or_fail_fast(void **state)
+{
+    world_t *w = world_new(0);
+    ans_t a = {0};
+
+    (void)state;
+    /* d is not a replica: with a, b, c all silent nothing answers at all
+     * (the write is forwarded to one replica, then to the next) */
+    w->nodes[0].drop = w->nodes[1].drop = w->nodes[2].drop = 1;
+    node_put(w, 3, "k", "\x05", NULL, &a);
+    advance(w, TIMEOUT_MS);
+    assert_int_equal(a.called, 0);
+    advance(w, TIMEOUT_MS);
+    expect_err(&a, "TIMEOUT", "no replica answered the forwarded write");
+    ans_reset(&a);
+    node_get(w, 3, "k", &a);
+    advance(w, TIMEOUT_MS);
+    expect_err(&a, "TIMEOUT", "no replica answered");
+    moor_coord_stats_t st;
+    moor_coord_stats(w->nodes[3].c, &st);
+    assert_int_equal(st.timeouts, 2);
+
+    /* stores that refuse answer at once: no waiting for the deadline */
+    w->nodes[0].drop = w->nodes[1].drop = w->nodes[2].drop = 0;
+    w->nodes[1].fail_puts = w->nodes[2].fail_puts = 1;
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x05", NULL, &a);
+    expect_err(&a, "QUORUM_FAILED", "1 of 3 replicas acknowledged, 2 needed");
+    w->nodes[0].fail_puts = 1; /* the local one too: forwarded, the replica's error */
+    ans_reset(&a);
+    node_put(w, 3, "k", "\x05", NULL, &a);
+    expect_err(&a, "QUORUM_FAILED", "0 of 3 replicas acknowledged, 2 needed");
+    /* the coordinating replica's own write must be durable to answer */
+    w->nodes[1].fail_puts = w->nodes[2].fail_puts = 0;
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x05", NULL, &a);
+    expect_err(&a, "QUORUM_FAILED", "own write failed");
+    ans_reset(&a);
+    world_free(w);
+}
+
+static void test_read_repair(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0};
+
+    (void)state;
+    w->nodes[2].drop = 1;
+    node_put(w, 0, "k", "\x01", NULL, &a); /* c misses it */
+    moor_buf_t c1 = put_ctx(&a);
+    advance(w, TIMEOUT_MS);
+    w->nodes[2].drop = 0;
+    assert_false(stored(w, 2, "k", r));
+    ans_reset(&a);
+    node_get(w, 1, "k", &a); /* all three answer; c had nothing */
+    got_t g = parse_get(&a);
+    assert_int_equal(g.vals[0], 1);
+    assert_true(stored(w, 2, "k", r));
+    assert_int_equal(r->n, 1);
+    assert_int_equal(r->sib[0].value[0], 1);
+    moor_coord_stats_t st;
+    moor_coord_stats(w->nodes[1].c, &st);
+    assert_int_equal(st.read_repairs, 1);
+
+    /* c misses a second write: it holds an older version, repaired too */
+    w->nodes[2].drop = 1;
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x02", &c1, &a);
+    expect_ok(&a);
+    advance(w, TIMEOUT_MS);
+    w->nodes[2].drop = 0;
+    uint64_t puts_a = w->nodes[0].store_puts;
+    ans_reset(&a);
+    node_get(w, 2, "k", &a); /* c coordinates: its own replica is the stale one */
+    moor_buf_free(&g.ctx);
+    g = parse_get(&a);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.vals[0], 2);
+    for (int i = 0; i < 3; i++) {
+        assert_true(stored(w, i, "k", r));
+        assert_int_equal(r->n, 1);
+        assert_int_equal(r->sib[0].value[0], 2);
+    }
+    assert_int_equal(w->nodes[0].store_puts, puts_a); /* up-to-date replicas are left alone */
+    moor_coord_stats(w->nodes[2].c, &st);
+    assert_int_equal(st.read_repairs, 1);
+    moor_buf_free(&g.ctx), moor_buf_free(&c1);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+/* A read at R=2 answers before the third reply and repairs after it. */
+static void test_read_repair_after_answer(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0};
+
+    (void)state;
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    moor_buf_t c1 = put_ctx(&a);
+    /* b writes concurrently while a is away: only b and c see it */
+    w->nodes[0].drop = 1;
+    ans_reset(&a);
+    node_put(w, 1, "k", "\x02", NULL, &a);
+    expect_ok(&a);
+    advance(w, TIMEOUT_MS);
+    w->nodes[0].drop = 0;
+    /* a's get: its own stale record and one of b, c make R; the third reply
+     * arrives after the answer and still counts for the repair */
+    ans_reset(&a);
+    node_get(w, 0, "k", &a);
+    got_t g = parse_get(&a);
+    assert_int_equal(g.n, 2);
+    assert_true(got_has(&g, 1) && got_has(&g, 2));
+    assert_true(stored(w, 0, "k", r));
+    assert_int_equal(r->n, 2);
+    moor_buf_free(&g.ctx), moor_buf_free(&c1);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+static void test_resolver(void **state)
+{
+    world_t *w = world_new(1);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0};
+
+    (void)state;
+    node_put(w, 0, "k", "\x03", NULL, &a); /* blind writes through two coordinators */
+    ans_reset(&a);
+    node_put(w, 1, "k", "\x09", NULL, &a);
+    ans_reset(&a);
+    node_put(w, 2, "k", "\x05", NULL, &a);
+    assert_true(stored(w, 0, "k", r));
+    assert_int_equal(r->n, 3);
+
+    ans_reset(&a);
+    node_get(w, 2, "k", &a);
+    got_t g = parse_get(&a);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.vals[0], 9);
+    assert_int_equal(w->nodes[2].resolves, 1);
+    for (int i = 0; i < 3; i++) { /* written back: one sibling everywhere */
+        assert_true(stored(w, i, "k", r));
+        assert_int_equal(r->n, 1);
+        assert_int_equal(r->sib[0].value[0], 9);
+        /* the answered ctx is the write-back's clock */
+        moor_vclock_t vc = clock_of(&g.ctx);
+        assert_int_equal(moor_vclock_compare(&vc, &r->vc), MOOR_VC_EQUAL);
+    }
+    moor_coord_stats_t st;
+    moor_coord_stats(w->nodes[2].c, &st);
+    assert_int_equal(st.resolved, 1);
+    ans_reset(&a); /* resolved: no more resolving */
+    node_get(w, 0, "k", &a);
+    moor_buf_free(&g.ctx);
+    g = parse_get(&a);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(w->nodes[0].resolves, 0);
+
+    /* a resolver that declines or fails leaves the siblings */
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    w->nodes[1].resolve_mode = 0;
+    ans_reset(&a);
+    node_get(w, 1, "k", &a);
+    moor_buf_free(&g.ctx);
+    g = parse_get(&a);
+    assert_int_equal(g.n, 2);
+    w->nodes[1].resolve_mode = -1;
+    ans_reset(&a);
+    node_get(w, 1, "k", &a);
+    moor_buf_free(&g.ctx);
+    g = parse_get(&a);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(w->nodes[1].resolves, 2);
+    moor_buf_free(&g.ctx);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+static void test_hlc(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0};
+
+    (void)state;
+    /* the same ms: counters still grow (the blind writes are siblings) */
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    moor_buf_t c1 = put_ctx(&a);
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x02", NULL, &a);
+    moor_buf_t c2 = put_ctx(&a);
+    moor_vclock_t v1 = clock_of(&c1), v2 = clock_of(&c2);
+    assert_int_equal(v2.e[0].counter, v1.e[0].counter + 1);
+    assert_true(stored(w, 1, "k", r));
+    assert_int_equal(r->n, 2);
+
+    /* a ctx from a later counter of ours (a clock that went back) still
+     * gets a descendant, and the HLC moves past it */
+    moor_vclock_t f;
+    moor_buf_t fctx = MOOR_BUF_INIT;
+    uint64_t ahead = (w->now + 3600000) * 1000;
+    moor_vclock_init(&f);
+    assert_int_equal(moor_vclock_increment(&f, "a", 1, 5), 0);
+    f.e[0].counter = ahead;
+    assert_int_equal(moor_vclock_encode(&f, &fctx), 0);
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x03", &fctx, &a);
+    moor_buf_t c3 = put_ctx(&a);
+    moor_vclock_t v3 = clock_of(&c3);
+    assert_int_equal(v3.e[0].counter, ahead + 1);
+    assert_int_equal(moor_vclock_compare(&v3, &f), MOOR_VC_AFTER);
+    ans_reset(&a);
+    node_put(w, 0, "j", "\x03", NULL, &a); /* any key: the HLC is node-wide */
+    moor_buf_t c4 = put_ctx(&a);
+    moor_vclock_t v4 = clock_of(&c4);
+    assert_int_equal(v4.e[0].counter, ahead + 2);
+    /* a counter over a day ahead is forged: refused, the HLC untouched */
+    f.e[0].counter = UINT64_MAX;
+    fctx.len = 0;
+    assert_int_equal(moor_vclock_encode(&f, &fctx), 0);
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x04", &fctx, &a);
+    expect_err(&a, "BAD_CTX", "ahead");
+    ans_reset(&a);
+    node_put(w, 0, "j", "\x05", &c4, &a);
+    moor_buf_t c5 = put_ctx(&a);
+    moor_vclock_t v5 = clock_of(&c5);
+    assert_int_equal(v5.e[0].counter, ahead + 3);
+    moor_buf_free(&c4), moor_buf_free(&c5);
+    moor_buf_free(&c1), moor_buf_free(&c2), moor_buf_free(&c3), moor_buf_free(&fctx);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+static void test_bad_requests(void **state)
+{
+    world_t *w = world_new(0);
+    ans_t a = {0};
+    moor_buf_t bad = MOOR_BUF_INIT;
+    moor_coord_req_t q;
+
+    (void)state;
+    assert_int_equal(moor_buf_append(&bad, "\x91\x01", 2), 0); /* [1]: not a clock */
+    node_put(w, 0, "k", "\x01", &bad, &a);
+    expect_err(&a, "BAD_CTX", NULL);
+    ans_reset(&a);
+    node_del(w, 0, "k", &bad, &a);
+    expect_err(&a, "BAD_CTX", NULL);
+    bad.len = 0; /* an empty clock and a trailing byte */
+    assert_int_equal(moor_buf_append(&bad, "\x90\x01", 2), 0);
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x01", &bad, &a);
+    expect_err(&a, "BAD_CTX", "after the clock");
+
+    q = req_of("k", "\xc1", NULL); /* never MessagePack */
+    ans_reset(&a);
+    moor_coord_put(w->nodes[0].c, &q, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "MessagePack");
+    q = req_of("k", "\x01", NULL);
+    q.r = 4;
+    ans_reset(&a);
+    moor_coord_get(w->nodes[0].c, &q, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "r=4");
+    q.r = 2, q.n = MOOR_COORD_N_MAX + 1;
+    ans_reset(&a);
+    moor_coord_put(w->nodes[0].c, &q, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "n=65");
+    char space[300];
+    memset(space, 's', sizeof(space));
+    q = req_of("k", "\x01", NULL);
+    q.space = space, q.slen = sizeof(space);
+    ans_reset(&a);
+    moor_coord_put(w->nodes[0].c, &q, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "space");
+
+    /* defaults: n=3 and quorum levels when the caller leaves them 0 */
+    q = req_of("k", "\x01", NULL);
+    q.n = q.r = q.w = 0;
+    ans_reset(&a);
+    moor_coord_put(w->nodes[0].c, &q, ans_done, &a);
+    pump(w);
+    expect_ok(&a);
+    moor_buf_free(&bad);
+    ans_reset(&a);
+    world_free(w);
+}
+
+static void test_unavailable(void **state)
+{
+    world_t *w = world_new(0);
+    moor_ring_t *one = make_ring("a");
+    ans_t a = {0};
+
+    (void)state;
+    moor_coord_set_ring(w->nodes[0].c, one);
+    moor_ring_free(one); /* the coordinator holds its own reference */
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    expect_err(&a, "UNAVAILABLE", "the ring has 1 members, w=2");
+    ans_reset(&a);
+    node_get(w, 0, "k", &a);
+    expect_err(&a, "UNAVAILABLE", "r=2");
+    moor_coord_req_t q = req_of("k", "\x01", NULL);
+    q.w = 1, q.r = 1; /* n=3 on one member: served by the one there is */
+    ans_reset(&a);
+    moor_coord_put(w->nodes[0].c, &q, ans_done, &a);
+    pump(w);
+    expect_ok(&a);
+    moor_coord_set_ring(w->nodes[0].c, NULL);
+    ans_reset(&a);
+    node_get(w, 0, "k", &a);
+    expect_err(&a, "UNAVAILABLE", "no ring");
+    ans_reset(&a);
+    world_free(w);
+}
+
+/* Calls handle_peer on b with hand-made params. */
+static void peer_call(world_t *w, const char *method, const char *params, size_t plen,
+                      uint32_t nparams, ans_t *a)
+{
+    moor_coord_handle_peer(w->nodes[1].c, method, strlen(method), params, plen, nparams, ans_done,
+                           a);
+}
+
+static void test_peer_requests(void **state)
+{
+    world_t *w = world_new(0);
+    moor_buf_t p = MOOR_BUF_INIT, rec = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    ans_t a = {0};
+
+    (void)state;
+    moor_mp_packer_init(&pk, &p);
+    msgpack_pack_str_with_body(&pk, "default", 7);
+    msgpack_pack_bin_with_body(&pk, "k", 1);
+    peer_call(w, "_get", p.data, p.len, 2, &a); /* missing: nil */
+    expect_ok(&a);
+    assert_int_equal((unsigned char)a.res.data[0], 0xc0);
+    ans_reset(&a);
+    peer_call(w, "_get", p.data, p.len, 1, &a);
+    expect_err(&a, "BAD_REQUEST", "2 params");
+    ans_reset(&a);
+    peer_call(w, "_get", "\x01\x02", 2, 2, &a);
+    expect_err(&a, "BAD_REQUEST", "space");
+    ans_reset(&a);
+    peer_call(w, "_get", "\xa1s\x07", 3, 2, &a);
+    expect_err(&a, "BAD_REQUEST", "key");
+    ans_reset(&a);
+    peer_call(w, "_get", NULL, 0, 2, &a);
+    expect_err(&a, "BAD_REQUEST", "space");
+
+    /* a valid _put, answered true once the store says durable */
+    moor_record_t *r = rec_scratch();
+    moor_vclock_init(&r->vc);
+    assert_int_equal(moor_vclock_increment(&r->vc, "x", 1, 1), 0);
+    r->n = 1;
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0};
+    assert_int_equal(moor_record_encode(r, &rec), 0);
+    size_t sk = p.len;
+    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 3, &a);
+    assert_int_equal(a.called, 0);
+    pump(w);
+    expect_ok(&a);
+    assert_int_equal((unsigned char)a.res.data[0], 0xc3);
+    ans_reset(&a);
+    peer_call(w, "_get", p.data, sk, 2, &a); /* read back: bin(record) */
+    expect_ok(&a);
+    const char *q = a.res.data, *body;
+    uint32_t blen;
+    assert_int_equal(moor_mp_read_bin(&q, a.res.data + a.res.len, &body, &blen), 0);
+    assert_int_equal(blen, rec.len);
+    assert_memory_equal(body, rec.data, rec.len);
+
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 2, &a);
+    expect_err(&a, "BAD_REQUEST", "3 params");
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, sk, 3, &a); /* the record missing */
+    expect_err(&a, "BAD_REQUEST", "record must be a bin");
+    p.len = sk; /* a record that does not decode */
+    msgpack_pack_bin_with_body(&pk, "\x92\x90", 2);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 3, &a);
+    expect_err(&a, "BAD_REQUEST", "record");
+    p.len = sk; /* the record as a str */
+    msgpack_pack_str_with_body(&pk, rec.data, rec.len);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 3, &a);
+    expect_err(&a, "BAD_REQUEST", "record must be a bin");
+    p.len = sk; /* trailing bytes */
+    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    msgpack_pack_nil(&pk);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 3, &a);
+    expect_err(&a, "BAD_REQUEST", "after the params");
+    ans_reset(&a);
+    peer_call(w, "_nope", p.data, p.len, 3, &a);
+    expect_err(&a, "UNKNOWN_METHOD", "_nope");
+    w->nodes[1].fail_puts = 1; /* the store refuses: the error, not a hang */
+    p.len = sk;
+    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 3, &a);
+    expect_err(&a, "IO_ERROR", "refuses");
+    moor_buf_free(&p), moor_buf_free(&rec);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+/* _coord from a peer: malformed params, and a node that is no replica. */
+static void test_peer_coord(void **state)
+{
+    world_t *w = world_new(0);
+    moor_buf_t p = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    ans_t a = {0};
+
+    (void)state;
+    moor_mp_packer_init(&pk, &p);
+    msgpack_pack_str_with_body(&pk, "put", 3);
+    msgpack_pack_str_with_body(&pk, "default", 7);
+    msgpack_pack_bin_with_body(&pk, "k", 1);
+    msgpack_pack_int(&pk, 5);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_uint32(&pk, 3), msgpack_pack_uint32(&pk, 2), msgpack_pack_uint32(&pk, 500);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 8, ans_done, &a);
+    pump(w);
+    moor_buf_t ctx = put_ctx(&a);
+    assert_int_equal(clock_of(&ctx).e[0].id[0], 'b');
+    ans_reset(&a);
+    moor_coord_handle_peer(w->nodes[3].c, "_coord", 6, p.data, p.len, 8, ans_done, &a);
+    expect_err(&a, "UNAVAILABLE", "not a replica");
+    ans_reset(&a);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 7, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "8 params");
+    ans_reset(&a);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, "\xa3get", 4, 8, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "op must be");
+    ans_reset(&a);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len - 1, 8, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "timeout_ms");
+    ans_reset(&a);
+    memcpy(p.data + 1, "del", 3); /* "del" with a value */
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 8, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "nil value");
+    ans_reset(&a);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, NULL, 0, 8, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "op must be");
+    moor_buf_free(&p), moor_buf_free(&ctx);
+    ans_reset(&a);
+    world_free(w);
+}
+
+static void test_shutdown_in_flight(void **state)
+{
+    world_t *w = world_new(0);
+    ans_t a = {0}, g = {0}, pp = {0};
+
+    (void)state;
+    w->nodes[1].drop = w->nodes[2].drop = 1;
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    node_get(w, 0, "k", &g);
+    assert_int_equal(a.called + g.called, 0);
+    moor_coord_free(w->nodes[0].c);
+    w->nodes[0].c = NULL;
+    expect_err(&a, "SHUTTING_DOWN", NULL);
+    expect_err(&g, "SHUTTING_DOWN", NULL);
+    advance(w, 2 * TIMEOUT_MS); /* the lost requests' timeouts reach detached calls */
+    assert_int_equal(a.called, 1);
+    assert_int_equal(g.called, 1);
+
+    /* a replica freed while its store write is pending */
+    w->nodes[1].drop = w->nodes[2].drop = 0;
+    moor_buf_t p = MOOR_BUF_INIT, rec = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    moor_record_t *r = rec_scratch();
+    moor_vclock_init(&r->vc);
+    assert_int_equal(moor_vclock_increment(&r->vc, "x", 1, 1), 0);
+    r->n = 1;
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0};
+    assert_int_equal(moor_record_encode(r, &rec), 0);
+    moor_mp_packer_init(&pk, &p);
+    msgpack_pack_str_with_body(&pk, "default", 7);
+    msgpack_pack_bin_with_body(&pk, "k", 1);
+    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    peer_call(w, "_put", p.data, p.len, 3, &pp);
+    assert_int_equal(pp.called, 0);
+    moor_coord_free(w->nodes[1].c);
+    w->nodes[1].c = NULL;
+    expect_err(&pp, "SHUTTING_DOWN", NULL);
+    pump(w); /* the store's done reaches a detached call */
+    assert_int_equal(pp.called, 1);
+
+    /* a put in flight from c to b (now gone) and a (gone): lost, then absorbed */
+    ans_reset(&a);
+    node_put(w, 2, "k", "\x02", NULL, &a);
+    advance(w, TIMEOUT_MS);
+    expect_err(&a, "QUORUM_FAILED", "1 of 3");
+    moor_buf_free(&p), moor_buf_free(&rec);
+    ans_reset(&a), ans_reset(&g), ans_reset(&pp);
+    free(r);
+    world_free(w);
+}
+
+/* The same calls on a fresh world give the same stored bytes. */
+static void scenario(world_t *w)
+{
+    ans_t a = {0};
+
+    w->nodes[2].drop = 1;
+    node_put(w, 0, "x", "\x01", NULL, &a);
+    ans_reset(&a);
+    node_put(w, 1, "x", "\x02", NULL, &a);
+    advance(w, 7);
+    w->nodes[2].drop = 0;
+    ans_reset(&a);
+    node_del(w, 2, "x", NULL, &a);
+    ans_reset(&a);
+    node_get(w, 0, "x", &a);
+    advance(w, TIMEOUT_MS);
+    ans_reset(&a);
+}
+
+static void test_deterministic(void **state)
+{
+    world_t *w1 = world_new(0), *w2 = world_new(0);
+
+    (void)state;
+    scenario(w1);
+    scenario(w2);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(w1->nodes[i].nkv, w2->nodes[i].nkv);
+        for (size_t k = 0; k < w1->nodes[i].nkv; k++) {
+            assert_int_equal(w1->nodes[i].kv[k].rec.len, w2->nodes[i].kv[k].rec.len);
+            assert_memory_equal(w1->nodes[i].kv[k].rec.data, w2->nodes[i].kv[k].rec.data,
+                                w1->nodes[i].kv[k].rec.len);
+        }
+    }
+    world_free(w1);
+    world_free(w2);
+}
+
+static void test_new_rejects(void **state)
+{
+    moor_coord_opts_t o;
+    moor_coord_t *c = NULL;
+    world_t *w = world_new(0);
+
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    o.node_id = "a";
+    o.idlen = 1;
+    assert_int_equal(moor_coord_new(&o, &c), MOOR_EINVAL); /* no env */
+    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop};
+    o.transport = (moor_transport_if_t){&w->nodes[0], tr_request};
+    o.store = (moor_store_if_t){&w->nodes[0], st_get, st_put};
+    o.idlen = 0;
+    assert_int_equal(moor_coord_new(&o, &c), MOOR_EINVAL);
+    o.idlen = MOOR_VC_ID_MAX + 1;
+    assert_int_equal(moor_coord_new(&o, &c), MOOR_EINVAL);
+    assert_null(c);
+    moor_coord_free(NULL);
+    world_free(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_put_then_get_elsewhere),
+        cmocka_unit_test(test_one_coordinator_siblings),
+        cmocka_unit_test(test_forwarded),
+        cmocka_unit_test(test_forward_retry),
+        cmocka_unit_test(test_contexts),
+        cmocka_unit_test(test_delete_concurrent_with_put),
+        cmocka_unit_test(test_one_replica_down),
+        cmocka_unit_test(test_two_replicas_down),
+        cmocka_unit_test(test_none_answer_or_fail_fast),
+        cmocka_unit_test(test_read_repair),
+        cmocka_unit_test(test_read_repair_after_answer),
+        cmocka_unit_test(test_resolver),
+        cmocka_unit_test(test_hlc),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_unavailable),
+        cmocka_unit_test(test_peer_requests),
+        cmocka_unit_test(test_peer_coord),
+        cmocka_unit_test(test_shutdown_in_flight),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_new_rejects),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

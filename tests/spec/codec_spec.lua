@@ -7,37 +7,9 @@
 local core = require("moor_core")
 local ffi = require("ffi")
 
-local function hex(s)
-    return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
+local helpers = dofile("tests/spec/helpers.lua")
+local hex, same = helpers.hex, helpers.same
 
--- Deep equality; NaN equals NaN, -0 differs from 0, cdata compares type too.
-local function same(a, b)
-    if type(a) ~= type(b) then
-        return false
-    end
-    if type(a) == "number" then
-        if a ~= a then
-            return b ~= b
-        end
-        return a == b and (a ~= 0 or 1 / a == 1 / b)
-    elseif type(a) == "cdata" then
-        return tostring(ffi.typeof(a)) == tostring(ffi.typeof(b)) and a == b
-    elseif type(a) ~= "table" then
-        return a == b
-    end
-    for k, v in pairs(a) do
-        if not same(v, b[k]) then
-            return false
-        end
-    end
-    for k in pairs(b) do
-        if a[k] == nil then
-            return false
-        end
-    end
-    return true
-end
 
 local function roundtrip(v)
     local s, err = core.encode(v)

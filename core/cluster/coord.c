@@ -8,8 +8,15 @@
  * and the caller's done.  A write is coordinated by a replica: on one,
  * the next version is built from the local record (build_write) and sent
  * to every replica, answering at W acknowledgements that include the local
- * one; elsewhere the op is a forward (OP_FORWARD) that sends `_coord` to
- * the first replica, then the next if that one never answers.  A read asks
+ * one.  A write without a ctx (blind) first reads the other replicas
+ * (`_get`, blind_read) for half its time, until R - 1 answered or all
+ * replied, and builds on the merge of what it read and the local record,
+ * so its version descends what a read quorum holds: a replica that missed
+ * a delete then replaces the deleted value instead of resurrecting its
+ * stale copy beside the new one.  Too few answers only mean building on
+ * less; a write with a ctx builds on the local record at once.
+ * Elsewhere the op is a forward (OP_FORWARD) that sends `_coord` to the
+ * first replica, then the next if that one never answers.  A read asks
  * every replica, folds each reply into a running merge (moor_record_merge),
  * answers at R replies, and keeps listening until every replica answered
  * or the deadline passed, then read-repairs: every replica that answered
@@ -73,6 +80,7 @@ typedef struct slot {
     uint8_t idlen;
     char id[MOOR_RING_ID_MAX]; /* the replica's member id */
     int self;                  /* 1: this node, reached through the store */
+    int rstate;                /* blind write's read: a slot_state; set once */
     moor_buf_t rec;            /* get, SLOT_OK: the replica's record */
 } slot_t;
 
@@ -90,11 +98,18 @@ struct op {
     uint32_t need;       /* r or w; 0 for background writes */
     uint32_t ok, failed; /* replies counted, ok + failed <= n */
     uint32_t timeout_ms;
-    uint32_t tries;       /* forward: replicas tried (slots 0..tries-1) */
-    uint32_t timedout;    /* forward: attempts that timed out */
-    char why[128];        /* forward: why the last attempt failed */
-    slot_t *local;        /* coordinated write: this node's slot, which must ack */
-    size_t slen, klen; /* space and key, back to back in sk */
+    uint32_t tries;        /* forward: replicas tried (slots 0..tries-1) */
+    uint32_t timedout;     /* forward: attempts that timed out */
+    char why[128];         /* forward: why the last attempt failed */
+    slot_t *local;         /* coordinated write: this node's slot, which must ack */
+    int reading;           /* blind write: still reading the other replicas */
+    uint64_t rtimer;       /* blind write: end of the read; 0 when none runs */
+    uint32_t rneed;        /* blind write: answers the read waits for */
+    uint32_t rok, rfailed; /* blind write: read answers and failures */
+    int tombstone;         /* blind write: a delete */
+    moor_buf_t value;      /* blind write: the value, kept across the read */
+    moor_buf_t seen;       /* blind write: merge of the records read so far */
+    size_t slen, klen;     /* space and key, back to back in sk */
     moor_buf_t sk;
     moor_buf_t ekey;   /* engine key */
     moor_buf_t rec;    /* write: the version; get: merge of replies so far;
@@ -199,6 +214,8 @@ static void op_unref(op_t *op)
     moor_buf_free(&op->ekey);
     moor_buf_free(&op->rec);
     moor_buf_free(&op->result);
+    moor_buf_free(&op->value);
+    moor_buf_free(&op->seen);
     free(op);
 }
 
@@ -245,15 +262,21 @@ static void op_start_timer(op_t *op)
         op->refs++;
 }
 
-/* REQUIRES: the caller holds another reference. */
-static void op_stop_timer(op_t *op)
+/* Stops the timer *t of op (its deadline or its read's end), if running.
+ * REQUIRES: the caller holds another reference. */
+static void op_stop_timer_at(op_t *op, uint64_t *t)
 {
-    if (!op->timer)
+    if (!*t)
         return;
     if (op->c)
-        op->c->clock.timer_stop(op->c->clock.ud, op->timer);
-    op->timer = 0;
+        op->c->clock.timer_stop(op->c->clock.ud, *t);
+    *t = 0;
     op->refs--;
+}
+
+static void op_stop_timer(op_t *op)
+{
+    op_stop_timer_at(op, &op->timer);
 }
 
 /* Copies the key, builds the engine key.  0 or an error code. */
@@ -333,29 +356,42 @@ out:
     return rc;
 }
 
+static int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen);
+
 /* The next version of a key for a client write, coordinated here as one
- * of its replicas: the local record (none when missing) with the write
- * applied (write_version) -- a ctx that descends it replaces its
- * siblings, anything else adds one.  Appends the record to rec and its
- * clock to ctx_out.  0, MOOR_EBADCTX, MOOR_ECORRUPT (stored record),
- * MOOR_ENOMEM or the store's error. */
+ * of its replicas: the local record (none when missing), merged with
+ * op->seen (what a blind write read from the other replicas; empty: none),
+ * with the write applied (write_version) -- a ctx that descends it
+ * replaces its siblings, anything else adds one.  Appends the record to
+ * rec and its clock to ctx_out.  0, MOOR_EBADCTX, MOOR_ECORRUPT (stored
+ * record), MOOR_ENOMEM or the store's error. */
 static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t ctxlen,
                        const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
                        moor_buf_t *ctx_out)
 {
-    moor_buf_t cur = MOOR_BUF_INIT;
+    moor_buf_t cur = MOOR_BUF_INIT, acc = MOOR_BUF_INIT;
+    const moor_buf_t *base = &cur; /* the record to build on; empty: none */
     moor_record_t *r = NULL;
     int rc = c->store.get(c->store.ud, op->ekey.data, op->ekey.len, &cur);
 
-    if (rc == 0) {
-        if ((rc = moor_record_decode(cur.data, cur.len, c->ra)))
+    if (rc == MOOR_ENOTFOUND)
+        cur.len = 0;
+    else if (rc)
+        goto out;
+    if (op->seen.len) {
+        if ((rc = moor_buf_append(&acc, op->seen.data, op->seen.len)) ||
+            (cur.len && (rc = merge_into(c, &acc, cur.data, cur.len))))
+            goto out;
+        base = &acc;
+    }
+    if (base->len) {
+        if ((rc = moor_record_decode(base->data, base->len, c->ra)))
             goto out;
         r = c->ra;
-    } else if (rc != MOOR_ENOTFOUND) {
-        goto out;
     }
     rc = write_version(c, r, ctx, ctxlen, value, vlen, tombstone, rec, ctx_out);
 out:
+    moor_buf_free(&acc);
     moor_buf_free(&cur);
     return rc;
 }
@@ -585,16 +621,15 @@ static void write_local_done(void *arg, int status)
     op_unref(op);
 }
 
-/* Sends op->rec to every slot, then waits (done set) or lets the replies
- * drain (background).  Drops the start guard. */
+/* Sends op->rec to every slot, then waits (done set; the caller started
+ * the deadline) or lets the replies drain (background).  Drops the start
+ * guard. */
 static void write_send(op_t *op)
 {
     moor_coord_t *c = op->c;
     moor_buf_t params = MOOR_BUF_INIT;
     int prc = pack_params(op, &op->rec, &params);
 
-    if (op->done)
-        op_start_timer(op);
     for (uint32_t i = 0; i < op->n && op->c; i++) {
         slot_t *s = &op->slot[i];
         int rc = prc;
@@ -698,14 +733,140 @@ static int check_ctx(moor_coord_t *c, const char *ctx, size_t ctxlen)
 static void forward_call(moor_coord_t *c, const plan_t *pl, const moor_coord_req_t *req,
                          int tombstone, moor_coord_done_fn done, void *arg);
 
-/* A client write.  On a replica of the key: read the local record, build
- * the next version, write it here and send it to the other replicas.
+/* Builds the next version (build_write) and sends it to every replica;
+ * on failure answers the error.  Drops a reference the caller took. */
+static void write_go(op_t *op, const char *ctx, size_t ctxlen, const char *value, size_t vlen,
+                     int tombstone)
+{
+    moor_buf_t nctx = MOOR_BUF_INIT;
+    int rc = build_write(op->c, op, ctx, ctxlen, value, vlen, tombstone, &op->rec, &nctx);
+
+    if (rc == 0)
+        rc = tombstone ? moor_buf_append(&op->result, true_mp, 1)
+                       : pack_ctx_result(&op->result, &nctx);
+    moor_buf_free(&nctx);
+    if (rc) {
+        op_stop_timer(op);
+        op_fail(op, err_code(rc), "%s", moor_diag_msg(rc));
+        op_unref(op);
+        return;
+    }
+    write_send(op);
+}
+
+/* A blind write's read is over (enough answers, every replica replied,
+ * its time is up, or the deadline passed): stop listening; unless the op
+ * was already answered, build on what was seen and send. */
+static void blind_read_end(op_t *op)
+{
+    op->reading = 0;
+    op_stop_timer_at(op, &op->rtimer);
+    if (op->answered)
+        return;
+    op->refs++; /* for write_go */
+    write_go(op, NULL, 0, op->value.data, op->value.len, op->tombstone);
+}
+
+/* Another replica's answer to the read: ok with its record (rec NULL: it
+ * has none), or a failure, which only counts as no answer. */
+static void blind_read_slot(op_t *op, slot_t *s, int ok, const char *rec, size_t rlen)
+{
+    if (!op->c || !op->reading || s->rstate != SLOT_PENDING)
+        return;
+    if (ok && rec && merge_into(op->c, &op->seen, rec, rlen))
+        ok = 0;
+    s->rstate = ok ? SLOT_OK : SLOT_FAILED;
+    if (ok)
+        op->rok++;
+    else
+        op->rfailed++;
+    if (op->rok >= op->rneed || op->rok + op->rfailed == op->n - 1)
+        blind_read_end(op);
+}
+
+static void blind_read_reply(void *arg, int status, const char *res, size_t rlen)
+{
+    slot_t *s = arg;
+    op_t *op = s->op;
+    const char *p = res, *end = res + rlen, *rec = NULL;
+    uint32_t n = 0;
+    int ok = 0;
+
+    if (status == 0 && moor_mp_read_nil(&p, end) == 0 && p == end)
+        ok = 1;
+    else if (status == 0 && moor_mp_read_bin(&p, end, &rec, &n) == 0 && p == end)
+        ok = 1;
+    blind_read_slot(op, s, ok, ok ? rec : NULL, ok ? n : 0);
+    op_unref(op);
+}
+
+static void blind_read_timeout(void *arg)
+{
+    op_t *op = arg;
+
+    op->rtimer = 0; /* fired: its reference is ours to drop */
+    if (op->c && op->reading)
+        blind_read_end(op);
+    op_unref(op);
+}
+
+/* A write without a ctx, coordinated here: first read the key from the
+ * other replicas (`_get`) and wait for r - 1 answers, so the version built
+ * descends what a read quorum holds -- a replica that missed a delete
+ * would otherwise add the new value beside the deleted one it still holds.
+ * Failures count as no answer; with too few answers the write goes ahead
+ * on what it has.  The read gets half the call's time, the write the
+ * rest.  Drops the start guard. */
+static void blind_read(op_t *op, uint32_t r, const char *value, size_t vlen, int tombstone)
+{
+    moor_coord_t *c = op->c;
+    moor_buf_t params = MOOR_BUF_INIT;
+    uint32_t rms = op->timeout_ms / 2 ? op->timeout_ms / 2 : 1;
+    int prc;
+
+    op->tombstone = tombstone;
+    op->rneed = r - 1 < op->n - 1 ? r - 1 : op->n - 1;
+    if (op->rneed == 0) {
+        write_go(op, NULL, 0, value, vlen, tombstone);
+        return;
+    }
+    if (!tombstone && moor_buf_append(&op->value, value, vlen)) {
+        op_stop_timer(op);
+        op_fail(op, "OUT_OF_MEMORY", "no memory for a write");
+        op_unref(op);
+        return;
+    }
+    op->reading = 1;
+    prc = pack_params(op, NULL, &params);
+    op->rtimer = c->clock.timer_start(c->clock.ud, rms, blind_read_timeout, op);
+    if (op->rtimer)
+        op->refs++;
+    for (uint32_t i = 0; i < op->n && op->c && op->reading; i++) {
+        slot_t *s = &op->slot[i];
+        int rc = prc;
+        if (s->self)
+            continue;
+        op->refs++;
+        if (rc == 0)
+            rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 2, rms,
+                               blind_read_reply, s);
+        if (rc) {
+            op->refs--;
+            blind_read_slot(op, s, 0, NULL, 0);
+        }
+    }
+    moor_buf_free(&params);
+    op_unref(op);
+}
+
+/* A client write.  On a replica of the key: read the local record (a
+ * blind write: and the other replicas' first), build the next version,
+ * write it here and send it to the other replicas.
  * Elsewhere: forward it to a replica (from_peer: refuse, so a ring that
  * disagrees between nodes never bounces a write around). */
 static void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombstone, int from_peer,
                        moor_coord_done_fn done, void *arg)
 {
-    moor_buf_t ctx = MOOR_BUF_INIT;
     size_t ctxlen = req->ctx ? req->ctxlen : 0;
     char msg[256];
     const char *code;
@@ -743,17 +904,11 @@ static void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombsto
     for (uint32_t i = 0; i < op->n; i++)
         if (op->slot[i].self)
             op->local = &op->slot[i];
-    rc = build_write(c, op, req->ctx, ctxlen, req->value, req->vlen, tombstone, &op->rec, &ctx);
-    if (rc == 0)
-        rc = tombstone ? moor_buf_append(&op->result, true_mp, 1)
-                       : pack_ctx_result(&op->result, &ctx);
-    moor_buf_free(&ctx);
-    if (rc) {
-        op_fail(op, err_code(rc), "%s", moor_diag_msg(rc));
-        op_unref(op);
-        return;
-    }
-    write_send(op);
+    op_start_timer(op);
+    if (ctxlen)
+        write_go(op, req->ctx, ctxlen, req->value, req->vlen, tombstone);
+    else
+        blind_read(op, pl.r, req->value, req->vlen, tombstone);
 }
 
 /* ---- forwarding --------------------------------------------------------------------- */
@@ -1156,6 +1311,10 @@ static void op_deadline(void *arg)
     }
     if (op->c && op->kind == OP_GET && !op->finished)
         get_finish(op);
+    if (op->c && op->reading) { /* answered: the write is not sent */
+        op->reading = 0;
+        op_stop_timer_at(op, &op->rtimer);
+    }
     op_unref(op);
 }
 
@@ -1384,6 +1543,7 @@ void moor_coord_free(moor_coord_t *c)
         op->refs++; /* held across done */
         op_fail(op, "SHUTTING_DOWN", "the node is shutting down");
         op_stop_timer(op);
+        op_stop_timer_at(op, &op->rtimer);
         op_unlink(op);
         op->c = NULL;
         op_unref(op);

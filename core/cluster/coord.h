@@ -10,7 +10,12 @@
  * next value of a node-wide hybrid logical clock, so no counter is ever
  * given to two versions, not even after a crash lost unsynced writes --
  * writes it locally (visible at once) and sends it to the other N-1
- * replicas as `_put(space, key, record)`.  It answers after W
+ * replicas as `_put(space, key, record)`.  A write WITHOUT a ctx (blind:
+ * e.g. after a get of a deleted key, which carries no ctx) first reads the
+ * key from the other replicas (`_get`, R - 1 answers or half the timeout)
+ * and builds on the merge of those and the local record, so a replica
+ * that missed a recent write or delete cannot resurrect an old value.
+ * It answers after W
  * acknowledgements, its own durable local write among them (required: an
  * acknowledged version is never one only the others hold).  Each replica
  * merges what it receives (moor_record_merge: a descendant replaces,

@@ -18,8 +18,9 @@
  * (fail fast); read repair of a missing and of a stale replica; the
  * resolver hook and its write-back; the HLC; BAD_CTX, BAD_REQUEST,
  * UNAVAILABLE; malformed peer requests; shutdown with calls in flight and
- * late replies absorbed afterwards; the same scenario replayed gives the
- * same bytes.
+ * late replies absorbed afterwards; a blind write by a replica that missed
+ * a delete reads the others first and does not resurrect the deleted
+ * value; the same scenario replayed gives the same bytes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1442,6 +1443,83 @@ static void test_shutdown_in_flight(void **state)
     world_free(w);
 }
 
+/* A write at w = 1 (r = 2) coordinated by node i. */
+static void node_put_w1(world_t *w, int i, const char *key, const char *value,
+                        const moor_buf_t *ctx, ans_t *a)
+{
+    moor_coord_req_t r = req_of(key, value, ctx);
+    r.w = 1;
+    moor_coord_put(w->nodes[i].c, &r, ans_done, a);
+    pump(w);
+}
+
+/* c misses a delete; a blind put it coordinates reads a and b first, so
+ * the tombstone it learns makes the new value replace the deleted one
+ * (without the read, c's stale copy came back beside it).  Too few read
+ * answers only delay the write (half the time); a write with a ctx does
+ * not read at all. */
+static void test_blind_write_reads_first(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0};
+
+    (void)state;
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    expect_ok(&a);
+    ans_reset(&a);
+    node_get(w, 0, "k", &a);
+    got_t g = parse_get(&a);
+    w->nodes[2].drop = 1; /* c misses the delete */
+    ans_reset(&a);
+    node_del(w, 0, "k", &g.ctx, &a);
+    expect_ok(&a);
+    advance(w, TIMEOUT_MS);
+    w->nodes[2].drop = 0;
+    assert_true(stored(w, 2, "k", r));
+    assert_int_equal(r->n, 1);
+    assert_false(r->sib[0].tombstone); /* c still holds the old value */
+    ans_reset(&a);
+    node_put(w, 2, "k", "\x02", NULL, &a); /* blind, coordinated by c */
+    expect_ok(&a);
+    for (int i = 0; i < 3; i++) {
+        ans_reset(&a);
+        node_get(w, i, "k", &a);
+        moor_buf_free(&g.ctx);
+        g = parse_get(&a);
+        if (g.n != 1 || g.vals[0] != 2)
+            fail_msg("get via %c after c's blind put: %u value(s), first %d; expected only 2",
+                     'a' + i, g.n, g.vals[0]);
+        assert_true(stored(w, i, "k", r));
+        for (uint32_t j = 0; j < r->n; j++)
+            if (!r->sib[j].tombstone && r->sib[j].value[0] != 2)
+                fail_msg("replica %c keeps value %d beside 2", 'a' + i, r->sib[j].value[0]);
+    }
+    /* a and b silent: the read gets no answer, and the write goes ahead
+     * at half the time on c's own record (w = 1: c's ack suffices) */
+    w->nodes[0].drop = w->nodes[1].drop = 1;
+    ans_reset(&a);
+    node_put_w1(w, 2, "k", "\x04", NULL, &a);
+    assert_int_equal(a.called, 0);
+    advance(w, TIMEOUT_MS / 2 - 1);
+    assert_int_equal(a.called, 0);
+    advance(w, 1);
+    moor_buf_t c4 = put_ctx(&a);
+    /* with a ctx: no read, answered at once */
+    ans_reset(&a);
+    node_put_w1(w, 2, "k", "\x05", &c4, &a);
+    expect_ok(&a);
+    w->nodes[0].drop = w->nodes[1].drop = 0;
+    advance(w, 2 * TIMEOUT_MS);
+    moor_coord_stats_t st;
+    moor_coord_stats(w->nodes[2].c, &st);
+    assert_int_equal(st.quorum_failures + st.timeouts, 0);
+    moor_buf_free(&g.ctx), moor_buf_free(&c4);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
 /* The same calls on a fresh world give the same stored bytes. */
 static void scenario(world_t *w)
 {
@@ -1524,6 +1602,7 @@ int main(void)
         cmocka_unit_test(test_peer_requests),
         cmocka_unit_test(test_peer_coord),
         cmocka_unit_test(test_shutdown_in_flight),
+        cmocka_unit_test(test_blind_write_reads_first),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_new_rejects),
     };

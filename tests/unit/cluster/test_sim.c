@@ -919,12 +919,7 @@ static void phase1_next(cluster_t *cl, client_t *c)
 {
     if (c->step == 0) {
         int key = phase1_own_key(cl, c);
-        /* No deletes here: a get of a deleted key answers nil without a
-         * ctx, so the client's next write is blind, and a coordinating
-         * replica that missed the delete keeps the old value beside it as
-         * a sibling (Riak behaves alike).  Known limitation, see README
-         * "Status"; deletes are covered by test_coord.c. */
-        int del = 0;
+        int del = cl->last_acked[key] && !cl->last_acked_del[key] && sim_chance(cl->sim, 0.15);
         c->key = key;
         issue_write(cl, c, key, del, 0);
     } else if (c->step == 1) {

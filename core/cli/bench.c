@@ -37,7 +37,7 @@
 #include <msgpack.h>
 
 #include "net/client.h"
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/clock.h"
 #include "util/err.h"
 

@@ -28,7 +28,7 @@
 
 #include <msgpack.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 
 /* ---- base64 ------------------------------------------------------------------ */

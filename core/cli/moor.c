@@ -33,7 +33,7 @@
 #include "cli/bench.h"
 #include "cli/json.h"
 #include "net/client.h"
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 
 enum { EXIT_ERROR_REPLY = 1, EXIT_USAGE = 2, EXIT_TRANSPORT = 3 };

@@ -57,7 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "record.h"
 #include "util/err.h"
 #include "util/log.h"

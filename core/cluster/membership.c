@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 
 void moor_members_init(moor_members_t *t) { memset(t, 0, sizeof(*t)); }

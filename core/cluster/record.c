@@ -37,7 +37,7 @@
 #include <msgpack.h>
 #include <string.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 #include "util/hash.h"
 

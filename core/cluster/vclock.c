@@ -17,7 +17,7 @@
 #include <msgpack.h>
 #include <string.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 
 /* memcmp order, shorter first on a common prefix. */

@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 
 #define LUA_TCDATA_ 10 /* LuaJIT's type tag for cdata (not in lua.h) */

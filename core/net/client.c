@@ -39,7 +39,7 @@
 
 #include <msgpack.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "net/rpc.h"
 #include "util/clock.h"
 #include "util/err.h"

@@ -37,7 +37,7 @@
 
 #include <msgpack.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "net/rpc.h"
 #include "util/err.h"
 #include "util/log.h"

@@ -18,7 +18,7 @@
 
 #include <string.h>
 
-#include "mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 
 _Static_assert(MOOR_RPC_SCAN_DEPTH == MOOR_MP_MAX_DEPTH, "scan stack must match mp depth");

@@ -25,7 +25,7 @@
 #include <string.h>
 
 #include "cluster/record.h"
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 
 static unsigned sink; /* keeps the span reads from being optimised away */

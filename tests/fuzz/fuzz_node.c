@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "net/rpc.h"
 #include "server/node.h"
 #include "util/log.h"

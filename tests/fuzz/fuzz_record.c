@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "cluster/record.h"
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 
 static void check_clock(const moor_vclock_t *vc)

@@ -23,7 +23,7 @@
 #include <msgpack.h>
 
 #include "cli/json.c" /* TEST: core/cli is an executable, not a library */
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 #include "testutil.h"
 

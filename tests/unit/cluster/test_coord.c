@@ -32,7 +32,7 @@
 
 #include "cluster/coord.h"
 #include "cluster/record.h"
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 #include "testutil.h"
 

@@ -19,7 +19,7 @@
 #include <msgpack.h>
 
 #include "cluster/record.h"
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 #include "util/hash.h"
 #include "testutil.h"

@@ -50,7 +50,7 @@
 #include "cluster/record.h"
 #include "cluster/ring.h"
 #include "cluster/vclock.h"
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 #include "sim.h"
 #include "testutil.h"

@@ -15,7 +15,7 @@
 #include <msgpack.h>
 
 #include "cluster/vclock.h"
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 #include "testutil.h"
 

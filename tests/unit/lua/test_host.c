@@ -21,7 +21,7 @@
 
 #include "lua/codec.h"
 #include "lua/host.h"
-#include "net/mp.h"
+#include "util/mp.h"
 #include "testutil.h"
 #include "util/clock.h"
 #include "util/err.h"

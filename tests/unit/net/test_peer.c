@@ -29,7 +29,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "net/peer.h"
 #include "net/server.h"
 #include "net/uvenv.h"

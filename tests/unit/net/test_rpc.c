@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "net/rpc.h"
 #include "util/err.h"
 #include "testutil.h"

@@ -27,7 +27,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "net/rpc.h"
 #include "net/server.h"
 #include "util/err.h"

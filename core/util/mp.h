@@ -14,8 +14,8 @@
  * it); on bytes that can never be valid (0xc1, depth over the limit)
  * MOOR_EPROTO.
  */
-#ifndef MOOR_NET_MP_H
-#define MOOR_NET_MP_H
+#ifndef MOOR_UTIL_MP_H
+#define MOOR_UTIL_MP_H
 
 #include <msgpack.h>
 #include <stddef.h>

@@ -20,7 +20,7 @@
 #include <math.h>
 #include <msgpack.h>
 
-#include "net/mp.h"
+#include "util/mp.h"
 #include "util/err.h"
 #include "testutil.h"
 

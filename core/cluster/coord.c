@@ -1099,7 +1099,7 @@ static int get_resolve(op_t *op, moor_buf_t *res)
     moor_buf_t val = MOOR_BUF_INIT, clock = MOOR_BUF_INIT, rec = MOOR_BUF_INIT, ctx = MOOR_BUF_INIT;
     msgpack_packer pk;
     int rc = c->resolve(c->resolve_ud, op->sk.data, op->slen, op->rec.data, op->rec.len, &val);
-    int resolved = 0;
+    int resolved = 0, deleted;
 
     if (rc < 0 || (rc == 1 && !is_one_object(val.data, val.len))) {
         moor_log_warn("resolver of space '%.*s' failed (%s); keeping the siblings", (int)op->slen,
@@ -1108,17 +1108,22 @@ static int get_resolve(op_t *op, moor_buf_t *res)
     }
     if (rc != 1)
         goto out;
+    /* nil resolves to "deleted": the write-back is a tombstone. */
+    deleted = val.len == 1 && (unsigned char)val.data[0] == 0xc0;
     /* The write-back descends the merge; its clock is the ctx we answer, so
      * a client writing with it supersedes the write-back too. */
     if (moor_record_decode(op->rec.data, op->rec.len, c->ra) ||
         moor_vclock_encode(&c->ra->vc, &clock) ||
-        write_version(c, c->ra, clock.data, clock.len, val.data, val.len, 0, &rec, &ctx))
+        write_version(c, c->ra, clock.data, clock.len, val.data, val.len, deleted, &rec, &ctx))
         goto out;
     moor_mp_packer_init(&pk, res);
-    rc = msgpack_pack_map(&pk, 2) | msgpack_pack_str_with_body(&pk, "values", 6) |
-         msgpack_pack_array(&pk, 1) | moor_mp_pack_raw(res, val.data, val.len) |
-         msgpack_pack_str_with_body(&pk, "ctx", 3) |
-         msgpack_pack_bin_with_body(&pk, ctx.data, ctx.len);
+    if (deleted)
+        rc = msgpack_pack_nil(&pk);
+    else
+        rc = msgpack_pack_map(&pk, 2) | msgpack_pack_str_with_body(&pk, "values", 6) |
+             msgpack_pack_array(&pk, 1) | moor_mp_pack_raw(res, val.data, val.len) |
+             msgpack_pack_str_with_body(&pk, "ctx", 3) |
+             msgpack_pack_bin_with_body(&pk, ctx.data, ctx.len);
     if (rc) {
         res->len = 0;
         goto out;

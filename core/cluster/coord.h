@@ -76,7 +76,8 @@ typedef void (*moor_coord_done_fn)(void *arg, const char *errcode, const char *e
 /* Optional resolver hook: given the encoded record of a key with more
  * than one live sibling, return 1 and append the resolved value
  * (MessagePack) to out, 0 to keep the siblings, <0 on error (logged,
- * siblings kept). */
+ * siblings kept).  A resolved nil means "deleted": the write-back is a
+ * tombstone and the get answers nil. */
 typedef int (*moor_coord_resolve_fn)(void *ud, const char *space, size_t slen,
                                      const char *record, size_t rlen, moor_buf_t *out);
 

@@ -41,7 +41,25 @@ void moor_config_default(moor_config_t *c)
     c->vnodes = 64;
     c->nspaces = 1;
     strcpy(c->spaces[0].name, "default");
-    c->spaces[0].n = c->spaces[0].r = c->spaces[0].w = 1;
+}
+
+void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n,
+                        uint32_t *r, uint32_t *w)
+{
+    *n = s->n > 0 ? (uint32_t)s->n : moor_config_clustered(c) ? 3 : 1;
+    *r = moor_level_count(s->r, *n);
+    *w = moor_level_count(s->w, *n);
+}
+
+int moor_level_parse(const char *s, size_t len)
+{
+    if (len == 3 && memcmp(s, "one", 3) == 0)
+        return MOOR_LEVEL_ONE;
+    if (len == 6 && memcmp(s, "quorum", 6) == 0)
+        return MOOR_LEVEL_QUORUM;
+    if (len == 3 && memcmp(s, "all", 3) == 0)
+        return MOOR_LEVEL_ALL;
+    return MOOR_LEVEL_DEFAULT;
 }
 
 const moor_space_cfg_t *moor_config_space(const moor_config_t *c, const char *name, size_t len)
@@ -221,6 +239,31 @@ static int read_misc(lua_State *L, int t, moor_config_t *c)
     return 0;
 }
 
+/* r or w of a space: a count 1..16 or "one" / "quorum" / "all". */
+static int get_level(lua_State *L, int idx, const char *k, int *out)
+{
+    size_t len;
+    const char *str;
+    double v;
+    int rc = 0;
+
+    lua_getfield(L, idx, k);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        str = lua_tolstring(L, -1, &len);
+        if ((*out = moor_level_parse(str, len)) == MOOR_LEVEL_DEFAULT)
+            rc = moor_diag(MOOR_EINVAL, "config: spaces[].%s must be a count or one, quorum, all",
+                           k);
+    } else if (!lua_isnil(L, -1)) {
+        v = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || v < 1 || v > 16 || v != (int)v)
+            rc = moor_diag(MOOR_EINVAL, "config: spaces[].%s must be a count 1..16", k);
+        else
+            *out = (int)v;
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
 /* One entry of spaces = { {name, n, r, w, resolver}, ... } at the top. */
 static int read_space(lua_State *L, moor_config_t *c)
 {
@@ -229,19 +272,14 @@ static int read_space(lua_State *L, moor_config_t *c)
     int rc;
 
     memset(&s, 0, sizeof(s));
-    s.n = s.r = s.w = 1;
     if ((rc = get_str(L, -1, "spaces[].", "name", s.name, sizeof(s.name))) <= 0)
         return rc < 0 ? rc : moor_diag(MOOR_EINVAL, "config: a space without a name");
     TRY(get_str(L, -1, "spaces[].", "resolver", s.resolver, sizeof(s.resolver)));
     TRY(get_num(L, -1, "spaces[].", "n", 1, 16, &v));
     if (rc)
         s.n = (int)v;
-    TRY(get_num(L, -1, "spaces[].", "r", 1, 16, &v));
-    if (rc)
-        s.r = (int)v;
-    TRY(get_num(L, -1, "spaces[].", "w", 1, 16, &v));
-    if (rc)
-        s.w = (int)v;
+    TRY(get_level(L, -1, "r", &s.r));
+    TRY(get_level(L, -1, "w", &s.w));
     dst = (moor_space_cfg_t *)moor_config_space(c, s.name, strlen(s.name));
     if (!dst) {
         if (c->nspaces >= MOOR_CFG_MAX_SPACES)
@@ -343,6 +381,15 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
     TRY(read_spaces(L, idx, c));
     if (!c->node[0])
         return moor_diag(MOOR_EINVAL, "config: node is required");
+    for (unsigned i = 0; i < c->nspaces; i++) {
+        uint32_t n, r, w;
+        moor_config_levels(c, &c->spaces[i], &n, &r, &w);
+        if (r > n || w > n)
+            return moor_diag(MOOR_EINVAL,
+                             "config: space '%s': r=%u and w=%u must not exceed n=%u (n defaults "
+                             "to 3 in a cluster, 1 alone)",
+                             c->spaces[i].name, r, w, n);
+    }
     return 0;
 fail:
     return rc;

@@ -13,9 +13,19 @@
 
 #define MOOR_CFG_MAX_SPACES 64
 
+/* A read or write level as configured: a count (> 0), or a name resolved
+ * against n per request. */
+enum moor_level {
+    MOOR_LEVEL_DEFAULT = 0, /* not set: quorum */
+    MOOR_LEVEL_ONE = -1,
+    MOOR_LEVEL_QUORUM = -2, /* n / 2 + 1 */
+    MOOR_LEVEL_ALL = -3
+};
+
 typedef struct moor_space_cfg {
     char name[256];          /* "default" always exists */
-    int n, r, w;             /* replication and quorums (1 on a single node) */
+    int n;                   /* replicas; 0 = the node's default (3 in a cluster, else 1) */
+    int r, w;                /* enum moor_level or a count */
     char resolver[64];       /* "" = keep siblings */
 } moor_space_cfg_t;
 
@@ -50,6 +60,32 @@ typedef struct moor_config {
 
 /* Defaults for everything (what an empty moor.cfg{} means). */
 void moor_config_default(moor_config_t *c);
+
+/* 1 when the node runs in a cluster (seeds configured). */
+static inline int moor_config_clustered(const moor_config_t *c)
+{
+    return c->nseeds > 0;
+}
+
+/* A level (enum moor_level or count) as a count for n replicas. */
+static inline uint32_t moor_level_count(int level, uint32_t n)
+{
+    if (level > 0)
+        return (uint32_t)level;
+    if (level == MOOR_LEVEL_ONE)
+        return 1;
+    if (level == MOOR_LEVEL_ALL)
+        return n;
+    return n / 2 + 1;
+}
+
+/* The effective n, r, w of a space on this node. */
+void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n,
+                        uint32_t *r, uint32_t *w);
+
+/* The level named by s ("one", "quorum", "all"), or MOOR_LEVEL_DEFAULT
+ * when s names none. */
+int moor_level_parse(const char *s, size_t len);
 
 /* The space named name, or NULL. */
 const moor_space_cfg_t *moor_config_space(const moor_config_t *c, const char *name, size_t len);

@@ -85,7 +85,7 @@ struct moor_srv_conn {
     unsigned eof : 1;             /* peer finished sending */
     unsigned dirty : 1;           /* on srv->dirty (holds a reference) */
     unsigned pumping : 1;         /* inside conn_pump (no re-entry) */
-    unsigned authed : 1;
+    unsigned authed : 2; /* the node's MOOR_NODE_AUTH_* flags */
     char peer[64]; /* "ip:port" for logs */
 };
 
@@ -479,7 +479,7 @@ int moor_srv_conn_authed(const moor_srv_conn_t *c)
 }
 void moor_srv_conn_set_authed(moor_srv_conn_t *c, int authed)
 {
-    c->authed = authed != 0;
+    c->authed = (unsigned)authed & 3u;
 }
 
 /* ---- accepting ---------------------------------------------------------- */

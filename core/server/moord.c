@@ -69,7 +69,7 @@ static int prepare_data_dir(const char *dir)
     return 0;
 }
 
-static void closed_all(void *ud)
+static void cluster_closed(void *ud)
 {
     daemon_t *d = ud;
     int rc;
@@ -84,6 +84,14 @@ static void closed_all(void *ud)
         moor_log_info("stopped cleanly");
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
+}
+
+/* The server has drained: stop cluster work, then close the rest. */
+static void closed_all(void *ud)
+{
+    daemon_t *d = ud;
+
+    moor_node_leave_cluster(d->node, cluster_closed, d);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -145,6 +153,15 @@ static int start(daemon_t *d, const char *config, int check)
     }
     if ((rc = prepare_data_dir(d->cfg.data_dir)))
         return rc;
+    if (moor_config_clustered(&d->cfg)) {
+        if (d->cfg.auth_token[0] && !d->cfg.cluster_secret[0])
+            return moor_diag(MOOR_EINVAL, "config: a cluster with auth_token also needs "
+                                          "cluster_secret (peers authenticate with it)");
+        if (strcmp(d->cfg.listen_host, "0.0.0.0") == 0 || strcmp(d->cfg.listen_host, "::") == 0)
+            return moor_diag(MOOR_EINVAL, "config: in a cluster, listen must name the address "
+                                          "peers reach this node at, not %s",
+                             d->cfg.listen_host);
+    }
     /* The engine stores records: room for the space prefix and siblings. */
     d->cfg.engine.key_max = d->cfg.key_max + 8 + 1 + 255;
     d->cfg.engine.value_max = d->cfg.value_max * 4 + (1u << 20);
@@ -164,13 +181,22 @@ static int start(daemon_t *d, const char *config, int check)
     if ((rc = moor_srv_start(d->loop, &so, moor_node_dispatch, d->node, &d->srv)))
         return rc;
     moor_node_set_server(d->node, d->srv);
+    if (moor_config_clustered(&d->cfg)) {
+        char self[160];
+        const char *h = d->cfg.listen_host;
+        snprintf(self, sizeof(self), strchr(h, ':') ? "[%s]:%d" : "%s:%d", h,
+                 moor_srv_port(d->srv));
+        if ((rc = moor_node_join_cluster(d->node, self)))
+            return rc;
+    }
     uv_signal_init(d->loop, &d->sigint);
     uv_signal_init(d->loop, &d->sigterm);
     d->sigint.data = d->sigterm.data = d;
     uv_signal_start(&d->sigint, on_signal, SIGINT);
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
-    printf("moord: node %s listening on %s:%d, data in %s\n", d->cfg.node, d->cfg.listen_host,
-           moor_srv_port(d->srv), d->cfg.data_dir);
+    printf("moord: node %s listening on %s:%d, data in %s%s\n", d->cfg.node, d->cfg.listen_host,
+           moor_srv_port(d->srv), d->cfg.data_dir,
+           moor_config_clustered(&d->cfg) ? " (cluster mode)" : "");
     fflush(stdout);
     moor_log_info("listening on %s:%d", d->cfg.listen_host, moor_srv_port(d->srv));
     return 0;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "cluster/record.h"
 #include "util/mp.h"
 #include "util/clock.h"
@@ -38,9 +39,11 @@ struct wdone {
     wdone_t *next;
     moor_node_t *node;
     int status;               /* set by the log thread */
-    moor_node_done_fn done;
+    moor_node_done_fn done;   /* a client write: its answer */
     void *ud;
     moor_buf_t result;        /* the encoded answer on success */
+    moor_store_done_fn sdone; /* or a replica write of the coordinator */
+    void *sarg;
 };
 
 struct moor_node {
@@ -49,6 +52,7 @@ struct moor_node {
     moor_engine_t *engine;
     moor_lua_t *lua;
     moor_srv_t *srv;
+    moor_cl_t *cl;            /* cluster mode: the coordinator serves get/put/del */
     uv_async_t async;
     uv_prepare_t kick;        /* wakes the log writer once per loop iteration */
     int kick_needed;          /* a deferred write was queued this iteration */
@@ -58,6 +62,7 @@ struct moor_node {
     uint64_t start_ms;
     uint64_t n_get, n_put, n_del, n_call, n_err;
     moor_record_t rec;        /* scratch: one request at a time on the loop */
+    moor_record_t rrec;       /* scratch of the resolver hook */
     moor_buf_t key, rec_out, ctx_out, out; /* scratch buffers */
 };
 
@@ -123,7 +128,9 @@ static void drain_done(uv_async_t *a)
     for (; w; w = next) {
         next = w->next;
         n->pending--;
-        if (w->status)
+        if (w->sdone)
+            w->sdone(w->sarg, w->status);
+        else if (w->status)
             fail(n, w->done, w->ud, w->status, moor_strerror(w->status));
         else
             w->done(w->ud, NULL, NULL, w->result.data, w->result.len);
@@ -139,6 +146,8 @@ typedef struct kv_opts {
     uint32_t slen;
     const char *ctx;
     uint32_t ctxlen;
+    int r, w;            /* enum moor_level or a count; 0 = the space's */
+    uint32_t timeout_ms; /* 0 = the node's */
 } kv_opts_t;
 
 static int bad(const char *what)
@@ -147,17 +156,20 @@ static int bad(const char *what)
 }
 
 /* r and w: a count or "one" / "quorum" / "all". */
-static int read_level(const char **p, const char *end, const char *name)
+static int read_level(const char **p, const char *end, const char *name, int *level)
 {
     uint64_t u;
     const char *s;
     uint32_t n;
 
-    if (moor_mp_read_uint(p, end, &u) == 0)
-        return u >= 1 && u <= 16 ? 0 : moor_diag(MOOR_EINVAL, "opts.%s must be 1..16", name);
+    if (moor_mp_read_uint(p, end, &u) == 0) {
+        *level = (int)u;
+        return u >= 1 && u <= MOOR_COORD_N_MAX
+                   ? 0
+                   : moor_diag(MOOR_EINVAL, "opts.%s must be 1..%d", name, MOOR_COORD_N_MAX);
+    }
     if (moor_mp_read_str(p, end, &s, &n) == 0 &&
-        ((n == 3 && !memcmp(s, "one", 3)) || (n == 6 && !memcmp(s, "quorum", 6)) ||
-         (n == 3 && !memcmp(s, "all", 3))))
+        (*level = moor_level_parse(s, n)) != MOOR_LEVEL_DEFAULT)
         return 0;
     return moor_diag(MOOR_EINVAL, "opts.%s must be a count or one, quorum, all", name);
 }
@@ -171,6 +183,8 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
     o->slen = 7;
     o->ctx = NULL;
     o->ctxlen = 0;
+    o->r = o->w = 0;
+    o->timeout_ms = 0;
     if (*p >= end || moor_mp_read_nil(p, end) == 0)
         return 0;
     if (moor_mp_read_map(p, end, &n))
@@ -189,12 +203,13 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
                 moor_mp_read_strbin(p, end, &o->ctx, &o->ctxlen))
                 return bad("opts.ctx must be the binary ctx a get returned");
         } else if (IS("r") || IS("w")) {
-            int rc = read_level(p, end, IS("r") ? "r" : "w");
+            int rc = read_level(p, end, IS("r") ? "r" : "w", IS("r") ? &o->r : &o->w);
             if (rc)
                 return rc;
         } else if (IS("timeout_ms")) {
-            if (moor_mp_read_uint(p, end, &u))
-                return bad("opts.timeout_ms must be a non-negative integer");
+            if (moor_mp_read_uint(p, end, &u) || u > 3600000)
+                return bad("opts.timeout_ms must be an integer in 0..3600000");
+            o->timeout_ms = (uint32_t)u;
         } else {
             return moor_diag(MOOR_EINVAL, "unknown option '%.*s'", (int)klen, k);
         }
@@ -246,6 +261,81 @@ static int load_record(moor_node_t *n, const kv_opts_t *o, const char *key, uint
     return 0;
 }
 
+/* ---- cluster mode: the coordinator -------------------------------------------------- */
+
+typedef struct cl_call {
+    moor_node_t *n;
+    moor_node_done_fn done;
+    void *ud;
+} cl_call_t;
+
+static void cl_done(void *arg, const char *errcode, const char *errmsg, const char *result,
+                    size_t rlen)
+{
+    cl_call_t *c = arg;
+
+    if (errcode)
+        c->n->n_err++;
+    c->done(c->ud, errcode, errmsg, result, rlen);
+    free(c);
+}
+
+/* get (op 0), put (1) or del (2) of a validated key through the
+ * coordinator, with the space's levels and the request's overrides. */
+static void cl_kv(moor_node_t *n, int op, const char *key, uint32_t klen, const char *value,
+                  size_t vlen, const kv_opts_t *o, moor_node_done_fn done, void *ud)
+{
+    const moor_space_cfg_t *sp = moor_config_space(&n->cfg, o->space, o->slen);
+    moor_coord_req_t req;
+    uint32_t nn, r, w;
+    cl_call_t *c;
+    char msg[160];
+
+    if (!sp) {
+        snprintf(msg, sizeof(msg), "unknown space '%.*s'", (int)(o->slen > 64 ? 64 : o->slen),
+                 o->space);
+        fail(n, done, ud, MOOR_EINVAL, msg);
+        return;
+    }
+    moor_config_levels(&n->cfg, sp, &nn, &r, &w);
+    if (o->r)
+        r = moor_level_count(o->r, nn);
+    if (o->w)
+        w = moor_level_count(o->w, nn);
+    if (r > nn || w > nn) {
+        snprintf(msg, sizeof(msg), "%s=%u is more than the %u replicas of space '%.64s'",
+                 r > nn ? "r" : "w", r > nn ? r : w, nn, sp->name);
+        fail(n, done, ud, MOOR_EINVAL, msg);
+        return;
+    }
+    if (!(c = malloc(sizeof(*c)))) {
+        fail(n, done, ud, MOOR_ENOMEM, NULL);
+        return;
+    }
+    c->n = n;
+    c->done = done;
+    c->ud = ud;
+    memset(&req, 0, sizeof(req));
+    req.space = o->space;
+    req.slen = o->slen;
+    req.key = key;
+    req.klen = klen;
+    req.value = value;
+    req.vlen = vlen;
+    req.ctx = o->ctx;
+    req.ctxlen = o->ctxlen;
+    req.n = nn;
+    req.r = r;
+    req.w = w;
+    req.timeout_ms = o->timeout_ms;
+    if (op == 0)
+        moor_coord_get(moor_cl_coord(n->cl), &req, cl_done, c);
+    else if (op == 1)
+        moor_coord_put(moor_cl_coord(n->cl), &req, cl_done, c);
+    else
+        moor_coord_del(moor_cl_coord(n->cl), &req, cl_done, c);
+}
+
 /* ---- methods ------------------------------------------------------------------- */
 
 static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
@@ -260,8 +350,14 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
     n->n_get++;
     if (np < 1 || np > 2)
         rc = bad("get takes key [, opts]");
-    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0)
+    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 &&
+             (rc = read_opts(&p, end, &o)) == 0) {
+        if (n->cl) {
+            cl_kv(n, 0, key, klen, NULL, 0, &o, done, ud);
+            return;
+        }
         rc = load_record(n, &o, key, klen, &raw, &exists);
+    }
     if (rc) {
         free(raw);
         fail(n, done, ud, rc, moor_diag_msg(rc));
@@ -314,7 +410,13 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
             goto fail;
         }
     }
-    if ((rc = read_opts(&p, end, &o)) || (rc = load_record(n, &o, key, klen, &raw, &exists)))
+    if ((rc = read_opts(&p, end, &o)))
+        goto fail;
+    if (n->cl) {
+        cl_kv(n, tombstone ? 2 : 1, key, klen, value, vlen, &o, done, ud);
+        return;
+    }
+    if ((rc = load_record(n, &o, key, klen, &raw, &exists)))
         goto fail;
     if (tombstone && (!exists || moor_record_is_deleted(&n->rec))) {
         free(raw);
@@ -395,7 +497,11 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         moor_srv_stats(n->srv, &ss);
     moor_buf_reset(&n->out);
     moor_mp_packer_init(&pk, &n->out);
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, n->cl ? 8 : 7);
+    if (n->cl) {
+        msgpack_pack_str_with_body(&pk, "cluster", 7);
+        moor_cl_pack_info(n->cl, &pk);
+    }
     msgpack_pack_str_with_body(&pk, "node", 4);
     msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
     msgpack_pack_str_with_body(&pk, "version", 7);
@@ -445,23 +551,96 @@ static int token_equal(const char *want, const char *got, size_t glen)
     return diff == 0;
 }
 
-static void do_auth(moor_node_t *n, const char *p, const char *end, uint32_t np, int *authed,
-                    moor_node_done_fn done, void *ud)
+/* auth(token) grants client rights (MOOR_NODE_AUTH_CLIENT); _auth(secret)
+ * the peer rights (MOOR_NODE_AUTH_PEER) `_` methods need. */
+static void do_auth(moor_node_t *n, int peer, const char *p, const char *end, uint32_t np,
+                    int *authed, moor_node_done_fn done, void *ud)
 {
+    const char *want = peer ? n->cfg.cluster_secret : n->cfg.auth_token;
+    int bit = peer ? MOOR_NODE_AUTH_PEER : MOOR_NODE_AUTH_CLIENT;
     const char *tok;
     uint32_t tlen;
 
     if (np != 1 || moor_mp_read_strbin(&p, end, &tok, &tlen)) {
-        fail(n, done, ud, MOOR_EINVAL, "auth takes one token");
+        fail(n, done, ud, MOOR_EINVAL, peer ? "_auth takes one secret" : "auth takes one token");
         return;
     }
-    if (n->cfg.auth_token[0] && !token_equal(n->cfg.auth_token, tok, tlen)) {
-        *authed = 0;
-        fail(n, done, ud, MOOR_ENOAUTH, "wrong token");
+    if (want[0] && !token_equal(want, tok, tlen)) {
+        *authed &= ~bit;
+        fail(n, done, ud, MOOR_ENOAUTH, peer ? "wrong cluster secret" : "wrong token");
         return;
     }
-    *authed = 1;
+    *authed |= bit;
     done(ud, NULL, NULL, "\xc3", 1);
+}
+
+/* A node-to-node method.  With a cluster secret only connections that
+ * passed _auth(secret) may call them, so a client never can; without one,
+ * the client token (if any) is enough. */
+static void do_peer(moor_node_t *n, const char *method, size_t mlen, const char *params,
+                    size_t plen, uint32_t np, int authed, moor_node_done_fn done, void *ud)
+{
+    char msg[128];
+
+    if (n->cfg.cluster_secret[0] ? !(authed & MOOR_NODE_AUTH_PEER)
+                                 : n->cfg.auth_token[0] && !authed) {
+        fail(n, done, ud, MOOR_ENOAUTH,
+             n->cfg.cluster_secret[0] ? "node-to-node methods need _auth(cluster_secret)"
+                                      : "authenticate first: auth(token)");
+        return;
+    }
+    if (!n->cl) {
+        snprintf(msg, sizeof(msg), "unknown method '%.*s' (this node is not in a cluster)",
+                 (int)(mlen > 64 ? 64 : mlen), method);
+        fail(n, done, ud, MOOR_ENOMETHOD, msg);
+        return;
+    }
+    moor_cl_handle_peer(n->cl, method, mlen, params, plen, np, done, ud);
+}
+
+/* The ring: the member table with each member's share; a node alone
+ * answers a one-member ring. */
+static void do_ring(moor_node_t *n, moor_node_done_fn done, void *ud)
+{
+    msgpack_packer pk;
+    char addr[128];
+    int rc = 0;
+
+    moor_buf_reset(&n->out);
+    moor_mp_packer_init(&pk, &n->out);
+    if (n->cl) {
+        rc = moor_cl_pack_ring(n->cl, &pk);
+    } else {
+        snprintf(addr, sizeof(addr), "%s:%d", n->cfg.listen_host,
+                 n->srv ? moor_srv_port(n->srv) : n->cfg.listen_port);
+        msgpack_pack_map(&pk, 4);
+        msgpack_pack_str_with_body(&pk, "node", 4);
+        msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
+        msgpack_pack_str_with_body(&pk, "cluster", 7);
+        msgpack_pack_false(&pk);
+        pack_kv_u64(&pk, "version", 0);
+        msgpack_pack_str_with_body(&pk, "nodes", 5);
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_map(&pk, 8);
+        msgpack_pack_str_with_body(&pk, "id", 2);
+        msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
+        msgpack_pack_str_with_body(&pk, "addr", 4);
+        msgpack_pack_str_with_body(&pk, addr, strlen(addr));
+        msgpack_pack_str_with_body(&pk, "zone", 4);
+        msgpack_pack_str_with_body(&pk, n->cfg.zone, strlen(n->cfg.zone));
+        msgpack_pack_str_with_body(&pk, "status", 6);
+        msgpack_pack_str_with_body(&pk, "up", 2);
+        pack_kv_u64(&pk, "vnodes", n->cfg.vnodes);
+        pack_kv_u64(&pk, "incarnation", 0);
+        msgpack_pack_str_with_body(&pk, "share", 5);
+        msgpack_pack_double(&pk, 1.0);
+        msgpack_pack_str_with_body(&pk, "self", 4);
+        rc = msgpack_pack_true(&pk);
+    }
+    if (rc)
+        fail(n, done, ud, MOOR_ENOMEM, NULL);
+    else
+        done(ud, NULL, NULL, n->out.data, n->out.len);
 }
 
 static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
@@ -488,8 +667,12 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
     const char *end = params + plen;
 
 #define IS(name) (mlen == sizeof(name) - 1 && memcmp(method, name, mlen) == 0)
-    if (IS("auth")) {
-        do_auth(n, params, end, np, authed, done, ud);
+    if (IS("auth") || IS("_auth")) {
+        do_auth(n, method[0] == '_', params, end, np, authed, done, ud);
+        return;
+    }
+    if (mlen && method[0] == '_') {
+        do_peer(n, method, mlen, params, plen, np, *authed, done, ud);
         return;
     }
     if (n->cfg.auth_token[0] && !*authed) {
@@ -508,6 +691,8 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_ping(n, done, ud);
     else if (IS("info"))
         do_info(n, done, ud);
+    else if (IS("ring"))
+        do_ring(n, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen),
@@ -551,7 +736,8 @@ void moor_node_dispatch(void *node, moor_srv_req_t *req)
     moor_node_t *n = node;
     int authed = moor_srv_conn_authed(req->conn);
 
-    if (req->rpc.mlen == 4 && memcmp(req->rpc.method, "auth", 4) == 0) {
+    if ((req->rpc.mlen == 4 && memcmp(req->rpc.method, "auth", 4) == 0) ||
+        (req->rpc.mlen == 5 && memcmp(req->rpc.method, "_auth", 5) == 0)) {
         auth_ctx_t a = {req, authed};
         moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
                        req->rpc.nparams, &a.authed, reply_auth, &a);
@@ -581,7 +767,7 @@ int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32
 {
     moor_node_t *n = node;
     lua_kv_t *k = malloc(sizeof(*k));
-    int authed = 1; /* handlers run inside the node */
+    int authed = MOOR_NODE_AUTH_CLIENT; /* handlers run inside the node, as a client */
     static const char *names[] = {"", "get", "put", "del"};
 
     if (!k)
@@ -595,6 +781,127 @@ int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32
     moor_node_exec(n, names[op], strlen(names[op]), params, plen, nparams, &authed, reply_lua,
                    k);
     return 0;
+}
+
+/* ---- the coordinator's store and resolver ------------------------------------------ */
+
+static int store_get(void *ud, const char *key, size_t klen, moor_buf_t *out)
+{
+    moor_node_t *n = ud;
+    void *raw;
+    size_t rawlen;
+    int rc = moor_engine_get(n->engine, key, klen, &raw, &rawlen);
+
+    if (rc)
+        return rc;
+    rc = moor_buf_append(out, raw, rawlen);
+    free(raw);
+    return rc;
+}
+
+/* Visible at once (the engine applies to the memtable before returning);
+ * done runs on the loop once durable, through the completion queue. */
+static int store_put(void *ud, const char *key, size_t klen, const char *rec, size_t rlen,
+                     moor_store_done_fn done, void *arg)
+{
+    moor_node_t *n = ud;
+    wdone_t *w = calloc(1, sizeof(*w));
+    moor_batch_t *b = moor_batch_new();
+    int rc;
+
+    if (!w || !b || moor_batch_put(b, key, klen, rec, rlen)) {
+        free(w);
+        moor_batch_free(b);
+        return MOOR_ENOMEM;
+    }
+    w->node = n;
+    w->sdone = done;
+    w->sarg = arg;
+    rc = moor_engine_write_async_deferred(n->engine, b, write_done, w);
+    n->kick_needed = 1;
+    moor_batch_free(b);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    n->pending++;
+    return 0;
+}
+
+/* The coordinator's resolver hook: the space's Lua resolver over the
+ * siblings {value, ts, tombstone, clock} (one clock per record: every
+ * sibling carries the record's). */
+static int resolve_hook(void *ud, const char *space, size_t slen, const char *record, size_t rlen,
+                        moor_buf_t *out)
+{
+    moor_node_t *n = ud;
+    const moor_space_cfg_t *sp = moor_config_space(&n->cfg, space, slen);
+    moor_record_t *r = &n->rrec;
+    moor_buf_t sib = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    int rc;
+
+    if (!sp || !sp->resolver[0] || !n->lua)
+        return 0;
+    if ((rc = moor_record_decode(record, rlen, r)))
+        return rc;
+    moor_mp_packer_init(&pk, &sib);
+    rc = msgpack_pack_array(&pk, r->n);
+    for (uint32_t i = 0; i < r->n && rc == 0; i++) {
+        const moor_sibling_t *x = &r->sib[i];
+        rc |= msgpack_pack_map(&pk, 4);
+        rc |= msgpack_pack_str_with_body(&pk, "value", 5);
+        rc |= x->tombstone ? msgpack_pack_nil(&pk) : moor_mp_pack_raw(&sib, x->value, x->vlen);
+        rc |= msgpack_pack_str_with_body(&pk, "ts", 2);
+        rc |= msgpack_pack_uint64(&pk, x->ts);
+        rc |= msgpack_pack_str_with_body(&pk, "tombstone", 9);
+        rc |= x->tombstone ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        rc |= msgpack_pack_str_with_body(&pk, "clock", 5);
+        rc |= msgpack_pack_map(&pk, r->vc.n);
+        for (uint32_t j = 0; j < r->vc.n; j++) {
+            rc |= msgpack_pack_str_with_body(&pk, r->vc.e[j].id, r->vc.e[j].idlen);
+            rc |= msgpack_pack_uint64(&pk, r->vc.e[j].counter);
+        }
+    }
+    if (rc)
+        rc = MOOR_ENOMEM;
+    else
+        rc = moor_lua_resolve(n->lua, sp->resolver, strlen(sp->resolver), sib.data, sib.len, out);
+    moor_buf_free(&sib);
+    return rc ? rc : 1;
+}
+
+int moor_node_join_cluster(moor_node_t *n, const char *self_addr)
+{
+    moor_cl_opts_t o;
+    int rc;
+
+    memset(&o, 0, sizeof(o));
+    o.loop = n->loop;
+    o.cfg = &n->cfg;
+    o.self_addr = self_addr;
+    o.store.ud = n;
+    o.store.get = store_get;
+    o.store.put = store_put;
+    o.resolve = resolve_hook;
+    o.resolve_ud = n;
+    if ((rc = moor_cl_new(&o, &n->cl)))
+        return rc;
+    moor_cl_start(n->cl);
+    return 0;
+}
+
+void moor_node_leave_cluster(moor_node_t *n, void (*done)(void *ud), void *ud)
+{
+    moor_cl_t *cl = n->cl;
+
+    if (!cl) {
+        if (done)
+            done(ud);
+        return;
+    }
+    n->cl = NULL;
+    moor_cl_close(cl, done, ud);
 }
 
 /* ---- life cycle -------------------------------------------------------------- */

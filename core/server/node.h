@@ -43,7 +43,8 @@ int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32
 void moor_node_dispatch(void *node, moor_srv_req_t *req);
 
 /* Runs method with params, answering through done.  Used by dispatch and
- * by the fuzzer.  authed: the connection passed `auth` (or none needed). */
+ * by the fuzzer.  authed: the connection's MOOR_NODE_AUTH_* flags
+ * (auth/_auth update them). */
 void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char *params,
                     size_t plen, uint32_t nparams, int *authed, moor_node_done_fn done,
                     void *ud);
@@ -55,6 +56,22 @@ unsigned moor_node_pending(const moor_node_t *n);
 
 /* Flushes and closes the engine.  REQUIRES: no pending writes. */
 int moor_node_close(moor_node_t *n);
+
+/* Rights of a connection (the `authed` flags): auth(token) gives CLIENT,
+ * _auth(cluster_secret) gives PEER (node-to-node `_` methods; clients
+ * never get them when a secret is configured). */
+#define MOOR_NODE_AUTH_CLIENT 1
+#define MOOR_NODE_AUTH_PEER 2
+
+/* Cluster mode: joins the seeds of the config as member self_addr
+ * ("host:port" peers reach this node at); from then on get/put/del go
+ * through the coordinator.  0 or an error with a diagnostic. */
+int moor_node_join_cluster(moor_node_t *n, const char *self_addr);
+
+/* Stops cluster work (calls in flight answer SHUTTING_DOWN), then
+ * done(ud) on the loop once connections and timers are closed.  Call
+ * before moor_node_close; a node not in a cluster calls done at once. */
+void moor_node_leave_cluster(moor_node_t *n, void (*done)(void *ud), void *ud);
 
 /* Wire name of an error code ("KEY_TOO_LARGE", ...). */
 const char *moor_node_err_code(int rc);

@@ -234,10 +234,21 @@ M.schema = {
                        "a plugin name 'resolvers.<name>' or 'handlers.<name>'"), 256),
 }
 
+-- r and w: a count or one of the names (resolved against n per request).
+local function level(where, v)
+    if v == "one" or v == "quorum" or v == "all" then
+        return v
+    end
+    if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > 16 then
+        fail("%s must be an integer in 1..16 or one of one, quorum, all, got %s", where, show(v))
+    end
+    return v
+end
+
 M.space_schema = {
     n = int(1, 16),
-    r = int(1, 16),
-    w = int(1, 16),
+    r = level,
+    w = level,
     resolver = str(63, NAME, "a resolver name (letters, digits, '_', '.', '-')"),
 }
 
@@ -334,12 +345,14 @@ function C:space(name, t)
         t = {}
     end
     local v = checked(format("moor.space('%s')", name), M.space_schema, t)
-    local n = v.n or 1
-    if (v.r or 1) > n or (v.w or 1) > n then
-        fail("moor.space('%s'): r and w must not exceed n (n=%d, r=%d, w=%d)", name, n,
-             v.r or 1, v.w or 1)
+    -- Counts are checked against n here when n is given; otherwise against
+    -- the node's default n (3 in a cluster, 1 alone) when the node starts.
+    for _, k in ipairs({ "r", "w" }) do
+        if v.n and type(v[k]) == "number" and v[k] > v.n then
+            fail("moor.space('%s'): r and w must not exceed n (n=%d, %s=%d)", name, v.n, k, v[k])
+        end
     end
-    local entry = { name = name, n = n, r = v.r or 1, w = v.w or 1, resolver = v.resolver }
+    local entry = { name = name, n = v.n, r = v.r, w = v.w, resolver = v.resolver }
     local i = self.space_index[name]
     if not i then
         if #self.t.spaces >= M.MAX_SPACES then

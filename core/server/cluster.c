@@ -1,0 +1,605 @@
+/*
+ * cluster.c -- membership handshake, ring upkeep and the coordinator's
+ * real environment (cluster.h).
+ */
+#include "cluster.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cluster/membership.h"
+#include "net/peer.h"
+#include "net/uvenv.h"
+#include "util/clock.h"
+#include "util/crc32c.h"
+#include "util/err.h"
+#include "util/hash.h"
+#include "util/log.h"
+#include "util/mp.h"
+
+#define SEED_PREFIX "seed@"
+#define MEMBERS_MAGIC "MOORMEM1"
+#define PEER_TIMEOUT_MS 2000
+
+typedef struct seed {
+    char addr[MOOR_RING_ADDR_MAX];
+    char pid[MOOR_RING_ADDR_MAX + sizeof(SEED_PREFIX)]; /* pool id of the seed's connection */
+    int self;     /* our own address: skipped */
+    int answered; /* has answered a _join at least once */
+    int inflight;
+} seed_t;
+
+struct moor_cl {
+    uv_loop_t *loop;
+    const moor_config_t *cfg;
+    char self_addr[MOOR_RING_ADDR_MAX];
+    char path[4096 + 16]; /* data_dir/MEMBERS */
+    moor_members_t table;
+    moor_ring_t *ring;    /* built from table; NULL until the first build */
+    moor_uvenv_t *env;
+    moor_peer_pool_t *pool;
+    moor_coord_t *coord;
+    uv_timer_t join_timer, announce_timer;
+    uint32_t join_ms, sync_ms;
+    uint64_t next_sync;   /* mono ms of the next re-sync */
+    unsigned sync_next;   /* round robin over the seeds */
+    seed_t *seeds;
+    unsigned nseeds;
+    int closing, handles_open;
+    void (*close_done)(void *ud);
+    void *close_ud;
+    uint64_t joins_sent, joins_answered, announcements;
+};
+
+/* ---- the member table ----------------------------------------------------------- */
+
+static int fill_self(moor_cl_t *cl, moor_member_entry_t *e, uint64_t incarnation)
+{
+    const moor_config_t *cfg = cl->cfg;
+    size_t idlen = strlen(cfg->node);
+
+    memset(e, 0, sizeof(*e));
+    if (idlen == 0 || idlen > MOOR_RING_ID_MAX)
+        return moor_diag(MOOR_EINVAL, "cluster: node id of %zu bytes (1..%d)", idlen,
+                         MOOR_RING_ID_MAX);
+    e->m.idlen = (uint8_t)idlen;
+    memcpy(e->m.id, cfg->node, idlen);
+    snprintf(e->m.addr, sizeof(e->m.addr), "%s", cl->self_addr);
+    snprintf(e->m.zone, sizeof(e->m.zone), "%s", cfg->zone);
+    e->m.vnodes = cfg->vnodes ? cfg->vnodes : 64;
+    e->m.status = MOOR_MEMBER_UP;
+    e->incarnation = incarnation;
+    return 0;
+}
+
+/* Makes sure the table says what this node is: if what others told us
+ * about it differs (an old address, a suspicion), publish our own entry
+ * with a higher incarnation.  Returns 1 if the table changed. */
+static int assert_self(moor_cl_t *cl)
+{
+    const moor_member_entry_t *cur =
+        moor_members_find(&cl->table, cl->cfg->node, strlen(cl->cfg->node));
+    moor_member_entry_t me;
+
+    if (fill_self(cl, &me, cur ? cur->incarnation : moor_clock_wall_ms()))
+        return 0;
+    if (cur && cur->m.status == me.m.status && cur->m.vnodes == me.m.vnodes &&
+        strcmp(cur->m.addr, me.m.addr) == 0 && strcmp(cur->m.zone, me.m.zone) == 0)
+        return 0;
+    if (cur)
+        me.incarnation = cur->incarnation + 1;
+    return moor_members_apply(&cl->table, &me) == 1;
+}
+
+/* data_dir/MEMBERS: magic, u32 crc32c (little-endian) of the table, the
+ * encoded table.  Written atomically (tmp, fsync, rename). */
+static void persist(moor_cl_t *cl)
+{
+    moor_buf_t b = MOOR_BUF_INIT;
+    char tmp[sizeof(cl->path) + 8];
+    uint32_t crc;
+    unsigned char le[4];
+    int fd = -1, ok = 0;
+
+    if (moor_buf_append(&b, MEMBERS_MAGIC, 8) || moor_buf_append(&b, "\0\0\0\0", 4) ||
+        moor_members_encode(&cl->table, &b))
+        goto out;
+    crc = moor_crc32c(b.data + 12, b.len - 12);
+    for (int i = 0; i < 4; i++)
+        le[i] = (unsigned char)(crc >> (8 * i));
+    memcpy(b.data + 8, le, 4);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", cl->path);
+    if ((fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        goto out;
+    if (write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) != 0)
+        goto out;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto out;
+    }
+    fd = -1;
+    ok = rename(tmp, cl->path) == 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (!ok)
+        moor_log_warn("cannot save the member table to %s: %s (it is rebuilt from the seeds)",
+                      cl->path, strerror(errno));
+    moor_buf_free(&b);
+}
+
+/* The table saved last run, merged into cl->table; a missing file is
+ * fine, a damaged one is logged and ignored. */
+static void load_saved(moor_cl_t *cl)
+{
+    FILE *f = fopen(cl->path, "rb");
+    moor_buf_t b = MOOR_BUF_INIT;
+    moor_members_t t;
+    char chunk[4096];
+    size_t n;
+    const char *p;
+    uint32_t crc = 0;
+
+    if (!f)
+        return;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (moor_buf_append(&b, chunk, n))
+            break;
+    fclose(f);
+    if (b.len < 12 || memcmp(b.data, MEMBERS_MAGIC, 8) != 0)
+        goto bad;
+    for (int i = 3; i >= 0; i--)
+        crc = crc << 8 | (unsigned char)b.data[8 + i];
+    if (crc != moor_crc32c(b.data + 12, b.len - 12))
+        goto bad;
+    p = b.data + 12;
+    if (moor_members_decode(&p, b.data + b.len, &t))
+        goto bad;
+    moor_members_merge(&cl->table, &t);
+    moor_members_free(&t);
+    moor_buf_free(&b);
+    return;
+bad:
+    moor_log_warn("%s is damaged; ignoring it (the table is rebuilt from the seeds)", cl->path);
+    moor_buf_free(&b);
+}
+
+/* After the table changed: a new ring for the coordinator, addresses for
+ * the pool, the saved copy, an announcement. */
+static void table_changed(moor_cl_t *cl, int announce)
+{
+    moor_ring_t *ring = NULL;
+    int rc;
+
+    for (uint32_t i = 0; i < cl->table.n; i++) {
+        const moor_member_t *m = &cl->table.e[i].m;
+        if (m->idlen == strlen(cl->cfg->node) && memcmp(m->id, cl->cfg->node, m->idlen) == 0)
+            continue;
+        if (moor_peer_pool_set_addr(cl->pool, m->id, m->idlen, m->addr))
+            moor_log_warn("member '%.*s' has an unusable address '%s': %s", (int)m->idlen, m->id,
+                          m->addr, moor_diag_msg(MOOR_EINVAL));
+    }
+    if ((rc = moor_members_ring(&cl->table, &ring)) == 0) {
+        moor_coord_set_ring(cl->coord, ring);
+        moor_ring_free(cl->ring);
+        cl->ring = ring;
+    } else {
+        moor_log_error("cannot build the ring: %s", moor_diag_msg(rc));
+    }
+    moor_log_info("member table: %u members (version %llu)", cl->table.n,
+                  (unsigned long long)cl->table.version);
+    persist(cl);
+    if (announce && !cl->closing && !uv_is_active((uv_handle_t *)&cl->announce_timer))
+        uv_timer_start(&cl->announce_timer, NULL, 20, 0);
+}
+
+/* Merges a table a peer sent (one encoded table at *p).  0, or
+ * MOOR_EPROTO/MOOR_EINVAL for a malformed one. */
+static int merge_wire(moor_cl_t *cl, const char *p, const char *end)
+{
+    moor_members_t t;
+    int rc = moor_members_decode(&p, end, &t), changed;
+
+    if (rc)
+        return rc;
+    changed = moor_members_merge(&cl->table, &t);
+    moor_members_free(&t);
+    if (changed < 0)
+        return changed;
+    changed += assert_self(cl);
+    if (changed > 0)
+        table_changed(cl, 1);
+    return 0;
+}
+
+/* ---- talking to seeds and members -------------------------------------------------- */
+
+static void announce_cb(uv_timer_t *t);
+
+typedef struct sent {
+    moor_cl_t *cl;
+    seed_t *seed; /* NULL for an announcement */
+} sent_t;
+
+static void table_reply(void *arg, int status, const char *res, size_t rlen)
+{
+    sent_t *s = arg;
+    moor_cl_t *cl = s->cl;
+    int rc;
+
+    if (s->seed)
+        s->seed->inflight = 0;
+    if (cl->closing || status) {
+        if (!cl->closing && s->seed && !s->seed->answered)
+            moor_log_debug("seed %s: %s", s->seed->addr, moor_diag_msg(status));
+        free(s);
+        return;
+    }
+    if ((rc = merge_wire(cl, res, res + rlen)))
+        moor_log_warn("a member answered a malformed table: %s", moor_diag_msg(rc));
+    else if (s->seed && !s->seed->answered) {
+        s->seed->answered = 1;
+        cl->joins_answered++;
+        moor_log_info("joined through seed %s", s->seed->addr);
+    }
+    free(s);
+}
+
+/* Sends method(table) to pool member id; 0 or an error. */
+static int send_table(moor_cl_t *cl, const char *id, size_t idlen, const char *method,
+                      seed_t *seed)
+{
+    moor_buf_t b = MOOR_BUF_INIT;
+    sent_t *s = malloc(sizeof(*s));
+    int rc;
+
+    if (!s)
+        return MOOR_ENOMEM;
+    s->cl = cl;
+    s->seed = seed;
+    if ((rc = moor_members_encode(&cl->table, &b)) == 0)
+        rc = moor_peer_pool_request(cl->pool, id, idlen, method, b.data, b.len, 1, PEER_TIMEOUT_MS,
+                                    table_reply, s);
+    moor_buf_free(&b);
+    if (rc)
+        free(s);
+    else if (seed)
+        seed->inflight = 1;
+    return rc;
+}
+
+static void join_seed(moor_cl_t *cl, seed_t *sd)
+{
+    if (sd->self || sd->inflight)
+        return;
+    cl->joins_sent++;
+    if (send_table(cl, sd->pid, strlen(sd->pid), "_join", sd) == 0)
+        return;
+    if (!sd->answered)
+        moor_log_debug("seed %s: %s", sd->addr, moor_diag_msg(MOOR_EINVAL));
+}
+
+static void join_cb(uv_timer_t *t)
+{
+    moor_cl_t *cl = t->data;
+    unsigned pending = 0;
+
+    if (cl->closing)
+        return;
+    for (unsigned i = 0; i < cl->nseeds; i++)
+        if (!cl->seeds[i].self && !cl->seeds[i].answered) {
+            pending++;
+            join_seed(cl, &cl->seeds[i]);
+        }
+    if (pending || moor_clock_mono_ms() < cl->next_sync)
+        return;
+    /* Every seed answered once: re-sync with one of them now and then. */
+    cl->next_sync = moor_clock_mono_ms() + cl->sync_ms;
+    for (unsigned k = 0; k < cl->nseeds; k++) {
+        seed_t *sd = &cl->seeds[cl->sync_next++ % cl->nseeds];
+        if (!sd->self) {
+            join_seed(cl, sd);
+            break;
+        }
+    }
+}
+
+static void announce_cb(uv_timer_t *t)
+{
+    moor_cl_t *cl = t->data;
+    size_t selflen = strlen(cl->cfg->node);
+
+    if (cl->closing)
+        return;
+    cl->announcements++;
+    for (uint32_t i = 0; i < cl->table.n; i++) {
+        const moor_member_t *m = &cl->table.e[i].m;
+        if ((m->idlen == selflen && memcmp(m->id, cl->cfg->node, selflen) == 0) ||
+            m->status == MOOR_MEMBER_LEFT)
+            continue;
+        send_table(cl, m->id, m->idlen, "_members", NULL);
+    }
+}
+
+/* ---- peer methods ------------------------------------------------------------------- */
+
+static void answer_table(moor_cl_t *cl, moor_coord_done_fn done, void *arg)
+{
+    moor_buf_t b = MOOR_BUF_INIT;
+
+    if (moor_members_encode(&cl->table, &b))
+        done(arg, "OUT_OF_MEMORY", "no memory for the member table", NULL, 0);
+    else
+        done(arg, NULL, NULL, b.data, b.len);
+    moor_buf_free(&b);
+}
+
+void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const char *params,
+                         size_t plen, uint32_t nparams, moor_coord_done_fn done, void *arg)
+{
+    if ((mlen == 5 && memcmp(method, "_join", 5) == 0) ||
+        (mlen == 8 && memcmp(method, "_members", 8) == 0)) {
+        int rc;
+        if (nparams != 1) {
+            done(arg, "BAD_REQUEST", "_join/_members take one member table", NULL, 0);
+            return;
+        }
+        if ((rc = merge_wire(cl, params, params + plen))) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "member table: %s", moor_diag_msg(rc));
+            done(arg, "BAD_REQUEST", msg, NULL, 0);
+            return;
+        }
+        answer_table(cl, done, arg);
+        return;
+    }
+    moor_coord_handle_peer(cl->coord, method, mlen, params, plen, nparams, done, arg);
+}
+
+/* ---- reporting ---------------------------------------------------------------------- */
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+static void pack_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    pack_str(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk)
+{
+    size_t selflen = strlen(cl->cfg->node);
+    int rc = 0;
+
+    rc |= msgpack_pack_map(pk, 4);
+    pack_str(pk, "node");
+    pack_str(pk, cl->cfg->node);
+    pack_str(pk, "cluster");
+    rc |= msgpack_pack_true(pk);
+    pack_u64(pk, "version", cl->table.version);
+    pack_str(pk, "nodes");
+    rc |= msgpack_pack_array(pk, cl->table.n);
+    for (uint32_t i = 0; i < cl->table.n; i++) {
+        const moor_member_entry_t *e = &cl->table.e[i];
+        int idx = cl->ring ? moor_ring_find(cl->ring, e->m.id, e->m.idlen) : -1;
+        rc |= msgpack_pack_map(pk, 8);
+        pack_str(pk, "id");
+        rc |= msgpack_pack_str_with_body(pk, e->m.id, e->m.idlen);
+        pack_str(pk, "addr");
+        pack_str(pk, e->m.addr);
+        pack_str(pk, "zone");
+        pack_str(pk, e->m.zone);
+        pack_str(pk, "status");
+        pack_str(pk, moor_member_status_name(e->m.status));
+        pack_u64(pk, "vnodes", e->m.vnodes);
+        pack_u64(pk, "incarnation", e->incarnation);
+        pack_str(pk, "share");
+        rc |= msgpack_pack_double(pk, idx >= 0 ? moor_ring_owned_share(cl->ring, (uint32_t)idx)
+                                               : 0.0);
+        pack_str(pk, "self");
+        if (e->m.idlen == selflen && memcmp(e->m.id, cl->cfg->node, selflen) == 0)
+            rc |= msgpack_pack_true(pk);
+        else
+            rc |= msgpack_pack_false(pk);
+    }
+    return rc ? MOOR_ENOMEM : 0;
+}
+
+int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
+{
+    moor_coord_stats_t st;
+    uint32_t up = 0;
+
+    moor_coord_stats(cl->coord, &st);
+    for (uint32_t i = 0; i < cl->table.n; i++)
+        up += cl->table.e[i].m.status == MOOR_MEMBER_UP;
+    msgpack_pack_map(pk, 5);
+    pack_u64(pk, "members", cl->table.n);
+    pack_u64(pk, "members_up", up);
+    pack_u64(pk, "ring_version", cl->table.version);
+    pack_str(pk, "membership");
+    msgpack_pack_map(pk, 3);
+    pack_u64(pk, "joins_sent", cl->joins_sent);
+    pack_u64(pk, "joins_answered", cl->joins_answered);
+    pack_u64(pk, "announcements", cl->announcements);
+    pack_str(pk, "coordinator");
+    msgpack_pack_map(pk, 7);
+    pack_u64(pk, "gets", st.gets);
+    pack_u64(pk, "puts", st.puts);
+    pack_u64(pk, "dels", st.dels);
+    pack_u64(pk, "quorum_failures", st.quorum_failures);
+    pack_u64(pk, "timeouts", st.timeouts);
+    pack_u64(pk, "read_repairs", st.read_repairs);
+    pack_str(pk, "resolved");
+    return msgpack_pack_uint64(pk, st.resolved) ? MOOR_ENOMEM : 0;
+}
+
+/* ---- life cycle ------------------------------------------------------------------- */
+
+moor_coord_t *moor_cl_coord(moor_cl_t *cl) { return cl->coord; }
+
+static int setup_seeds(moor_cl_t *cl)
+{
+    const moor_config_t *cfg = cl->cfg;
+
+    cl->nseeds = cfg->nseeds;
+    if (!(cl->seeds = calloc(cfg->nseeds ? cfg->nseeds : 1, sizeof(seed_t))))
+        return MOOR_ENOMEM;
+    for (unsigned i = 0; i < cfg->nseeds; i++) {
+        seed_t *sd = &cl->seeds[i];
+        int rc;
+        snprintf(sd->addr, sizeof(sd->addr), "%s", cfg->seeds[i]);
+        snprintf(sd->pid, sizeof(sd->pid), SEED_PREFIX "%s", sd->addr);
+        sd->self = strcmp(sd->addr, cl->self_addr) == 0;
+        if (!sd->self && (rc = moor_peer_pool_set_addr(cl->pool, sd->pid, strlen(sd->pid),
+                                                       sd->addr)))
+            return moor_diag(rc, "seeds[%u] '%s': %s", i + 1, sd->addr, moor_diag_msg(rc));
+    }
+    return 0;
+}
+
+static void free_cl(moor_cl_t *cl)
+{
+    moor_members_free(&cl->table);
+    moor_ring_free(cl->ring);
+    free(cl->seeds);
+    free(cl);
+}
+
+int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
+{
+    moor_cl_t *cl = calloc(1, sizeof(*cl));
+    moor_peer_opts_t po;
+    moor_coord_opts_t co;
+    moor_member_entry_t me;
+    char host[MOOR_RING_ADDR_MAX], *colon;
+    int rc;
+
+    *out = NULL;
+    if (!cl)
+        return MOOR_ENOMEM;
+    cl->loop = o->loop;
+    cl->cfg = o->cfg;
+    cl->join_ms = o->join_interval_ms ? o->join_interval_ms : 1000;
+    cl->sync_ms = o->sync_interval_ms ? o->sync_interval_ms : 5000;
+    snprintf(cl->self_addr, sizeof(cl->self_addr), "%s", o->self_addr);
+    snprintf(cl->path, sizeof(cl->path), "%s/MEMBERS", o->cfg->data_dir);
+    moor_members_init(&cl->table);
+    if ((rc = fill_self(cl, &me, moor_clock_wall_ms())))
+        goto fail;
+    load_saved(cl);
+    {
+        /* A restart must win over what the others remember of this node,
+         * even if the wall clock went backwards since. */
+        const moor_member_entry_t *old = moor_members_find(&cl->table, me.m.id, me.m.idlen);
+        if (old && old->incarnation >= me.incarnation)
+            me.incarnation = old->incarnation + 1;
+    }
+    if ((rc = moor_members_apply(&cl->table, &me)) < 0)
+        goto fail;
+
+    snprintf(host, sizeof(host), "%s", cl->self_addr);
+    if ((colon = strrchr(host, ':')))
+        *colon = '\0';
+    if (host[0] == '[') { /* [v6]:port */
+        memmove(host, host + 1, strlen(host));
+        host[strcspn(host, "]")] = '\0';
+    }
+    moor_peer_opts_default(&po);
+    po.self_addr = host;
+    po.secret = o->cfg->cluster_secret;
+    po.seed = moor_hash_token(o->cfg->node, strlen(o->cfg->node)) ^ moor_clock_wall_ms();
+    po.max_frame = o->cfg->max_frame + 4096;
+    if ((rc = moor_uvenv_new(o->loop, &cl->env)) ||
+        (rc = moor_peer_pool_new(o->loop, &po, &cl->pool)))
+        goto fail;
+    memset(&co, 0, sizeof(co));
+    co.node_id = o->cfg->node;
+    co.idlen = strlen(o->cfg->node);
+    co.clock = moor_uvenv_clock(cl->env);
+    co.transport = moor_peer_pool_transport(cl->pool);
+    co.store = o->store;
+    co.resolve = o->resolve;
+    co.resolve_ud = o->resolve_ud;
+    if ((rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)))
+        goto fail;
+    uv_timer_init(o->loop, &cl->join_timer);
+    uv_timer_init(o->loop, &cl->announce_timer);
+    cl->join_timer.data = cl->announce_timer.data = cl;
+    cl->handles_open = 2;
+    table_changed(cl, 0);
+    *out = cl;
+    return 0;
+fail:
+    if (cl->coord)
+        moor_coord_free(cl->coord);
+    if (cl->pool)
+        moor_peer_pool_close(cl->pool, NULL, NULL);
+    if (cl->env)
+        moor_uvenv_close(cl->env, NULL, NULL);
+    free_cl(cl);
+    return rc;
+}
+
+void moor_cl_start(moor_cl_t *cl)
+{
+    cl->next_sync = moor_clock_mono_ms() + cl->sync_ms;
+    join_cb(&cl->join_timer);
+    uv_timer_start(&cl->join_timer, join_cb, cl->join_ms, cl->join_ms);
+    /* A restarted node tells everyone its new incarnation and address. */
+    uv_timer_start(&cl->announce_timer, announce_cb, 20, 0);
+}
+
+static void maybe_done(moor_cl_t *cl)
+{
+    if (cl->handles_open)
+        return;
+    void (*done)(void *) = cl->close_done;
+    void *ud = cl->close_ud;
+    free_cl(cl);
+    if (done)
+        done(ud);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    moor_cl_t *cl = h->data;
+
+    cl->handles_open--;
+    maybe_done(cl);
+}
+
+static void env_closed(void *ud)
+{
+    moor_cl_t *cl = ud;
+
+    uv_close((uv_handle_t *)&cl->join_timer, handle_closed);
+    uv_close((uv_handle_t *)&cl->announce_timer, handle_closed);
+}
+
+static void pool_closed(void *ud)
+{
+    moor_cl_t *cl = ud;
+
+    moor_uvenv_close(cl->env, env_closed, cl);
+}
+
+void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud)
+{
+    cl->closing = 1;
+    cl->close_done = done;
+    cl->close_ud = ud;
+    uv_timer_stop(&cl->join_timer);
+    uv_timer_stop(&cl->announce_timer);
+    moor_coord_free(cl->coord);
+    cl->coord = NULL;
+    moor_peer_pool_close(cl->pool, pool_closed, cl);
+}

@@ -126,6 +126,8 @@ struct moor_coord {
     moor_store_if_t store;
     moor_coord_resolve_fn resolve;
     void *resolve_ud;
+    uint32_t vc_max_entries, vc_keep_min;
+    uint64_t vc_max_age_ms;
     uint32_t timeout_ms;
     moor_ring_t *ring;           /* our reference; NULL until set */
     uint64_t hlc;                /* last counter stamped */
@@ -348,6 +350,8 @@ static int write_version(moor_coord_t *c, const moor_record_t *cur, const char *
         if (e->idlen == c->idlen && memcmp(e->id, c->id, c->idlen) == 0)
             e->counter = hlc_next(c, now, e->counter - 1);
     }
+    /* This node's entry is the newest (ts = now), so pruning keeps it. */
+    moor_vclock_prune(&r->vc, c->vc_keep_min, c->vc_max_entries, c->vc_max_age_ms, now);
     if ((rc = moor_record_encode(r, rec)) == 0)
         rc = moor_vclock_encode(&r->vc, ctx_out);
 out:
@@ -1533,6 +1537,11 @@ int moor_coord_new(const moor_coord_opts_t *o, moor_coord_t **out)
     c->store = o->store;
     c->resolve = o->resolve;
     c->resolve_ud = o->resolve_ud;
+    c->vc_max_entries = o->vc_max_entries && o->vc_max_entries < MOOR_RECORD_VC_KEEP
+                            ? o->vc_max_entries
+                            : MOOR_RECORD_VC_KEEP;
+    c->vc_keep_min = o->vc_keep_min ? o->vc_keep_min : 1;
+    c->vc_max_age_ms = o->vc_max_age_ms;
     c->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     *out = c;
     return 0;

@@ -90,6 +90,13 @@ typedef struct moor_coord_opts {
     moor_coord_resolve_fn resolve; /* may be NULL */
     void *resolve_ud;
     uint32_t timeout_ms;          /* default per request; 0 = 2000 */
+    /* Pruning of the clocks this node writes (vclock.h moor_vclock_prune):
+     * at most vc_max_entries (0 = MOOR_RECORD_VC_KEEP, also the cap), and
+     * entries older than vc_max_age_ms (0 = no age limit) dropped while more
+     * than vc_keep_min remain.  Pruning can only make versions look
+     * concurrent (siblings), never drop one. */
+    uint32_t vc_max_entries, vc_keep_min;
+    uint64_t vc_max_age_ms;
 } moor_coord_opts_t;
 
 typedef struct moor_coord_req {

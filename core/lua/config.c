@@ -39,6 +39,10 @@ void moor_config_default(moor_config_t *c)
     c->handler_instructions = 10000000;
     c->handler_timeout_ms = 1000;
     c->vnodes = 64;
+    c->request_timeout_ms = 2000;
+    c->vc_max_entries = 16;
+    c->vc_keep_min = 4;
+    c->vc_max_age_ms = 86400000;
     c->nspaces = 1;
     strcpy(c->spaces[0].name, "default");
 }
@@ -376,6 +380,20 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
     TRY(get_num(L, idx, "", "vnodes", 1, 4096, &v));
     if (rc)
         c->vnodes = (unsigned)v;
+    TRY(get_num(L, idx, "", "request_timeout_ms", 1, 3600000, &v));
+    if (rc)
+        c->request_timeout_ms = (unsigned)v;
+    if (sub(L, idx, "vclock")) {
+        rc = get_num(L, -1, "vclock.", "max_entries", 1, 16, &v);
+        if (rc > 0)
+            c->vc_max_entries = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "vclock.", "keep_min", 1, 16, &v)) > 0)
+            c->vc_keep_min = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "vclock.", "max_age_s", 0, 315360000, &v)) > 0)
+            c->vc_max_age_ms = (uint64_t)v * 1000;
+        lua_pop(L, 1);
+        TRY(rc);
+    }
     TRY(read_seeds(L, idx, c));
     TRY(read_misc(L, idx, c));
     TRY(read_spaces(L, idx, c));

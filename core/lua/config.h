@@ -50,6 +50,10 @@ typedef struct moor_config {
     char cluster_secret[256];  /* "" = peers need no secret */
     char zone[64];             /* "" = no zone */
     unsigned vnodes;           /* ring tokens of this node; default 64 */
+    unsigned request_timeout_ms; /* a cluster call's default deadline; default 2000 */
+    unsigned vc_max_entries;   /* vclock = { max_entries = 16, keep_min = 4, max_age_s = 86400 } */
+    unsigned vc_keep_min;
+    uint64_t vc_max_age_ms;    /* 0: no age limit */
     unsigned nseeds;           /* seeds = {"host:port", ...}: cluster mode when > 0 */
     char seeds[64][128];
     unsigned nspaces;

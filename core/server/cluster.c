@@ -529,6 +529,10 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     co.store = o->store;
     co.resolve = o->resolve;
     co.resolve_ud = o->resolve_ud;
+    co.timeout_ms = o->cfg->request_timeout_ms;
+    co.vc_max_entries = o->cfg->vc_max_entries;
+    co.vc_keep_min = o->cfg->vc_keep_min;
+    co.vc_max_age_ms = o->cfg->vc_max_age_ms;
     if ((rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)))
         goto fail;
     uv_timer_init(o->loop, &cl->join_timer);

@@ -235,9 +235,9 @@ static int read_key(moor_node_t *n, const char **p, const char *end, const char 
 /* Loads the record of (space, key) into n->rec; *exists 0 if none.
  * n->key holds the engine key afterwards.  *raw must be freed. */
 static int load_record(moor_node_t *n, const kv_opts_t *o, const char *key, uint32_t klen,
-                       void **raw, int *exists)
+                       void **raw, size_t *rawlenp, int *exists)
 {
-    size_t rawlen;
+    size_t rawlen = 0;
     int rc;
 
     *raw = NULL;
@@ -252,6 +252,7 @@ static int load_record(moor_node_t *n, const kv_opts_t *o, const char *key, uint
         return 0;
     if (rc)
         return rc;
+    *rawlenp = rawlen;
     rc = moor_record_decode(*raw, rawlen, &n->rec);
     if (rc) {
         moor_log_error("record of a key in space '%.*s' is corrupt", (int)o->slen, o->space);
@@ -338,6 +339,90 @@ static void cl_kv(moor_node_t *n, int op, const char *key, uint32_t klen, const 
 
 /* ---- methods ------------------------------------------------------------------- */
 
+static int resolve_hook(void *ud, const char *space, size_t slen, const char *record, size_t rlen,
+                        moor_buf_t *out);
+
+static void absorb(void *ud, const char *errcode, const char *errmsg, const char *result,
+                   size_t rlen)
+{
+    (void)ud, (void)result, (void)rlen;
+    if (errcode)
+        moor_log_warn("write-back of a resolved key failed: %s: %s", errcode, errmsg);
+}
+
+/* A node alone resolves siblings on read as the coordinator does in a
+ * cluster: the space's resolver picks one value, which is written back
+ * (descending the record, so it replaces the siblings) and answered with
+ * the write-back's clock as ctx.  A resolved nil deletes.  1 if answered
+ * (n->rec holds the record, n->key its engine key); 0 to answer the
+ * siblings (no resolver, or it failed: logged). */
+static int local_resolve(moor_node_t *n, const kv_opts_t *o, const void *raw, size_t rawlen,
+                         moor_node_done_fn done, void *ud)
+{
+    moor_buf_t val = MOOR_BUF_INIT, clk = MOOR_BUF_INIT;
+    const moor_record_t *r = &n->rec;
+    moor_batch_t *b = NULL;
+    wdone_t *w = NULL;
+    uint32_t live = 0;
+    msgpack_packer pk;
+    int rc, deleted;
+
+    for (uint32_t i = 0; i < r->n; i++)
+        live += !r->sib[i].tombstone;
+    if (live < 2)
+        return 0;
+    rc = resolve_hook(n, o->space, o->slen, raw, rawlen, &val);
+    if (rc <= 0) {
+        if (rc < 0)
+            moor_log_warn("resolver of space '%.*s' failed (%s); keeping the siblings",
+                          (int)o->slen, o->space, moor_diag_msg(rc));
+        moor_buf_free(&val);
+        return 0;
+    }
+    deleted = val.len == 1 && (unsigned char)val.data[0] == 0xc0;
+    moor_buf_reset(&n->rec_out);
+    moor_buf_reset(&n->ctx_out);
+    if ((rc = moor_vclock_encode(&r->vc, &clk)) ||
+        (rc = moor_record_write(r, clk.data, clk.len, val.data, val.len, deleted, n->cfg.node,
+                                strlen(n->cfg.node), moor_clock_wall_ms(), &n->rec_out,
+                                &n->ctx_out)))
+        goto keep;
+    w = calloc(1, sizeof(*w));
+    b = moor_batch_new();
+    if (!w || !b || moor_batch_put(b, n->key.data, n->key.len, n->rec_out.data, n->rec_out.len))
+        goto keep;
+    w->node = n;
+    w->done = absorb;
+    if (moor_engine_write_async_deferred(n->engine, b, write_done, w))
+        goto keep;
+    w = NULL;
+    n->pending++;
+    n->kick_needed = 1;
+    moor_batch_free(b);
+    moor_buf_reset(&n->out);
+    moor_mp_packer_init(&pk, &n->out);
+    if (deleted) {
+        msgpack_pack_nil(&pk);
+    } else {
+        msgpack_pack_map(&pk, 2);
+        msgpack_pack_str_with_body(&pk, "values", 6);
+        msgpack_pack_array(&pk, 1);
+        moor_mp_pack_raw(&n->out, val.data, val.len);
+        msgpack_pack_str_with_body(&pk, "ctx", 3);
+        msgpack_pack_bin_with_body(&pk, n->ctx_out.data, n->ctx_out.len);
+    }
+    moor_buf_free(&val);
+    moor_buf_free(&clk);
+    done(ud, NULL, NULL, n->out.data, n->out.len);
+    return 1;
+keep:
+    free(w);
+    moor_batch_free(b);
+    moor_buf_free(&val);
+    moor_buf_free(&clk);
+    return 0;
+}
+
 static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
                    moor_node_done_fn done, void *ud)
 {
@@ -345,6 +430,7 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
     uint32_t klen;
     kv_opts_t o;
     void *raw = NULL;
+    size_t rawlen = 0;
     int exists, rc;
 
     n->n_get++;
@@ -356,7 +442,7 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
             cl_kv(n, 0, key, klen, NULL, 0, &o, done, ud);
             return;
         }
-        rc = load_record(n, &o, key, klen, &raw, &exists);
+        rc = load_record(n, &o, key, klen, &raw, &rawlen, &exists);
     }
     if (rc) {
         free(raw);
@@ -366,6 +452,10 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
     if (!exists || moor_record_is_deleted(&n->rec)) {
         free(raw);
         done(ud, NULL, NULL, NULL, 0);
+        return;
+    }
+    if (local_resolve(n, &o, raw, rawlen, done, ud)) {
+        free(raw);
         return;
     }
     moor_buf_reset(&n->out);
@@ -387,6 +477,7 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
     kv_opts_t o;
     void *raw = NULL;
     int exists = 0, rc;
+    size_t rawlen = 0;
     wdone_t *w = NULL;
     moor_batch_t *b = NULL;
     msgpack_packer pk;
@@ -416,7 +507,7 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
         cl_kv(n, tombstone ? 2 : 1, key, klen, value, vlen, &o, done, ud);
         return;
     }
-    if ((rc = load_record(n, &o, key, klen, &raw, &exists)))
+    if ((rc = load_record(n, &o, key, klen, &raw, &rawlen, &exists)))
         goto fail;
     if (tombstone && (!exists || moor_record_is_deleted(&n->rec))) {
         free(raw);

@@ -199,6 +199,12 @@ M.schema = {
     end,
     zone = str(63, NAME, "a zone name (letters, digits, '_', '.', '-')"),
     vnodes = int(1, 4096),
+    request_timeout_ms = int(1, 3600000),
+    vclock = record {
+        max_entries = int(1, 16),
+        keep_min = int(1, 16),
+        max_age_s = int(0, 315360000),
+    },
     auth_token = function(where, v)
         if type(v) ~= "string" or #v > 255 then
             fail("%s must be a string of at most 255 bytes, got %s", where, show(v))

@@ -92,6 +92,8 @@ struct world {
     ev_t *head, *tail;
     node_t nodes[NNODES];
     moor_ring_t *ring;
+    uint32_t vc_max_entries, vc_keep_min; /* coordinator opts of node_start */
+    uint64_t vc_max_age_ms;
 };
 
 static void ev_push(world_t *w, ev_t *e)
@@ -365,6 +367,9 @@ static void node_start(world_t *w, int i, int with_resolver)
     o.resolve = with_resolver ? resolve_max : NULL;
     o.resolve_ud = n;
     o.timeout_ms = TIMEOUT_MS;
+    o.vc_max_entries = w->vc_max_entries;
+    o.vc_keep_min = w->vc_keep_min;
+    o.vc_max_age_ms = w->vc_max_age_ms;
     assert_int_equal(moor_coord_new(&o, &n->c), 0);
     moor_coord_set_ring(n->c, w->ring);
 }
@@ -1171,6 +1176,55 @@ static void test_hlc(void **state)
     world_free(w);
 }
 
+/* Clocks are pruned as configured: by count (oldest first) and by age
+ * while more than keep_min entries remain; the writer's own entry stays. */
+static void test_vclock_prune(void **state)
+{
+    world_t *w = world_new(0);
+    moor_vclock_t f, v;
+    moor_buf_t fctx = MOOR_BUF_INIT;
+    ans_t a = {0};
+    char id[2] = "p";
+
+    (void)state;
+    moor_coord_free(w->nodes[0].c);
+    w->vc_max_entries = 6;
+    w->vc_keep_min = 3;
+    w->vc_max_age_ms = 60000;
+    node_start(w, 0, 0);
+    /* a ctx with 8 foreign entries: 4 fifteen minutes old, 4 a second old */
+    moor_vclock_init(&f);
+    for (int i = 0; i < 8; i++) {
+        id[0] = (char)('p' + i);
+        assert_int_equal(moor_vclock_increment(&f, id, 1, i < 4 ? w->now - 900000 : w->now - 1000),
+                         0);
+    }
+    assert_int_equal(moor_vclock_encode(&f, &fctx), 0);
+    node_put(w, 0, "k", "\x01", &fctx, &a);
+    moor_buf_t c1 = put_ctx(&a);
+    v = clock_of(&c1);
+    /* age drops the 4 old ones (5 left: 4 recent + a's), count keeps 5 <= 6 */
+    assert_int_equal(v.n, 5);
+    assert_int_equal(v.e[0].id[0], 'a');
+    for (uint32_t i = 1; i < v.n; i++)
+        assert_true(v.e[i].id[0] >= 't');
+    /* by count alone: max 2 entries keeps the newest two, a's among them */
+    moor_coord_free(w->nodes[0].c);
+    w->vc_max_entries = 2;
+    w->vc_keep_min = 1;
+    w->vc_max_age_ms = 0;
+    node_start(w, 0, 0);
+    ans_reset(&a);
+    node_put(w, 0, "j", "\x01", &fctx, &a);
+    moor_buf_t c2 = put_ctx(&a);
+    v = clock_of(&c2);
+    assert_int_equal(v.n, 2);
+    assert_int_equal(v.e[0].id[0], 'a');
+    moor_buf_free(&c1), moor_buf_free(&c2), moor_buf_free(&fctx);
+    ans_reset(&a);
+    world_free(w);
+}
+
 static void test_bad_requests(void **state)
 {
     world_t *w = world_new(0);
@@ -1597,6 +1651,7 @@ int main(void)
         cmocka_unit_test(test_read_repair_after_answer),
         cmocka_unit_test(test_resolver),
         cmocka_unit_test(test_hlc),
+        cmocka_unit_test(test_vclock_prune),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_unavailable),
         cmocka_unit_test(test_peer_requests),

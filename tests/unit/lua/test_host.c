@@ -400,6 +400,39 @@ static void test_config_defaults(void **state)
     env_close(&e);
 }
 
+/* n defaults to 3 in a cluster and 1 alone; r and w to quorum; names
+ * resolve against n. */
+static void test_config_levels(void **state)
+{
+    env_t e;
+    uint32_t n, r, w;
+    int rc = env_open(&e, "moor.cfg{ node = 'n1', seeds = { '127.0.0.1:7701' } }\n"
+                          "moor.space('a', { r = 'all', w = 'one' })\n"
+                          "moor.space('b', { n = 5, r = 2 })\n");
+
+    (void)state;
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    assert_true(moor_config_clustered(&e.cfg));
+    moor_config_levels(&e.cfg, moor_config_space(&e.cfg, "default", 7), &n, &r, &w);
+    assert_true(n == 3 && r == 2 && w == 2);
+    moor_config_levels(&e.cfg, moor_config_space(&e.cfg, "a", 1), &n, &r, &w);
+    assert_true(n == 3 && r == 3 && w == 1);
+    moor_config_levels(&e.cfg, moor_config_space(&e.cfg, "b", 1), &n, &r, &w);
+    assert_true(n == 5 && r == 2 && w == 3);
+    env_close(&e);
+
+    rc = env_open(&e, "moor.cfg{ node = 'solo' }\nmoor.space('a', { w = 'all' })\n");
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    assert_false(moor_config_clustered(&e.cfg));
+    moor_config_levels(&e.cfg, moor_config_space(&e.cfg, "a", 1), &n, &r, &w);
+    assert_true(n == 1 && r == 1 && w == 1);
+    assert_int_equal(moor_level_parse("quorum", 6), MOOR_LEVEL_QUORUM);
+    assert_int_equal(moor_level_parse("most", 4), MOOR_LEVEL_DEFAULT);
+    env_close(&e);
+}
+
 static void test_config_bad(void **state)
 {
     static const struct {
@@ -413,6 +446,12 @@ static void test_config_bad(void **state)
         {"moor.cfg{ listen = '127.0.0.1:7700' }", "moor.cfg: node is required"},
         {"moor.space('x', {})", "moor.cfg: node is required"},
         {"moor.cfg{ node = 'n1', listen = '127.0.0.1' }", "moor.cfg: listen must be 'host:port'"},
+        {"moor.cfg{ node = 'n1', seeds = { '127.0.0.1:1' } }\nmoor.space('s', { r = 4 })",
+         "space 's': r=4 and w=2 must not exceed n=3"},
+        {"moor.cfg{ node = 'n1' }\nmoor.space('s', { w = 'most' })",
+         "w must be an integer in 1..16 or one of one, quorum, all"},
+        {"moor.cfg{ node = 'n1', vclock = { max_entries = 40 } }",
+         "vclock.max_entries must be an integer in 1..16"},
         {"moor.cfg{ node = 'n1', listen = '300.0.0.1:80' }", "got '300.0.0.1:80'"},
         {"moor.cfg{ node = 'n1', listen = '127.0.0.1:65536' }", "moor.cfg: listen must be"},
         {"moor.cfg{ node = 'n1' }\nmoor.space('carts', { resolver = 'set_union' })",
@@ -935,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_codec_garbage),
         cmocka_unit_test(test_config_good),
         cmocka_unit_test(test_config_defaults),
+        cmocka_unit_test(test_config_levels),
         cmocka_unit_test(test_config_bad),
         cmocka_unit_test(test_yields),
         cmocka_unit_test(test_many_in_flight),

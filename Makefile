@@ -74,6 +74,7 @@ fuzz: deps
 bench: build
 	bash scripts/bench.sh
 	/usr/bin/python3 scripts/bench_node.py --build build | tee build/bench-node.txt
+	/usr/bin/python3 scripts/bench_cluster.py --build build | tee build/bench-cluster.txt
 
 run: build
 	@if [ -x build/moord ]; then \

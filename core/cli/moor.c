@@ -3,18 +3,29 @@
  * one node, values given and shown as JSON (json.h has the mapping).
  *
  *   moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...
- *     get KEY [--space S] [--r N] [--raw]
- *     put KEY VALUE [--space S] [--ctx CTX] [--w N] [--raw]
- *     del KEY [--space S] [--ctx CTX] [--w N]
+ *     get KEY [--space S] [--r N|one|quorum|all] [--raw]
+ *     put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw]
+ *     del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all]
  *     call HANDLER [ARG-JSON...]
+ *     ring [--json]
  *     ping | info
  *     bench [options]            (bench.c)
  *
- * Output goes to stdout as one JSON value.  A ctx (get and put results)
- * is shown as a plain base64 string, the form --ctx takes back.  get
- * prints null for a missing key; with --raw it prints each sibling on its
- * own line, str and bin values as their bare bytes.  put --raw sends VALUE
- * as a string instead of parsing it as JSON.
+ * Output goes to stdout as one JSON value, except `ring`, which prints a
+ * table (show.h) unless --json.  A ctx (get and put results) is shown as
+ * a plain base64 string, the form --ctx takes back.  get prints null for
+ * a missing key and {"values": [v], "ctx": CTX} for one value; for several
+ * (siblings) {"siblings": [v1, v2, ...], "clock": {"n1": 3, ...}, "ctx": CTX},
+ * the clock decoded from the ctx (one clock per record, shared by all its
+ * siblings).  With --raw get prints each value on its own line, str and
+ * bin values as their bare bytes.  put --raw sends VALUE as a string
+ * instead of parsing it as JSON.
+ *
+ * --r and --w take a replica count or one/quorum/all (sent as opts r/w:
+ * an integer or that string).  --timeout bounds the whole command (connect
+ * and call); get, put and del also send it as opts.timeout_ms, less a
+ * fifth, so that the node's own TIMEOUT or QUORUM_FAILED answer arrives
+ * before the client gives up.
  *
  * Exit status: 0 success, 1 the node answered with an error (code and
  * message on stderr), 2 usage or bad input (bad JSON names the byte),
@@ -32,6 +43,7 @@
 
 #include "cli/bench.h"
 #include "cli/json.h"
+#include "cli/show.h"
 #include "net/client.h"
 #include "util/mp.h"
 #include "util/err.h"
@@ -39,7 +51,7 @@
 enum { EXIT_ERROR_REPLY = 1, EXIT_USAGE = 2, EXIT_TRANSPORT = 3 };
 
 /* Which command options a command accepts. */
-enum { OPT_SPACE = 1, OPT_R = 2, OPT_W = 4, OPT_CTX = 8, OPT_RAW = 16 };
+enum { OPT_SPACE = 1, OPT_R = 2, OPT_W = 4, OPT_CTX = 8, OPT_RAW = 16, OPT_JSON = 32 };
 
 typedef struct cmd_def {
     const char *name;
@@ -54,14 +66,16 @@ static const cmd_def_t commands[] = {
     {"call", 1, 1 << 20, 0},
     {"ping", 0, 0, 0},
     {"info", 0, 0, 0},
+    {"ring", 0, 0, OPT_JSON},
 };
 
 typedef struct cli {
     const char *addr, *token;
     int timeout_ms, pretty;
+    int timeout_set; /* --timeout given: get/put/del also send opts.timeout_ms */
     const cmd_def_t *cmd;
     const char *space, *r, *w, *ctx; /* NULL when not given */
-    int raw;
+    int raw, json;
     char **args; /* positional words after the command */
     int nargs;
 } cli_t;
@@ -74,15 +88,20 @@ static int usage(const char *why)
         return EXIT_USAGE;
     }
     fputs("usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
-          "  get KEY [--space S] [--r N] [--raw]\n"
-          "  put KEY VALUE [--space S] [--ctx CTX] [--w N] [--raw]\n"
-          "  del KEY [--space S] [--ctx CTX] [--w N]\n"
+          "  get KEY [--space S] [--r N|one|quorum|all] [--raw]\n"
+          "  put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw]\n"
+          "  del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all]\n"
           "  call HANDLER [ARG-JSON...]\n"
+          "  ring [--json]       members: id, address, zone, status, vnodes, share (* = self)\n"
           "  ping | info\n"
           "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
           "        [--duration S] [--space S]\n"
           "VALUE and ARG are JSON ({\"$bin\":\"<base64>\"} for bytes); CTX is the base64 ctx\n"
-          "that get/put print.  Default address 127.0.0.1:7700, timeout 5000 ms.\n"
+          "that get/put print.  get prints {\"values\":[V],\"ctx\":CTX}, or with siblings\n"
+          "{\"siblings\":[V...],\"clock\":{NODE:COUNTER...},\"ctx\":CTX}; null if missing.\n"
+          "--r/--w: how many replicas must answer (a count, or one, quorum, all).\n"
+          "--timeout bounds the command; get/put/del send 4/5 of it to the node as\n"
+          "opts.timeout_ms.  Default address 127.0.0.1:7700, timeout 5000 ms.\n"
           "Exit: 0 ok, 1 error answer, 2 usage/bad input, 3 connection failure.\n",
           stderr);
     return EXIT_USAGE;
@@ -104,6 +123,7 @@ static int global_opt(cli_t *c, const char *a, const char *val, int *used)
         if (!val || *end || t <= 0 || t > 86400000)
             return usage("--timeout takes milliseconds (1..86400000)");
         c->timeout_ms = (int)t;
+        c->timeout_set = 1;
     } else if (strcmp(a, "--pretty") == 0) {
         c->pretty = 1;
         *used = 0;
@@ -117,22 +137,29 @@ static int global_opt(cli_t *c, const char *a, const char *val, int *used)
     return 0;
 }
 
+/* A read/write level: a replica count, or one of the names. */
+static int level_ok(const char *v)
+{
+    size_t digits = strspn(v, "0123456789");
+
+    if (digits && !v[digits])
+        return digits < 10 && strtoul(v, NULL, 10) >= 1;
+    return !strcmp(v, "one") || !strcmp(v, "quorum") || !strcmp(v, "all");
+}
+
 static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
 {
     static const struct {
         const char *name;
         int bit;
-    } names[] = {{"--space", OPT_SPACE},
-                 {"--r", OPT_R},
-                 {"--w", OPT_W},
-                 {"--ctx", OPT_CTX},
-                 {"--raw", OPT_RAW}};
+    } names[] = {{"--space", OPT_SPACE}, {"--r", OPT_R},     {"--w", OPT_W},
+                 {"--ctx", OPT_CTX},     {"--raw", OPT_RAW}, {"--json", OPT_JSON}};
     int bit = 0;
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(a, names[i].name) == 0)
             bit = names[i].bit;
-    char why[96];
+    char why[128];
 
     if (!bit) {
         snprintf(why, sizeof(why), "unknown option %s", a);
@@ -142,14 +169,19 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
         snprintf(why, sizeof(why), "option %s does not apply to %s", a, c->cmd->name);
         return usage(why);
     }
-    *used = bit != OPT_RAW;
-    if (bit == OPT_RAW) {
-        c->raw = 1;
+    *used = bit != OPT_RAW && bit != OPT_JSON;
+    if (!*used) {
+        *(bit == OPT_RAW ? &c->raw : &c->json) = 1;
         return 0;
     }
     if (!val) {
         fprintf(stderr, "moor: %s needs a value\n", a);
         return EXIT_USAGE;
+    }
+    if ((bit == OPT_R || bit == OPT_W) && !level_ok(val)) {
+        snprintf(why, sizeof(why), "%s takes a count (1 or more) or one, quorum, all; got '%.30s'",
+                 a, val);
+        return usage(why);
     }
     *(bit == OPT_SPACE ? &c->space : bit == OPT_R ? &c->r : bit == OPT_W ? &c->w : &c->ctx) = val;
     return 0;
@@ -233,10 +265,10 @@ static int pack_json_arg(const char *what, const char *text, moor_buf_t *out)
     return rc ? EXIT_USAGE : 0;
 }
 
-/* r/w: a count goes as an integer, a word (one/quorum/all) as a string. */
+/* r/w (checked by level_ok): a count goes as an integer, a name as a string. */
 static void pack_level(msgpack_packer *pk, const char *v)
 {
-    if (v[0] && strspn(v, "0123456789") == strlen(v) && strlen(v) < 10)
+    if (strspn(v, "0123456789") == strlen(v))
         msgpack_pack_uint32(pk, (uint32_t)strtoul(v, NULL, 10));
     else
         msgpack_pack_str_with_body(pk, v, strlen(v));
@@ -255,7 +287,8 @@ static int pack_opts(const cli_t *c, msgpack_packer *pk)
         fprintf(stderr, "moor: --ctx: %s\n", moor_diag_msg(MOOR_EINVAL));
         return EXIT_USAGE;
     }
-    msgpack_pack_map(pk, (c->space != NULL) + (c->r != NULL) + (c->w != NULL) + (c->ctx != NULL));
+    msgpack_pack_map(pk, (c->space != NULL) + (c->r != NULL) + (c->w != NULL) + (c->ctx != NULL) +
+                             (c->timeout_set != 0));
     if (c->space)
         pack_cstr(pk, "space"), pack_cstr(pk, c->space);
     if (c->r)
@@ -265,6 +298,12 @@ static int pack_opts(const cli_t *c, msgpack_packer *pk)
     if (c->ctx) {
         pack_cstr(pk, "ctx");
         msgpack_pack_bin_with_body(pk, ctx.data, ctx.len);
+    }
+    if (c->timeout_set) {
+        /* The node's budget is carved out of the client's, so its answer
+         * (TIMEOUT, QUORUM_FAILED) comes back before the client times out. */
+        pack_cstr(pk, "timeout_ms");
+        msgpack_pack_uint32(pk, (uint32_t)(c->timeout_ms - c->timeout_ms / 5));
     }
     moor_buf_free(&ctx);
     return 0;
@@ -303,39 +342,6 @@ static int build_params(const cli_t *c, moor_buf_t *out, uint32_t *np)
 }
 
 /* ---- printing ------------------------------------------------------------------------ */
-
-/* A copy of the result map with a bin "ctx" turned into its base64 string. */
-static int ctx_as_base64(const char *res, size_t rlen, moor_buf_t *out)
-{
-    const char *p = res, *end = res + rlen, *k, *v;
-    uint32_t n, kl, vl;
-    msgpack_packer pk;
-
-    if (moor_mp_read_map(&p, end, &n))
-        return moor_buf_append(out, res, rlen);
-    moor_mp_packer_init(&pk, out);
-    msgpack_pack_map(&pk, n);
-    while (n--) {
-        const char *ks = p, *vs;
-        int is_ctx = moor_mp_read_str(&p, end, &k, &kl) == 0 && kl == 3 && !memcmp(k, "ctx", 3);
-        p = ks;
-        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            return MOOR_EPROTO;
-        moor_buf_append(out, ks, (size_t)(p - ks));
-        vs = p;
-        if (is_ctx && moor_mp_read_bin(&p, end, &v, &vl) == 0) {
-            moor_buf_t b64 = MOOR_BUF_INIT;
-            moor_json_b64_encode(v, vl, &b64);
-            msgpack_pack_str_with_body(&pk, b64.data ? b64.data : "", b64.len);
-            moor_buf_free(&b64);
-            continue;
-        }
-        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            return MOOR_EPROTO;
-        moor_buf_append(out, vs, (size_t)(p - vs));
-    }
-    return 0;
-}
 
 static int print_json(const cli_t *c, const char *mp, size_t len)
 {
@@ -385,6 +391,21 @@ static int print_raw_values(const cli_t *c, const char *res, size_t rlen)
     return print_json(c, res, rlen);
 }
 
+/* ring: the table (or JSON with --json, or if the answer is not shaped as
+ * a ring answer). */
+static int print_ring(const cli_t *c, const moor_client_reply_t *r)
+{
+    moor_buf_t text = MOOR_BUF_INIT;
+    int rc;
+
+    if (c->json || moor_show_ring(r->result, r->rlen, &text))
+        rc = print_json(c, r->result, r->rlen);
+    else
+        rc = fwrite(text.data, 1, text.len, stdout) == text.len ? 0 : EXIT_TRANSPORT;
+    moor_buf_free(&text);
+    return rc;
+}
+
 static int print_result(const cli_t *c, const moor_client_reply_t *r)
 {
     const char *name = c->cmd->name;
@@ -394,9 +415,13 @@ static int print_result(const cli_t *c, const moor_client_reply_t *r)
     if (!strcmp(name, "get") && c->raw &&
         moor_mp_peek(r->result, r->result + r->rlen) != MOOR_MP_NIL)
         return print_raw_values(c, r->result, r->rlen);
+    if (!strcmp(name, "ring"))
+        return print_ring(c, r);
     if (strcmp(name, "get") && strcmp(name, "put"))
         return print_json(c, r->result, r->rlen);
-    if (ctx_as_base64(r->result, r->rlen, &tmp)) {
+    rc = !strcmp(name, "get") ? moor_show_get(r->result, r->rlen, &tmp)
+                              : moor_show_ctx(r->result, r->rlen, &tmp);
+    if (rc) {
         moor_buf_free(&tmp);
         fprintf(stderr, "moor: malformed answer\n");
         return EXIT_TRANSPORT;

@@ -7,6 +7,7 @@
 #   make fuzz    libFuzzer targets in build-fuzz/ (clang-14), each run for
 #                FUZZ_SECONDS on a copy of its seed corpus
 #   make bench   build + scripts/bench.sh (engine) + scripts/bench_node.py (node vs Redis)
+#                + scripts/bench_cluster.py (3-node cluster vs one node)
 #   make run     build + start a node (build/moord conf/node.lua)
 #   make format  clang-format -i over core/ and tests/
 #   make clean   remove the build trees

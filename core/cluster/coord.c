@@ -587,7 +587,9 @@ static void write_check(op_t *op)
     } else if (op->ok >= op->need && (!op->local || op->local->state == SLOT_OK)) {
         op_stop_timer(op);
         op_answer(op, NULL, NULL, op->result.data, op->result.len);
-    } else if (op->failed > op->n - op->need) {
+    } else if (op->failed > op->n - op->need && !(op->local && op->local->state == SLOT_PENDING)) {
+        /* Out of reach -- but wait for our own write, so the count says
+         * whether the value was stored here. */
         op->c->st.quorum_failures++;
         op_stop_timer(op);
         op_fail(op, "QUORUM_FAILED", "%u of %u replicas acknowledged, %u needed", op->ok, op->n,
@@ -1280,13 +1282,16 @@ void moor_coord_get(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
     op->need = pl.r;
     prc = pack_params(op, NULL, &params);
     op_start_timer(op);
+    /* Our own replica first: it answers at once, so a failure count
+     * includes it (peers that are known down fail at once too). */
+    for (uint32_t i = 0; i < op->n && op->c; i++)
+        if (op->slot[i].self)
+            get_local(op, &op->slot[i]);
     for (uint32_t i = 0; i < op->n && op->c; i++) {
         slot_t *s = &op->slot[i];
         int rc = prc;
-        if (s->self) {
-            get_local(op, s);
+        if (s->self)
             continue;
-        }
         op->refs++;
         if (rc == 0)
             rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 2,
@@ -1567,6 +1572,14 @@ void moor_coord_free(moor_coord_t *c)
     free(c->rb);
     free(c->rw);
     free(c);
+}
+
+uint64_t moor_coord_hlc(const moor_coord_t *c) { return c->hlc; }
+
+void moor_coord_hlc_floor(moor_coord_t *c, uint64_t floor)
+{
+    if (floor > c->hlc)
+        c->hlc = floor;
 }
 
 void moor_coord_set_ring(moor_coord_t *c, moor_ring_t *ring)

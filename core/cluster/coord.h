@@ -146,4 +146,11 @@ void moor_coord_handle_peer(moor_coord_t *c, const char *method, size_t mlen,
 
 void moor_coord_stats(const moor_coord_t *c, moor_coord_stats_t *out);
 
+/* The hybrid logical clock: the last counter this node stamped, and a
+ * floor every later counter must exceed (a restart sets the high-water
+ * mark it persisted, so a wall clock that went back cannot repeat a
+ * counter given out before).  The floor only ever raises the clock. */
+uint64_t moor_coord_hlc(const moor_coord_t *c);
+void moor_coord_hlc_floor(moor_coord_t *c, uint64_t floor);
+
 #endif

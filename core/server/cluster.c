@@ -25,6 +25,7 @@
 #define SEED_PREFIX "seed@"
 #define MEMBERS_MAGIC "MOORMEM1"
 #define PEER_TIMEOUT_MS 2000
+#define HLC_LEAD (10000ull * 1000) /* counters reserved ahead: 10 s of the HLC's µs */
 
 typedef struct seed {
     char addr[MOOR_RING_ADDR_MAX];
@@ -39,6 +40,8 @@ struct moor_cl {
     const moor_config_t *cfg;
     char self_addr[MOOR_RING_ADDR_MAX];
     char path[4096 + 16]; /* data_dir/MEMBERS */
+    char hlc_path[4096 + 16]; /* data_dir/HLC */
+    uint64_t hlc_reserved;    /* persisted: no counter up to it was given out after */
     moor_members_t table;
     moor_ring_t *ring;    /* built from table; NULL until the first build */
     moor_uvenv_t *env;
@@ -217,6 +220,74 @@ static int merge_wire(moor_cl_t *cl, const char *p, const char *end)
     return 0;
 }
 
+/* ---- the hybrid logical clock's high-water mark ---------------------------------------- */
+
+/* data_dir/HLC holds a counter no counter this node gave out exceeds:
+ * u64 little-endian, then its crc32c.  It is written ahead of use
+ * (HLC_LEAD beyond the clock, renewed once half of the lead is used,
+ * checked every join tick), and a restart starts the clock above it, so a
+ * wall clock that went back across a crash cannot repeat a counter. */
+static int hlc_write(const char *path, uint64_t v)
+{
+    unsigned char b[12];
+    char tmp[4096 + 24];
+    uint32_t crc;
+    int fd, ok;
+
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    crc = moor_crc32c(b, 8);
+    for (int i = 0; i < 4; i++)
+        b[8 + i] = (unsigned char)(crc >> (8 * i));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if ((fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        return -errno;
+    ok = write(fd, b, sizeof(b)) == (ssize_t)sizeof(b) && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0)
+        return -errno;
+    return 0;
+}
+
+static uint64_t hlc_read(const char *path)
+{
+    unsigned char b[12];
+    uint64_t v = 0;
+    uint32_t crc = 0;
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(b, 1, sizeof(b), f) : 0;
+
+    if (f)
+        fclose(f);
+    if (!f)
+        return 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | b[i];
+    for (int i = 3; i >= 0; i--)
+        crc = crc << 8 | b[8 + i];
+    if (n != sizeof(b) || crc != moor_crc32c(b, 8)) {
+        moor_log_warn("%s is damaged; the clock restarts from the wall clock", path);
+        return 0;
+    }
+    return v;
+}
+
+/* Renews the reservation when less than half of its lead is left. */
+static void hlc_reserve(moor_cl_t *cl)
+{
+    uint64_t h = moor_coord_hlc(cl->coord), wall = moor_clock_wall_ms() * 1000;
+    uint64_t base = h > wall ? h : wall;
+    int rc;
+
+    if (base + HLC_LEAD / 2 < cl->hlc_reserved)
+        return;
+    if ((rc = hlc_write(cl->hlc_path, base + HLC_LEAD)))
+        moor_log_warn("cannot save the clock's high-water mark to %s: %s", cl->hlc_path,
+                      strerror(-rc));
+    else
+        cl->hlc_reserved = base + HLC_LEAD;
+}
+
 /* ---- talking to seeds and members -------------------------------------------------- */
 
 static void announce_cb(uv_timer_t *t);
@@ -291,6 +362,7 @@ static void join_cb(uv_timer_t *t)
 
     if (cl->closing)
         return;
+    hlc_reserve(cl);
     for (unsigned i = 0; i < cl->nseeds; i++)
         if (!cl->seeds[i].self && !cl->seeds[i].answered) {
             pending++;
@@ -492,6 +564,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     cl->sync_ms = o->sync_interval_ms ? o->sync_interval_ms : 5000;
     snprintf(cl->self_addr, sizeof(cl->self_addr), "%s", o->self_addr);
     snprintf(cl->path, sizeof(cl->path), "%s/MEMBERS", o->cfg->data_dir);
+    snprintf(cl->hlc_path, sizeof(cl->hlc_path), "%s/HLC", o->cfg->data_dir);
     moor_members_init(&cl->table);
     if ((rc = fill_self(cl, &me, moor_clock_wall_ms())))
         goto fail;
@@ -535,6 +608,8 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     co.vc_max_age_ms = o->cfg->vc_max_age_ms;
     if ((rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)))
         goto fail;
+    moor_coord_hlc_floor(cl->coord, hlc_read(cl->hlc_path));
+    hlc_reserve(cl);
     uv_timer_init(o->loop, &cl->join_timer);
     uv_timer_init(o->loop, &cl->announce_timer);
     cl->join_timer.data = cl->announce_timer.data = cl;

@@ -1169,6 +1169,19 @@ static void test_hlc(void **state)
     moor_buf_t c5 = put_ctx(&a);
     moor_vclock_t v5 = clock_of(&c5);
     assert_int_equal(v5.e[0].counter, ahead + 3);
+    /* a restart's floor (the persisted high-water mark) lifts the clock;
+     * a lower floor changes nothing */
+    assert_int_equal(moor_coord_hlc(w->nodes[0].c), ahead + 3);
+    moor_coord_free(w->nodes[0].c);
+    node_start(w, 0, 0);
+    moor_coord_hlc_floor(w->nodes[0].c, ahead + 100);
+    moor_coord_hlc_floor(w->nodes[0].c, 5);
+    ans_reset(&a);
+    node_put(w, 0, "i", "\x05", NULL, &a);
+    moor_buf_t c6 = put_ctx(&a);
+    moor_vclock_t v6 = clock_of(&c6);
+    assert_int_equal(v6.e[0].counter, ahead + 101);
+    moor_buf_free(&c6);
     moor_buf_free(&c4), moor_buf_free(&c5);
     moor_buf_free(&c1), moor_buf_free(&c2), moor_buf_free(&c3), moor_buf_free(&fctx);
     ans_reset(&a);

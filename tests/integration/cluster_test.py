@@ -1,0 +1,526 @@
+#!/usr/bin/python3
+"""cluster_test.py -- integration tests of a real three-node moord cluster.
+
+Starts three moord processes on 127.0.0.1, 127.0.0.2 and 127.0.0.3 (free
+ports, throwaway configs and data directories, a cluster_secret), drives
+them over raw MessagePack-RPC (Debian's python3-msgpack) and the `moor`
+CLI, kills nodes with SIGKILL and restarts them.  Every wait is bounded
+and every moord this script starts is killed when it exits.
+
+usage: cluster_test.py --build BUILD_DIR [-k NAME]
+"""
+import argparse
+import atexit
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import warnings
+
+import msgpack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, "build")
+SECRET = "cluster-test-secret-%d" % os.getpid()
+CONVERGE_S = 30     # bound on the cluster agreeing on its members
+REPAIR_S = 15       # bound on background read repair reaching a replica
+READY_S = 20        # bound on peers reconnecting to a restarted node (back-off <= 5 s)
+PROCS = []          # every moord started, killed at exit whatever happens
+
+
+def kill_all():
+    for p in PROCS:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(kill_all)
+
+
+def free_port(host):
+    s = socket.socket()
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Conn:
+    """Minimal MessagePack-RPC connection for the tests."""
+
+    def __init__(self, addr, timeout=15):
+        self.sock = socket.create_connection(addr, timeout)
+        self.unpacker = msgpack.Unpacker(raw=False)
+        self.msgid = 0
+
+    def send(self, method, *params):
+        self.msgid += 1
+        self.sock.sendall(msgpack.packb([0, self.msgid, method, list(params)],
+                                        use_bin_type=True))
+        return self.msgid
+
+    def recv(self):
+        while True:
+            for msg in self.unpacker:
+                return msg
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed by the node")
+            self.unpacker.feed(data)
+
+    def call(self, method, *params):
+        mid = self.send(method, *params)
+        msg = self.recv()
+        assert msg[0] == 1 and msg[1] == mid, msg
+        return msg[2], msg[3]
+
+    def close(self):
+        self.sock.close()
+
+
+class Node:
+    """One moord of the cluster: its config, data directory and process."""
+
+    def __init__(self, tmp, idx, hosts, ports):
+        self.id = "n%d" % idx
+        self.host, self.port = hosts[idx - 1], ports[idx - 1]
+        self.addr = "%s:%d" % (self.host, self.port)
+        self.dir = os.path.join(tmp, self.id)
+        os.makedirs(self.dir)
+        self.conf = os.path.join(self.dir, "node.lua")
+        self.logpath = os.path.join(self.dir, "moord.log")
+        seeds = ", ".join('"%s:%d"' % hp for hp in zip(hosts, ports))
+        with open(self.conf, "w") as f:
+            f.write(
+                'moor.cfg{ node = "%s", listen = "%s", data_dir = "%s",\n'
+                '  seeds = { %s }, cluster_secret = "%s", vnodes = 64,\n'
+                '  engine = { sync = "interval", memtable_mb = 4, cache_mb = 8 },\n'
+                '  log = { level = "info" },\n'
+                '  plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr",'
+                ' "handlers.cas" } }\n'
+                'moor.space("default", { n = 3, r = 2, w = 2 })\n'
+                'moor.space("carts", { n = 3, r = 2, w = 2, resolver = "set_union" })\n'
+                % (self.id, self.addr, os.path.join(self.dir, "data"), seeds, SECRET))
+        self.proc = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=15):
+        with open(self.logpath, "ab") as log:
+            self.proc = subprocess.Popen([os.path.join(BUILD, "moord"), self.conf],
+                                         stdout=log, stderr=log,
+                                         env=dict(os.environ, MOOR_ROOT=ROOT))
+        PROCS.append(self.proc)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %d:\n%s" % (self.id, self.proc.returncode,
+                                                              self.logtail()))
+            try:
+                socket.create_connection((self.host, self.port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("%s did not listen within %ss" % (self.id, timeout))
+
+    def kill9(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def conn(self, timeout=15):
+        return Conn((self.host, self.port), timeout)
+
+    def logtail(self, n=4000):
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode(errors="replace")[-n:]
+        except OSError:
+            return "(no log)"
+
+
+class Cluster:
+    def __init__(self, size=3):
+        self.tmp = tempfile.mkdtemp(prefix="moor-cluster-")
+        hosts = ["127.0.0.%d" % i for i in range(1, size + 1)]
+        ports = [free_port(h) for h in hosts]
+        self.nodes = [Node(self.tmp, i, hosts, ports) for i in range(1, size + 1)]
+
+    def ring(self, node):
+        c = node.conn(5)
+        try:
+            err, res = c.call("ring")
+        finally:
+            c.close()
+        if err is not None:
+            raise AssertionError("ring on %s answered %r" % (node.id, err))
+        return res
+
+    def converged(self):
+        """None when every live node lists every node, all up; else why not."""
+        want = sorted((n.id, n.addr) for n in self.nodes)
+        for n in self.nodes:
+            if not n.alive():
+                return "%s is not running" % n.id
+            try:
+                r = self.ring(n)
+            except (OSError, ConnectionError) as e:
+                return "ring on %s: %s" % (n.id, e)
+            got = sorted((m["id"], m["addr"]) for m in r["nodes"])
+            if got != want:
+                return "%s lists %r" % (n.id, got)
+            down = [(m["id"], m["status"]) for m in r["nodes"] if m["status"] != "up"]
+            if down:
+                return "%s sees %r" % (n.id, down)
+        return None
+
+    def wait_converged(self, timeout=CONVERGE_S):
+        deadline = time.time() + timeout
+        why = self.converged()
+        while why and time.time() < deadline:
+            time.sleep(0.2)
+            why = self.converged()
+        if why:
+            raise AssertionError("no convergence within %ss: %s" % (timeout, why))
+
+    def wait_ready(self, timeout=READY_S):
+        """Waits until a read with r = "all" works through every node: a
+        restarted peer is reached only once the others' connections to it
+        are out of their reconnect back-off."""
+        for n in self.nodes:
+            c = n.conn(5)
+            try:
+                retry(lambda: c.call("get", "ready-probe", {"r": "all", "timeout_ms": 2000}),
+                      timeout, "get r=all through %s" % n.id)
+            finally:
+                c.close()
+
+    def start_missing(self):
+        """Starts every node that is not running, waits for convergence and
+        for every node to reach every other one."""
+        restarted = False
+        for n in self.nodes:
+            if not n.alive():
+                n.start()
+                restarted = True
+        self.wait_converged()
+        if restarted:
+            self.wait_ready()
+
+    def stop(self):
+        for n in self.nodes:
+            n.kill9()
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def logs(self):
+        return "\n".join("---- %s (%s)\n%s" % (n.id, n.logpath, n.logtail()) for n in self.nodes)
+
+
+CLUSTER = None
+
+
+def setUpModule():
+    global CLUSTER
+    CLUSTER = Cluster()
+    atexit.register(CLUSTER.cleanup)
+    for n in CLUSTER.nodes:
+        n.start()
+
+
+def tearDownModule():
+    if CLUSTER is not None:
+        CLUSTER.stop()    # main() prints the logs on failure, then removes the directory
+
+
+def retry(fn, timeout, what):
+    """fn() until it returns a result whose error is None, within timeout."""
+    deadline = time.time() + timeout
+    while True:
+        err, res = fn()
+        if err is None:
+            return res
+        if time.time() >= deadline:
+            raise AssertionError("%s still failing after %ss: %r" % (what, timeout, err))
+        time.sleep(0.2)
+
+
+class ClusterTest(unittest.TestCase):
+    """Test names are ordered a..g: each starts from a whole, converged cluster."""
+
+    def setUp(self):
+        self.c = CLUSTER
+        self.n1, self.n2, self.n3 = self.c.nodes
+        self.c.start_missing()
+
+    def connect(self, node):
+        """A connection to node, closed when the test ends."""
+        c = node.conn()
+        self.addCleanup(c.close)
+        return c
+
+    def test_a_converges(self):
+        views = {}
+        for n in self.c.nodes:
+            r = self.c.ring(n)
+            self.assertEqual(r["node"], n.id)
+            self.assertIs(r["cluster"], True)
+            members = sorted(r["nodes"], key=lambda m: m["id"])
+            self.assertEqual([m["id"] for m in r["nodes"]], [m["id"] for m in members],
+                             "ring nodes not sorted by id")
+            self.assertEqual([(m["id"], m["addr"], m["status"]) for m in members],
+                             [(x.id, x.addr, "up") for x in self.c.nodes])
+            self.assertEqual([m["id"] for m in members if m["self"]], [n.id])
+            self.assertTrue(all(m["vnodes"] == 64 for m in members), members)
+            shares = [m["share"] for m in members]
+            self.assertTrue(all(0 < s < 1 for s in shares), shares)
+            self.assertAlmostEqual(sum(shares), 1.0, delta=0.01)
+            views[n.id] = [(m["id"], m["addr"], m["status"], m["vnodes"]) for m in members]
+        self.assertEqual(len(set(map(tuple, views.values()))), 1, views)
+
+    def test_b_put_get_every_node(self):
+        values = [None, True, 0, -1, 2**63 - 1, -2**63, 2**64 - 1, 1.5, "text", b"\x00\xff",
+                  [1, [2, [3]]], {"a": {"b": [1, 2]}}, "", [], {}]
+        conns = [self.connect(n) for n in self.c.nodes]
+        for i, v in enumerate(values):
+            writer = conns[i % 3]
+            key = "b%d" % i
+            err, res = writer.call("put", key, v)
+            self.assertIsNone(err, err)
+            self.assertIsInstance(res["ctx"], bytes)
+            for j, reader in enumerate(conns):
+                err, res = reader.call("get", key)
+                self.assertIsNone(err, err)
+                self.assertEqual(res["values"], [v], "%s via n%d" % (key, j + 1))
+                err, res = reader.call("get", key, {"r": "all"})
+                self.assertIsNone(err, err)
+                self.assertEqual(res["values"], [v], "%s r=all via n%d" % (key, j + 1))
+        # A non-canonical encoding (uint16 for 5) comes back as sent, from every node.
+        conns[0].sock.sendall(b"\x94\x00\x63\xa3put\x92\xa3raw\xcd\x00\x05")
+        msg = conns[0].recv()
+        self.assertEqual(msg[1], 0x63)
+        self.assertIsNone(msg[2], msg)
+        for c in conns:
+            c.sock.sendall(b"\x94\x00\x64\xa3get\x91\xa3raw")
+            frame = c.sock.recv(65536)
+            self.assertIn(b"\x91\xcd\x00\x05", frame)
+        # Overwriting with the ctx replaces the value everywhere.
+        err, res = conns[1].call("get", "b8")
+        err, res = conns[2].call("put", "b8", "replaced", {"ctx": res["ctx"]})
+        self.assertIsNone(err, err)
+        for c in conns:
+            self.assertEqual(c.call("get", "b8", {"r": "all"})[1]["values"], ["replaced"])
+        self.assertEqual(conns[0].call("get", "absent", {"r": "all"}), (None, None))
+        self.assertIsNone(conns[0].call("del", "b8", {"ctx": res["ctx"]})[0])
+        for c in conns:
+            self.assertEqual(c.call("get", "b8"), (None, None))
+
+    def test_c_one_node_down(self):
+        self.n3.kill9()
+        for i, n in enumerate((self.n1, self.n2)):
+            c = self.connect(n)
+            for k in range(10):
+                key = "c%d-%d" % (i, k)
+                err, res = c.call("put", key, [i, k], {"timeout_ms": 5000})
+                self.assertIsNone(err, "put %s via %s: %r" % (key, n.id, err))
+            for other in (self.n1, self.n2):
+                oc = self.connect(other)
+                for k in range(10):
+                    key = "c%d-%d" % (i, k)
+                    err, res = oc.call("get", key, {"timeout_ms": 5000})
+                    self.assertIsNone(err, "get %s via %s: %r" % (key, other.id, err))
+                    self.assertEqual(res["values"], [[i, k]])
+
+    def test_c2_handlers_through_the_coordinator(self):
+        # A Lua handler's moor.get/put go through the coordinator: the
+        # counter is replicated, and a lost quorum reaches the handler.
+        c1 = self.connect(self.n1)
+        self.assertEqual(c1.call("call", "incr", "hits", 5), (None, 5))
+        c2 = self.connect(self.n2)
+        self.assertEqual(c2.call("call", "incr", "hits", 2), (None, 7))
+        self.n3.kill9()
+        self.assertEqual(c1.call("call", "incr", "hits", 1), (None, 8))
+        self.n2.kill9()
+        err, _ = c1.call("call", "incr", "hits", 1)
+        self.assertIsNotNone(err)
+        self.assertEqual(err[0], "HANDLER_ERROR")
+        self.assertIn("QUORUM_FAILED", err[1])
+        err, res = c1.call("get", "hits", {"r": 1})
+        self.assertIsNone(err)
+        self.assertEqual(res["values"], [8])
+
+    def test_d_two_nodes_down(self):
+        c1 = self.connect(self.n1)
+        err, res = c1.call("put", "d-known", "before")
+        self.assertIsNone(err, err)
+        ctx = res["ctx"]
+        self.n2.kill9()
+        self.n3.kill9()
+        err, _ = c1.call("put", "d-blind", "x", {"timeout_ms": 5000})
+        self.assertIsNotNone(err, "a put with 2 of 3 replicas dead succeeded")
+        self.assertEqual(err[0], "QUORUM_FAILED", err)
+        self.assertIn("1 of 3", err[1])
+        err, _ = c1.call("put", "d-known", "after", {"ctx": ctx, "timeout_ms": 5000})
+        self.assertIsNotNone(err, "a put with 2 of 3 replicas dead succeeded")
+        self.assertEqual(err[0], "QUORUM_FAILED", err)
+        self.assertIn("1 of 3", err[1])
+        err, _ = c1.call("get", "d-known", {"r": 2, "timeout_ms": 5000})
+        self.assertIsNotNone(err, "a get with r=2 and 2 of 3 replicas dead succeeded")
+        self.assertEqual(err[0], "QUORUM_FAILED", err)
+        self.assertIn("1 of 3", err[1])
+        err, res = c1.call("ping")
+        self.assertIsNone(err, err)
+        self.assertEqual(res["node"], "n1")
+        err, res = self.connect(self.n1).call("ping")     # and new connections too
+        self.assertIsNone(err, err)
+
+    def test_e_siblings_and_resolver(self):
+        a, b, c = (self.connect(n) for n in self.c.nodes)
+        # Two writers both start from the same (then stale) ctx: siblings.
+        err, res = a.call("put", "e-key", "base")
+        self.assertIsNone(err, err)
+        stale = res["ctx"]
+        self.assertIsNone(a.call("put", "e-key", "alpha-sibling", {"ctx": stale})[0])
+        self.assertIsNone(b.call("put", "e-key", "beta-sibling", {"ctx": stale})[0])
+        for conn in (a, b, c):
+            err, res = conn.call("get", "e-key")
+            self.assertIsNone(err, err)
+            self.assertEqual(sorted(res["values"]), ["alpha-sibling", "beta-sibling"])
+        # Two writers without any ctx: also kept side by side.
+        self.assertIsNone(b.call("put", "e-blind", "one")[0])
+        self.assertIsNone(c.call("put", "e-blind", "two")[0])
+        err, res = a.call("get", "e-blind")
+        self.assertIsNone(err, err)
+        self.assertEqual(sorted(res["values"]), ["one", "two"])
+        # The CLI prints every sibling.
+        r = subprocess.run([os.path.join(BUILD, "moor"), "-h", self.n3.addr, "get", "e-key"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('"alpha-sibling"', r.stdout)
+        self.assertIn('"beta-sibling"', r.stdout)
+        # A space with a resolver answers one merged value, and writes it back.
+        carts = {"space": "carts"}
+        err, res = a.call("put", "cart", ["apple", "milk"], carts)
+        self.assertIsNone(err, err)
+        stale = res["ctx"]
+        self.assertIsNone(b.call("put", "cart", ["pear"], dict(carts, ctx=stale))[0])
+        self.assertIsNone(c.call("put", "cart", ["apple", "bread"], dict(carts, ctx=stale))[0])
+        err, res = a.call("get", "cart", carts)
+        self.assertIsNone(err, err)
+        self.assertEqual(res["values"], [["apple", "bread", "pear"]])
+        for conn in (a, b, c):
+            err, res = conn.call("get", "cart", dict(carts, r="all"))
+            self.assertIsNone(err, err)
+            self.assertEqual(res["values"], [["apple", "bread", "pear"]])
+        # The same key in the default space is another key: untouched.
+        self.assertEqual(a.call("get", "cart"), (None, None))
+
+    def test_f_read_repair(self):
+        keys = ["f%02d" % i for i in range(20)]
+        self.n3.kill9()
+        c1 = self.connect(self.n1)
+        for i, k in enumerate(keys):
+            err, _ = c1.call("put", k, {"i": i, "k": k}, {"timeout_ms": 5000})
+            self.assertIsNone(err, "put %s with n3 down: %r" % (k, err))
+        self.n3.start()
+        self.c.wait_converged()
+        self.c.wait_ready()     # from here on every r=all read must succeed at once
+        peer = self.connect(self.n3)
+        self.assertEqual(peer.call("_auth", SECRET)[0], None)
+        for k in keys:          # n3 missed every write: nothing there before the reads
+            self.assertEqual(peer.call("_get", "default", k), (None, None), k)
+        for i, k in enumerate(keys):
+            err, res = c1.call("get", k, {"r": "all", "timeout_ms": 5000})
+            self.assertIsNone(err, "get %s r=all: %r" % (k, err))
+            self.assertEqual(res["values"], [{"i": i, "k": k}])
+        missing = keys
+        deadline = time.time() + REPAIR_S
+        while True:
+            missing = []
+            for i, k in enumerate(keys):
+                err, rec = peer.call("_get", "default", k)
+                self.assertIsNone(err, "_get %s on n3: %r" % (k, err))
+                if rec is None:
+                    missing.append(k)
+                    continue
+                self.assertIsInstance(rec, bytes)
+                vclock, siblings = msgpack.unpackb(rec, raw=False)
+                self.assertIsInstance(vclock, list)
+                self.assertTrue(vclock, "empty clock in %s's record" % k)
+                self.assertEqual(len(siblings), 1, siblings)
+                value, ts, tombstone = siblings[0]
+                self.assertEqual(value, {"i": i, "k": k})
+                self.assertIs(tombstone, False)
+                self.assertIsInstance(ts, int)
+            if not missing or time.time() >= deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(missing, [], "not repaired on n3 within %ss" % REPAIR_S)
+
+    def test_g_peer_methods_gated(self):
+        c = self.connect(self.n1)
+        self.assertIsNone(c.call("put", "g-key", "v")[0])
+        err, _ = c.call("_get", "default", "g-key")
+        self.assertIsNotNone(err, "a client called _get without the secret")
+        self.assertIn(err[0], ("NOAUTH", "UNKNOWN_METHOD"), err)
+        err, _ = c.call("_put", "default", "g-key", b"\x92\x90\x90")
+        self.assertIsNotNone(err, "a client called _put without the secret")
+        self.assertIn(err[0], ("NOAUTH", "UNKNOWN_METHOD"), err)
+        try:
+            err, _ = c.call("_auth", "wrong-" + SECRET)
+            self.assertIsNotNone(err, "_auth accepted a wrong secret")
+        except (ConnectionError, ConnectionResetError):
+            c = self.connect(self.n1)      # refusing by closing the connection is a failure too
+        err, _ = c.call("_get", "default", "g-key")
+        self.assertIsNotNone(err, "_get allowed after a failed _auth")
+        self.assertIn(err[0], ("NOAUTH", "UNKNOWN_METHOD"), err)
+        self.assertEqual(c.call("get", "g-key")[1]["values"], ["v"])  # still a client
+        peer = self.connect(self.n1)
+        self.assertEqual(peer.call("_auth", SECRET)[0], None)
+        err, rec = peer.call("_get", "default", "g-key")
+        self.assertIsNone(err, err)
+        self.assertEqual(msgpack.unpackb(rec, raw=False)[1][0][0], "v")
+
+
+class ConfigTest(unittest.TestCase):
+    def test_h_shipped_cluster_configs_check(self):
+        files = sorted(glob.glob(os.path.join(ROOT, "conf", "cluster3", "*.lua")) +
+                       glob.glob(os.path.join(ROOT, "conf", "cluster5", "*.lua")))
+        self.assertEqual(len(files), 8, files)
+        for f in files:
+            r = subprocess.run([os.path.join(BUILD, "moord"), os.path.relpath(f, ROOT), "--check"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=20,
+                               env=dict(os.environ, MOOR_ROOT=ROOT))
+            self.assertEqual(r.returncode, 0, "%s: %s%s" % (f, r.stdout, r.stderr))
+            self.assertIn("is valid", r.stdout)
+
+
+def main():
+    global BUILD
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=BUILD)
+    args, rest = ap.parse_known_args()
+    BUILD = os.path.abspath(args.build)
+    warnings.simplefilter("ignore", ResourceWarning)  # sockets die with their test
+    prog = unittest.main(argv=[sys.argv[0]] + rest, verbosity=2, exit=False)
+    ok = prog.result.wasSuccessful()
+    if not ok and CLUSTER is not None:
+        sys.stderr.write("\nnode logs (tails):\n%s\n" % CLUSTER.logs())
+    if CLUSTER is not None:
+        CLUSTER.cleanup()
+    kill_all()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

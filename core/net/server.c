@@ -78,6 +78,7 @@ struct moor_srv_conn {
     moor_buf_t out;               /* replies not yet handed to uv_write */
     size_t writing;               /* bytes in uv_write, not completed */
     unsigned inflight;            /* dispatched, unanswered requests */
+    unsigned max_inflight;        /* this connection's limit (default o.max_inflight) */
     unsigned refs;                /* see the file comment; freed at 0 */
     uint64_t last_read;           /* uv_now() of the last read */
     unsigned closing : 1;         /* uv_close called; nothing more goes out */
@@ -178,7 +179,7 @@ static int conn_wants_read(const moor_srv_conn_t *c)
 {
     const moor_srv_t *s = c->srv;
 
-    return !c->closing && !c->eof && !s->stopping && c->inflight < s->o.max_inflight &&
+    return !c->closing && !c->eof && !s->stopping && c->inflight < c->max_inflight &&
            c->writing + c->out.len <= SRV_MAX_PENDING_OUT;
 }
 
@@ -276,7 +277,7 @@ static void conn_pump(moor_srv_conn_t *c)
     if (c->pumping)
         return;
     c->pumping = 1;
-    while (!c->closing && !s->stopping && c->inflight < s->o.max_inflight && off < c->in.len) {
+    while (!c->closing && !s->stopping && c->inflight < c->max_inflight && off < c->in.len) {
         long n = moor_rpc_scan_frame(&c->scan, c->in.data + off, c->in.len - off, s->o.max_frame);
         if (n == 0)
             break;
@@ -482,6 +483,11 @@ void moor_srv_conn_set_authed(moor_srv_conn_t *c, int authed)
     c->authed = (unsigned)authed & 3u;
 }
 
+void moor_srv_conn_set_max_inflight(moor_srv_conn_t *c, unsigned n)
+{
+    c->max_inflight = n ? n : c->srv->o.max_inflight;
+}
+
 /* ---- accepting ---------------------------------------------------------- */
 
 static void conn_idle_cb(uv_timer_t *t)
@@ -551,6 +557,7 @@ static void srv_accept(moor_srv_t *s)
         return;
     }
     c->srv = s;
+    c->max_inflight = s->o.max_inflight;
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->idle);
     c->tcp.data = c->idle.data = c;

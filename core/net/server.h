@@ -65,6 +65,11 @@ void moor_srv_reply_error(moor_srv_req_t *req, const char *code, const char *msg
 int moor_srv_conn_authed(const moor_srv_conn_t *c);
 void moor_srv_conn_set_authed(moor_srv_conn_t *c, int authed);
 
+/* Unanswered requests this connection may have before the server stops
+ * reading it (0: back to the server's max_inflight).  A peer connection
+ * multiplexes every request one node sends another, so it gets more. */
+void moor_srv_conn_set_max_inflight(moor_srv_conn_t *c, unsigned n);
+
 typedef struct moor_srv_stats {
     uint64_t conns, accepted, refused, requests, bad_frames;
     uint64_t inflight;

@@ -819,6 +819,10 @@ static void reply_auth(void *ud, const char *errcode, const char *errmsg, const 
     auth_ctx_t *a = ud;
 
     moor_srv_conn_set_authed(a->req->conn, a->authed);
+    /* A peer's one connection carries all its requests to this node: as
+     * many as its pool may have in flight (peer.h max_pending). */
+    if (a->authed & MOOR_NODE_AUTH_PEER)
+        moor_srv_conn_set_max_inflight(a->req->conn, 1024);
     reply_srv(a->req, errcode, errmsg, result, rlen);
 }
 

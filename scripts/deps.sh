@@ -17,6 +17,7 @@ PACKAGES=(
     librocksdb-dev libleveldb-dev
     redis-server redis-tools
     python3-msgpack
+    iptables util-linux iproute2
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -223,7 +223,7 @@ static int replay_entry(void *ud, int type, const char *key, size_t klen, char *
 /* Freezes the active memtable and flushes it now (open only: no bg thread). */
 static int recovery_flush(struct moor_engine *e, uint64_t log_of_mem)
 {
-    moor_memtable_t *fresh = moor_memtable_new();
+    moor_memtable_t *fresh = moor_memtable_new_sized(e->o.memtable_bytes);
 
     if (!fresh)
         return MOOR_ENOMEM;
@@ -468,7 +468,7 @@ int moor_engine_open(const char *dir, const moor_engine_opts_t *opts, moor_engin
     e->dir = strdup(dir);
     e->cache = moor_cache_new(opts->cache_bytes);
     e->cur = moor_version_new();
-    e->mem = moor_memtable_new();
+    e->mem = moor_memtable_new_sized(e->o.memtable_bytes);
     if (!e->dir || !e->cache || !e->cur || !e->mem) {
         rc = MOOR_ENOMEM;
         goto fail;
@@ -518,7 +518,7 @@ void moor_engine_set_clock_TEST(moor_engine_t *e, uint64_t (*fn)(void))
 /* Freezes the active memtable and rotates the log.  REQUIRES: mu held. */
 static int freeze(struct moor_engine *e)
 {
-    moor_memtable_t *fresh = moor_memtable_new();
+    moor_memtable_t *fresh = moor_memtable_new_sized(e->o.memtable_bytes);
     uint64_t num;
     int rc;
 

@@ -11,6 +11,18 @@
  * the path to the node it added last, which is the rightmost path of the
  * list whenever that node is still the tail.
  *
+ * Point lookups skip the list when they can: a table of slots, indexed by
+ * a hash of the user key, holds the node added last among the keys that
+ * hash there.  A get whose slot holds its own key at a seqno within its
+ * snapshot has the newest visible version (any later version of that key
+ * would have replaced the slot, and only versions added after the
+ * snapshot can have); an empty slot means the key is not here at all.
+ * Only a slot taken by another key (a collision) or by a version newer
+ * than the snapshot sends the lookup down the list.  A search walks about
+ * 4 log4(n) nodes, a cache miss each; the slot is one or two.  All this
+ * needs seqnos to grow with each add, as the engine's do; the first add
+ * that breaks the order turns the slots off for good (`unordered`).
+ *
  * Invariants: level 0 is the full list in strictly increasing internal key
  * order (keys are unique because (key, seq) is new on every add); level i is
  * a sub-list of level i-1.  A node is completely written before a release
@@ -32,11 +44,15 @@
 
 #include "ikey.h"
 #include "util/arena.h"
+#include "util/hash.h"
 #include "util/buf.h"
 #include "util/err.h"
 
 #define MEMTABLE_MAX_HEIGHT 12
-#define MEMTABLE_BRANCH_MASK 3 /* grow a level with probability 1/4 */
+#define MEMTABLE_SLOTS_MIN 64
+#define MEMTABLE_SLOTS_MAX (1u << 22)
+#define MEMTABLE_BYTES_PER_SLOT 128 /* one slot per this many bytes of budget */
+#define MEMTABLE_BRANCH_MASK 3      /* grow a level with probability 1/4 */
 
 typedef struct node node_t;
 
@@ -55,9 +71,19 @@ struct moor_memtable {
     /* Writer only: the prev[] of `last` on every level (head above its
      * height); it is the rightmost path while last is the tail. */
     node_t *splice[MEMTABLE_MAX_HEIGHT];
-    node_t *head;       /* sentinel of MAX_HEIGHT links, in the arena */
-    moor_arena_t arena; /* writer only */
+    node_t *head;             /* sentinel of MAX_HEIGHT links, in the arena */
+    moor_arena_t arena;       /* writer only */
+    _Atomic(node_t *) *slots; /* the point-lookup table (see top) */
+    atomic_int unordered;     /* an add came with a seqno below an earlier one */
+    uint64_t max_seq;         /* writer only: highest seqno added */
+    size_t slot_mask;         /* slots - 1 (a power of two, minus one) */
+    size_t slot_bytes;
 };
+
+static inline size_t slot_of(const moor_memtable_t *m, const char *key, size_t klen)
+{
+    return (size_t)moor_hash64(key, klen, 0x6d656d74u) & m->slot_mask;
+}
 
 /* A decoded view of an entry; pointers borrow from the arena. */
 typedef struct entry_view {
@@ -174,11 +200,30 @@ static int random_height(moor_memtable_t *m)
 
 moor_memtable_t *moor_memtable_new(void)
 {
+    return moor_memtable_new_sized(1024 * MEMTABLE_BYTES_PER_SLOT);
+}
+
+moor_memtable_t *moor_memtable_new_sized(size_t budget)
+{
     moor_memtable_t *m = malloc(sizeof(*m));
     size_t hsize = sizeof(node_t) + MEMTABLE_MAX_HEIGHT * sizeof(_Atomic(node_t *));
+    size_t nslots = MEMTABLE_SLOTS_MIN;
 
     if (!m)
         return NULL;
+    while (nslots < MEMTABLE_SLOTS_MAX && nslots < budget / MEMTABLE_BYTES_PER_SLOT)
+        nslots <<= 1;
+    m->slot_mask = nslots - 1;
+    m->slot_bytes = nslots * sizeof(*m->slots);
+    m->slots = malloc(m->slot_bytes);
+    if (!m->slots) {
+        free(m);
+        return NULL;
+    }
+    for (size_t i = 0; i < nslots; i++)
+        atomic_init(&m->slots[i], NULL);
+    atomic_init(&m->unordered, 0);
+    m->max_seq = 0;
     moor_arena_init(&m->arena);
     m->head = moor_arena_alloc(&m->arena, hsize);
     if (!m->head)
@@ -191,7 +236,7 @@ moor_memtable_t *moor_memtable_new(void)
     m->last = NULL;
     atomic_init(&m->refs, 1);
     atomic_init(&m->max_height, 1);
-    atomic_init(&m->bytes, moor_arena_used(&m->arena));
+    atomic_init(&m->bytes, moor_arena_used(&m->arena) + m->slot_bytes);
     atomic_init(&m->count, 0);
     m->rnd = (uint64_t)(uintptr_t)m ^ UINT64_C(0x9e3779b97f4a7c15);
     if (!m->rnd)
@@ -200,6 +245,7 @@ moor_memtable_t *moor_memtable_new(void)
 
 fail:
     moor_arena_destroy(&m->arena);
+    free(m->slots);
     free(m);
     return NULL;
 }
@@ -217,6 +263,7 @@ void moor_memtable_unref(moor_memtable_t *m)
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
         return;
     moor_arena_destroy(&m->arena);
+    free(m->slots);
     free(m);
 }
 
@@ -261,6 +308,10 @@ int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *ke
     if (!n)
         return moor_diag(MOOR_ENOMEM, "memtable: no memory for a %zu-byte key, %zu-byte value",
                          klen, vlen);
+    if (seq <= m->max_seq) /* before n is reachable: see moor_memtable_get */
+        atomic_store_explicit(&m->unordered, 1, memory_order_release);
+    else
+        m->max_seq = seq;
     find_prev(m, key, klen, trailer, prev);
     if (height > cur) {
         for (int i = cur; i < height; i++)
@@ -281,7 +332,11 @@ int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *ke
     for (int i = 0; i < MEMTABLE_MAX_HEIGHT; i++)
         m->splice[i] = i < height ? n : i < cur ? prev[i] : m->head;
     m->last = n;
-    atomic_store_explicit(&m->bytes, moor_arena_used(&m->arena), memory_order_relaxed);
+    /* After the list: a reader that finds n in its slot finds it in the
+     * list too (release: n's entry is visible with it). */
+    atomic_store_explicit(&m->slots[slot_of(m, key, klen)], n, memory_order_release);
+    atomic_store_explicit(&m->bytes, moor_arena_used(&m->arena) + m->slot_bytes,
+                          memory_order_relaxed);
     atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
     return 0;
 }
@@ -290,12 +345,25 @@ int moor_memtable_get(moor_memtable_t *m, const char *key, size_t klen, uint64_t
                       int *type, const char **val, size_t *vlen)
 {
     uint64_t seq = snap_seq > MOOR_SEQ_MAX ? MOOR_SEQ_MAX : snap_seq;
-    node_t *n = find_ge(m, key, klen, moor_ikey_trailer(seq, MOOR_VT_SEEK), NULL);
+    node_t *n = atomic_load_explicit(&m->slots[slot_of(m, key, klen)], memory_order_acquire);
     entry_view_t e;
 
-    if (!n)
-        return 0;
-    entry_decode(n->entry, &e);
+    /* Loaded after the slot: if the slot holds an add that broke the
+     * order, the flag set before it is seen. */
+    int unordered = atomic_load_explicit(&m->unordered, memory_order_acquire);
+
+    if (!n && !unordered)
+        return 0; /* no key that hashes here was ever added */
+    if (n)
+        entry_decode(n->entry, &e);
+    if (unordered || !n || moor_ukey_cmp(e.ikey, moor_ikey_ulen(e.iklen), key, klen) != 0 ||
+        moor_ikey_seq(e.ikey, e.iklen) > seq) {
+        /* another key's slot, or a version after the snapshot: search */
+        n = find_ge(m, key, klen, moor_ikey_trailer(seq, MOOR_VT_SEEK), NULL);
+        if (!n)
+            return 0;
+        entry_decode(n->entry, &e);
+    }
     if (moor_ukey_cmp(e.ikey, moor_ikey_ulen(e.iklen), key, klen) != 0)
         return 0;
     *type = moor_ikey_type(e.ikey, e.iklen);

@@ -26,6 +26,12 @@ typedef struct moor_memtable moor_memtable_t;
 /* New empty memtable with one reference.  NULL on OOM. */
 moor_memtable_t *moor_memtable_new(void);
 
+/* New empty memtable (as moor_memtable_new, which sizes for 128 KiB) with
+ * a point-lookup table sized for a memtable of about budget bytes: one
+ * 8-byte slot per 128 bytes (64 to 4M slots), counted in
+ * moor_memtable_bytes. */
+moor_memtable_t *moor_memtable_new_sized(size_t budget);
+
 void moor_memtable_ref(moor_memtable_t *m);   /* thread-safe */
 void moor_memtable_unref(moor_memtable_t *m); /* frees at zero; thread-safe */
 

@@ -21,7 +21,9 @@
  * with the last connect error, and the first request after it reconnects.
  * A connection that was up and then died reconnects on the next request
  * without waiting.  A member with max_pending requests in flight refuses
- * more with MOOR_EAGAIN.
+ * more with MOOR_EAGAIN.  A request whose frame would be over max_frame is
+ * refused with MOOR_ETOOLARGE (the peer would drop the whole connection for
+ * it).
  *
  * Threads: everything, callbacks included, runs on the pool's loop thread.
  * A reply callback may call back into the pool (new requests, close).
@@ -45,7 +47,7 @@ typedef struct moor_peer_opts {
     uint32_t backoff_min_ms;     /* default 100 */
     uint32_t backoff_max_ms;     /* default 5000 (>= backoff_min_ms) */
     uint64_t seed;               /* jitter of the backoff; any value */
-    size_t max_frame;            /* largest answer; default 64 MiB */
+    size_t max_frame;            /* largest request and answer; default 64 MiB */
 } moor_peer_opts_t;
 
 typedef struct moor_peer_stats {

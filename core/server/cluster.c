@@ -590,7 +590,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     po.self_addr = host;
     po.secret = o->cfg->cluster_secret;
     po.seed = moor_hash_token(o->cfg->node, strlen(o->cfg->node)) ^ moor_clock_wall_ms();
-    po.max_frame = o->cfg->max_frame + 4096;
+    po.max_frame = o->cfg->max_frame; /* what every member's server takes */
     if ((rc = moor_uvenv_new(o->loop, &cl->env)) ||
         (rc = moor_peer_pool_new(o->loop, &po, &cl->pool)))
         goto fail;

@@ -511,6 +511,25 @@ static void test_pool_api_errors(void **state)
     assert_int_equal(r.calls, 0);
     pool_close(f, p);
 
+    /* a request over the frame limit is refused alone (the peer would
+     * close the connection and fail everything else in flight on it) */
+    {
+        static char big[4096];
+        memset(big, 0xc0, sizeof(big)); /* 4,096 nils */
+        moor_peer_opts_default(&o);
+        o.max_frame = 1024;
+        assert_int_equal(moor_peer_pool_new(&f->loop, &o, &p), 0);
+        assert_int_equal(moor_peer_pool_set_addr(p, "a", 1, "127.0.0.1:9"), 0);
+        assert_int_equal(req(p, "a", "_echo", big, sizeof(big), sizeof(big), 100, &r),
+                         MOOR_ETOOLARGE);
+        assert_int_equal(req(p, "a", "_echo", big, 900, 900, 100, &r), 0);
+        assert_int_equal(r.calls, 0);
+        while (r.calls == 0)
+            uv_run(&f->loop, UV_RUN_ONCE);
+        assert_int_equal(r.calls, 1);
+        pool_close(f, p);
+    }
+
     moor_peer_opts_default(&o);
     o.self_addr = "not-an-ip";
     assert_int_equal(moor_peer_pool_new(&f->loop, &o, &bad), MOOR_EINVAL);

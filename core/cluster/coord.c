@@ -646,6 +646,10 @@ static void write_send(op_t *op)
         else if (rc == 0)
             rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_put", params.data, params.len, 3,
                                op->timeout_ms, write_peer_reply, s);
+        if (rc == MOOR_ETOOLARGE)
+            moor_log_warn("a record of %zu bytes in space '%.*s' is over the frame limit: not "
+                          "replicated to '%.*s'",
+                          op->rec.len, (int)op->slen, op->sk.data, (int)s->idlen, s->id);
         if (rc) {
             op->refs--;
             write_slot_done(op, s, 0);

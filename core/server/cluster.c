@@ -485,6 +485,44 @@ int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk)
     return rc ? MOOR_ENOMEM : 0;
 }
 
+/* "peers": the connection of every other member: {id: {connected, down,
+ * inflight, requests, errors, timeouts, connect_failures, reconnects}}. */
+static int pack_peers(const moor_cl_t *cl, msgpack_packer *pk)
+{
+    size_t selflen = strlen(cl->cfg->node);
+    uint32_t n = 0;
+    moor_peer_stats_t ps;
+
+    for (uint32_t i = 0; i < cl->table.n; i++) {
+        const moor_member_t *m = &cl->table.e[i].m;
+        n += !(m->idlen == selflen && memcmp(m->id, cl->cfg->node, selflen) == 0) &&
+             moor_peer_pool_stats(cl->pool, m->id, m->idlen, &ps) == 0;
+    }
+    pack_str(pk, "peers");
+    msgpack_pack_map(pk, n);
+    for (uint32_t i = 0; i < cl->table.n; i++) {
+        const moor_member_t *m = &cl->table.e[i].m;
+        if ((m->idlen == selflen && memcmp(m->id, cl->cfg->node, selflen) == 0) ||
+            moor_peer_pool_stats(cl->pool, m->id, m->idlen, &ps) != 0)
+            continue;
+        msgpack_pack_str_with_body(pk, m->id, m->idlen);
+        msgpack_pack_map(pk, 8);
+        pack_str(pk, "connected");
+        ps.connected ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+        pack_str(pk, "down");
+        ps.down ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+        pack_u64(pk, "inflight", ps.inflight);
+        pack_u64(pk, "requests", ps.requests);
+        pack_u64(pk, "errors", ps.errors);
+        pack_u64(pk, "timeouts", ps.timeouts);
+        pack_u64(pk, "connect_failures", ps.connect_failures);
+        if (msgpack_pack_str_with_body(pk, "reconnects", 10) ||
+            msgpack_pack_uint64(pk, ps.reconnects))
+            return MOOR_ENOMEM;
+    }
+    return 0;
+}
+
 int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
 {
     moor_coord_stats_t st;
@@ -493,7 +531,7 @@ int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
     moor_coord_stats(cl->coord, &st);
     for (uint32_t i = 0; i < cl->table.n; i++)
         up += cl->table.e[i].m.status == MOOR_MEMBER_UP;
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 6);
     pack_u64(pk, "members", cl->table.n);
     pack_u64(pk, "members_up", up);
     pack_u64(pk, "ring_version", cl->table.version);
@@ -511,7 +549,8 @@ int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
     pack_u64(pk, "timeouts", st.timeouts);
     pack_u64(pk, "read_repairs", st.read_repairs);
     pack_str(pk, "resolved");
-    return msgpack_pack_uint64(pk, st.resolved) ? MOOR_ENOMEM : 0;
+    msgpack_pack_uint64(pk, st.resolved);
+    return pack_peers(cl, pk);
 }
 
 /* ---- life cycle ------------------------------------------------------------------- */

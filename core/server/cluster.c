@@ -346,13 +346,13 @@ static int send_table(moor_cl_t *cl, const char *id, size_t idlen, const char *m
 
 static void join_seed(moor_cl_t *cl, seed_t *sd)
 {
+    int rc;
+
     if (sd->self || sd->inflight)
         return;
     cl->joins_sent++;
-    if (send_table(cl, sd->pid, strlen(sd->pid), "_join", sd) == 0)
-        return;
-    if (!sd->answered)
-        moor_log_debug("seed %s: %s", sd->addr, moor_diag_msg(MOOR_EINVAL));
+    if ((rc = send_table(cl, sd->pid, strlen(sd->pid), "_join", sd)) && !sd->answered)
+        moor_log_debug("seed %s: %s", sd->addr, moor_diag_msg(rc));
 }
 
 static void join_cb(uv_timer_t *t)

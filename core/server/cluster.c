@@ -57,6 +57,7 @@ struct moor_cl {
     void (*close_done)(void *ud);
     void *close_ud;
     uint64_t joins_sent, joins_answered, announcements;
+    uint64_t my_incarnation; /* the last entry this node published of itself */
 };
 
 /* ---- the member table ----------------------------------------------------------- */
@@ -94,8 +95,13 @@ static int assert_self(moor_cl_t *cl)
     if (cur && cur->m.status == me.m.status && cur->m.vnodes == me.m.vnodes &&
         strcmp(cur->m.addr, me.m.addr) == 0 && strcmp(cur->m.zone, me.m.zone) == 0)
         return 0;
+    if (cur && cur->incarnation > cl->my_incarnation && strcmp(cur->m.addr, me.m.addr) != 0)
+        moor_log_error("member table: another node claims id '%s' at %s (this node is at %s); "
+                       "node ids must be unique",
+                       cl->cfg->node, cur->m.addr, me.m.addr);
     if (cur)
         me.incarnation = cur->incarnation + 1;
+    cl->my_incarnation = me.incarnation;
     return moor_members_apply(&cl->table, &me) == 1;
 }
 
@@ -617,6 +623,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     }
     if ((rc = moor_members_apply(&cl->table, &me)) < 0)
         goto fail;
+    cl->my_incarnation = me.incarnation;
 
     snprintf(host, sizeof(host), "%s", cl->self_addr);
     if ((colon = strrchr(host, ':')))

@@ -8,8 +8,8 @@ that finds the keys the puts wrote) against:
            seeding all three, default space n=3 r=2 w=2, the client
            talking to node 1 (which coordinates or forwards every request).
 Every node has the same engine settings (sync=interval, fsync every
-1000 ms).  Before the cluster run, `moor ring --json` on each node must
-list three members, all up (bounded wait).  Prints ops/s, p50 and p99 per
+1000 ms).  Before the cluster run, the `ring` of each node must list the
+three members, all up (bounded wait).  Prints ops/s, p50 and p99 per
 workload and setup, and the cluster/single ratios of ops/s and p99.
 
 Client, nodes and replicas all share this machine's cores: the figures
@@ -22,135 +22,31 @@ usage: bench_cluster.py [--build DIR] [--duration S] [--conns N]
                         [--pipeline N] [--keys N] [--value-size B]
 """
 import argparse
-import atexit
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROCS = []  # every moord started; killed at exit
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import moortest                         # noqa: E402  (the shared node harness)
+from moortest import Failed             # noqa: E402
+
 CONVERGE_S = 60  # bound on the cluster agreeing on three up members
-ENGINE = 'engine = { sync = "interval", sync_ms = 1000, memtable_mb = 64, cache_mb = 64 }'
-
-
-def kill_all():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-atexit.register(kill_all)
+SETTINGS = ('engine = { sync = "interval", sync_ms = 1000, memtable_mb = 64, cache_mb = 64 },\n'
+            '  log = { level = "warn" }')
 
 
 def on_signal(signum, frame):
     sys.exit("bench_cluster: signal %d, stopping" % signum)  # atexit kills the nodes
 
 
-class Failed(Exception):
-    pass
-
-
-def free_port(host):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Node:
-    """One moord: its config file, data directory, log and process."""
-
-    def __init__(self, build, tmp, node_id, host, seeds):
-        self.build, self.id, self.host = build, node_id, host
-        self.port = free_port(host)
-        self.addr = "%s:%d" % (host, self.port)
-        self.dir = os.path.join(tmp, node_id)
-        os.makedirs(self.dir)
-        self.conf = os.path.join(self.dir, "node.lua")
-        self.logpath = os.path.join(self.dir, "moord.log")
-        self.seeds = seeds
-        self.proc = None
-
-    def write_config(self, seeds):
-        cluster = ""
-        if seeds:
-            cluster = "  seeds = { %s },\n" % ", ".join('"%s"' % s for s in seeds)
-        with open(self.conf, "w") as f:
-            f.write('moor.cfg{ node = "%s", listen = "%s", data_dir = "%s",\n%s'
-                    '  %s,\n  log = { level = "warn" } }\n'
-                    % (self.id, self.addr, os.path.join(self.dir, "data"), cluster, ENGINE))
-            if seeds:
-                f.write('moor.space("default", { n = 3, r = 2, w = 2 })\n')
-
-    def start(self, timeout=15):
-        with open(self.logpath, "ab") as log:
-            self.proc = subprocess.Popen([os.path.join(self.build, "moord"), self.conf],
-                                         stdout=log, stderr=log,
-                                         env=dict(os.environ, MOOR_ROOT=ROOT))
-        PROCS.append(self.proc)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise Failed("%s exited with %d:\n%s" % (self.id, self.proc.returncode,
-                                                        self.logtail()))
-            try:
-                socket.create_connection((self.host, self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise Failed("%s did not listen on %s within %ss" % (self.id, self.addr, timeout))
-
-    def stop(self, timeout=30):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def logtail(self, n=3000):
-        try:
-            with open(self.logpath, "rb") as f:
-                return f.read().decode(errors="replace")[-n:]
-        except OSError:
-            return "(no log)"
-
-
 def moor(build, addr, *args, timeout=30):
     return subprocess.run([os.path.join(build, "moor"), "-h", addr] + list(args),
                           capture_output=True, text=True, timeout=timeout)
-
-
-def ring_state(build, node):
-    """None when `moor ring` on node lists three members, all up; else why not."""
-    r = moor(build, node.addr, "ring", "--json", timeout=10)
-    if r.returncode != 0:
-        return "ring on %s: exit %d: %s" % (node.id, r.returncode, r.stderr.strip())
-    ring = json.loads(r.stdout)
-    members = [(m.get("id"), m.get("status")) for m in ring.get("nodes", [])]
-    if not ring.get("cluster") or len(members) != 3 or any(s != "up" for _, s in members):
-        return "%s sees cluster=%s %r" % (node.id, ring.get("cluster"), members)
-    return None
-
-
-def wait_ring(build, nodes, timeout=CONVERGE_S):
-    deadline = time.time() + timeout
-    while True:
-        why = next((w for w in (ring_state(build, n) for n in nodes) if w), None)
-        if why is None:
-            return
-        if time.time() >= deadline:
-            raise Failed("the cluster did not converge within %ss: %s" % (timeout, why))
-        time.sleep(0.5)
 
 
 def bench(build, addr, args, ratio):
@@ -169,24 +65,27 @@ def bench(build, addr, args, ratio):
             "errors": x["errors"], "lost": x["lost"], "first_error": first[0] if first else ""}
 
 
-def run_setup(build, args, nodes):
-    """Starts nodes, waits for their ring (cluster), runs put then get
-    against the first, stops them.  {workload: result}."""
+def run_setup(build, args, nodes, cluster=None):
+    """Starts nodes (their configs written), waits for the cluster's ring
+    when given, runs put then get against the first, stops them.
+    {workload: result}."""
     try:
         for n in nodes:
-            n.write_config(n.seeds)
             n.start()
-        if len(nodes) > 1:
-            wait_ring(build, nodes)
+        if cluster:
+            try:
+                cluster.wait_converged(CONVERGE_S)
+            except AssertionError as e:
+                raise Failed("the cluster did not converge: %s" % e)
         return {"put": bench(build, nodes[0].addr, args, 0.0),
                 "get": bench(build, nodes[0].addr, args, 1.0)}
     except Failed:
         for n in nodes:
-            sys.stderr.write("---- %s log (tail) ----\n%s\n" % (n.id, n.logtail()))
+            sys.stderr.write("---- %s log (tail) ----\n%s\n" % (n.id, n.logtail(3000)))
         raise
     finally:
         for n in nodes:
-            n.stop()
+            n.stop(timeout=30, check=False)
 
 
 def print_table(results):
@@ -235,21 +134,19 @@ def main():
     print("every node sync=interval (fsync 1 s); cluster: 3 nodes on 127.0.0.1-3, "
           "n=3 r=2 w=2; client and nodes share this machine\n")
     sys.stdout.flush()
-    tmp = tempfile.mkdtemp(prefix="moor-bench-cluster-")
+    tmp = tempfile.mkdtemp(prefix="moor-bench-single-")
     results, failed = {}, None
     try:
-        single = [Node(args.build, os.path.join(tmp, "single"), "s1", "127.0.0.1", [])]
-        results["single"] = run_setup(args.build, args, single)
-        hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-        cl = [Node(args.build, os.path.join(tmp, "cluster"), "n%d" % (i + 1), h, None)
-              for i, h in enumerate(hosts)]
-        for n in cl:
-            n.seeds = [m.addr for m in cl]
-        results["cluster"] = run_setup(args.build, args, cl)
+        single = moortest.Node(args.build, os.path.join(tmp, "s1"), "s1")
+        single.write_config(SETTINGS)
+        results["single"] = run_setup(args.build, args, [single])
+        cl = moortest.Cluster(args.build, 3, "moor-bench-cluster-", settings=SETTINGS,
+                              script='moor.space("default", { n = 3, r = 2, w = 2 })\n')
+        results["cluster"] = run_setup(args.build, args, cl.nodes, cl)
     except Failed as e:
         failed = str(e)
     finally:
-        kill_all()
+        moortest.cleanup_all()     # every moord, and the cluster's directory
         shutil.rmtree(tmp, ignore_errors=True)
     print_table(results)
     print()

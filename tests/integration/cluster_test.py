@@ -6,190 +6,40 @@ ports, throwaway configs and data directories, a cluster_secret), drives
 them over raw MessagePack-RPC (Debian's python3-msgpack) and the `moor`
 CLI, kills nodes with SIGKILL and restarts them.  Every wait is bounded
 and every moord this script starts is killed when it exits.
+The harness (RPC client, nodes, clusters) is moortest.py, beside this file.
 
 usage: cluster_test.py --build BUILD_DIR [-k NAME]
 """
-import argparse
-import atexit
 import glob
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import unittest
-import warnings
 
 import msgpack
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, "build")
+import moortest
+from moortest import ROOT, poll, retry
+
+BUILD = moortest.DEFAULT_BUILD
 SECRET = "cluster-test-secret-%d" % os.getpid()
-CONVERGE_S = 30     # bound on the cluster agreeing on its members
 REPAIR_S = 15       # bound on background read repair reaching a replica
 READY_S = 20        # bound on peers reconnecting to a restarted node (back-off <= 5 s)
-PROCS = []          # every moord started, killed at exit whatever happens
 
 
-def kill_all():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+class Cluster(moortest.Cluster):
+    """n1, n2, n3 with a cluster_secret, the default space and "carts"."""
 
-
-atexit.register(kill_all)
-
-
-def free_port(host):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Conn:
-    """Minimal MessagePack-RPC connection for the tests."""
-
-    def __init__(self, addr, timeout=15):
-        self.sock = socket.create_connection(addr, timeout)
-        self.unpacker = msgpack.Unpacker(raw=False)
-        self.msgid = 0
-
-    def send(self, method, *params):
-        self.msgid += 1
-        self.sock.sendall(msgpack.packb([0, self.msgid, method, list(params)],
-                                        use_bin_type=True))
-        return self.msgid
-
-    def recv(self):
-        while True:
-            for msg in self.unpacker:
-                return msg
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("closed by the node")
-            self.unpacker.feed(data)
-
-    def call(self, method, *params):
-        mid = self.send(method, *params)
-        msg = self.recv()
-        assert msg[0] == 1 and msg[1] == mid, msg
-        return msg[2], msg[3]
-
-    def close(self):
-        self.sock.close()
-
-
-class Node:
-    """One moord of the cluster: its config, data directory and process."""
-
-    def __init__(self, tmp, idx, hosts, ports):
-        self.id = "n%d" % idx
-        self.host, self.port = hosts[idx - 1], ports[idx - 1]
-        self.addr = "%s:%d" % (self.host, self.port)
-        self.dir = os.path.join(tmp, self.id)
-        os.makedirs(self.dir)
-        self.conf = os.path.join(self.dir, "node.lua")
-        self.logpath = os.path.join(self.dir, "moord.log")
-        seeds = ", ".join('"%s:%d"' % hp for hp in zip(hosts, ports))
-        with open(self.conf, "w") as f:
-            f.write(
-                'moor.cfg{ node = "%s", listen = "%s", data_dir = "%s",\n'
-                '  seeds = { %s }, cluster_secret = "%s", vnodes = 64,\n'
-                '  engine = { sync = "interval", memtable_mb = 4, cache_mb = 8 },\n'
-                '  log = { level = "info" },\n'
-                '  plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr",'
-                ' "handlers.cas" } }\n'
-                'moor.space("default", { n = 3, r = 2, w = 2 })\n'
-                'moor.space("carts", { n = 3, r = 2, w = 2, resolver = "set_union" })\n'
-                % (self.id, self.addr, os.path.join(self.dir, "data"), seeds, SECRET))
-        self.proc = None
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout=15):
-        with open(self.logpath, "ab") as log:
-            self.proc = subprocess.Popen([os.path.join(BUILD, "moord"), self.conf],
-                                         stdout=log, stderr=log,
-                                         env=dict(os.environ, MOOR_ROOT=ROOT))
-        PROCS.append(self.proc)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("%s exited with %d:\n%s" % (self.id, self.proc.returncode,
-                                                              self.logtail()))
-            try:
-                socket.create_connection((self.host, self.port), 0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("%s did not listen within %ss" % (self.id, timeout))
-
-    def kill9(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def conn(self, timeout=15):
-        return Conn((self.host, self.port), timeout)
-
-    def logtail(self, n=4000):
-        try:
-            with open(self.logpath, "rb") as f:
-                return f.read().decode(errors="replace")[-n:]
-        except OSError:
-            return "(no log)"
-
-
-class Cluster:
-    def __init__(self, size=3):
-        self.tmp = tempfile.mkdtemp(prefix="moor-cluster-")
-        hosts = ["127.0.0.%d" % i for i in range(1, size + 1)]
-        ports = [free_port(h) for h in hosts]
-        self.nodes = [Node(self.tmp, i, hosts, ports) for i in range(1, size + 1)]
-
-    def ring(self, node):
-        c = node.conn(5)
-        try:
-            err, res = c.call("ring")
-        finally:
-            c.close()
-        if err is not None:
-            raise AssertionError("ring on %s answered %r" % (node.id, err))
-        return res
-
-    def converged(self):
-        """None when every live node lists every node, all up; else why not."""
-        want = sorted((n.id, n.addr) for n in self.nodes)
-        for n in self.nodes:
-            if not n.alive():
-                return "%s is not running" % n.id
-            try:
-                r = self.ring(n)
-            except (OSError, ConnectionError) as e:
-                return "ring on %s: %s" % (n.id, e)
-            got = sorted((m["id"], m["addr"]) for m in r["nodes"])
-            if got != want:
-                return "%s lists %r" % (n.id, got)
-            down = [(m["id"], m["status"]) for m in r["nodes"] if m["status"] != "up"]
-            if down:
-                return "%s sees %r" % (n.id, down)
-        return None
-
-    def wait_converged(self, timeout=CONVERGE_S):
-        deadline = time.time() + timeout
-        why = self.converged()
-        while why and time.time() < deadline:
-            time.sleep(0.2)
-            why = self.converged()
-        if why:
-            raise AssertionError("no convergence within %ss: %s" % (timeout, why))
+    def __init__(self):
+        super().__init__(
+            BUILD, 3, "moor-cluster-", secret=SECRET, settings=
+            'vnodes = 64,\n'
+            '  engine = { sync = "interval", memtable_mb = 4, cache_mb = 8 },\n'
+            '  log = { level = "info" },\n'
+            '  plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr",'
+            ' "handlers.cas" }', script=
+            'moor.space("default", { n = 3, r = 2, w = 2 })\n'
+            'moor.space("carts", { n = 3, r = 2, w = 2, resolver = "set_union" })\n')
 
     def wait_ready(self, timeout=READY_S):
         """Waits until a read with r = "all" works through every node: a
@@ -215,44 +65,19 @@ class Cluster:
         if restarted:
             self.wait_ready()
 
-    def stop(self):
-        for n in self.nodes:
-            n.kill9()
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def logs(self):
-        return "\n".join("---- %s (%s)\n%s" % (n.id, n.logpath, n.logtail()) for n in self.nodes)
-
 
 CLUSTER = None
 
 
 def setUpModule():
     global CLUSTER
-    CLUSTER = Cluster()
-    atexit.register(CLUSTER.cleanup)
-    for n in CLUSTER.nodes:
-        n.start()
+    CLUSTER = Cluster()     # removed at exit (moortest)
+    CLUSTER.start()
 
 
 def tearDownModule():
     if CLUSTER is not None:
         CLUSTER.stop()    # main() prints the logs on failure, then removes the directory
-
-
-def retry(fn, timeout, what):
-    """fn() until it returns a result whose error is None, within timeout."""
-    deadline = time.time() + timeout
-    while True:
-        err, res = fn()
-        if err is None:
-            return res
-        if time.time() >= deadline:
-            raise AssertionError("%s still failing after %ss: %r" % (what, timeout, err))
-        time.sleep(0.2)
 
 
 class ClusterTest(unittest.TestCase):
@@ -443,9 +268,8 @@ class ClusterTest(unittest.TestCase):
             err, res = c1.call("get", k, {"r": "all", "timeout_ms": 5000})
             self.assertIsNone(err, "get %s r=all: %r" % (k, err))
             self.assertEqual(res["values"], [{"i": i, "k": k}])
-        missing = keys
-        deadline = time.time() + REPAIR_S
-        while True:
+
+        def missing_on_n3():
             missing = []
             for i, k in enumerate(keys):
                 err, rec = peer.call("_get", "default", k)
@@ -462,9 +286,8 @@ class ClusterTest(unittest.TestCase):
                 self.assertEqual(value, {"i": i, "k": k})
                 self.assertIs(tombstone, False)
                 self.assertIsInstance(ts, int)
-            if not missing or time.time() >= deadline:
-                break
-            time.sleep(0.2)
+            return missing
+        missing = poll(missing_on_n3, REPAIR_S)
         self.assertEqual(missing, [], "not repaired on n3 within %ss" % REPAIR_S)
 
     def test_g_peer_methods_gated(self):
@@ -507,19 +330,9 @@ class ConfigTest(unittest.TestCase):
 
 def main():
     global BUILD
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=BUILD)
-    args, rest = ap.parse_known_args()
-    BUILD = os.path.abspath(args.build)
-    warnings.simplefilter("ignore", ResourceWarning)  # sockets die with their test
-    prog = unittest.main(argv=[sys.argv[0]] + rest, verbosity=2, exit=False)
-    ok = prog.result.wasSuccessful()
-    if not ok and CLUSTER is not None:
-        sys.stderr.write("\nnode logs (tails):\n%s\n" % CLUSTER.logs())
-    if CLUSTER is not None:
-        CLUSTER.cleanup()
-    kill_all()
-    sys.exit(0 if ok else 1)
+    args, rest = moortest.parse_args(BUILD)
+    BUILD = args.build
+    sys.exit(0 if moortest.run_unittest(rest) else 1)
 
 
 if __name__ == "__main__":

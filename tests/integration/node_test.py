@@ -5,131 +5,46 @@ Starts moord on 127.0.0.1 with a throwaway config and data directory,
 drives it over raw MessagePack-RPC (Debian's python3-msgpack), with the
 `moor` CLI (the C client), the Lua client and the Python example, and
 kills what it starts.  Every wait is bounded.
+The harness (RPC client, nodes, clusters) is moortest.py, beside this file.
 
 usage: node_test.py --build BUILD_DIR [--cycles N] [-k NAME]
 """
-import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
-import warnings
 
 import msgpack
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, "build")
+import moortest
+from moortest import ROOT
+
+BUILD = moortest.DEFAULT_BUILD
 CYCLES = 5
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+class Node(moortest.Node):
+    """moord "t1" on 127.0.0.1 in its own temporary directory; stop(),
+    kill9() or cleanup() it."""
+
+    def __init__(self, extra="", sync="interval", port=None):
+        super().__init__(BUILD, tempfile.mkdtemp(prefix="moor-node-"), "t1", port=port)
+        self.write_config(
+            'engine = { sync = "%s", memtable_mb = 4 },\n'
+            '  log = { level = "warn" },\n'
+            '  plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr",'
+            ' "handlers.cas" } %s' % (sync, extra),
+            script='moor.handle("echo", function(...) return {...} end)\n'
+                   'moor.handle("spin", function() while true do end end)\n')
 
 
-class Node:
-    """A moord process on a temporary directory; stop() or kill() it."""
-
-    def __init__(self, extra="", sync="interval", port=None, data=None):
-        self.tmp = tempfile.mkdtemp(prefix="moor-node-")
-        self.port = port or free_port()
-        self.data = data or os.path.join(self.tmp, "data")
-        self.conf = os.path.join(self.tmp, "node.lua")
-        with open(self.conf, "w") as f:
-            f.write(
-                'moor.cfg{ node = "t1", listen = "127.0.0.1:%d", data_dir = "%s",\n'
-                '  engine = { sync = "%s", memtable_mb = 4 },\n'
-                '  log = { level = "warn" },\n'
-                '  plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr",'
-                ' "handlers.cas" } %s }\n'
-                'moor.handle("echo", function(...) return {...} end)\n'
-                'moor.handle("spin", function() while true do end end)\n'
-                % (self.port, self.data, sync, extra))
-        self.proc = None
-
-    def start(self, timeout=10):
-        self.log = open(os.path.join(self.tmp, "moord.log"), "ab")
-        self.proc = subprocess.Popen([os.path.join(BUILD, "moord"), self.conf],
-                                     stdout=self.log, stderr=self.log,
-                                     env=dict(os.environ, MOOR_ROOT=ROOT))
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("moord exited with %d: %s" % (self.proc.returncode,
-                                                                 self.logtext()))
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("moord did not listen within %ss" % timeout)
-
-    def logtext(self):
-        with open(os.path.join(self.tmp, "moord.log"), "rb") as f:
-            return f.read().decode(errors="replace")[-4000:]
-
-    def stop(self, sig=signal.SIGTERM, timeout=20):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise RuntimeError("moord did not stop within %ss" % timeout)
-        return self.proc.returncode if self.proc else None
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def cleanup(self):
-        self.kill()
-        if getattr(self, "log", None):
-            self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-class Conn:
-    """Minimal pipelining MessagePack-RPC connection for the tests."""
-
-    def __init__(self, port, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
-        self.unpacker = msgpack.Unpacker(raw=False)
-        self.msgid = 0
-
-    def send(self, method, *params):
-        self.msgid += 1
-        self.sock.sendall(msgpack.packb([0, self.msgid, method, list(params)],
-                                        use_bin_type=True))
-        return self.msgid
-
-    def recv(self):
-        while True:
-            for msg in self.unpacker:
-                return msg
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("closed by the node")
-            self.unpacker.feed(data)
-
-    def call(self, method, *params):
-        mid = self.send(method, *params)
-        msg = self.recv()
-        assert msg[0] == 1 and msg[1] == mid, msg
-        return msg[2], msg[3]
-
-    def close(self):
-        self.sock.close()
+def Conn(port):
+    """A connection to the node on 127.0.0.1:port."""
+    return moortest.Conn(("127.0.0.1", port), 10)
 
 
 class NodeTest(unittest.TestCase):
@@ -325,7 +240,7 @@ class LifecycleTest(unittest.TestCase):
             c = Conn(node.port)
             for i in range(200):
                 self.assertIsNone(c.call("put", "r%d" % i, i)[0])
-            self.assertEqual(node.stop(signal.SIGTERM), 0, node.logtext())
+            self.assertEqual(node.stop(signal.SIGTERM), 0, node.logtail())
             node.start()
             c = Conn(node.port)
             for i in range(200):
@@ -356,7 +271,7 @@ class LifecycleTest(unittest.TestCase):
                                 acked[k] = v
                 except (ConnectionError, OSError):
                     pass
-                node.kill()
+                node.kill9()
                 node.start()
                 c = Conn(node.port)
                 for k, v in acked.items():
@@ -371,14 +286,11 @@ class LifecycleTest(unittest.TestCase):
 
 def main():
     global BUILD, CYCLES
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=BUILD)
-    ap.add_argument("--cycles", type=int, default=CYCLES)
-    args, rest = ap.parse_known_args()
-    BUILD = os.path.abspath(args.build)
+    args, rest = moortest.parse_args(
+        BUILD, lambda ap: ap.add_argument("--cycles", type=int, default=CYCLES))
+    BUILD = args.build
     CYCLES = args.cycles
-    warnings.simplefilter("ignore", ResourceWarning)  # sockets die with their test
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    sys.exit(0 if moortest.run_unittest(rest) else 1)
 
 
 if __name__ == "__main__":

@@ -19,64 +19,33 @@ node-to-node path while puts go on (no acknowledged write lost).
 
 Without root, unshare or iptables the script prints a SKIP line and exits 0.
 Every wait is bounded and every moord is killed when the script exits.
+The harness (RPC client, nodes, clusters) is moortest.py, beside this file.
 
 usage: partition_test.py --build BUILD_DIR [-k NAME]
 """
-import argparse
-import atexit
-import ctypes
 import os
-import select
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
-import warnings
 
 import msgpack
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, "build")
+import moortest
+from moortest import poll, retry
+
+BUILD = moortest.DEFAULT_BUILD
 NS_ENV = "MOOR_PARTITION_OUTER_NETNS"   # set (to the outer namespace) once re-executed
 SECRET = "partition-test-secret-%d" % os.getpid()
 CLIENT_HOST = "127.0.0.10"  # the test's source address: no partition rule names it
 CHAIN = "MOORPART"
 REQUEST_TIMEOUT_MS = 1000   # the nodes' default deadline of a get/put
-CONVERGE_S = 30     # bound on the cluster agreeing on its members
 HEAL_S = 30         # bound on every path working again after healing (TCP
                     # retransmission back-off on the old connections, reconnect back-off)
 REPAIR_S = 15       # bound on background read repair reaching a replica
 LOSS_S = 5.0        # how long random loss stays on
 LOSS_PUTS = 200
-PROCS = []          # every moord started, killed at exit whatever happens
-
-
-def kill_all():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-atexit.register(kill_all)
-
-
-def die_with_parent():
-    """preexec_fn: the child gets SIGKILL if this script dies, even by SIGKILL."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-
-
-def free_port(host):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def netns_id():
@@ -170,172 +139,21 @@ class Firewall:
             return "(iptables -L failed: %s)" % e
 
 
-# ---- nodes and clients ---------------------------------------------------------
+# ---- the cluster ---------------------------------------------------------------
 
-class Conn:
-    """Minimal MessagePack-RPC connection, from CLIENT_HOST."""
+class Cluster(moortest.Cluster):
+    """n1, n2, n3 with a cluster_secret and request_timeout_ms; the test's
+    connections come from CLIENT_HOST.  fw: the Firewall, once made."""
 
-    def __init__(self, addr, timeout=15):
-        self.sock = socket.create_connection(addr, timeout, source_address=(CLIENT_HOST, 0))
-        self.unpacker = msgpack.Unpacker(raw=False)
-        self.msgid = 0
-
-    def send(self, method, *params):
-        self.msgid += 1
-        self.sock.sendall(msgpack.packb([0, self.msgid, method, list(params)],
-                                        use_bin_type=True))
-        return self.msgid
-
-    def recv(self):
-        while True:
-            for msg in self.unpacker:
-                return msg
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("closed by the node")
-            self.unpacker.feed(data)
-
-    def poll(self, timeout):
-        """Every message that arrives within timeout (maybe none)."""
-        out = list(self.unpacker)
-        if out:
-            return out
-        ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        if ready:
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("closed by the node")
-            self.unpacker.feed(data)
-            out = list(self.unpacker)
-        return out
-
-    def call(self, method, *params):
-        mid = self.send(method, *params)
-        msg = self.recv()
-        assert msg[0] == 1 and msg[1] == mid, msg
-        return msg[2], msg[3]
-
-    def close(self):
-        self.sock.close()
-
-
-class Node:
-    """One moord of the cluster: its config, data directory and process."""
-
-    def __init__(self, tmp, idx, hosts, ports):
-        self.id = "n%d" % idx
-        self.host, self.port = hosts[idx - 1], ports[idx - 1]
-        self.addr = "%s:%d" % (self.host, self.port)
-        self.dir = os.path.join(tmp, self.id)
-        os.makedirs(self.dir)
-        self.conf = os.path.join(self.dir, "node.lua")
-        self.logpath = os.path.join(self.dir, "moord.log")
-        seeds = ", ".join('"%s:%d"' % hp for hp in zip(hosts, ports))
-        with open(self.conf, "w") as f:
-            f.write(
-                'moor.cfg{ node = "%s", listen = "%s", data_dir = "%s",\n'
-                '  seeds = { %s }, cluster_secret = "%s", vnodes = 64,\n'
-                '  request_timeout_ms = %d,\n'
-                '  engine = { sync = "interval", memtable_mb = 4, cache_mb = 8 },\n'
-                '  log = { level = "info" } }\n'
-                'moor.space("default", { n = 3, r = 2, w = 2 })\n'
-                % (self.id, self.addr, os.path.join(self.dir, "data"), seeds, SECRET,
-                   REQUEST_TIMEOUT_MS))
-        self.proc = None
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout=15):
-        with open(self.logpath, "ab") as log:
-            self.proc = subprocess.Popen([os.path.join(BUILD, "moord"), self.conf],
-                                         stdout=log, stderr=log, preexec_fn=die_with_parent,
-                                         env=dict(os.environ, MOOR_ROOT=ROOT))
-        PROCS.append(self.proc)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("%s exited with %d:\n%s" % (self.id, self.proc.returncode,
-                                                              self.logtail()))
-            try:
-                socket.create_connection((self.host, self.port), 0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("%s did not listen within %ss" % (self.id, timeout))
-
-    def kill9(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def conn(self, timeout=15):
-        return Conn((self.host, self.port), timeout)
-
-    def logtail(self, n=4000):
-        try:
-            with open(self.logpath, "rb") as f:
-                return f.read().decode(errors="replace")[-n:]
-        except OSError:
-            return "(no log)"
-
-
-def retry(fn, timeout, what):
-    """fn() until it returns a result whose error is None, within timeout."""
-    deadline = time.time() + timeout
-    while True:
-        err, res = fn()
-        if err is None:
-            return res
-        if time.time() >= deadline:
-            raise AssertionError("%s still failing after %ss: %r" % (what, timeout, err))
-        time.sleep(0.2)
-
-
-class Cluster:
-    def __init__(self, size=3):
-        self.tmp = tempfile.mkdtemp(prefix="moor-partition-")
-        hosts = ["127.0.0.%d" % i for i in range(1, size + 1)]
-        ports = [free_port(h) for h in hosts]
-        self.nodes = [Node(self.tmp, i, hosts, ports) for i in range(1, size + 1)]
+    def __init__(self):
+        super().__init__(
+            BUILD, 3, "moor-partition-", secret=SECRET, source=CLIENT_HOST, settings=
+            'vnodes = 64,\n'
+            '  request_timeout_ms = %d,\n'
+            '  engine = { sync = "interval", memtable_mb = 4, cache_mb = 8 },\n'
+            '  log = { level = "info" }' % REQUEST_TIMEOUT_MS,
+            script='moor.space("default", { n = 3, r = 2, w = 2 })\n')
         self.fw = None
-
-    def ring(self, node):
-        c = node.conn(5)
-        try:
-            err, res = c.call("ring")
-        finally:
-            c.close()
-        if err is not None:
-            raise AssertionError("ring on %s answered %r" % (node.id, err))
-        return res
-
-    def converged(self):
-        """None when every node lists every node, all up; else why not."""
-        want = sorted((n.id, n.addr) for n in self.nodes)
-        for n in self.nodes:
-            if not n.alive():
-                return "%s is not running" % n.id
-            try:
-                r = self.ring(n)
-            except (OSError, ConnectionError) as e:
-                return "ring on %s: %s" % (n.id, e)
-            got = sorted((m["id"], m["addr"]) for m in r["nodes"])
-            if got != want:
-                return "%s lists %r" % (n.id, got)
-            down = [(m["id"], m["status"]) for m in r["nodes"] if m["status"] != "up"]
-            if down:
-                return "%s sees %r" % (n.id, down)
-        return None
-
-    def wait_converged(self, timeout=CONVERGE_S):
-        deadline = time.time() + timeout
-        why = self.converged()
-        while why and time.time() < deadline:
-            time.sleep(0.2)
-            why = self.converged()
-        if why:
-            raise AssertionError("no convergence within %ss: %s" % (timeout, why))
 
     def wait_ready(self, timeout=HEAL_S):
         """Until a get with r = "all" works through every node: each node's
@@ -352,19 +170,10 @@ class Cluster:
             finally:
                 c.close()
 
-    def stop(self):
-        for n in self.nodes:
-            n.kill9()
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
     def logs(self):
         fw = ("now:\n%s\nbefore the last heal:\n%s" % (self.fw.listing(), self.fw.before_heal)
               if self.fw else "")
-        return "---- iptables %s\n%s\n" % (CHAIN, fw) + "\n".join(
-            "---- %s (%s)\n%s" % (n.id, n.logpath, n.logtail()) for n in self.nodes)
+        return "---- iptables %s\n%s\n" % (CHAIN, fw) + super().logs()
 
 
 CLUSTER = None
@@ -372,11 +181,9 @@ CLUSTER = None
 
 def setUpModule():
     global CLUSTER
-    CLUSTER = Cluster()
-    atexit.register(CLUSTER.cleanup)
+    CLUSTER = Cluster()     # removed at exit (moortest)
     CLUSTER.fw = Firewall()
-    for n in CLUSTER.nodes:
-        n.start()
+    CLUSTER.start()
     CLUSTER.wait_converged()
 
 
@@ -554,8 +361,8 @@ class PartitionTest(unittest.TestCase):
         # n2 holds every key now (read repair, or TCP's late delivery of
         # n1's _put: either way the same version).
         p2 = self.peer(self.n2)
-        deadline = time.time() + REPAIR_S
-        while True:
+
+        def missing_on_n2():
             missing = []
             for i, k in enumerate(keys):
                 rec = read_record(p2, k)
@@ -563,9 +370,8 @@ class PartitionTest(unittest.TestCase):
                     missing.append(k)
                 else:
                     self.assertEqual([(s[0], s[2]) for s in rec[1]], [({"one-way": i}, False)])
-            if not missing or time.time() >= deadline:
-                break
-            time.sleep(0.2)
+            return missing
+        missing = poll(missing_on_n2, REPAIR_S)
         self.assertEqual(missing, [], "not on n2 within %ss" % REPAIR_S)
 
     def test_d_random_loss(self):
@@ -624,10 +430,8 @@ class PartitionTest(unittest.TestCase):
 
 def main():
     global BUILD
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=BUILD)
-    args, rest = ap.parse_known_args()
-    BUILD = os.path.abspath(args.build)
+    args, rest = moortest.parse_args(BUILD)
+    BUILD = args.build
     outer = os.environ.get(NS_ENV)
     if outer is None:
         enter_namespace()       # does not return: re-executes inside the namespace, or skips
@@ -637,15 +441,8 @@ def main():
                        text=True, timeout=30)
     if r.returncode != 0:
         sys.exit("partition_test: ip link set lo up: %s" % r.stderr.strip())
-    warnings.simplefilter("ignore", ResourceWarning)  # sockets die with their test
     t0 = time.time()
-    prog = unittest.main(argv=[sys.argv[0]] + rest, verbosity=2, exit=False)
-    ok = prog.result.wasSuccessful()
-    if not ok and CLUSTER is not None:
-        sys.stderr.write("\nnode logs (tails):\n%s\n" % CLUSTER.logs())
-    if CLUSTER is not None:
-        CLUSTER.cleanup()
-    kill_all()
+    ok = moortest.run_unittest(rest)
     print("partition_test: %.1f s" % (time.time() - t0))
     sys.exit(0 if ok else 1)
 

@@ -222,6 +222,15 @@ int main(int argc, char **argv)
     }
     if (rc) {
         fprintf(stderr, "moord: %s\n", moor_diag_msg(rc));
+        /* Close what was opened, so the exit is clean (sanitizers included). */
+        if (d.node) {
+            moor_node_set_lua(d.node, NULL);
+            moor_node_leave_cluster(d.node, NULL, NULL);
+            moor_node_close(d.node);
+        }
+        moor_lua_free(d.lua);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        uv_loop_close(d.loop);
         return 2;
     }
     uv_run(d.loop, UV_RUN_DEFAULT);

@@ -3,7 +3,7 @@
 #
 #   make build   deps + release build in build/ (RelWithDebInfo)
 #   make test    build + ASan/UBSan build in build-asan/, then every ctest
-#                label in build/ and the unit and fuzz-replay tests in build-asan/
+#                label in build/ and all but the Lua specs in build-asan/
 #   make fuzz    libFuzzer targets in build-fuzz/ (clang-14), each run for
 #                FUZZ_SECONDS on a copy of its seed corpus
 #   make bench   build + scripts/bench.sh (engine) + scripts/bench_node.py (node vs Redis)
@@ -46,7 +46,7 @@ test: build build-asan
 	@status=0; \
 	ctest --test-dir build --output-on-failure --no-tests=error -j $(JOBS) || status=1; \
 	UBSAN_OPTIONS=print_stacktrace=1 \
-	ctest --test-dir build-asan -L 'unit|fuzz' --output-on-failure --no-tests=error \
+	ctest --test-dir build-asan -L 'unit|fuzz|integration|fault' --output-on-failure --no-tests=error \
 	    -j $(JOBS) || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
 	exit $$status

@@ -332,9 +332,9 @@ static uint64_t hlc_next(moor_coord_t *c, uint64_t now, uint64_t floor)
  * second, different version with a counter already given out, and one of
  * the two would look superseded.  Appends the record to rec and its clock
  * to ctx_out.  0, MOOR_EBADCTX, MOOR_EINVAL, MOOR_ENOMEM. */
-static int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx,
-                         size_t ctxlen, const char *value, size_t vlen, int tombstone,
-                         moor_buf_t *rec, moor_buf_t *ctx_out)
+static int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, size_t ctxlen,
+                         const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
+                         moor_buf_t *ctx_out)
 {
     moor_buf_t tmp = MOOR_BUF_INIT, tctx = MOOR_BUF_INIT;
     uint64_t now = c->clock.now_ms(c->clock.ud);
@@ -582,8 +582,10 @@ static void write_check(op_t *op)
     if (op->local && op->local->state == SLOT_FAILED) {
         op->c->st.quorum_failures++;
         op_stop_timer(op);
-        op_fail(op, "QUORUM_FAILED", "%u of %u replicas acknowledged, %u needed, and the "
-                "coordinating replica's own write failed", op->ok, op->n, op->need);
+        op_fail(op, "QUORUM_FAILED",
+                "%u of %u replicas acknowledged, %u needed, and the "
+                "coordinating replica's own write failed",
+                op->ok, op->n, op->need);
     } else if (op->ok >= op->need && (!op->local || op->local->state == SLOT_OK)) {
         op_stop_timer(op);
         op_answer(op, NULL, NULL, op->result.data, op->result.len);
@@ -980,9 +982,10 @@ static void forward_give_up(op_t *op)
                 op->timeout_ms, op->tries);
     } else {
         c->st.quorum_failures++;
-        op_fail(op, "QUORUM_FAILED", "0 of %u replicas acknowledged, %u needed: %u forwards "
-                "failed (last: %s)", op->n, op->need, op->tries,
-                op->why[0] ? op->why : "no replica to try");
+        op_fail(op, "QUORUM_FAILED",
+                "0 of %u replicas acknowledged, %u needed: %u forwards "
+                "failed (last: %s)",
+                op->n, op->need, op->tries, op->why[0] ? op->why : "no replica to try");
     }
 }
 
@@ -1578,7 +1581,10 @@ void moor_coord_free(moor_coord_t *c)
     free(c);
 }
 
-uint64_t moor_coord_hlc(const moor_coord_t *c) { return c->hlc; }
+uint64_t moor_coord_hlc(const moor_coord_t *c)
+{
+    return c->hlc;
+}
 
 void moor_coord_hlc_floor(moor_coord_t *c, uint64_t floor)
 {

@@ -11,7 +11,10 @@
 #include "util/mp.h"
 #include "util/err.h"
 
-void moor_members_init(moor_members_t *t) { memset(t, 0, sizeof(*t)); }
+void moor_members_init(moor_members_t *t)
+{
+    memset(t, 0, sizeof(*t));
+}
 
 void moor_members_free(moor_members_t *t)
 {
@@ -45,8 +48,7 @@ static long find(const moor_members_t *t, const char *id, size_t idlen)
     return -(long)lo - 1;
 }
 
-const moor_member_entry_t *moor_members_find(const moor_members_t *t, const char *id,
-                                             size_t idlen)
+const moor_member_entry_t *moor_members_find(const moor_members_t *t, const char *id, size_t idlen)
 {
     long i = find(t, id, idlen);
 

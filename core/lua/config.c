@@ -47,8 +47,8 @@ void moor_config_default(moor_config_t *c)
     strcpy(c->spaces[0].name, "default");
 }
 
-void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n,
-                        uint32_t *r, uint32_t *w)
+void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n, uint32_t *r,
+                        uint32_t *w)
 {
     *n = s->n > 0 ? (uint32_t)s->n : moor_config_clustered(c) ? 3 : 1;
     *r = moor_level_count(s->r, *n);

@@ -819,8 +819,10 @@ int moor_peer_pool_request(moor_peer_pool_t *p, const char *to, size_t tolen, co
      * with it every request in flight there: refuse this one alone.
      * (Members share limits.max_frame; this pool's is the node's.) */
     if (p->o.max_frame < 64 + strlen(method) || plen > p->o.max_frame - 64 - strlen(method))
-        return moor_diag(MOOR_ETOOLARGE, "peer: a %zu-byte %s request is over the %zu-byte frame "
-                         "limit", plen, method, p->o.max_frame);
+        return moor_diag(MOOR_ETOOLARGE,
+                         "peer: a %zu-byte %s request is over the %zu-byte frame "
+                         "limit",
+                         plen, method, p->o.max_frame);
     if (!(m = peer_find(p, to, tolen)))
         return moor_diag(MOOR_ENOTFOUND, "peer: no address known for member '%.*s'",
                          (int)(tolen > PEER_NAME_MAX ? PEER_NAME_MAX : tolen), to);

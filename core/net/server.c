@@ -86,8 +86,8 @@ struct moor_srv_conn {
     unsigned eof : 1;             /* peer finished sending */
     unsigned dirty : 1;           /* on srv->dirty (holds a reference) */
     unsigned pumping : 1;         /* inside conn_pump (no re-entry) */
-    unsigned authed : 2; /* the node's MOOR_NODE_AUTH_* flags */
-    char peer[64]; /* "ip:port" for logs */
+    unsigned authed : 2;          /* the node's MOOR_NODE_AUTH_* flags */
+    char peer[64];                /* "ip:port" for logs */
 };
 
 struct moor_srv {

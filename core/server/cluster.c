@@ -30,8 +30,8 @@
 typedef struct seed {
     char addr[MOOR_RING_ADDR_MAX];
     char pid[MOOR_RING_ADDR_MAX + sizeof(SEED_PREFIX)]; /* pool id of the seed's connection */
-    int self;     /* our own address: skipped */
-    int answered; /* has answered a _join at least once */
+    int self;                                           /* our own address: skipped */
+    int answered;                                       /* has answered a _join at least once */
     int inflight;
 } seed_t;
 
@@ -39,18 +39,18 @@ struct moor_cl {
     uv_loop_t *loop;
     const moor_config_t *cfg;
     char self_addr[MOOR_RING_ADDR_MAX];
-    char path[4096 + 16]; /* data_dir/MEMBERS */
+    char path[4096 + 16];     /* data_dir/MEMBERS */
     char hlc_path[4096 + 16]; /* data_dir/HLC */
     uint64_t hlc_reserved;    /* persisted: no counter up to it was given out after */
     moor_members_t table;
-    moor_ring_t *ring;    /* built from table; NULL until the first build */
+    moor_ring_t *ring; /* built from table; NULL until the first build */
     moor_uvenv_t *env;
     moor_peer_pool_t *pool;
     moor_coord_t *coord;
     uv_timer_t join_timer, announce_timer;
     uint32_t join_ms, sync_ms;
-    uint64_t next_sync;   /* mono ms of the next re-sync */
-    unsigned sync_next;   /* round robin over the seeds */
+    uint64_t next_sync; /* mono ms of the next re-sync */
+    unsigned sync_next; /* round robin over the seeds */
     seed_t *seeds;
     unsigned nseeds;
     int closing, handles_open;
@@ -328,8 +328,7 @@ static void table_reply(void *arg, int status, const char *res, size_t rlen)
 }
 
 /* Sends method(table) to pool member id; 0 or an error. */
-static int send_table(moor_cl_t *cl, const char *id, size_t idlen, const char *method,
-                      seed_t *seed)
+static int send_table(moor_cl_t *cl, const char *id, size_t idlen, const char *method, seed_t *seed)
 {
     moor_buf_t b = MOOR_BUF_INIT;
     sent_t *s = malloc(sizeof(*s));
@@ -480,8 +479,8 @@ int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk)
         pack_u64(pk, "vnodes", e->m.vnodes);
         pack_u64(pk, "incarnation", e->incarnation);
         pack_str(pk, "share");
-        rc |= msgpack_pack_double(pk, idx >= 0 ? moor_ring_owned_share(cl->ring, (uint32_t)idx)
-                                               : 0.0);
+        rc |= msgpack_pack_double(pk,
+                                  idx >= 0 ? moor_ring_owned_share(cl->ring, (uint32_t)idx) : 0.0);
         pack_str(pk, "self");
         if (e->m.idlen == selflen && memcmp(e->m.id, cl->cfg->node, selflen) == 0)
             rc |= msgpack_pack_true(pk);
@@ -561,7 +560,10 @@ int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
 
 /* ---- life cycle ------------------------------------------------------------------- */
 
-moor_coord_t *moor_cl_coord(moor_cl_t *cl) { return cl->coord; }
+moor_coord_t *moor_cl_coord(moor_cl_t *cl)
+{
+    return cl->coord;
+}
 
 static int setup_seeds(moor_cl_t *cl)
 {
@@ -576,8 +578,8 @@ static int setup_seeds(moor_cl_t *cl)
         snprintf(sd->addr, sizeof(sd->addr), "%s", cfg->seeds[i]);
         snprintf(sd->pid, sizeof(sd->pid), SEED_PREFIX "%s", sd->addr);
         sd->self = strcmp(sd->addr, cl->self_addr) == 0;
-        if (!sd->self && (rc = moor_peer_pool_set_addr(cl->pool, sd->pid, strlen(sd->pid),
-                                                       sd->addr)))
+        if (!sd->self &&
+            (rc = moor_peer_pool_set_addr(cl->pool, sd->pid, strlen(sd->pid), sd->addr)))
             return moor_diag(rc, "seeds[%u] '%s': %s", i + 1, sd->addr, moor_diag_msg(rc));
     }
     return 0;

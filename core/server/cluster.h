@@ -47,8 +47,8 @@ typedef struct moor_cl_opts {
     moor_store_if_t store;         /* this node's replicas */
     moor_coord_resolve_fn resolve; /* may be NULL */
     void *resolve_ud;
-    uint32_t join_interval_ms;     /* retry of unanswered seeds; default 1000 */
-    uint32_t sync_interval_ms;     /* re-sync with a seed afterwards; default 5000 */
+    uint32_t join_interval_ms; /* retry of unanswered seeds; default 1000 */
+    uint32_t sync_interval_ms; /* re-sync with a seed afterwards; default 5000 */
 } moor_cl_opts_t;
 
 /* ===== API ===== */

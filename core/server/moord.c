@@ -38,10 +38,11 @@ typedef struct daemon {
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: moord CONFIG.lua [--check]\n"
-                    "  --check   validate the config and exit\n"
-                    "  env MOOR_ROOT: directory holding lua/ and plugins/ (default: %s)\n",
-                    MOOR_SOURCE_ROOT);
+    fprintf(stderr,
+            "usage: moord CONFIG.lua [--check]\n"
+            "  --check   validate the config and exit\n"
+            "  env MOOR_ROOT: directory holding lua/ and plugins/ (default: %s)\n",
+            MOOR_SOURCE_ROOT);
 }
 
 /* mkdir -p, then prove we can create files there. */
@@ -158,8 +159,9 @@ static int start(daemon_t *d, const char *config, int check)
             return moor_diag(MOOR_EINVAL, "config: a cluster with auth_token also needs "
                                           "cluster_secret (peers authenticate with it)");
         if (strcmp(d->cfg.listen_host, "0.0.0.0") == 0 || strcmp(d->cfg.listen_host, "::") == 0)
-            return moor_diag(MOOR_EINVAL, "config: in a cluster, listen must name the address "
-                                          "peers reach this node at, not %s",
+            return moor_diag(MOOR_EINVAL,
+                             "config: in a cluster, listen must name the address "
+                             "peers reach this node at, not %s",
                              d->cfg.listen_host);
     }
     /* The engine stores records: room for the space prefix and siblings. */

@@ -38,8 +38,8 @@ typedef struct wdone wdone_t;
 struct wdone {
     wdone_t *next;
     moor_node_t *node;
-    int status;               /* set by the log thread */
-    moor_node_done_fn done;   /* a client write: its answer */
+    int status;             /* set by the log thread */
+    moor_node_done_fn done; /* a client write: its answer */
     void *ud;
     moor_buf_t result;        /* the encoded answer on success */
     moor_store_done_fn sdone; /* or a replica write of the coordinator */
@@ -52,17 +52,17 @@ struct moor_node {
     moor_engine_t *engine;
     moor_lua_t *lua;
     moor_srv_t *srv;
-    moor_cl_t *cl;            /* cluster mode: the coordinator serves get/put/del */
+    moor_cl_t *cl; /* cluster mode: the coordinator serves get/put/del */
     uv_async_t async;
-    uv_prepare_t kick;        /* wakes the log writer once per loop iteration */
-    int kick_needed;          /* a deferred write was queued this iteration */
-    pthread_mutex_t qmu;      /* guards qhead/qtail */
+    uv_prepare_t kick;   /* wakes the log writer once per loop iteration */
+    int kick_needed;     /* a deferred write was queued this iteration */
+    pthread_mutex_t qmu; /* guards qhead/qtail */
     wdone_t *qhead, *qtail;
-    unsigned pending;         /* writes queued on the engine, not yet answered */
+    unsigned pending; /* writes queued on the engine, not yet answered */
     uint64_t start_ms;
     uint64_t n_get, n_put, n_del, n_call, n_err;
-    moor_record_t rec;        /* scratch: one request at a time on the loop */
-    moor_record_t rrec;       /* scratch of the resolver hook */
+    moor_record_t rec;                     /* scratch: one request at a time on the loop */
+    moor_record_t rrec;                    /* scratch of the resolver hook */
     moor_buf_t key, rec_out, ctx_out, out; /* scratch buffers */
 };
 
@@ -73,7 +73,8 @@ const char *moor_node_err_code(int rc)
     switch (rc) {
     case MOOR_EKEYTOOBIG: return "KEY_TOO_LARGE";
     case MOOR_EVALTOOBIG: return "VALUE_TOO_LARGE";
-    case MOOR_EINVAL: case MOOR_EPROTO: return "BAD_REQUEST";
+    case MOOR_EINVAL:
+    case MOOR_EPROTO: return "BAD_REQUEST";
     case MOOR_ENOAUTH: return "NOAUTH";
     case MOOR_ENOMETHOD: return "UNKNOWN_METHOD";
     case MOOR_EHANDLER: return "HANDLER_ERROR";
@@ -199,8 +200,7 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
             if (moor_mp_read_str(p, end, &o->space, &o->slen))
                 return bad("opts.space must be a string");
         } else if (IS("ctx")) {
-            if (moor_mp_read_nil(p, end) != 0 &&
-                moor_mp_read_strbin(p, end, &o->ctx, &o->ctxlen))
+            if (moor_mp_read_nil(p, end) != 0 && moor_mp_read_strbin(p, end, &o->ctx, &o->ctxlen))
                 return bad("opts.ctx must be the binary ctx a get returned");
         } else if (IS("r") || IS("w")) {
             int rc = read_level(p, end, IS("r") ? "r" : "w", IS("r") ? &o->r : &o->w);
@@ -436,8 +436,7 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
     n->n_get++;
     if (np < 1 || np > 2)
         rc = bad("get takes key [, opts]");
-    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 &&
-             (rc = read_opts(&p, end, &o)) == 0) {
+    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0) {
         if (n->cl) {
             cl_kv(n, 0, key, klen, NULL, 0, &o, done, ud);
             return;
@@ -517,8 +516,8 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
     moor_buf_reset(&n->rec_out);
     moor_buf_reset(&n->ctx_out);
     rc = moor_record_write(exists ? &n->rec : NULL, o.ctx, o.ctxlen, value, vlen, tombstone,
-                           n->cfg.node, strlen(n->cfg.node), moor_clock_wall_ms(),
-                           &n->rec_out, &n->ctx_out);
+                           n->cfg.node, strlen(n->cfg.node), moor_clock_wall_ms(), &n->rec_out,
+                           &n->ctx_out);
     free(raw);
     raw = NULL;
     if (rc)
@@ -786,8 +785,7 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_ring(n, done, ud);
     else {
         char msg[128];
-        snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen),
-                 method);
+        snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);
         fail(n, done, ud, MOOR_ENOMETHOD, msg);
     }
 #undef IS
@@ -873,8 +871,7 @@ int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32
     }
     k->n = n;
     k->token = token;
-    moor_node_exec(n, names[op], strlen(names[op]), params, plen, nparams, &authed, reply_lua,
-                   k);
+    moor_node_exec(n, names[op], strlen(names[op]), params, plen, nparams, &authed, reply_lua, k);
     return 0;
 }
 
@@ -1041,9 +1038,18 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
     return 0;
 }
 
-void moor_node_set_lua(moor_node_t *n, moor_lua_t *L) { n->lua = L; }
-void moor_node_set_server(moor_node_t *n, moor_srv_t *s) { n->srv = s; }
-unsigned moor_node_pending(const moor_node_t *n) { return n->pending; }
+void moor_node_set_lua(moor_node_t *n, moor_lua_t *L)
+{
+    n->lua = L;
+}
+void moor_node_set_server(moor_node_t *n, moor_srv_t *s)
+{
+    n->srv = s;
+}
+unsigned moor_node_pending(const moor_node_t *n)
+{
+    return n->pending;
+}
 
 static void free_after_close(uv_handle_t *h)
 {

@@ -46,8 +46,7 @@ void moor_node_dispatch(void *node, moor_srv_req_t *req);
  * by the fuzzer.  authed: the connection's MOOR_NODE_AUTH_* flags
  * (auth/_auth update them). */
 void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char *params,
-                    size_t plen, uint32_t nparams, int *authed, moor_node_done_fn done,
-                    void *ud);
+                    size_t plen, uint32_t nparams, int *authed, moor_node_done_fn done, void *ud);
 
 void moor_node_set_server(moor_node_t *n, moor_srv_t *s);
 

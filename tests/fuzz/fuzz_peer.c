@@ -129,9 +129,9 @@ static void check_answer(void *arg, const char *errcode, const char *errmsg, con
 
     (void)arg;
     answers++;
-    if (errcode ? (!*errcode || !errmsg)
-                : (!result || moor_mp_skip(&p, result + rlen, MOOR_MP_MAX_DEPTH) ||
-                   p != result + rlen))
+    if (errcode
+            ? (!*errcode || !errmsg)
+            : (!result || moor_mp_skip(&p, result + rlen, MOOR_MP_MAX_DEPTH) || p != result + rlen))
         abort();
 }
 

@@ -78,8 +78,8 @@ typedef struct ev {
     uint32_t nparams;
     int status;
     char errcode[32], errmsg[256]; /* EV_REPLY with an error */
-    char from; /* EV_REPLY: the answering node's id */
-    moor_peer_reply_fn reply; /* EV_REQ, EV_REPLY */
+    char from;                     /* EV_REPLY: the answering node's id */
+    moor_peer_reply_fn reply;      /* EV_REQ, EV_REPLY */
     void *arg;
     moor_store_done_fn done; /* EV_STORE_DONE */
 } ev_t;

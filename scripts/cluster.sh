@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/cluster.sh -- run the ready-made local cluster of conf/cluster3 or conf/cluster5.
+# scripts/cluster.sh -- run the ready-made local cluster of conf/cluster.lua (3 or 5 nodes).
 #
 #   scripts/cluster.sh start  [3|5]   start every node in the background, wait until each listens
 #   scripts/cluster.sh stop   [3|5]   SIGTERM every node (SIGKILL after a grace period)
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 BUILD=${MOOR_BUILD:-build}
 CMD=${1:-}
 SIZE=${2:-3}
-CONF=conf/cluster$SIZE
+CONF=conf/cluster.lua
 WAIT_S=15 # per node, to start listening or to stop
 
 usage() {
@@ -23,11 +23,13 @@ usage() {
 }
 
 case "$SIZE" in 3 | 5) ;; *) usage ;; esac
-[ -d "$CONF" ] || { echo "cluster.sh: $CONF is missing" >&2; exit 2; }
+[ -f "$CONF" ] || { echo "cluster.sh: $CONF is missing" >&2; exit 2; }
+NAMES=$(seq -f 'n%g' 1 "$SIZE")
 
-# The listen address of a config file ("host:port").
+# The listen address of node $1 ("host:port"), as the config computes it.
 addr_of() {
-    sed -n 's/^ *listen *= *"\([^"]*\)".*/\1/p' "$1" | head -n 1
+    "$BUILD/moord" "$CONF" --node "$1" --set size="$SIZE" --check |
+        sed -n 's/.*listen \([^)]*\)).*/\1/p'
 }
 
 # The pid in data/NAME.pid if that process is still a moord, else nothing.
@@ -49,20 +51,19 @@ listening() {
 start() {
     [ -x "$BUILD/moord" ] || { echo "cluster.sh: $BUILD/moord not built (make)" >&2; exit 2; }
     mkdir -p data
-    for conf in "$CONF"/n*.lua; do
-        name=$(basename "$conf" .lua)
+    for name in $NAMES; do
         if [ -n "$(running_pid "$name")" ]; then
             echo "$name: already running (pid $(running_pid "$name"))"
             continue
         fi
-        nohup "$BUILD/moord" "$conf" >>"data/$name.log" 2>&1 </dev/null &
+        nohup "$BUILD/moord" "$CONF" --node "$name" --set size="$SIZE" >>"data/$name.log" 2>&1 \
+            </dev/null &
         echo $! >"data/$name.pid"
         echo "$name: started (pid $!), log data/$name.log"
     done
     rc=0
-    for conf in "$CONF"/n*.lua; do
-        name=$(basename "$conf" .lua)
-        addr=$(addr_of "$conf")
+    for name in $NAMES; do
+        addr=$(addr_of "$name")
         i=0
         until listening "$addr"; do
             if [ -z "$(running_pid "$name")" ]; then
@@ -85,8 +86,7 @@ start() {
 }
 
 stop() {
-    for conf in "$CONF"/n*.lua; do
-        name=$(basename "$conf" .lua)
+    for name in $NAMES; do
         pid=$(running_pid "$name")
         if [ -z "$pid" ]; then
             echo "$name: not running"
@@ -111,9 +111,8 @@ stop() {
 
 status() {
     first=
-    for conf in "$CONF"/n*.lua; do
-        name=$(basename "$conf" .lua)
-        addr=$(addr_of "$conf")
+    for name in $NAMES; do
+        addr=$(addr_of "$name")
         [ -n "$first" ] || first=$addr
         pid=$(running_pid "$name")
         if [ -n "$pid" ]; then

@@ -596,6 +596,8 @@ int moor_lua_new(const moor_lua_opts_t *o, moor_lua_t **out)
     h->def_timeout_ms = def.handler_timeout_ms;
     moor_codec_init(h->L);
     push_moor(h);
+    lua_newtable(h->L); /* moor.arg: what moord's command line passes (--node) */
+    lua_setfield(h->L, -2, "arg");
     moor_sandbox_push_env(h->L, -1, h->root);
     h->env_ref = luaL_ref(h->L, LUA_REGISTRYINDEX);
     h->moor_ref = luaL_ref(h->L, LUA_REGISTRYINDEX);
@@ -671,6 +673,24 @@ static void seal_config_api(moor_lua_t *h)
         lua_setfield(L, -2, *f);
     }
     lua_pop(L, 1);
+}
+
+int moor_lua_set_arg(moor_lua_t *h, const char *key, const char *value)
+{
+    lua_State *L = h->L;
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->moor_ref);
+    lua_getfield(L, -1, "arg");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "arg");
+    }
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, key);
+    lua_pop(L, 2);
+    return 0;
 }
 
 int moor_lua_load_config(moor_lua_t *h, const char *path, moor_config_t *cfg)

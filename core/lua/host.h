@@ -68,6 +68,11 @@ void moor_lua_set_ops_ud(moor_lua_t *L, void *ud);
  * expected. */
 int moor_lua_load_config(moor_lua_t *L, const char *path, moor_config_t *cfg);
 
+/* Sets moor.arg[key] = value (strings, copied) for the config to read: one
+ * config file can describe a whole cluster and pick this node's part by
+ * `moord FILE --node n2` (moor.arg.node).  0 or MOOR_ENOMEM. */
+int moor_lua_set_arg(moor_lua_t *L, const char *key, const char *value);
+
 /* Starts handler `name` with nargs encoded arguments.  reply runs exactly
  * once, maybe before this returns.  Returns 0. */
 int moor_lua_call(moor_lua_t *L, const char *name, size_t nlen, const char *args, size_t alen,

@@ -39,8 +39,10 @@ typedef struct daemon {
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: moord CONFIG.lua [--check]\n"
-            "  --check   validate the config and exit\n"
+            "usage: moord CONFIG.lua [--node ID] [--set KEY=VALUE]... [--check]\n"
+            "  --node ID        moor.arg.node = ID for the config (one file for a cluster)\n"
+            "  --set KEY=VALUE  moor.arg.KEY = VALUE (a string) for the config\n"
+            "  --check          validate the config and exit\n"
             "  env MOOR_ROOT: directory holding lua/ and plugins/ (default: %s)\n",
             MOOR_SOURCE_ROOT);
 }
@@ -108,24 +110,51 @@ static void on_signal(uv_signal_t *s, int signum)
     moor_srv_stop(d->srv, closed_all, d);
 }
 
-static int parse_args(int argc, char **argv, const char **config, int *check)
+#define MAX_ARGS 32
+
+typedef struct config_arg {
+    char key[64];
+    const char *value;
+} config_arg_t;
+
+/* --node ID and --set KEY=VALUE into args (moor.arg for the config). */
+static int parse_args(int argc, char **argv, const char **config, int *check, config_arg_t *args,
+                      int *nargs)
 {
     *config = NULL;
     *check = 0;
+    *nargs = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--check") == 0)
+        const char *kv = NULL, *eq;
+        if (strcmp(argv[i], "--check") == 0) {
             *check = 1;
-        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            continue;
+        }
+        if (strcmp(argv[i], "--node") == 0 && i + 1 < argc) {
+            if (*nargs == MAX_ARGS)
+                return 1;
+            snprintf(args[*nargs].key, sizeof(args[0].key), "node");
+            args[(*nargs)++].value = argv[++i];
+            continue;
+        }
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc)
+            kv = argv[++i];
+        if (kv) {
+            eq = strchr(kv, '=');
+            if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(args[0].key) || *nargs == MAX_ARGS)
+                return 1;
+            snprintf(args[*nargs].key, sizeof(args[0].key), "%.*s", (int)(eq - kv), kv);
+            args[(*nargs)++].value = eq + 1;
+            continue;
+        }
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0 || *config)
             return 1;
-        else if (!*config)
-            *config = argv[i];
-        else
-            return 1;
+        *config = argv[i];
     }
     return *config ? 0 : 1;
 }
 
-static int start(daemon_t *d, const char *config, int check)
+static int start(daemon_t *d, const char *config, int check, const config_arg_t *args, int nargs)
 {
     moor_lua_opts_t lo = {0};
     moor_srv_opts_t so;
@@ -137,10 +166,14 @@ static int start(daemon_t *d, const char *config, int check)
     lo.ops.kv = moor_node_lua_kv;
     if ((rc = moor_lua_new(&lo, &d->lua)))
         return rc;
+    for (int i = 0; i < nargs; i++)
+        if ((rc = moor_lua_set_arg(d->lua, args[i].key, args[i].value)))
+            return rc;
     if ((rc = moor_lua_load_config(d->lua, config, &d->cfg)))
         return rc;
     if (check) {
-        printf("moord: %s is valid (node %s)\n", config, d->cfg.node);
+        printf("moord: %s is valid (node %s, listen %s:%d)\n", config, d->cfg.node,
+               d->cfg.listen_host, d->cfg.listen_port);
         return 1;
     }
     moor_log_set_level(d->cfg.log_level);
@@ -208,16 +241,18 @@ int main(int argc, char **argv)
 {
     daemon_t d;
     const char *config;
+    config_arg_t args[MAX_ARGS];
+    int nargs;
     int check, rc;
 
     memset(&d, 0, sizeof(d));
-    if (parse_args(argc, argv, &config, &check)) {
+    if (parse_args(argc, argv, &config, &check, args, &nargs)) {
         usage();
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     d.loop = uv_default_loop();
-    rc = start(&d, config, check);
+    rc = start(&d, config, check, args, nargs);
     if (rc == 1) { /* --check */
         moor_lua_free(d.lua);
         return 0;

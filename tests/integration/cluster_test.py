@@ -10,7 +10,6 @@ The harness (RPC client, nodes, clusters) is moortest.py, beside this file.
 
 usage: cluster_test.py --build BUILD_DIR [-k NAME]
 """
-import glob
 import os
 import subprocess
 import sys
@@ -317,15 +316,26 @@ class ClusterTest(unittest.TestCase):
 
 class ConfigTest(unittest.TestCase):
     def test_h_shipped_cluster_configs_check(self):
-        files = sorted(glob.glob(os.path.join(ROOT, "conf", "cluster3", "*.lua")) +
-                       glob.glob(os.path.join(ROOT, "conf", "cluster5", "*.lua")))
-        self.assertEqual(len(files), 8, files)
-        for f in files:
-            r = subprocess.run([os.path.join(BUILD, "moord"), os.path.relpath(f, ROOT), "--check"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=20,
+        # conf/cluster.lua describes the 3- and 5-node local clusters; each
+        # node picks its part with --node (and --set size=5).
+        conf = "conf/cluster.lua"
+        for size in (3, 5):
+            for i in range(1, size + 1):
+                args = [os.path.join(BUILD, "moord"), conf, "--node", "n%d" % i, "--check"]
+                if size == 5:
+                    args[4:4] = ["--set", "size=5"]
+                r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=20,
+                                   env=dict(os.environ, MOOR_ROOT=ROOT))
+                self.assertEqual(r.returncode, 0, "%s: %s%s" % (args, r.stdout, r.stderr))
+                self.assertIn("is valid (node n%d, listen 127.0.0.%d:%d)" % (i, i, 7700 + i),
+                              r.stdout)
+        # a node outside the cluster, or no node, is refused with a reason
+        for extra in (["--node", "n4"], []):
+            r = subprocess.run([os.path.join(BUILD, "moord"), conf, "--check"] + extra, cwd=ROOT,
+                               capture_output=True, text=True, timeout=20,
                                env=dict(os.environ, MOOR_ROOT=ROOT))
-            self.assertEqual(r.returncode, 0, "%s: %s%s" % (f, r.stdout, r.stderr))
-            self.assertIn("is valid", r.stdout)
+            self.assertEqual(r.returncode, 2, r.stdout)
+            self.assertIn("start with --node n1 .. n3", r.stderr)
 
 
 def main():

@@ -244,6 +244,8 @@ static void write_file(const char *path, const char *text)
 
 /* Creates a host on a fresh loop and loads text as its config; returns the
  * load_config code (diagnostic in moor_diag_last()). */
+static const char *env_node_arg; /* moor.arg.node for the next env_open, or NULL */
+
 static int env_open(env_t *e, const char *text)
 {
     moor_lua_opts_t o;
@@ -263,6 +265,8 @@ static int env_open(env_t *e, const char *text)
     o.ops.ud = e->f;
     assert_int_equal(moor_lua_new(&o, &e->h), 0);
     e->f->h = e->h;
+    if (env_node_arg)
+        assert_int_equal(moor_lua_set_arg(e->h, "node", env_node_arg), 0);
     return moor_lua_load_config(e->h, e->path, &e->cfg);
 }
 
@@ -430,6 +434,31 @@ static void test_config_levels(void **state)
     assert_true(n == 1 && r == 1 && w == 1);
     assert_int_equal(moor_level_parse("quorum", 6), MOOR_LEVEL_QUORUM);
     assert_int_equal(moor_level_parse("most", 4), MOOR_LEVEL_DEFAULT);
+    env_close(&e);
+}
+
+/* moor.arg: what moord's --node / --set pass; an empty table otherwise. */
+static void test_config_args(void **state)
+{
+    static const char text[] = "local nodes = { a = '127.0.0.1:7801', b = '127.0.0.2:7802' }\n"
+                               "local me = moor.arg.node or 'a'\n"
+                               "moor.cfg{ node = me, listen = nodes[me] }\n";
+    env_t e;
+    int rc;
+
+    (void)state;
+    env_node_arg = "b";
+    rc = env_open(&e, text);
+    env_node_arg = NULL;
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    assert_string_equal(e.cfg.node, "b");
+    assert_string_equal(e.cfg.listen_host, "127.0.0.2");
+    assert_int_equal(e.cfg.listen_port, 7802);
+    env_close(&e);
+    if ((rc = env_open(&e, text)))
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    assert_string_equal(e.cfg.node, "a");
     env_close(&e);
 }
 
@@ -975,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_config_good),
         cmocka_unit_test(test_config_defaults),
         cmocka_unit_test(test_config_levels),
+        cmocka_unit_test(test_config_args),
         cmocka_unit_test(test_config_bad),
         cmocka_unit_test(test_yields),
         cmocka_unit_test(test_many_in_flight),

@@ -228,15 +228,17 @@ int moor_show_get(const char *res, size_t rlen, moor_buf_t *out)
 
 /* ---- ring ------------------------------------------------------------------------------ */
 
-enum { COL_ID, COL_ADDR, COL_ZONE, COL_STATUS, COL_VNODES, COL_SHARE, NCOLS };
+enum { COL_ID, COL_ADDR, COL_ZONE, COL_STATUS, COL_VNODES, COL_SHARE, COL_LINK, NCOLS };
 
-static const char *const col_names[NCOLS] = {"id", "address", "zone", "status", "vnodes", "share"};
+static const char *const col_names[NCOLS] = {"id",     "address", "zone", "status",
+                                             "vnodes", "share",   "link"};
 
 typedef struct ring_row {
     const char *cell[NCOLS]; /* borrowed from the answer, or num[] below, or "-" */
     uint32_t len[NCOLS];
     char num[2][24]; /* the vnodes and share texts */
     int self;
+    int has_link; /* the node map had a "link" (cluster answers) */
 } ring_row_t;
 
 static void set_cell(ring_row_t *row, int col, const char *s, uint32_t n)
@@ -262,7 +264,10 @@ static int read_field(ring_row_t *row, const char *k, uint32_t kl, const char **
                 set_cell(row, col, s, n);
             break;
         }
-    if (KEY_IS(k, kl, "vnodes") && moor_mp_read_uint(p, end, &u) == 0) {
+    if (KEY_IS(k, kl, "link") && moor_mp_read_strbin(p, end, &s, &n) == 0) {
+        set_cell(row, COL_LINK, s, n);
+        row->has_link = 1;
+    } else if (KEY_IS(k, kl, "vnodes") && moor_mp_read_uint(p, end, &u) == 0) {
         snprintf(row->num[0], sizeof(row->num[0]), "%llu", (unsigned long long)u);
         set_cell(row, COL_VNODES, row->num[0], (uint32_t)strlen(row->num[0]));
     } else if (KEY_IS(k, kl, "share") && moor_mp_read_double(p, end, &d) == 0 && d == d) {
@@ -344,15 +349,16 @@ static int put_cell(moor_buf_t *out, const char *s, uint32_t n, size_t width, in
     return rc;
 }
 
-/* The header (row NULL) or one node's line. */
-static int put_line(moor_buf_t *out, const ring_row_t *row, const size_t *width)
+/* The header (row NULL) or one node's line; ncols: NCOLS, or one less
+ * when no node has a link. */
+static int put_line(moor_buf_t *out, const ring_row_t *row, const size_t *width, int ncols)
 {
     int rc = moor_buf_append(out, row && row->self ? "* " : "  ", 2);
 
-    for (int col = 0; rc == 0 && col < NCOLS; col++) {
+    for (int col = 0; rc == 0 && col < ncols; col++) {
         const char *s = row ? row->cell[col] : col_names[col];
         uint32_t n = row ? row->len[col] : (uint32_t)strlen(col_names[col]);
-        int right = col >= COL_VNODES, last = col == NCOLS - 1;
+        int right = col == COL_VNODES || col == COL_SHARE, last = col == ncols - 1;
         if (col > 0)
             rc = moor_buf_append(out, "  ", 2);
         if (rc == 0)
@@ -367,7 +373,7 @@ int moor_show_ring(const char *res, size_t rlen, moor_buf_t *out)
     size_t width[NCOLS], old = out->len;
     ring_row_t *rows = NULL;
     uint32_t n = 0;
-    int rc;
+    int rc, ncols = NCOLS - 1;
 
     if ((rc = find_nodes(&p, end, &n)))
         return rc;
@@ -378,15 +384,17 @@ int moor_show_ring(const char *res, size_t rlen, moor_buf_t *out)
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
         if ((rc = read_node(&p, end, &rows[i])))
             break;
+        if (rows[i].has_link)
+            ncols = NCOLS;
         for (int col = 0; col < NCOLS; col++) {
             size_t w = cell_width(rows[i].cell[col], rows[i].len[col]);
             width[col] = w > width[col] ? w : width[col];
         }
     }
     if (rc == 0)
-        rc = put_line(out, NULL, width);
+        rc = put_line(out, NULL, width, ncols);
     for (uint32_t i = 0; rc == 0 && i < n; i++)
-        rc = put_line(out, &rows[i], width);
+        rc = put_line(out, &rows[i], width, ncols);
     if (rc == 0 && (rc = moor_buf_put_u8(out, 0)) == 0)
         out->len--;
     if (rc)

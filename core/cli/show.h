@@ -45,7 +45,9 @@ int moor_show_get(const char *res, size_t rlen, moor_buf_t *out);
  *   * n1  127.0.0.1:7701  a  up  64  33.4%
  * (columns padded to their widest cell), the leading "*" marking the node
  * that answered (self), "-" for an empty zone or a missing field, the
- * share (a fraction of the ring) as a percentage with one decimal.  Bytes
+ * share (a fraction of the ring) as a percentage with one decimal, and a
+ * last column "link" (this node's connection to each member: self,
+ * connected, down, idle) when the answer has one.  Bytes
  * that are not printable (control characters) are shown as '?'.
  * 0, MOOR_EPROTO (not a map with a "nodes" array of maps) or MOOR_ENOMEM;
  * out keeps what it had on error. */

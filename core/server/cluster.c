@@ -454,6 +454,8 @@ static void pack_u64(msgpack_packer *pk, const char *k, uint64_t v)
 int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk)
 {
     size_t selflen = strlen(cl->cfg->node);
+    moor_peer_stats_t ps;
+    const char *link;
     int rc = 0;
 
     rc |= msgpack_pack_map(pk, 4);
@@ -467,7 +469,7 @@ int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk)
     for (uint32_t i = 0; i < cl->table.n; i++) {
         const moor_member_entry_t *e = &cl->table.e[i];
         int idx = cl->ring ? moor_ring_find(cl->ring, e->m.id, e->m.idlen) : -1;
-        rc |= msgpack_pack_map(pk, 8);
+        rc |= msgpack_pack_map(pk, 9);
         pack_str(pk, "id");
         rc |= msgpack_pack_str_with_body(pk, e->m.id, e->m.idlen);
         pack_str(pk, "addr");
@@ -482,10 +484,18 @@ int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk)
         rc |= msgpack_pack_double(pk,
                                   idx >= 0 ? moor_ring_owned_share(cl->ring, (uint32_t)idx) : 0.0);
         pack_str(pk, "self");
-        if (e->m.idlen == selflen && memcmp(e->m.id, cl->cfg->node, selflen) == 0)
+        if (e->m.idlen == selflen && memcmp(e->m.id, cl->cfg->node, selflen) == 0) {
             rc |= msgpack_pack_true(pk);
-        else
+            link = "self";
+        } else {
             rc |= msgpack_pack_false(pk);
+            link = moor_peer_pool_stats(cl->pool, e->m.id, e->m.idlen, &ps) != 0 ? "unknown"
+                   : ps.down                                                     ? "down"
+                   : ps.connected                                                ? "connected"
+                                                                                 : "idle";
+        }
+        pack_str(pk, "link");
+        pack_str(pk, link);
     }
     return rc ? MOOR_ENOMEM : 0;
 }

@@ -69,7 +69,9 @@ void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const c
                          size_t plen, uint32_t nparams, moor_coord_done_fn done, void *arg);
 
 /* Packs the `ring` method's answer: {node, cluster = true, version,
- * nodes = [{id, addr, zone, status, vnodes, incarnation, share, self}]}. */
+ * nodes = [{id, addr, zone, status, vnodes, incarnation, share, self,
+ * link}]}; link is this node's connection to the member: "self",
+ * "connected", "down" (in a reconnect backoff), "idle" (none open yet). */
 int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk);
 
 /* Packs the "cluster" map of `info`. */

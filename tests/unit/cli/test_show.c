@@ -267,6 +267,15 @@ static void test_ring_table(void **state)
                 "  \xc3\xa9t\xc3\xa9  -        -     up           -  25.0%\n");
     /* No nodes: just the header. */
     expect_ring("{\"nodes\": []}", "  id  address  zone  status  vnodes  share\n");
+    /* A cluster's answer says how this node reaches each member: a last
+     * "link" column, "-" where a node lacks it. */
+    expect_ring("{\"nodes\": [{\"id\": \"n1\", \"share\": 0.5, \"self\": true, \"link\": "
+                "\"self\"}, {\"id\": \"n2\", \"share\": 0.25, \"link\": \"down\"}, "
+                "{\"id\": \"n3\", \"share\": 0.25}]}",
+                "  id  address  zone  status  vnodes  share  link\n"
+                "* n1  -        -     -            -  50.0%  self\n"
+                "  n2  -        -     -            -  25.0%  down\n"
+                "  n3  -        -     -            -  25.0%  -\n");
 }
 
 static void test_ring_not_a_ring(void **state)

@@ -140,6 +140,28 @@ static void drain_done(uv_async_t *a)
     }
 }
 
+/* Queues the record write key -> rec on the engine; w (its completion,
+ * w->node set here) is answered from drain_done once durable.  0, or an
+ * error and w is the caller's to free. */
+static int queue_write(moor_node_t *n, const char *key, size_t klen, const char *rec, size_t rlen,
+                       wdone_t *w)
+{
+    moor_batch_t *b = moor_batch_new();
+    int rc;
+
+    if (!b || moor_batch_put(b, key, klen, rec, rlen)) {
+        moor_batch_free(b);
+        return MOOR_ENOMEM;
+    }
+    w->node = n;
+    rc = moor_engine_write_async_deferred(n->engine, b, write_done, w);
+    n->kick_needed = 1;
+    moor_batch_free(b);
+    if (rc == 0)
+        n->pending++;
+    return rc;
+}
+
 /* ---- params ------------------------------------------------------------------ */
 
 typedef struct kv_opts {
@@ -361,7 +383,6 @@ static int local_resolve(moor_node_t *n, const kv_opts_t *o, const void *raw, si
 {
     moor_buf_t val = MOOR_BUF_INIT, clk = MOOR_BUF_INIT;
     const moor_record_t *r = &n->rec;
-    moor_batch_t *b = NULL;
     wdone_t *w = NULL;
     uint32_t live = 0;
     msgpack_packer pk;
@@ -387,18 +408,12 @@ static int local_resolve(moor_node_t *n, const kv_opts_t *o, const void *raw, si
                                 strlen(n->cfg.node), moor_clock_wall_ms(), &n->rec_out,
                                 &n->ctx_out)))
         goto keep;
-    w = calloc(1, sizeof(*w));
-    b = moor_batch_new();
-    if (!w || !b || moor_batch_put(b, n->key.data, n->key.len, n->rec_out.data, n->rec_out.len))
+    if (!(w = calloc(1, sizeof(*w))))
         goto keep;
-    w->node = n;
     w->done = absorb;
-    if (moor_engine_write_async_deferred(n->engine, b, write_done, w))
+    if (queue_write(n, n->key.data, n->key.len, n->rec_out.data, n->rec_out.len, w))
         goto keep;
     w = NULL;
-    n->pending++;
-    n->kick_needed = 1;
-    moor_batch_free(b);
     moor_buf_reset(&n->out);
     moor_mp_packer_init(&pk, &n->out);
     if (deleted) {
@@ -417,7 +432,6 @@ static int local_resolve(moor_node_t *n, const kv_opts_t *o, const void *raw, si
     return 1;
 keep:
     free(w);
-    moor_batch_free(b);
     moor_buf_free(&val);
     moor_buf_free(&clk);
     return 0;
@@ -478,7 +492,6 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
     int exists = 0, rc;
     size_t rawlen = 0;
     wdone_t *w = NULL;
-    moor_batch_t *b = NULL;
     msgpack_packer pk;
 
     if (tombstone ? (np < 1 || np > 2) : (np < 2 || np > 3)) {
@@ -522,13 +535,10 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
     raw = NULL;
     if (rc)
         goto fail;
-    w = calloc(1, sizeof(*w));
-    b = moor_batch_new();
-    if (!w || !b || moor_batch_put(b, n->key.data, n->key.len, n->rec_out.data, n->rec_out.len)) {
+    if (!(w = calloc(1, sizeof(*w)))) {
         rc = MOOR_ENOMEM;
         goto fail;
     }
-    w->node = n;
     w->done = done;
     w->ud = ud;
     moor_mp_packer_init(&pk, &w->result);
@@ -539,17 +549,11 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
         msgpack_pack_str_with_body(&pk, "ctx", 3);
         msgpack_pack_bin_with_body(&pk, n->ctx_out.data, n->ctx_out.len);
     }
-    rc = moor_engine_write_async_deferred(n->engine, b, write_done, w);
-    n->kick_needed = 1;
-    moor_batch_free(b);
-    b = NULL;
-    if (rc)
+    if ((rc = queue_write(n, n->key.data, n->key.len, n->rec_out.data, n->rec_out.len, w)))
         goto fail;
-    n->pending++;
     return;
 fail:
     free(raw);
-    moor_batch_free(b);
     if (w)
         moor_buf_free(&w->result);
     free(w);
@@ -898,26 +902,15 @@ static int store_put(void *ud, const char *key, size_t klen, const char *rec, si
 {
     moor_node_t *n = ud;
     wdone_t *w = calloc(1, sizeof(*w));
-    moor_batch_t *b = moor_batch_new();
     int rc;
 
-    if (!w || !b || moor_batch_put(b, key, klen, rec, rlen)) {
-        free(w);
-        moor_batch_free(b);
+    if (!w)
         return MOOR_ENOMEM;
-    }
-    w->node = n;
     w->sdone = done;
     w->sarg = arg;
-    rc = moor_engine_write_async_deferred(n->engine, b, write_done, w);
-    n->kick_needed = 1;
-    moor_batch_free(b);
-    if (rc) {
+    if ((rc = queue_write(n, key, klen, rec, rlen, w)))
         free(w);
-        return rc;
-    }
-    n->pending++;
-    return 0;
+    return rc;
 }
 
 /* The coordinator's resolver hook: the space's Lua resolver over the

@@ -42,6 +42,9 @@ struct moor_cl {
     char path[4096 + 16];     /* data_dir/MEMBERS */
     char hlc_path[4096 + 16]; /* data_dir/HLC */
     uint64_t hlc_reserved;    /* persisted: no counter up to it was given out after */
+    uv_work_t hlc_work;       /* renews the reservation on the threadpool */
+    uint64_t hlc_target;      /* what hlc_work writes */
+    int hlc_rc, hlc_busy;
     moor_members_t table;
     moor_ring_t *ring; /* built from table; NULL until the first build */
     moor_uvenv_t *env;
@@ -278,20 +281,56 @@ static uint64_t hlc_read(const char *path)
     return v;
 }
 
-/* Renews the reservation when less than half of its lead is left. */
-static void hlc_reserve(moor_cl_t *cl)
-{
-    uint64_t h = moor_coord_hlc(cl->coord), wall = moor_clock_wall_ms() * 1000;
-    uint64_t base = h > wall ? h : wall;
-    int rc;
+static void maybe_done(moor_cl_t *cl);
 
-    if (base + HLC_LEAD / 2 < cl->hlc_reserved)
-        return;
-    if ((rc = hlc_write(cl->hlc_path, base + HLC_LEAD)))
+static void hlc_written(moor_cl_t *cl, uint64_t target, int rc)
+{
+    if (rc)
         moor_log_warn("cannot save the clock's high-water mark to %s: %s", cl->hlc_path,
                       strerror(-rc));
     else
-        cl->hlc_reserved = base + HLC_LEAD;
+        cl->hlc_reserved = target;
+}
+
+/* Threadpool side: only hlc_path and hlc_target are read, hlc_rc written. */
+static void hlc_work_cb(uv_work_t *w)
+{
+    moor_cl_t *cl = w->data;
+
+    cl->hlc_rc = hlc_write(cl->hlc_path, cl->hlc_target);
+}
+
+static void hlc_after_cb(uv_work_t *w, int status)
+{
+    moor_cl_t *cl = w->data;
+
+    hlc_written(cl, cl->hlc_target, status ? status : cl->hlc_rc);
+    cl->hlc_busy = 0;
+    cl->handles_open--;
+    if (cl->closing)
+        maybe_done(cl);
+}
+
+/* Renews the reservation when less than half of its lead is left: at
+ * start synchronously (before the first counter), afterwards on the
+ * threadpool, so the loop never waits for the fsync. */
+static void hlc_reserve(moor_cl_t *cl, int sync)
+{
+    uint64_t h = moor_coord_hlc(cl->coord), wall = moor_clock_wall_ms() * 1000;
+    uint64_t base = h > wall ? h : wall;
+
+    if (cl->hlc_busy || base + HLC_LEAD / 2 < cl->hlc_reserved)
+        return;
+    cl->hlc_target = base + HLC_LEAD;
+    if (sync) {
+        hlc_written(cl, cl->hlc_target, hlc_write(cl->hlc_path, cl->hlc_target));
+        return;
+    }
+    cl->hlc_work.data = cl;
+    if (uv_queue_work(cl->loop, &cl->hlc_work, hlc_work_cb, hlc_after_cb) == 0) {
+        cl->hlc_busy = 1;
+        cl->handles_open++; /* the cluster is freed only after the write */
+    }
 }
 
 /* ---- talking to seeds and members -------------------------------------------------- */
@@ -367,7 +406,7 @@ static void join_cb(uv_timer_t *t)
 
     if (cl->closing)
         return;
-    hlc_reserve(cl);
+    hlc_reserve(cl, 0);
     for (unsigned i = 0; i < cl->nseeds; i++)
         if (!cl->seeds[i].self && !cl->seeds[i].answered) {
             pending++;
@@ -667,7 +706,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     if ((rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)))
         goto fail;
     moor_coord_hlc_floor(cl->coord, hlc_read(cl->hlc_path));
-    hlc_reserve(cl);
+    hlc_reserve(cl, 1);
     uv_timer_init(o->loop, &cl->join_timer);
     uv_timer_init(o->loop, &cl->announce_timer);
     cl->join_timer.data = cl->announce_timer.data = cl;
@@ -697,6 +736,8 @@ void moor_cl_start(moor_cl_t *cl)
 
 static void maybe_done(moor_cl_t *cl)
 {
+    /* the timers are closed only after the pool and env; a renewal of the
+     * clock's mark may still be on the threadpool */
     if (cl->handles_open)
         return;
     void (*done)(void *) = cl->close_done;

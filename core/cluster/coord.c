@@ -410,7 +410,7 @@ static int local_merge(moor_coord_t *c, const char *key, size_t klen, const char
     int rc;
 
     if (moor_record_decode(rec, rlen, c->rb)) {
-        rc = moor_diag(MOOR_EINVAL, "record to merge: %s", moor_diag_last()->msg);
+        rc = moor_diag_wrap(MOOR_EINVAL, moor_diag_last()->code, "record to merge");
         goto out;
     }
     rc = c->store.get(c->store.ud, key, klen, &cur);
@@ -730,7 +730,7 @@ static int check_ctx(moor_coord_t *c, const char *ctx, size_t ctxlen)
     if (ctxlen == 0)
         return 0;
     if (moor_vclock_decode(&p, ctx + ctxlen, &vc))
-        return moor_diag(MOOR_EBADCTX, "ctx: %s", moor_diag_last()->msg);
+        return moor_diag_wrap(MOOR_EBADCTX, moor_diag_last()->code, "ctx");
     if (p != ctx + ctxlen)
         return moor_diag(MOOR_EBADCTX, "ctx: %zu bytes after the clock",
                          (size_t)(ctx + ctxlen - p));

@@ -98,7 +98,7 @@ int moor_record_decode(const char *buf, size_t len, moor_record_t *r)
         goto fail;
     }
     if (moor_vclock_decode(&p, end, &r->vc)) {
-        moor_diag(MOOR_ECORRUPT, "record: bad clock: %s", moor_diag_last()->msg);
+        moor_diag_wrap(MOOR_ECORRUPT, moor_diag_last()->code, "record: bad clock");
         goto fail;
     }
     if (moor_mp_read_array(&p, end, &n) || n > MOOR_RECORD_MAX_SIBLINGS) {

@@ -875,8 +875,8 @@ int moor_lua_resolve(moor_lua_t *h, const char *name, size_t nlen, const char *s
                                 lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
     } else if ((rc = moor_codec_encode(L, -1, 0, out))) {
         out->len = old;
-        rc = moor_diag(rc, "resolver '%.*s' returned a value that cannot be encoded: %s", (int)nlen,
-                       name, moor_diag_msg(rc));
+        rc = moor_diag_wrap(rc, rc, "resolver '%.*s' returned a value that cannot be encoded",
+                            (int)nlen, name);
     }
     lua_settop(L, top);
     return rc;

@@ -629,7 +629,7 @@ static int setup_seeds(moor_cl_t *cl)
         sd->self = strcmp(sd->addr, cl->self_addr) == 0;
         if (!sd->self &&
             (rc = moor_peer_pool_set_addr(cl->pool, sd->pid, strlen(sd->pid), sd->addr)))
-            return moor_diag(rc, "seeds[%u] '%s': %s", i + 1, sd->addr, moor_diag_msg(rc));
+            return moor_diag_wrap(rc, rc, "seeds[%u] '%s'", i + 1, sd->addr);
     }
     return 0;
 }

@@ -35,20 +35,39 @@ const char *moor_strerror(int code)
     }
 }
 
+/* The arguments may point into diag_slot.msg, so the message is made in
+ * `tmp` and only then copied over the slot. */
 int moor_diag_set(const char *file, int line, int code, const char *fmt, ...)
 {
+    char tmp[sizeof(diag_slot.msg)];
     va_list ap;
 
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
     diag_slot.code = code;
     diag_slot.file = file;
     diag_slot.line = line;
-    va_start(ap, fmt);
-    vsnprintf(diag_slot.msg, sizeof(diag_slot.msg), fmt, ap);
-    va_end(ap);
+    memcpy(diag_slot.msg, tmp, sizeof(tmp));
     return code;
 }
 
-const moor_diag_t *moor_diag_last(void) { return &diag_slot; }
+int moor_diag_wrap_set(const char *file, int line, int code, int prev, const char *fmt, ...)
+{
+    char ctx[sizeof(diag_slot.msg)], was[sizeof(diag_slot.msg)];
+    va_list ap;
+
+    snprintf(was, sizeof(was), "%s", moor_diag_msg(prev));
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof(ctx), fmt, ap);
+    va_end(ap);
+    return moor_diag_set(file, line, code, "%s: %s", ctx, was);
+}
+
+const moor_diag_t *moor_diag_last(void)
+{
+    return &diag_slot;
+}
 
 const char *moor_diag_msg(int code)
 {

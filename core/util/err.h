@@ -17,34 +17,34 @@
 #include <errno.h>
 
 /* X(name, value, message) */
-#define MOOR_ERR_MAP(X)                                                        \
-    X(OK, 0, "success")                                                        \
-    X(NOENT, -ENOENT, "no such file or directory")                             \
-    X(IO, -EIO, "input/output error")                                          \
-    X(NOMEM, -ENOMEM, "out of memory")                                         \
-    X(ACCES, -EACCES, "permission denied")                                     \
-    X(EXIST, -EEXIST, "already exists")                                        \
-    X(INVAL, -EINVAL, "invalid argument")                                      \
-    X(NOSPC, -ENOSPC, "no space left on device")                               \
-    X(AGAIN, -EAGAIN, "resource temporarily unavailable")                      \
-    X(BUSY, -EBUSY, "resource busy or locked")                                 \
-    X(ROFS, -EROFS, "read-only file system")                                   \
-    X(TIMEDOUT, -ETIMEDOUT, "timed out")                                       \
-    X(CORRUPT, -1001, "data corruption detected")                              \
-    X(NOTFOUND, -1002, "key not found")                                        \
-    X(KEYTOOBIG, -1003, "key too large")                                       \
-    X(VALTOOBIG, -1004, "value too large")                                     \
-    X(CLOSED, -1005, "engine is closed")                                       \
-    X(VERSION, -1006, "unsupported format version")                            \
-    X(FAILED, -1007, "background work failed; engine is read-only")                \
-    X(PROTO, -1008, "malformed message")                                       \
-    X(NOAUTH, -1009, "authentication required")                                \
-    X(NOMETHOD, -1010, "unknown method")                                       \
-    X(TOOLARGE, -1011, "message too large")                                    \
-    X(HANDLER, -1012, "handler error")                                         \
-    X(HTIMEOUT, -1013, "handler over its budget")                              \
-    X(NOHANDLER, -1014, "no such handler")                                     \
-    X(BADCTX, -1015, "malformed context")                                      \
+#define MOOR_ERR_MAP(X)                                             \
+    X(OK, 0, "success")                                             \
+    X(NOENT, -ENOENT, "no such file or directory")                  \
+    X(IO, -EIO, "input/output error")                               \
+    X(NOMEM, -ENOMEM, "out of memory")                              \
+    X(ACCES, -EACCES, "permission denied")                          \
+    X(EXIST, -EEXIST, "already exists")                             \
+    X(INVAL, -EINVAL, "invalid argument")                           \
+    X(NOSPC, -ENOSPC, "no space left on device")                    \
+    X(AGAIN, -EAGAIN, "resource temporarily unavailable")           \
+    X(BUSY, -EBUSY, "resource busy or locked")                      \
+    X(ROFS, -EROFS, "read-only file system")                        \
+    X(TIMEDOUT, -ETIMEDOUT, "timed out")                            \
+    X(CORRUPT, -1001, "data corruption detected")                   \
+    X(NOTFOUND, -1002, "key not found")                             \
+    X(KEYTOOBIG, -1003, "key too large")                            \
+    X(VALTOOBIG, -1004, "value too large")                          \
+    X(CLOSED, -1005, "engine is closed")                            \
+    X(VERSION, -1006, "unsupported format version")                 \
+    X(FAILED, -1007, "background work failed; engine is read-only") \
+    X(PROTO, -1008, "malformed message")                            \
+    X(NOAUTH, -1009, "authentication required")                     \
+    X(NOMETHOD, -1010, "unknown method")                            \
+    X(TOOLARGE, -1011, "message too large")                         \
+    X(HANDLER, -1012, "handler error")                              \
+    X(HTIMEOUT, -1013, "handler over its budget")                   \
+    X(NOHANDLER, -1014, "no such handler")                          \
+    X(BADCTX, -1015, "malformed context")                           \
     X(PEER, -1016, "peer answered an error")
 
 enum {
@@ -55,10 +55,10 @@ enum {
 
 /* Diagnostics: the last error detail set by this thread. */
 typedef struct moor_diag {
-    int code;          /* MOOR_E* of the last moor_diag_set(), 0 if none */
-    const char *file;  /* source file that set it (static string) */
-    int line;          /* source line that set it */
-    char msg[512];     /* human message, NUL-terminated, maybe truncated */
+    int code;         /* MOOR_E* of the last moor_diag_set(), 0 if none */
+    const char *file; /* source file that set it (static string) */
+    int line;         /* source line that set it */
+    char msg[512];    /* human message, NUL-terminated, maybe truncated */
 } moor_diag_t;
 
 /* ===== API ===== */
@@ -69,10 +69,23 @@ const char *moor_err_name(int code);
 const char *moor_strerror(int code);
 
 /* Records code and a printf-style message in this thread's slot and returns
- * code, so that callers can write `return moor_diag(MOOR_ECORRUPT, ...)`. */
+ * code, so that callers can write `return moor_diag(MOOR_ECORRUPT, ...)`.
+ * The arguments may point into the slot itself (moor_diag_last()->msg):
+ * the message is formatted aside first, then copied in. */
 int moor_diag_set(const char *file, int line, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define moor_diag(code, ...) moor_diag_set(__FILE__, __LINE__, (code), __VA_ARGS__)
+
+/* Adds context in front of the message already in the slot: the slot then
+ * says "<context>: <what it said>" with the given code.  When the slot is
+ * empty or holds another code than `prev`, the text of `prev` stands for
+ * what it said (moor_diag_msg(prev)).  Returns code.  This is the one way
+ * to wrap a lower layer's diagnostic; never pass moor_diag_msg() to
+ * moor_diag() to do it by hand. */
+int moor_diag_wrap_set(const char *file, int line, int code, int prev, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+#define moor_diag_wrap(code, prev, ...) \
+    moor_diag_wrap_set(__FILE__, __LINE__, (code), (prev), __VA_ARGS__)
 
 /* The calling thread's slot; valid until the thread exits.  Never NULL. */
 const moor_diag_t *moor_diag_last(void);

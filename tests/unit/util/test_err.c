@@ -130,6 +130,42 @@ static void test_diag_set(void **state)
     assert_string_equal(moor_diag_msg(MOOR_ENOSPC), moor_strerror(MOOR_ENOSPC));
 }
 
+/* A diagnostic made from the slot's own message (a layer adding context
+ * to the one below) says each part once: formatting the slot into itself
+ * used to give "ctx: ctx: ctx: ctx: ...". */
+static void test_diag_from_itself(void **state)
+{
+    const moor_diag_t *d = moor_diag_last();
+
+    (void)state;
+    moor_diag(MOOR_EPROTO, "truncated clock");
+    moor_diag(MOOR_EBADCTX, "ctx: %s", d->msg);
+    assert_string_equal(d->msg, "ctx: truncated clock");
+
+    /* wrap: context in front, the new code, whatever the old one was */
+    moor_diag(MOOR_EPROTO, "truncated clock");
+    assert_int_equal(moor_diag_wrap(MOOR_EBADCTX, MOOR_EPROTO, "ctx of '%s'", "k"), MOOR_EBADCTX);
+    assert_int_equal(d->code, MOOR_EBADCTX);
+    assert_string_equal(d->msg, "ctx of 'k': truncated clock");
+    assert_int_equal(moor_diag_wrap(MOOR_EBADCTX, MOOR_EBADCTX, "put"), MOOR_EBADCTX);
+    assert_string_equal(d->msg, "put: ctx of 'k': truncated clock");
+
+    /* nothing below (or another code): the code's own message stands in */
+    moor_diag_clear();
+    moor_diag_wrap(MOOR_EIO, MOOR_ENOSPC, "flush");
+    assert_int_equal(d->code, MOOR_EIO);
+    assert_string_equal(d->msg, "flush: no space left on device");
+
+    /* a long message keeps its context and is cut at the end */
+    char big[600];
+    memset(big, 'z', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    moor_diag(MOOR_EIO, "%s", big);
+    moor_diag_wrap(MOOR_EIO, MOOR_EIO, "ctx");
+    assert_int_equal(strncmp(d->msg, "ctx: zzz", 8), 0);
+    assert_int_equal(strlen(d->msg), sizeof(d->msg) - 1);
+}
+
 /* A message longer than the slot is cut, still NUL-terminated. */
 static void test_diag_truncates(void **state)
 {
@@ -212,7 +248,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_code_named), cmocka_unit_test(test_unknown_codes),
         cmocka_unit_test(test_other_errno_text), cmocka_unit_test(test_diag_set),
-        cmocka_unit_test(test_diag_truncates),   cmocka_unit_test(test_diag_per_thread),
+        cmocka_unit_test(test_diag_from_itself), cmocka_unit_test(test_diag_truncates),
+        cmocka_unit_test(test_diag_per_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@
 
 #include "util/mp.h"
 #include "util/err.h"
+#include "util/utf8.h"
 
 /* ---- base64 ------------------------------------------------------------------ */
 
@@ -107,41 +108,6 @@ int moor_json_b64_decode(const char *s, size_t n, moor_buf_t *out)
 }
 
 /* ---- UTF-8 ------------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one
- * (overlong, surrogate, past U+10FFFF, truncated). */
-static size_t utf8_seq(const unsigned char *s, const unsigned char *end)
-{
-    unsigned char b = s[0];
-    size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-    uint32_t cp;
-
-    if (len == 0 || (size_t)(end - s) < len)
-        return 0;
-    cp = len == 1 ? b : (uint32_t)(b & (0x7f >> len));
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[k] & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-static int utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-
-    while (p < end) {
-        size_t k = utf8_seq(p, end);
-        if (!k)
-            return 0;
-        p += k;
-    }
-    return 1;
-}
 
 static int utf8_put(moor_buf_t *b, uint32_t cp)
 {
@@ -304,7 +270,7 @@ static int parse_string(jparse_t *j)
         }
         if (*j->p < 0x20)
             return jerr(j, j->p, "control character 0x%02x in a string (must be escaped)", *j->p);
-        if (!(k = utf8_seq(j->p, j->end)))
+        if (!(k = moor_utf8_seq((const unsigned char *)j->p, (const unsigned char *)j->end, NULL)))
             return jerr(j, j->p, "invalid UTF-8 byte 0x%02x in a string", *j->p);
         if (moor_buf_append(&j->str, j->p, k))
             return joom(j);
@@ -762,7 +728,7 @@ static void print_key(jprint_t *w, const char **p, const char *end, int depth)
     uint32_t n;
     const char *q = *p;
 
-    if (moor_mp_read_str(&q, end, &s, &n) == 0 && utf8_valid(s, n)) {
+    if (moor_mp_read_str(&q, end, &s, &n) == 0 && moor_utf8_valid(s, n)) {
         *p = q;
         if (n == 4 && memcmp(s, "$bin", 4) == 0)
             puts_(w, "\"\\u0024bin\""); /* a real key, not the bin marker */
@@ -841,7 +807,7 @@ static void print_obj(jprint_t *w, const char **p, const char *end, int depth)
         break;
     case MOOR_MP_STR:
         moor_mp_read_str(p, end, &s, &n);
-        if (utf8_valid(s, n))
+        if (moor_utf8_valid(s, n))
             print_string(w, s, n);
         else
             print_b64_object(w, s, n);

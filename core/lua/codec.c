@@ -28,6 +28,7 @@
 
 #include "util/mp.h"
 #include "util/err.h"
+#include "util/utf8.h"
 
 #define LUA_TCDATA_ 10 /* LuaJIT's type tag for cdata (not in lua.h) */
 #define TWO53 9007199254740992.0
@@ -157,42 +158,6 @@ static void name_segment(enc_t *e, int depth, int kidx)
         break;
     default: snprintf(s, cap, "[<%s key>]", luaL_typename(e->L, kidx));
     }
-}
-
-/* UTF-8 per RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF. */
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        unsigned cp, min;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            k = 1, cp = c & 0x1f, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef)
-            k = 2, cp = c & 0x0f, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4)
-            k = 3, cp = c & 0x07, min = 0x10000;
-        else
-            return 0;
-        if (n - i <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
 }
 
 static int pack_bytes(enc_t *e, const char *s, size_t n, int bin)
@@ -406,7 +371,7 @@ static int enc_value(enc_t *e, int idx, int depth, int as_map)
     case LUA_TNUMBER: return enc_number(e, lua_tonumber(L, idx));
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &n);
-        return pack_bytes(e, s, n, !utf8_valid((const unsigned char *)s, n));
+        return pack_bytes(e, s, n, !moor_utf8_valid(s, n));
     case LUA_TTABLE: return enc_table(e, idx, depth, as_map);
     case LUA_TCDATA_: return enc_cdata(e, idx, depth);
     case LUA_TFUNCTION: return enc_fail(e, depth, MOOR_EINVAL, "cannot encode %s", "a function");

@@ -43,6 +43,7 @@
 #include "net/rpc.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/utf8.h"
 
 #define READ_CHUNK ((size_t)64 << 10)
 #define NOWAIT_READ_MAX ((size_t)1 << 20) /* per io_nowait: fairness across clients */
@@ -622,35 +623,10 @@ int moor_client_recv_nowait(moor_client_t *c, moor_client_reply_t *reply)
 
 /* Keys go out as str when they are valid UTF-8 (readable in any tool) and
  * as bin otherwise; the node treats both alike. */
-static int is_utf8(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char b = s[i];
-        size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-        uint32_t cp;
-
-        if (len == 0 || i + len > n)
-            return 0;
-        cp = len == 1 ? b : (uint32_t)(b & (0x7f >> len));
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
 /* Packers return nonzero only when the buffer cannot grow. */
 static int pack_key(msgpack_packer *pk, const void *key, size_t klen)
 {
-    if (is_utf8(key, klen))
+    if (moor_utf8_valid(key, klen))
         return msgpack_pack_str_with_body(pk, key, klen);
     return msgpack_pack_bin_with_body(pk, key, klen);
 }

@@ -65,9 +65,6 @@
 #define DEFAULT_TIMEOUT_MS 2000
 #define DEFAULT_N 3
 #define FWD_TRIES 2 /* replicas a non-replica coordinator forwards a write to */
-/* A ctx may carry this node's counter at most a day (in HLC units) ahead
- * of its clock: more is forged, and would drag the HLC to its end. */
-#define HLC_MAX_AHEAD (86400000ull * 1000)
 
 enum op_kind { OP_GET, OP_WRITE, OP_PEER_PUT, OP_FORWARD };
 enum slot_state { SLOT_PENDING = 0, SLOT_OK, SLOT_MISSING, SLOT_FAILED };
@@ -126,6 +123,8 @@ struct moor_coord {
     moor_store_if_t store;
     moor_coord_resolve_fn resolve;
     void *resolve_ud;
+    moor_coord_check_fn check_key; /* may be NULL: every space and key */
+    void *check_ud;
     uint32_t vc_max_entries, vc_keep_min;
     uint64_t vc_max_age_ms;
     uint32_t timeout_ms;
@@ -311,17 +310,28 @@ static uint64_t hlc_wall(uint64_t now)
 }
 
 /* This node's next counter: above the last one and above floor, and at
- * least now_ms * 1000.  REQUIRES: floor <= hlc_wall(now) + HLC_MAX_AHEAD. */
-static uint64_t hlc_next(moor_coord_t *c, uint64_t now, uint64_t floor)
+ * least now_ms * 1000 -- but never past moor_vclock_counter_bound(now):
+ * the HLC is persisted (data_dir/HLC), so a counter pushed to the end of
+ * its range would make the node unable to write for good.  Inputs are
+ * checked against the same bound (ctx, peer records), so only a stored
+ * record written before they were can carry such a floor: then 0 and
+ * MOOR_EBADCTX, and the HLC stays where it was. */
+static int hlc_next(moor_coord_t *c, uint64_t now, uint64_t floor, uint64_t *out)
 {
-    uint64_t v = c->hlc + 1;
+    uint64_t v = c->hlc + 1, bound = moor_vclock_counter_bound(now);
 
     if (hlc_wall(now) > v)
         v = hlc_wall(now);
     if (floor >= v)
         v = floor + 1;
+    if (v > bound)
+        return moor_diag(MOOR_EBADCTX,
+                         "the key's clock holds this node's counter %llu, more than a day "
+                         "ahead of its clock (at most %llu): refusing to move the clock there",
+                         (unsigned long long)floor, (unsigned long long)bound);
     c->hlc = v;
-    return v;
+    *out = v;
+    return 0;
 }
 
 /* moor_record_write(cur, ...) by this node, then this node's entry raised
@@ -347,8 +357,9 @@ static int write_version(moor_coord_t *c, const moor_record_t *cur, const char *
         goto out;
     for (uint32_t i = 0; i < r->vc.n; i++) {
         moor_vc_entry_t *e = &r->vc.e[i];
-        if (e->idlen == c->idlen && memcmp(e->id, c->id, c->idlen) == 0)
-            e->counter = hlc_next(c, now, e->counter - 1);
+        if (e->idlen == c->idlen && memcmp(e->id, c->id, c->idlen) == 0 &&
+            (rc = hlc_next(c, now, e->counter - 1, &e->counter)))
+            goto out;
     }
     /* This node's entry is the newest (ts = now), so pruning keeps it. */
     moor_vclock_prune(&r->vc, c->vc_keep_min, c->vc_max_entries, c->vc_max_age_ms, now);
@@ -360,7 +371,9 @@ out:
     return rc;
 }
 
-static int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen);
+static int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen,
+                      int from_peer);
+static int peer_record_check(moor_coord_t *c, const moor_record_t *r);
 
 /* The next version of a key for a client write, coordinated here as one
  * of its replicas: the local record (none when missing), merged with
@@ -384,7 +397,7 @@ static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t 
         goto out;
     if (op->seen.len) {
         if ((rc = moor_buf_append(&acc, op->seen.data, op->seen.len)) ||
-            (cur.len && (rc = merge_into(c, &acc, cur.data, cur.len))))
+            (cur.len && (rc = merge_into(c, &acc, cur.data, cur.len, 0))))
             goto out;
         base = &acc;
     }
@@ -431,12 +444,13 @@ out:
 
 /* acc = merge(acc, rec), acc empty meaning no record yet.  0, MOOR_ECORRUPT
  * (rec does not decode; acc unaltered), MOOR_ENOMEM. */
-static int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen)
+static int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen, int from_peer)
 {
     moor_buf_t out = MOOR_BUF_INIT;
     int rc;
 
-    if ((rc = moor_record_decode(rec, rlen, c->rb)))
+    if ((rc = moor_record_decode(rec, rlen, c->rb)) ||
+        (from_peer && (rc = peer_record_check(c, c->rb))))
         return rc;
     if (acc->len == 0)
         rc = moor_record_merge(c->rb, c->rb, &out);
@@ -719,11 +733,11 @@ static int plan_has_self(const moor_coord_t *c, const plan_t *pl)
     return 0;
 }
 
-/* 0 if ctx (ctxlen 0: none) is one whole clock whose entry of this node
- * is not forged (over a day ahead of the HLC), else MOOR_EBADCTX. */
+/* 0 if ctx (ctxlen 0: none) is one whole clock with every entry within
+ * bounds (moor_vclock_check_bounds: nothing forged more than a day ahead),
+ * else MOOR_EBADCTX.  Checked before any replica is asked. */
 static int check_ctx(moor_coord_t *c, const char *ctx, size_t ctxlen)
 {
-    uint64_t limit = hlc_wall(c->clock.now_ms(c->clock.ud)) + HLC_MAX_AHEAD;
     moor_vclock_t vc;
     const char *p = ctx;
 
@@ -734,12 +748,7 @@ static int check_ctx(moor_coord_t *c, const char *ctx, size_t ctxlen)
     if (p != ctx + ctxlen)
         return moor_diag(MOOR_EBADCTX, "ctx: %zu bytes after the clock",
                          (size_t)(ctx + ctxlen - p));
-    for (uint32_t i = 0; i < vc.n; i++)
-        if (vc.e[i].idlen == c->idlen && memcmp(vc.e[i].id, c->id, c->idlen) == 0 &&
-            vc.e[i].counter > limit)
-            return moor_diag(MOOR_EBADCTX,
-                             "ctx: this node's counter is over a day ahead of its clock");
-    return 0;
+    return moor_vclock_check_bounds(&vc, c->clock.now_ms(c->clock.ud), "ctx");
 }
 
 static void forward_call(moor_coord_t *c, const plan_t *pl, const moor_coord_req_t *req,
@@ -785,7 +794,7 @@ static void blind_read_slot(op_t *op, slot_t *s, int ok, const char *rec, size_t
 {
     if (!op->c || !op->reading || s->rstate != SLOT_PENDING)
         return;
-    if (ok && rec && merge_into(op->c, &op->seen, rec, rlen))
+    if (ok && rec && merge_into(op->c, &op->seen, rec, rlen, 1))
         ok = 0;
     s->rstate = ok ? SLOT_OK : SLOT_FAILED;
     if (ok)
@@ -1228,7 +1237,7 @@ static void get_slot_done(op_t *op, slot_t *s, int state, const char *rec, size_
     if (!op->c || s->state != SLOT_PENDING)
         return;
     if (state == SLOT_OK &&
-        (moor_buf_append(&s->rec, rec, rlen) || merge_into(op->c, &op->rec, rec, rlen)))
+        (moor_buf_append(&s->rec, rec, rlen) || merge_into(op->c, &op->rec, rec, rlen, !s->self)))
         state = SLOT_FAILED;
     s->state = state;
     if (state == SLOT_FAILED)
@@ -1342,8 +1351,11 @@ static void op_deadline(void *arg)
 /* ---- replica side ------------------------------------------------------------------- */
 
 /* space and key, the first two params; 0, or -1 with the reason in *why. */
-static int read_space_key(const char **p, const char *end, const char **space, uint32_t *slen,
-                          const char **key, uint32_t *klen, const char **why)
+/* Reads the space and key of a peer request and asks the node whether it
+ * serves them (opts.check_key: a declared space, a key within limits).
+ * 0, or -1 with *why saying what is wrong. */
+static int read_space_key(moor_coord_t *c, const char **p, const char *end, const char **space,
+                          uint32_t *slen, const char **key, uint32_t *klen, const char **why)
 {
     if (moor_mp_read_strbin(p, end, space, slen) || *slen > MOOR_SPACE_MAX) {
         *why = "space must be a str of at most 255 bytes";
@@ -1353,7 +1365,23 @@ static int read_space_key(const char **p, const char *end, const char **space, u
         *why = "key must be a str or bin";
         return -1;
     }
+    if (c->check_key && c->check_key(c->check_ud, *space, *slen, *key, *klen)) {
+        *why = moor_diag_last()->msg;
+        return -1;
+    }
     return 0;
+}
+
+/* A record a peer sent (_put) or answered (_get): whatever the
+ * connection, its clock is bounded like a client's ctx, and it holds at
+ * least one sibling.  0 or MOOR_EBADCTX / MOOR_EINVAL with a diagnostic. */
+static int peer_record_check(moor_coord_t *c, const moor_record_t *r)
+{
+    int rc = moor_vclock_check_bounds(&r->vc, c->clock.now_ms(c->clock.ud), "record");
+
+    if (rc)
+        return rc;
+    return r->n ? 0 : moor_diag(MOOR_EINVAL, "record: no siblings");
 }
 
 static void peer_get(moor_coord_t *c, const char *params, size_t plen, uint32_t nparams,
@@ -1367,7 +1395,7 @@ static void peer_get(moor_coord_t *c, const char *params, size_t plen, uint32_t 
 
     if (nparams != 2)
         why = "expected 2 params";
-    else if (read_space_key(&p, end, &space, &slen, &key, &klen, &why) == 0 && p != end)
+    else if (read_space_key(c, &p, end, &space, &slen, &key, &klen, &why) == 0 && p != end)
         why = "bytes after the params";
     if (why) {
         answer_fmt(done, arg, "BAD_REQUEST", "_get(space, key): %s", why);
@@ -1420,7 +1448,7 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
 
     if (nparams != 3)
         why = "expected 3 params";
-    else if (read_space_key(&p, end, &space, &slen, &key, &klen, &why) == 0 &&
+    else if (read_space_key(c, &p, end, &space, &slen, &key, &klen, &why) == 0 &&
              moor_mp_read_bin(&p, end, &rec, &rlen))
         why = "record must be a bin";
     else if (!why && p != end)
@@ -1429,7 +1457,7 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
         answer_fmt(done, arg, "BAD_REQUEST", "_put(space, key, record): %s", why);
         return;
     }
-    if (moor_record_decode(rec, rlen, c->rb)) {
+    if (moor_record_decode(rec, rlen, c->rb) || peer_record_check(c, c->rb)) {
         answer_fmt(done, arg, "BAD_REQUEST", "_put: %s", moor_diag_last()->msg);
         return;
     }
@@ -1452,7 +1480,7 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
 /* The params of _coord(op, space, key, value|nil, ctx|nil, n, w,
  * timeout_ms) into req (borrowing from params) and *tombstone; NULL, or
  * what is wrong. */
-static const char *parse_coord(const char *params, size_t plen, uint32_t nparams,
+static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen, uint32_t nparams,
                                moor_coord_req_t *req, int *tombstone)
 {
     const char *p = params, *end = params + plen, *opn, *v, *vend, *q, *why = NULL;
@@ -1465,7 +1493,7 @@ static const char *parse_coord(const char *params, size_t plen, uint32_t nparams
         (memcmp(opn, "put", 3) != 0 && memcmp(opn, "del", 3) != 0))
         return "op must be \"put\" or \"del\"";
     *tombstone = opn[0] == 'd';
-    if (read_space_key(&p, end, &req->space, &slen, &req->key, &klen, &why))
+    if (read_space_key(c, &p, end, &req->space, &slen, &req->key, &klen, &why))
         return why;
     v = q = p;
     if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
@@ -1497,7 +1525,7 @@ static void peer_coord(moor_coord_t *c, const char *params, size_t plen, uint32_
     int tombstone = 0;
 
     memset(&req, 0, sizeof(req));
-    if ((why = parse_coord(params, plen, nparams, &req, &tombstone))) {
+    if ((why = parse_coord(c, params, plen, nparams, &req, &tombstone))) {
         answer_fmt(done, arg, "BAD_REQUEST",
                    "_coord(op, space, key, value, ctx, n, w, timeout_ms): %s", why);
         return;
@@ -1549,6 +1577,8 @@ int moor_coord_new(const moor_coord_opts_t *o, moor_coord_t **out)
     c->store = o->store;
     c->resolve = o->resolve;
     c->resolve_ud = o->resolve_ud;
+    c->check_key = o->check_key;
+    c->check_ud = o->check_ud;
     c->vc_max_entries = o->vc_max_entries && o->vc_max_entries < MOOR_RECORD_VC_KEEP
                             ? o->vc_max_entries
                             : MOOR_RECORD_VC_KEEP;

@@ -78,18 +78,27 @@ typedef void (*moor_coord_done_fn)(void *arg, const char *errcode, const char *e
  * (MessagePack) to out, 0 to keep the siblings, <0 on error (logged,
  * siblings kept).  A resolved nil means "deleted": the write-back is a
  * tombstone and the get answers nil. */
-typedef int (*moor_coord_resolve_fn)(void *ud, const char *space, size_t slen,
-                                     const char *record, size_t rlen, moor_buf_t *out);
+typedef int (*moor_coord_resolve_fn)(void *ud, const char *space, size_t slen, const char *record,
+                                     size_t rlen, moor_buf_t *out);
+
+/* Optional check of the space and key of a request from a peer (`_get`,
+ * `_put`, `_coord`): 0 if this node serves them, else nonzero with a
+ * diagnostic (an undeclared space, a key over the limit): the request is
+ * answered BAD_REQUEST with that message. */
+typedef int (*moor_coord_check_fn)(void *ud, const char *space, size_t slen, const char *key,
+                                   size_t klen);
 
 typedef struct moor_coord_opts {
-    const char *node_id;          /* this node's member id */
+    const char *node_id; /* this node's member id */
     size_t idlen;
     moor_clock_if_t clock;
     moor_transport_if_t transport;
-    moor_store_if_t store;        /* this node's replicas */
+    moor_store_if_t store;         /* this node's replicas */
     moor_coord_resolve_fn resolve; /* may be NULL */
     void *resolve_ud;
-    uint32_t timeout_ms;          /* default per request; 0 = 2000 */
+    moor_coord_check_fn check_key; /* may be NULL: every space and key served */
+    void *check_ud;
+    uint32_t timeout_ms; /* default per request; 0 = 2000 */
     /* Pruning of the clocks this node writes (vclock.h moor_vclock_prune):
      * at most vc_max_entries (0 = MOOR_RECORD_VC_KEEP, also the cap), and
      * entries older than vc_max_age_ms (0 = no age limit) dropped while more
@@ -100,13 +109,13 @@ typedef struct moor_coord_opts {
 } moor_coord_opts_t;
 
 typedef struct moor_coord_req {
-    const char *space;   /* "default" when NULL */
+    const char *space; /* "default" when NULL */
     size_t slen;
     const char *key;
     size_t klen;
-    const char *value;   /* put: the MessagePack value; NULL for get/del */
+    const char *value; /* put: the MessagePack value; NULL for get/del */
     size_t vlen;
-    const char *ctx;     /* encoded clock from a get, or NULL */
+    const char *ctx; /* encoded clock from a get, or NULL */
     size_t ctxlen;
     uint32_t n, r, w;    /* 0 = the space's default given by the caller */
     uint32_t timeout_ms; /* 0 = opts.timeout_ms */
@@ -140,9 +149,8 @@ void moor_coord_del(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
  * done runs once (for _put after the local write is durable; for _coord
  * with the client-level answer; a _coord for a key this node is no replica
  * of is UNAVAILABLE, never forwarded again). */
-void moor_coord_handle_peer(moor_coord_t *c, const char *method, size_t mlen,
-                            const char *params, size_t plen, uint32_t nparams,
-                            moor_coord_done_fn done, void *arg);
+void moor_coord_handle_peer(moor_coord_t *c, const char *method, size_t mlen, const char *params,
+                            size_t plen, uint32_t nparams, moor_coord_done_fn done, void *arg);
 
 void moor_coord_stats(const moor_coord_t *c, moor_coord_stats_t *out);
 

@@ -22,7 +22,7 @@ typedef void (*moor_timer_fn)(void *arg);
 
 typedef struct moor_clock_if {
     void *ud;
-    uint64_t (*now_ms)(void *ud);   /* wall-clock ms (stamps in records) */
+    uint64_t (*now_ms)(void *ud); /* wall-clock ms (stamps in records) */
     /* One-shot timer: cb(arg) after delay_ms unless stopped.  Returns a
      * nonzero id, or 0 when it cannot (then cb never runs). */
     uint64_t (*timer_start)(void *ud, uint64_t delay_ms, moor_timer_fn cb, void *arg);
@@ -39,9 +39,9 @@ typedef struct moor_transport_if {
     /* Sends method(params) to the member with this id.  0 if sent (reply
      * will follow, by timeout_ms at the latest), or a negative code (no
      * reply).  method names start with '_' (node-to-node). */
-    int (*request)(void *ud, const char *to, size_t tolen, const char *method,
-                   const char *params, size_t plen, uint32_t nparams, uint32_t timeout_ms,
-                   moor_peer_reply_fn cb, void *arg);
+    int (*request)(void *ud, const char *to, size_t tolen, const char *method, const char *params,
+                   size_t plen, uint32_t nparams, uint32_t timeout_ms, moor_peer_reply_fn cb,
+                   void *arg);
 } moor_transport_if_t;
 
 /* The local replica store: records (record.h) by engine key.  put's done

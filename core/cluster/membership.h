@@ -34,8 +34,8 @@ typedef struct moor_member_entry {
 
 typedef struct moor_members {
     uint32_t n, cap;
-    moor_member_entry_t *e;  /* sorted by id (ring order of ids) */
-    uint64_t version;        /* bumped on every change: rebuild the ring */
+    moor_member_entry_t *e; /* sorted by id (ring order of ids) */
+    uint64_t version;       /* bumped on every change: rebuild the ring */
 } moor_members_t;
 
 /* ===== API ===== */
@@ -53,8 +53,7 @@ int moor_members_apply(moor_members_t *t, const moor_member_entry_t *e);
 int moor_members_merge(moor_members_t *t, const moor_members_t *src);
 
 /* The entry for id, or NULL. */
-const moor_member_entry_t *moor_members_find(const moor_members_t *t, const char *id,
-                                             size_t idlen);
+const moor_member_entry_t *moor_members_find(const moor_members_t *t, const char *id, size_t idlen);
 
 /* The member `self` was said to be suspect/down/left at its current
  * incarnation by someone else: raise its incarnation past `seen` and mark

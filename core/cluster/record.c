@@ -149,8 +149,8 @@ int moor_record_encode(const moor_record_t *r, moor_buf_t *out)
 }
 
 /* The clock a client sent; *has is 0 for an empty ctx.  The whole ctx must
- * be one clock. */
-static int parse_ctx(const char *ctx, size_t ctxlen, moor_vclock_t *vc, int *has)
+ * be one clock, every entry within bounds at now (vclock.h). */
+static int parse_ctx(const char *ctx, size_t ctxlen, uint64_t now, moor_vclock_t *vc, int *has)
 {
     const char *p = ctx, *end;
     int rc;
@@ -164,7 +164,7 @@ static int parse_ctx(const char *ctx, size_t ctxlen, moor_vclock_t *vc, int *has
         return rc;
     if (p != end)
         return moor_diag(MOOR_EBADCTX, "ctx: %zu bytes after the clock", (size_t)(end - p));
-    return 0;
+    return moor_vclock_check_bounds(vc, now, "ctx");
 }
 
 /* dst = merge(dst, src), made to fit: only a forged ctx (written clocks hold
@@ -225,7 +225,7 @@ int moor_record_write(const moor_record_t *cur, const char *ctx, size_t ctxlen, 
 
     if (!tombstone && !is_one_object(value, vlen))
         return moor_diag(MOOR_EINVAL, "record: value is not one MessagePack object");
-    if ((rc = parse_ctx(ctx, ctxlen, &cvc, &has_ctx)))
+    if ((rc = parse_ctx(ctx, ctxlen, now, &cvc, &has_ctx)))
         return rc;
     moor_vclock_init(&nr.vc);
     nr.n = 0;

@@ -28,7 +28,7 @@
 #define MOOR_RECORD_VC_KEEP 16      /* a write prunes the clock to this many entries */
 
 typedef struct moor_sibling {
-    const char *value;  /* MessagePack bytes, borrowed from the decoded input */
+    const char *value; /* MessagePack bytes, borrowed from the decoded input */
     size_t vlen;
     uint64_t ts;
     int tombstone;
@@ -44,8 +44,7 @@ typedef struct moor_record {
 
 /* Appends the engine key of (space, key).  0, MOOR_EINVAL (space over 255
  * bytes) or MOOR_ENOMEM. */
-int moor_record_key(const char *space, size_t slen, const char *key, size_t klen,
-                    moor_buf_t *out);
+int moor_record_key(const char *space, size_t slen, const char *key, size_t klen, moor_buf_t *out);
 
 /* Decodes a whole record; sibling values borrow from buf.  0 or
  * MOOR_ECORRUPT (stored bytes) -- safe on any input. */
@@ -59,11 +58,12 @@ int moor_record_encode(const moor_record_t *r, moor_buf_t *out);
  * time now, applied to cur (NULL if the key has no record).  Builds the new
  * record into out and its clock into new_ctx (both appended; both unaltered
  * on error).  cur's values are copied, so cur may be freed afterwards.
- * 0, MOOR_EBADCTX (ctx malformed), MOOR_EINVAL (value not exactly one
+ * 0, MOOR_EBADCTX (ctx malformed, or an entry beyond the bounds of
+ * moor_vclock_check_bounds at now), MOOR_EINVAL (value not exactly one
  * MessagePack object, node id empty or over MOOR_VC_ID_MAX), MOOR_ENOMEM. */
-int moor_record_write(const moor_record_t *cur, const char *ctx, size_t ctxlen,
-                      const char *value, size_t vlen, int tombstone, const char *node,
-                      size_t nodelen, uint64_t now, moor_buf_t *out, moor_buf_t *new_ctx);
+int moor_record_write(const moor_record_t *cur, const char *ctx, size_t ctxlen, const char *value,
+                      size_t vlen, int tombstone, const char *node, size_t nodelen, uint64_t now,
+                      moor_buf_t *out, moor_buf_t *new_ctx);
 
 /* Merges two versions of one key (replica merge, read merge): if one
  * clock descends from the other, the descendant; if they are concurrent,

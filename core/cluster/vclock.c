@@ -206,6 +206,36 @@ static int decode_entry(const char **p, const char *end, moor_vc_entry_t *e)
     return 0;
 }
 
+uint64_t moor_vclock_counter_bound(uint64_t now_ms)
+{
+    /* A wall clock beyond year 584,000 saturates instead of wrapping. */
+    if (now_ms > UINT64_MAX / 1000 - MOOR_VC_MAX_AHEAD_MS)
+        return UINT64_MAX - 1;
+    return (now_ms + MOOR_VC_MAX_AHEAD_MS) * 1000;
+}
+
+int moor_vclock_check_bounds(const moor_vclock_t *vc, uint64_t now_ms, const char *what)
+{
+    uint64_t cmax = moor_vclock_counter_bound(now_ms), tmax = now_ms + MOOR_VC_MAX_AHEAD_MS;
+
+    for (uint32_t i = 0; i < vc->n; i++) {
+        const moor_vc_entry_t *e = &vc->e[i];
+        if (e->counter > cmax)
+            return moor_diag(MOOR_EBADCTX,
+                             "%s: the counter of node '%.*s' (%llu) is more than a day ahead of "
+                             "the clock (at most %llu)",
+                             what, (int)e->idlen, e->id, (unsigned long long)e->counter,
+                             (unsigned long long)cmax);
+        if (e->ts > tmax)
+            return moor_diag(MOOR_EBADCTX,
+                             "%s: the time of node '%.*s' (%llu ms) is more than a day ahead of "
+                             "the clock (%llu ms)",
+                             what, (int)e->idlen, e->id, (unsigned long long)e->ts,
+                             (unsigned long long)now_ms);
+    }
+    return 0;
+}
+
 int moor_vclock_decode(const char **p, const char *end, moor_vclock_t *vc)
 {
     const char *q = *p;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cluster/membership.h"
+#include "cluster/vclock.h"
 #include "net/peer.h"
 #include "net/uvenv.h"
 #include "util/clock.h"
@@ -642,6 +643,34 @@ static void free_cl(moor_cl_t *cl)
     free(cl);
 }
 
+/* coord check_key: a peer may only touch declared spaces and keys a
+ * client could have written. */
+static int check_peer_key(void *ud, const char *space, size_t slen, const char *key, size_t klen)
+{
+    const moor_config_t *cfg = ud;
+
+    if (!moor_config_space(cfg, space, slen))
+        return moor_diag(MOOR_EINVAL, "unknown space '%.*s'", (int)(slen > 64 ? 64 : slen), space);
+    if (klen == 0 || klen > cfg->key_max)
+        return moor_diag(MOOR_EKEYTOOBIG, "key of %zu bytes is not within 1..%zu", klen,
+                         cfg->key_max);
+    return 0;
+}
+
+/* The HLC mark saved by a node that ran before its counters were bounded
+ * may lie beyond the bound: clamp it rather than make every write fail. */
+static uint64_t hlc_floor_checked(const char *path, uint64_t floor)
+{
+    uint64_t bound = moor_vclock_counter_bound(moor_clock_wall_ms());
+
+    if (floor <= bound)
+        return floor;
+    moor_log_error("cluster: %s holds %llu, more than a day ahead of the clock; ignoring it "
+                   "(versions stamped above it will look concurrent, never lost)",
+                   path, (unsigned long long)floor);
+    return 0;
+}
+
 int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
 {
     moor_cl_t *cl = calloc(1, sizeof(*cl));
@@ -699,13 +728,15 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     co.store = o->store;
     co.resolve = o->resolve;
     co.resolve_ud = o->resolve_ud;
+    co.check_key = check_peer_key;
+    co.check_ud = (void *)o->cfg;
     co.timeout_ms = o->cfg->request_timeout_ms;
     co.vc_max_entries = o->cfg->vc_max_entries;
     co.vc_keep_min = o->cfg->vc_keep_min;
     co.vc_max_age_ms = o->cfg->vc_max_age_ms;
     if ((rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)))
         goto fail;
-    moor_coord_hlc_floor(cl->coord, hlc_read(cl->hlc_path));
+    moor_coord_hlc_floor(cl->coord, hlc_floor_checked(cl->hlc_path, hlc_read(cl->hlc_path)));
     hlc_reserve(cl, 1);
     uv_timer_init(o->loop, &cl->join_timer);
     uv_timer_init(o->loop, &cl->announce_timer);

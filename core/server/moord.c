@@ -171,6 +171,19 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
             return rc;
     if ((rc = moor_lua_load_config(d->lua, config, &d->cfg)))
         return rc;
+    if (moor_config_clustered(&d->cfg)) {
+        /* Without a secret anyone who can connect could call the replica
+         * methods (_put replaces values, _coord writes anywhere). */
+        if (!d->cfg.cluster_secret[0])
+            return moor_diag(MOOR_EINVAL,
+                             "config: a node with seeds needs cluster_secret (peers authenticate "
+                             "with it); make one with: head -c 32 /dev/urandom | base64");
+        if (strcmp(d->cfg.listen_host, "0.0.0.0") == 0 || strcmp(d->cfg.listen_host, "::") == 0)
+            return moor_diag(MOOR_EINVAL,
+                             "config: in a cluster, listen must name the address "
+                             "peers reach this node at, not %s",
+                             d->cfg.listen_host);
+    }
     if (check) {
         printf("moord: %s is valid (node %s, listen %s:%d)\n", config, d->cfg.node,
                d->cfg.listen_host, d->cfg.listen_port);
@@ -187,16 +200,6 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
     }
     if ((rc = prepare_data_dir(d->cfg.data_dir)))
         return rc;
-    if (moor_config_clustered(&d->cfg)) {
-        if (d->cfg.auth_token[0] && !d->cfg.cluster_secret[0])
-            return moor_diag(MOOR_EINVAL, "config: a cluster with auth_token also needs "
-                                          "cluster_secret (peers authenticate with it)");
-        if (strcmp(d->cfg.listen_host, "0.0.0.0") == 0 || strcmp(d->cfg.listen_host, "::") == 0)
-            return moor_diag(MOOR_EINVAL,
-                             "config: in a cluster, listen must name the address "
-                             "peers reach this node at, not %s",
-                             d->cfg.listen_host);
-    }
     /* The engine stores records: room for the space prefix and siblings. */
     d->cfg.engine.key_max = d->cfg.key_max + 8 + 1 + 255;
     d->cfg.engine.value_max = d->cfg.value_max * 4 + (1u << 20);

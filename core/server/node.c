@@ -668,25 +668,22 @@ static void do_auth(moor_node_t *n, int peer, const char *p, const char *end, ui
     done(ud, NULL, NULL, "\xc3", 1);
 }
 
-/* A node-to-node method.  With a cluster secret only connections that
- * passed _auth(secret) may call them, so a client never can; without one,
- * the client token (if any) is enough. */
+/* A node-to-node method: only connections that passed _auth(secret) may
+ * call them, so a client never can (a node with seeds always has a
+ * secret: moord refuses to start without one). */
 static void do_peer(moor_node_t *n, const char *method, size_t mlen, const char *params,
                     size_t plen, uint32_t np, int authed, moor_node_done_fn done, void *ud)
 {
     char msg[128];
 
-    if (n->cfg.cluster_secret[0] ? !(authed & MOOR_NODE_AUTH_PEER)
-                                 : n->cfg.auth_token[0] && !authed) {
-        fail(n, done, ud, MOOR_ENOAUTH,
-             n->cfg.cluster_secret[0] ? "node-to-node methods need _auth(cluster_secret)"
-                                      : "authenticate first: auth(token)");
-        return;
-    }
     if (!n->cl) {
         snprintf(msg, sizeof(msg), "unknown method '%.*s' (this node is not in a cluster)",
                  (int)(mlen > 64 ? 64 : mlen), method);
         fail(n, done, ud, MOOR_ENOMETHOD, msg);
+        return;
+    }
+    if (!(authed & MOOR_NODE_AUTH_PEER)) {
+        fail(n, done, ud, MOOR_ENOAUTH, "node-to-node methods need _auth(cluster_secret)");
         return;
     }
     moor_cl_handle_peer(n->cl, method, mlen, params, plen, np, done, ud);

@@ -11,8 +11,11 @@ The harness (RPC client, nodes, clusters) is moortest.py, beside this file.
 usage: cluster_test.py --build BUILD_DIR [-k NAME]
 """
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 import unittest
 
 import msgpack
@@ -313,8 +316,83 @@ class ClusterTest(unittest.TestCase):
         self.assertIsNone(err, err)
         self.assertEqual(msgpack.unpackb(rec, raw=False)[1][0][0], "v")
 
+    def test_i_ctx_cannot_poison_clocks(self):
+        # A ctx naming another node's counter near 2^64, or far ahead of
+        # the clock, once made a key unwritable through that node for good
+        # (or moved that node's persisted clock to 2^63): refused now.
+        c1, c2 = self.connect(self.n1), self.connect(self.n2)
+        now = int(time.time() * 1000)
+        ctx = lambda entries: msgpack.packb(entries, use_bin_type=True)
+        for bad in ([[b"n1", 1, 1], [b"n2", 2**64 - 1, 1]],
+                    [[b"n2", 2**63, now]],
+                    [[b"n2", (now + 2 * 86400000) * 1000, now]],
+                    [[b"n2", 5, now + 2 * 86400000]]):
+            err, _ = c1.call("put", "pk", "v1", {"ctx": ctx(bad)})
+            self.assertIsNotNone(err, "accepted ctx %r" % bad)
+            self.assertEqual(err[0], "BAD_CTX", err)
+            self.assertNotIn("ctx: ctx:", err[1])
+        self.assertIsNone(c1.call("get", "pk", {"r": "all"})[1])   # nothing was stored
+        # writes through n2 with the ctx they read keep working
+        err, res = c2.call("put", "pk", "v2")
+        self.assertIsNone(err, err)
+        err, res = c2.call("put", "pk", "v3", {"ctx": res["ctx"]})
+        self.assertIsNone(err, err)
+        err, got = c1.call("get", "pk")
+        self.assertIsNone(err, err)
+        self.assertEqual(got["values"], ["v3"])
+
+    def test_j_replica_side_validates(self):
+        # Whatever the connection, what a replica method receives is
+        # checked: the space is declared, the record well-formed with at
+        # least one sibling, its clock bounded.  An acknowledged value is
+        # never replaced by it.
+        c = self.connect(self.n1)
+        self.assertIsNone(c.call("put", "j-key", "kept")[0])
+        peer = self.connect(self.n1)
+        self.assertIsNone(peer.call("_auth", SECRET)[0])
+        now = int(time.time() * 1000)
+        rec = lambda clock, sibs: msgpack.packb([clock, sibs], use_bin_type=True)
+        good = [[[b"n9", now * 1000, now]], [["forged", now, False]]]
+        cases = [
+            (("nope", "j-key", rec(*good)), "unknown space"),
+            (("default", "j-key", rec([[b"n9", 2**63, now]], good[1])), "ahead"),
+            (("default", "j-key", rec([[b"n9", 2**64 - 1, now]], good[1])), "ahead"),
+            (("default", "j-key", rec(good[0], [])), "no siblings"),
+            (("default", "j-key", rec(good[0], [[None, now, False]]) + b"x"), "record"),
+            (("default", "j" * 70000, rec(*good)), "key"),
+        ]
+        for params, why in cases:
+            err, _ = peer.call("_put", *params)
+            self.assertIsNotNone(err, "accepted _put%r" % (params[:2],))
+            self.assertEqual(err[0], "BAD_REQUEST", err)
+            self.assertIn(why, err[1])
+        err, _ = peer.call("_get", "nope", "j-key")
+        self.assertEqual(err[0], "BAD_REQUEST", err)
+        err, _ = peer.call("_coord", "put", "nope", "j-key", "x", None, 3, 2, 1000)
+        self.assertEqual(err[0], "BAD_REQUEST", err)
+        err, got = c.call("get", "j-key", {"r": "all"})
+        self.assertIsNone(err, err)
+        self.assertEqual(got["values"], ["kept"])
+
 
 class ConfigTest(unittest.TestCase):
+    def test_h2_seeds_need_a_secret(self):
+        # Without a secret anyone could call the replica methods: a node
+        # with seeds refuses to start, and says how to make one.
+        tmp = tempfile.mkdtemp(prefix="moor-nosecret-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        conf = os.path.join(tmp, "n.lua")
+        with open(conf, "w") as f:
+            f.write('moor.cfg{ node = "n1", listen = "127.0.0.1:7799", data_dir = "%s/d",\n'
+                    '  seeds = { "127.0.0.1:7799" } }\n' % tmp)
+        for extra in (["--check"], []):
+            r = subprocess.run([os.path.join(BUILD, "moord"), conf] + extra, cwd=ROOT,
+                               capture_output=True, text=True, timeout=20,
+                               env=dict(os.environ, MOOR_ROOT=ROOT))
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn("needs cluster_secret", r.stderr)
+            self.assertIn("/dev/urandom", r.stderr)
+
     def test_h_shipped_cluster_configs_check(self):
         # conf/cluster.lua describes the 3- and 5-node local clusters; each
         # node picks its part with --node (and --set size=5).

@@ -260,16 +260,19 @@ class Node:
 class Cluster:
     """size moords n1, n2, ... on 127.0.0.1, 127.0.0.2, ... (free ports),
     each seeding all of them, in a temporary directory; settings and script
-    go into every config (see Node.write_config).  Not started: start()."""
+    go into every config (see Node.write_config).  A node with seeds needs
+    a cluster_secret: one is made up when none is given.  Not started:
+    start()."""
 
     def __init__(self, build, size=3, prefix="moor-cluster-", secret=None, settings="",
                  script="", source=None):
         self.tmp = tempfile.mkdtemp(prefix=prefix)
+        self.secret = secret or "secret-%s" % os.urandom(12).hex()
         CLUSTERS.append(self)
         self.nodes = [Node(build, os.path.join(self.tmp, "n%d" % i), "n%d" % i,
                            "127.0.0.%d" % i, source=source) for i in range(1, size + 1)]
         for n in self.nodes:
-            n.write_config(settings, [m.addr for m in self.nodes], secret, script)
+            n.write_config(settings, [m.addr for m in self.nodes], self.secret, script)
 
     def start(self):
         for n in self.nodes:

@@ -353,6 +353,19 @@ static int resolve_max(void *ud, const char *space, size_t slen, const char *rec
     return moor_buf_append(out, &v, 1) ? -1 : 1;
 }
 
+/* What a node serves to its peers: the spaces "default" and "other"
+ * (declared), keys of 1..100 bytes. */
+static int check_key(void *ud, const char *space, size_t slen, const char *key, size_t klen)
+{
+    (void)ud, (void)key;
+    if (!(slen == 7 && memcmp(space, "default", 7) == 0) &&
+        !(slen == 5 && memcmp(space, "other", 5) == 0))
+        return moor_diag(MOOR_EINVAL, "unknown space '%.*s'", (int)slen, space);
+    if (klen == 0 || klen > 100)
+        return moor_diag(MOOR_EKEYTOOBIG, "key of %zu bytes", klen);
+    return 0;
+}
+
 static void node_start(world_t *w, int i, int with_resolver)
 {
     node_t *n = &w->nodes[i];
@@ -366,6 +379,7 @@ static void node_start(world_t *w, int i, int with_resolver)
     o.store = (moor_store_if_t){n, st_get, st_put};
     o.resolve = with_resolver ? resolve_max : NULL;
     o.resolve_ud = n;
+    o.check_key = check_key;
     o.timeout_ms = TIMEOUT_MS;
     o.vc_max_entries = w->vc_max_entries;
     o.vc_keep_min = w->vc_keep_min;
@@ -1415,6 +1429,181 @@ static void test_peer_requests(void **state)
     world_free(w);
 }
 
+/* The encoded clock {id: counter @ ts, ...} of up to three entries (NULL
+ * ids end the list; ids in order). */
+static void clock_bytes(moor_buf_t *out, const char *id1, uint64_t c1, uint64_t t1, const char *id2,
+                        uint64_t c2, uint64_t t2)
+{
+    moor_vclock_t vc;
+
+    moor_vclock_init(&vc);
+    assert_int_equal(moor_vclock_increment(&vc, id1, strlen(id1), t1), 0);
+    vc.e[0].counter = c1;
+    if (id2) {
+        assert_int_equal(moor_vclock_increment(&vc, id2, strlen(id2), t2), 0);
+        vc.e[1].counter = c2;
+    }
+    out->len = 0;
+    assert_int_equal(moor_vclock_encode(&vc, out), 0);
+}
+
+/* Puts a record straight into node i's store (what an older release, or
+ * a bug, may have left there). */
+static void store_raw(world_t *w, int i, const char *key, const moor_record_t *r)
+{
+    moor_buf_t ek = MOOR_BUF_INIT, rec = MOOR_BUF_INIT;
+    node_t *n = &w->nodes[i];
+    kv_t *kv;
+
+    assert_int_equal(moor_record_key("default", 7, key, strlen(key), &ek), 0);
+    assert_int_equal(moor_record_encode(r, &rec), 0);
+    if (!(kv = kv_find(n, ek.data, ek.len))) {
+        kv = &n->kv[n->nkv++];
+        moor_buf_init(&kv->key);
+        moor_buf_init(&kv->rec);
+        assert_int_equal(moor_buf_append(&kv->key, ek.data, ek.len), 0);
+    }
+    kv->rec.len = 0;
+    assert_int_equal(moor_buf_append(&kv->rec, rec.data, rec.len), 0);
+    moor_buf_free(&ek), moor_buf_free(&rec);
+}
+
+/* No client ctx and no peer record may carry a clock entry near the end
+ * of its range or far ahead of the wall clock, and nothing may move a
+ * node's own clock beyond its bound: once, a ctx naming another node's
+ * counter 2^64-1 made a key unwritable through that node, and a ctx with
+ * another node's counter at 2^63 followed by a blind write there pushed
+ * that node's clock (persisted) to 2^63 for good. */
+static void test_clock_bounds(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    moor_buf_t ctx = MOOR_BUF_INIT, p = MOOR_BUF_INIT, rec = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    uint64_t now_us = w->now * 1000, day_us = MOOR_VC_MAX_AHEAD_MS * 1000;
+    ans_t a = {0};
+
+    (void)state;
+    /* through a: b's counter at 2^64-1, b's at 2^63, b's a day and a bit
+     * ahead, b's time far ahead -- each refused, nothing stored */
+    clock_bytes(&ctx, "a", 1, 1, "b", UINT64_MAX, 1);
+    node_put(w, 0, "pk", "\x01", &ctx, &a);
+    expect_err(&a, "BAD_CTX", "node 'b'");
+    ans_reset(&a);
+    clock_bytes(&ctx, "b", 1ull << 63, w->now, NULL, 0, 0);
+    node_put(w, 0, "pk", "\x01", &ctx, &a);
+    expect_err(&a, "BAD_CTX", "more than a day ahead");
+    ans_reset(&a);
+    clock_bytes(&ctx, "b", now_us + day_us + 5000000, w->now, NULL, 0, 0);
+    node_del(w, 0, "pk", &ctx, &a);
+    expect_err(&a, "BAD_CTX", "ahead");
+    ans_reset(&a);
+    clock_bytes(&ctx, "b", 7, w->now + MOOR_VC_MAX_AHEAD_MS + 1, NULL, 0, 0);
+    node_put(w, 0, "pk", "\x01", &ctx, &a);
+    expect_err(&a, "BAD_CTX", "time of node 'b'");
+    for (int i = 0; i < 3; i++)
+        assert_false(stored(w, i, "pk", r));
+    /* within the bound (an hour ahead): accepted, and the write goes on
+     * through b, which never moves its clock past its bound */
+    ans_reset(&a);
+    clock_bytes(&ctx, "b", now_us + 3600000ull * 1000, w->now, NULL, 0, 0);
+    node_put(w, 0, "pk", "\x01", &ctx, &a);
+    expect_ok(&a);
+    ans_reset(&a);
+    node_put(w, 1, "pk", "\x02", NULL, &a);
+    expect_ok(&a);
+    assert_true(moor_coord_hlc(w->nodes[1].c) <= moor_vclock_counter_bound(w->now));
+
+    /* a record stored before bounds were checked, with b's counter at
+     * 2^63: a write through b is refused and b's clock stays put */
+    uint64_t hlc_b = moor_coord_hlc(w->nodes[1].c);
+    moor_vclock_init(&r->vc);
+    assert_int_equal(moor_vclock_increment(&r->vc, "b", 1, w->now), 0);
+    r->vc.e[0].counter = 1ull << 63;
+    r->n = 1;
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, w->now, 0};
+    for (int i = 0; i < 3; i++)
+        store_raw(w, i, "old", r);
+    ans_reset(&a);
+    node_put(w, 1, "old", "\x03", NULL, &a);
+    expect_err(&a, "BAD_CTX", "refusing to move the clock");
+    assert_int_equal(moor_coord_hlc(w->nodes[1].c), hlc_b);
+    ans_reset(&a);
+    node_put(w, 1, "fresh", "\x03", NULL, &a); /* other keys: unaffected */
+    expect_ok(&a);
+
+    /* the replica side checks what a peer sends, whoever it is */
+    moor_mp_packer_init(&pk, &p);
+    msgpack_pack_str_with_body(&pk, "default", 7);
+    msgpack_pack_bin_with_body(&pk, "k", 1);
+    size_t sk = p.len;
+    assert_int_equal(moor_record_encode(r, &rec), 0); /* counter 2^63 */
+    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 3, &a);
+    expect_err(&a, "BAD_REQUEST", "more than a day ahead");
+    r->vc.e[0].counter = 5; /* the time far ahead */
+    r->vc.e[0].ts = w->now + 2 * MOOR_VC_MAX_AHEAD_MS;
+    rec.len = 0, p.len = sk;
+    assert_int_equal(moor_record_encode(r, &rec), 0);
+    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 3, &a);
+    expect_err(&a, "BAD_REQUEST", "time of node 'b'");
+    r->vc.e[0].ts = w->now; /* no siblings */
+    r->n = 0;
+    rec.len = 0, p.len = sk;
+    assert_int_equal(moor_record_encode(r, &rec), 0);
+    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 3, &a);
+    expect_err(&a, "BAD_REQUEST", "no siblings");
+    assert_false(stored(w, 1, "k", r));
+    /* an undeclared space, an oversized key: _put, _get and _coord */
+    r->n = 1;
+    rec.len = 0;
+    assert_int_equal(moor_record_encode(r, &rec), 0);
+    p.len = 0;
+    msgpack_pack_str_with_body(&pk, "nope", 4);
+    msgpack_pack_bin_with_body(&pk, "k", 1);
+    sk = p.len;
+    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 3, &a);
+    expect_err(&a, "BAD_REQUEST", "unknown space 'nope'");
+    ans_reset(&a);
+    peer_call(w, "_get", p.data, sk, 2, &a);
+    expect_err(&a, "BAD_REQUEST", "unknown space 'nope'");
+    char big[101];
+    memset(big, 'k', sizeof(big));
+    p.len = 0;
+    msgpack_pack_str_with_body(&pk, "put", 3);
+    msgpack_pack_str_with_body(&pk, "default", 7);
+    msgpack_pack_bin_with_body(&pk, big, sizeof(big));
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_uint32(&pk, 3);
+    msgpack_pack_uint32(&pk, 2);
+    msgpack_pack_uint32(&pk, 500);
+    ans_reset(&a);
+    peer_call(w, "_coord", p.data, p.len, 8, &a);
+    expect_err(&a, "BAD_REQUEST", "key of 101 bytes");
+    /* a peer's _get answer with a forged clock counts as no answer: it is
+     * neither answered nor read-repaired onto the others */
+    r->vc.e[0].counter = 1ull << 63;
+    store_raw(w, 2, "fg", r);
+    ans_reset(&a);
+    node_get(w, 0, "fg", &a);
+    expect_ok(&a);
+    assert_int_equal((unsigned char)a.res.data[0], 0xc0);
+    assert_false(stored(w, 0, "fg", r));
+    assert_false(stored(w, 1, "fg", r));
+    ans_reset(&a);
+    moor_buf_free(&ctx), moor_buf_free(&p), moor_buf_free(&rec);
+    free(r);
+    world_free(w);
+}
+
 /* _coord from a peer: malformed params, and a node that is no replica. */
 static void test_peer_coord(void **state)
 {
@@ -1669,6 +1858,7 @@ int main(void)
         cmocka_unit_test(test_unavailable),
         cmocka_unit_test(test_peer_requests),
         cmocka_unit_test(test_peer_coord),
+        cmocka_unit_test(test_clock_bounds),
         cmocka_unit_test(test_shutdown_in_flight),
         cmocka_unit_test(test_blind_write_reads_first),
         cmocka_unit_test(test_deterministic),

@@ -1192,10 +1192,40 @@ static void test_merge_properties_random(void **state)
         merge_properties_once(iter % 3);
 }
 
+/* A client's ctx is bounded entry by entry, whichever node an entry
+ * names: the lone node's path and the coordinator's both go through
+ * moor_record_write. */
+static void test_write_bounded_ctx(void **state)
+{
+    const uint64_t now = 1700000000000ull;
+    moor_buf_t ctx = MOOR_BUF_INIT, out = MOOR_BUF_INIT, nctx = MOOR_BUF_INIT;
+    moor_vclock_t vc;
+
+    (void)state;
+    moor_vclock_init(&vc);
+    assert_int_equal(moor_vclock_increment(&vc, "k1", 2, 1), 0);
+    assert_int_equal(moor_vclock_increment(&vc, "k2", 2, 1), 0);
+    vc.e[1].counter = UINT64_MAX;
+    assert_int_equal(moor_vclock_encode(&vc, &ctx), 0);
+    assert_int_equal(
+        moor_record_write(NULL, ctx.data, ctx.len, "\x01", 1, 0, "k1", 2, now, &out, &nctx),
+        MOOR_EBADCTX);
+    assert_non_null(strstr(moor_diag_last()->msg, "node 'k2'"));
+    assert_int_equal(out.len, 0);
+    assert_int_equal(nctx.len, 0);
+    vc.e[1].counter = now * 1000;
+    ctx.len = 0;
+    assert_int_equal(moor_vclock_encode(&vc, &ctx), 0);
+    assert_int_equal(
+        moor_record_write(NULL, ctx.data, ctx.len, "\x01", 1, 0, "k1", 2, now, &out, &nctx), 0);
+    moor_buf_free(&ctx), moor_buf_free(&out), moor_buf_free(&nctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_layout),
+        cmocka_unit_test(test_write_bounded_ctx),
         cmocka_unit_test(test_values_byte_identical),
         cmocka_unit_test(test_roundtrip_random),
         cmocka_unit_test(test_encode_exact_bytes),

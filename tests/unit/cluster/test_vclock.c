@@ -625,10 +625,41 @@ static void test_single_byte_corruptions(void **state)
     moor_buf_free(&re);
 }
 
+/* Bounds: counters at most (now + a day) * 1000, ts at most now + a day;
+ * the bound saturates instead of wrapping for absurd wall clocks. */
+static void test_check_bounds(void **state)
+{
+    const uint64_t now = 1700000000000ull, day = MOOR_VC_MAX_AHEAD_MS;
+    moor_vclock_t vc;
+
+    (void)state;
+    assert_int_equal(moor_vclock_counter_bound(now), (now + day) * 1000);
+    assert_int_equal(moor_vclock_counter_bound(UINT64_MAX), UINT64_MAX - 1);
+    moor_vclock_init(&vc);
+    assert_int_equal(moor_vclock_check_bounds(&vc, now, "ctx"), 0);
+    assert_int_equal(moor_vclock_increment(&vc, "a", 1, now), 0);
+    assert_int_equal(moor_vclock_increment(&vc, "b", 1, now), 0);
+    vc.e[1].counter = (now + day) * 1000; /* exactly at the bound: fine */
+    assert_int_equal(moor_vclock_check_bounds(&vc, now, "ctx"), 0);
+    vc.e[1].counter++;
+    assert_int_equal(moor_vclock_check_bounds(&vc, now, "ctx"), MOOR_EBADCTX);
+    assert_non_null(strstr(moor_diag_last()->msg, "ctx: the counter of node 'b'"));
+    vc.e[1].counter = UINT64_MAX;
+    assert_int_equal(moor_vclock_check_bounds(&vc, now, "record"), MOOR_EBADCTX);
+    assert_non_null(strstr(moor_diag_last()->msg, "record:"));
+    vc.e[1].counter = 3;
+    vc.e[0].ts = now + day + 1;
+    assert_int_equal(moor_vclock_check_bounds(&vc, now, "ctx"), MOOR_EBADCTX);
+    assert_non_null(strstr(moor_diag_last()->msg, "time of node 'a'"));
+    vc.e[0].ts = now + day;
+    assert_int_equal(moor_vclock_check_bounds(&vc, now, "ctx"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_increment_order),
+        cmocka_unit_test(test_check_bounds),
         cmocka_unit_test(test_increment_errors),
         cmocka_unit_test(test_compare_orders),
         cmocka_unit_test(test_compare_random),

@@ -1477,6 +1477,10 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
     op_unref(op);
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define N_MAX_STR STR(MOOR_COORD_N_MAX)
+
 /* The params of _coord(op, space, key, value|nil, ctx|nil, n, w,
  * timeout_ms) into req (borrowing from params) and *tombstone; NULL, or
  * what is wrong. */
@@ -1505,7 +1509,7 @@ static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen,
         return "ctx must be a bin or nil";
     if (moor_mp_read_uint(&p, end, &n) || moor_mp_read_uint(&p, end, &w) ||
         moor_mp_read_uint(&p, end, &tmo) || n > MOOR_COORD_N_MAX || w > n || tmo > UINT32_MAX)
-        return "n, w, timeout_ms must be unsigned, w <= n <= 64";
+        return "n, w, timeout_ms must be unsigned, w <= n <= " N_MAX_STR;
     if (p != end)
         return "bytes after the params";
     req->slen = slen, req->klen = klen, req->ctxlen = clen;

@@ -65,7 +65,10 @@
 
 typedef struct moor_coord moor_coord_t;
 
-#define MOOR_COORD_N_MAX 64 /* replicas of one key; a larger n is BAD_REQUEST */
+/* Replicas of one key: the one maximum of n (and of r and w) everywhere --
+ * the config (moor.space), request opts and _coord; lua/moor/config.lua
+ * holds the same number for its early checks (a test pins them equal). */
+#define MOOR_COORD_N_MAX 16
 
 /* Answer to a client-level call, shaped like the wire methods' results:
  * get -> nil or {values = [...], ctx = bin}; put -> {ctx = bin}; del ->

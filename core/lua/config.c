@@ -16,6 +16,7 @@
 #include <lauxlib.h>
 #include <string.h>
 
+#include "cluster/coord.h"
 #include "lua_internal.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -259,8 +260,9 @@ static int get_level(lua_State *L, int idx, const char *k, int *out)
                            k);
     } else if (!lua_isnil(L, -1)) {
         v = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || v < 1 || v > 16 || v != (int)v)
-            rc = moor_diag(MOOR_EINVAL, "config: spaces[].%s must be a count 1..16", k);
+        if (lua_type(L, -1) != LUA_TNUMBER || v < 1 || v > MOOR_COORD_N_MAX || v != (int)v)
+            rc = moor_diag(MOOR_EINVAL, "config: spaces[].%s must be a count 1..%d", k,
+                           MOOR_COORD_N_MAX);
         else
             *out = (int)v;
     }
@@ -279,7 +281,7 @@ static int read_space(lua_State *L, moor_config_t *c)
     if ((rc = get_str(L, -1, "spaces[].", "name", s.name, sizeof(s.name))) <= 0)
         return rc < 0 ? rc : moor_diag(MOOR_EINVAL, "config: a space without a name");
     TRY(get_str(L, -1, "spaces[].", "resolver", s.resolver, sizeof(s.resolver)));
-    TRY(get_num(L, -1, "spaces[].", "n", 1, 16, &v));
+    TRY(get_num(L, -1, "spaces[].", "n", 1, MOOR_COORD_N_MAX, &v));
     if (rc)
         s.n = (int)v;
     TRY(get_level(L, -1, "r", &s.r));

@@ -37,6 +37,9 @@ local format, concat, sort, floor = string.format, table.concat, table.sort, mat
 local M = {}
 
 M.MAX_SPACES = 64
+-- Replicas of a key at most (n, r, w): MOOR_COORD_N_MAX in
+-- core/cluster/coord.h, the one maximum; lua_test_host pins the two equal.
+M.N_MAX = 16
 
 local function fail(fmt, ...)
     error(format(fmt, ...), 0)
@@ -245,14 +248,15 @@ local function level(where, v)
     if v == "one" or v == "quorum" or v == "all" then
         return v
     end
-    if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > 16 then
-        fail("%s must be an integer in 1..16 or one of one, quorum, all, got %s", where, show(v))
+    if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > M.N_MAX then
+        fail("%s must be an integer in 1..%d or one of one, quorum, all, got %s", where, M.N_MAX,
+             show(v))
     end
     return v
 end
 
 M.space_schema = {
-    n = int(1, 16),
+    n = int(1, M.N_MAX),
     r = level,
     w = level,
     resolver = str(63, NAME, "a resolver name (letters, digits, '_', '.', '-')"),

@@ -1284,7 +1284,7 @@ static void test_bad_requests(void **state)
     q.r = 2, q.n = MOOR_COORD_N_MAX + 1;
     ans_reset(&a);
     moor_coord_put(w->nodes[0].c, &q, ans_done, &a);
-    expect_err(&a, "BAD_REQUEST", "n=65");
+    expect_err(&a, "BAD_REQUEST", "n=17");
     char space[300];
     memset(space, 's', sizeof(space));
     q = req_of("k", "\x01", NULL);

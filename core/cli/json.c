@@ -19,6 +19,7 @@
  */
 #include "cli/json.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -606,6 +607,8 @@ typedef struct jprint {
     size_t limit; /* 0, or the most bytes this printer may append */
     size_t base;  /* out->len when it started */
     int toobig;   /* the limit was hit: stop */
+    int maxdepth; /* deepest JSON nesting allowed (the parser's limit) */
+    int toodeep;  /* a {"$bin"} or {"$ext"} wrapper would pass maxdepth */
 } jprint_t;
 
 static void put(jprint_t *w, const void *s, size_t n)
@@ -739,7 +742,8 @@ static void print_key(jprint_t *w, const char **p, const char *end, int depth)
     /* Any other key: its compact JSON text, as a string. */
     {
         moor_buf_t tmp = MOOR_BUF_INIT;
-        jprint_t kw = {&tmp, 0, 0, KEY_TEXT_MAX, 0, 0};
+        /* key text is a string to the parser: its nesting does not count */
+        jprint_t kw = {&tmp, 0, 0, KEY_TEXT_MAX, 0, 0, INT_MAX, 0};
         print_obj(&kw, p, end, depth);
         w->bad |= kw.bad;
         w->toobig |= kw.toobig;
@@ -773,6 +777,15 @@ static void print_container(jprint_t *w, const char **p, const char *end, int de
 }
 
 /* REQUIRES: the object at *p was validated by moor_mp_skip. */
+/* 1 if the str at p is valid UTF-8 (printed as a string, not $bin). */
+static int str_is_utf8(const char *p, const char *end)
+{
+    const char *s;
+    uint32_t n;
+
+    return moor_mp_read_str(&p, end, &s, &n) == 0 && moor_utf8_valid(s, n);
+}
+
 static void print_obj(jprint_t *w, const char **p, const char *end, int depth)
 {
     const char *s;
@@ -783,7 +796,18 @@ static void print_obj(jprint_t *w, const char **p, const char *end, int depth)
     int b;
     char num[32];
 
-    if (w->bad || w->toobig) { /* stop early; *p no longer matters */
+    if (w->bad || w->toobig || w->toodeep) { /* stop early; *p no longer matters */
+        moor_mp_skip(p, end, MOOR_MP_MAX_DEPTH);
+        return;
+    }
+    /* An object at depth d nests d + 1 deep in JSON when it is a container
+     * or a {"$bin"} wrapper, d + 2 as {"$ext": {...}}: past the parser's
+     * limit the text could not be read back, so it is not printed. */
+    b = moor_mp_peek(*p, end);
+    if (depth + (b == MOOR_MP_EXT ? 2 : 1) > w->maxdepth &&
+        (b == MOOR_MP_EXT || b == MOOR_MP_BIN || b == MOOR_MP_ARRAY || b == MOOR_MP_MAP ||
+         (b == MOOR_MP_STR && !str_is_utf8(*p, end)))) {
+        w->toodeep = 1;
         moor_mp_skip(p, end, MOOR_MP_MAX_DEPTH);
         return;
     }
@@ -824,7 +848,7 @@ int moor_json_from_mp(const char **p, const char *end, int flags, moor_buf_t *ou
 {
     const char *q = *p;
     size_t mark = out->len;
-    jprint_t w = {out, (flags & MOOR_JSON_PRETTY) != 0, 0, 0, out->len, 0};
+    jprint_t w = {out, (flags & MOOR_JSON_PRETTY) != 0, 0, 0, out->len, 0, MOOR_JSON_MAX_DEPTH, 0};
     int rc = moor_mp_skip(&q, end, MOOR_MP_MAX_DEPTH);
 
     if (rc == MOOR_EAGAIN)
@@ -839,6 +863,13 @@ int moor_json_from_mp(const char **p, const char *end, int flags, moor_buf_t *ou
                          "a map key that is not a string has over %d bytes of "
                          "JSON text: cannot print it as a key",
                          KEY_TEXT_MAX);
+    }
+    if (w.toodeep) {
+        out->len = mark;
+        return moor_diag(MOOR_EINVAL,
+                         "nested too deep for JSON: {\"$bin\"} and {\"$ext\"} wrappers would "
+                         "pass %d levels",
+                         MOOR_JSON_MAX_DEPTH);
     }
     if (w.bad) {
         out->len = mark;

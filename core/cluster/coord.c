@@ -714,14 +714,6 @@ static int pack_ctx_result(moor_buf_t *out, const moor_buf_t *ctx)
     return rc ? MOOR_ENOMEM : 0;
 }
 
-static int is_one_object(const char *value, size_t vlen)
-{
-    const char *p = value;
-
-    return value && vlen && moor_mp_skip(&p, value + vlen, MOOR_MP_MAX_DEPTH) == 0 &&
-           p == value + vlen;
-}
-
 /* 1 if this node is one of the plan's replicas. */
 static int plan_has_self(const moor_coord_t *c, const plan_t *pl)
 {
@@ -895,8 +887,10 @@ static void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombsto
     op_t *op;
     int rc;
 
-    if (!tombstone && !is_one_object(req->value, req->vlen)) {
-        answer_fmt(done, arg, "BAD_REQUEST", "value is not one MessagePack object");
+    if (!tombstone && !moor_record_value_ok(req->value, req->vlen)) {
+        answer_fmt(done, arg, "BAD_REQUEST",
+                   "value is not one MessagePack object nested at most %d deep",
+                   MOOR_RECORD_VALUE_DEPTH);
         return;
     }
     if ((code = plan_levels(c, req, &pl, msg, sizeof(msg)))) {
@@ -1123,7 +1117,7 @@ static int get_resolve(op_t *op, moor_buf_t *res)
     int rc = c->resolve(c->resolve_ud, op->sk.data, op->slen, op->rec.data, op->rec.len, &val);
     int resolved = 0, deleted;
 
-    if (rc < 0 || (rc == 1 && !is_one_object(val.data, val.len))) {
+    if (rc < 0 || (rc == 1 && !moor_record_value_ok(val.data, val.len))) {
         moor_log_warn("resolver of space '%.*s' failed (%s); keeping the siblings", (int)op->slen,
                       op->sk.data, rc < 0 ? moor_diag_msg(rc) : "not one value");
         goto out;
@@ -1500,8 +1494,8 @@ static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen,
     if (read_space_key(c, &p, end, &req->space, &slen, &req->key, &klen, &why))
         return why;
     v = q = p;
-    if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-        return "value must be one MessagePack object";
+    if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) || !moor_record_value_ok(v, (size_t)(p - v)))
+        return "value must be one MessagePack object nested at most 61 deep";
     vend = p;
     if (*tombstone && (moor_mp_read_nil(&q, vend) || q != vend))
         return "del takes a nil value";

@@ -68,8 +68,10 @@ static int decode_sibling(const char **p, const char *end, moor_sibling_t *s)
     if (moor_mp_read_array(p, end, &n) || n != 3)
         return moor_diag(MOOR_ECORRUPT, "record: sibling is not a 3-element array");
     v = *p;
-    if (moor_mp_skip(p, end, MOOR_MP_MAX_DEPTH))
-        return moor_diag(MOOR_ECORRUPT, "record: sibling value is not valid MessagePack");
+    if (moor_mp_skip(p, end, MOOR_RECORD_VALUE_DEPTH))
+        return moor_diag(MOOR_ECORRUPT,
+                         "record: sibling value is not MessagePack nested at most %d deep",
+                         MOOR_RECORD_VALUE_DEPTH);
     s->value = v;
     s->vlen = (size_t)(*p - v);
     if (moor_mp_read_uint(p, end, &s->ts))
@@ -206,11 +208,11 @@ static void add_sibling(moor_record_t *r, const char *value, size_t vlen, int to
 
 /* The record's invariant, checked at the door so that no write can store
  * an undecodable record. */
-static int is_one_object(const char *value, size_t vlen)
+int moor_record_value_ok(const char *value, size_t vlen)
 {
     const char *p = value;
 
-    return value && vlen && moor_mp_skip(&p, value + vlen, MOOR_MP_MAX_DEPTH) == 0 &&
+    return value && vlen && moor_mp_skip(&p, value + vlen, MOOR_RECORD_VALUE_DEPTH) == 0 &&
            p == value + vlen;
 }
 
@@ -223,8 +225,10 @@ int moor_record_write(const moor_record_t *cur, const char *ctx, size_t ctxlen, 
     size_t out0 = out->len, ctx0 = new_ctx->len;
     int has_ctx, rc;
 
-    if (!tombstone && !is_one_object(value, vlen))
-        return moor_diag(MOOR_EINVAL, "record: value is not one MessagePack object");
+    if (!tombstone && !moor_record_value_ok(value, vlen))
+        return moor_diag(MOOR_EINVAL,
+                         "record: value is not one MessagePack object nested at most %d deep",
+                         MOOR_RECORD_VALUE_DEPTH);
     if ((rc = parse_ctx(ctx, ctxlen, now, &cvc, &has_ctx)))
         return rc;
     moor_vclock_init(&nr.vc);

@@ -26,6 +26,11 @@
 #define MOOR_SPACE_MAX 255
 #define MOOR_RECORD_MAX_SIBLINGS 64 /* more is malformed; writes past it drop the oldest */
 #define MOOR_RECORD_VC_KEEP 16      /* a write prunes the clock to this many entries */
+/* Nesting of a value, its own containers counted: the get reply
+ * [1, id, nil, {values = [v]}] holds it three levels down and a frame may
+ * nest MOOR_MP_MAX_DEPTH (64) deep, so a value may nest 61; a deeper one
+ * could be stored but never read back. */
+#define MOOR_RECORD_VALUE_DEPTH 61
 
 typedef struct moor_sibling {
     const char *value; /* MessagePack bytes, borrowed from the decoded input */
@@ -41,6 +46,10 @@ typedef struct moor_record {
 } moor_record_t;
 
 /* ===== API ===== */
+
+/* 1 if the vlen bytes at value are exactly one MessagePack object nested
+ * at most MOOR_RECORD_VALUE_DEPTH deep, else 0.  Can't fail. */
+int moor_record_value_ok(const char *value, size_t vlen);
 
 /* Appends the engine key of (space, key).  0, MOOR_EINVAL (space over 255
  * bytes) or MOOR_ENOMEM. */

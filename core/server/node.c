@@ -507,6 +507,13 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
             goto fail;
         }
         vlen = (size_t)(p - value);
+        if (!moor_record_value_ok(value, vlen)) {
+            rc = moor_diag(MOOR_EINVAL,
+                           "value nests deeper than %d levels (a get could not "
+                           "answer it)",
+                           MOOR_RECORD_VALUE_DEPTH);
+            goto fail;
+        }
         if (vlen > n->cfg.value_max) {
             rc = moor_diag(MOOR_EVALTOOBIG, "value of %zu bytes is over the limit of %zu", vlen,
                            n->cfg.value_max);

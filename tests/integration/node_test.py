@@ -82,6 +82,25 @@ class NodeTest(unittest.TestCase):
         frame = c.sock.recv(65536)
         self.assertIn(b"\x91\xcd\x00\x05", frame)
 
+    def test_value_depth(self):
+        # A value nested 61 deep reads back; 62 deep is refused at put (it
+        # could be stored but its get reply would pass the frame's 64).
+        c = Conn(self.node.port)
+        def nested(depth):
+            v = None
+            for _ in range(depth):
+                v = [v]
+            return v
+        self.assertIsNone(c.call("put", "deep", nested(61))[0])
+        err, res = c.call("get", "deep")
+        self.assertIsNone(err, err)
+        self.assertEqual(res["values"], [nested(61)])
+        err, _ = c.call("put", "deeper", nested(62))
+        self.assertIsNotNone(err)
+        self.assertEqual(err[0], "BAD_REQUEST", err)
+        self.assertIn("61", err[1])
+        self.assertIsNone(c.call("get", "deeper")[1])
+
     def test_siblings_and_ctx(self):
         c = Conn(self.node.port)
         self.assertIsNone(c.call("put", "s", "v1")[0])

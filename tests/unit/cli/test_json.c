@@ -612,10 +612,45 @@ static void test_base64(void **state)
     moor_buf_free(&b);
 }
 
+/* MessagePack the parser could not read back is not printed: a bin or
+ * ext at the bottom of 63 arrays would print as {"$bin"}/{"$ext": {}}
+ * wrappers past the 64 levels JSON text may nest (found by fuzz_json). */
+static void test_wrappers_too_deep(void **state)
+{
+    char m[80];
+    moor_buf_t out = MOOR_BUF_INIT, back = MOOR_BUF_INIT;
+    const char *p;
+
+    (void)state;
+    for (int depth = 62; depth <= 63; depth++) {
+        memset(m, 0x91, (size_t)depth);
+        memcpy(m + depth, "\xd4\x05\x01", 3); /* fixext1 type 5 */
+        p = m;
+        out.len = 0;
+        int rc = moor_json_from_mp(&p, m + depth + 3, 0, &out);
+        if (depth == 62) { /* 62 arrays + 2 wrapper levels = 64: readable */
+            assert_int_equal(rc, 0);
+            assert_int_equal(moor_json_to_mp(out.data, out.len, &back, NULL), 0);
+        } else {
+            assert_int_equal(rc, MOOR_EINVAL);
+            assert_ptr_equal(p, m);
+            assert_int_equal(out.len, 0);
+            assert_non_null(strstr(moor_diag_last()->msg, "too deep"));
+        }
+    }
+    memset(m, 0x91, 64); /* bin under 64 arrays: 65 levels */
+    memcpy(m + 64, "\xc4\x01x", 3);
+    p = m;
+    out.len = 0;
+    assert_int_equal(moor_json_from_mp(&p, m + 67, 0, &out), MOOR_EINVAL);
+    moor_buf_free(&out), moor_buf_free(&back);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_canonical_roundtrips),
+        cmocka_unit_test(test_wrappers_too_deep),
         cmocka_unit_test(test_integers_exact),
         cmocka_unit_test(test_floats_shortest),
         cmocka_unit_test(test_malformed),

@@ -1221,11 +1221,47 @@ static void test_write_bounded_ctx(void **state)
     moor_buf_free(&ctx), moor_buf_free(&out), moor_buf_free(&nctx);
 }
 
+/* A value may nest MOOR_RECORD_VALUE_DEPTH deep and no deeper: its get
+ * result must still fit a reply frame (found by fuzz_record: a record
+ * with a 64-deep value whose get result was not valid MessagePack). */
+static void test_value_depth(void **state)
+{
+    char v[70];
+    moor_buf_t out = MOOR_BUF_INIT, ctx = MOOR_BUF_INIT, res = MOOR_BUF_INIT;
+    moor_record_t *r = malloc(sizeof(*r));
+    const char *p;
+
+    (void)state;
+    assert_non_null(r);
+    memset(v, 0x91, sizeof(v)); /* [[[...[nil]...]]] */
+    v[MOOR_RECORD_VALUE_DEPTH] = (char)0xc0;
+    assert_true(moor_record_value_ok(v, MOOR_RECORD_VALUE_DEPTH + 1));
+    assert_int_equal(
+        moor_record_write(NULL, NULL, 0, v, MOOR_RECORD_VALUE_DEPTH + 1, 0, "n", 1, 1, &out, &ctx),
+        0);
+    assert_int_equal(moor_record_decode(out.data, out.len, r), 0);
+    assert_int_equal(moor_record_get_result(r, &res), 0);
+    /* the reply [1, id, nil, result] nests one more: still within 64 */
+    p = res.data;
+    assert_int_equal(moor_mp_skip(&p, res.data + res.len, MOOR_MP_MAX_DEPTH - 1), 0);
+    memset(v, 0x91, sizeof(v));
+    v[MOOR_RECORD_VALUE_DEPTH + 1] = (char)0xc0;
+    assert_false(moor_record_value_ok(v, MOOR_RECORD_VALUE_DEPTH + 2));
+    out.len = ctx.len = 0;
+    assert_int_equal(
+        moor_record_write(NULL, NULL, 0, v, MOOR_RECORD_VALUE_DEPTH + 2, 0, "n", 1, 1, &out, &ctx),
+        MOOR_EINVAL);
+    assert_non_null(strstr(moor_diag_last()->msg, "nested at most 61"));
+    moor_buf_free(&out), moor_buf_free(&ctx), moor_buf_free(&res);
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_layout),
         cmocka_unit_test(test_write_bounded_ctx),
+        cmocka_unit_test(test_value_depth),
         cmocka_unit_test(test_values_byte_identical),
         cmocka_unit_test(test_roundtrip_random),
         cmocka_unit_test(test_encode_exact_bytes),

@@ -29,10 +29,10 @@
  * could hold (MOOR_BATCH_MIN_ENTRY bytes per write at the least).  When
  * the bad record's length field points at a later trusted record, one
  * found before that lies inside the bad record's payload and is taken only
- * if good records chain from it to the one the length points at.  So bytes
- * inside a value are taken for records only if they hold whole record
- * images with fitting seqnos (a residual risk, stated here rather than
- * hidden).  The stretch skipped is reported with file, offset, bytes and
+ * if good records with consecutive seqnos chain from it to the one the
+ * length points at.  So bytes inside a value are taken for records only if
+ * they hold whole record images whose seqnos fit exactly (a residual risk,
+ * stated here rather than hidden).  The stretch skipped is reported with file, offset, bytes and
  * the seqnos lost (known when a good record comes before it in the
  * segment).  A segment header that fails its crc
  * with trusted records after it is damage in the same way; one with a good

@@ -161,34 +161,46 @@ static int wal_scan(const wal_decoder_t *d, size_t bad, size_t from, uint64_t en
     return 0;
 }
 
-/* Whether good records, seqnos rising, lead from `from` exactly to `to`. */
+/* The seqno after the last one the record at p uses (its batch's count
+ * past its own), or its seqno + 1 when the payload is no batch. */
+static uint64_t wal_next_seq(const wal_decoder_t *d, size_t p, uint32_t n)
+{
+    uint64_t seq = moor_dec_fixed64(d->buf + p + 9);
+    uint32_t count;
+
+    if (moor_batch_check(d->buf + p + MOOR_WAL_HEADER, n, &count) || seq > UINT64_MAX - count)
+        count = 1;
+    return seq + count;
+}
+
+/* Whether good records lead from `from` exactly to the record at `to`,
+ * each taking up the seqnos right after the one before, the last one
+ * right before the record at `to`. */
 static int wal_chain_reaches(const wal_decoder_t *d, size_t from, size_t to)
 {
-    uint64_t prev = 0;
+    uint64_t want = 0;
     size_t p = from;
 
     while (p < to) {
-        uint64_t seq;
         uint32_t n;
 
         if (wal_check_record(d->buf + p, d->len - p, &n))
             return 0;
-        seq = moor_dec_fixed64(d->buf + p + 9);
-        if (p > from && seq <= prev)
+        if (p > from && moor_dec_fixed64(d->buf + p + 9) != want)
             return 0;
-        prev = seq;
+        want = wal_next_seq(d, p, n);
         p += MOOR_WAL_HEADER + (size_t)n;
     }
-    return p == to;
+    return p == to && moor_dec_fixed64(d->buf + to + 9) == want;
 }
 
 /* Finds where good records resume after the bad record at `bad`: at the
  * first trusted record after it.  When the bad record's own length field
  * points at a trusted record further on, a record found before that lies
  * inside what the bad record claims as its payload: it is taken only if
- * good records lead from it to the one the length points at (the length
- * was what got damaged), else it is bytes of a value and the length is
- * believed.  0 if nothing can be trusted after `bad`: a torn tail. */
+ * good records with consecutive seqnos lead from it to the one the length
+ * points at (the length was what got damaged), else it is bytes of a value
+ * and the length is believed.  0 if nothing can be trusted after `bad`: a torn tail. */
 static int wal_resync(const wal_decoder_t *d, size_t bad, uint64_t end_seq, size_t *next)
 {
     size_t first;

@@ -339,6 +339,8 @@ static void wal_after_batch(moor_wal_t *w, wal_chunk_t *rest)
         w->retry_ns = now + w->backoff_ns;
         w->backoff_ns = w->backoff_ns * 2 > WAL_RETRY_MAX_NS ? WAL_RETRY_MAX_NS : w->backoff_ns * 2;
         pthread_cond_broadcast(&w->synced_cv);
+        /* the writer may sleep with no deadline: it owns the retry now */
+        pthread_cond_signal(&w->wake);
     } else if (w->nospace && !w->err) {
         w->nospace = 0;
         moor_log_info("wal %s: space is back, the log is written again", w->seg_path);

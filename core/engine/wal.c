@@ -34,11 +34,14 @@
  *   anything appended after them, at the next retry
  *
  * Threads: mu guards the queue, appended, sync_want, synced, err, closing,
- * io_busy, nospace and its retry clock, and the spare list.  The fd, the segment number, `written`
- * and the interval clock belong to whichever thread owns the I/O (io_busy set under mu): the writer
- * thread, or a blocking writer that helps with moor_wal_help so that a lone synchronous writer does
- * its own write(2) instead of paying two thread handoffs per record (the leader of a LevelDB-style
- * group commit).  Callbacks run on the I/O owner without mu.
+ * io_busy, nospace and its retry clock, and the spare list (nospace is also
+ * mirrored in an atomic, for writers that only ask).  The fd, the segment
+ * number, `written` and the interval clock belong to whichever thread owns
+ * the I/O (io_busy set under mu): the writer thread, or a blocking writer
+ * that helps with moor_wal_help so that a lone synchronous writer does its
+ * own write(2) instead of paying two thread handoffs per record (the leader
+ * of a LevelDB-style group commit).  Callbacks run on the I/O owner without
+ * mu.
  */
 #include "wal.h"
 
@@ -121,6 +124,7 @@ struct moor_wal {
 
     _Atomic uint64_t seg_bytes;  /* bytes written to the current segment */
     _Atomic uint64_t sync_count; /* fdatasyncs of segment files */
+    atomic_int nospace_now;      /* nospace && !err, for moor_wal_nospace */
 };
 
 /* ---------- segment files ---------------------------------------------- */
@@ -180,6 +184,7 @@ static void wal_fail(moor_wal_t *w, int code, const char *what)
         snprintf(w->errmsg, sizeof(w->errmsg), "%s %s: %s", what, w->seg_path, moor_strerror(code));
         moor_log_error("wal failed: %s", w->errmsg);
     }
+    atomic_store(&w->nospace_now, 0); /* a failure is final: appends say EFAILED */
     pthread_cond_broadcast(&w->synced_cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -336,6 +341,7 @@ static void wal_after_batch(moor_wal_t *w, wal_chunk_t *rest)
                            w->seg_path);
         }
         w->nospace = 1;
+        atomic_store(&w->nospace_now, 1);
         w->retry_ns = now + w->backoff_ns;
         w->backoff_ns = w->backoff_ns * 2 > WAL_RETRY_MAX_NS ? WAL_RETRY_MAX_NS : w->backoff_ns * 2;
         pthread_cond_broadcast(&w->synced_cv);
@@ -343,6 +349,7 @@ static void wal_after_batch(moor_wal_t *w, wal_chunk_t *rest)
         pthread_cond_signal(&w->wake);
     } else if (w->nospace && !w->err) {
         w->nospace = 0;
+        atomic_store(&w->nospace_now, 0);
         moor_log_info("wal %s: space is back, the log is written again", w->seg_path);
     }
 }
@@ -628,12 +635,7 @@ int moor_wal_sync(moor_wal_t *w)
 
 int moor_wal_nospace(moor_wal_t *w)
 {
-    int n;
-
-    pthread_mutex_lock(&w->mu);
-    n = w->nospace && !w->err;
-    pthread_mutex_unlock(&w->mu);
-    return n;
+    return atomic_load(&w->nospace_now);
 }
 
 uint64_t moor_wal_bytes(moor_wal_t *w)
@@ -714,6 +716,7 @@ int moor_wal_open(const char *dir, uint64_t number, const moor_wal_opts_t *opts,
         goto fail_free;
     atomic_init(&w->seg_bytes, MOOR_WAL_SEGMENT_HEADER);
     atomic_init(&w->sync_count, 0);
+    atomic_init(&w->nospace_now, 0);
     w->last_sync_ns = moor_clock_mono_ns();
     rc = wal_init_sync(w);
     if (rc) {

@@ -397,7 +397,8 @@ static int bg_may_work(struct moor_engine *e)
 }
 
 /* With mu held: the outcome of a flush or compaction (what: its name; did:
- * it wrote something).  A full disk is retried; other errors are final. */
+ * it wrote something; rc 0 and not did: nothing needed doing).  A full
+ * disk is retried; other errors are final. */
 static void bg_outcome(struct moor_engine *e, const char *what, int rc, int did)
 {
     uint64_t now = moor_clock_mono_ns();
@@ -408,6 +409,7 @@ static void bg_outcome(struct moor_engine *e, const char *what, int rc, int did)
         if (!e->bg_nospace &&
             (!e->bg_nospace_log_ns || now - e->bg_nospace_log_ns >= BG_NOSPACE_LOG_NS)) {
             e->bg_nospace_log_ns = now;
+            e->bg_nospace_said = 1;
             moor_log_error("engine %s: %s: no space left on device (%s); retrying every second, "
                            "writes fail with ENOSPC once the memtables are full",
                            e->dir, what, moor_diag_msg(rc));
@@ -416,9 +418,13 @@ static void bg_outcome(struct moor_engine *e, const char *what, int rc, int did)
         pthread_cond_broadcast(&e->cv);
     } else if (rc < 0) {
         set_bg_error(e, rc);
-    } else if (did && e->bg_nospace) {
+    } else if (e->bg_nospace && (did || e->nfrozen == 0)) {
+        /* it wrote, or nothing waits for space any more (the compaction
+         * that failed is no longer needed) */
         e->bg_nospace = 0;
-        moor_log_info("engine %s: space is back, flushes and compactions go on", e->dir);
+        if (e->bg_nospace_said) /* said once per logged episode, not per flip */
+            moor_log_info("engine %s: space is back, flushes and compactions go on", e->dir);
+        e->bg_nospace_said = 0;
         pthread_cond_broadcast(&e->cv);
     }
 }

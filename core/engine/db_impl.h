@@ -78,6 +78,7 @@ struct moor_engine {
     uint64_t bg_retry_ns;                  /* [mu] monotonic; 0 = retry at once */
     uint64_t bg_nospace_count;             /* [mu] flushes/compactions that found it full */
     uint64_t bg_nospace_log_ns;            /* [mu] when that was last logged */
+    int bg_nospace_said;                   /* [mu] this episode was logged */
     int closing;                           /* [mu] */
     int flush_req;                         /* [mu] a caller waits for frozen == 0 */
     /* [mu] manual compaction request; the bg thread sets manual_done */

@@ -791,8 +791,9 @@ static void test_log_damage_segments(void **state)
     free(base);
 }
 
-/* A damaged segment header is either refused at open or treated as a torn
- * segment (nothing from it); never a wrong value. */
+/* A damaged segment header is refused at open, skipped as damage (the
+ * records after it kept), or treated as a torn segment (nothing from it);
+ * never a wrong value. */
 static void test_log_header_flip(void **state)
 {
     char *base = testutil_tmpdir("corrupt-loghdr");

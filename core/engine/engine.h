@@ -109,7 +109,9 @@ int moor_engine_open(const char *dir, const moor_engine_opts_t *opts, moor_engin
 
 /* Waits for background work in progress, flushes nothing (the log has
  * everything), syncs the log, frees e.  Returns the first background error
- * seen, or 0.  REQUIRES: no iterator of e is alive. */
+ * seen, MOOR_ENOSPC if the disk was still too full for writes that were
+ * answered MOOR_ENOSPC (they stay unwritten), or 0.  REQUIRES: no iterator
+ * of e is alive. */
 int moor_engine_close(moor_engine_t *e);
 
 /* Blocking writes: return once the write is durable per the sync mode.

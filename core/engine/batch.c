@@ -65,7 +65,10 @@ int moor_batch_delete(moor_batch_t *b, const void *key, size_t klen)
     return batch_add(b, MOOR_VT_DEL, key, klen, zero_ts, sizeof(zero_ts));
 }
 
-uint32_t moor_batch_count(const moor_batch_t *b) { return b->count; }
+uint32_t moor_batch_count(const moor_batch_t *b)
+{
+    return b->count;
+}
 
 int moor_batch_iterate(char *rep, size_t len, moor_batch_fn fn, void *ud)
 {
@@ -91,4 +94,26 @@ int moor_batch_iterate(char *rep, size_t len, moor_batch_fn fn, void *ud)
             return rc;
     }
     return seen == count ? 0 : MOOR_ECORRUPT;
+}
+
+static int check_entry(void *ud, int type, const char *key, size_t klen, char *val, size_t vlen)
+{
+    return 0;
+}
+
+int moor_batch_check(const char *rep, size_t len, uint32_t *count)
+{
+    uint32_t n;
+
+    if (len < MOOR_BATCH_HEADER)
+        return MOOR_ECORRUPT;
+    n = moor_dec_fixed32(rep);
+    if (n == 0 || n > (len - MOOR_BATCH_HEADER) / MOOR_BATCH_MIN_ENTRY)
+        return MOOR_ECORRUPT;
+    /* iterate only reads through rep when fn does not write: the cast is
+     * safe with check_entry. */
+    if (moor_batch_iterate((char *)rep, len, check_entry, NULL))
+        return MOOR_ECORRUPT;
+    *count = n;
+    return 0;
 }

@@ -61,16 +61,16 @@ void moor_engine_opts_default(moor_engine_opts_t *o)
 
 static int opts_check(const moor_engine_opts_t *o)
 {
-#define CHECK(cond, ...)                                                                    \
-    do {                                                                                    \
-        if (!(cond))                                                                        \
-            return moor_diag(MOOR_EINVAL, __VA_ARGS__);                                     \
+#define CHECK(cond, ...)                                \
+    do {                                                \
+        if (!(cond))                                    \
+            return moor_diag(MOOR_EINVAL, __VA_ARGS__); \
     } while (0)
     CHECK(o->sync_mode >= MOOR_SYNC_NONE && o->sync_mode <= MOOR_SYNC_ALWAYS,
           "sync_mode must be none, interval or always");
     CHECK(o->memtable_bytes >= 4096, "memtable_bytes must be at least 4096");
-    CHECK(o->max_frozen >= 1 && o->max_frozen <= MOOR_FROZEN_MAX,
-          "max_frozen must be within 1..%d", MOOR_FROZEN_MAX);
+    CHECK(o->max_frozen >= 1 && o->max_frozen <= MOOR_FROZEN_MAX, "max_frozen must be within 1..%d",
+          MOOR_FROZEN_MAX);
     CHECK(o->block_size >= 256 && o->block_size <= (1u << 20),
           "block_size must be within 256..1048576");
     CHECK(o->compression_level >= 0 && o->compression_level <= 22,
@@ -82,6 +82,8 @@ static int opts_check(const moor_engine_opts_t *o)
     CHECK(o->level1_bytes >= 4096, "level1_bytes must be at least 4096");
     CHECK(o->key_max >= 1 && o->key_max <= (1u << 20), "key_max must be within 1..1048576");
     CHECK(o->value_max <= (512u << 20), "value_max must be at most 512 MiB");
+    CHECK(o->wal_recovery == MOOR_WAL_RECOVERY_KEEP || o->wal_recovery == MOOR_WAL_RECOVERY_STOP,
+          "wal_recovery must be keep or stop");
 #undef CHECK
     return 0;
 }
@@ -178,8 +180,7 @@ static int scan_dir(struct moor_engine *e, uint64_t log_number, uint64_t **segs,
             if (!live) {
                 char path[4096];
                 snprintf(path, sizeof(path), "%s/%s", e->dir, de->d_name);
-                moor_log_info("deleting table %s left by an unfinished flush or compaction",
-                              path);
+                moor_log_info("deleting table %s left by an unfinished flush or compaction", path);
                 unlink(path);
             }
             continue;
@@ -209,8 +210,9 @@ static int scan_dir(struct moor_engine *e, uint64_t log_number, uint64_t **segs,
 
 typedef struct replay_ctx {
     struct moor_engine *e;
-    uint64_t seq;   /* seqno of the next entry of the record being applied */
-    int rc;
+    uint64_t seq;      /* seqno of the next entry of the record being applied */
+    uint64_t next_seq; /* seqno the next record should have; 0 before the first */
+    uint64_t lost;     /* writes missing between records (gaps in the seqnos) */
 } replay_ctx_t;
 
 static int replay_entry(void *ud, int type, const char *key, size_t klen, char *val, size_t vlen)
@@ -247,6 +249,10 @@ static int replay_record(void *ud, uint64_t seq, const char *payload, size_t len
     if (!copy)
         return MOOR_ENOMEM;
     memcpy(copy, payload, len);
+    /* Seqnos run on without a gap across records and segments (one
+     * writer, in order): a gap is writes that damage took away. */
+    if (ctx->next_seq && seq > ctx->next_seq)
+        ctx->lost += seq - ctx->next_seq;
     ctx->seq = seq;
     rc = moor_batch_iterate(copy, len, replay_entry, ctx);
     free(copy);
@@ -258,10 +264,40 @@ static int replay_record(void *ud, uint64_t seq, const char *payload, size_t len
     }
     if (rc)
         return rc;
+    ctx->next_seq = ctx->seq;
     if (ctx->seq - 1 > e->last_seq)
         e->last_seq = ctx->seq - 1;
     if (moor_memtable_bytes(e->mem) >= e->o.memtable_bytes)
         return recovery_flush(e, e->mem_log);
+    return 0;
+}
+
+/* Replays segment n (the last one when last), adding what it found to the
+ * recovery counters. */
+static int replay_segment(struct moor_engine *e, uint64_t n, int last, replay_ctx_t *ctx)
+{
+    char path[4096];
+    moor_wal_replay_stats_t st;
+    int flags = last ? MOOR_WAL_REPLAY_TRUNCATE : MOOR_WAL_REPLAY_SEALED;
+    int rc;
+
+    if (e->o.wal_recovery == MOOR_WAL_RECOVERY_STOP)
+        flags |= MOOR_WAL_REPLAY_STOP;
+    e->mem_log = n;
+    moor_wal_segment_path(path, sizeof(path), e->dir, n);
+    rc = moor_wal_replay(path, flags, replay_record, ctx, &st);
+    if (rc == MOOR_ECORRUPT && (flags & MOOR_WAL_REPLAY_STOP))
+        return moor_diag_wrap(rc, rc, "engine %s (wal_recovery = stop)", e->dir);
+    if (rc)
+        return rc;
+    e->rec_damaged += st.damaged;
+    e->rec_damaged_bytes += st.damaged_bytes;
+    if (last) {
+        e->rec_torn_bytes += st.dropped_bytes;
+    } else if (st.dropped_bytes) { /* a sealed segment's bad tail is damage */
+        e->rec_damaged++;
+        e->rec_damaged_bytes += st.dropped_bytes;
+    }
     return 0;
 }
 
@@ -271,6 +307,7 @@ static int recover(struct moor_engine *e)
     moor_tref_t **trefs = NULL;
     uint64_t *segs = NULL;
     size_t nsegs = 0, ntrefs = 0;
+    replay_ctx_t ctx = {e, 0, 0, 0};
     int rc;
 
     moor_manifest_init(&m);
@@ -302,19 +339,16 @@ static int recover(struct moor_engine *e)
     }
     if ((rc = scan_dir(e, m.log_number, &segs, &nsegs)))
         goto out;
-    for (size_t i = 0; i < nsegs && rc == 0; i++) {
-        char path[4096];
-        moor_wal_replay_stats_t st;
-        replay_ctx_t ctx = {e, 0, 0};
-        e->mem_log = segs[i];
-        moor_wal_segment_path(path, sizeof(path), e->dir, segs[i]);
-        rc = moor_wal_replay(path, i + 1 == nsegs, replay_record, &ctx, &st);
-        if (rc == 0 && st.dropped_bytes && i + 1 < nsegs)
-            moor_log_error("log %s: %llu bytes after offset %llu were unreadable and "
-                           "skipped; later segments are still replayed",
-                           path, (unsigned long long)st.dropped_bytes,
-                           (unsigned long long)st.valid_bytes);
-    }
+    for (size_t i = 0; i < nsegs && rc == 0; i++)
+        rc = replay_segment(e, segs[i], i + 1 == nsegs, &ctx);
+    e->rec_lost_writes = ctx.lost;
+    if (rc == 0 && e->rec_damaged)
+        moor_log_error("engine %s: recovery skipped %llu damaged stretch(es) of the commit log "
+                       "(%llu bytes, %llu writes known lost) and kept every valid record "
+                       "after them; this node should be repaired from its replicas",
+                       e->dir, (unsigned long long)e->rec_damaged,
+                       (unsigned long long)e->rec_damaged_bytes,
+                       (unsigned long long)e->rec_lost_writes);
 out:
     for (size_t i = 0; i < ntrefs; i++)
         moor_tref_unref(trefs[i]);
@@ -347,6 +381,97 @@ static int recovery_finish(struct moor_engine *e)
 
 /* ---- background thread --------------------------------------------------- */
 
+#define BG_RETRY_NS (1000u * 1000000u)          /* retry after a full disk */
+#define BG_NOSPACE_LOG_NS (60000ull * 1000000u) /* log a full disk at most this often */
+
+static int is_nospace(int rc)
+{
+    return rc == MOOR_ENOSPC || rc == -EDQUOT;
+}
+
+/* With mu held: may a flush or compaction run now?  Never after a failure;
+ * after a full disk, once the retry is due. */
+static int bg_may_work(struct moor_engine *e)
+{
+    return !e->bg_error && (!e->bg_nospace || moor_clock_mono_ns() >= e->bg_retry_ns);
+}
+
+/* With mu held: the outcome of a flush or compaction (what: its name; did:
+ * it wrote something; rc 0 and not did: nothing needed doing).  A full
+ * disk is retried; other errors are final. */
+static void bg_outcome(struct moor_engine *e, const char *what, int rc, int did)
+{
+    uint64_t now = moor_clock_mono_ns();
+
+    if (is_nospace(rc)) {
+        e->bg_nospace_count++;
+        e->bg_retry_ns = now + BG_RETRY_NS;
+        if (!e->bg_nospace &&
+            (!e->bg_nospace_log_ns || now - e->bg_nospace_log_ns >= BG_NOSPACE_LOG_NS)) {
+            e->bg_nospace_log_ns = now;
+            e->bg_nospace_said = 1;
+            moor_log_error("engine %s: %s: no space left on device (%s); retrying every second, "
+                           "writes fail with ENOSPC once the memtables are full",
+                           e->dir, what, moor_diag_msg(rc));
+        }
+        e->bg_nospace = 1;
+        pthread_cond_broadcast(&e->cv);
+    } else if (rc < 0) {
+        set_bg_error(e, rc);
+    } else if (e->bg_nospace && (did || e->nfrozen == 0)) {
+        /* it wrote, or nothing waits for space any more (the compaction
+         * that failed is no longer needed) */
+        e->bg_nospace = 0;
+        if (e->bg_nospace_said) /* said once per logged episode, not per flip */
+            moor_log_info("engine %s: space is back, flushes and compactions go on", e->dir);
+        e->bg_nospace_said = 0;
+        pthread_cond_broadcast(&e->cv);
+    }
+}
+
+/* With mu held: runs the manual compaction asked for and answers it. */
+static void bg_manual(struct moor_engine *e)
+{
+    int rc = e->bg_error;
+
+    if (!rc) {
+        pthread_mutex_unlock(&e->mu);
+        rc = moor_compact_manual(e, e->manual_lo, e->manual_lolen, e->manual_hi, e->manual_hilen,
+                                 e->manual_has_lo, e->manual_has_hi);
+        pthread_mutex_lock(&e->mu);
+        bg_outcome(e, "compaction", rc, rc == 0);
+        if (rc == 0 && e->bg_error)
+            rc = e->bg_error;
+    }
+    e->manual_status = rc;
+    e->manual_pending = 0;
+    e->manual_done = 1;
+    pthread_cond_broadcast(&e->cv);
+}
+
+/* With mu held: sleeps until asked for work, or until a retry after a full
+ * disk is due. */
+static void bg_sleep(struct moor_engine *e)
+{
+    struct timespec ts;
+    uint64_t wait_ns;
+
+    if (!e->bg_nospace || e->bg_error) {
+        pthread_cond_wait(&e->bg_cv, &e->mu);
+        return;
+    }
+    /* bg_cv waits on the realtime clock (pthread default) */
+    wait_ns = e->bg_retry_ns > moor_clock_mono_ns() ? e->bg_retry_ns - moor_clock_mono_ns() : 0;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(wait_ns / 1000000000u);
+    ts.tv_nsec += (long)(wait_ns % 1000000000u);
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&e->bg_cv, &e->mu, &ts);
+}
+
 static void *bg_main(void *arg)
 {
     struct moor_engine *e = arg;
@@ -356,42 +481,29 @@ static void *bg_main(void *arg)
     for (;;) {
         if (e->closing)
             break;
-        if (e->nfrozen > 0 && !e->bg_error) {
+        if (e->nfrozen > 0 && bg_may_work(e)) {
             pthread_mutex_unlock(&e->mu);
             rc = moor_compact_flush_one(e);
             pthread_mutex_lock(&e->mu);
-            if (rc)
-                set_bg_error(e, rc);
+            bg_outcome(e, "flush", rc, rc == 0);
             continue;
         }
         if (e->manual_pending) {
-            if (!e->bg_error) {
-                pthread_mutex_unlock(&e->mu);
-                rc = moor_compact_manual(e, e->manual_lo, e->manual_lolen, e->manual_hi,
-                                         e->manual_hilen, e->manual_has_lo, e->manual_has_hi);
-                pthread_mutex_lock(&e->mu);
-                if (rc)
-                    set_bg_error(e, rc);
-            }
-            e->manual_status = e->bg_error;
-            e->manual_pending = 0;
-            e->manual_done = 1;
-            pthread_cond_broadcast(&e->cv);
+            bg_manual(e);
             continue;
         }
-        if (!e->bg_error) {
+        if (bg_may_work(e)) {
             pthread_mutex_unlock(&e->mu);
             rc = moor_compact_auto(e);
             pthread_mutex_lock(&e->mu);
-            if (rc < 0)
-                set_bg_error(e, rc);
-            if (rc != 0)
+            bg_outcome(e, "compaction", rc < 0 ? rc : 0, rc > 0);
+            if (rc > 0 || (rc < 0 && !is_nospace(rc)))
                 continue;
         }
         /* Requests may have come while mu was dropped: sleep only if none. */
-        if (e->closing || (e->nfrozen > 0 && !e->bg_error) || e->manual_pending)
+        if (e->closing || (e->nfrozen > 0 && bg_may_work(e)) || e->manual_pending)
             continue;
-        pthread_cond_wait(&e->bg_cv, &e->mu);
+        bg_sleep(e);
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
@@ -564,7 +676,8 @@ static int make_room(struct moor_engine *e, int force)
 
     for (;;) {
         if (e->bg_error) {
-            rc = MOOR_EFAILED;
+            rc = moor_diag(MOOR_EFAILED, "engine %s is read-only after a background failure: %s",
+                           e->dir, moor_strerror(e->bg_error));
             break;
         }
         if (e->closing) {
@@ -585,6 +698,15 @@ static int make_room(struct moor_engine *e, int force)
         if (force && moor_memtable_count(e->mem) == 0)
             break;
         if (e->nfrozen >= e->o.max_frozen || e->cur->n[0] >= e->o.l0_stop) {
+            /* Memory is bounded: with the disk full, waiting could last
+             * forever, so the writer hears why instead. */
+            if (e->bg_nospace) {
+                rc = moor_diag(MOOR_ENOSPC,
+                               "engine %s: the memtables are full and cannot be flushed: no "
+                               "space left on device",
+                               e->dir);
+                break;
+            }
             pthread_cond_signal(&e->bg_cv);
             wait_cv(e, &stalled_from);
             continue;
@@ -652,6 +774,12 @@ static int engine_write(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn d
         return rc;
 
     pthread_mutex_lock(&e->mu);
+    /* Refused before anything is applied: a write the log cannot take
+     * would only queue behind those waiting for space. */
+    if (moor_wal_nospace(e->wal)) {
+        rc = moor_diag(MOOR_ENOSPC, "engine %s: the commit log is out of disk space", e->dir);
+        goto out;
+    }
     if ((rc = make_room(e, 0)))
         goto out;
     apply.mem = e->mem;
@@ -676,19 +804,21 @@ out:
     return rc;
 }
 
-int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done,
-                            void *ud)
+int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done, void *ud)
 {
     return engine_write(e, b, done, ud, 0);
 }
 
-int moor_engine_write_async_deferred(moor_engine_t *e, moor_batch_t *b,
-                                     moor_engine_done_fn done, void *ud)
+int moor_engine_write_async_deferred(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done,
+                                     void *ud)
 {
     return engine_write(e, b, done, ud, 1);
 }
 
-void moor_engine_kick(moor_engine_t *e) { moor_wal_kick(e->wal); }
+void moor_engine_kick(moor_engine_t *e)
+{
+    moor_wal_kick(e->wal);
+}
 
 typedef struct waiter {
     pthread_mutex_t m;
@@ -722,6 +852,9 @@ int moor_engine_write(moor_engine_t *e, moor_batch_t *b)
             pthread_cond_wait(&w.c, &w.m);
         pthread_mutex_unlock(&w.m);
         rc = w.status;
+        if (rc) /* the status came from the log's thread: say it here */
+            moor_diag(rc, "engine %s: the commit log could not take the write: %s", e->dir,
+                      moor_strerror(rc));
     }
     pthread_mutex_destroy(&w.m);
     pthread_cond_destroy(&w.c);
@@ -748,8 +881,7 @@ static int write_one(moor_engine_t *e, int type, const void *key, size_t klen, c
     return rc;
 }
 
-int moor_engine_put(moor_engine_t *e, const void *key, size_t klen, const void *val,
-                    size_t vlen)
+int moor_engine_put(moor_engine_t *e, const void *key, size_t klen, const void *val, size_t vlen)
 {
     return write_one(e, MOOR_VT_PUT, key, klen, val, vlen);
 }
@@ -827,20 +959,23 @@ int moor_engine_get(moor_engine_t *e, const void *key, size_t klen, void **val, 
     return 0;
 }
 
-void moor_engine_free(void *p) { free(p); }
+void moor_engine_free(void *p)
+{
+    free(p);
+}
 
 /* ---- iterators ---------------------------------------------------------- */
 
 struct moor_engine_iter {
-    moor_iiter_t *m;      /* merge of memtables and tables, all versions */
-    uint64_t seq;         /* snapshot */
-    moor_buf_t lo, hi;    /* bounds, user keys */
+    moor_iiter_t *m;   /* merge of memtables and tables, all versions */
+    uint64_t seq;      /* snapshot */
+    moor_buf_t lo, hi; /* bounds, user keys */
     int has_lo, has_hi;
     int valid, status;
-    moor_buf_t key;       /* current user key */
-    const char *val;      /* current value, borrowed from m */
+    moor_buf_t key;  /* current user key */
+    const char *val; /* current value, borrowed from m */
     size_t vlen;
-    moor_buf_t target;    /* scratch for seeks */
+    moor_buf_t target; /* scratch for seeks */
 };
 
 /* Moves m to the newest visible, live version of the next user key that is
@@ -890,8 +1025,7 @@ moor_engine_iter_t *moor_engine_iter_new(moor_engine_t *e, const void *lo, size_
         return NULL;
     it->has_lo = lo != NULL;
     it->has_hi = hi != NULL;
-    if ((lo && moor_buf_append(&it->lo, lo, lolen)) ||
-        (hi && moor_buf_append(&it->hi, hi, hilen)))
+    if ((lo && moor_buf_append(&it->lo, lo, lolen)) || (hi && moor_buf_append(&it->hi, hi, hilen)))
         goto fail;
     view_take(e, &vw);
     it->seq = vw.seq;
@@ -948,7 +1082,10 @@ void moor_engine_iter_seek_first(moor_engine_iter_t *it)
     iter_settle(it, 0);
 }
 
-int moor_engine_iter_valid(const moor_engine_iter_t *it) { return it->valid && !it->status; }
+int moor_engine_iter_valid(const moor_engine_iter_t *it)
+{
+    return it->valid && !it->status;
+}
 
 void moor_engine_iter_next(moor_engine_iter_t *it)
 {
@@ -970,7 +1107,10 @@ const void *moor_engine_iter_value(const moor_engine_iter_t *it, size_t *vlen)
     return it->val;
 }
 
-int moor_engine_iter_status(const moor_engine_iter_t *it) { return it->status; }
+int moor_engine_iter_status(const moor_engine_iter_t *it)
+{
+    return it->status;
+}
 
 void moor_engine_iter_free(moor_engine_iter_t *it)
 {
@@ -988,17 +1128,24 @@ void moor_engine_iter_free(moor_engine_iter_t *it)
 
 int moor_engine_flush(moor_engine_t *e)
 {
-    uint64_t stalled = 0;
+    uint64_t stalled = 0, nospace_before;
     int rc;
 
     pthread_mutex_lock(&e->mu);
     rc = make_room(e, 1);
+    nospace_before = e->bg_nospace_count;
+    e->bg_retry_ns = 0; /* asked for now: a full disk is tried again at once */
     while (rc == 0 && e->nfrozen > 0 && !e->bg_error && !e->closing) {
+        if (e->bg_nospace_count != nospace_before) {
+            rc = moor_diag(MOOR_ENOSPC, "engine %s: flush: no space left on device", e->dir);
+            break;
+        }
         pthread_cond_signal(&e->bg_cv);
         wait_cv(e, &stalled);
     }
     if (rc == 0 && e->bg_error)
-        rc = e->bg_error;
+        rc = moor_diag(MOOR_EFAILED, "engine %s is read-only after a background failure: %s",
+                       e->dir, moor_strerror(e->bg_error));
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
@@ -1036,10 +1183,13 @@ int moor_engine_compact_range(moor_engine_t *e, const void *lo, size_t lolen, co
     if (rc == 0 && !e->closing) {
         e->manual_pending = 1;
         e->manual_done = 0;
+        e->bg_retry_ns = 0; /* asked for now, even after a full disk */
         pthread_cond_signal(&e->bg_cv);
         while (!e->manual_done && !e->closing)
             wait_cv(e, &stalled);
         rc = e->manual_done ? e->manual_status : MOOR_ECLOSED;
+        if (rc) /* the status came from the background thread: say it here */
+            moor_diag(rc, "engine %s: compaction: %s", e->dir, moor_strerror(rc));
     }
     pthread_mutex_unlock(&e->mu);
     return rc;
@@ -1078,6 +1228,8 @@ void moor_engine_stats(moor_engine_t *e, moor_engine_stats_t *out)
         out->memtable_bytes += moor_memtable_bytes(e->frozen[i].mem);
     out->frozen_memtables = e->nfrozen;
     out->last_seq = e->last_seq;
+    out->no_space = e->bg_nospace;
+    out->read_only = e->bg_error != 0;
     v = e->cur;
     moor_version_ref(v);
     pthread_mutex_unlock(&e->mu);
@@ -1103,8 +1255,13 @@ void moor_engine_stats(moor_engine_t *e, moor_engine_stats_t *out)
     out->compactions = atomic_load(&e->st_compactions);
     out->stall_us = atomic_load(&e->st_stall_us);
     written = out->wal_bytes_written + out->flush_bytes_written + out->compact_bytes_written;
-    out->write_amp = out->user_bytes_written
-                         ? (double)written / (double)out->user_bytes_written
-                         : 0.0;
+    out->write_amp =
+        out->user_bytes_written ? (double)written / (double)out->user_bytes_written : 0.0;
     out->disk_bytes = dir_bytes(e->dir);
+    out->wal_damaged = e->rec_damaged;
+    out->wal_damaged_bytes = e->rec_damaged_bytes;
+    out->wal_lost_writes = e->rec_lost_writes;
+    out->wal_torn_bytes = e->rec_torn_bytes;
+    if (moor_wal_nospace(e->wal))
+        out->no_space = 1;
 }

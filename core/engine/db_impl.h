@@ -31,10 +31,10 @@
  * the versions that list it and by iterators; the file is deleted when
  * the last reference goes after it was marked obsolete. */
 typedef struct moor_tref {
-    moor_file_meta_t meta;   /* level is the level it was created for */
+    moor_file_meta_t meta; /* level is the level it was created for */
     moor_table_t *table;
     atomic_int refs;
-    atomic_int obsolete;     /* 1: delete the file on the last unref */
+    atomic_int obsolete; /* 1: delete the file on the last unref */
     struct moor_engine *e;
 } moor_tref_t;
 
@@ -48,7 +48,7 @@ typedef struct moor_version {
 
 typedef struct moor_frozen {
     moor_memtable_t *mem;
-    uint64_t log_number;     /* commit log segment holding its writes */
+    uint64_t log_number; /* commit log segment holding its writes */
 } moor_frozen_t;
 
 struct moor_engine {
@@ -57,30 +57,39 @@ struct moor_engine {
     int lock_fd;
     moor_cache_t *cache;
     moor_wal_t *wal;
-    uint64_t (*clock)(void);         /* wall ms, replaceable for tests */
+    uint64_t (*clock)(void); /* wall ms, replaceable for tests */
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;               /* signalled on any background progress */
-    pthread_cond_t bg_cv;            /* wakes the background thread */
+    pthread_cond_t cv;    /* signalled on any background progress */
+    pthread_cond_t bg_cv; /* wakes the background thread */
     pthread_t bg;
     int bg_started;
 
-    moor_memtable_t *mem;            /* [mu] active memtable */
-    uint64_t mem_log;                /* [mu] its commit log segment */
+    moor_memtable_t *mem;                  /* [mu] active memtable */
+    uint64_t mem_log;                      /* [mu] its commit log segment */
     moor_frozen_t frozen[MOOR_FROZEN_MAX]; /* [mu] oldest first */
-    unsigned nfrozen;                /* [mu] */
-    moor_version_t *cur;             /* [mu] to read; written by bg only */
-    uint64_t next_file;              /* [mu] */
-    uint64_t last_seq;               /* [mu] last seqno assigned and visible */
-    int bg_error;                    /* [mu] first background failure, sticky */
-    int closing;                     /* [mu] */
-    int flush_req;                   /* [mu] a caller waits for frozen == 0 */
+    unsigned nfrozen;                      /* [mu] */
+    moor_version_t *cur;                   /* [mu] to read; written by bg only */
+    uint64_t next_file;                    /* [mu] */
+    uint64_t last_seq;                     /* [mu] last seqno assigned and visible */
+    int bg_error;                          /* [mu] first background failure, sticky */
+    int bg_nospace;                        /* [mu] the last flush/compaction found the disk
+                                            * full; retried from bg_retry_ns on */
+    uint64_t bg_retry_ns;                  /* [mu] monotonic; 0 = retry at once */
+    uint64_t bg_nospace_count;             /* [mu] flushes/compactions that found it full */
+    uint64_t bg_nospace_log_ns;            /* [mu] when that was last logged */
+    int bg_nospace_said;                   /* [mu] this episode was logged */
+    int closing;                           /* [mu] */
+    int flush_req;                         /* [mu] a caller waits for frozen == 0 */
     /* [mu] manual compaction request; the bg thread sets manual_done */
     int manual_pending, manual_done, manual_status;
     char *manual_lo, *manual_hi;
     size_t manual_lolen, manual_hilen;
     int manual_has_lo, manual_has_hi;
     moor_buf_t compact_ptr[MOOR_MAX_LEVELS]; /* bg only: round-robin cursor */
+
+    /* what recovery found (written at open only) */
+    uint64_t rec_damaged, rec_damaged_bytes, rec_lost_writes, rec_torn_bytes;
 
     /* statistics: atomics, written by whoever does the work */
     atomic_uint_fast64_t st_user_bytes, st_flush_bytes, st_compact_written, st_compact_read;

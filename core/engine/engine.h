@@ -28,6 +28,14 @@ typedef struct moor_engine moor_engine_t;
 typedef struct moor_batch moor_batch_t;
 typedef struct moor_engine_iter moor_engine_iter_t;
 
+/* What recovery does with damage in the middle of the commit log (a bad
+ * record with valid ones after it; a torn tail is always cut off). */
+enum moor_wal_recovery {
+    MOOR_WAL_RECOVERY_KEEP = 0, /* skip the damaged stretch, keep every valid record after
+                                 * it, log an ERROR and count it in stats (default) */
+    MOOR_WAL_RECOVERY_STOP = 1  /* refuse to open: MOOR_ECORRUPT naming file and offset */
+};
+
 typedef struct moor_engine_opts {
     int create_if_missing;       /* default 1 */
     int sync_mode;               /* enum moor_sync_mode; default MOOR_SYNC_INTERVAL */
@@ -46,6 +54,7 @@ typedef struct moor_engine_opts {
     uint64_t tombstone_grace_ms; /* keep tombstones at least this long; default 10 days */
     size_t key_max;              /* default 64 KiB */
     size_t value_max;            /* default 16 MiB */
+    int wal_recovery;            /* enum moor_wal_recovery; default MOOR_WAL_RECOVERY_KEEP */
 } moor_engine_opts_t;
 
 /* Called once the write is durable per the sync mode (see wal.h), on the
@@ -54,23 +63,36 @@ typedef struct moor_engine_opts {
 typedef void (*moor_engine_done_fn)(void *ud, int status);
 
 typedef struct moor_engine_stats {
-    uint64_t memtable_bytes;        /* active + frozen memtables */
+    uint64_t memtable_bytes; /* active + frozen memtables */
     uint32_t frozen_memtables;
-    uint32_t tables[8];             /* tables per level (0..6); [7] unused */
-    uint64_t level_bytes[8];        /* bytes per level */
+    uint32_t tables[8];      /* tables per level (0..6); [7] unused */
+    uint64_t level_bytes[8]; /* bytes per level */
     uint64_t cache_hits, cache_misses;
     uint64_t cache_bytes, cache_capacity;
-    uint64_t index_filter_bytes;    /* resident index and filter memory */
-    uint64_t user_bytes_written;    /* keys + values accepted from callers */
+    uint64_t index_filter_bytes; /* resident index and filter memory */
+    uint64_t user_bytes_written; /* keys + values accepted from callers */
     uint64_t wal_bytes_written;
     uint64_t flush_bytes_written;   /* tables written by memtable flushes */
     uint64_t compact_bytes_written; /* tables written by compaction */
     uint64_t compact_bytes_read;
-    double write_amp;               /* (wal + flush + compaction) / user bytes */
-    uint64_t disk_bytes;            /* tables + logs + manifest on disk */
+    double write_amp;    /* (wal + flush + compaction) / user bytes */
+    uint64_t disk_bytes; /* tables + logs + manifest on disk */
     uint64_t last_seq;
     uint64_t flushes, compactions;
-    uint64_t stall_us;              /* time writers spent slowed or stalled */
+    uint64_t stall_us; /* time writers spent slowed or stalled */
+    /* What recovery found at open (fixed until the next open).  Damage is a
+     * bad stretch of the commit log with valid records after it: nonzero
+     * wal_damaged means writes this node had acknowledged may be gone, and
+     * its replicas should repair it. */
+    uint64_t wal_damaged;       /* damaged stretches skipped (valid records after them kept) */
+    uint64_t wal_damaged_bytes; /* bytes in them */
+    uint64_t wal_lost_writes;   /* writes known lost in them (gaps in the seqnos) */
+    uint64_t wal_torn_bytes;    /* torn tail cut off the last segment (a crash mid-write) */
+    /* Health of the disk. */
+    uint32_t no_space;  /* 1 while the log or a flush/compaction finds the disk
+                         * full: writes may fail with MOOR_ENOSPC; clears itself */
+    uint32_t read_only; /* 1 once a background failure (not a full disk) made
+                         * every write fail with MOOR_EFAILED until restart */
 } moor_engine_stats_t;
 
 /* ===== API ===== */
@@ -79,21 +101,28 @@ void moor_engine_opts_default(moor_engine_opts_t *o);
 
 /* Opens (creating if allowed) the database in dir, recovering from the
  * manifest and replaying the commit log; takes an exclusive lock on
- * dir/LOCK (MOOR_EBUSY if another process has it).  On success *out is the
- * handle; on error *out is NULL, the diagnostic says why. */
+ * dir/LOCK (MOOR_EBUSY if another process has it).  Damage in the middle
+ * of the log is skipped (stats.wal_damaged) or, with
+ * MOOR_WAL_RECOVERY_STOP, fails the open with MOOR_ECORRUPT.  On success
+ * *out is the handle; on error *out is NULL, the diagnostic says why. */
 int moor_engine_open(const char *dir, const moor_engine_opts_t *opts, moor_engine_t **out);
 
 /* Waits for background work in progress, flushes nothing (the log has
  * everything), syncs the log, frees e.  Returns the first background error
- * seen, or 0.  REQUIRES: no iterator of e is alive. */
+ * seen, MOOR_ENOSPC if the disk was still too full for writes that were
+ * answered MOOR_ENOSPC (they stay unwritten), or 0.  REQUIRES: no iterator
+ * of e is alive. */
 int moor_engine_close(moor_engine_t *e);
 
 /* Blocking writes: return once the write is durable per the sync mode.
  * MOOR_EKEYTOOBIG / MOOR_EVALTOOBIG past the limits, MOOR_EINVAL for an
  * empty key, MOOR_EFAILED once a background error made the engine
- * read-only. */
-int moor_engine_put(moor_engine_t *e, const void *key, size_t klen, const void *val,
-                    size_t vlen);
+ * read-only, MOOR_ENOSPC while the disk is full (the commit log cannot be
+ * written, or the memtables are full and cannot be flushed): such a write
+ * was not made durable; it may still become so once space is back, like a
+ * write whose answer was lost.  Writes succeed again by themselves once
+ * space is freed (the engine retries within a second); reads never stop. */
+int moor_engine_put(moor_engine_t *e, const void *key, size_t klen, const void *val, size_t vlen);
 int moor_engine_delete(moor_engine_t *e, const void *key, size_t klen);
 
 /* Looks key up.  0 with *val (malloc'ed, caller frees with
@@ -104,11 +133,11 @@ void moor_engine_free(void *p);
 
 /* Write batches: applied atomically (one log record, consecutive seqnos,
  * all visible together).  A batch is not thread-safe. */
-moor_batch_t *moor_batch_new(void);            /* NULL on OOM */
+moor_batch_t *moor_batch_new(void); /* NULL on OOM */
 void moor_batch_free(moor_batch_t *b);
 void moor_batch_clear(moor_batch_t *b);
 int moor_batch_put(moor_batch_t *b, const void *key, size_t klen, const void *val,
-                   size_t vlen);               /* 0 or MOOR_ENOMEM */
+                   size_t vlen); /* 0 or MOOR_ENOMEM */
 int moor_batch_delete(moor_batch_t *b, const void *key, size_t klen);
 uint32_t moor_batch_count(const moor_batch_t *b);
 
@@ -120,15 +149,14 @@ int moor_engine_write(moor_engine_t *e, moor_batch_t *b);
  * durable.  If this returns an error, done is never called and nothing was
  * applied.  May sleep briefly when compaction is behind (see l0_slowdown)
  * and wait when it is far behind (l0_stop, max_frozen), bounding memory. */
-int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done,
-                            void *ud);
+int moor_engine_write_async(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done, void *ud);
 
 /* moor_engine_write_async without waking the commit log's writer thread:
  * an event loop queues every write of one iteration this way and calls
  * moor_engine_kick once at the end of the iteration, so one wake-up (and
  * one write(2)) serves them all.  REQUIRES: moor_engine_kick soon after. */
-int moor_engine_write_async_deferred(moor_engine_t *e, moor_batch_t *b,
-                                     moor_engine_done_fn done, void *ud);
+int moor_engine_write_async_deferred(moor_engine_t *e, moor_batch_t *b, moor_engine_done_fn done,
+                                     void *ud);
 void moor_engine_kick(moor_engine_t *e);
 
 /* Iterators see a consistent snapshot taken at creation: writes after it
@@ -148,7 +176,8 @@ int moor_engine_iter_status(const moor_engine_iter_t *it);
 void moor_engine_iter_free(moor_engine_iter_t *it);
 
 /* Freezes the active memtable and waits until every frozen memtable is in
- * a table.  0 or an error. */
+ * a table.  0 or an error (MOOR_ENOSPC when a flush tried now finds the
+ * disk full). */
 int moor_engine_flush(moor_engine_t *e);
 
 /* Flushes, then compacts every table overlapping [lo, hi] (NULL = unbounded)

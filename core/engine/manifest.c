@@ -7,10 +7,10 @@
  * trades a little I/O per flush or compaction for a reader with no replay
  * logic: the file either decodes completely or is rejected.
  *
- * Durability: write MANIFEST.tmp, fdatasync it, rename it over MANIFEST,
- * fsync the directory.  A crash before the rename leaves the old MANIFEST
- * (and maybe a stale MANIFEST.tmp, which readers never look at and the next
- * write truncates); a crash after it leaves the new one.
+ * Durability: moor_file_replace (util/file.h): write MANIFEST.tmp,
+ * fdatasync it, rename it over MANIFEST, fsync the directory.  A crash before the rename leaves the
+ * old MANIFEST (and maybe a stale MANIFEST.tmp, which readers never look at and the next write
+ * truncates); a crash after it leaves the new one.
  *
  * Untrusted input: the decoder treats the file as hostile.  It checks the
  * header, the exact body length and the CRC before parsing, then checks
@@ -33,6 +33,7 @@
 #include "manifest_format.h"
 #include "util/crc32c.h"
 #include "util/err.h"
+#include "util/file.h"
 
 /* Keys are internal keys: user key + 8-byte sequence/kind trailer. */
 #define MANIFEST_MIN_KEY 8
@@ -42,7 +43,6 @@
 #define MANIFEST_MIN_ENTRY (4 + 2 * (1 + MANIFEST_MIN_KEY))
 
 #define MANIFEST_NAME "MANIFEST"
-#define MANIFEST_TMP_NAME "MANIFEST.tmp"
 
 void moor_manifest_init(moor_manifest_t *m)
 {
@@ -325,87 +325,23 @@ static int join_path(char *out, size_t cap, const char *dir, const char *name)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Writes and syncs the image to path (created or truncated).  On error the
- * file may exist with partial content; the caller unlinks it. */
-static int write_tmp(const char *path, const moor_buf_t *img)
-{
-    int fd, rc;
-
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return moor_diag(-errno, "manifest: open %s: %s", path, strerror(errno));
-    if ((rc = write_all(fd, img->data, img->len))) {
-        moor_diag(rc, "manifest: write %s: %s", path, strerror(-rc));
-        goto fail;
-    }
-    if (fdatasync(fd) < 0) {
-        rc = moor_diag(-errno, "manifest: fdatasync %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    /* Some filesystems report delayed write errors only at close. */
-    if (close(fd) < 0)
-        return moor_diag(-errno, "manifest: close %s: %s", path, strerror(errno));
-    return 0;
-fail:
-    close(fd);
-    return rc;
-}
-
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd < 0)
-        return moor_diag(-errno, "manifest: open directory %s: %s", dir, strerror(errno));
-    if (fsync(fd) < 0) {
-        int rc = moor_diag(-errno, "manifest: fsync directory %s: %s", dir, strerror(errno));
-        close(fd);
-        return rc;
-    }
-    close(fd);
-    return 0;
-}
-
 int moor_manifest_write(const char *dir, const moor_manifest_t *m)
 {
-    char tmp[PATH_MAX], path[PATH_MAX];
+    char path[PATH_MAX];
     moor_buf_t img = MOOR_BUF_INIT;
     int rc;
 
-    if ((rc = join_path(tmp, sizeof(tmp), dir, MANIFEST_TMP_NAME)) ||
-        (rc = join_path(path, sizeof(path), dir, MANIFEST_NAME)))
+    if ((rc = join_path(path, sizeof(path), dir, MANIFEST_NAME)))
         return rc;
     if ((rc = moor_manifest_encode(m, &img))) {
         if (rc == MOOR_ENOMEM)
             moor_diag(rc, "manifest: out of memory encoding %zu files for %s", m->nfiles, path);
         goto out;
     }
-    if ((rc = write_tmp(tmp, &img)))
-        goto fail;
-    if (rename(tmp, path) < 0) {
-        rc = moor_diag(-errno, "manifest: rename %s to %s: %s", tmp, path, strerror(errno));
-        goto fail;
-    }
-    /* From here the new list is in place; a failure only means it may not
-     * survive a power loss, which the caller must still hear about. */
-    rc = sync_dir(dir);
-    goto out;
-fail:
-    unlink(tmp);
+    /* A failure after the rename (the directory fsync) leaves the new list
+     * in place that may not survive a power loss: the caller still hears. */
+    if ((rc = moor_file_replace(path, img.data, img.len)))
+        moor_diag_wrap(rc, rc, "manifest");
 out:
     moor_buf_free(&img);
     return rc;
@@ -456,12 +392,8 @@ int moor_manifest_read(const char *dir, moor_manifest_t *m)
         moor_diag(rc, "manifest: read %s: %s", path, moor_strerror(rc));
         goto out;
     }
-    if ((rc = moor_manifest_decode(img.data ? img.data : "", img.len, m))) {
-        /* Prefix the decoder's detail with the file it came from. */
-        char why[sizeof(moor_diag_last()->msg)];
-        snprintf(why, sizeof(why), "%s", moor_diag_msg(rc));
-        moor_diag(rc, "%s: %s", path, why);
-    }
+    if ((rc = moor_manifest_decode(img.data ? img.data : "", img.len, m)))
+        moor_diag_wrap(rc, rc, "%s", path); /* the decoder's detail, with the file */
 out:
     moor_buf_free(&img);
     return rc;

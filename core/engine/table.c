@@ -41,6 +41,7 @@
 #include "table_format.h"
 #include "util/crc32c.h"
 #include "util/err.h"
+#include "util/file.h"
 
 #define MAX_RAW_BLOCK (64u << 20) /* largest decompressed block we accept */
 #define BLOCK_CHARGE_OVERHEAD 64  /* cache bookkeeping per block, roughly */
@@ -121,24 +122,11 @@ void moor_table_builder_abandon(moor_table_builder_t *b)
 
 static int builder_write(moor_table_builder_t *b, const char *p, size_t n)
 {
-    while (n > 0) {
-        ssize_t w = pwrite(b->fd, p, n, (off_t)b->offset);
+    int rc = moor_file_pwrite_all(b->fd, p, n, b->offset);
 
-        if (w < 0) {
-            int e = errno;
-
-            if (e == EINTR)
-                continue;
-            return moor_diag(-e, "table write at offset %llu: %s", (unsigned long long)b->offset,
-                             strerror(e));
-        }
-        if (w == 0)
-            return moor_diag(MOOR_EIO, "table write at offset %llu wrote nothing",
-                             (unsigned long long)b->offset);
-        p += w;
-        n -= (size_t)w;
-        b->offset += (uint64_t)w;
-    }
+    if (rc)
+        return moor_diag_wrap(rc, rc, "table");
+    b->offset += n;
     return 0;
 }
 

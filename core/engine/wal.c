@@ -1,5 +1,6 @@
 /*
- * wal.c -- the commit log: group-committing writer thread, and replay.
+ * wal.c -- the commit log's writer: group-committing writer thread (replay
+ * is in wal_replay.c).
  *
  * Appenders encode a record (header + payload, crc computed before taking
  * the lock) into the tail chunk of a queue and return.  A chunk is a run of
@@ -26,14 +27,21 @@
  *   rotation lands in exactly one chunk
  *   once err != 0 it never changes, no byte is written any more, and every
  *   callback still pending gets err
+ *   the segment file always ends at a record boundary after a write that
+ *   failed for want of space (it is cut back to where that write began)
+ *   while nospace, the queue starts with the chunks that did not fit, whose
+ *   callbacks have already run with MOOR_ENOSPC; they are written before
+ *   anything appended after them, at the next retry
  *
  * Threads: mu guards the queue, appended, sync_want, synced, err, closing,
- * io_busy and the spare list.  The fd, the segment number, `written` and
- * the interval clock belong to whichever thread owns the I/O (io_busy set
- * under mu): the writer thread, or a blocking writer that helps with
- * moor_wal_help so that a lone synchronous writer does its own write(2)
- * instead of paying two thread handoffs per record (the leader of a
- * LevelDB-style group commit).  Callbacks run on the I/O owner without mu.
+ * io_busy, nospace and its retry clock, and the spare list (nospace is also
+ * mirrored in an atomic, for writers that only ask).  The fd, the segment
+ * number, `written` and the interval clock belong to whichever thread owns
+ * the I/O (io_busy set under mu): the writer thread, or a blocking writer
+ * that helps with moor_wal_help so that a lone synchronous writer does its
+ * own write(2) instead of paying two thread handoffs per record (the leader
+ * of a LevelDB-style group commit).  Callbacks run on the I/O owner without
+ * mu.
  */
 #include "wal.h"
 
@@ -44,7 +52,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,12 +60,15 @@
 #include "util/clock.h"
 #include "util/crc32c.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/log.h"
 #include "wal_format.h"
 
 #define WAL_DEFAULT_INTERVAL_MS 10
-#define WAL_SPARE_CHUNKS 2           /* recycled chunks kept for reuse */
-#define WAL_SPARE_MAX_CAP (4u << 20) /* bigger buffers are freed, not kept */
+#define WAL_SPARE_CHUNKS 2                  /* recycled chunks kept for reuse */
+#define WAL_SPARE_MAX_CAP (4u << 20)        /* bigger buffers are freed, not kept */
+#define WAL_RETRY_MIN_NS (50u * 1000000u)   /* first retry after a full disk */
+#define WAL_RETRY_MAX_NS (1000u * 1000000u) /* then doubling up to this */
 
 typedef struct wal_cb {
     moor_wal_done_fn done; /* never NULL (NULL callbacks are not stored) */
@@ -92,6 +102,11 @@ struct moor_wal {
     int err;                 /* first failure, 0 while healthy */
     int closing;             /* moor_wal_close has begun */
     int io_busy;             /* a thread (writer or helper) owns the file I/O */
+    int nospace;             /* the disk was full at the last write: the queue
+                              * starts with records not written yet (their
+                              * callbacks got MOOR_ENOSPC), retried at retry_ns */
+    uint64_t retry_ns;       /* monotonic time of the next retry (nospace) */
+    uint64_t backoff_ns;     /* wait before the retry after this one */
 
     /* writer thread only (set up by moor_wal_open before the thread) */
     int fd; /* current segment, -1 between segments */
@@ -109,6 +124,7 @@ struct moor_wal {
 
     _Atomic uint64_t seg_bytes;  /* bytes written to the current segment */
     _Atomic uint64_t sync_count; /* fdatasyncs of segment files */
+    atomic_int nospace_now;      /* nospace && !err, for moor_wal_nospace */
 };
 
 /* ---------- segment files ---------------------------------------------- */
@@ -125,37 +141,6 @@ static void wal_encode_segment_header(char *h)
     moor_enc_fixed32(h + 12, moor_crc32c_mask(moor_crc32c(h, 12)));
 }
 
-/* Writes all n bytes, retrying short writes and EINTR.  0 or -errno. */
-static int wal_write_full(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t r = write(fd, p, n);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (r == 0)
-            return MOOR_EIO;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-static int wal_fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = 0;
-
-    if (fd < 0)
-        return moor_diag(-errno, "open dir %s: %s", dir, strerror(errno));
-    if (fsync(fd) != 0)
-        rc = moor_diag(-errno, "fsync dir %s: %s", dir, strerror(errno));
-    close(fd);
-    return rc;
-}
-
 /* Creates segment n with its header, durable (file and directory entry).
  * On failure the half-made file is removed.  0 or -errno with a diag. */
 static int wal_create_segment(const char *dir, uint64_t n, char *path, size_t pathsz, int *out_fd)
@@ -168,16 +153,16 @@ static int wal_create_segment(const char *dir, uint64_t n, char *path, size_t pa
     if (fd < 0)
         return moor_diag(-errno, "create %s: %s", path, strerror(errno));
     wal_encode_segment_header(hdr);
-    rc = wal_write_full(fd, hdr, sizeof(hdr));
+    rc = moor_file_write_all(fd, hdr, sizeof(hdr));
     if (rc) {
-        moor_diag(rc, "write header %s: %s", path, moor_strerror(rc));
+        moor_diag_wrap(rc, rc, "write header %s", path);
         goto fail;
     }
     if (fdatasync(fd) != 0) {
         rc = moor_diag(-errno, "fdatasync %s: %s", path, strerror(errno));
         goto fail;
     }
-    rc = wal_fsync_dir(dir);
+    rc = moor_file_sync_dir(dir);
     if (rc)
         goto fail;
     *out_fd = fd;
@@ -199,6 +184,7 @@ static void wal_fail(moor_wal_t *w, int code, const char *what)
         snprintf(w->errmsg, sizeof(w->errmsg), "%s %s: %s", what, w->seg_path, moor_strerror(code));
         moor_log_error("wal failed: %s", w->errmsg);
     }
+    atomic_store(&w->nospace_now, 0); /* a failure is final: appends say EFAILED */
     pthread_cond_broadcast(&w->synced_cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -230,17 +216,28 @@ static void wal_segment_finish(moor_wal_t *w)
     w->fd = -1;
 }
 
-static void wal_segment_start(moor_wal_t *w, uint64_t n)
+/* A full disk (or quota) can pass: everything else fails the log. */
+static int wal_is_nospace(int rc)
+{
+    return rc == MOOR_ENOSPC || rc == -EDQUOT;
+}
+
+/* Opens segment n.  0; MOOR_ENOSPC when the disk is full (nothing is left
+ * behind, the caller retries later); else the log fails. */
+static int wal_segment_start(moor_wal_t *w, uint64_t n)
 {
     int rc = wal_create_segment(w->dir, n, w->seg_path, sizeof(w->seg_path), &w->fd);
 
     if (rc) {
         w->fd = -1;
+        if (wal_is_nospace(rc))
+            return MOOR_ENOSPC;
         wal_fail(w, rc, "create segment");
-        return;
+        return rc;
     }
     w->seg_number = n;
     atomic_store_explicit(&w->seg_bytes, MOOR_WAL_SEGMENT_HEADER, memory_order_relaxed);
+    return 0;
 }
 
 /* Calls the callbacks of chunks [from, to) with status. */
@@ -251,44 +248,58 @@ static void wal_ack(wal_chunk_t *from, wal_chunk_t *to, int status)
             c->cbs[i].done(c->cbs[i].ud, status);
 }
 
-static void wal_write_chunk(moor_wal_t *w, wal_chunk_t *c)
+/* Writes chunk c.  0; MOOR_ENOSPC when the disk is full, after cutting the
+ * segment back to where c began (so no part of a record stays in the
+ * log); else the log fails. */
+static int wal_write_chunk(moor_wal_t *w, wal_chunk_t *c)
 {
+    uint64_t before = atomic_load_explicit(&w->seg_bytes, memory_order_relaxed);
     int rc;
 
     if (c->data.len == 0) {
         w->written = c->last_ticket;
-        return;
+        return 0;
     }
-    rc = wal_write_full(w->fd, c->data.data, c->data.len);
+    rc = moor_file_write_all(w->fd, c->data.data, c->data.len);
+    if (rc && wal_is_nospace(rc)) {
+        if (ftruncate(w->fd, (off_t)before) == 0)
+            return MOOR_ENOSPC;
+        rc = -errno; /* a log we cannot cut back cannot be trusted */
+        moor_diag(rc, "cut back to %" PRIu64 " after a full disk: %s", before, strerror(errno));
+    }
     if (rc) {
         wal_fail(w, rc, "write");
-        return;
+        return rc;
     }
     w->written = c->last_ticket;
     atomic_fetch_add_explicit(&w->seg_bytes, c->data.len, memory_order_relaxed);
+    return 0;
 }
 
 /* Writes a batch taken from the queue and runs its callbacks.  In ALWAYS
  * mode a callback waits for the fdatasync covering its record (the one at
  * a segment switch or the one at the end of the batch); otherwise it runs
- * as soon as its chunk is written. */
-static void wal_run_batch(moor_wal_t *w, wal_chunk_t *batch, int want_sync)
+ * as soon as its chunk is written.  When the disk is full, the chunks from
+ * the one that did not fit on are cut off the batch and returned, their
+ * callbacks run with MOOR_ENOSPC and forgotten; else NULL. */
+static wal_chunk_t *wal_run_batch(moor_wal_t *w, wal_chunk_t *batch, int want_sync)
 {
     int always = w->mode == MOOR_SYNC_ALWAYS;
-    wal_chunk_t *unacked = batch;
+    wal_chunk_t *unacked = batch, *prev = NULL, *c;
+    int rc = 0;
 
-    for (wal_chunk_t *c = batch; c; c = c->next) {
+    for (c = batch; c && rc != MOOR_ENOSPC; prev = c, c = c->next) {
         if (!w->err && c->segment != w->seg_number) {
             wal_segment_finish(w);
             if (always) {
                 wal_ack(unacked, c, w->err);
                 unacked = c;
             }
-            if (!w->err)
-                wal_segment_start(w, c->segment);
+            if (!w->err && (rc = wal_segment_start(w, c->segment)) == MOOR_ENOSPC)
+                break;
         }
-        if (!w->err)
-            wal_write_chunk(w, c);
+        if (!w->err && (rc = wal_write_chunk(w, c)) == MOOR_ENOSPC)
+            break;
         if (!always) {
             wal_ack(unacked, c->next, w->err);
             unacked = c->next;
@@ -297,25 +308,78 @@ static void wal_run_batch(moor_wal_t *w, wal_chunk_t *batch, int want_sync)
     if (always || want_sync ||
         (w->mode == MOOR_SYNC_INTERVAL && moor_clock_mono_ns() - w->last_sync_ns >= w->interval_ns))
         wal_datasync(w);
-    wal_ack(unacked, NULL, w->err);
+    wal_ack(unacked, c, w->err); /* c: NULL, or the first chunk not written */
+    if (!c)
+        return NULL;
+    wal_ack(c, NULL, w->err ? w->err : MOOR_ENOSPC);
+    for (wal_chunk_t *r = c; r; r = r->next)
+        r->ncb = 0; /* answered: only the bytes wait for the retry */
+    if (prev)
+        prev->next = NULL;
+    return c;
+}
+
+/* With mu held, after a batch: puts what did not fit back at the head of
+ * the queue (before anything appended meanwhile, so log order holds) and
+ * enters or leaves the out-of-space state. */
+static void wal_after_batch(moor_wal_t *w, wal_chunk_t *rest)
+{
+    uint64_t now = moor_clock_mono_ns();
+
+    if (rest) {
+        wal_chunk_t *last = rest;
+        while (last->next)
+            last = last->next;
+        last->next = w->head;
+        w->head = rest;
+        if (!w->tail)
+            w->tail = last;
+        if (!w->nospace) {
+            w->backoff_ns = WAL_RETRY_MIN_NS;
+            moor_log_error("wal %s: no space left on device: writes fail with ENOSPC until "
+                           "space is freed; retrying",
+                           w->seg_path);
+        }
+        w->nospace = 1;
+        atomic_store(&w->nospace_now, 1);
+        w->retry_ns = now + w->backoff_ns;
+        w->backoff_ns = w->backoff_ns * 2 > WAL_RETRY_MAX_NS ? WAL_RETRY_MAX_NS : w->backoff_ns * 2;
+        pthread_cond_broadcast(&w->synced_cv);
+        /* the writer may sleep with no deadline: it owns the retry now */
+        pthread_cond_signal(&w->wake);
+    } else if (w->nospace && !w->err) {
+        w->nospace = 0;
+        atomic_store(&w->nospace_now, 0);
+        moor_log_info("wal %s: space is back, the log is written again", w->seg_path);
+    }
 }
 
 static int wal_has_work(const moor_wal_t *w)
 {
     if (w->io_busy) /* a helper is writing; it wakes us when it is done */
         return 0;
-    return w->head || w->closing || (!w->err && w->sync_want > w->synced);
+    if (w->closing)
+        return 1;
+    if (w->nospace && !w->err) /* the retry, when it is due */
+        return moor_clock_mono_ns() >= w->retry_ns;
+    return w->head || (!w->err && w->sync_want > w->synced);
 }
 
-/* With mu held: sleeps until there is work, or until an INTERVAL log with
- * unsynced bytes is due for its periodic fdatasync. */
+/* With mu held: sleeps until there is work, until an INTERVAL log with
+ * unsynced bytes is due for its periodic fdatasync, or until a retry after
+ * a full disk is due. */
 static void wal_wait_for_work(moor_wal_t *w)
 {
     while (!wal_has_work(w)) {
-        if (w->mode == MOOR_SYNC_INTERVAL && !w->io_busy && !w->err && w->written > w->synced) {
-            uint64_t due = w->last_sync_ns + w->interval_ns;
+        uint64_t due = 0;
+
+        if (!w->io_busy && !w->err && w->nospace)
+            due = w->retry_ns;
+        else if (w->mode == MOOR_SYNC_INTERVAL && !w->io_busy && !w->err && w->written > w->synced)
+            due = w->last_sync_ns + w->interval_ns;
+        if (due) {
             struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
-            if (pthread_cond_timedwait(&w->wake, &w->mu, &ts) == ETIMEDOUT)
+            if (pthread_cond_timedwait(&w->wake, &w->mu, &ts) == ETIMEDOUT && !w->nospace)
                 return;
         } else {
             pthread_cond_wait(&w->wake, &w->mu);
@@ -349,7 +413,7 @@ static void *wal_writer_main(void *arg)
 
     pthread_mutex_lock(&w->mu);
     while (!done) {
-        wal_chunk_t *batch;
+        wal_chunk_t *batch, *rest;
         int want_sync;
 
         wal_wait_for_work(w);
@@ -360,12 +424,13 @@ static void *wal_writer_main(void *arg)
         w->io_busy = 1;
         pthread_mutex_unlock(&w->mu);
 
-        wal_run_batch(w, batch, want_sync);
+        rest = wal_run_batch(w, batch, want_sync);
 
         /* closing was read with the queue under mu, and appends check it
          * under mu, so nothing can be queued after the last batch */
         pthread_mutex_lock(&w->mu);
-        wal_recycle(w, batch);
+        wal_after_batch(w, rest);
+        wal_recycle(w, batch == rest ? NULL : batch);
         w->io_busy = 0;
     }
     pthread_mutex_unlock(&w->mu);
@@ -488,14 +553,15 @@ void moor_wal_kick(moor_wal_t *w)
 
 int moor_wal_help(moor_wal_t *w)
 {
-    wal_chunk_t *batch;
+    wal_chunk_t *batch, *rest;
     int want_sync;
 
     pthread_mutex_lock(&w->mu);
-    if (w->io_busy || !w->head || w->closing) {
-        /* The owner of the I/O wakes the writer when it is done, and close
-         * drains the queue: the records will be written either way. */
-        if (!w->io_busy && w->head)
+    if (w->io_busy || !w->head || w->closing || w->nospace) {
+        /* The owner of the I/O wakes the writer when it is done, close
+         * drains the queue, and a full disk is retried by the writer on its
+         * own clock: the records will be written (or answered) either way. */
+        if (!w->io_busy && w->head && !w->nospace)
             pthread_cond_signal(&w->wake);
         pthread_mutex_unlock(&w->mu);
         return 0;
@@ -506,12 +572,13 @@ int moor_wal_help(moor_wal_t *w)
     w->io_busy = 1;
     pthread_mutex_unlock(&w->mu);
 
-    wal_run_batch(w, batch, want_sync);
+    rest = wal_run_batch(w, batch, want_sync);
 
     pthread_mutex_lock(&w->mu);
-    wal_recycle(w, batch);
+    wal_after_batch(w, rest);
+    wal_recycle(w, batch == rest ? NULL : batch);
     w->io_busy = 0;
-    if (w->head || w->closing || w->sync_want > w->synced)
+    if ((w->head && !w->nospace) || w->closing || w->sync_want > w->synced)
         pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->mu);
     return 1;
@@ -555,12 +622,20 @@ int moor_wal_sync(moor_wal_t *w)
         w->sync_want = target;
         pthread_cond_signal(&w->wake);
     }
-    while (!w->err && w->synced < target)
+    while (!w->err && !w->nospace && w->synced < target)
         pthread_cond_wait(&w->synced_cv, &w->mu);
     if (w->err)
         rc = moor_diag(w->err, "wal failed: %s", w->errmsg);
+    else if (w->synced < target)
+        rc = moor_diag(MOOR_ENOSPC, "wal %s: no space left on device; records wait for space",
+                       w->seg_path);
     pthread_mutex_unlock(&w->mu);
     return rc;
+}
+
+int moor_wal_nospace(moor_wal_t *w)
+{
+    return atomic_load(&w->nospace_now);
 }
 
 uint64_t moor_wal_bytes(moor_wal_t *w)
@@ -641,6 +716,7 @@ int moor_wal_open(const char *dir, uint64_t number, const moor_wal_opts_t *opts,
         goto fail_free;
     atomic_init(&w->seg_bytes, MOOR_WAL_SEGMENT_HEADER);
     atomic_init(&w->sync_count, 0);
+    atomic_init(&w->nospace_now, 0);
     w->last_sync_ns = moor_clock_mono_ns();
     rc = wal_init_sync(w);
     if (rc) {
@@ -678,157 +754,12 @@ int moor_wal_close(moor_wal_t *w)
     rc = w->err;
     if (rc)
         moor_diag(rc, "wal failed: %s", w->errmsg);
+    else if (w->head) /* the last try found the disk still full */
+        rc = moor_diag(MOOR_ENOSPC,
+                       "wal %s: closed with records not written for want of space (their "
+                       "writers were answered ENOSPC)",
+                       w->seg_path);
     wal_destroy_sync(w);
     wal_free(w);
-    return rc;
-}
-
-/* ---------- replay ------------------------------------------------------ */
-
-/* Why decoding stopped, for the log line; NULL when it reached the end. */
-typedef struct wal_decode_res {
-    int rc;             /* 0, fn's value, or MOOR_EVERSION */
-    const char *reason; /* why the tail was dropped, NULL if nothing was */
-} wal_decode_res_t;
-
-static const char *wal_check_segment_header(const char *buf, size_t len, int *rc)
-{
-    *rc = 0;
-    if (len < MOOR_WAL_SEGMENT_HEADER)
-        return "short segment header";
-    if (moor_crc32c_unmask(moor_dec_fixed32(buf + 12)) != moor_crc32c(buf, 12))
-        return "bad segment header checksum";
-    if (moor_dec_fixed64(buf) != MOOR_WAL_MAGIC)
-        return "bad segment magic";
-    if (moor_dec_fixed32(buf + 8) != MOOR_WAL_VERSION)
-        *rc = MOOR_EVERSION;
-    return NULL;
-}
-
-/* Checks the record at p (avail bytes left): NULL if it is whole and good,
- * else why not.  Lengths are checked against avail before any use. */
-static const char *wal_check_record(const char *p, size_t avail, uint32_t *len)
-{
-    uint32_t n;
-
-    if (avail < MOOR_WAL_HEADER)
-        return "torn record header";
-    n = moor_dec_fixed32(p + 4);
-    if (n > MOOR_WAL_MAX_RECORD)
-        return "record length over the maximum";
-    if (n > avail - MOOR_WAL_HEADER)
-        return "torn record payload";
-    if ((uint8_t)p[8] != MOOR_WAL_BATCH)
-        return "unknown record type";
-    if (moor_crc32c_unmask(moor_dec_fixed32(p)) != moor_crc32c(p + 8, 9 + (size_t)n))
-        return "bad record checksum";
-    *len = n;
-    return NULL;
-}
-
-static wal_decode_res_t wal_decode(const char *buf, size_t len, moor_wal_replay_fn fn, void *ud,
-                                   moor_wal_replay_stats_t *st)
-{
-    wal_decode_res_t res = {0, NULL};
-    size_t off = MOOR_WAL_SEGMENT_HEADER;
-
-    memset(st, 0, sizeof(*st));
-    res.reason = wal_check_segment_header(buf, len, &res.rc);
-    if (res.reason || res.rc) {
-        st->dropped_bytes = res.rc ? 0 : len;
-        return res;
-    }
-    st->valid_bytes = off;
-    while (off < len) {
-        uint32_t n;
-        uint64_t seq;
-
-        res.reason = wal_check_record(buf + off, len - off, &n);
-        if (res.reason)
-            break;
-        seq = moor_dec_fixed64(buf + off + 9);
-        st->records++;
-        st->last_seq = seq;
-        off += MOOR_WAL_HEADER + (size_t)n;
-        st->valid_bytes = off;
-        if (fn && (res.rc = fn(ud, seq, buf + off - n, n)) != 0)
-            return res; /* the rest was not examined: nothing dropped */
-    }
-    st->dropped_bytes = len - st->valid_bytes;
-    return res;
-}
-
-int moor_wal_decode(const char *buf, size_t len, moor_wal_replay_fn fn, void *ud,
-                    moor_wal_replay_stats_t *st)
-{
-    moor_wal_replay_stats_t local;
-
-    return wal_decode(buf, len, fn, ud, st ? st : &local).rc;
-}
-
-/* Maps the file at path read-only; *map is NULL for an empty file. */
-static int wal_map_file(const char *path, int fd, char **map, size_t *len)
-{
-    struct stat sb;
-
-    if (fstat(fd, &sb) != 0)
-        return moor_diag(-errno, "stat %s: %s", path, strerror(errno));
-    *len = (size_t)sb.st_size;
-    *map = NULL;
-    if (*len == 0)
-        return 0;
-    *map = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (*map == MAP_FAILED) {
-        *map = NULL;
-        return moor_diag(-errno, "mmap %s: %s", path, strerror(errno));
-    }
-    return 0;
-}
-
-static int wal_truncate(const char *path, int fd, uint64_t size)
-{
-    if (ftruncate(fd, (off_t)size) != 0)
-        return moor_diag(-errno, "truncate %s to %" PRIu64 ": %s", path, size, strerror(errno));
-    if (fdatasync(fd) != 0)
-        return moor_diag(-errno, "fdatasync %s: %s", path, strerror(errno));
-    return 0;
-}
-
-int moor_wal_replay(const char *path, int truncate, moor_wal_replay_fn fn, void *ud,
-                    moor_wal_replay_stats_t *st)
-{
-    moor_wal_replay_stats_t local;
-    wal_decode_res_t res;
-    char *map = NULL;
-    size_t len = 0;
-    int fd, rc;
-
-    if (!st)
-        st = &local;
-    memset(st, 0, sizeof(*st));
-    fd = open(path, (truncate ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0)
-        return moor_diag(-errno, "open %s: %s", path, strerror(errno));
-    rc = wal_map_file(path, fd, &map, &len);
-    if (rc)
-        goto out;
-    res = wal_decode(map, len, fn, ud, st);
-    rc = res.rc;
-    if (rc == MOOR_EVERSION) /* only reported once the header is whole */
-        moor_diag(rc, "wal %s: unsupported version %" PRIu32 " (want %d)", path,
-                  moor_dec_fixed32(map + 8), MOOR_WAL_VERSION);
-    if (map)
-        munmap(map, len);
-    if (rc)
-        goto out;
-    if (st->dropped_bytes) {
-        moor_log_warn("wal %s: %s at offset %" PRIu64 ", dropped %" PRIu64 " bytes%s", path,
-                      res.reason, st->valid_bytes, st->dropped_bytes,
-                      truncate ? " (truncated)" : "");
-        if (truncate)
-            rc = wal_truncate(path, fd, st->valid_bytes);
-    }
-out:
-    close(fd);
     return rc;
 }

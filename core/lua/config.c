@@ -147,7 +147,7 @@ static int sub(lua_State *L, int idx, const char *k)
 
 static int read_engine(lua_State *L, int t, moor_engine_opts_t *e)
 {
-    char sync[16] = "";
+    char sync[16] = "", recovery[16] = "";
     double v;
     int rc;
 
@@ -175,6 +175,13 @@ static int read_engine(lua_State *L, int t, moor_engine_opts_t *e)
         e->sync_mode = MOOR_SYNC_NONE;
     else if (sync[0])
         return moor_diag(MOOR_EINVAL, "config: engine.sync must be always, interval or none");
+    TRY(get_str(L, t, "engine.", "wal_recovery", recovery, sizeof(recovery)));
+    if (strcmp(recovery, "keep") == 0)
+        e->wal_recovery = MOOR_WAL_RECOVERY_KEEP;
+    else if (strcmp(recovery, "stop") == 0)
+        e->wal_recovery = MOOR_WAL_RECOVERY_STOP;
+    else if (recovery[0])
+        return moor_diag(MOOR_EINVAL, "config: engine.wal_recovery must be keep or stop");
     return 0;
 fail:
     return rc;

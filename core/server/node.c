@@ -587,6 +587,15 @@ static void pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
     msgpack_pack_uint64(pk, v);
 }
 
+static void pack_kv_bool(msgpack_packer *pk, const char *k, int v)
+{
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
 static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
 {
     moor_engine_stats_t es;
@@ -626,7 +635,7 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
     msgpack_pack_map(&pk, 1);
     pack_kv_u64(&pk, "handlers_inflight", n->lua ? moor_lua_inflight(n->lua) : 0);
     msgpack_pack_str_with_body(&pk, "engine", 6);
-    msgpack_pack_map(&pk, 10);
+    msgpack_pack_map(&pk, 16);
     pack_kv_u64(&pk, "memtable_bytes", es.memtable_bytes);
     pack_kv_u64(&pk, "tables_l0", es.tables[0]);
     pack_kv_u64(&pk, "disk_bytes", es.disk_bytes);
@@ -638,6 +647,12 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
     pack_kv_u64(&pk, "compactions", es.compactions);
     msgpack_pack_str_with_body(&pk, "write_amp", 9);
     msgpack_pack_double(&pk, es.write_amp);
+    pack_kv_u64(&pk, "wal_damaged", es.wal_damaged);
+    pack_kv_u64(&pk, "wal_damaged_bytes", es.wal_damaged_bytes);
+    pack_kv_u64(&pk, "wal_lost_writes", es.wal_lost_writes);
+    pack_kv_u64(&pk, "wal_torn_bytes", es.wal_torn_bytes);
+    pack_kv_bool(&pk, "no_space", es.no_space);
+    pack_kv_bool(&pk, "read_only", es.read_only);
     done(ud, NULL, NULL, n->out.data, n->out.len);
 }
 

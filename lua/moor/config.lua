@@ -221,6 +221,7 @@ M.schema = {
         sync_ms = int(1, 60000),
         compression = int(0, 22),
         bloom_bits = int(0, 64),
+        wal_recovery = oneof("keep", "stop"),
     },
     limits = record {
         max_frame_mb = int(1, 1024),

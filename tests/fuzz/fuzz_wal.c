@@ -1,9 +1,11 @@
 /*
  * fuzz_wal.c -- libFuzzer target for commit log replay: moor_wal_decode on
- * arbitrary bytes.  It must never read outside the input, and what it
- * reports must add up: every byte is either in a good record or dropped,
- * and each payload handed out lies wholly inside the input (the callback
- * reads every byte, so ASan sees any overrun).
+ * arbitrary bytes, resynchronisation past damage included.  It must never
+ * read outside the input, and what it reports must add up: every byte is
+ * in the segment header, a good record, a damaged stretch that was
+ * skipped, or the dropped tail; each payload handed out lies wholly inside
+ * the input (the callback reads every byte, so ASan sees any overrun); and
+ * seqnos handed out after a damaged stretch rise past the ones before.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_ctx_t c = {(const char *)data, size, 0, 0, 0};
     moor_wal_replay_stats_t st;
     int rc = moor_wal_decode((const char *)data, size, fuzz_cb, &c, &st);
+    uint64_t hdr;
 
     if (rc != 0 && rc != MOOR_EVERSION)
         abort();
@@ -47,7 +50,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (rc == 0 && st.valid_bytes + st.dropped_bytes != size)
         abort();
-    if (st.records && st.valid_bytes != MOOR_WAL_SEGMENT_HEADER + c.bytes)
+    /* a damaged header is a stretch from offset 0 that holds its 16 bytes */
+    hdr = st.damaged && st.damage_offset == 0 ? 0 : MOOR_WAL_SEGMENT_HEADER;
+    if (st.records && st.valid_bytes != hdr + c.bytes + st.damaged_bytes)
         abort();
+    if (st.damaged && !st.records)
+        abort(); /* damage is only what good records follow */
     return 0;
 }

@@ -26,7 +26,7 @@ describe("moor.config", function()
                 node = "n1", listen = "127.0.0.2:7711", data_dir = "d/n1",
                 seeds = { "127.0.0.3:7700", "[::1]:7000" },
                 engine = { memtable_mb = 8, cache_mb = 16, sync = "always", sync_ms = 5,
-                           compression = 1, bloom_bits = 12 },
+                           compression = 1, bloom_bits = 12, wal_recovery = "stop" },
                 limits = { max_frame_mb = 4, key_max = 1000, value_max_mb = 2, max_conns = 10,
                            idle_timeout_ms = 5000, max_inflight = 7 },
                 auth_token = "sekrit", log = { level = "warn", file = "x.log" },
@@ -44,6 +44,7 @@ describe("moor.config", function()
         assert.are.equal("127.0.0.2", t.listen_host)
         assert.are.equal(7711, t.listen_port)
         assert.are.equal("always", t.engine.sync)
+        assert.are.equal("stop", t.engine.wal_recovery)
         assert.are.equal(7, t.limits.max_inflight)
         assert.are.equal("warn", t.log.level)
         assert.are.equal(true, t.sandbox.os)
@@ -78,6 +79,8 @@ describe("moor.config", function()
     it("says what type or value was expected", function()
         fails(function(m) m.cfg({ node = "n1", engine = { sync = "sometimes" } }) end,
               "moor.cfg: engine.sync must be one of always, interval, none, got 'sometimes'")
+        fails(function(m) m.cfg({ node = "n1", engine = { wal_recovery = "skip" } }) end,
+              "moor.cfg: engine.wal_recovery must be one of keep, stop, got 'skip'")
         fails(function(m) m.cfg({ node = "n1", limits = { max_conns = "many" } }) end,
               "moor.cfg: limits.max_conns must be an integer in 1..1000000, got 'many'")
         fails(function(m) m.cfg({ node = "n1", engine = { memtable_mb = 1.5 } }) end,

@@ -1,7 +1,8 @@
 /*
  * testutil.h -- shared helpers of the C unit tests (header-only).
  * TEST: temporary directories under $MOOR_TEST_TMP (or /tmp), removed on
- * success; a seed from $MOOR_SEED or the clock, always printed.
+ * success; a seed from $MOOR_SEED or the clock, always printed; small
+ * tmpfs filesystems for tests of a full disk.
  */
 #ifndef MOOR_TESTUTIL_H
 #define MOOR_TESTUTIL_H
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,8 +64,8 @@ static inline uint64_t testutil_seed(const char *what)
         clock_gettime(CLOCK_REALTIME, &ts);
         seed = (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid();
     }
-    fprintf(stderr, "%s: seed %llu (replay with MOOR_SEED=%llu)\n", what,
-            (unsigned long long)seed, (unsigned long long)seed);
+    fprintf(stderr, "%s: seed %llu (replay with MOOR_SEED=%llu)\n", what, (unsigned long long)seed,
+            (unsigned long long)seed);
     return seed;
 }
 
@@ -75,6 +78,52 @@ static inline uint64_t testutil_rand(uint64_t *state)
     x ^= x >> 27;
     *state = x;
     return x * 0x2545f4914f6cdd1du;
+}
+
+/* A full disk, for real: tmpfs filesystems of a few hundred KiB.
+ *
+ * testutil_tmpfs_init() moves the process into a mount namespace of its
+ * own (root only; call it at the start of main, before any thread), so
+ * every mount it makes vanishes when the process exits, however it exits.
+ * testutil_tmpfs_mount() then mounts a tmpfs of `bytes` on a fresh
+ * directory and returns its path (malloc'ed), or NULL when mounting is
+ * impossible here (the test then skips); testutil_tmpfs_umount() unmounts
+ * and removes it (teardowns call it, so a failed test unmounts too). */
+static int testutil_tmpfs_ok = -1; /* -1 not tried, 0 impossible, 1 ready */
+
+static inline void testutil_tmpfs_init(void)
+{
+    testutil_tmpfs_ok = geteuid() == 0 && unshare(CLONE_NEWNS) == 0 &&
+                        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
+    if (!testutil_tmpfs_ok)
+        fprintf(stderr, "tmpfs: no private mount namespace here (not root?): "
+                        "full-disk tests will skip\n");
+}
+
+static inline char *testutil_tmpfs_mount(const char *tag, size_t bytes)
+{
+    char opts[64], *dir;
+
+    if (testutil_tmpfs_ok != 1)
+        return NULL;
+    dir = testutil_tmpdir(tag);
+    snprintf(opts, sizeof(opts), "size=%zu,mode=0755", bytes);
+    if (mount("tmpfs", dir, "tmpfs", 0, opts) != 0) {
+        perror("mount tmpfs");
+        rmdir(dir);
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+static inline void testutil_tmpfs_umount(char *dir)
+{
+    if (!dir)
+        return;
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+    free(dir);
 }
 
 #endif

@@ -11,12 +11,20 @@
  * never garbage.  A flip anywhere but the Bloom filter must be noticed by
  * the scan, which reads every other byte of every table.
  *
- * Commit log: a child process writes keys one put per record and _exits
- * without closing (a crash image).  The copy's last segment is damaged by
- * flipping a byte in record r, or truncated inside record r; reopening must
- * succeed with exactly keys 0..r-1 (wal_format.h: recovery drops
- * everything from the first bad record on), and writes after recovery must
- * survive another reopen.
+ * Commit log: a child process writes keys with sync=always, one put per
+ * record, and _exits without closing (a crash image).  The copy's last
+ * segment is damaged by flipping a byte in record r (crc, length, type,
+ * seqno, batch count, payload, last byte), or truncated inside record r.
+ * A flip in a record with valid ones after it is damage: reopening gives
+ * back every key but r, and stats count one damaged stretch and the write
+ * lost; a flip in the last record or a cut is a torn tail: exactly keys
+ * 0..r-1, counted as torn bytes (wal_format.h).  With wal_recovery = stop,
+ * damage fails the open with MOOR_ECORRUPT naming file and offset and
+ * leaves the file as it was, while a torn tail still opens.  Writes after
+ * recovery survive another reopen, which finds a clean log.  Several
+ * segments: damage in a segment that later ones follow (in the middle, in
+ * its last record, or its end cut off) keeps every valid record of it and
+ * of the later segments.
  *
  * Locking: a second open of the same directory, from this process or
  * another, gets MOOR_EBUSY.
@@ -39,7 +47,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/batch.h"
 #include "engine/engine.h"
+#include "engine/wal.h"
 #include "engine/table_format.h"
 #include "engine/wal_format.h"
 #include "util/err.h"
@@ -420,8 +430,8 @@ static void test_sst_flips(void **state)
 
 /* ---- commit log ------------------------------------------------------- */
 
-/* Crash image: a child writes NW keys (one record each) and dies without
- * closing, so everything lives only in the log. */
+/* Crash image: a child writes NW keys with sync=always (one record each)
+ * and dies without closing, so everything lives only in the log. */
 static void make_log_db(const char *dir)
 {
     pid_t pid = fork();
@@ -435,7 +445,7 @@ static void make_log_db(const char *dir)
         int i;
 
         moor_engine_opts_default(&o);
-        o.sync_mode = MOOR_SYNC_NONE; /* acknowledged after write(2): in the file */
+        o.sync_mode = MOOR_SYNC_ALWAYS; /* acknowledged after fdatasync: in the file */
         if (moor_engine_open(dir, &o, &e) != 0)
             _exit(2);
         for (i = 0; i < NW; i++) {
@@ -472,9 +482,39 @@ static int log_records(const char *path, off_t *starts, int cap)
     return n;
 }
 
-/* Opens dir and checks keys 0..nkept-1 have their value and the rest are
- * gone; then writes one more key, reopens and checks again. */
-static void check_log_prefix(const char *dir, int nkept, const char *what)
+/* What a damaged log must give back: keys 0..nkept-1 except `lost` (-1:
+ * none), and what recovery must report. */
+typedef struct log_want {
+    int nkept;
+    int lost;        /* the one key inside the damage, or -1 */
+    int damaged;     /* stats.wal_damaged after the first reopen */
+    int lost_writes; /* stats.wal_lost_writes */
+    int torn;        /* stats.wal_torn_bytes > 0 */
+} log_want_t;
+
+static void check_log_stats(moor_engine_t *e, const log_want_t *w, int round, const char *what)
+{
+    moor_engine_stats_t st;
+
+    moor_engine_stats(e, &st);
+    /* The damaged segment is gone after the first recovery (flushed to a
+     * table): the second open finds a clean log. */
+    if (st.wal_damaged != (uint64_t)(round ? 0 : w->damaged) ||
+        st.wal_lost_writes != (uint64_t)(round ? 0 : w->lost_writes) ||
+        (st.wal_damaged_bytes > 0) != (st.wal_damaged > 0) ||
+        (st.wal_torn_bytes > 0) != (round ? 0 : w->torn))
+        fail_msg("seed %llu: %s: round %d: stats damaged %llu (%llu bytes), lost %llu, torn "
+                 "%llu; want damaged %d, lost %d, torn %s",
+                 (unsigned long long)seed, what, round, (unsigned long long)st.wal_damaged,
+                 (unsigned long long)st.wal_damaged_bytes, (unsigned long long)st.wal_lost_writes,
+                 (unsigned long long)st.wal_torn_bytes, round ? 0 : w->damaged,
+                 round ? 0 : w->lost_writes, !round && w->torn ? "> 0" : "0");
+}
+
+/* Opens dir and checks the keys w promises have their value and the rest
+ * are gone, and the recovery stats; then writes one more key, reopens and
+ * checks again. */
+static void check_log_keys(const char *dir, int nkeys, const log_want_t *w, const char *what)
 {
     moor_engine_opts_t o;
     moor_engine_t *e = NULL;
@@ -486,18 +526,20 @@ static void check_log_prefix(const char *dir, int nkept, const char *what)
         if (rc != 0)
             fail_msg("seed %llu: %s: reopen: %s (%s)", (unsigned long long)seed, what,
                      moor_err_name(rc), moor_diag_msg(rc));
-        for (i = 0; i < NW; i++) {
+        check_log_stats(e, w, round, what);
+        for (i = 0; i < nkeys; i++) {
             char k[16], want[256];
             size_t wlen = value_of(want, i, 1), vlen = 0;
             void *v = NULL;
+            int kept = i < w->nkept && i != w->lost;
 
             key_of(k, i);
             rc = moor_engine_get(e, k, strlen(k), &v, &vlen);
-            if (i < nkept && (rc != 0 || vlen != wlen || memcmp(v, want, wlen) != 0))
+            if (kept && (rc != 0 || vlen != wlen || memcmp(v, want, wlen) != 0))
                 fail_msg("seed %llu: %s: round %d: %s: %s, len %zu, want its value (%zu)",
                          (unsigned long long)seed, what, round, k, moor_err_name(rc), vlen, wlen);
-            if (i >= nkept && rc != MOOR_ENOTFOUND)
-                fail_msg("seed %llu: %s: round %d: %s past the damage: %s, want NOTFOUND",
+            if (!kept && rc != MOOR_ENOTFOUND)
+                fail_msg("seed %llu: %s: round %d: %s was in the damage: %s, want NOTFOUND",
                          (unsigned long long)seed, what, round, k, moor_err_name(rc));
             if (rc == 0)
                 moor_engine_free(v);
@@ -520,48 +562,123 @@ static void check_log_prefix(const char *dir, int nkept, const char *what)
     }
 }
 
+/* The bytes of the file at path (malloc'ed), for "left as it was". */
+static char *slurp(const char *path, off_t *len)
+{
+    char *buf;
+
+    *len = file_size(path);
+    buf = malloc((size_t)*len + 1);
+    assert_non_null(buf);
+    pread_all(path, buf, (size_t)*len, 0);
+    return buf;
+}
+
+/* With wal_recovery = stop: damage refuses the open with MOOR_ECORRUPT
+ * naming the file and the offset, and changes nothing on disk; a torn tail
+ * never refuses. */
+static void check_stop_mode(const char *damaged, const char *log_name, int damage, off_t off,
+                            const char *what)
+{
+    char dir[DIR_CAP], log[PATH_CAP];
+    moor_engine_opts_t o;
+    moor_engine_t *e = NULL;
+    off_t before_len, after_len;
+    char *before, *after, offtxt[32];
+    int rc;
+
+    /* on a copy: an open that succeeds cuts a torn tail off */
+    snprintf(dir, sizeof(dir), "%s-stop", damaged);
+    snprintf(log, sizeof(log), "%s/%s", dir, log_name);
+    copy_dir(damaged, dir);
+    before = slurp(log, &before_len);
+    moor_engine_opts_default(&o);
+    o.wal_recovery = MOOR_WAL_RECOVERY_STOP;
+    rc = moor_engine_open(dir, &o, &e);
+    if (!damage) {
+        if (rc != 0)
+            fail_msg("seed %llu: %s: stop mode refused a torn tail: %s", (unsigned long long)seed,
+                     what, moor_diag_msg(rc));
+        assert_int_equal(moor_engine_close(e), 0);
+        free(before);
+        return;
+    }
+    if (rc != MOOR_ECORRUPT)
+        fail_msg("seed %llu: %s: stop mode opened (%s), want CORRUPT", (unsigned long long)seed,
+                 what, moor_err_name(rc));
+    assert_null(e);
+    snprintf(offtxt, sizeof(offtxt), "offset %lld ", (long long)off);
+    if (!strstr(moor_diag_msg(rc), log) || !strstr(moor_diag_msg(rc), offtxt) ||
+        !strstr(moor_diag_msg(rc), "wal_recovery = stop"))
+        fail_msg("seed %llu: %s: the message should name %s and %s: %s", (unsigned long long)seed,
+                 what, log, offtxt, moor_diag_msg(rc));
+    after = slurp(log, &after_len);
+    assert_int_equal(after_len, before_len);
+    assert_memory_equal(after, before, (size_t)before_len);
+    free(before);
+    free(after);
+}
+
 typedef struct log_case {
     char what[96];
     int flip; /* 1: flip the byte at off; 0: truncate the file to off */
     off_t off;
-    int nkept; /* keys that must survive */
+    off_t start; /* start of the record the damage is in */
+    log_want_t want;
 } log_case_t;
+
+/* A flip inside record r: damage with every other key kept, unless r is
+ * the last record (then a torn tail: nothing valid after it). */
+static log_case_t flip_case(int r, off_t start, off_t off)
+{
+    if (r == NW - 1)
+        return (log_case_t){"", 1, off, start, {r, -1, 0, 0, 1}};
+    /* the writes lost are known from the record before; none precedes 0 */
+    return (log_case_t){"", 1, off, start, {NW, r, 1, r > 0, 0}};
+}
 
 static int log_cases(const off_t *starts, log_case_t *c)
 {
-    static const int recs[] = {0, NW / 2, NW - 1};
+    static const int recs[] = {0, 1, NW / 2, NW - 2, NW - 1};
     int n = 0, j;
 
-    for (j = 0; j < 3; j++) {
+    for (j = 0; j < 5; j++) {
         int r = recs[j];
         off_t s = starts[r], len = starts[r + 1] - s - MOOR_WAL_HEADER;
 
-        c[n++] = (log_case_t){"", 1, s + 0, r};                         /* crc */
-        c[n++] = (log_case_t){"", 1, s + 5, r};                         /* length */
-        c[n++] = (log_case_t){"", 1, s + 8, r};                         /* type */
-        c[n++] = (log_case_t){"", 1, s + 12, r};                        /* seqno */
-        c[n++] = (log_case_t){"", 1, s + MOOR_WAL_HEADER + len / 2, r}; /* payload */
-        c[n++] = (log_case_t){"", 1, starts[r + 1] - 1, r};             /* last byte */
-        c[n++] = (log_case_t){"", 0, s + 3, r};                         /* torn header */
-        c[n++] = (log_case_t){"", 0, s + MOOR_WAL_HEADER + len / 2, r}; /* torn payload */
-        c[n++] = (log_case_t){"", 0, starts[r + 1] - 1, r};             /* one byte short */
-        c[n++] = (log_case_t){"", 0, s, r};                             /* clean boundary */
+        c[n++] = flip_case(r, s, s + 0);                          /* crc */
+        c[n++] = flip_case(r, s, s + 5);                          /* length */
+        c[n++] = flip_case(r, s, s + 7);                          /* length, high byte */
+        c[n++] = flip_case(r, s, s + 8);                          /* type */
+        c[n++] = flip_case(r, s, s + 12);                         /* seqno */
+        c[n++] = flip_case(r, s, s + MOOR_WAL_HEADER + 2);        /* batch count */
+        c[n++] = flip_case(r, s, s + MOOR_WAL_HEADER + len / 2);  /* payload */
+        c[n++] = flip_case(r, s, starts[r + 1] - 1);              /* last byte */
+        c[n++] = (log_case_t){"", 0, s + 3, s, {r, -1, 0, 0, 1}}; /* torn header */
+        c[n++] = (log_case_t){"", 0, s + MOOR_WAL_HEADER + len / 2, s, {r, -1, 0, 0, 1}};
+        c[n++] = (log_case_t){"", 0, starts[r + 1] - 1, s, {r, -1, 0, 0, 1}}; /* 1 byte short */
+        c[n++] = (log_case_t){"", 0, s, s, {r, -1, 0, 0, 0}};                 /* clean boundary */
     }
-    c[n++] = (log_case_t){"", 0, starts[NW], NW}; /* untouched */
-    c[n++] = (log_case_t){"", 0, MOOR_WAL_SEGMENT_HEADER, 0};
-    c[n++] = (log_case_t){"", 0, MOOR_WAL_SEGMENT_HEADER / 2, 0}; /* torn segment header */
+    c[n++] = (log_case_t){"", 0, starts[NW], starts[NW], {NW, -1, 0, 0, 0}}; /* untouched */
+    c[n++] = (log_case_t){"", 0, MOOR_WAL_SEGMENT_HEADER, 0, {0, -1, 0, 0, 0}};
+    c[n++] = (log_case_t){"", 0, MOOR_WAL_SEGMENT_HEADER / 2, 0, {0, -1, 0, 0, 1}};
     for (j = 0; j < n; j++)
-        snprintf(c[j].what, sizeof(c[j].what), "log %s at byte %lld (record %d)",
-                 c[j].flip ? "flip" : "truncate", (long long)c[j].off, c[j].nkept);
+        snprintf(c[j].what, sizeof(c[j].what), "log %s at byte %lld (record starting at %lld)",
+                 c[j].flip ? "flip" : "truncate", (long long)c[j].off, (long long)c[j].start);
     return n;
 }
 
+/* One byte flipped anywhere in a record with valid records after it loses
+ * that record only: every acknowledged write after it is kept (the issue:
+ * a flip in the middle used to drop everything after it), recovery counts
+ * it, and wal_recovery = stop refuses to open instead.  A torn tail is
+ * still cut off quietly. */
 static void test_log_damage(void **state)
 {
     char *base = testutil_tmpdir("corrupt-log");
     char pristine[DIR_CAP], work[DIR_CAP], path[PATH_CAP], *logs[16];
     off_t starts[NW + 1];
-    log_case_t cases[40];
+    log_case_t cases[80];
     int nlogs, ncases, i;
 
     (void)state;
@@ -584,15 +701,99 @@ static void test_log_damage(void **state)
             flip_byte(path, cases[i].off);
         else
             assert_int_equal(truncate(path, cases[i].off), 0);
-        check_log_prefix(work, cases[i].nkept, cases[i].what);
+        check_stop_mode(work, logs[nlogs - 1], cases[i].want.damaged, cases[i].start,
+                        cases[i].what);
+        check_log_keys(work, NW, &cases[i].want, cases[i].what);
     }
     free_names(logs, nlogs);
     testutil_rmrf(base);
     free(base);
 }
 
-/* A damaged segment header is either refused at open or treated as a torn
- * segment (nothing from it); never a wrong value. */
+/* ---- several segments ---------------------------------------------------- */
+
+#define NSEG 3    /* segments in the image */
+#define PERSEG 60 /* one-key records per segment */
+
+/* A crash image of NSEG segments written with the commit log's own API
+ * (what an engine leaves when it dies with frozen memtables not yet
+ * flushed): no MANIFEST, so open replays them all.  Key i is record i,
+ * seqno i + 1; starts[s][r] is where record r of segment s begins. */
+static void make_segments_db(const char *dir, off_t starts[NSEG][PERSEG + 1])
+{
+    moor_wal_t *w;
+    int i;
+
+    assert_int_equal(moor_wal_open(dir, 1, NULL, &w), 0);
+    for (i = 0; i < NSEG * PERSEG; i++) {
+        moor_batch_t *b = moor_batch_new();
+        char k[16], v[256];
+        size_t vlen = value_of(v, i, 1);
+
+        if (i > 0 && i % PERSEG == 0)
+            assert_int_equal(moor_wal_rotate(w, (uint64_t)(1 + i / PERSEG)), 0);
+        key_of(k, i);
+        assert_non_null(b);
+        assert_int_equal(moor_batch_put(b, k, strlen(k), v, vlen), 0);
+        assert_int_equal(moor_wal_append(w, (uint64_t)i + 1, b->rep.data, b->rep.len, NULL, NULL),
+                         0);
+        moor_batch_free(b);
+    }
+    assert_int_equal(moor_wal_close(w), 0);
+    for (i = 0; i < NSEG; i++) {
+        char path[PATH_CAP];
+        moor_wal_segment_path(path, sizeof(path), dir, (uint64_t)i + 1);
+        assert_int_equal(log_records(path, starts[i], PERSEG + 1), PERSEG);
+    }
+}
+
+/* Damage in a segment that later ones follow: in its middle, in its last
+ * record, or its end cut off (a sealed segment has no torn tail): every
+ * valid record of it and of the later segments comes back, the damage is
+ * counted, and stop mode refuses. */
+static void test_log_damage_segments(void **state)
+{
+    char *base = testutil_tmpdir("corrupt-segs");
+    char pristine[DIR_CAP], work[DIR_CAP], path[PATH_CAP];
+    off_t starts[NSEG][PERSEG + 1];
+    static const struct {
+        int seg, rec, flip; /* flip a payload byte of the record, or cut the segment there */
+    } cases[] = {{1, PERSEG / 2, 1}, {1, PERSEG - 1, 1}, {0, 0, 1}, {1, PERSEG - 1, 0}, {2, 0, 1}};
+    size_t i;
+
+    (void)state;
+    seed = testutil_seed("corrupt-segs");
+    rng = seed | 1;
+    snprintf(pristine, sizeof(pristine), "%s/pristine", base);
+    snprintf(work, sizeof(work), "%s/work", base);
+    assert_int_equal(mkdir(pristine, 0755), 0);
+    make_segments_db(pristine, starts);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int seg = cases[i].seg, rec = cases[i].rec, key = seg * PERSEG + rec;
+        off_t at = starts[seg][rec];
+        /* seqnos lost are known from the record before the damage, in this
+         * segment or the one before; none comes before the very first */
+        log_want_t want = {NSEG * PERSEG, key, 1, key > 0, 0};
+        char what[128];
+
+        snprintf(what, sizeof(what), "segment %d record %d %s", seg + 1, rec,
+                 cases[i].flip ? "flipped" : "cut off");
+        copy_dir(pristine, work);
+        moor_wal_segment_path(path, sizeof(path), work, (uint64_t)seg + 1);
+        if (cases[i].flip)
+            flip_byte(path, at + MOOR_WAL_HEADER + 6);
+        else
+            assert_int_equal(truncate(path, at + 7), 0);
+        check_stop_mode(work, strrchr(path, '/') + 1, 1, at, what);
+        check_log_keys(work, NSEG * PERSEG, &want, what);
+    }
+    testutil_rmrf(base);
+    free(base);
+}
+
+/* A damaged segment header is refused at open, skipped as damage (the
+ * records after it kept), or treated as a torn segment (nothing from it);
+ * never a wrong value. */
 static void test_log_header_flip(void **state)
 {
     char *base = testutil_tmpdir("corrupt-loghdr");
@@ -688,9 +889,8 @@ static void test_lock_busy(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lock_busy),
-        cmocka_unit_test(test_log_damage),
-        cmocka_unit_test(test_log_header_flip),
+        cmocka_unit_test(test_lock_busy),           cmocka_unit_test(test_log_damage),
+        cmocka_unit_test(test_log_damage_segments), cmocka_unit_test(test_log_header_flip),
         cmocka_unit_test(test_sst_flips),
     };
 

@@ -394,7 +394,8 @@ static void expect_write_error(int fd, int want)
     assert_int_equal(rc, want);
     assert_int_equal(moor_table_builder_finish(b, &size), want);
     assert_int_equal(moor_diag_last()->code, want);
-    assert_non_null(strstr(moor_diag_last()->msg, "table write at offset"));
+    assert_non_null(strstr(moor_diag_last()->msg, "table: write of"));
+    assert_non_null(strstr(moor_diag_last()->msg, "at offset"));
     moor_buf_free(&k);
 }
 

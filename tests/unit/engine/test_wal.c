@@ -21,10 +21,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "testutil.h"
 
+#include "engine/batch.h"
 #include "engine/wal.h"
 #include "engine/wal_format.h"
 #include "util/buf.h"
@@ -864,7 +866,462 @@ static void test_append_during_close(void **state)
     free(dir);
 }
 
+/* ---------- damage in the middle: resynchronisation ------------------------ */
+
+/* An image of batch records, as the engine writes them: record i holds
+ * 1 + i % 3 puts, seqnos follow on without a gap from 1; value bytes from
+ * the seed.  starts[i] is where record i begins, starts[n] the end;
+ * seqs[i] its seqno. */
+typedef struct bimage {
+    char *img;
+    size_t len;
+    size_t starts[64];
+    uint64_t seqs[64];
+    uint32_t counts[64];
+    int n;
+} bimage_t;
+
+/* A batch for record i; value_override (if any) becomes the last value. */
+static moor_batch_t *make_batch(int i, uint32_t count, uint64_t *rs, const char *override,
+                                size_t olen)
+{
+    moor_batch_t *b = moor_batch_new();
+
+    assert_non_null(b);
+    for (uint32_t j = 0; j < count; j++) {
+        char k[32], v[300];
+        size_t vlen = 20 + (size_t)(testutil_rand(rs) % 200);
+        int klen = snprintf(k, sizeof(k), "key-%d-%u", i, j);
+
+        for (size_t x = 0; x < vlen; x++)
+            v[x] = (char)testutil_rand(rs);
+        if (override && j + 1 == count)
+            assert_int_equal(moor_batch_put(b, k, (size_t)klen, override, olen), 0);
+        else
+            assert_int_equal(moor_batch_put(b, k, (size_t)klen, v, vlen), 0);
+    }
+    return b;
+}
+
+/* Writes n batch records to segment 1 of dir and reads the image back.
+ * Record `odd` (if >= 0) gets `override` as its last value. */
+static void make_bimage(const char *dir, int n, uint64_t seed, int odd, const char *override,
+                        size_t olen, bimage_t *im)
+{
+    moor_wal_opts_t o = {MOOR_SYNC_NONE, 0};
+    uint64_t rs = seed | 1, seq = 1;
+    char path[4200];
+    moor_wal_t *w;
+    size_t off = MOOR_WAL_SEGMENT_HEADER;
+
+    assert_true(n < 64);
+    memset(im, 0, sizeof(*im));
+    im->n = n;
+    assert_int_equal(moor_wal_open(dir, 1, &o, &w), 0);
+    for (int i = 0; i < n; i++) {
+        uint32_t count = 1 + (uint32_t)(i % 3);
+        moor_batch_t *b = make_batch(i, count, &rs, i == odd ? override : NULL, olen);
+
+        im->starts[i] = off;
+        im->seqs[i] = seq;
+        im->counts[i] = count;
+        assert_int_equal(moor_wal_append(w, seq, b->rep.data, b->rep.len, NULL, NULL), 0);
+        off += MOOR_WAL_HEADER + b->rep.len;
+        seq += count;
+        moor_batch_free(b);
+    }
+    im->starts[n] = off;
+    assert_int_equal(moor_wal_close(w), 0);
+    moor_wal_segment_path(path, sizeof(path), dir, 1);
+    im->img = read_file(path, &im->len);
+    assert_int_equal(im->len, off);
+    unlink(path);
+}
+
+/* Collects the seqnos of the records replay hands out. */
+typedef struct seen {
+    uint64_t seq[64];
+    int n;
+} seen_t;
+
+static int seen_cb(void *ud, uint64_t seq, const char *payload, size_t len)
+{
+    seen_t *s = ud;
+
+    if (s->n < 64)
+        s->seq[s->n] = seq;
+    s->n++;
+    return 0;
+}
+
+/* Decodes copy and checks it gave back every record of im but `gone`
+ * (-1: none) and, when `tail`, that `gone` was dropped as a torn tail
+ * rather than skipped as damage. */
+static void expect_all_but(const bimage_t *im, const char *copy, int gone, int tail,
+                           const char *what)
+{
+    moor_wal_replay_stats_t st;
+    seen_t s = {{0}, 0};
+    int k = 0;
+
+    assert_int_equal(moor_wal_decode(copy, im->len, seen_cb, &s, &st), 0);
+    for (int i = 0; i < im->n; i++) {
+        if (i == gone)
+            continue;
+        if (k >= s.n || s.seq[k] != im->seqs[i])
+            fail_msg("%s: record %d (seq %llu) missing or out of order (got %d records)", what, i,
+                     (unsigned long long)im->seqs[i], s.n);
+        k++;
+    }
+    if (s.n != k)
+        fail_msg("%s: %d records handed out, want %d", what, s.n, k);
+    assert_int_equal(st.records, (uint64_t)k);
+    if (gone < 0 || tail) {
+        assert_int_equal(st.damaged, 0);
+        assert_int_equal(st.dropped_bytes, gone < 0 ? 0 : im->len - im->starts[gone]);
+        return;
+    }
+    if (st.damaged != 1 || st.damage_offset != im->starts[gone] ||
+        st.damaged_bytes != im->starts[gone + 1] - im->starts[gone] || st.dropped_bytes != 0 ||
+        st.valid_bytes != im->len)
+        fail_msg("%s: damaged %llu at %llu (%llu bytes), dropped %llu, valid %llu", what,
+                 (unsigned long long)st.damaged, (unsigned long long)st.damage_offset,
+                 (unsigned long long)st.damaged_bytes, (unsigned long long)st.dropped_bytes,
+                 (unsigned long long)st.valid_bytes);
+    /* the seqnos lost are known once a record came before */
+    assert_int_equal(st.lost_seqs, gone > 0 ? im->counts[gone] : 0);
+}
+
+/* Every byte of a record flipped in turn (two values each): a record in
+ * the middle loses only itself, with the records after it all kept; the
+ * last one is a torn tail.  The issue: one flipped byte in the middle of a
+ * log used to drop everything after it. */
+static void test_resync_every_byte(void **state)
+{
+    char *dir = testutil_tmpdir("wal-resync");
+    static const int recs[] = {0, 1, 7, 13, 14};
+    uint64_t rs = g_seed ^ 11;
+    bimage_t im;
+    char *copy;
+
+    make_bimage(dir, 15, g_seed ^ 10, -1, NULL, 0, &im);
+    copy = malloc(im.len);
+    assert_non_null(copy);
+    memcpy(copy, im.img, im.len);
+    expect_all_but(&im, copy, -1, 0, "untouched");
+    for (size_t j = 0; j < sizeof(recs) / sizeof(recs[0]); j++) {
+        int r = recs[j];
+
+        for (size_t off = im.starts[r]; off < im.starts[r + 1]; off++) {
+            for (int t = 0; t < 2; t++) {
+                char what[96];
+                unsigned char x = t ? (unsigned char)(1 + testutil_rand(&rs) % 255) : 0x01;
+
+                snprintf(what, sizeof(what), "record %d, byte %zu ^ 0x%02x", r, off, x);
+                memcpy(copy, im.img, im.len);
+                copy[off] ^= (char)x;
+                expect_all_but(&im, copy, r, r == im.n - 1, what);
+            }
+        }
+    }
+    free(copy);
+    free(im.img);
+    testutil_rmrf(dir);
+    free(dir);
+}
+
+/* A whole valid record image stored as a value is not taken for a record
+ * when the record holding it is damaged: its seqnos do not chain to the
+ * record the damaged one's length points at, or lie beyond what the
+ * skipped bytes could hold. */
+static void test_resync_value_holds_record(void **state)
+{
+    char *dir = testutil_tmpdir("wal-fake");
+    static const uint64_t fake_seq_ahead[] = {3, 1000}; /* seqnos no real record has */
+    bimage_t base, im;
+
+    make_bimage(dir, 10, g_seed ^ 12, -1, NULL, 0, &base);
+    for (size_t t = 0; t < 2; t++) {
+        const int r = 4; /* two puts: the image is the last value, the payload's end */
+        char fake[2048];
+        size_t flen = base.starts[2] - base.starts[1];
+        seen_t s = {{0}, 0};
+        moor_wal_replay_stats_t st;
+        char *copy;
+
+        /* record 1's image with its seqno moved ahead (crc recomputed) */
+        assert_true(flen <= sizeof(fake));
+        memcpy(fake, base.img + base.starts[1], flen);
+        moor_enc_fixed64(fake + 9, base.seqs[r] + fake_seq_ahead[t]);
+        moor_enc_fixed32(fake, moor_crc32c_mask(moor_crc32c(fake + 8, flen - 8)));
+        make_bimage(dir, 10, g_seed ^ 12, r, fake, flen, &im);
+        copy = malloc(im.len);
+        assert_non_null(copy);
+        memcpy(copy, im.img, im.len);
+        copy[im.starts[r]] ^= 0x40; /* the crc of the record holding the image */
+        if (t == 1)                 /* and, far ahead, its length too */
+            copy[im.starts[r] + 7] ^= 0x10;
+        assert_int_equal(moor_wal_decode(copy, im.len, seen_cb, &s, &st), 0);
+        for (int i = 0; i < s.n; i++)
+            if (s.seq[i] == base.seqs[r] + fake_seq_ahead[t])
+                fail_msg("case %zu: the record image inside a value was replayed", t);
+        expect_all_but(&im, copy, r, 0, t ? "image far ahead, length damaged" : "image chained");
+        free(copy);
+        free(im.img);
+    }
+    free(base.img);
+    testutil_rmrf(dir);
+    free(dir);
+}
+
+/* A segment header that fails its checksum with good records after it is
+ * damage at offset 0: the records are kept. */
+static void test_resync_header(void **state)
+{
+    char *dir = testutil_tmpdir("wal-rhdr");
+    moor_wal_replay_stats_t st;
+    seen_t s = {{0}, 0};
+    bimage_t im;
+
+    make_bimage(dir, 6, g_seed ^ 13, -1, NULL, 0, &im);
+    for (int off = 0; off < MOOR_WAL_SEGMENT_HEADER; off++) {
+        char *copy = malloc(im.len);
+
+        assert_non_null(copy);
+        memcpy(copy, im.img, im.len);
+        copy[off] ^= 0x08;
+        s.n = 0;
+        assert_int_equal(moor_wal_decode(copy, im.len, seen_cb, &s, &st), 0);
+        assert_int_equal(s.n, im.n);
+        assert_int_equal(st.damaged, 1);
+        assert_int_equal(st.damage_offset, 0);
+        assert_int_equal(st.valid_bytes, im.len);
+        free(copy);
+    }
+    free(im.img);
+    testutil_rmrf(dir);
+    free(dir);
+}
+
+/* Replay's flags on a file: damage is skipped and the file kept whole
+ * (TRUNCATE cuts only a torn tail); STOP ends the replay at the damage
+ * with MOOR_ECORRUPT naming the file and offset, leaving the file alone;
+ * SEALED makes a bad tail damage, which STOP refuses too. */
+static void test_replay_flags(void **state)
+{
+    char *dir = testutil_tmpdir("wal-flags");
+    char path[4200], offtxt[64];
+    moor_wal_replay_stats_t st;
+    seen_t s = {{0}, 0};
+    bimage_t im;
+    char *copy;
+    int rc;
+
+    make_bimage(dir, 8, g_seed ^ 14, -1, NULL, 0, &im);
+    snprintf(path, sizeof(path), "%s/damaged.log", dir);
+    copy = malloc(im.len);
+    assert_non_null(copy);
+    memcpy(copy, im.img, im.len);
+    copy[im.starts[3] + MOOR_WAL_HEADER + 5] ^= 0x20;
+
+    /* damage plus a torn tail: skip the one, cut the other */
+    write_file(path, copy, im.len - 3);
+    assert_int_equal(moor_wal_replay(path, MOOR_WAL_REPLAY_TRUNCATE, seen_cb, &s, &st), 0);
+    assert_int_equal(s.n, im.n - 2);
+    assert_int_equal(st.damaged, 1);
+    assert_int_equal(st.dropped_bytes, im.starts[8] - 3 - im.starts[7]);
+    assert_int_equal(file_size(path), im.starts[7]);
+
+    write_file(path, copy, im.len);
+    s.n = 0;
+    rc = moor_wal_replay(path, MOOR_WAL_REPLAY_TRUNCATE | MOOR_WAL_REPLAY_STOP, seen_cb, &s, &st);
+    assert_int_equal(rc, MOOR_ECORRUPT);
+    assert_int_equal(s.n, 3); /* the records before the damage, nothing after */
+    snprintf(offtxt, sizeof(offtxt), "at offset %zu ", im.starts[3]);
+    assert_non_null(strstr(moor_diag_msg(rc), path));
+    assert_non_null(strstr(moor_diag_msg(rc), offtxt));
+    assert_int_equal(file_size(path), im.len);
+
+    /* a sealed segment's bad tail: an error, kept as is, refused by STOP */
+    write_file(path, im.img, im.len - 5);
+    s.n = 0;
+    assert_int_equal(moor_wal_replay(path, MOOR_WAL_REPLAY_SEALED, seen_cb, &s, &st), 0);
+    assert_int_equal(s.n, im.n - 1);
+    assert_int_equal(st.dropped_bytes, im.starts[8] - 5 - im.starts[7]);
+    assert_int_equal(file_size(path), im.len - 5);
+    rc = moor_wal_replay(path, MOOR_WAL_REPLAY_SEALED | MOOR_WAL_REPLAY_STOP, NULL, NULL, &st);
+    assert_int_equal(rc, MOOR_ECORRUPT);
+    assert_non_null(strstr(moor_diag_msg(rc), path));
+    /* ... while a torn tail of the last segment never stops it */
+    assert_int_equal(
+        moor_wal_replay(path, MOOR_WAL_REPLAY_TRUNCATE | MOOR_WAL_REPLAY_STOP, NULL, NULL, &st), 0);
+    assert_int_equal(file_size(path), im.starts[7]);
+    free(copy);
+    free(im.img);
+    testutil_rmrf(dir);
+    free(dir);
+}
+
+/* ---------- a full disk ---------------------------------------------------- */
+
+static char *g_tmpfs;
+
+static int tmpfs_setup(void **state)
+{
+    g_tmpfs = testutil_tmpfs_mount("wal-tmpfs", 512 * 1024);
+    return 0;
+}
+
+static int tmpfs_teardown(void **state)
+{
+    testutil_tmpfs_umount(g_tmpfs);
+    g_tmpfs = NULL;
+    return 0;
+}
+
+/* Fills the filesystem of dir with a file, leaving about `room` bytes
+ * (room 0: to the last byte). */
+static void fill_disk(const char *dir, const char *name, size_t room)
+{
+    char path[4200], buf[4096];
+    struct statvfs sv;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    memset(buf, 0xAA, sizeof(buf));
+    assert_int_equal(statvfs(dir, &sv), 0);
+    for (uint64_t free_b = (uint64_t)sv.f_bavail * sv.f_bsize; free_b > room + sizeof(buf);
+         free_b -= sizeof(buf))
+        if (write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+            break;
+    while (room == 0 && write(fd, buf, 1) == 1)
+        ;
+    close(fd);
+}
+
+/* Waits (bounded) until the log leaves its out-of-space state. */
+static int wait_space_back(moor_wal_t *w)
+{
+    for (int i = 0; i < 1000 && moor_wal_nospace(w); i++)
+        usleep(10 * 1000);
+    return !moor_wal_nospace(w);
+}
+
+typedef struct rec_state {
+    done_state_t d[4000];
+    int n;
+} rec_state_t;
+
+/* A full disk is not a failure: the append whose bytes do not fit is
+ * answered MOOR_ENOSPC, the segment is cut back to a record boundary,
+ * moor_wal_nospace says so; once space is freed the writer's retry writes
+ * the held records and every later append succeeds, in order, without
+ * reopening; every record answered 0 is in the log afterwards. */
+static void run_full_disk(int mode)
+{
+    moor_wal_opts_t o = {mode, 1};
+    static rec_state_t rs;
+    char path[4200], filler[4200];
+    moor_wal_replay_stats_t st;
+    expect_t e = {0};
+    moor_wal_t *w;
+    int i, first_nospc = -1, rc;
+
+    if (!g_tmpfs)
+        skip();
+    memset(&rs, 0, sizeof(rs));
+    snprintf(filler, sizeof(filler), "%s/filler", g_tmpfs);
+    assert_int_equal(moor_wal_open(g_tmpfs, 1, &o, &w), 0);
+    fill_disk(g_tmpfs, "filler", 40 * 1024);
+    /* one record at a time, each waited for: the first ENOSPC is exact */
+    for (i = 0; i < 4000 && first_nospc < 0; i++) {
+        assert_int_equal(append_rec(w, &e, (uint64_t)i + 1, 1000, &rs.d[i]), 0);
+        rc = moor_wal_sync(w);
+        if (rc == MOOR_ENOSPC)
+            first_nospc = i;
+        else
+            assert_int_equal(rc, 0);
+    }
+    assert_true(first_nospc > 0);
+    for (i = 0; i < 200 && atomic_load(&rs.d[first_nospc].calls) == 0; i++)
+        usleep(10 * 1000);
+    assert_int_equal(atomic_load(&rs.d[first_nospc].status), MOOR_ENOSPC);
+    assert_true(moor_wal_nospace(w));
+    /* the log holds exactly the records answered 0, nothing torn */
+    moor_wal_segment_path(path, sizeof(path), g_tmpfs, 1);
+    replay_exact(path, &e, 0, (size_t)first_nospc);
+    /* still full: the retry keeps failing, nothing is written */
+    usleep(120 * 1000);
+    assert_true(moor_wal_nospace(w));
+
+    assert_int_equal(unlink(filler), 0);
+    assert_true(wait_space_back(w));
+    /* the held record reached the log first, then new ones go in order */
+    for (i = first_nospc + 1; i < first_nospc + 50; i++) {
+        assert_int_equal(append_rec(w, &e, (uint64_t)i + 1, 1000, &rs.d[i]), 0);
+        assert_int_equal(moor_wal_sync(w), 0);
+        assert_int_equal(atomic_load(&rs.d[i].status), 0);
+    }
+    /* a rotation that cannot create its segment waits for space the same way */
+    fill_disk(g_tmpfs, "filler", 0);
+    assert_int_equal(moor_wal_rotate(w, 2), 0);
+    assert_int_equal(append_rec(w, NULL, (uint64_t)i + 1, 1000, &rs.d[i]), 0);
+    assert_int_equal(moor_wal_sync(w), MOOR_ENOSPC);
+    assert_int_equal(unlink(filler), 0);
+    assert_true(wait_space_back(w));
+    assert_int_equal(moor_wal_sync(w), 0);
+    assert_int_equal(moor_wal_close(w), 0);
+    replay_exact(path, &e, 0, e.n);
+    moor_wal_segment_path(path, sizeof(path), g_tmpfs, 2);
+    assert_int_equal(moor_wal_replay(path, 0, NULL, NULL, &st), 0);
+    assert_int_equal(st.records, 1);
+    assert_int_equal(st.last_seq, (uint64_t)i + 1);
+    expect_free(&e);
+}
+
+static void test_full_disk_always(void **state)
+{
+    run_full_disk(MOOR_SYNC_ALWAYS);
+}
+
+static void test_full_disk_none(void **state)
+{
+    run_full_disk(MOOR_SYNC_NONE);
+}
+
 /* ---------- seed corpus of the fuzz target ------------------------------ */
+
+/* Seeds in the engine's own record shape, so the fuzzer starts from
+ * images where resynchronisation has something to find. */
+static void write_batch_corpus(const char *out)
+{
+    char *dir = testutil_tmpdir("wal-corpus-b"), name[4200];
+    bimage_t im;
+
+    make_bimage(dir, 6, 99, -1, NULL, 0, &im);
+    snprintf(name, sizeof(name), "%s/batch_good", out);
+    write_file(name, im.img, im.len);
+    im.img[im.starts[2] + MOOR_WAL_HEADER + 3] ^= 0x04;
+    snprintf(name, sizeof(name), "%s/batch_mid_payload_flip", out);
+    write_file(name, im.img, im.len);
+    im.img[im.starts[2] + MOOR_WAL_HEADER + 3] ^= 0x04;
+    im.img[im.starts[3] + 6] ^= 0x01;
+    snprintf(name, sizeof(name), "%s/batch_mid_length_flip", out);
+    write_file(name, im.img, im.len);
+    im.img[im.starts[3] + 6] ^= 0x01;
+    im.img[5] ^= 0x80;
+    snprintf(name, sizeof(name), "%s/batch_header_flip", out);
+    write_file(name, im.img, im.len);
+    im.img[5] ^= 0x80;
+    im.img[im.starts[1]] ^= 0x10;
+    snprintf(name, sizeof(name), "%s/batch_damage_and_torn_tail", out);
+    write_file(name, im.img, im.len - 9);
+    free(im.img);
+    testutil_rmrf(dir);
+    free(dir);
+}
 
 static void test_write_fuzz_corpus(void **state)
 {
@@ -908,6 +1365,7 @@ static void test_write_fuzz_corpus(void **state)
     snprintf(name, sizeof(name), "%s/future_version", out);
     write_file(name, img, len);
     free(img);
+    write_batch_corpus(out);
     testutil_rmrf(dir);
     free(dir);
 }
@@ -929,9 +1387,16 @@ int main(void)
         cmocka_unit_test(test_append_invalid),
         cmocka_unit_test(test_rotate_failure),
         cmocka_unit_test(test_append_during_close),
+        cmocka_unit_test(test_resync_every_byte),
+        cmocka_unit_test(test_resync_value_holds_record),
+        cmocka_unit_test(test_resync_header),
+        cmocka_unit_test(test_replay_flags),
+        cmocka_unit_test_setup_teardown(test_full_disk_always, tmpfs_setup, tmpfs_teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_none, tmpfs_setup, tmpfs_teardown),
         cmocka_unit_test(test_write_fuzz_corpus),
     };
 
+    testutil_tmpfs_init();
     g_seed = testutil_seed("test_wal");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -332,7 +332,7 @@ static void test_config_good(void **state)
     int rc = env_open(
         &e, "moor.cfg{ node = 'n1', listen = '127.0.0.2:7711', data_dir = 'd/n1',\n"
             "  engine = { memtable_mb = 8, cache_mb = 16, sync = 'always', sync_ms = 5,\n"
-            "             compression = 1, bloom_bits = 12 },\n"
+            "             compression = 1, bloom_bits = 12, wal_recovery = 'stop' },\n"
             "  limits = { max_frame_mb = 4, key_max = 1000, value_max_mb = 2, max_conns = 10,\n"
             "             idle_timeout_ms = 5000, max_inflight = 7 },\n"
             "  auth_token = 'sekrit', log = { level = 'warn', file = 'x.log' },\n"
@@ -358,6 +358,7 @@ static void test_config_good(void **state)
     assert_int_equal(e.cfg.engine.sync_interval_ms, 5);
     assert_int_equal(e.cfg.engine.compression_level, 1);
     assert_int_equal(e.cfg.engine.bloom_bits, 12);
+    assert_int_equal(e.cfg.engine.wal_recovery, MOOR_WAL_RECOVERY_STOP);
     assert_int_equal(e.cfg.max_frame, 4u << 20);
     assert_int_equal(e.cfg.key_max, 1000);
     assert_int_equal(e.cfg.value_max, 2u << 20);
@@ -397,6 +398,7 @@ static void test_config_defaults(void **state)
     assert_string_equal(e.cfg.listen_host, "127.0.0.1");
     assert_int_equal(e.cfg.listen_port, 7700);
     assert_string_equal(e.cfg.data_dir, "data");
+    assert_int_equal(e.cfg.engine.wal_recovery, MOOR_WAL_RECOVERY_KEEP);
     assert_int_equal(e.cfg.nspaces, 1);
     assert_string_equal(e.cfg.spaces[0].name, "default");
     assert_string_equal(e.cfg.spaces[0].resolver, "");
@@ -470,6 +472,8 @@ static void test_config_bad(void **state)
         {"moor.cfg{ node = 'n1', lisen = '127.0.0.1:1' }", "moor.cfg: unknown key 'lisen'"},
         {"moor.cfg{ node = 'n1', engine = { sync = 'sometimes' } }",
          "moor.cfg: engine.sync must be one of always, interval, none, got 'sometimes'"},
+        {"moor.cfg{ node = 'n1', engine = { wal_recovery = 'skip' } }",
+         "moor.cfg: engine.wal_recovery must be one of keep, stop, got 'skip'"},
         {"moor.cfg{ node = 'n1', engine = { synk = 'always' } }",
          "moor.cfg: unknown key 'engine.synk'"},
         {"moor.cfg{ listen = '127.0.0.1:7700' }", "moor.cfg: node is required"},

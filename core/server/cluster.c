@@ -14,6 +14,7 @@
 
 #include "cluster/membership.h"
 #include "cluster/vclock.h"
+#include "util/file.h"
 #include "net/peer.h"
 #include "net/uvenv.h"
 #include "util/clock.h"
@@ -40,11 +41,13 @@ struct moor_cl {
     uv_loop_t *loop;
     const moor_config_t *cfg;
     char self_addr[MOOR_RING_ADDR_MAX];
-    char path[4096 + 16];     /* data_dir/MEMBERS */
-    char hlc_path[4096 + 16]; /* data_dir/HLC */
-    uint64_t hlc_reserved;    /* persisted: no counter up to it was given out after */
-    uv_work_t hlc_work;       /* renews the reservation on the threadpool */
-    uint64_t hlc_target;      /* what hlc_work writes */
+    char path[4096 + 16];        /* data_dir/MEMBERS */
+    char hlc_path[4096 + 16];    /* data_dir/HLC */
+    char repair_path[4096 + 16]; /* data_dir/REPAIR: present while a repair is due */
+    char repair_why[256];        /* its reason; "" when no repair is due */
+    uint64_t hlc_reserved;       /* persisted: no counter up to it was given out after */
+    uv_work_t hlc_work;          /* renews the reservation on the threadpool */
+    uint64_t hlc_target;         /* what hlc_work writes */
     int hlc_rc, hlc_busy;
     moor_members_t table;
     moor_ring_t *ring; /* built from table; NULL until the first build */
@@ -110,39 +113,27 @@ static int assert_self(moor_cl_t *cl)
 }
 
 /* data_dir/MEMBERS: magic, u32 crc32c (little-endian) of the table, the
- * encoded table.  Written atomically (tmp, fsync, rename). */
+ * encoded table.  Replaced atomically (moor_file_replace). */
 static void persist(moor_cl_t *cl)
 {
     moor_buf_t b = MOOR_BUF_INIT;
-    char tmp[sizeof(cl->path) + 8];
     uint32_t crc;
     unsigned char le[4];
-    int fd = -1, ok = 0;
+    int rc;
 
     if (moor_buf_append(&b, MEMBERS_MAGIC, 8) || moor_buf_append(&b, "\0\0\0\0", 4) ||
-        moor_members_encode(&cl->table, &b))
-        goto out;
-    crc = moor_crc32c(b.data + 12, b.len - 12);
-    for (int i = 0; i < 4; i++)
-        le[i] = (unsigned char)(crc >> (8 * i));
-    memcpy(b.data + 8, le, 4);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", cl->path);
-    if ((fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        goto out;
-    if (write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) != 0)
-        goto out;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto out;
+        moor_members_encode(&cl->table, &b)) {
+        rc = moor_diag(MOOR_ENOMEM, "no memory to encode the member table");
+    } else {
+        crc = moor_crc32c(b.data + 12, b.len - 12);
+        for (int i = 0; i < 4; i++)
+            le[i] = (unsigned char)(crc >> (8 * i));
+        memcpy(b.data + 8, le, 4);
+        rc = moor_file_replace(cl->path, b.data, b.len);
     }
-    fd = -1;
-    ok = rename(tmp, cl->path) == 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (!ok)
-        moor_log_warn("cannot save the member table to %s: %s (it is rebuilt from the seeds)",
-                      cl->path, strerror(errno));
+    if (rc)
+        moor_log_warn("cannot save the member table: %s (it is rebuilt from the seeds)",
+                      moor_diag_msg(rc));
     moor_buf_free(&b);
 }
 
@@ -240,23 +231,14 @@ static int merge_wire(moor_cl_t *cl, const char *p, const char *end)
 static int hlc_write(const char *path, uint64_t v)
 {
     unsigned char b[12];
-    char tmp[4096 + 24];
     uint32_t crc;
-    int fd, ok;
 
     for (int i = 0; i < 8; i++)
         b[i] = (unsigned char)(v >> (8 * i));
     crc = moor_crc32c(b, 8);
     for (int i = 0; i < 4; i++)
         b[8 + i] = (unsigned char)(crc >> (8 * i));
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if ((fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        return -errno;
-    ok = write(fd, b, sizeof(b)) == (ssize_t)sizeof(b) && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0)
-        return -errno;
-    return 0;
+    return moor_file_replace(path, b, sizeof(b));
 }
 
 static uint64_t hlc_read(const char *path)
@@ -586,7 +568,13 @@ int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
     moor_coord_stats(cl->coord, &st);
     for (uint32_t i = 0; i < cl->table.n; i++)
         up += cl->table.e[i].m.status == MOOR_MEMBER_UP;
-    msgpack_pack_map(pk, 6);
+    msgpack_pack_map(pk, cl->repair_why[0] ? 8 : 7);
+    pack_str(pk, "needs_repair");
+    cl->repair_why[0] ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    if (cl->repair_why[0]) {
+        pack_str(pk, "repair_reason");
+        pack_str(pk, cl->repair_why);
+    }
     pack_u64(pk, "members", cl->table.n);
     pack_u64(pk, "members_up", up);
     pack_u64(pk, "ring_version", cl->table.version);
@@ -671,6 +659,32 @@ static uint64_t hlc_floor_checked(const char *path, uint64_t floor)
     return 0;
 }
 
+/* data_dir/REPAIR: the reason this node needs a repair, as text.  A new
+ * reason replaces the file; otherwise one left by an earlier run stands
+ * (only a repair may clear it). */
+static void repair_mark(moor_cl_t *cl, const char *why)
+{
+    FILE *f;
+    size_t n;
+    int rc;
+
+    if (why) {
+        snprintf(cl->repair_why, sizeof(cl->repair_why), "%s", why);
+        if ((rc = moor_file_replace(cl->repair_path, why, strlen(why))))
+            moor_log_error("cannot write the repair mark: %s", moor_diag_msg(rc));
+    } else if ((f = fopen(cl->repair_path, "rb"))) {
+        n = fread(cl->repair_why, 1, sizeof(cl->repair_why) - 1, f);
+        cl->repair_why[n] = '\0';
+        if (!cl->repair_why[0])
+            snprintf(cl->repair_why, sizeof(cl->repair_why), "marked by an earlier run");
+        fclose(f);
+    }
+    if (cl->repair_why[0])
+        moor_log_error("cluster: this node needs a repair from its replicas (%s); until then "
+                       "read repair restores keys as they are read",
+                       cl->repair_why);
+}
+
 int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
 {
     moor_cl_t *cl = calloc(1, sizeof(*cl));
@@ -690,6 +704,8 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     snprintf(cl->self_addr, sizeof(cl->self_addr), "%s", o->self_addr);
     snprintf(cl->path, sizeof(cl->path), "%s/MEMBERS", o->cfg->data_dir);
     snprintf(cl->hlc_path, sizeof(cl->hlc_path), "%s/HLC", o->cfg->data_dir);
+    snprintf(cl->repair_path, sizeof(cl->repair_path), "%s/REPAIR", o->cfg->data_dir);
+    repair_mark(cl, o->needs_repair);
     moor_members_init(&cl->table);
     if ((rc = fill_self(cl, &me, moor_clock_wall_ms())))
         goto fail;

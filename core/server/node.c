@@ -21,6 +21,7 @@
 #include "node.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -977,10 +978,21 @@ static int resolve_hook(void *ud, const char *space, size_t slen, const char *re
 
 int moor_node_join_cluster(moor_node_t *n, const char *self_addr)
 {
+    moor_engine_stats_t es;
     moor_cl_opts_t o;
+    char why[200];
     int rc;
 
     memset(&o, 0, sizeof(o));
+    moor_engine_stats(n->engine, &es);
+    if (es.wal_damaged) {
+        snprintf(why, sizeof(why),
+                 "the commit log was damaged: %llu stretch(es), %llu bytes, %llu write(s) lost "
+                 "at the last start",
+                 (unsigned long long)es.wal_damaged, (unsigned long long)es.wal_damaged_bytes,
+                 (unsigned long long)es.wal_lost_writes);
+        o.needs_repair = why;
+    }
     o.loop = n->loop;
     o.cfg = &n->cfg;
     o.self_addr = self_addr;

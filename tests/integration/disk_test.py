@@ -254,6 +254,29 @@ class WalDamageTest(unittest.TestCase):
               (size // 2, size, missing, NPUTS - len(missing), NPUTS))
         self.assertEqual(set(missing), lost)
 
+    def test_cluster_node_marks_itself_for_repair(self):
+        # In a cluster, a node whose log lost acknowledged writes says so:
+        # data_dir/REPAIR holds the reason, info.cluster.needs_repair is
+        # true, and the mark outlives a restart (a repair clears it).
+        keys, path = self.crash_image()
+        self.flip_middle(path)
+        cluster = ('engine = { sync = "always" },\n  log = { level = "info" }',
+                   [self.node.addr], "disk-test-secret",
+                   'moor.space("default", { n = 1, r = 1, w = 1 })\n')
+        self.node.write_config(*cluster)
+        for run in (1, 2):
+            self.node.start()
+            c = self.node.conn(10)
+            err, info = c.call("info")
+            c.close()
+            self.assertIsNone(err, err)
+            self.assertIs(info["cluster"]["needs_repair"], True, info["cluster"])
+            self.assertIn("commit log was damaged", info["cluster"]["repair_reason"])
+            with open(os.path.join(self.node.data, "REPAIR")) as f:
+                self.assertIn("1 write(s) lost", f.read())
+            self.assertIn("needs a repair", self.node.logtail(100000))
+            self.node.stop()
+
     def test_torn_tail_never_stops(self):
         keys, path = self.crash_image()
         last = wal_records(path)[-1]

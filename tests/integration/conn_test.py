@@ -276,6 +276,20 @@ class PeerSlots(unittest.TestCase):
         ctls = {n.id: n.conn(15) for n in (n1, n3)}
         for n in (n1, n3):
             self.fill(n, ctls[n.id])
+        # Every client slot is held by an idle socket; n2 comes back.
+        n2.start()
+        c2 = n2.conn(15)
+
+        def put():
+            err, res = c2.call("put", "after-restart", "v", {"w": "quorum"})
+            return err, res
+        moortest.retry(put, WAIT_S, "a quorum put through the restarted n2")
+        err, res = c2.call("get", "after-restart", {"r": "quorum"})
+        self.assertIsNone(err)
+        self.assertEqual(res["values"], ["v"])
+        took = [n.id for n in (n1, n3)
+                if log_line(n, r"rpc: connection from %s:\d+ takes peer slot" % re.escape(n2.host))]
+        self.assertTrue(took, "n2 reached neither n1 nor n3 through a peer slot")
         # A member's address on a peer slot must _auth first ...
         s = raw_socket(n1, source=n3.host)
         s.sendall(msgpack.packb([0, 1, "ping", []]))
@@ -291,20 +305,6 @@ class PeerSlots(unittest.TestCase):
         s.close()
         self.assertTrue(log_has(n1, "not authenticated within 1000 ms (limits.auth_timeout_ms) "
                                     "on a peer slot"))
-        # The fillers still hold every client slot; n2 comes back.
-        n2.start()
-        c2 = n2.conn(15)
-
-        def put():
-            err, res = c2.call("put", "after-restart", "v", {"w": "quorum"})
-            return err, res
-        moortest.retry(put, WAIT_S, "a quorum put through the restarted n2")
-        err, res = c2.call("get", "after-restart", {"r": "quorum"})
-        self.assertIsNone(err)
-        self.assertEqual(res["values"], ["v"])
-        took = [n.id for n in (n1, n3)
-                if log_line(n, r"rpc: connection from %s:\d+ takes peer slot" % re.escape(n2.host))]
-        self.assertTrue(took, "n2 reached neither n1 nor n3 through a peer slot")
         filler_open = sum(open_now(f) for f in self.socks)
         print("  n2 took peer slots on %s; %d filler sockets still open" % (took, filler_open))
         self.assertGreater(filler_open, 0)

@@ -211,13 +211,15 @@ class FrameDeadline(OneNode):
 
 class Frames(OneNode):
     def test_lying_header_refused_at_once(self):
-        """dd ff ff ff ff (an array of 4 G items) closes the connection
-        without waiting for max_frame bytes."""
-        s = raw_socket(self.node)
-        s.sendall(b"\xdd\xff\xff\xff\xff")
-        self.assertTrue(closed_by_node(s))
+        """dd ff ff ff ff (an array of 4 G items), or a bin of 4 GiB in a
+        request, closes the connection without waiting for max_frame
+        bytes."""
+        for head in (b"\xdd\xff\xff\xff\xff", b"\x94\x00\x01\xa3get\x91\xc6\xff\xff\xff\xff"):
+            s = raw_socket(self.node)
+            s.sendall(head)
+            self.assertTrue(closed_by_node(s), head)
+            s.close()
         self.assertTrue(log_has(self.node, "over max_frame"))
-        s.close()
 
     def test_response_frame_gets_bad_request(self):
         c = self.node.conn(10)

@@ -1424,6 +1424,15 @@ static void test_lying_header_closes(void **state)
     assert_int_equal(cl_send(&c, "\xdd\xff\xff\xff\xff", 5), 0);
     cl_expect_closed(&c);
     cl_close(&c);
+    /* a bin32 of 4 GiB as the param of a well-formed request head */
+    cl_connect(&c, f->port);
+    assert_int_equal(cl_send(&c,
+                             "\x94\x00\x01\xa4"
+                             "echo\x91\xc6\xff\xff\xff\xff",
+                             14),
+                     0);
+    cl_expect_closed(&c);
+    cl_close(&c);
     fx_stop(f);
 }
 

@@ -982,6 +982,7 @@ static void srv_connection_cb(uv_stream_t *l, int status)
 }
 
 /* ---- start, stop -------------------------------------------------------- */
+
 /* Binds with plain syscalls first so that a failure leaves no libuv handle
  * to close.  SO_REUSEADDR lets a restarted node rebind at once past
  * TIME_WAIT connections of its previous run. */

@@ -1328,7 +1328,7 @@ static void test_auth_deadline(void **state)
     (void)state;
     opts(&o);
     o.require_auth = 1;
-    o.auth_timeout_ms = 200;
+    o.auth_timeout_ms = 1000; /* room for a's auth call on a busy machine */
     f = fx_start(&o);
     cl_connect(&a, f->port);
     cl_call(&a, 1, "auth", NULL, 0, 0, &r);
@@ -1452,7 +1452,7 @@ static void test_peer_slots(void **state)
     opts(&o);
     o.max_conns = 2;
     o.peer_conns = 2;
-    o.auth_timeout_ms = 300;
+    o.auth_timeout_ms = 1500; /* room for the calls made before it */
     f = fx_start(&o);
     cl_connect(&a, f->port);
     cl_connect(&b, f->port);

@@ -19,6 +19,7 @@
 #include "cluster/coord.h"
 #include "lua_internal.h"
 #include "util/err.h"
+#include "util/limits.h"
 #include "util/log.h"
 
 #define MIB ((size_t)1 << 20)
@@ -30,12 +31,18 @@ void moor_config_default(moor_config_t *c)
     c->listen_port = 7700;
     strcpy(c->data_dir, "data");
     moor_engine_opts_default(&c->engine);
-    c->max_frame = 32 * MIB;
+    c->max_frame = MOOR_LIMIT_MAX_FRAME;
     c->key_max = 65535;
     c->value_max = 16 * MIB;
-    c->max_conns = 1024;
-    c->idle_timeout_ms = 300000;
-    c->max_inflight = 128;
+    c->max_conns = MOOR_LIMIT_MAX_CONNS;
+    c->idle_timeout_ms = MOOR_LIMIT_IDLE_TIMEOUT_MS;
+    c->max_inflight = MOOR_LIMIT_MAX_INFLIGHT;
+    c->peer_conns = MOOR_LIMIT_PEER_CONNS;
+    c->auth_timeout_ms = MOOR_LIMIT_AUTH_TIMEOUT_MS;
+    c->frame_timeout_ms = MOOR_LIMIT_FRAME_TIMEOUT_MS;
+    c->output_soft = MOOR_LIMIT_OUTPUT_SOFT;
+    c->output_hard = MOOR_LIMIT_OUTPUT_HARD;
+    c->output_total = MOOR_LIMIT_OUTPUT_TOTAL;
     c->log_level = MOOR_LOG_INFO;
     c->handler_instructions = 10000000;
     c->handler_timeout_ms = 1000;
@@ -187,6 +194,60 @@ fail:
     return rc;
 }
 
+/* The connection limits (limits.h says what each means). */
+static int read_conn_limits(lua_State *L, int t, moor_config_t *c)
+{
+    double v;
+    int rc;
+
+    TRY(get_num(L, t, "limits.", "max_conns", 1, 1000000, &v));
+    if (rc)
+        c->max_conns = (unsigned)v;
+    TRY(get_num(L, t, "limits.", "peer_conns", 0, 65536, &v));
+    if (rc)
+        c->peer_conns = (unsigned)v;
+    TRY(get_num(L, t, "limits.", "idle_timeout_ms", 0, 86400000, &v));
+    if (rc)
+        c->idle_timeout_ms = (unsigned)v;
+    TRY(get_num(L, t, "limits.", "auth_timeout_ms", 0, 86400000, &v));
+    if (rc)
+        c->auth_timeout_ms = (unsigned)v;
+    TRY(get_num(L, t, "limits.", "frame_timeout_ms", 0, 86400000, &v));
+    if (rc)
+        c->frame_timeout_ms = (unsigned)v;
+    TRY(get_num(L, t, "limits.", "max_inflight", 1, 1000000, &v));
+    if (rc)
+        c->max_inflight = (unsigned)v;
+    return 0;
+fail:
+    return rc;
+}
+
+/* Unsent reply bytes: per connection (soft, hard) and per node (total). */
+static int read_output_limits(lua_State *L, int t, moor_config_t *c)
+{
+    double v;
+    int rc;
+
+    TRY(get_num(L, t, "limits.", "output_soft_mb", 1, 1048576, &v));
+    if (rc)
+        c->output_soft = (size_t)v * MIB;
+    TRY(get_num(L, t, "limits.", "output_hard_mb", 1, 1048576, &v));
+    if (rc)
+        c->output_hard = (size_t)v * MIB;
+    TRY(get_num(L, t, "limits.", "output_total_mb", 1, 1048576, &v));
+    if (rc)
+        c->output_total = (size_t)v * MIB;
+    if (c->output_soft > c->output_hard)
+        return moor_diag(MOOR_EINVAL,
+                         "config: limits.output_soft_mb (%zu) must not exceed "
+                         "limits.output_hard_mb (%zu)",
+                         c->output_soft / MIB, c->output_hard / MIB);
+    return 0;
+fail:
+    return rc;
+}
+
 static int read_limits(lua_State *L, int t, moor_config_t *c)
 {
     double v;
@@ -201,15 +262,8 @@ static int read_limits(lua_State *L, int t, moor_config_t *c)
     TRY(get_num(L, t, "limits.", "value_max_mb", 1, 512, &v));
     if (rc)
         c->value_max = (size_t)v * MIB;
-    TRY(get_num(L, t, "limits.", "max_conns", 1, 1000000, &v));
-    if (rc)
-        c->max_conns = (unsigned)v;
-    TRY(get_num(L, t, "limits.", "idle_timeout_ms", 0, 86400000, &v));
-    if (rc)
-        c->idle_timeout_ms = (unsigned)v;
-    TRY(get_num(L, t, "limits.", "max_inflight", 1, 1000000, &v));
-    if (rc)
-        c->max_inflight = (unsigned)v;
+    TRY(read_conn_limits(L, t, c));
+    TRY(read_output_limits(L, t, c));
     return 0;
 fail:
     return rc;

@@ -38,6 +38,8 @@ typedef struct moor_config {
     size_t max_frame;          /* limits = {...} */
     size_t key_max, value_max;
     unsigned max_conns, idle_timeout_ms, max_inflight;
+    unsigned peer_conns, auth_timeout_ms, frame_timeout_ms;
+    size_t output_soft, output_hard, output_total; /* bytes */
     char auth_token[256];      /* "" = no auth */
     int log_level;             /* enum moor_log_level */
     char log_file[4096];       /* "" = stderr */

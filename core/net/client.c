@@ -7,7 +7,8 @@
  * so a call never waits longer than timeout_ms in total).  Requests are
  * appended to `out` and written on flush (or once more than
  * MOOR_CLIENT_AUTOFLUSH bytes are queued); answers are read into `in` and
- * cut into frames with moor_rpc_frame_len.  While a flush waits for the
+ * cut into frames with the resumable scan (rpc.h) and split with
+ * moor_rpc_parse_answer.  While a flush waits for the
  * socket to take more bytes it also reads, so a server that stops reading
  * until we take its answers cannot deadlock us.
  *
@@ -216,11 +217,11 @@ static int fill_until(moor_client_t *c, uint64_t deadline)
  * that arrives in many reads cost one pass in total. */
 static long frame_at(moor_client_t *c, const char *p, size_t len)
 {
-    long n = moor_rpc_scan_frame(&c->scan, p, len, MOOR_CLIENT_MAX_FRAME);
+    long n = moor_rpc_scan_frame(&c->scan, p, len, MOOR_CLIENT_MAX_ANSWER);
 
     if (n == MOOR_ETOOLARGE)
         return breaks(
-            c, moor_diag(MOOR_ETOOLARGE, "answer larger than %zu bytes", MOOR_CLIENT_MAX_FRAME));
+            c, moor_diag(MOOR_ETOOLARGE, "answer larger than %zu bytes", MOOR_CLIENT_MAX_ANSWER));
     if (n < 0)
         return breaks(c, moor_diag(MOOR_EPROTO, "server sent bytes that are not MessagePack"));
     return n;
@@ -234,59 +235,27 @@ static void copy_text(char *dst, size_t cap, const char *s, size_t n)
     dst[n] = '\0';
 }
 
-/* error: nil, [code, message...] or a bare string (taken as the message). */
-static int parse_error(moor_client_t *c, const char **p, const char *end, moor_client_reply_t *r)
-{
-    const char *s;
-    uint32_t n, m;
-
-    r->error_code = r->error_msg = NULL;
-    if (moor_mp_read_nil(p, end) == 0)
-        return 0;
-    c->emsg[0] = '\0';
-    if (moor_mp_read_str(p, end, &s, &n) == 0) {
-        copy_text(c->ecode, sizeof(c->ecode), "ERROR", 5);
-        copy_text(c->emsg, sizeof(c->emsg), s, n);
-    } else if (moor_mp_read_array(p, end, &m) == 0 && m >= 1 &&
-               moor_mp_read_str(p, end, &s, &n) == 0) {
-        copy_text(c->ecode, sizeof(c->ecode), s, n);
-        if (m >= 2 && moor_mp_read_str(p, end, &s, &n) == 0)
-            copy_text(c->emsg, sizeof(c->emsg), s, n), m--;
-        for (m--; m > 0; m--)
-            if (moor_mp_skip(p, end, MOOR_MP_MAX_DEPTH))
-                return MOOR_EPROTO;
-    } else {
-        return MOOR_EPROTO;
-    }
-    r->error_code = c->ecode;
-    r->error_msg = c->emsg;
-    return 0;
-}
-
-/* Splits a whole frame [1, msgid, error, result] into *r. */
+/* Splits a whole frame [1, msgid, error, result] into *r (the error's
+ * code and message copied into the client, NUL-terminated). */
 static int parse_reply(moor_client_t *c, const char *frame, size_t len, moor_client_reply_t *r)
 {
-    const char *p = frame, *end = frame + len, *res;
-    uint32_t n;
-    uint64_t type, id;
+    moor_rpc_answer_t a;
 
-    if (moor_mp_read_array(&p, end, &n) || n != 4 || moor_mp_read_uint(&p, end, &type) || type != 1)
-        goto bad;
-    if (moor_mp_read_uint(&p, end, &id) || id > UINT32_MAX)
-        goto bad;
-    r->msgid = (uint32_t)id;
-    if (parse_error(c, &p, end, r))
-        goto bad;
-    res = p;
-    if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) || p != end)
-        goto bad;
-    r->result = res;
-    r->rlen = (size_t)(end - res);
+    if (moor_rpc_parse_answer(frame, len, &a) != 0)
+        return breaks(c, moor_diag(MOOR_EPROTO,
+                                   "server sent a frame that is not an answer [1, msgid, error, "
+                                   "result]"));
+    r->msgid = a.msgid;
+    r->error_code = r->error_msg = NULL;
+    if (a.is_error) {
+        copy_text(c->ecode, sizeof(c->ecode), a.code, a.clen);
+        copy_text(c->emsg, sizeof(c->emsg), a.msg, a.mlen);
+        r->error_code = c->ecode;
+        r->error_msg = c->emsg;
+    }
+    r->result = a.result;
+    r->rlen = a.rlen;
     return 0;
-bad:
-    return breaks(c, moor_diag(MOOR_EPROTO,
-                               "server sent a frame that is not an answer [1, msgid, error, "
-                               "result]"));
 }
 
 static void took_answer(moor_client_t *c)
@@ -304,7 +273,7 @@ static int from_stash(moor_client_t *c, moor_client_reply_t *r)
     if (c->stash_off == c->stash.len)
         return 0;
     n = moor_rpc_frame_len(c->stash.data + c->stash_off, c->stash.len - c->stash_off,
-                           MOOR_CLIENT_MAX_FRAME);
+                           MOOR_CLIENT_MAX_ANSWER);
     if (n <= 0) /* cannot happen: only whole frames are stashed */
         return breaks(c, moor_diag(MOOR_EPROTO, "client stash is corrupt"));
     rc = parse_reply(c, c->stash.data + c->stash_off, (size_t)n, r);

@@ -24,12 +24,13 @@
 #include <stdint.h>
 
 #include "util/buf.h"
+#include "util/limits.h"
 
 typedef struct moor_client moor_client_t;
 
 #define MOOR_CLIENT_TIMEOUT_MS 5000
-#define MOOR_CLIENT_MAX_FRAME ((size_t)64 << 20) /* largest answer accepted */
-#define MOOR_CLIENT_AUTOFLUSH ((size_t)64 << 10) /* send() writes past this */
+#define MOOR_CLIENT_MAX_ANSWER MOOR_LIMIT_MAX_ANSWER /* largest answer accepted */
+#define MOOR_CLIENT_AUTOFLUSH ((size_t)64 << 10)     /* send() writes past this */
 
 /* One answer.  error_code NULL on success; result is the encoded
  * MessagePack result (nil when there is none).  Borrowed until the next

@@ -40,6 +40,7 @@
 #include "util/mp.h"
 #include "net/rpc.h"
 #include "util/err.h"
+#include "util/limits.h"
 #include "util/log.h"
 
 #define PEER_READ_CHUNK ((size_t)64 << 10)
@@ -128,6 +129,15 @@ static void conn_fail(peer_conn_t *c, int status, const char *fmt, ...)
 
 /* ---- pool lifetime -------------------------------------------------------- */
 
+/* Copies at most cap-1 bytes of s into dst as a C string. */
+static void copy_text(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
 static void pool_release(moor_peer_pool_t *p)
 {
     if (--p->live || !p->closing)
@@ -145,11 +155,11 @@ void moor_peer_opts_default(moor_peer_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
     o->connect_timeout_ms = 2000;
-    o->max_pending = 1024;
+    o->max_pending = MOOR_LIMIT_PEER_INFLIGHT;
     o->backoff_min_ms = 100;
     o->backoff_max_ms = 5000;
     o->seed = 0x6d6f6f72u;
-    o->max_frame = (size_t)64 << 20;
+    o->max_frame = MOOR_LIMIT_MAX_FRAME;
 }
 
 /* "ip:port" or "[ip6]:port", numeric.  0 or MOOR_EINVAL. */
@@ -192,9 +202,9 @@ static int pool_fill(moor_peer_pool_t *p, const moor_peer_opts_t *o)
     if (!p->o.connect_timeout_ms)
         p->o.connect_timeout_ms = 2000;
     if (!p->o.max_pending)
-        p->o.max_pending = 1024;
+        p->o.max_pending = MOOR_LIMIT_PEER_INFLIGHT;
     if (!p->o.max_frame)
-        p->o.max_frame = (size_t)64 << 20;
+        p->o.max_frame = MOOR_LIMIT_MAX_FRAME;
     if (p->o.backoff_max_ms < p->o.backoff_min_ms)
         return moor_diag(MOOR_EINVAL, "peer: backoff_max_ms %u < backoff_min_ms %u",
                          p->o.backoff_max_ms, p->o.backoff_min_ms);
@@ -486,99 +496,32 @@ static void prep_cb(uv_prepare_t *h)
 
 /* ---- connections: reading answers -------------------------------------------- */
 
-/* Copies at most cap-1 bytes of s into dst as a C string. */
-static void copy_text(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-}
-
-typedef struct answer {
-    uint32_t msgid;
-    int is_error;
-    char code[64];
-    char msg[400];
-    const char *result;
-    size_t rlen;
-} answer_t;
-
-/* error: nil, [code, message, ...] or a bare string (the message). */
-static int parse_error(const char **p, const char *end, answer_t *a)
-{
-    const char *s;
-    uint32_t n, m;
-
-    a->is_error = 0;
-    if (moor_mp_read_nil(p, end) == 0)
-        return 0;
-    a->is_error = 1;
-    a->msg[0] = '\0';
-    if (moor_mp_read_str(p, end, &s, &n) == 0) {
-        copy_text(a->code, sizeof(a->code), "ERROR", 5);
-        copy_text(a->msg, sizeof(a->msg), s, n);
-        return 0;
-    }
-    if (moor_mp_read_array(p, end, &m) || m < 1 || moor_mp_read_str(p, end, &s, &n))
-        return MOOR_EPROTO;
-    copy_text(a->code, sizeof(a->code), s, n);
-    if (m >= 2 && moor_mp_read_str(p, end, &s, &n) == 0)
-        copy_text(a->msg, sizeof(a->msg), s, n), m--;
-    for (m--; m > 0; m--)
-        if (moor_mp_skip(p, end, MOOR_MP_MAX_DEPTH))
-            return MOOR_EPROTO;
-    return 0;
-}
-
-/* 0 and *a for an answer, 1 for a notification (ignored), MOOR_EPROTO. */
-static int parse_answer(const char *f, size_t len, answer_t *a)
-{
-    const char *p = f, *end = f + len;
-    uint32_t n;
-    uint64_t type, id;
-
-    if (moor_mp_read_array(&p, end, &n) || moor_mp_read_uint(&p, end, &type))
-        return MOOR_EPROTO;
-    if (type == 2 && n == 3)
-        return 1;
-    if (type != 1 || n != 4 || moor_mp_read_uint(&p, end, &id) || id > UINT32_MAX)
-        return MOOR_EPROTO;
-    a->msgid = (uint32_t)id;
-    if (parse_error(&p, end, a))
-        return MOOR_EPROTO;
-    a->result = p;
-    if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) || p != end)
-        return MOOR_EPROTO;
-    a->rlen = (size_t)(end - a->result);
-    return 0;
-}
-
 /* Wrong secret, or a node without one: retrying at once would only be
  * refused again, so it counts as a failed connect (backoff). */
-static void conn_auth_answer(peer_conn_t *c, const answer_t *a)
+static void conn_auth_answer(peer_conn_t *c, const moor_rpc_answer_t *a)
 {
     char why[512];
 
     c->auth_pending = 0;
     if (!a->is_error)
         return;
-    snprintf(why, sizeof(why), "refused our cluster secret: %s: %s", a->code, a->msg);
-    conn_connect_failed(c, moor_peer_err_code(a->code, strlen(a->code)), why);
+    snprintf(why, sizeof(why), "refused our cluster secret: %.*s: %.*s", (int)a->clen, a->code,
+             (int)(a->mlen > 400 ? 400 : a->mlen), a->msg);
+    conn_connect_failed(c, moor_peer_err_code(a->code, a->clen), why);
 }
 
 static void conn_take_frame(peer_conn_t *c, const char *f, size_t len)
 {
-    answer_t a;
+    moor_rpc_answer_t a;
     preq_t *r;
-    int rc = parse_answer(f, len, &a);
+    int rc = moor_rpc_parse_answer(f, len, &a);
 
     if (rc < 0) {
         conn_fail(c, MOOR_EPROTO, "sent a frame that is not an answer [1, msgid, error, result]");
         return;
     }
     if (rc == 1)
-        return;
+        return; /* a notification: nothing of ours */
     if (c->auth_pending && a.msgid == c->auth_msgid) {
         conn_auth_answer(c, &a);
         return;
@@ -594,8 +537,9 @@ static void conn_take_frame(peer_conn_t *c, const char *f, size_t len)
         return;
     }
     c->peer->st.errors++;
-    rc = moor_peer_err_code(a.code, strlen(a.code));
-    moor_diag(rc, "peer %s: %s: %s", c->name, a.code, a.msg);
+    rc = moor_peer_err_code(a.code, a.clen);
+    moor_diag(rc, "peer %s: %.*s: %.*s", c->name, (int)(a.clen > 64 ? 64 : a.clen), a.code,
+              (int)(a.mlen > 400 ? 400 : a.mlen), a.msg);
     req_finish(r, rc, NULL, 0);
 }
 

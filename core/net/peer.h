@@ -43,11 +43,12 @@ typedef struct moor_peer_opts {
     const char *self_addr;       /* IP outgoing sockets bind to; NULL or "": any */
     const char *secret;          /* cluster_secret; NULL or "": no _auth (copied) */
     uint32_t connect_timeout_ms; /* default 2000 */
-    uint32_t max_pending;        /* requests in flight per member; default 1024 */
-    uint32_t backoff_min_ms;     /* default 100 */
-    uint32_t backoff_max_ms;     /* default 5000 (>= backoff_min_ms) */
-    uint64_t seed;               /* jitter of the backoff; any value */
-    size_t max_frame;            /* largest request and answer; default 64 MiB */
+    uint32_t
+        max_pending; /* requests in flight per member; default MOOR_LIMIT_PEER_INFLIGHT (1024) */
+    uint32_t backoff_min_ms; /* default 100 */
+    uint32_t backoff_max_ms; /* default 5000 (>= backoff_min_ms) */
+    uint64_t seed;           /* jitter of the backoff; any value */
+    size_t max_frame;        /* largest request and answer; default MOOR_LIMIT_MAX_FRAME (32 MiB) */
 } moor_peer_opts_t;
 
 typedef struct moor_peer_stats {

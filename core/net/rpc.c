@@ -1,16 +1,24 @@
 /*
- * rpc.c -- MessagePack-RPC framing, request splitting and response encoding.
+ * rpc.c -- MessagePack-RPC framing, request and answer splitting, and
+ * encoding.
  *
  * A frame is one MessagePack value, so its end is found by validating it
- * (moor_mp_skip): there is no length prefix to trust.  Valid frames are
+ * object by object: there is no length prefix to trust.  Valid frames are
  * always arrays of 3 or 4 items, so the first byte alone rejects a stream
- * that is not MessagePack-RPC before anything of it is buffered.
+ * that is not MessagePack-RPC before anything of it is buffered, and every
+ * header is judged as soon as it is whole: a str/bin/ext length or a
+ * container count (each child takes a byte at least) that cannot end
+ * within max_frame of the frame's start is MOOR_ETOOLARGE at once.
  *
- * moor_rpc_frame_len is stateless and rescans from the start every call;
- * moor_rpc_scan_frame keeps the same walk's state (offset plus a stack of
- * "objects still due" per open container, exactly moor_mp_skip's) so that
- * the server's cost per connection stays linear in the bytes received.
- * Both must give identical answers; the fuzz target checks that.
+ * One walk does it: moor_rpc_scan_frame keeps its state (offset plus a
+ * stack of "objects still due" per open container) so that the server's
+ * cost per connection stays linear in the bytes received, and
+ * moor_rpc_frame_len is the same walk from a fresh state.  Every check
+ * depends only on the bytes up to the object it judges, so any split of
+ * the stream gives the answer the whole gives; the fuzz targets check it.
+ *
+ * Answers are split here too (moor_rpc_parse_answer), once for the C
+ * client and the peer pool.
  *
  * Stateless apart from the caller's scan state; thread-safe.
  */
@@ -23,25 +31,47 @@
 
 _Static_assert(MOOR_RPC_SCAN_DEPTH == MOOR_MP_MAX_DEPTH, "scan stack must match mp depth");
 
-/* Items of a frame's top array: notification 3, request/response 4. */
-static int frame_head(const char *buf, size_t len)
+/* Whether an object at offset off announcing hlen header bytes and then
+ * payload bytes or children objects (each at least one byte) can end
+ * within max_frame of the frame's start.  Decided from the header alone,
+ * so a lying header is refused at once rather than after max_frame bytes
+ * of waiting. */
+static int fits(size_t off, size_t hlen, uint64_t payload, uint64_t children, size_t max_frame)
 {
-    const char *p = buf;
-    uint32_t n;
-    int rc;
+    uint64_t need = (uint64_t)hlen + (payload > children ? payload : children);
 
-    if (len == 0)
-        return MOOR_EAGAIN;
-    rc = moor_mp_read_array(&p, buf + len, &n);
-    if (rc == MOOR_EAGAIN)
-        return rc;
-    if (rc == MOOR_EPROTO)
+    return (uint64_t)off <= max_frame && need <= (uint64_t)max_frame - off;
+}
+
+static int too_large(size_t off, size_t hlen, uint64_t payload, uint64_t children, size_t max_frame)
+{
+    return moor_diag(MOOR_ETOOLARGE, "frame announces %llu bytes at byte %zu, over max_frame %zu",
+                     (unsigned long long)(hlen + (payload > children ? payload : children)), off,
+                     max_frame);
+}
+
+/* The top object: an array of 3 (notification) or 4 (request, response)
+ * items, refused from its first bytes otherwise. */
+static int frame_head(const char *buf, size_t len, size_t max_frame)
+{
+    size_t hlen;
+    uint64_t payload, children;
+    int container, t = moor_mp_peek(buf, buf + len);
+
+    if (t == MOOR_EAGAIN)
+        return t;
+    if (t == MOOR_EPROTO)
         return moor_diag(MOOR_EPROTO, "byte 0xc1 is never valid MessagePack");
-    if (rc)
+    if (t != MOOR_MP_ARRAY)
         return moor_diag(MOOR_EPROTO, "frame is not a MessagePack array (first byte 0x%02x)",
                          (unsigned char)buf[0]);
-    if (n != 3 && n != 4)
-        return moor_diag(MOOR_EPROTO, "frame is an array of %u items, not 3 or 4", n);
+    if (moor_mp_header(buf, buf + len, &hlen, &payload, &children, &container))
+        return MOOR_EAGAIN; /* the count is cut */
+    if (!fits(0, hlen, payload, children, max_frame))
+        return too_large(0, hlen, payload, children, max_frame);
+    if (children != 3 && children != 4)
+        return moor_diag(MOOR_EPROTO, "frame is an array of %llu items, not 3 or 4",
+                         (unsigned long long)children);
     return 0;
 }
 
@@ -63,17 +93,10 @@ static long frame_answer(int rc, size_t frame, size_t len, size_t max_frame)
 
 long moor_rpc_frame_len(const char *buf, size_t len, size_t max_frame)
 {
-    /* Looking no further than max_frame bounds the work and makes a
-     * longer frame come out as "incomplete", hence MOOR_ETOOLARGE. */
-    size_t lim = len < max_frame ? len : max_frame;
-    const char *p = buf;
-    int rc;
+    moor_rpc_scan_t s;
 
-    moor_diag_clear();
-    rc = frame_head(buf, lim);
-    if (rc == 0)
-        rc = moor_mp_skip(&p, buf + lim, MOOR_MP_MAX_DEPTH);
-    return frame_answer(rc, (size_t)(p - buf), len, max_frame);
+    moor_rpc_scan_init(&s);
+    return moor_rpc_scan_frame(&s, buf, len, max_frame);
 }
 
 void moor_rpc_scan_init(moor_rpc_scan_t *s)
@@ -84,54 +107,44 @@ void moor_rpc_scan_init(moor_rpc_scan_t *s)
     s->pending[0] = 1;
 }
 
-/* Header bytes of the container whose first byte is c. */
-static size_t container_hlen(unsigned char c)
+/* One object at *p: a container's header (pushing its children) or a
+ * whole scalar/str/bin/ext.  The checks, in order, each decided by the
+ * bytes seen so far only (so any split of the stream gives the same
+ * answer): header cut (MOOR_EAGAIN), 0xc1 (MOOR_EPROTO), announced size
+ * past max_frame (MOOR_ETOOLARGE), nesting deeper than MOOR_MP_MAX_DEPTH
+ * with an empty container counting as a level (MOOR_EPROTO), body cut
+ * (MOOR_EAGAIN).  Nothing is consumed unless it returns 0. */
+static int scan_one(moor_rpc_scan_t *s, const char *buf, const char **p, const char *end,
+                    size_t max_frame)
 {
-    if (c == 0xdc || c == 0xde)
-        return 3;
-    if (c == 0xdd || c == 0xdf)
-        return 5;
-    return 1;
-}
+    size_t hlen, off = (size_t)(*p - buf), avail = (size_t)(end - *p);
+    uint64_t payload, children;
+    int container, rc = moor_mp_header(*p, end, &hlen, &payload, &children, &container);
 
-/* One object at p: a container's header (pushing its children) or a whole
- * scalar/str/bin/ext.  Mirrors moor_mp_skip's checks, in its order: header
- * truncated, depth (an empty container counts as a level), count beyond
- * the bytes left. */
-static int scan_one(moor_rpc_scan_t *s, const char **p, const char *end)
-{
-    int t = moor_mp_peek(*p, end);
-    const char *q = *p;
-    uint64_t children;
-    uint32_t n;
-    int rc;
-
-    if (t != MOOR_MP_ARRAY && t != MOOR_MP_MAP) {
-        if ((rc = moor_mp_skip(&q, end, 0)))
-            return rc;
-        s->pending[s->depth]--;
-        *p = q;
-        return 0;
-    }
-    if ((size_t)(end - q) < container_hlen((unsigned char)*q))
-        return MOOR_EAGAIN;
-    if (s->depth + 1 > MOOR_MP_MAX_DEPTH)
-        return MOOR_EPROTO;
-    rc = t == MOOR_MP_ARRAY ? moor_mp_read_array(&q, end, &n) : moor_mp_read_map(&q, end, &n);
     if (rc)
         return rc;
-    children = t == MOOR_MP_MAP ? 2 * (uint64_t)n : n;
-    if (children > (uint64_t)(end - q))
-        return MOOR_EAGAIN; /* each child takes a byte at least */
+    if (!fits(off, hlen, payload, children, max_frame))
+        return too_large(off, hlen, payload, children, max_frame);
+    if (!container) {
+        if ((uint64_t)avail < hlen + payload)
+            return MOOR_EAGAIN;
+        s->pending[s->depth]--;
+        *p += hlen + payload;
+        return 0;
+    }
+    if (s->depth + 1 > MOOR_MP_MAX_DEPTH)
+        return MOOR_EPROTO;
     s->pending[s->depth]--;
     if (children)
         s->pending[++s->depth] = children;
-    *p = q;
+    *p += hlen;
     return 0;
 }
 
 long moor_rpc_scan_frame(moor_rpc_scan_t *s, const char *buf, size_t len, size_t max_frame)
 {
+    /* Looking no further than max_frame bounds the work and makes a
+     * longer frame come out as "incomplete", hence MOOR_ETOOLARGE. */
     size_t lim = len < max_frame ? len : max_frame;
     const char *p, *end = buf + lim;
     long ans;
@@ -139,7 +152,7 @@ long moor_rpc_scan_frame(moor_rpc_scan_t *s, const char *buf, size_t len, size_t
 
     moor_diag_clear();
     if (!s->started) {
-        rc = frame_head(buf, lim);
+        rc = frame_head(buf, lim, max_frame);
         s->started = rc == 0;
     }
     p = buf + s->off;
@@ -152,7 +165,7 @@ long moor_rpc_scan_frame(moor_rpc_scan_t *s, const char *buf, size_t len, size_t
             rc = MOOR_EAGAIN;
             break;
         }
-        rc = scan_one(s, &p, end);
+        rc = scan_one(s, buf, &p, end, max_frame);
         s->off = (size_t)(p - buf);
     }
     ans = frame_answer(rc, s->off, len, max_frame);
@@ -166,8 +179,9 @@ static int bad(const char *what)
     return moor_diag(MOOR_EPROTO, "bad request: %s", what);
 }
 
-/* [0, msgid, ...]: the msgid is read before the arity is judged so that a
- * request with the wrong number of items can still be answered. */
+/* [0, msgid, ...]: the msgid is read before the type and arity are judged
+ * so that a frame that is no request (a response sent to the server, the
+ * wrong number of items) can still be answered. */
 static int parse_head(const char **p, const char *end, uint32_t n, moor_rpc_req_t *req, int *have)
 {
     uint64_t type, id;
@@ -178,13 +192,13 @@ static int parse_head(const char **p, const char *end, uint32_t n, moor_rpc_req_
         req->notify = 1;
         return n == 3 ? 0 : bad("a notification must be [2, method, params]");
     }
-    if (type != 0)
-        return moor_diag(MOOR_EPROTO, "bad request: message type %llu is not a request",
-                         (unsigned long long)type);
     if (n >= 2 && moor_mp_read_uint(p, end, &id) == 0 && id <= UINT32_MAX) {
         req->msgid = (uint32_t)id;
         *have = 1;
     }
+    if (type != 0)
+        return moor_diag(MOOR_EPROTO, "bad request: message type %llu is not a request",
+                         (unsigned long long)type);
     if (n != 4)
         return moor_diag(MOOR_EPROTO,
                          "bad request: a request must be [0, msgid, method, "
@@ -230,6 +244,60 @@ int moor_rpc_parse(const char *frame, size_t len, moor_rpc_req_t *req, int *have
     if (have && msgid_out)
         *msgid_out = req->msgid;
     return rc;
+}
+
+/* error: nil, [code, message, ...] (extra items skipped) or a bare
+ * string (the message, code "ERROR"). */
+static int parse_answer_error(const char **p, const char *end, moor_rpc_answer_t *a)
+{
+    const char *s;
+    uint32_t n, m;
+
+    a->is_error = 0;
+    a->code = a->msg = "";
+    a->clen = a->mlen = 0;
+    if (moor_mp_read_nil(p, end) == 0)
+        return 0;
+    a->is_error = 1;
+    if (moor_mp_read_str(p, end, &s, &n) == 0) {
+        a->code = "ERROR", a->clen = 5;
+        a->msg = s, a->mlen = n;
+        return 0;
+    }
+    if (moor_mp_read_array(p, end, &m) || m < 1 || moor_mp_read_str(p, end, &s, &n))
+        return MOOR_EPROTO;
+    a->code = s, a->clen = n;
+    if (m >= 2 && moor_mp_read_str(p, end, &s, &n) == 0)
+        a->msg = s, a->mlen = n, m--;
+    for (m--; m > 0; m--)
+        if (moor_mp_skip(p, end, MOOR_MP_MAX_DEPTH - 2))
+            return MOOR_EPROTO;
+    return 0;
+}
+
+int moor_rpc_parse_answer(const char *frame, size_t len, moor_rpc_answer_t *a)
+{
+    const char *p = frame, *end = frame + len;
+    uint32_t n;
+    uint64_t type, id;
+
+    memset(a, 0, sizeof(*a));
+    if (moor_mp_read_array(&p, end, &n) || moor_mp_read_uint(&p, end, &type))
+        goto bad;
+    if (type == 2 && n == 3)
+        return 1;
+    if (type != 1 || n != 4 || moor_mp_read_uint(&p, end, &id) || id > UINT32_MAX)
+        goto bad;
+    a->msgid = (uint32_t)id;
+    if (parse_answer_error(&p, end, a))
+        goto bad;
+    a->result = p;
+    if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH - 1) || p != end)
+        goto bad;
+    a->rlen = (size_t)(end - a->result);
+    return 0;
+bad:
+    return moor_diag(MOOR_EPROTO, "a frame that is not an answer [1, msgid, error, result]");
 }
 
 /* Packs into out; on failure out goes back to mark. */

@@ -4,6 +4,7 @@
  */
 #include "cluster.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -597,6 +598,41 @@ int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
 }
 
 /* ---- life cycle ------------------------------------------------------------------- */
+
+/* Whether "host:port" (or "[v6]:port") names the address ip (numeric;
+ * both parsed, so spellings of one IPv6 address match). */
+static int addr_has_ip(const char *addr, const char *ip)
+{
+    char host[MOOR_RING_ADDR_MAX];
+    unsigned char a[16], b[16];
+    const char *colon = strrchr(addr, ':');
+    size_t n;
+    int fam;
+
+    if (!colon)
+        return 0;
+    n = (size_t)(colon - addr);
+    if (addr[0] == '[' && n >= 2 && addr[n - 1] == ']')
+        addr++, n -= 2;
+    if (n >= sizeof(host))
+        return 0;
+    memcpy(host, addr, n);
+    host[n] = '\0';
+    fam = strchr(host, ':') ? AF_INET6 : AF_INET;
+    return inet_pton(fam, host, a) == 1 && inet_pton(fam, ip, b) == 1 &&
+           memcmp(a, b, fam == AF_INET ? 4 : 16) == 0;
+}
+
+int moor_cl_member_ip(const moor_cl_t *cl, const char *ip)
+{
+    for (uint32_t i = 0; i < cl->table.n; i++)
+        if (addr_has_ip(cl->table.e[i].m.addr, ip))
+            return 1;
+    for (unsigned i = 0; i < cl->nseeds; i++)
+        if (addr_has_ip(cl->seeds[i].addr, ip))
+            return 1;
+    return 0;
+}
 
 moor_coord_t *moor_cl_coord(moor_cl_t *cl)
 {

@@ -68,6 +68,11 @@ void moor_cl_start(moor_cl_t *cl);
 
 moor_coord_t *moor_cl_coord(moor_cl_t *cl);
 
+/* 1 when ip (numeric) is the host of a member's address or of a seed:
+ * who may take the server's peer slots (a member's outgoing connections
+ * come from its listen address, peer.h). */
+int moor_cl_member_ip(const moor_cl_t *cl, const char *ip);
+
 /* A `_` method from a peer: _join, _members, _get, _put, _coord.  done
  * runs once. */
 void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const char *params,

@@ -216,6 +216,17 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
     so.max_conns = d->cfg.max_conns;
     so.idle_timeout_ms = d->cfg.idle_timeout_ms;
     so.max_inflight = d->cfg.max_inflight;
+    so.auth_timeout_ms = d->cfg.auth_timeout_ms;
+    so.frame_timeout_ms = d->cfg.frame_timeout_ms;
+    so.output_soft = d->cfg.output_soft;
+    so.output_hard = d->cfg.output_hard;
+    so.output_total = d->cfg.output_total;
+    /* Every connection must authenticate when clients need a token; with
+     * only a cluster secret, clients need not, so only peer slots do. */
+    so.require_auth = d->cfg.auth_token[0] != '\0';
+    /* Peer slots exist in a cluster only, for its members' addresses. */
+    so.peer_conns = moor_config_clustered(&d->cfg) ? d->cfg.peer_conns : 0;
+    so.peer_ip_ok = moor_node_peer_ip_ok;
     if ((rc = moor_srv_start(d->loop, &so, moor_node_dispatch, d->node, &d->srv)))
         return rc;
     moor_node_set_server(d->node, d->srv);

@@ -839,22 +839,40 @@ static void reply_auth(void *ud, const char *errcode, const char *errmsg, const 
                        size_t rlen)
 {
     auth_ctx_t *a = ud;
+    moor_srv_conn_t *c = a->req->conn;
 
-    moor_srv_conn_set_authed(a->req->conn, a->authed);
-    /* A peer's one connection carries all its requests to this node: as
-     * many as its pool may have in flight (peer.h max_pending). */
+    moor_srv_conn_set_authed(c, a->authed);
+    /* A peer's one connection carries all its requests to this node: the
+     * server gives it the peer limits (server.h moor_srv_conn_set_peer). */
     if (a->authed & MOOR_NODE_AUTH_PEER)
-        moor_srv_conn_set_max_inflight(a->req->conn, 1024);
+        moor_srv_conn_set_peer(c);
+    /* Ended first: the reply may drop the last reference to c. */
+    if (errcode && moor_srv_conn_reserved(c) && !(a->authed & MOOR_NODE_AUTH_PEER))
+        moor_srv_conn_end(c, "a peer slot's _auth failed");
     reply_srv(a->req, errcode, errmsg, result, rlen);
+}
+
+static int method_is(const moor_srv_req_t *req, const char *m)
+{
+    return req->rpc.mlen == strlen(m) && memcmp(req->rpc.method, m, req->rpc.mlen) == 0;
 }
 
 void moor_node_dispatch(void *node, moor_srv_req_t *req)
 {
     moor_node_t *n = node;
-    int authed = moor_srv_conn_authed(req->conn);
+    moor_srv_conn_t *c = req->conn;
+    int authed = moor_srv_conn_authed(c);
 
-    if ((req->rpc.mlen == 4 && memcmp(req->rpc.method, "auth", 4) == 0) ||
-        (req->rpc.mlen == 5 && memcmp(req->rpc.method, "_auth", 5) == 0)) {
+    /* A peer slot (server.h "Slots") is for a member: its first request
+     * must be _auth(cluster_secret). */
+    if (moor_srv_conn_reserved(c) && !(authed & MOOR_NODE_AUTH_PEER) && !method_is(req, "_auth")) {
+        moor_srv_conn_end(c, "a peer slot's first request was not _auth");
+        moor_srv_reply_error(req, "NOAUTH",
+                             "this connection holds a slot kept for cluster peers: its first "
+                             "request must be _auth(cluster_secret)");
+        return;
+    }
+    if (method_is(req, "auth") || method_is(req, "_auth")) {
         auth_ctx_t a = {req, authed};
         moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
                        req->rpc.nparams, &a.authed, reply_auth, &a);
@@ -862,6 +880,13 @@ void moor_node_dispatch(void *node, moor_srv_req_t *req)
     }
     moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
                    req->rpc.nparams, &authed, reply_srv, req);
+}
+
+int moor_node_peer_ip_ok(void *node, const char *ip)
+{
+    moor_node_t *n = node;
+
+    return n->cl && moor_cl_member_ip(n->cl, ip);
 }
 
 typedef struct lua_kv {

@@ -39,8 +39,14 @@ void moor_node_set_lua(moor_node_t *n, moor_lua_t *L);
 int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32_t nparams,
                      uint64_t token);
 
-/* Server dispatch callback (ud = the node). */
+/* Server dispatch callback (ud = the node).  A connection on a peer slot
+ * whose first request is not _auth gets NOAUTH and is ended; one that
+ * passes _auth becomes a peer (moor_srv_conn_set_peer). */
 void moor_node_dispatch(void *node, moor_srv_req_t *req);
+
+/* Server peer_ip_ok callback (ud = the node): 1 when ip is the host of a
+ * member or seed of the node's cluster; 0 when the node is not in one. */
+int moor_node_peer_ip_ok(void *node, const char *ip);
 
 /* Runs method with params, answering through done.  Used by dispatch and
  * by the fuzzer.  authed: the connection's MOOR_NODE_AUTH_* flags

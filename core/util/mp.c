@@ -102,6 +102,19 @@ static inline int is_container(unsigned char c)
     return (c >= 0x80 && c <= 0x9f) || (c >= 0xdc && c <= 0xdf);
 }
 
+int moor_mp_header(const char *p, const char *end, size_t *hlen, uint64_t *payload,
+                   uint64_t *children, int *container)
+{
+    int rc;
+
+    *container = 0;
+    if (p >= end)
+        return MOOR_EAGAIN;
+    rc = header((const unsigned char *)p, (size_t)(end - p), hlen, payload, children);
+    *container = rc == 0 && is_container((unsigned char)*p);
+    return rc;
+}
+
 int moor_mp_skip(const char **pp, const char *end, int max_depth)
 {
     /* Iterative: a stack of "children still to skip" per open container,

@@ -51,6 +51,14 @@ int moor_mp_peek(const char *p, const char *end);
  * end; O(size) time, no allocation. */
 int moor_mp_skip(const char **p, const char *end, int max_depth);
 
+/* The header of the object at p, without reading past end: *hlen header
+ * bytes, then *payload bytes (str, bin, ext) or *children objects (an
+ * array's n, a map's 2n; *container says which kind).  0, MOOR_EAGAIN
+ * (the header is cut at end) or MOOR_EPROTO (0xc1).  Lets a reader judge
+ * what an object announces before its bytes arrive. */
+int moor_mp_header(const char *p, const char *end, size_t *hlen, uint64_t *payload,
+                   uint64_t *children, int *container);
+
 int moor_mp_read_nil(const char **p, const char *end);
 int moor_mp_read_bool(const char **p, const char *end, int *v);
 /* Any integer that fits; MOOR_EINVAL for a negative one into uint64. */

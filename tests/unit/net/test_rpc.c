@@ -121,10 +121,35 @@ static void test_frames_back_to_back(void **state)
     moor_buf_free(&b);
 }
 
+/* Every cut of [0, 1, "m", [obj]] gives 0 until obj's header is whole,
+ * then MOOR_ETOOLARGE at once (frame_len and the resumable scan alike). */
+static void check_announces_too_much(const char *obj, size_t olen, size_t header, size_t maxf)
+{
+    moor_buf_t b = MOOR_BUF_INIT;
+    moor_rpc_scan_t sc;
+
+    moor_buf_append(&b, "\x94\x00\x01\xa1m\x91", 6);
+    moor_buf_append(&b, obj, olen);
+    moor_rpc_scan_init(&sc);
+    for (size_t cut = 1; cut <= b.len; cut++) {
+        long want = cut < 6 + header ? 0 : MOOR_ETOOLARGE;
+        long a = moor_rpc_frame_len(b.data, cut, maxf);
+        long s = moor_rpc_scan_frame(&sc, b.data, cut, maxf);
+        if (a != want || s != want)
+            fail_msg("cut %zu of %zu (max_frame %zu): frame_len %ld scan %ld, want %ld", cut, b.len,
+                     maxf, a, s, want);
+        if (want)
+            moor_rpc_scan_init(&sc);
+    }
+    assert_non_null(strstr(moor_diag_last()->msg, "max_frame"));
+    moor_buf_free(&b);
+}
+
 static void test_frame_too_large(void **state)
 {
     moor_buf_t b = MOOR_BUF_INIT;
     moor_rpc_scan_t sc;
+    msgpack_packer pk;
 
     (void)state;
     pack_sample(&b, 5);
@@ -132,20 +157,46 @@ static void test_frame_too_large(void **state)
     assert_int_equal(moor_rpc_frame_len(b.data, b.len, 100), MOOR_ETOOLARGE);
     moor_rpc_scan_init(&sc);
     assert_int_equal(moor_rpc_scan_frame(&sc, b.data, b.len, 100), MOOR_ETOOLARGE);
-    /* incomplete with max_frame bytes buffered */
-    assert_int_equal(moor_rpc_frame_len(b.data, 100, 100), MOOR_ETOOLARGE);
-    assert_int_equal(moor_rpc_frame_len(b.data, 99, 100), 0);
+    /* its 300-byte bin says so from its header on: refused before the
+     * limit's worth of bytes arrived */
+    assert_int_equal(moor_rpc_frame_len(b.data, 99, 100), MOOR_ETOOLARGE);
     /* exactly the limit is fine */
     assert_int_equal(moor_rpc_frame_len(b.data, b.len, b.len), (long)b.len);
-    /* a header announcing 4 GiB: 0 until max_frame bytes are there */
-    {
-        const char big[] = {(char)0x94, 0x00,       0x01,       (char)0xa1, 'm',       (char)0x91,
-                            (char)0xc6, (char)0xff, (char)0xff, (char)0xff, (char)0xff};
-        assert_int_equal(moor_rpc_frame_len(big, sizeof(big), 64), 0);
-        assert_int_equal(moor_rpc_frame_len(big, sizeof(big), sizeof(big)), MOOR_ETOOLARGE);
+    /* no header lies (15 arrays of 15 ints): waits for max_frame bytes */
+    moor_buf_reset(&b);
+    pack_req(&b, 1, "m", 15);
+    moor_mp_packer_init(&pk, &b);
+    for (int i = 0; i < 15; i++) {
+        msgpack_pack_array(&pk, 15);
+        for (int k = 0; k < 15; k++)
+            msgpack_pack_fix_uint8(&pk, (uint8_t)k);
     }
+    assert_int_equal(moor_rpc_frame_len(b.data, 99, 100), 0);
+    assert_int_equal(moor_rpc_frame_len(b.data, 100, 100), MOOR_ETOOLARGE);
     assert_non_null(strstr(moor_diag_last()->msg, "max_frame"));
     moor_buf_free(&b);
+}
+
+/* A length or count announced in a header that cannot end within
+ * max_frame of the frame's start: refused as soon as the header is whole,
+ * not after max_frame bytes of waiting. */
+static void test_frame_announces_too_much(void **state)
+{
+    (void)state;
+    /* bin32 of 4 GiB, str8 of 255, ext8 of 200 (+ type byte), map32 and
+     * array16 counts (each child at least a byte) */
+    check_announces_too_much("\xc6\xff\xff\xff\xff", 5, 5, 64);
+    check_announces_too_much("\xd9\xff", 2, 2, 200);
+    check_announces_too_much("\xc7\xc8\x01", 3, 2, 200);
+    check_announces_too_much("\xdf\x7f\xff\xff\xff", 5, 5, MAXF);
+    check_announces_too_much("\xdc\x01\x00", 3, 3, 200);
+    /* a fitting announcement still waits */
+    assert_int_equal(moor_rpc_frame_len("\x94\x00\x01\xa1m\x91\xd9\xff", 8, 300), 0);
+    /* the frame's own header: dd ff ff ff ff is refused from its 5 bytes */
+    assert_int_equal(moor_rpc_frame_len("\xdd\xff\xff", 3, MAXF), 0);
+    assert_int_equal(moor_rpc_frame_len("\xdd\xff\xff\xff\xff", 5, MAXF), MOOR_ETOOLARGE);
+    /* an honest array32 of 4 is a frame head like any other */
+    assert_int_equal(moor_rpc_frame_len("\xdd\x00\x00\x00\x04\x00\x01\xa1m\x90", 10, MAXF), 10);
 }
 
 static void test_frame_garbage(void **state)
@@ -259,8 +310,8 @@ static void test_parse_bad(void **state)
         {"\x94\x00\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xa1m\x90", 14, 0, 0, "msgid"},
         {"\x94\x00\xff\xa1m\x90", 6, 0, 0, "msgid"},  /* msgid -1 */
         {"\x94\x00\xa1x\xa1m\x90", 7, 0, 0, "msgid"}, /* msgid a str */
-        {"\x94\x01\x07\xc0\xc0", 5, 0, 0, "type 1"},  /* a response */
-        {"\x94\x05\x07\xa1m\x90", 6, 0, 0, "type 5"},
+        {"\x94\x01\x07\xc0\xc0", 5, 1, 7, "type 1"},  /* a response: BAD_REQUEST */
+        {"\x94\x05\x07\xa1m\x90", 6, 1, 7, "type 5"},
         {"\x94\xa1x\x07\xa1m\x90", 7, 0, 0, "type"},
         {"\x94\x02\xa1m\x90\xc0", 6, 0, 0, "notification"}, /* notify of 4 */
         {"\x93\x02\x05\x90", 4, 0, 0, "method"},
@@ -285,6 +336,56 @@ static void test_parse_bad(void **state)
             fail_msg("case %zu: diagnostic '%s' lacks '%s'", i, moor_diag_last()->msg,
                      cases[i].why);
     }
+}
+
+/* The one answer parser (client and peer pool): every error form, a
+ * notification, and frames that are no answer. */
+static void test_parse_answer(void **state)
+{
+    moor_rpc_answer_t a;
+    static const char *bad[] = {
+        "\x94\x00\x07\xc0\xc0",     /* a request */
+        "\x93\x01\x07\xc0",         /* 3 items */
+        "\x94\x01\xff\xc0\xc0",     /* msgid -1 */
+        "\x94\x01\x07\x05\xc0",     /* error an int */
+        "\x94\x01\x07\x90\xc0",     /* error [] */
+        "\x94\x01\x07\x91\x05\xc0", /* error [5] */
+    };
+    static const size_t badn[] = {5, 4, 5, 5, 5, 6};
+
+    (void)state;
+    assert_int_equal(moor_rpc_parse_answer("\x94\x01\x07\xc0\x92\x01\x02", 7, &a), 0);
+    assert_int_equal(a.msgid, 7);
+    assert_int_equal(a.is_error, 0);
+    assert_int_equal(a.rlen, 3);
+    assert_memory_equal(a.result, "\x92\x01\x02", 3);
+    /* [code, message] */
+    assert_int_equal(moor_rpc_parse_answer("\x94\x01\x08\x92\xa2NO\xa3why\xc0", 12, &a), 0);
+    assert_int_equal(a.msgid, 8);
+    assert_int_equal(a.is_error, 1);
+    assert_int_equal(a.clen, 2);
+    assert_memory_equal(a.code, "NO", 2);
+    assert_int_equal(a.mlen, 3);
+    assert_memory_equal(a.msg, "why", 3);
+    assert_int_equal(a.rlen, 1); /* nil */
+    /* [code], [code, message, extra...], a bare string */
+    assert_int_equal(moor_rpc_parse_answer("\x94\x01\x08\x91\xa2NO\xc0", 8, &a), 0);
+    assert_int_equal(a.mlen, 0);
+    assert_int_equal(moor_rpc_parse_answer("\x94\x01\x08\x93\xa2NO\xa1m\x91\x01\xc0", 12, &a), 0);
+    assert_int_equal(a.mlen, 1);
+    assert_int_equal(moor_rpc_parse_answer("\x94\x01\x08\xa3"
+                                           "bad\xc0",
+                                           8, &a),
+                     0);
+    assert_int_equal(a.is_error, 1);
+    assert_int_equal(a.clen, 5);
+    assert_memory_equal(a.code, "ERROR", 5);
+    assert_memory_equal(a.msg, "bad", 3);
+    /* a notification is told apart */
+    assert_int_equal(moor_rpc_parse_answer("\x93\x02\xa1m\x90", 5, &a), 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (moor_rpc_parse_answer(bad[i], badn[i], &a) != MOOR_EPROTO)
+            fail_msg("bad answer %zu was accepted", i);
 }
 
 /* Decodes [1, msgid, err, result] into its parts. */
@@ -436,12 +537,20 @@ static void test_random_agree(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_frame_every_cut),     cmocka_unit_test(test_scan_incremental),
-        cmocka_unit_test(test_frames_back_to_back), cmocka_unit_test(test_frame_too_large),
-        cmocka_unit_test(test_frame_garbage),       cmocka_unit_test(test_frame_too_deep),
-        cmocka_unit_test(test_parse_good),          cmocka_unit_test(test_parse_bad),
-        cmocka_unit_test(test_encode_result),       cmocka_unit_test(test_encode_error),
-        cmocka_unit_test(test_encode_request),      cmocka_unit_test(test_random_agree),
+        cmocka_unit_test(test_frame_every_cut),
+        cmocka_unit_test(test_scan_incremental),
+        cmocka_unit_test(test_frames_back_to_back),
+        cmocka_unit_test(test_frame_too_large),
+        cmocka_unit_test(test_frame_announces_too_much),
+        cmocka_unit_test(test_parse_answer),
+        cmocka_unit_test(test_frame_garbage),
+        cmocka_unit_test(test_frame_too_deep),
+        cmocka_unit_test(test_parse_good),
+        cmocka_unit_test(test_parse_bad),
+        cmocka_unit_test(test_encode_result),
+        cmocka_unit_test(test_encode_error),
+        cmocka_unit_test(test_encode_request),
+        cmocka_unit_test(test_random_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

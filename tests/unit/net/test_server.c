@@ -6,9 +6,15 @@
  *   echo a b ...     replies [a, b, ...]
  *   delay ms a ...   replies [ms, a, ...] from a uv_timer ms later
  *   hold ...         kept unanswered while `holding` (back-pressure)
+ *   holdbig n        kept like hold; answered with a bin of n bytes
+ *   big n            replies a bin of n bytes at once
  *   release          answers every held request, stops holding; replies n
+ *   auth             marks the connection authenticated; replies true
+ *   peer             makes the connection a peer (set_peer); replies true
+ *   bye              ends the connection (moor_srv_conn_end); replies true
  *   stats            replies [inflight, requests, conns, refused, bad_frames,
- *                    held, max inflight seen by a hold dispatch]
+ *                    held, max inflight seen by a hold dispatch, peer_slots,
+ *                    output_bytes, closed_output, closed_deadline]
  * Control goes through the RPC itself, so no state is shared across threads
  * except what the harness reads after the loop thread has been joined.
  * Every socket has a receive timeout and every wait a bound.
@@ -53,7 +59,11 @@ typedef struct fx {
     int done_called;
     uint64_t replies_at_done; /* requests answered when done ran */
     uint64_t answered;
+    int peer_ip_allowed; /* what peer_ip_ok answers */
+    char peer_ip_seen[64];
 } fx_t;
+
+#define ST_N 11 /* values of the stats method */
 
 typedef struct delay {
     uv_timer_t t;
@@ -107,11 +117,34 @@ static void do_delay(fx_t *f, moor_srv_req_t *req)
     uv_timer_start(&d->t, delay_fire, ms, 0);
 }
 
+/* Replies with a bin of the size in the first param. */
+static void reply_big(fx_t *f, moor_srv_req_t *req)
+{
+    const char *p = req->rpc.params;
+    moor_buf_t b = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    uint64_t n = 0;
+
+    moor_mp_read_uint(&p, p + req->rpc.plen, &n);
+    moor_mp_packer_init(&pk, &b);
+    msgpack_pack_bin(&pk, (size_t)n);
+    moor_buf_reserve(&b, (size_t)n);
+    memset(b.data + b.len, 'r', (size_t)n);
+    b.len += (size_t)n;
+    f->answered++;
+    moor_srv_reply(req, b.data, b.len);
+    moor_buf_free(&b);
+}
+
 static void release_all(fx_t *f)
 {
     f->holding = 0;
-    for (int i = 0; i < f->nheld; i++)
-        reply_params(f, f->held[i]);
+    for (int i = 0; i < f->nheld; i++) {
+        if (method_is(f->held[i], "holdbig"))
+            reply_big(f, f->held[i]);
+        else
+            reply_params(f, f->held[i]);
+    }
     f->nheld = 0;
 }
 
@@ -123,7 +156,7 @@ static void do_stats(fx_t *f, moor_srv_req_t *req)
 
     moor_srv_stats(f->srv, &st);
     moor_mp_packer_init(&pk, &b);
-    msgpack_pack_array(&pk, 7);
+    msgpack_pack_array(&pk, ST_N);
     msgpack_pack_uint64(&pk, st.inflight);
     msgpack_pack_uint64(&pk, st.requests);
     msgpack_pack_uint64(&pk, st.conns);
@@ -131,6 +164,10 @@ static void do_stats(fx_t *f, moor_srv_req_t *req)
     msgpack_pack_uint64(&pk, st.bad_frames);
     msgpack_pack_uint64(&pk, (uint64_t)f->nheld);
     msgpack_pack_uint64(&pk, f->max_inflight_seen);
+    msgpack_pack_uint64(&pk, st.peer_slots);
+    msgpack_pack_uint64(&pk, st.output_bytes);
+    msgpack_pack_uint64(&pk, st.closed_output);
+    msgpack_pack_uint64(&pk, st.closed_deadline);
     f->answered++;
     moor_srv_reply(req, b.data, b.len);
     moor_buf_free(&b);
@@ -144,6 +181,19 @@ static void dispatch(void *ud, moor_srv_req_t *req)
         reply_params(f, req);
     } else if (method_is(req, "delay")) {
         do_delay(f, req);
+    } else if (method_is(req, "big")) {
+        reply_big(f, req);
+    } else if (method_is(req, "auth") || method_is(req, "peer") || method_is(req, "bye")) {
+        if (method_is(req, "auth"))
+            moor_srv_conn_set_authed(req->conn, 1);
+        else if (method_is(req, "peer"))
+            moor_srv_conn_set_peer(req->conn);
+        else
+            moor_srv_conn_end(req->conn, "the client said bye");
+        f->answered++;
+        moor_srv_reply(req, "\xc3", 1);
+    } else if (method_is(req, "holdbig") && f->holding && f->nheld < MAX_HELD) {
+        f->held[f->nheld++] = req;
     } else if (method_is(req, "hold")) {
         moor_srv_stats_t st;
         moor_srv_stats(f->srv, &st);
@@ -194,12 +244,25 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static fx_t *fx_start(const moor_srv_opts_t *o)
+static int peer_ip_ok(void *ud, const char *ip)
+{
+    fx_t *f = ud;
+
+    snprintf(f->peer_ip_seen, sizeof(f->peer_ip_seen), "%s", ip);
+    return f->peer_ip_allowed;
+}
+
+/* peer_ip_ok in o is replaced by the fixture's (answering peer_ip_allowed). */
+static fx_t *fx_start_ip(const moor_srv_opts_t *o, int peer_ip_allowed)
 {
     fx_t *f = calloc(1, sizeof(*f));
+    moor_srv_opts_t oo = *o;
 
     assert_int_equal(uv_loop_init(&f->loop), 0);
     f->holding = 1;
+    f->peer_ip_allowed = peer_ip_allowed;
+    oo.peer_ip_ok = peer_ip_ok;
+    o = &oo;
     assert_int_equal(moor_srv_start(&f->loop, o, dispatch, f, &f->srv), 0);
     f->port = moor_srv_port(f->srv);
     assert_true(f->port > 0);
@@ -207,6 +270,11 @@ static fx_t *fx_start(const moor_srv_opts_t *o)
     f->stop_async.data = f;
     assert_int_equal(pthread_create(&f->th, NULL, loop_main, f), 0);
     return f;
+}
+
+static fx_t *fx_start(const moor_srv_opts_t *o)
+{
+    return fx_start_ip(o, 1);
 }
 
 /* Stops the server from its loop and joins the thread (bounded). */
@@ -383,8 +451,8 @@ static void cl_call(cl_t *c, uint32_t id, const char *method, const char *params
     assert_int_equal(r->msgid, id);
 }
 
-/* stats -> the 7 counters (see the file comment). */
-static void cl_stats(cl_t *c, uint64_t out[7])
+/* stats -> the ST_N counters (see the file comment). */
+static void cl_stats(cl_t *c, uint64_t out[ST_N])
 {
     resp_t r;
     const char *p, *e;
@@ -394,8 +462,8 @@ static void cl_stats(cl_t *c, uint64_t out[7])
     p = r.res;
     e = p + r.rlen;
     assert_int_equal(moor_mp_read_array(&p, e, &n), 0);
-    assert_int_equal(n, 7);
-    for (int i = 0; i < 7; i++)
+    assert_int_equal(n, ST_N);
+    for (int i = 0; i < ST_N; i++)
         assert_int_equal(moor_mp_read_uint(&p, e, &out[i]), 0);
 }
 
@@ -431,7 +499,7 @@ static void test_echo_and_notify(void **state)
     fx_t *f;
     cl_t c;
     resp_t r;
-    uint64_t st[7];
+    uint64_t st[ST_N];
     moor_buf_t b = MOOR_BUF_INIT;
 
     (void)state;
@@ -523,7 +591,7 @@ static void test_bad_request_keeps_conn(void **state)
     fx_t *f;
     cl_t c;
     resp_t r;
-    uint64_t st[7];
+    uint64_t st[ST_N];
 
     (void)state;
     opts(&o);
@@ -555,7 +623,7 @@ static void test_garbage_closes_only_that_conn(void **state)
     moor_srv_opts_t o;
     fx_t *f;
     cl_t a, b, n;
-    uint64_t st[7];
+    uint64_t st[ST_N];
 
     (void)state;
     opts(&o);
@@ -681,7 +749,7 @@ static void test_backpressure(void **state)
     enum { N = 50, MAXI = 4 };
     moor_srv_opts_t o;
     moor_buf_t b = MOOR_BUF_INIT;
-    uint64_t st[7];
+    uint64_t st[ST_N];
     fx_t *f;
     cl_t c, ctl;
     resp_t r;
@@ -725,7 +793,7 @@ static void test_backpressure(void **state)
 static void test_max_conns(void **state)
 {
     moor_srv_opts_t o;
-    uint64_t st[7];
+    uint64_t st[ST_N];
     fx_t *f;
     cl_t a, b, x;
 
@@ -817,7 +885,7 @@ static void test_stop_waits(void **state)
     fx_t *f;
     cl_t c;
     resp_t r;
-    uint64_t st[7];
+    uint64_t st[ST_N];
 
     (void)state;
     opts(&o);
@@ -897,7 +965,7 @@ static void test_output_backpressure(void **state)
     enum { N = 100 };
     moor_srv_opts_t o;
     moor_buf_t b = MOOR_BUF_INIT;
-    uint64_t st[7], prev = 0, echoes = 0;
+    uint64_t st[ST_N], prev = 0, echoes = 0;
     int calls = 0;
     sender_t snd;
     pthread_t th;
@@ -946,7 +1014,7 @@ static void test_stop_unread_replies(void **state)
 {
     moor_srv_opts_t o;
     moor_buf_t b = MOOR_BUF_INIT;
-    uint64_t st[7];
+    uint64_t st[ST_N];
     fx_t *f;
     cl_t c, ctl;
 
@@ -968,6 +1036,493 @@ static void test_stop_unread_replies(void **state)
     fx_stop(f); /* bounded join: fails if stop waits forever */
     moor_buf_free(&b);
     cl_close(&c);
+}
+
+/* ---- limits of the hardening issue -------------------------------------- */
+
+/* Reads frames until the server closes c: the number read before EOF or
+ * reset, or -1 if a receive timed out first. */
+static int cl_drain_until_closed(cl_t *c)
+{
+    resp_t r;
+    int n = 0, rc;
+
+    while ((rc = cl_recv(c, &r)) == 1)
+        n++;
+    return rc == 0 ? n : -1;
+}
+
+/* n requests `method size` (size a uint32), msgids 0..n-1, in one send. */
+static void cl_send_sized(cl_t *c, const char *method, int n, uint32_t size)
+{
+    moor_buf_t b = MOOR_BUF_INIT;
+    char p[5] = {(char)0xce, (char)(size >> 24), (char)(size >> 16), (char)(size >> 8), (char)size};
+
+    for (int i = 0; i < n; i++)
+        cl_request(&b, (uint32_t)i, method, p, 5, 1);
+    assert_int_equal(cl_send(c, b.data, b.len), 0);
+    moor_buf_free(&b);
+}
+
+/* Polls stats on ctl until st[i] >= want (bounded: 10 s); returns it. */
+static uint64_t wait_stat(cl_t *ctl, int i, uint64_t want, uint64_t st[ST_N])
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        cl_stats(ctl, st);
+        if (st[i] >= want)
+            break;
+        sleep_ms(10);
+    }
+    return st[i];
+}
+
+/* The issue's case: a client pipelines requests answered at once and
+ * never reads.  Dispatch must stop once the connection's unsent replies
+ * pass output_soft, not only between reads (one read holds all 2,000
+ * requests): the server's unsent bytes stay within the soft cap plus one
+ * reply, another connection is served, and reading the replies resumes
+ * the connection until every one is answered. */
+static void test_unread_sync_replies_bounded(void **state)
+{
+    enum { N = 2000, SZ = 64 << 10 };
+    const size_t soft = (size_t)1 << 20;
+    moor_srv_opts_t o;
+    uint64_t st[ST_N], prev = 0, dispatched = 0, max_out = 0;
+    int calls = 0, same = 0;
+    fx_t *f;
+    cl_t c, ctl;
+
+    (void)state;
+    opts(&o);
+    o.output_soft = soft;
+    f = fx_start(&o);
+    cl_connect_rcvbuf(&c, f->port, 64 * 1024);
+    cl_connect(&ctl, f->port);
+    cl_send_sized(&c, "big", N, SZ);
+    for (int tries = 0; tries < 500 && same < 10; tries++) { /* until stable, bounded */
+        sleep_ms(20);
+        cl_stats(&ctl, st);
+        dispatched = st[1] - (uint64_t)++calls;
+        if (st[8] > max_out)
+            max_out = st[8];
+        same = dispatched == prev ? same + 1 : 0;
+        prev = dispatched;
+    }
+    printf("  dispatched %llu of %d, at most %llu bytes unsent (soft cap %zu)\n",
+           (unsigned long long)dispatched, N, (unsigned long long)max_out, soft);
+    if (dispatched >= N)
+        fail_msg("all %d requests were dispatched to a client that reads nothing", N);
+    if (max_out > soft + SZ + 64)
+        fail_msg("%llu bytes unsent, over the soft cap %zu plus one reply",
+                 (unsigned long long)max_out, soft);
+    cl_echo_ok(&ctl, 1);
+    for (int k = 0; k < N; k++) {
+        resp_t r;
+        if (cl_recv(&c, &r) != 1)
+            fail_msg("reply %d of %d missing after the client read", k, N);
+        assert_int_equal(r.msgid, k);
+        assert_int_equal(r.rlen, SZ + 5);
+    }
+    cl_close(&c);
+    cl_close(&ctl);
+    fx_stop(f);
+}
+
+/* Held requests answered all at once (async answers are not stopped by
+ * the soft cap): past output_hard the connection is closed, the others
+ * are served; one reply larger than the hard cap onto an empty output
+ * still goes out. */
+static void test_output_hard_cap(void **state)
+{
+    enum { N = 16, SZ = 512 << 10 };
+    moor_srv_opts_t o;
+    uint64_t st[ST_N];
+    fx_t *f;
+    cl_t c, ctl, d;
+    resp_t r;
+    int got;
+
+    (void)state;
+    opts(&o);
+    o.output_soft = (size_t)2 << 20;
+    o.output_hard = (size_t)4 << 20;
+    f = fx_start(&o);
+    cl_connect_rcvbuf(&c, f->port, 64 * 1024);
+    cl_connect(&ctl, f->port);
+    cl_send_sized(&c, "holdbig", N, SZ);
+    assert_int_equal(wait_stat(&ctl, 5, N, st), N);
+    cl_call(&ctl, 1000, "release", NULL, 0, 0, &r);
+    assert_int_equal(wait_stat(&ctl, 9, 1, st), 1); /* closed_output */
+    got = cl_drain_until_closed(&c);
+    printf("  %d of %d replies reached the client before the close\n", got, N);
+    if (got < 0 || got >= N)
+        fail_msg("the connection over its hard cap was not closed (%d replies)", got);
+    cl_echo_ok(&ctl, 2);
+    cl_connect(&d, f->port);
+    cl_call_send(&d, 7, "big", "\xce\x00\x60\x00\x00", 5, 1); /* 6 MiB > hard 4 MiB */
+    assert_int_equal(cl_recv(&d, &r), 1);
+    assert_int_equal(r.msgid, 7);
+    assert_int_equal(r.rlen, ((size_t)6 << 20) + 5);
+    cl_close(&c);
+    cl_close(&d);
+    cl_close(&ctl);
+    fx_stop(f);
+}
+
+/* Over output_total: the client holding the most unsent bytes is closed
+ * and the other one served to the end; a peer connection is never the
+ * one closed, even when it holds the most. */
+static void total_case(int a_is_peer)
+{
+    enum { NA = 22, NB = 16, SZ = 1 << 20 };
+    moor_srv_opts_t o;
+    uint64_t st[ST_N];
+    fx_t *f;
+    cl_t a, b, ctl, *keep, *shed;
+    resp_t r;
+    int got, nkeep;
+
+    opts(&o);
+    o.output_total = (size_t)24 << 20;
+    f = fx_start(&o);
+    cl_connect_rcvbuf(&a, f->port, 64 * 1024);
+    cl_connect_rcvbuf(&b, f->port, 64 * 1024);
+    cl_connect(&ctl, f->port);
+    if (a_is_peer)
+        cl_call(&a, 9999, "peer", NULL, 0, 0, &r);
+    cl_send_sized(&a, "big", NA, SZ);
+    wait_stat(&ctl, 8, (uint64_t)(NA - 4) * SZ, st); /* A's replies wait unread */
+    assert_int_equal(st[9], 0);
+    cl_send_sized(&b, "big", NB, SZ);
+    assert_int_equal(wait_stat(&ctl, 9, 1, st), 1); /* closed_output */
+    keep = a_is_peer ? &a : &b, shed = a_is_peer ? &b : &a;
+    nkeep = a_is_peer ? NA : NB;
+    got = cl_drain_until_closed(shed);
+    printf("  the %s was closed after %d replies\n", a_is_peer ? "client" : "bigger client", got);
+    if (got < 0)
+        fail_msg("the %s connection was not closed", a_is_peer ? "client" : "bigger client");
+    for (int k = 0; k < nkeep; k++) {
+        if (cl_recv(keep, &r) != 1)
+            fail_msg("reply %d of %d missing on the connection that stays", k, nkeep);
+        assert_int_equal(r.msgid, k);
+    }
+    cl_stats(&ctl, st);
+    assert_int_equal(st[9], 1);
+    cl_close(&a);
+    cl_close(&b);
+    cl_close(&ctl);
+    fx_stop(f);
+}
+
+static void test_output_total_sheds_biggest(void **state)
+{
+    (void)state;
+    total_case(0);
+}
+
+static void test_output_total_spares_peers(void **state)
+{
+    (void)state;
+    total_case(1);
+}
+
+/* A client that stops reading is closed when its replies make no write
+ * progress for idle_timeout_ms (before, unsent replies counted as "not
+ * idle" forever); a slow reader that keeps taking bytes is not. */
+static void test_write_stall_closes(void **state)
+{
+    enum { N = 8, SZ = 1 << 20 };
+    moor_srv_opts_t o;
+    uint64_t st[ST_N];
+    fx_t *f;
+    cl_t c, ctl;
+    int got, tries;
+
+    (void)state;
+    opts(&o);
+    o.idle_timeout_ms = 500;
+    f = fx_start(&o);
+    cl_connect_rcvbuf(&c, f->port, 64 * 1024);
+    cl_connect(&ctl, f->port);
+    cl_send_sized(&c, "big", N, SZ);
+    for (tries = 0; tries < 1000; tries++) { /* bounded: 10 s */
+        cl_stats(&ctl, st);
+        if (st[2] == 1)
+            break;
+        sleep_ms(10);
+    }
+    if (st[2] != 1)
+        fail_msg("a client that reads nothing still holds its connection");
+    assert_int_equal(st[10], 1); /* closed_deadline */
+    got = cl_drain_until_closed(&c);
+    assert_true(got >= 0 && got < N);
+    cl_close(&c);
+    cl_close(&ctl);
+    fx_stop(f);
+}
+
+/* Reads one reply 64 KiB at a time with a pause after each read. */
+static void cl_recv_slowly(cl_t *c, resp_t *r)
+{
+    char buf[64 << 10];
+    long f;
+
+    if (c->last) { /* the frame returned last time */
+        memmove(c->in.data, c->in.data + c->last, c->in.len - c->last);
+        c->in.len -= c->last;
+        c->last = 0;
+    }
+    while ((f = moor_rpc_frame_len(c->in.data, c->in.len, (size_t)64 << 20)) == 0) {
+        ssize_t got = recv(c->fd, buf, sizeof(buf), 0);
+        if (got <= 0)
+            fail_msg("connection closed under a slow reader (%zd)", got);
+        moor_buf_append(&c->in, buf, (size_t)got);
+        sleep_ms(10);
+    }
+    assert_true(f > 0);
+    assert_int_equal(cl_recv(c, r), 1); /* parses the buffered frame */
+}
+
+/* 16 MiB of replies, more than the kernel takes, read in small bites over
+ * several idle timeouts: the write queue shrinking is progress, so the
+ * connection is not taken for a stalled one. */
+static void test_slow_reader_not_stalled(void **state)
+{
+    enum { N = 16, SZ = 1 << 20 };
+    moor_srv_opts_t o;
+    uint64_t st[ST_N];
+    fx_t *f;
+    cl_t c, ctl;
+
+    (void)state;
+    opts(&o);
+    o.idle_timeout_ms = 1000;
+    f = fx_start(&o);
+    cl_connect_rcvbuf(&c, f->port, 64 * 1024);
+    cl_send_sized(&c, "big", N, SZ);
+    for (int k = 0; k < N; k++) {
+        resp_t r;
+        cl_recv_slowly(&c, &r);
+        assert_int_equal(r.msgid, k);
+        assert_int_equal(r.rlen, SZ + 5);
+    }
+    cl_connect(&ctl, f->port);
+    cl_stats(&ctl, st);
+    assert_int_equal(st[10], 0); /* no deadline closed it */
+    cl_close(&c);
+    cl_close(&ctl);
+    fx_stop(f);
+}
+
+/* require_auth: a connection that does not authenticate within
+ * auth_timeout_ms is closed; one that did stays (it is older, so its
+ * deadline passed before the other's). */
+static void test_auth_deadline(void **state)
+{
+    moor_srv_opts_t o;
+    uint64_t st[ST_N];
+    fx_t *f;
+    cl_t a, b;
+    resp_t r;
+
+    (void)state;
+    opts(&o);
+    o.require_auth = 1;
+    o.auth_timeout_ms = 1000; /* room for a's auth call on a busy machine */
+    f = fx_start(&o);
+    cl_connect(&a, f->port);
+    cl_call(&a, 1, "auth", NULL, 0, 0, &r);
+    assert_string_equal(r.code, "");
+    cl_connect(&b, f->port);
+    cl_expect_closed(&b); /* within the 5 s receive timeout */
+    cl_echo_ok(&a, 2);
+    cl_stats(&a, st);
+    assert_int_equal(st[10], 1);
+    cl_close(&a);
+    cl_close(&b);
+    fx_stop(f);
+}
+
+/* A frame sent one byte at a time is cut off at frame_timeout_ms, before
+ * it is complete (each byte used to count as activity). */
+static void test_frame_deadline(void **state)
+{
+    moor_srv_opts_t o;
+    moor_buf_t b = MOOR_BUF_INIT, v = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    size_t sent;
+    fx_t *f;
+    cl_t c;
+    char x;
+
+    (void)state;
+    opts(&o);
+    o.frame_timeout_ms = 300;
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    moor_mp_packer_init(&pk, &v);
+    msgpack_pack_bin(&pk, 400);
+    moor_buf_reserve(&v, 400);
+    memset(v.data + v.len, 's', 400);
+    v.len += 400;
+    cl_request(&b, 1, "echo", v.data, v.len, 1);
+    for (sent = 0; sent < b.len; sent++) { /* ~10 ms a byte: 4 s for the frame */
+        ssize_t got = recv(c.fd, &x, 1, MSG_DONTWAIT);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            break; /* closed by the server */
+        if (got > 0)
+            fail_msg("a reply to an incomplete frame");
+        if (cl_send(&c, b.data + sent, 1))
+            break;
+        sleep_ms(10);
+    }
+    printf("  closed after %zu of %zu bytes\n", sent, b.len);
+    if (sent == b.len)
+        fail_msg("a frame sent a byte at a time was never cut off");
+    cl_expect_closed(&c);
+    moor_buf_free(&b);
+    moor_buf_free(&v);
+    cl_close(&c);
+    fx_stop(f);
+}
+
+/* A response frame [1, msgid, nil, true] sent to the server is answered
+ * BAD_REQUEST for its msgid; the connection stays. */
+static void test_response_frame_bad_request(void **state)
+{
+    moor_srv_opts_t o;
+    fx_t *f;
+    cl_t c;
+    resp_t r;
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    assert_int_equal(cl_send(&c, "\x94\x01\x07\xc0\xc3", 5), 0);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 7);
+    assert_string_equal(r.code, "BAD_REQUEST");
+    cl_echo_ok(&c, 8);
+    cl_close(&c);
+    fx_stop(f);
+}
+
+/* Header announcing more than max_frame: closed at once (before, the
+ * server waited for max_frame bytes that never come). */
+static void test_lying_header_closes(void **state)
+{
+    moor_srv_opts_t o;
+    fx_t *f;
+    cl_t c;
+
+    (void)state;
+    opts(&o);
+    o.idle_timeout_ms = 0;
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    assert_int_equal(cl_send(&c, "\xdd\xff\xff\xff\xff", 5), 0);
+    cl_expect_closed(&c);
+    cl_close(&c);
+    /* a bin32 of 4 GiB as the param of a well-formed request head */
+    cl_connect(&c, f->port);
+    assert_int_equal(cl_send(&c,
+                             "\x94\x00\x01\xa4"
+                             "echo\x91\xc6\xff\xff\xff\xff",
+                             14),
+                     0);
+    cl_expect_closed(&c);
+    cl_close(&c);
+    fx_stop(f);
+}
+
+/* max_conns clients, then peer_conns more for peers: a peer-slot
+ * connection that does not become a peer by its auth deadline is
+ * closed, one that does stays; past both, or from an address peer_ip_ok
+ * refuses, connections are refused. */
+static void test_peer_slots(void **state)
+{
+    moor_srv_opts_t o;
+    uint64_t st[ST_N];
+    fx_t *f;
+    cl_t a, b, p, e, x;
+    resp_t r;
+
+    (void)state;
+    opts(&o);
+    o.max_conns = 2;
+    o.peer_conns = 2;
+    o.auth_timeout_ms = 1500; /* room for the calls made before it */
+    f = fx_start(&o);
+    cl_connect(&a, f->port);
+    cl_connect(&b, f->port);
+    cl_echo_ok(&a, 1);
+    cl_echo_ok(&b, 2);
+    cl_connect(&p, f->port); /* a peer slot */
+    cl_call(&p, 3, "peer", NULL, 0, 0, &r);
+    assert_string_equal(r.code, "");
+    assert_string_equal(f->peer_ip_seen, "127.0.0.1");
+    cl_connect(&e, f->port); /* the other peer slot, never a peer */
+    cl_echo_ok(&e, 4);       /* served meanwhile */
+    cl_connect(&x, f->port); /* nothing left */
+    cl_expect_closed(&x);
+    cl_close(&x);
+    cl_expect_closed(&e); /* at its auth deadline */
+    cl_echo_ok(&p, 5);    /* older, past its deadline too, and still open */
+    cl_stats(&a, st);
+    assert_int_equal(st[7], 1); /* peer_slots */
+    assert_int_equal(st[3], 1); /* refused */
+    assert_int_equal(st[10], 1);
+    cl_close(&e);
+    cl_close(&p);
+    cl_close(&a);
+    cl_close(&b);
+    fx_stop(f);
+    /* peer_ip_ok says no: refused although a peer slot is free */
+    f = fx_start_ip(&o, 0);
+    cl_connect(&a, f->port);
+    cl_connect(&b, f->port);
+    cl_echo_ok(&a, 1);
+    cl_echo_ok(&b, 2);
+    cl_connect(&x, f->port);
+    cl_expect_closed(&x);
+    cl_close(&x);
+    cl_stats(&a, st);
+    assert_int_equal(st[3], 1);
+    assert_int_equal(st[7], 0);
+    cl_close(&a);
+    cl_close(&b);
+    fx_stop(f);
+}
+
+/* moor_srv_conn_end: the answer still goes out, then the connection
+ * closes and nothing more is dispatched. */
+static void test_conn_end(void **state)
+{
+    moor_srv_opts_t o;
+    moor_buf_t b = MOOR_BUF_INIT;
+    uint64_t st[ST_N];
+    fx_t *f;
+    cl_t c, ctl;
+    resp_t r;
+
+    (void)state;
+    opts(&o);
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    cl_connect(&ctl, f->port);
+    cl_request(&b, 1, "bye", NULL, 0, 0);
+    cl_request(&b, 2, "echo", "\x01", 1, 1);
+    assert_int_equal(cl_send(&c, b.data, b.len), 0);
+    assert_int_equal(cl_recv(&c, &r), 1);
+    assert_int_equal(r.msgid, 1);
+    cl_expect_closed(&c);
+    cl_stats(&ctl, st);
+    assert_int_equal(st[1], 2); /* bye and this stats call: the echo never ran */
+    moor_buf_free(&b);
+    cl_close(&c);
+    cl_close(&ctl);
+    fx_stop(f);
 }
 
 static void test_port_in_use(void **state)
@@ -1011,6 +1566,18 @@ int main(void)
         cmocka_unit_test(test_output_backpressure),
         cmocka_unit_test(test_stop_unread_replies),
         cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_unread_sync_replies_bounded),
+        cmocka_unit_test(test_output_hard_cap),
+        cmocka_unit_test(test_output_total_sheds_biggest),
+        cmocka_unit_test(test_output_total_spares_peers),
+        cmocka_unit_test(test_write_stall_closes),
+        cmocka_unit_test(test_slow_reader_not_stalled),
+        cmocka_unit_test(test_auth_deadline),
+        cmocka_unit_test(test_frame_deadline),
+        cmocka_unit_test(test_response_frame_bad_request),
+        cmocka_unit_test(test_lying_header_closes),
+        cmocka_unit_test(test_peer_slots),
+        cmocka_unit_test(test_conn_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

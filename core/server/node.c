@@ -627,11 +627,15 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
     pack_kv_u64(&pk, "errors", n->n_err);
     pack_kv_u64(&pk, "pending_writes", n->pending);
     msgpack_pack_str_with_body(&pk, "server", 6);
-    msgpack_pack_map(&pk, 4);
+    msgpack_pack_map(&pk, 8);
     pack_kv_u64(&pk, "connections", ss.conns);
     pack_kv_u64(&pk, "accepted", ss.accepted);
     pack_kv_u64(&pk, "refused", ss.refused);
     pack_kv_u64(&pk, "bad_frames", ss.bad_frames);
+    pack_kv_u64(&pk, "peer_slots", ss.peer_slots);
+    pack_kv_u64(&pk, "output_bytes", ss.output_bytes);
+    pack_kv_u64(&pk, "closed_output", ss.closed_output);
+    pack_kv_u64(&pk, "closed_deadline", ss.closed_deadline);
     msgpack_pack_str_with_body(&pk, "lua", 3);
     msgpack_pack_map(&pk, 1);
     pack_kv_u64(&pk, "handlers_inflight", n->lua ? moor_lua_inflight(n->lua) : 0);

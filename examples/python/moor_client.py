@@ -35,7 +35,9 @@ import msgpack
 __all__ = ["MoorClient", "MoorError"]
 
 _MSGID_LIMIT = 2 ** 32
-_MAX_FRAME = 64 * 1024 * 1024
+# The largest answer taken: MOOR_LIMIT_MAX_ANSWER (core/util/limits.h), as
+# the C client; a get answers every sibling, so more than any request.
+_MAX_FRAME = 128 * 1024 * 1024
 
 
 class MoorError(Exception):

@@ -46,7 +46,9 @@ local setmetatable, error = setmetatable, error
 local M = {}
 
 M.DEFAULT_TIMEOUT = 5
-M.MAX_FRAME = 64 * 1024 * 1024
+-- The largest answer taken: MOOR_LIMIT_MAX_ANSWER (core/util/limits.h), as
+-- the C client; a get answers every sibling, so more than any request.
+M.MAX_FRAME = 128 * 1024 * 1024
 local FLUSH_AT = 64 * 1024
 local MSGID_LIMIT = 4294967296 -- msgids are uint32
 

@@ -162,6 +162,10 @@ class UnreadReplies(OneNode):
         bad.settimeout(10)
         self.assertTrue(closed_by_node(bad))
         self.assertLessEqual(rss_bytes(pid), bound)
+        err, res = other.call("info")
+        self.assertIsNone(err)
+        self.assertGreaterEqual(res["server"]["closed_deadline"], 1, res["server"])
+        self.assertEqual(res["server"]["closed_output"], 0, res["server"])
         err, _ = other.call("ping")
         self.assertIsNone(err)
         for c in (bad, ctl, other):

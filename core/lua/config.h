@@ -43,6 +43,7 @@ typedef struct moor_config {
     char log_file[4096];       /* "" = stderr */
     uint64_t handler_instructions; /* default budget per handler call */
     unsigned handler_timeout_ms;
+    size_t handler_memory;     /* Lua heap cap, bytes: handler.memory_mb (128) */
     int sandbox_allow_io;      /* sandbox = { io = true } opt-ins */
     int sandbox_allow_os;
     int sandbox_allow_ffi;

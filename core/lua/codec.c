@@ -223,8 +223,8 @@ static int pack_bytes(enc_t *e, const char *s, size_t n, int bin)
 {
     if (n > UINT32_MAX)
         return enc_fail(e, 0, MOOR_EINVAL, "%s longer than 4 GiB", "a string");
-    if (over_max(e, n))
-        return MOOR_EVALTOOBIG;
+    if (over_max(e, n + (n < 32 && !bin ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5)))
+        return MOOR_EVALTOOBIG; /* checked before the copy: header and body */
     if (bin ? msgpack_pack_bin(&e->pk, n) : msgpack_pack_str(&e->pk, n))
         return MOOR_ENOMEM;
     return msgpack_pack_str_body(&e->pk, s, n) ? MOOR_ENOMEM : 0;
@@ -385,7 +385,10 @@ static int enc_marked(enc_t *e, int idx, int depth, const void *mt)
                         "a moor.ext without ext (type -128..127) and data (string)");
     }
     s = lua_tolstring(L, -1, &n);
-    if (over_max(e, n)) {
+    if (over_max(e, n + (n == 1 || n == 2 || n == 4 || n == 8 || n == 16 ? 2
+                         : n < 256                                       ? 3
+                         : n < 65536                                     ? 4
+                                                                         : 6))) {
         lua_pop(L, 2);
         return MOOR_EVALTOOBIG;
     }
@@ -503,6 +506,8 @@ int moor_codec_encode_max(lua_State *L, int idx, int as_map, size_t max, moor_bu
     e->mt_ext = reg_ptr(L, &k_ext);
     moor_mp_packer_init(&e->pk, out);
     rc = enc_value(e, idx, 0, as_map && lua_type(L, idx) == LUA_TTABLE);
+    if (rc == 0 && over_max(e, 0))
+        rc = MOOR_EVALTOOBIG;
     lua_settop(L, top);
     if (rc == MOOR_EINVAL) {
         where[0] = '\0';

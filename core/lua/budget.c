@@ -24,7 +24,11 @@
  * the cap is allowed so unwinding and error messages can still allocate.
  * Host code outside user code (decoding arguments, pushing answers) is not
  * capped: its sizes are bounded by the protocol's limits, and an
- * allocation refused there would have no Lua frame to land in.
+ * allocation refused there would have no Lua frame to land in.  The host's
+ * entry points may be reached from inside a running handler (the node
+ * answers a kv or runs a resolver from ops.kv), so each suspends the
+ * running budget first (moor_budget_suspend) and resumes it on the way
+ * out: its code is never charged to, or capped by, the handler below.
  *
  * Threads: the loop thread (cur_budget is thread-local).
  */
@@ -118,6 +122,19 @@ void moor_budget_leave(lua_State *L, moor_budget_t *prev)
         lua_sethook(L, count_hook, LUA_MASKCOUNT, prev->every ? 1 : HOOK_GRAIN);
     else
         lua_sethook(L, NULL, 0, 0);
+}
+
+moor_budget_t *moor_budget_suspend(void)
+{
+    moor_budget_t *running = cur_budget;
+
+    cur_budget = NULL;
+    return running;
+}
+
+void moor_budget_resume(lua_State *L, moor_budget_t *b)
+{
+    moor_budget_leave(L, b);
 }
 
 int moor_budget_charge(lua_State *L, unsigned steps)

@@ -719,7 +719,10 @@ int moor_codec_decode(lua_State *L, const char **p, const char *end)
     d.L = L;
     d.tick = lim ? lim->tick : NULL;
     d.steps = 0;
+    q = *p;
     rc = dec_value(&d, p, end);
+    if (rc)
+        *p = q; /* a failure leaves the cursor where it was */
     if (rc == MOOR_EPROTO)
         return moor_diag(rc, "malformed MessagePack");
     return rc;

@@ -74,7 +74,8 @@ int moor_codec_encode_max(lua_State *L, int idx, int as_map, size_t max, moor_bu
 /* Decodes one object at *p (bounded by end) and pushes it; advances *p.
  * 0, or MOOR_EPROTO / MOOR_EAGAIN (malformed / truncated) / MOOR_EINVAL
  * (valid MessagePack Lua cannot hold: a nil or NaN map key, a 64-bit
- * integer without ffi) with a diagnostic; pushes nothing on error. */
+ * integer without ffi) or MOOR_EHTIMEOUT (the tick said stop) with a
+ * diagnostic; on error pushes nothing and leaves *p as it was. */
 int moor_codec_decode(lua_State *L, const char **p, const char *end);
 
 /* Sets encode, decode, array, map, bin and ext (lua_CFunctions) in the

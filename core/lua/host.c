@@ -471,6 +471,7 @@ void moor_lua_kv_done(moor_lua_t *h, uint64_t token, const char *errcode, const 
                       const char *result, size_t rlen)
 {
     call_t *c = token_find(h, token);
+    moor_budget_t *outer;
     int n;
 
     if (!c)
@@ -487,8 +488,10 @@ void moor_lua_kv_done(moor_lua_t *h, uint64_t token, const char *errcode, const 
         }
         return;
     }
+    outer = moor_budget_suspend(); /* maybe inside another handler's ops.kv */
     n = push_kv_result(c->co, c, errcode, errmsg, result, rlen);
     call_run(c, n);
+    moor_budget_resume(h->L, outer);
 }
 
 /* ---- moor.log, moor.now ------------------------------------------------------- */
@@ -881,8 +884,8 @@ static int push_args(call_t *c, const char *args, size_t alen, uint32_t nargs)
     return 0;
 }
 
-int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
-                  uint32_t nargs, moor_lua_reply_fn reply, void *ud)
+static void call_start(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
+                       uint32_t nargs, moor_lua_reply_fn reply, void *ud)
 {
     lua_State *L = h->L;
     call_t *c;
@@ -890,22 +893,22 @@ int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args
 
     if (h->closing) {
         reply(ud, "SHUTTING_DOWN", "the node is shutting down", NULL, 0);
-        return 0;
+        return;
     }
     if (!find_entry(h, h->handlers_ref, name, nlen, LUA_TTABLE)) {
         reply_now(reply, ud, "NO_HANDLER", "no handler named '%.*s'", name, nlen);
-        return 0;
+        return;
     }
     if (nargs > MAX_CALL_ARGS) {
         lua_pop(L, 1);
         reply_now(reply, ud, "BAD_REQUEST", "too many arguments for handler '%.*s' (max 200)", name,
                   nlen);
-        return 0;
+        return;
     }
     if (!(c = call_new(h, name, nlen, reply, ud))) {
         lua_pop(L, 1);
         reply(ud, "OUT_OF_MEMORY", "no memory for a handler call", NULL, 0);
-        return 0;
+        return;
     }
     heap_prepare(h);
     moor_budget_init(&c->budget,
@@ -920,10 +923,19 @@ int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args
     lua_pop(L, 1);
     if ((rc = push_args(c, args, alen, nargs))) {
         call_fail(c, "BAD_REQUEST", "arguments of handler '%s': %s", c->name, moor_diag_msg(rc));
-        return 0;
+        return;
     }
     uv_timer_start(&c->timer, on_timer, c->budget.timeout_ms, 0);
     call_run(c, (int)nargs);
+}
+
+int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
+                  uint32_t nargs, moor_lua_reply_fn reply, void *ud)
+{
+    moor_budget_t *outer = moor_budget_suspend();
+
+    call_start(h, name, nlen, args, alen, nargs, reply, ud);
+    moor_budget_resume(h->L, outer);
     return 0;
 }
 
@@ -974,22 +986,16 @@ static int resolve_encode(moor_lua_t *h, const char *name, size_t nlen, moor_bud
     return 0;
 }
 
-int moor_lua_resolve(moor_lua_t *h, const char *name, size_t nlen, const char *siblings,
-                     size_t slen, moor_buf_t *out)
+/* Runs the resolver found at the top of the stack on the decoded siblings
+ * (pushed above it), in its own environment and budget; appends the
+ * encoded result to out. */
+static int resolve_run(moor_lua_t *h, const char *name, size_t nlen, moor_buf_t *out)
 {
     lua_State *L = h->L;
-    int top = lua_gettop(L), rc;
-    const char *p = siblings;
+    int top = lua_gettop(L) - 2, rc;
     moor_budget_t b, *pb;
     size_t old = out->len;
 
-    if (!find_entry(h, h->resolvers_ref, name, nlen, LUA_TFUNCTION))
-        return moor_diag(MOOR_ENOHANDLER, "no resolver named '%.*s'",
-                         (int)(nlen > 200 ? 200 : nlen), name);
-    if ((rc = moor_codec_decode(L, &p, siblings + slen))) {
-        lua_settop(L, top);
-        return rc;
-    }
     heap_prepare(h);
     moor_budget_init(&b, h->def_instructions, h->def_timeout_ms, &h->heap);
     moor_sandbox_push_own_env(L, MOOR_SANDBOX_RESOLVER, name, nlen);
@@ -1010,12 +1016,31 @@ int moor_lua_resolve(moor_lua_t *h, const char *name, size_t nlen, const char *s
     return rc;
 }
 
+int moor_lua_resolve(moor_lua_t *h, const char *name, size_t nlen, const char *siblings,
+                     size_t slen, moor_buf_t *out)
+{
+    lua_State *L = h->L;
+    int top = lua_gettop(L), rc;
+    const char *p = siblings;
+    moor_budget_t *outer = moor_budget_suspend(); /* maybe inside a handler's ops.kv */
+
+    if (!find_entry(h, h->resolvers_ref, name, nlen, LUA_TFUNCTION))
+        rc = moor_diag(MOOR_ENOHANDLER, "no resolver named '%.*s'", (int)(nlen > 200 ? 200 : nlen),
+                       name);
+    else if ((rc = moor_codec_decode(L, &p, siblings + slen)) == 0)
+        rc = resolve_run(h, name, nlen, out);
+    lua_settop(L, top);
+    moor_budget_resume(L, outer);
+    return rc;
+}
+
 /* ---- teardown ------------------------------------------------------------------ */
 
 void moor_lua_free(moor_lua_t *h)
 {
     if (!h)
         return;
+    moor_budget_suspend(); /* nothing runs any more */
     h->closing = 1;
     for (uint32_t i = 0; i < h->nslots; i++)
         if (h->slots[i].c)

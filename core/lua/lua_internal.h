@@ -98,6 +98,12 @@ void moor_budget_init(moor_budget_t *b, uint64_t instructions, unsigned timeout_
 moor_budget_t *moor_budget_enter(lua_State *L, moor_budget_t *b, int capped);
 void moor_budget_leave(lua_State *L, moor_budget_t *prev);
 
+/* For the host's entry points, which may run nested inside a handler's
+ * C call: no budget runs (nothing charged or capped) until
+ * moor_budget_resume puts the returned one back, with its hook. */
+moor_budget_t *moor_budget_suspend(void);
+void moor_budget_resume(lua_State *L, moor_budget_t *b);
+
 /* "over its instruction budget", "over its time budget", "over the Lua
  * memory limit". */
 const char *moor_budget_over_text(int over);

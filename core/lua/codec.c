@@ -11,6 +11,12 @@
  * no allocation), so hostile counts or nesting are rejected before any
  * table is created; recursion is then bounded by the same depth.
  *
+ * Bounds: an encode checks its output size after every value (and before
+ * copying a string), so it stops at its limit however much the value
+ * shares subtables; encode and decode count values and call the state's
+ * tick function every MOOR_CODEC_TICK of them (the host's budget).  The
+ * limits live in a userdata in the registry.
+ *
  * 64-bit integers go through two small Lua functions built once per state
  * with ffi and kept in the registry: one makes an int64/uint64 cdata from
  * two 32-bit halves, one splits such a cdata back into halves.
@@ -22,6 +28,7 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +41,13 @@
 #define TWO53 9007199254740992.0
 
 /* Registry keys: the addresses are unique, the values do not matter. */
-static const char k_array = 'a', k_map = 'm', k_bin = 'b', k_ext = 'e', k_make = 'k', k_split = 's';
+static const char k_array = 'a', k_map = 'm', k_bin = 'b', k_ext = 'e', k_make = 'k', k_split = 's',
+                  k_limits = 'l';
+
+typedef struct limits {
+    moor_codec_tick_fn tick; /* NULL: no checks */
+    size_t encode_max;       /* moor.encode's output bound; 0 = none */
+} limits_t;
 
 static const char helpers_src[] =
     "local ffi = require('ffi')\n"
@@ -64,6 +77,36 @@ static void reg_set_top(lua_State *L, const char *key) /* pops the value */
     lua_pushlightuserdata(L, (void *)key);
     lua_insert(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+static limits_t *get_limits(lua_State *L)
+{
+    limits_t *l;
+
+    reg_get(L, &k_limits);
+    l = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return l;
+}
+
+void moor_codec_set_limits(lua_State *L, moor_codec_tick_fn tick, size_t encode_max)
+{
+    limits_t *l = get_limits(L);
+
+    if (!l) {
+        l = lua_newuserdata(L, sizeof(*l));
+        reg_set_top(L, &k_limits);
+    }
+    l->tick = tick;
+    l->encode_max = encode_max;
+}
+
+void moor_codec_push_markers(lua_State *L)
+{
+    reg_get(L, &k_array);
+    reg_get(L, &k_map);
+    reg_get(L, &k_bin);
+    reg_get(L, &k_ext);
 }
 
 static int bin_tostring(lua_State *L)
@@ -111,6 +154,10 @@ int moor_codec_init(lua_State *L)
 typedef struct enc {
     lua_State *L;
     msgpack_packer pk;
+    moor_buf_t *out;
+    size_t start, max;       /* out->len at the start; the output bound */
+    moor_codec_tick_fn tick; /* NULL: no budget */
+    unsigned steps;          /* values since the last tick */
     const void *mt_array, *mt_map, *mt_bin, *mt_ext;
     const void *path[MOOR_CODEC_MAX_DEPTH + 1]; /* tables on the current path */
     char what[96];                              /* what could not be encoded */
@@ -160,10 +207,24 @@ static void name_segment(enc_t *e, int depth, int kidx)
     }
 }
 
+/* Fails once the output holds more than e->max bytes, or would with n
+ * more. */
+static int over_max(enc_t *e, size_t n)
+{
+    size_t len = e->out->len - e->start;
+
+    if (len <= e->max && n <= e->max - len)
+        return 0;
+    e->rc = MOOR_EVALTOOBIG;
+    return MOOR_EVALTOOBIG;
+}
+
 static int pack_bytes(enc_t *e, const char *s, size_t n, int bin)
 {
     if (n > UINT32_MAX)
         return enc_fail(e, 0, MOOR_EINVAL, "%s longer than 4 GiB", "a string");
+    if (over_max(e, n + (n < 32 && !bin ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5)))
+        return MOOR_EVALTOOBIG; /* checked before the copy: header and body */
     if (bin ? msgpack_pack_bin(&e->pk, n) : msgpack_pack_str(&e->pk, n))
         return MOOR_ENOMEM;
     return msgpack_pack_str_body(&e->pk, s, n) ? MOOR_ENOMEM : 0;
@@ -228,6 +289,14 @@ static int table_shape(enc_t *e, int idx, int depth, int marked_array, size_t *n
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         double d;
+        if (++e->steps >= MOOR_CODEC_TICK) {
+            e->steps = 0;
+            if (e->tick && e->tick(L, MOOR_CODEC_TICK)) {
+                lua_pop(L, 2);
+                e->rc = MOOR_EHTIMEOUT;
+                return MOOR_EHTIMEOUT;
+            }
+        }
         cnt++;
         if (lua_type(L, -2) == LUA_TNUMBER && (d = lua_tonumber(L, -2)) >= 1 && d == floor(d) &&
             d <= TWO53) {
@@ -316,6 +385,13 @@ static int enc_marked(enc_t *e, int idx, int depth, const void *mt)
                         "a moor.ext without ext (type -128..127) and data (string)");
     }
     s = lua_tolstring(L, -1, &n);
+    if (over_max(e, n + (n == 1 || n == 2 || n == 4 || n == 8 || n == 16 ? 2
+                         : n < 256                                       ? 3
+                         : n < 65536                                     ? 4
+                                                                         : 6))) {
+        lua_pop(L, 2);
+        return MOOR_EVALTOOBIG;
+    }
     rc = msgpack_pack_ext(&e->pk, n, (int8_t)lua_tonumber(L, -2)) ||
                  msgpack_pack_ext_body(&e->pk, s, n)
              ? MOOR_ENOMEM
@@ -362,6 +438,15 @@ static int enc_value(enc_t *e, int idx, int depth, int as_map)
     const char *s;
     int t = lua_type(L, idx);
 
+    if (over_max(e, 0))
+        return MOOR_EVALTOOBIG;
+    if (++e->steps >= MOOR_CODEC_TICK) {
+        e->steps = 0;
+        if (e->tick && e->tick(L, MOOR_CODEC_TICK)) {
+            e->rc = MOOR_EHTIMEOUT;
+            return MOOR_EHTIMEOUT;
+        }
+    }
     switch (t) {
     case LUA_TNIL: return msgpack_pack_nil(&e->pk) ? MOOR_ENOMEM : 0;
     case LUA_TBOOLEAN:
@@ -392,10 +477,16 @@ static const void *reg_ptr(lua_State *L, const char *key)
 
 int moor_codec_encode(lua_State *L, int idx, int as_map, moor_buf_t *out)
 {
+    return moor_codec_encode_max(L, idx, as_map, SIZE_MAX, out);
+}
+
+int moor_codec_encode_max(lua_State *L, int idx, int as_map, size_t max, moor_buf_t *out)
+{
     enc_t *e = malloc(sizeof(*e)); /* ~3 KiB of path slots: keep it off the C stack */
     char where[MOOR_CODEC_MAX_DEPTH * 40 + 1];
     size_t wl = 0;
     int rc, top = lua_gettop(L);
+    limits_t *lim = get_limits(L);
 
     if (!e)
         return MOOR_ENOMEM;
@@ -404,12 +495,19 @@ int moor_codec_encode(lua_State *L, int idx, int as_map, moor_buf_t *out)
     e->L = L;
     e->rc = 0;
     e->err_depth = 0;
+    e->out = out;
+    e->start = out->len;
+    e->max = max;
+    e->tick = lim ? lim->tick : NULL;
+    e->steps = 0;
     e->mt_array = reg_ptr(L, &k_array);
     e->mt_map = reg_ptr(L, &k_map);
     e->mt_bin = reg_ptr(L, &k_bin);
     e->mt_ext = reg_ptr(L, &k_ext);
     moor_mp_packer_init(&e->pk, out);
     rc = enc_value(e, idx, 0, as_map && lua_type(L, idx) == LUA_TTABLE);
+    if (rc == 0 && over_max(e, 0))
+        rc = MOOR_EVALTOOBIG;
     lua_settop(L, top);
     if (rc == MOOR_EINVAL) {
         where[0] = '\0';
@@ -419,6 +517,10 @@ int moor_codec_encode(lua_State *L, int idx, int as_map, moor_buf_t *out)
             moor_diag(rc, "%s at %s", e->what, where);
         else
             moor_diag(rc, "%s", e->what);
+    } else if (rc == MOOR_EVALTOOBIG) {
+        moor_diag(rc, "the encoding is larger than %zu bytes", max);
+    } else if (rc == MOOR_EHTIMEOUT) {
+        moor_diag(rc, "stopped while encoding: over its budget");
     } else if (rc) {
         moor_diag(rc, "out of memory while encoding");
     }
@@ -428,7 +530,13 @@ int moor_codec_encode(lua_State *L, int idx, int as_map, moor_buf_t *out)
 
 /* ---- decoding --------------------------------------------------------------- */
 
-static int dec_value(lua_State *L, const char **p, const char *end);
+typedef struct dec {
+    lua_State *L;
+    moor_codec_tick_fn tick; /* NULL: no budget */
+    unsigned steps;          /* values since the last tick */
+} dec_t;
+
+static int dec_value(dec_t *d, const char **p, const char *end);
 
 static int push_int64(lua_State *L, uint64_t bits, int is_signed)
 {
@@ -476,8 +584,9 @@ static void set_marker(lua_State *L, const char *key)
     lua_setmetatable(L, -2);
 }
 
-static int dec_array(lua_State *L, const char **p, const char *end)
+static int dec_array(dec_t *d, const char **p, const char *end)
 {
+    lua_State *L = d->L;
     uint32_t n;
     int rc;
 
@@ -485,7 +594,7 @@ static int dec_array(lua_State *L, const char **p, const char *end)
         return MOOR_EPROTO;
     lua_createtable(L, (int)(n > 1u << 20 ? 1u << 20 : n), 0);
     for (uint32_t i = 1; i <= n; i++) {
-        if ((rc = dec_value(L, p, end))) {
+        if ((rc = dec_value(d, p, end))) {
             lua_pop(L, 1);
             return rc;
         }
@@ -495,8 +604,9 @@ static int dec_array(lua_State *L, const char **p, const char *end)
     return 0;
 }
 
-static int dec_map(lua_State *L, const char **p, const char *end)
+static int dec_map(dec_t *d, const char **p, const char *end)
 {
+    lua_State *L = d->L;
     uint32_t n;
     int rc;
 
@@ -504,7 +614,7 @@ static int dec_map(lua_State *L, const char **p, const char *end)
         return MOOR_EPROTO;
     lua_createtable(L, 0, (int)(n > 1u << 20 ? 1u << 20 : n));
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = dec_value(L, p, end))) {
+        if ((rc = dec_value(d, p, end))) {
             lua_pop(L, 1);
             return rc;
         }
@@ -513,7 +623,7 @@ static int dec_map(lua_State *L, const char **p, const char *end)
             lua_pop(L, 2);
             return moor_diag(MOOR_EINVAL, "a map key is %s, which a Lua table cannot hold", what);
         }
-        if ((rc = dec_value(L, p, end))) {
+        if ((rc = dec_value(d, p, end))) {
             lua_pop(L, 2);
             return rc;
         }
@@ -550,15 +660,21 @@ static int dec_ext(lua_State *L, const char **p, const char *end)
     return 0;
 }
 
-static int dec_value(lua_State *L, const char **p, const char *end)
+static int dec_value(dec_t *d, const char **p, const char *end)
 {
+    lua_State *L = d->L;
     int t = moor_mp_peek(*p, end), v;
     const char *s;
     uint32_t n;
-    double d;
+    double x;
 
     if (!lua_checkstack(L, 4))
         return moor_diag(MOOR_ENOMEM, "Lua stack exhausted while decoding");
+    if (++d->steps >= MOOR_CODEC_TICK) {
+        d->steps = 0;
+        if (d->tick && d->tick(L, MOOR_CODEC_TICK))
+            return moor_diag(MOOR_EHTIMEOUT, "stopped while decoding: over its budget");
+    }
     switch (t) {
     case MOOR_MP_NIL: (*p)++, lua_pushnil(L); return 0;
     case MOOR_MP_BOOL:
@@ -569,9 +685,9 @@ static int dec_value(lua_State *L, const char **p, const char *end)
     case MOOR_MP_UINT:
     case MOOR_MP_INT: return dec_int(L, p, end, t);
     case MOOR_MP_FLOAT:
-        if (moor_mp_read_double(p, end, &d))
+        if (moor_mp_read_double(p, end, &x))
             return MOOR_EPROTO;
-        lua_pushnumber(L, d);
+        lua_pushnumber(L, x);
         return 0;
     case MOOR_MP_STR:
     case MOOR_MP_BIN:
@@ -579,8 +695,8 @@ static int dec_value(lua_State *L, const char **p, const char *end)
             return MOOR_EPROTO;
         lua_pushlstring(L, s, n);
         return 0;
-    case MOOR_MP_ARRAY: return dec_array(L, p, end);
-    case MOOR_MP_MAP: return dec_map(L, p, end);
+    case MOOR_MP_ARRAY: return dec_array(d, p, end);
+    case MOOR_MP_MAP: return dec_map(d, p, end);
     case MOOR_MP_EXT: return dec_ext(L, p, end);
     default: return MOOR_EPROTO;
     }
@@ -590,6 +706,8 @@ int moor_codec_decode(lua_State *L, const char **p, const char *end)
 {
     const char *q = *p;
     int rc = moor_mp_skip(&q, end, MOOR_CODEC_MAX_DEPTH);
+    limits_t *lim;
+    dec_t d;
 
     if (rc == MOOR_EAGAIN)
         return moor_diag(rc, "truncated MessagePack");
@@ -597,7 +715,14 @@ int moor_codec_decode(lua_State *L, const char **p, const char *end)
         return moor_diag(MOOR_EPROTO, "malformed MessagePack (or nested deeper than %d levels)",
                          MOOR_CODEC_MAX_DEPTH);
     end = q; /* the object is valid and ends here */
-    rc = dec_value(L, p, end);
+    lim = get_limits(L);
+    d.L = L;
+    d.tick = lim ? lim->tick : NULL;
+    d.steps = 0;
+    q = *p;
+    rc = dec_value(&d, p, end);
+    if (rc)
+        *p = q; /* a failure leaves the cursor where it was */
     if (rc == MOOR_EPROTO)
         return moor_diag(rc, "malformed MessagePack");
     return rc;
@@ -611,8 +736,10 @@ static int l_encode(lua_State *L)
     moor_buf_t b = MOOR_BUF_INIT;
     int rc;
 
+    limits_t *lim = get_limits(L);
+
     lua_settop(L, 1);
-    rc = moor_codec_encode(L, 1, 0, &b);
+    rc = moor_codec_encode_max(L, 1, 0, lim && lim->encode_max ? lim->encode_max : SIZE_MAX, &b);
     if (rc) {
         moor_buf_free(&b);
         lua_pushnil(L);
@@ -645,6 +772,19 @@ static int l_decode(lua_State *L)
     return 2;
 }
 
+static int is_marker(lua_State *L, int idx)
+{
+    static const char *const keys[] = {&k_array, &k_map, &k_bin, &k_ext};
+    int found = 0;
+
+    for (int i = 0; i < 4 && !found; i++) {
+        reg_get(L, keys[i]);
+        found = lua_rawequal(L, idx, -1);
+        lua_pop(L, 1);
+    }
+    return found;
+}
+
 static int mark(lua_State *L, const char *key)
 {
     if (lua_isnoneornil(L, 1)) {
@@ -653,6 +793,13 @@ static int mark(lua_State *L, const char *key)
     }
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    if (lua_getmetatable(L, 1)) { /* 2 */
+        lua_pushliteral(L, "__metatable");
+        lua_rawget(L, 2);
+        if (!lua_isnil(L, -1) && !is_marker(L, 2))
+            return luaL_error(L, "cannot change a protected metatable");
+        lua_settop(L, 1);
+    }
     set_marker(L, key);
     return 1;
 }

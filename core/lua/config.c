@@ -46,6 +46,7 @@ void moor_config_default(moor_config_t *c)
     c->log_level = MOOR_LOG_INFO;
     c->handler_instructions = 10000000;
     c->handler_timeout_ms = 1000;
+    c->handler_memory = 128 * MIB;
     c->vnodes = 64;
     c->request_timeout_ms = 2000;
     c->vc_max_entries = 16;
@@ -291,6 +292,8 @@ static int read_misc(lua_State *L, int t, moor_config_t *c)
             c->handler_instructions = (uint64_t)v;
         if (rc >= 0 && (rc = get_num(L, -1, "handler.", "timeout_ms", 1, 3600000, &v)) > 0)
             c->handler_timeout_ms = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "handler.", "memory_mb", 8, 65536, &v)) > 0)
+            c->handler_memory = (size_t)v * MIB;
         lua_pop(L, 1);
         if (rc < 0)
             return rc;

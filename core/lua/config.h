@@ -23,10 +23,10 @@ enum moor_level {
 };
 
 typedef struct moor_space_cfg {
-    char name[256];          /* "default" always exists */
-    int n;                   /* replicas; 0 = the node's default (3 in a cluster, else 1) */
-    int r, w;                /* enum moor_level or a count */
-    char resolver[64];       /* "" = keep siblings */
+    char name[256];    /* "default" always exists */
+    int n;             /* replicas; 0 = the node's default (3 in a cluster, else 1) */
+    int r, w;          /* enum moor_level or a count */
+    char resolver[64]; /* "" = keep siblings */
 } moor_space_cfg_t;
 
 typedef struct moor_config {
@@ -45,18 +45,19 @@ typedef struct moor_config {
     char log_file[4096];       /* "" = stderr */
     uint64_t handler_instructions; /* default budget per handler call */
     unsigned handler_timeout_ms;
-    int sandbox_allow_io;      /* sandbox = { io = true } opt-ins */
+    size_t handler_memory; /* Lua heap cap, bytes: handler.memory_mb (128) */
+    int sandbox_allow_io;  /* sandbox = { io = true } opt-ins */
     int sandbox_allow_os;
     int sandbox_allow_ffi;
     int sandbox_allow_debug;
-    char cluster_secret[256];  /* "" = peers need no secret */
-    char zone[64];             /* "" = no zone */
-    unsigned vnodes;           /* ring tokens of this node; default 64 */
+    char cluster_secret[256];    /* "" = peers need no secret */
+    char zone[64];               /* "" = no zone */
+    unsigned vnodes;             /* ring tokens of this node; default 64 */
     unsigned request_timeout_ms; /* a cluster call's default deadline; default 2000 */
-    unsigned vc_max_entries;   /* vclock = { max_entries = 16, keep_min = 4, max_age_s = 86400 } */
+    unsigned vc_max_entries; /* vclock = { max_entries = 16, keep_min = 4, max_age_s = 86400 } */
     unsigned vc_keep_min;
-    uint64_t vc_max_age_ms;    /* 0: no age limit */
-    unsigned nseeds;           /* seeds = {"host:port", ...}: cluster mode when > 0 */
+    uint64_t vc_max_age_ms; /* 0: no age limit */
+    unsigned nseeds;        /* seeds = {"host:port", ...}: cluster mode when > 0 */
     char seeds[64][128];
     unsigned nspaces;
     moor_space_cfg_t spaces[MOOR_CFG_MAX_SPACES];
@@ -86,8 +87,8 @@ static inline uint32_t moor_level_count(int level, uint32_t n)
 }
 
 /* The effective n, r, w of a space on this node. */
-void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n,
-                        uint32_t *r, uint32_t *w);
+void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n, uint32_t *r,
+                        uint32_t *w);
 
 /* The level named by s ("one", "quorum", "all"), or MOOR_LEVEL_DEFAULT
  * when s names none. */

@@ -13,25 +13,39 @@
  * | slot + 1) and every kv bumps the slot's generation, so an answer for an
  * abandoned call (or an older kv) never matches and is ignored.
  *
- * Budgets: the state runs with the JIT off.  LuaJIT's count hook is not
- * called from compiled traces, so a `while true do end` compiled into a
- * trace would never be stopped; switching the JIT off for the whole state
- * (rather than jit.off on each handler) also covers helper functions and
- * modules a handler calls.  The count hook is installed only while a
- * handler or resolver runs; every HOOK_GRAIN instructions it charges the
- * running budget and checks the wall-clock deadline.  Once over, it raises
- * on every instruction so a pcall inside the handler cannot swallow the
- * stop.  A libuv timer per call enforces the wall clock while the handler
- * waits on kv: the coroutine is abandoned, HANDLER_TIMEOUT goes out, and
- * the late answer is ignored.  Hooks are global to a LuaJIT state, so the
- * running budget is a thread-local pointer saved and restored around
- * nested runs.
+ * Budgets (budget.c): the state runs with the JIT off.  LuaJIT's count
+ * hook is not called from compiled traces, so a `while true do end`
+ * compiled into a trace would never be stopped; switching the JIT off for
+ * the whole state (rather than jit.off on each handler) also covers helper
+ * functions and modules a handler calls.  Every resume of a handler and
+ * every resolver runs under its call's budget (instructions, a deadline,
+ * and the state's memory cap, handler.memory_mb); C functions that loop
+ * charge the same budget.  A libuv timer per call enforces the wall clock
+ * while the handler waits on kv: the coroutine is abandoned,
+ * HANDLER_TIMEOUT goes out, and the late answer is ignored.
+ *
+ * Memory: the state allocates through budget.c's counting allocator.  A
+ * call whose allocation would pass the cap is stopped with HANDLER_ERROR
+ * naming the limit, its coroutine dropped, and a full collection run
+ * before the answer goes out, so the memory is back when the next call
+ * starts.  Before a call, when the heap is past half the cap and has grown
+ * by an eighth of it since the last full collection, the host collects
+ * first, so garbage does not count against the next handler.
+ *
+ * Environments (sandbox.c): each handler and each resolver has its own
+ * globals table; call_run and moor_lua_resolve make it current around the
+ * code they run and restore the previous one after.
+ *
+ * Results: a handler's result is encoded with a bound, the smaller of
+ * limits.value_max and limits.max_frame less the reply's envelope; past
+ * it the caller gets VALUE_TOO_LARGE and nothing is sent.  A resolver's
+ * result is bounded by limits.value_max (it is stored as a value).
  *
  * Errors: a Lua error in a handler gives HANDLER_ERROR with the message
  * and the top of the traceback.  Messages say how many writes the handler
  * completed, and whether one was in flight, so nothing half-applied goes
- * unsaid.  An out-of-memory error inside the VM is fatal (panic handler
- * logs and aborts): the host has no safe way to continue without memory.
+ * unsaid.  An allocation failure outside user code (malloc itself failing)
+ * is fatal: the panic handler logs and aborts.
  *
  * Threads: everything here runs on the loop thread.
  */
@@ -52,20 +66,11 @@
 #include "util/err.h"
 #include "util/log.h"
 
-#define HOOK_GRAIN 1000
 #define MAX_CALL_ARGS 200
 #define CONFIG_TIMEOUT_MS 30000
 #define NO_SLOT UINT32_MAX
-
-enum { OVER_NONE = 0, OVER_INSTR = 1, OVER_TIME = 2 };
-
-typedef struct budget {
-    uint64_t limit;       /* instructions */
-    uint64_t used;        /* charged by the hook, HOOK_GRAIN at a time */
-    uint64_t deadline_ms; /* monotonic */
-    unsigned timeout_ms;  /* for messages */
-    int over;             /* OVER_*: once set, every instruction raises */
-} budget_t;
+#define REPLY_ENVELOPE 64 /* [1, msgid, nil, result] around a result, generously */
+#define LOG_MSG_MAX 1800  /* escaped bytes of a moor.log message (log lines are 2 KiB) */
 
 typedef struct call {
     moor_lua_t *h;
@@ -79,7 +84,8 @@ typedef struct call {
     char *s_errcode, *s_errmsg;
     moor_buf_t s_result;
     moor_buf_t buf; /* request params, then the encoded reply */
-    budget_t budget;
+    moor_budget_t budget;
+    int env_ref;      /* registry ref of the handler's environment */
     unsigned writes;  /* puts/dels acknowledged */
     char name[64];    /* handler name, for messages */
     char msg[1024];   /* error message of the reply */
@@ -108,59 +114,38 @@ struct moor_lua {
     call_t *running; /* call being resumed now, or NULL */
     uint64_t def_instructions;
     unsigned def_timeout_ms;
+    size_t result_max;          /* a handler's encoded result, bytes */
+    const char *result_max_why; /* the limit that sets it, for messages */
+    size_t value_max;           /* a resolver's result, a put's value */
+    size_t frame_max;           /* a kv request's params, moor.encode */
+    int arg_ref;                /* moor.arg's real table (the sandbox sees a proxy) */
+    moor_heap_t heap;           /* the state's memory (budget.c) */
     int closing;
 };
 
-static _Thread_local budget_t *cur_budget;
-
 static const char *const op_names[] = {"", "moor.get", "moor.put", "moor.del"};
 
-/* ---- budgets ------------------------------------------------------------------ */
+/* ---- memory ------------------------------------------------------------------ */
 
-static void count_hook(lua_State *L, lua_Debug *ar)
+static void heap_collect(moor_lua_t *h)
 {
-    budget_t *b = cur_budget;
-
-    (void)ar;
-    if (!b)
-        return;
-    if (!b->over) {
-        b->used += HOOK_GRAIN;
-        if (b->used > b->limit)
-            b->over = OVER_INSTR;
-        else if (moor_clock_mono_ms() > b->deadline_ms)
-            b->over = OVER_TIME;
-        if (!b->over)
-            return;
-        lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-    }
-    luaL_error(L, "stopped: over its %s budget", b->over == OVER_INSTR ? "instruction" : "time");
+    lua_gc(h->L, LUA_GCCOLLECT, 0);
+    h->heap.after_gc = h->heap.used;
 }
 
-static budget_t *budget_enter(lua_State *L, budget_t *b)
+/* Before a call: collect when garbage could crowd the next handler out. */
+static void heap_prepare(moor_lua_t *h)
 {
-    budget_t *prev = cur_budget;
+    size_t cap = h->heap.cap;
 
-    cur_budget = b;
-    lua_sethook(L, count_hook, LUA_MASKCOUNT, b->over ? 1 : HOOK_GRAIN);
-    return prev;
+    if (cap && h->heap.used > cap / 2 && h->heap.used > h->heap.after_gc + cap / 8)
+        heap_collect(h);
 }
 
-static void budget_leave(lua_State *L, budget_t *prev)
+/* The codec's tick: the running call's budget. */
+static int codec_tick(lua_State *L, unsigned steps)
 {
-    cur_budget = prev;
-    if (prev)
-        lua_sethook(L, count_hook, LUA_MASKCOUNT, prev->over ? 1 : HOOK_GRAIN);
-    else
-        lua_sethook(L, NULL, 0, 0);
-}
-
-static void budget_init(budget_t *b, uint64_t instructions, unsigned timeout_ms)
-{
-    memset(b, 0, sizeof(*b));
-    b->limit = instructions;
-    b->timeout_ms = timeout_ms;
-    b->deadline_ms = moor_clock_mono_ms() + timeout_ms;
+    return moor_budget_charge(L, steps);
 }
 
 /* ---- slots and tokens ------------------------------------------------------------ */
@@ -245,7 +230,10 @@ static void call_finish(call_t *c, const char *errcode, const char *errmsg, cons
     h->inflight--;
     c->token = 0;
     luaL_unref(h->L, LUA_REGISTRYINDEX, c->co_ref);
+    luaL_unref(h->L, LUA_REGISTRYINDEX, c->env_ref);
     c->co = NULL;
+    if (c->budget.over == MOOR_OVER_MEMORY)
+        heap_collect(h); /* the stopped call's memory is garbage now */
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, call_free_cb);
     reply(ud, errcode, errmsg, res, rlen);
@@ -271,7 +259,12 @@ static void call_fail(call_t *c, const char *errcode, const char *fmt, ...)
 
 static void call_timeout_msg(call_t *c, const char *waiting)
 {
-    if (c->budget.over == OVER_INSTR)
+    if (c->budget.over == MOOR_OVER_MEMORY)
+        call_fail(c, "HANDLER_ERROR",
+                  "handler '%s' stopped: an allocation would take the Lua heap past its limit "
+                  "of %zu MiB (handler.memory_mb)",
+                  c->name, c->h->heap.cap >> 20);
+    else if (c->budget.over == MOOR_OVER_INSTR)
         call_fail(c, "HANDLER_TIMEOUT",
                   "handler '%s' stopped: over its budget of %llu instructions", c->name,
                   (unsigned long long)c->budget.limit);
@@ -280,22 +273,34 @@ static void call_timeout_msg(call_t *c, const char *waiting)
                   c->name, c->budget.timeout_ms, waiting ? waiting : "");
 }
 
-/* The handler returned: encode its first result. */
+/* The handler returned: encode its first result, within the result bound
+ * and the call's budget. */
 static void call_complete(call_t *c)
 {
     lua_State *co = c->co;
+    moor_budget_t *pb;
     int rc;
 
     if (lua_gettop(co) == 0)
         lua_pushnil(co);
     moor_buf_reset(&c->buf);
-    rc = moor_codec_encode(co, 1, 0, &c->buf);
-    if (rc) {
+    pb = moor_budget_enter(co, &c->budget, 0);
+    rc = moor_codec_encode_max(co, 1, 0, c->h->result_max, &c->buf);
+    moor_budget_leave(co, pb);
+    if (rc == MOOR_EVALTOOBIG) {
+        moor_buf_free(&c->buf);
+        call_fail(c, "VALUE_TOO_LARGE",
+                  "handler '%s' returned a value whose encoding is larger than %zu bytes (%s); "
+                  "nothing was sent",
+                  c->name, c->h->result_max, c->h->result_max_why);
+    } else if (c->budget.over) {
+        call_timeout_msg(c, " while its result was encoded");
+    } else if (rc) {
         call_fail(c, "HANDLER_ERROR", "handler '%s' returned a value that cannot be encoded: %s",
                   c->name, moor_diag_msg(rc));
-        return;
+    } else {
+        call_finish(c, NULL, NULL, c->buf.data, c->buf.len);
     }
-    call_finish(c, NULL, NULL, c->buf.data, c->buf.len);
 }
 
 /* The handler raised: its message plus the first lines of the traceback. */
@@ -330,13 +335,17 @@ static void call_run(call_t *c, int nargs)
 {
     moor_lua_t *h = c->h;
     call_t *prev = h->running;
-    budget_t *pb;
-    int st;
+    moor_budget_t *pb;
+    int st, top = lua_gettop(h->L);
 
     h->running = c;
-    pb = budget_enter(c->co, &c->budget);
+    lua_rawgeti(h->L, LUA_REGISTRYINDEX, c->env_ref);
+    moor_sandbox_switch(h->L, -1); /* pushes the environment to go back to */
+    pb = moor_budget_enter(c->co, &c->budget, 1);
     st = lua_resume(c->co, nargs);
-    budget_leave(c->co, pb);
+    moor_budget_leave(c->co, pb);
+    moor_sandbox_switch(h->L, top + 2);
+    lua_settop(h->L, top);
     h->running = prev;
     if (st == LUA_YIELD && c->token)
         return; /* waiting on kv */
@@ -356,7 +365,7 @@ static void on_timer(uv_timer_t *t)
     char waiting[128] = "";
     static const char *const what[] = {"", "a get", "a put", "a del"};
 
-    c->budget.over = OVER_TIME;
+    c->budget.over = MOOR_OVER_TIME;
     if (c->token)
         snprintf(waiting, sizeof(waiting), " while waiting on %s%s", what[c->op],
                  c->op != MOOR_LUA_GET ? " (which may or may not be applied)" : "");
@@ -406,14 +415,14 @@ static int kv_encode(lua_State *L, call_t *c, int op, uint32_t *np)
     moor_buf_reset(&c->buf);
     for (int i = 1; i <= nfixed; i++) {
         luaL_checkany(L, i);
-        if ((rc = moor_codec_encode(L, i, 0, &c->buf)))
+        if ((rc = moor_codec_encode_max(L, i, 0, c->h->frame_max, &c->buf)))
             return luaL_error(L, "%s: %s %s", op_names[op],
                               i == 1 ? "key:" : "value:", moor_diag_msg(rc));
     }
     *np = (uint32_t)nfixed;
     if (!lua_isnoneornil(L, nfixed + 1)) {
         luaL_checktype(L, nfixed + 1, LUA_TTABLE);
-        if ((rc = moor_codec_encode(L, nfixed + 1, 1, &c->buf)))
+        if ((rc = moor_codec_encode_max(L, nfixed + 1, 1, c->h->frame_max, &c->buf)))
             return luaL_error(L, "%s: opts: %s", op_names[op], moor_diag_msg(rc));
         (*np)++;
     }
@@ -462,6 +471,7 @@ void moor_lua_kv_done(moor_lua_t *h, uint64_t token, const char *errcode, const 
                       const char *result, size_t rlen)
 {
     call_t *c = token_find(h, token);
+    moor_budget_t *outer;
     int n;
 
     if (!c)
@@ -478,23 +488,59 @@ void moor_lua_kv_done(moor_lua_t *h, uint64_t token, const char *errcode, const 
         }
         return;
     }
+    outer = moor_budget_suspend(); /* maybe inside another handler's ops.kv */
     n = push_kv_result(c->co, c, errcode, errmsg, result, rlen);
     call_run(c, n);
+    moor_budget_resume(h->L, outer);
 }
 
 /* ---- moor.log, moor.now ------------------------------------------------------- */
+
+/* Copies s[0..n) into out (cap bytes, NUL-terminated) with control
+ * characters escaped: \n \r \t, other bytes below 0x20 and 0x7f as \xHH,
+ * so one call is one log line whatever it holds.  Cut with "..." past cap. */
+static void escape_line(const char *s, size_t n, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        char esc[5] = {(char)ch, 0};
+        size_t len = 1;
+        if (ch == '\n' || ch == '\r' || ch == '\t') {
+            esc[0] = '\\', esc[1] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't', len = 2;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            esc[0] = '\\', esc[1] = 'x', esc[2] = hex[ch >> 4], esc[3] = hex[ch & 15], len = 4;
+        }
+        if (o + len + 4 > cap) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(out + o, esc, len);
+        o += len;
+    }
+    out[o] = '\0';
+}
 
 static int l_log(lua_State *L)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     int level = luaL_checkoption(L, 1, NULL, levels);
-    const char *msg = luaL_checkstring(L, 2);
+    size_t n;
+    const char *msg = luaL_checklstring(L, 2, &n);
+    char text[LOG_MSG_MAX], src[128];
     lua_Debug ar;
 
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar))
-        moor_log_write(level, ar.short_src, ar.currentline, "%s", msg);
-    else
-        moor_log_write(level, "lua", 0, "%s", msg);
+    escape_line(msg, n, text, sizeof(text));
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
+        /* a chunk name is the handler's to choose (load's second argument) */
+        escape_line(ar.short_src, strlen(ar.short_src), src, sizeof(src));
+        moor_log_write(level, src, ar.currentline, "%s", text);
+    } else {
+        moor_log_write(level, "lua", 0, "%s", text);
+    }
     return 0;
 }
 
@@ -512,34 +558,18 @@ static int l_config_only(lua_State *L)
 
 /* ---- the state ---------------------------------------------------------------- */
 
-#ifdef MOOR_SANITIZE
-/* TESTING.md: LuaJIT's own allocator hides Lua memory from ASan. */
-static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud, (void)osize;
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    return realloc(ptr, nsize);
-}
-#endif
-
 static int l_panic(lua_State *L)
 {
     moor_log_error("Lua panic: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
     abort();
 }
 
-static lua_State *new_state(void)
+/* The state allocates through budget.c's counting allocator (which is
+ * realloc-based, so ASan also sees Lua's memory: TESTING.md). */
+static lua_State *new_state(moor_heap_t *heap)
 {
-    lua_State *L = NULL;
+    lua_State *L = lua_newstate(moor_heap_alloc, heap);
 
-#ifdef MOOR_SANITIZE
-    L = lua_newstate(l_alloc, NULL);
-#endif
-    if (!L)
-        L = luaL_newstate();
     if (!L)
         return NULL;
     lua_atpanic(L, l_panic);
@@ -569,6 +599,21 @@ static void push_moor(moor_lua_t *h)
     lua_setfield(L, -2, "now");
 }
 
+/* The bounds that come from the config's limits (defaults before it). */
+static void set_limits(moor_lua_t *h, const moor_config_t *cfg)
+{
+    size_t frame = cfg->max_frame > REPLY_ENVELOPE ? cfg->max_frame - REPLY_ENVELOPE : 0;
+
+    h->def_instructions = cfg->handler_instructions;
+    h->def_timeout_ms = cfg->handler_timeout_ms;
+    h->heap.cap = cfg->handler_memory;
+    h->value_max = cfg->value_max;
+    h->frame_max = cfg->max_frame;
+    h->result_max = cfg->value_max < frame ? cfg->value_max : frame;
+    h->result_max_why = cfg->value_max < frame ? "limits.value_max" : "limits.max_frame";
+    moor_codec_set_limits(h->L, codec_tick, h->frame_max);
+}
+
 int moor_lua_new(const moor_lua_opts_t *o, moor_lua_t **out)
 {
     moor_lua_t *h = calloc(1, sizeof(*h));
@@ -581,7 +626,7 @@ int moor_lua_new(const moor_lua_opts_t *o, moor_lua_t **out)
         free(h);
         return moor_diag(MOOR_EINVAL, "Lua host: root directory missing or too long");
     }
-    h->L = new_state();
+    h->L = new_state(&h->heap);
     if (!h->L) {
         free(h);
         return moor_diag(MOOR_ENOMEM, "Lua host: cannot create a Lua state");
@@ -591,13 +636,16 @@ int moor_lua_new(const moor_lua_opts_t *o, moor_lua_t **out)
     strcpy(h->root, o->root);
     h->free_head = NO_SLOT;
     h->handlers_ref = h->resolvers_ref = h->config_ref = LUA_NOREF;
-    moor_config_default(&def);
-    h->def_instructions = def.handler_instructions;
-    h->def_timeout_ms = def.handler_timeout_ms;
     moor_codec_init(h->L);
+    moor_config_default(&def);
+    set_limits(h, &def);
     push_moor(h);
     lua_newtable(h->L); /* moor.arg: what moord's command line passes (--node) */
-    lua_setfield(h->L, -2, "arg");
+    lua_pushvalue(h->L, -1);
+    h->arg_ref = luaL_ref(h->L, LUA_REGISTRYINDEX);
+    moor_sandbox_push_readonly(h->L, -1, "moor.arg");
+    lua_setfield(h->L, -3, "arg");
+    lua_pop(h->L, 1);
     moor_sandbox_push_env(h->L, -1, h->root);
     h->env_ref = luaL_ref(h->L, LUA_REGISTRYINDEX);
     h->moor_ref = luaL_ref(h->L, LUA_REGISTRYINDEX);
@@ -615,14 +663,20 @@ unsigned moor_lua_inflight(const moor_lua_t *h)
     return h->inflight;
 }
 
+void moor_lua_heap(const moor_lua_t *h, size_t *used, size_t *cap, uint64_t *refused)
+{
+    *used = h->heap.used;
+    *cap = h->heap.cap;
+    *refused = h->heap.refused;
+}
+
 /* ---- config ------------------------------------------------------------------- */
 
-/* on_sandbox(t) for lua/moor/config.lua; upvalue 1 = the environment. */
+/* on_sandbox(t) for lua/moor/config.lua. */
 static int l_on_sandbox(lua_State *L)
 {
     lua_settop(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    moor_sandbox_apply(L, 2, 1);
+    moor_sandbox_apply(L, 1);
     return 0;
 }
 
@@ -643,8 +697,7 @@ static int push_config_run(moor_lua_t *h, const char *path)
     lua_createtable(L, 0, 2);
     lua_getfield(L, -3, "require");
     lua_setfield(L, -2, "require");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->env_ref);
-    lua_pushcclosure(L, l_on_sandbox, 1);
+    lua_pushcfunction(L, l_on_sandbox);
     lua_setfield(L, -2, "on_sandbox");
     return 0;
 }
@@ -679,17 +732,38 @@ int moor_lua_set_arg(moor_lua_t *h, const char *key, const char *value)
 {
     lua_State *L = h->L;
 
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->moor_ref);
-    lua_getfield(L, -1, "arg");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "arg");
-    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->arg_ref);
     lua_pushstring(L, value);
     lua_setfield(L, -2, key);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* The config raised the value at the top, which is not a string:
+ * describes it (lua/moor/config.lua turns most such errors into text
+ * already; this covers the rest). */
+static int config_raised(lua_State *L, int over)
+{
+    const char *what = luaL_typename(L, -1);
+
+    if (over)
+        return moor_diag(MOOR_EINVAL, "the config file ran for too long (over %d ms)",
+                         CONFIG_TIMEOUT_MS);
+    if (lua_isnil(L, -1))
+        return moor_diag(MOOR_EINVAL, "config error: the config raised nil instead of a message");
+    return moor_diag(MOOR_EINVAL, "config error: the config raised a %s", what);
+}
+
+/* After a good config: what the handlers start from must fit the cap. */
+static int config_memory_check(moor_lua_t *h)
+{
+    heap_collect(h);
+    if (h->heap.cap && h->heap.used > h->heap.cap)
+        return moor_diag(MOOR_EINVAL,
+                         "config: the config leaves %zu MiB in the Lua heap, more than "
+                         "handler.memory_mb = %zu; raise handler.memory_mb or keep less in the "
+                         "config's tables",
+                         (h->heap.used + (1 << 20) - 1) >> 20, h->heap.cap >> 20);
     return 0;
 }
 
@@ -697,19 +771,23 @@ int moor_lua_load_config(moor_lua_t *h, const char *path, moor_config_t *cfg)
 {
     lua_State *L = h->L;
     int top = lua_gettop(L), rc;
-    budget_t b, *pb;
+    moor_budget_t b, *pb;
 
     moor_config_default(cfg);
     if ((rc = push_config_run(h, path)))
         goto out;
-    budget_init(&b, UINT64_MAX / 2, CONFIG_TIMEOUT_MS);
-    pb = budget_enter(L, &b);
+    /* the config is the operator's code: a budget for runaway loops, no
+     * memory cap (the cap is one of the things it sets) */
+    moor_budget_init(&b, UINT64_MAX / 2, CONFIG_TIMEOUT_MS, &h->heap);
+    pb = moor_budget_enter(L, &b, 0);
     rc = lua_pcall(L, 4, 1, 0);
-    budget_leave(L, pb);
+    moor_budget_leave(L, pb);
     if (rc) {
-        const char *msg = lua_tostring(L, -1);
-        rc = moor_diag(MOOR_EINVAL, "%s%s", msg ? msg : "config failed",
-                       b.over ? " (the config file ran for too long)" : "");
+        if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+            rc = moor_diag(MOOR_EINVAL, "%s%s", lua_tostring(L, -1),
+                           b.over ? " (the config file ran for too long)" : "");
+        else
+            rc = config_raised(L, b.over);
         goto out;
     }
     if ((rc = moor_config_from_lua(L, -1, cfg)))
@@ -719,9 +797,11 @@ int moor_lua_load_config(moor_lua_t *h, const char *path, moor_config_t *cfg)
     h->config_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     keep_field(h, lua_gettop(L), "handlers", &h->handlers_ref);
     keep_field(h, lua_gettop(L), "resolvers", &h->resolvers_ref);
-    h->def_instructions = cfg->handler_instructions;
-    h->def_timeout_ms = cfg->handler_timeout_ms;
+    set_limits(h, cfg);
     seal_config_api(h);
+    moor_sandbox_seal(L);
+    lua_settop(L, top);
+    rc = config_memory_check(h);
 out:
     lua_settop(L, top);
     return rc;
@@ -782,7 +862,7 @@ static call_t *call_new(moor_lua_t *h, const char *name, size_t nlen, moor_lua_r
     c->h = h;
     c->reply = reply;
     c->ud = ud;
-    c->co_ref = LUA_NOREF;
+    c->co_ref = c->env_ref = LUA_NOREF;
     snprintf(c->name, sizeof(c->name), "%.*s", (int)(nlen > 60 ? 60 : nlen), name);
     uv_timer_init(h->loop, &c->timer);
     c->timer.data = c;
@@ -804,8 +884,8 @@ static int push_args(call_t *c, const char *args, size_t alen, uint32_t nargs)
     return 0;
 }
 
-int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
-                  uint32_t nargs, moor_lua_reply_fn reply, void *ud)
+static void call_start(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
+                       uint32_t nargs, moor_lua_reply_fn reply, void *ud)
 {
     lua_State *L = h->L;
     call_t *c;
@@ -813,25 +893,29 @@ int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args
 
     if (h->closing) {
         reply(ud, "SHUTTING_DOWN", "the node is shutting down", NULL, 0);
-        return 0;
+        return;
     }
     if (!find_entry(h, h->handlers_ref, name, nlen, LUA_TTABLE)) {
         reply_now(reply, ud, "NO_HANDLER", "no handler named '%.*s'", name, nlen);
-        return 0;
+        return;
     }
     if (nargs > MAX_CALL_ARGS) {
         lua_pop(L, 1);
         reply_now(reply, ud, "BAD_REQUEST", "too many arguments for handler '%.*s' (max 200)", name,
                   nlen);
-        return 0;
+        return;
     }
     if (!(c = call_new(h, name, nlen, reply, ud))) {
         lua_pop(L, 1);
         reply(ud, "OUT_OF_MEMORY", "no memory for a handler call", NULL, 0);
-        return 0;
+        return;
     }
-    budget_init(&c->budget, (uint64_t)entry_num(L, -1, "instructions", (double)h->def_instructions),
-                (unsigned)entry_num(L, -1, "timeout_ms", h->def_timeout_ms));
+    heap_prepare(h);
+    moor_budget_init(&c->budget,
+                     (uint64_t)entry_num(L, -1, "instructions", (double)h->def_instructions),
+                     (unsigned)entry_num(L, -1, "timeout_ms", h->def_timeout_ms), &h->heap);
+    moor_sandbox_push_own_env(L, MOOR_SANDBOX_HANDLER, name, nlen);
+    c->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     c->co = lua_newthread(L);
     c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "fn");
@@ -839,14 +923,98 @@ int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args
     lua_pop(L, 1);
     if ((rc = push_args(c, args, alen, nargs))) {
         call_fail(c, "BAD_REQUEST", "arguments of handler '%s': %s", c->name, moor_diag_msg(rc));
-        return 0;
+        return;
     }
     uv_timer_start(&c->timer, on_timer, c->budget.timeout_ms, 0);
     call_run(c, (int)nargs);
+}
+
+int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
+                  uint32_t nargs, moor_lua_reply_fn reply, void *ud)
+{
+    moor_budget_t *outer = moor_budget_suspend();
+
+    call_start(h, name, nlen, args, alen, nargs, reply, ud);
+    moor_budget_resume(h->L, outer);
     return 0;
 }
 
 /* ---- resolvers ----------------------------------------------------------------- */
+
+/* The diagnostic of a resolver that failed (raised, over budget, over
+ * memory); the text is escaped since the node logs it. */
+static int resolve_failed(moor_lua_t *h, const char *name, size_t nlen, const moor_budget_t *b)
+{
+    lua_State *L = h->L;
+    char msg[512];
+    const char *raised = lua_tostring(L, -1);
+
+    if (!raised)
+        raised = luaL_typename(L, -1);
+    if (b->over == MOOR_OVER_MEMORY)
+        return moor_diag(MOOR_EHANDLER,
+                         "resolver '%.*s' stopped: an allocation would take the Lua heap past "
+                         "its limit of %zu MiB (handler.memory_mb)",
+                         (int)nlen, name, h->heap.cap >> 20);
+    if (b->over)
+        return moor_diag(MOOR_EHTIMEOUT, "resolver '%.*s' stopped: %s", (int)nlen, name,
+                         moor_budget_over_text(b->over));
+    escape_line(raised, strlen(raised), msg, sizeof(msg));
+    return moor_diag(MOOR_EHANDLER, "resolver '%.*s': %s", (int)nlen, name, msg);
+}
+
+/* Encodes the resolver's result (top) within value_max and the budget. */
+static int resolve_encode(moor_lua_t *h, const char *name, size_t nlen, moor_budget_t *b,
+                          moor_buf_t *out)
+{
+    lua_State *L = h->L;
+    moor_budget_t *pb = moor_budget_enter(L, b, 0);
+    int rc = moor_codec_encode_max(L, -1, 0, h->value_max, out);
+
+    moor_budget_leave(L, pb);
+    if (rc == MOOR_EVALTOOBIG)
+        return moor_diag(MOOR_EVALTOOBIG,
+                         "resolver '%.*s' returned a value whose encoding is larger than "
+                         "limits.value_max (%zu bytes)",
+                         (int)nlen, name, h->value_max);
+    if (b->over)
+        return moor_diag(MOOR_EHTIMEOUT, "resolver '%.*s' stopped: %s", (int)nlen, name,
+                         moor_budget_over_text(b->over));
+    if (rc)
+        return moor_diag_wrap(rc, rc, "resolver '%.*s' returned a value that cannot be encoded",
+                              (int)nlen, name);
+    return 0;
+}
+
+/* Runs the resolver found at the top of the stack on the decoded siblings
+ * (pushed above it), in its own environment and budget; appends the
+ * encoded result to out. */
+static int resolve_run(moor_lua_t *h, const char *name, size_t nlen, moor_buf_t *out)
+{
+    lua_State *L = h->L;
+    int top = lua_gettop(L) - 2, rc;
+    moor_budget_t b, *pb;
+    size_t old = out->len;
+
+    heap_prepare(h);
+    moor_budget_init(&b, h->def_instructions, h->def_timeout_ms, &h->heap);
+    moor_sandbox_push_own_env(L, MOOR_SANDBOX_RESOLVER, name, nlen);
+    moor_sandbox_switch(L, -1); /* top + 3: the resolver's, top + 4: the one before */
+    pb = moor_budget_enter(L, &b, 1);
+    lua_pushvalue(L, top + 1);
+    lua_pushvalue(L, top + 2);
+    rc = lua_pcall(L, 1, 1, 0);
+    moor_budget_leave(L, pb);
+    if (rc)
+        rc = resolve_failed(h, name, nlen, &b);
+    else if ((rc = resolve_encode(h, name, nlen, &b, out)))
+        out->len = old;
+    moor_sandbox_switch(L, top + 4);
+    lua_settop(L, top);
+    if (b.over == MOOR_OVER_MEMORY)
+        heap_collect(h);
+    return rc;
+}
 
 int moor_lua_resolve(moor_lua_t *h, const char *name, size_t nlen, const char *siblings,
                      size_t slen, moor_buf_t *out)
@@ -854,31 +1022,15 @@ int moor_lua_resolve(moor_lua_t *h, const char *name, size_t nlen, const char *s
     lua_State *L = h->L;
     int top = lua_gettop(L), rc;
     const char *p = siblings;
-    budget_t b, *pb;
-    size_t old = out->len;
+    moor_budget_t *outer = moor_budget_suspend(); /* maybe inside a handler's ops.kv */
 
     if (!find_entry(h, h->resolvers_ref, name, nlen, LUA_TFUNCTION))
-        return moor_diag(MOOR_ENOHANDLER, "no resolver named '%.*s'",
-                         (int)(nlen > 200 ? 200 : nlen), name);
-    if ((rc = moor_codec_decode(L, &p, siblings + slen))) {
-        lua_settop(L, top);
-        return rc;
-    }
-    budget_init(&b, h->def_instructions, h->def_timeout_ms);
-    pb = budget_enter(L, &b);
-    rc = lua_pcall(L, 1, 1, 0);
-    budget_leave(L, pb);
-    if (rc) {
-        rc = b.over ? moor_diag(MOOR_EHTIMEOUT, "resolver '%.*s' stopped: over its %s budget",
-                                (int)nlen, name, b.over == OVER_INSTR ? "instruction" : "time")
-                    : moor_diag(MOOR_EHANDLER, "resolver '%.*s': %s", (int)nlen, name,
-                                lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
-    } else if ((rc = moor_codec_encode(L, -1, 0, out))) {
-        out->len = old;
-        rc = moor_diag_wrap(rc, rc, "resolver '%.*s' returned a value that cannot be encoded",
-                            (int)nlen, name);
-    }
+        rc = moor_diag(MOOR_ENOHANDLER, "no resolver named '%.*s'", (int)(nlen > 200 ? 200 : nlen),
+                       name);
+    else if ((rc = moor_codec_decode(L, &p, siblings + slen)) == 0)
+        rc = resolve_run(h, name, nlen, out);
     lua_settop(L, top);
+    moor_budget_resume(L, outer);
     return rc;
 }
 
@@ -888,6 +1040,7 @@ void moor_lua_free(moor_lua_t *h)
 {
     if (!h)
         return;
+    moor_budget_suspend(); /* nothing runs any more */
     h->closing = 1;
     for (uint32_t i = 0; i < h->nslots; i++)
         if (h->slots[i].c)

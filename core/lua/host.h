@@ -9,16 +9,23 @@
  * OpenResty cosocket pattern.  Many handlers are in flight at once.
  *
  * Budgets: every call has an instruction budget (count hook; handler code
- * runs with the JIT off for it, since compiled traces skip hooks) and a
- * wall-clock budget (a libuv timer while it waits).  Over either, the
- * coroutine is abandoned and the caller gets HANDLER_TIMEOUT.  A Lua error
- * gives HANDLER_ERROR with its message.  Writes already acknowledged stay
- * (they were durable); the error message says how many writes the handler
- * completed before it stopped.
+ * runs with the JIT off for it, since compiled traces skip hooks; C
+ * functions that loop -- pattern matching, sort, the codec -- charge it
+ * too) and a wall-clock budget (checked as it runs, and a libuv timer
+ * while it waits).  Over either, the coroutine is abandoned and the caller
+ * gets HANDLER_TIMEOUT.  The state's heap is capped (handler.memory_mb):
+ * a call whose allocation would pass it gets HANDLER_ERROR naming the
+ * limit, and its memory is collected before the answer goes out.  A Lua
+ * error gives HANDLER_ERROR with its message.  Writes already acknowledged
+ * stay (they were durable); the error message says how many writes the
+ * handler completed before it stopped.  A result whose encoding is larger
+ * than limits.value_max (or than limits.max_frame allows in a reply) is
+ * refused: VALUE_TOO_LARGE, nothing sent.
  *
  * Sandbox: handlers see a restricted environment (no io, os.execute,
  * loadfile, dofile, bytecode load, ffi, debug, require outside lua/ and
- * plugins/) unless the config opts in.
+ * plugins/) unless the config opts in; moor and the library tables are
+ * read-only, and each handler and each resolver has its own globals.
  */
 #ifndef MOOR_LUA_HOST_H
 #define MOOR_LUA_HOST_H
@@ -40,8 +47,7 @@ typedef struct moor_lua_ops {
      * takes them (get: key, opts; put: key, value, opts; del: key, opts).
      * Returns 0 if started (moor_lua_kv_done(token) will follow), or an
      * error code (no callback). */
-    int (*kv)(void *ud, int op, const char *params, size_t plen, uint32_t nparams,
-              uint64_t token);
+    int (*kv)(void *ud, int op, const char *params, size_t plen, uint32_t nparams, uint64_t token);
 } moor_lua_ops_t;
 
 /* Answer of a handler call: errcode NULL on success with result encoded
@@ -51,7 +57,7 @@ typedef void (*moor_lua_reply_fn)(void *ud, const char *errcode, const char *err
 
 typedef struct moor_lua_opts {
     uv_loop_t *loop;
-    const char *root;       /* directory holding lua/ and plugins/ */
+    const char *root; /* directory holding lua/ and plugins/ */
     moor_lua_ops_t ops;
 } moor_lua_opts_t;
 
@@ -94,6 +100,10 @@ int moor_lua_resolve(moor_lua_t *L, const char *name, size_t nlen, const char *s
 
 /* Handlers currently running or waiting. */
 unsigned moor_lua_inflight(const moor_lua_t *L);
+
+/* The Lua heap: bytes held now, the cap (handler.memory_mb, its default
+ * until the config loads) and how many allocations the cap refused. */
+void moor_lua_heap(const moor_lua_t *L, size_t *used, size_t *cap, uint64_t *refused);
 
 /* Answers every pending call with an error (SHUTTING_DOWN) and frees the
  * state.  Timers of those calls finish closing on the loop's next turn

@@ -30,8 +30,8 @@ handlers = {name = {fn, instructions, timeout_ms}}, gossip{...}.
 Pure Lua without C: busted runs it directly.
 ]]
 
-local type, pairs, ipairs, tostring, error, pcall, select =
-    type, pairs, ipairs, tostring, error, pcall, select
+local type, pairs, ipairs, tostring, error, pcall, select, getmetatable, rawget =
+    type, pairs, ipairs, tostring, error, pcall, select, getmetatable, rawget
 local format, concat, sort, floor = string.format, table.concat, table.sort, math.floor
 
 local M = {}
@@ -244,6 +244,7 @@ M.schema = {
     handler = record {
         instructions = int(10000, 1e12),
         timeout_ms = int(1, 3600000),
+        memory_mb = int(8, 65536),
     },
     sandbox = record { io = bool, os = bool, ffi = bool, debug = bool },
     plugins = list(str(128, "^%a[%w_]*%.[%a_][%w_]*$",
@@ -435,9 +436,85 @@ function C:api()
     return api
 end
 
+-- What a config raised, as text for the operator: a string as it is;
+-- anything else says what it was, e.g.
+--   error(nil)   -> "config error: the config raised nil instead of a message"
+--   error(42)    -> "config error: the config raised a number: 42"
+--   error({})    -> "config error: the config raised a table: {}"
+--   error({code = 7, why = "x"}) -> "... a table: {code = 7, why = \"x\"}"
+--   error(setmetatable({}, {__tostring = f})) -> "... a table: " .. f(t)
+--   error(true)  -> "config error: the config raised a boolean: true"
+--   error(print) -> "config error: the config raised a function"
+-- A table's fields are listed sorted, strings quoted, nested tables and
+-- functions by type, cut after 8 fields or 200 bytes.
+local MAX_SHOWN_FIELDS, MAX_SHOWN = 8, 200
+
+local function short(v)
+    if type(v) == "string" then
+        return (format("%q", #v > 40 and v:sub(1, 40) .. "..." or v):gsub("\\\n", "\\n"))
+    elseif type(v) == "number" or type(v) == "boolean" then
+        return tostring(v)
+    end
+    return type(v)
+end
+
+local function show_table(t)
+    local mt = getmetatable(t)
+    if type(mt) == "table" and rawget(mt, "__tostring") then
+        local ok, s = pcall(tostring, t)
+        if ok and type(s) == "string" then
+            return s
+        end
+        return "(its __tostring failed: " .. tostring(s) .. ")"
+    end
+    local keys = {}
+    for k in pairs(t) do
+        keys[#keys + 1] = k
+    end
+    sort(keys, function(a, b)
+        if type(a) ~= type(b) then
+            return type(a) < type(b)
+        end
+        if type(a) == "number" or type(a) == "string" then
+            return a < b
+        end
+        return tostring(a) < tostring(b)
+    end)
+    local parts = {}
+    for i, k in ipairs(keys) do
+        if i > MAX_SHOWN_FIELDS then
+            parts[#parts + 1] = "..."
+            break
+        end
+        local name = type(k) == "string" and k:match("^[%a_][%w_]*$") and k
+            or "[" .. short(k) .. "]"
+        parts[#parts + 1] = name .. " = " .. short(t[k])
+    end
+    local s = "{" .. concat(parts, ", ") .. "}"
+    if #s > MAX_SHOWN then
+        s = s:sub(1, MAX_SHOWN) .. "...}"
+    end
+    return s
+end
+
+function M.describe_error(e)
+    local t = type(e)
+    if t == "string" then
+        return e
+    elseif t == "nil" then
+        return "config error: the config raised nil instead of a message"
+    elseif t == "number" or t == "boolean" then
+        return "config error: the config raised a " .. t .. ": " .. tostring(e)
+    elseif t == "table" then
+        return "config error: the config raised a table: " .. show_table(e)
+    end
+    return "config error: the config raised a " .. t
+end
+
 -- Runs the config file at path in env with moor (a table, usually
 -- env.moor) holding the config functions; returns the normalised table or
--- raises.  opts as for new().  Text chunks only.
+-- raises a string (M.describe_error says what a non-string error was).
+-- opts as for new().  Text chunks only.
 function M.run(path, env, moor, opts)
     local c = M.new(opts)
     for k, f in pairs(c:api()) do
@@ -447,7 +524,10 @@ function M.run(path, env, moor, opts)
     if not chunk then
         error(err, 0)
     end
-    chunk()
+    local ok, raised = pcall(chunk)
+    if not ok then
+        error(M.describe_error(raised), 0)
+    end
     return c:finish()
 end
 

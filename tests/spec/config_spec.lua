@@ -30,7 +30,7 @@ describe("moor.config", function()
                 limits = { max_frame_mb = 4, key_max = 1000, value_max_mb = 2, max_conns = 10,
                            idle_timeout_ms = 5000, max_inflight = 7 },
                 auth_token = "sekrit", log = { level = "warn", file = "x.log" },
-                handler = { instructions = 50000, timeout_ms = 250 },
+                handler = { instructions = 50000, timeout_ms = 250, memory_mb = 64 },
                 sandbox = { io = false, os = true },
                 plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr", "handlers.cas" },
             })
@@ -48,6 +48,7 @@ describe("moor.config", function()
         assert.are.equal(7, t.limits.max_inflight)
         assert.are.equal("warn", t.log.level)
         assert.are.equal(true, t.sandbox.os)
+        assert.are.equal(64, t.handler.memory_mb)
         assert.are.same({ name = "carts", n = 3, r = 2, w = 2, resolver = "set_union" }, t.spaces[1])
         assert.are.equal("mine", t.spaces[2].resolver)
         assert.are.equal("function", type(t.resolvers.lww))
@@ -152,6 +153,12 @@ describe("moor.config", function()
               "moor.handle('h'): instructions must be an integer in 10000..")
         fails(function(m) m.cfg({ node = "n1" }); m.handle("h", print, { timeout = 5 }) end,
               "moor.handle('h'): unknown key 'timeout'")
+        fails(function(m) m.cfg({ node = "n1", handler = { memory_mb = 4 } }) end,
+              "moor.cfg: handler.memory_mb must be an integer in 8..65536, got 4")
+        fails(function(m) m.cfg({ node = "n1", handler = { memory_mb = 1.5 } }) end,
+              "handler.memory_mb must be an integer in 8..65536, got 1.5")
+        fails(function(m) m.handle("h", print, { memory_mb = 64 }) end,
+              "moor.handle('h'): unknown key 'memory_mb'")
     end)
 
     it("refuses a second moor.cfg", function()
@@ -163,6 +170,43 @@ describe("moor.config", function()
         load(function(m) m.cfg({ node = "n1", sandbox = { ffi = true } }) end,
              { on_sandbox = function(s) seen = s end })
         assert.are.same({ ffi = true }, seen)
+    end)
+
+    it("says what a config raised when it was not a message", function()
+        local cases = {
+            { nil, "config error: the config raised nil instead of a message" },
+            { 42, "config error: the config raised a number: 42" },
+            { true, "config error: the config raised a boolean: true" },
+            { {}, "config error: the config raised a table: {}" },
+            { { code = 7, why = "disk" }, 'config error: the config raised a table: {code = 7, why = "disk"}' },
+            { { 1, "two\nlines" }, 'config error: the config raised a table: {[1] = 1, [2] = "two\\nlines"}' },
+            { setmetatable({}, { __tostring = function() return "my error" end }),
+              "config error: the config raised a table: my error" },
+            { setmetatable({}, { __tostring = function() error("bad", 0) end }),
+              "config error: the config raised a table: (its __tostring failed: bad)" },
+            { print, "config error: the config raised a function" },
+            { "conf.lua:3: a message", "conf.lua:3: a message" },
+        }
+        for _, case in ipairs(cases) do
+            assert.are.equal(case[2], config.describe_error(case[1]))
+        end
+        local long = {}
+        for i = 1, 20 do long["field" .. i] = string.rep("x", 30) end
+        local s = config.describe_error(long)
+        assert.is_true(#s < 300, s)
+        assert.is_truthy(s:find("...", 1, true), s)
+    end)
+
+    it("runs a config file: a non-string error says what was raised", function()
+        local path = os.tmpname()
+        local f = assert(io.open(path, "w"))
+        f:write("moor.cfg{ node = 'n1' }\nerror({ code = 7 })\n")
+        f:close()
+        local env = { moor = {}, error = error }
+        local ok, err = pcall(config.run, path, env, env.moor)
+        os.remove(path)
+        assert.is_false(ok)
+        assert.are.equal("config error: the config raised a table: {code = 7}", err)
     end)
 
     it("runs a config file and points errors at its line", function()

@@ -159,9 +159,10 @@ moor.handle("compose", function(prefix)
 end)
 
 -- pipelined: put i, read it back, write i * 10 over it, read again.
--- started/finished are globals of the shared sandbox table: peak is the
--- most calls that were between their start and their end at once.
-started, finished, peak = 0, 0, 0
+-- started/finished are upvalues both handlers share (each handler's
+-- globals are its own): peak is the most calls that were between their
+-- start and their end at once.
+local started, finished, peak = 0, 0, 0
 moor.handle("chain", function(prefix, i)
   started = started + 1
   if started - finished > peak then peak = started - finished end
@@ -263,13 +264,30 @@ moor.handle("esc_string_mt", function()
   end
   return nil
 end)
+-- hardening: the heap cap, budgets inside C calls, isolation, result size,
+-- log lines
+moor.handle("rep_huge", function() return #string.rep("x", 2^30) end)
+moor.handle("catastrophic", function() return string.rep("a", 400):find(".-.-.-b") end)
+moor.handle("evil_put", function() moor.put = function() return { ctx = "" } end end)
+moor.handle("evil_tostring", function()
+  _G.tostring = function() return "pwned" end
+  return "done"
+end)
+moor.handle("show", function(x) return tostring(x) end)
+moor.handle("remember", function(v) remembered = v; return remembered end)
+moor.handle("recall", function() return remembered end)
+moor.handle("big_result", function(n) return string.rep("v", n) end)
+moor.handle("log_forge", function()
+  moor.log("warn", "spec-forge\n2099-01-01T00:00:00.000Z ERROR [spec] forged line")
+  return true
+end)
 -- every dangerous name this environment can see, for the report
 moor.handle("reachable", function()
   local found = {}
   for _, n in ipairs({ "io", "ffi", "jit", "debug", "package", "loadfile", "dofile",
                        "loadstring", "getfenv", "setfenv", "collectgarbage", "newproxy",
                        "module", "coroutine" }) do
-    if rawget(_G, n) ~= nil then found[#found + 1] = n end
+    if _G[n] ~= nil then found[#found + 1] = n end
   end
   for k in pairs(os) do
     if k ~= "time" and k ~= "clock" and k ~= "date" then found[#found + 1] = "os." .. k end
@@ -289,7 +307,8 @@ moor.cfg{
   data_dir = %q,
   engine = { sync = "none", memtable_mb = 4, cache_mb = 4 },
   log = { level = "info", file = %q },
-  handler = { instructions = 10000000, timeout_ms = 3000 },
+  handler = { instructions = 10000000, timeout_ms = 3000, memory_mb = 64 },
+  limits = { value_max_mb = 1 },
   plugins = { "handlers.incr", "handlers.cas" },
 }
 ]], port, dir .. "/data", dir .. "/moord.log") .. HANDLERS
@@ -707,6 +726,62 @@ describe("moord through moor.client", function()
             local found, err = c:call("reachable")
             assert.is_nil(err)
             assert_same({}, found, "reachable in the sandbox")
+        end)
+    end)
+
+    describe("hardening", function()
+        local function timed_call(...)
+            local t0 = socket.gettime()
+            local res, err = c:call(...)
+            print(string.format("  %s: %s (%.0f ms)", (...), tostring(err or "ok"),
+                                (socket.gettime() - t0) * 1000))
+            return res, err
+        end
+
+        it("refuses an allocation past handler.memory_mb and serves on", function()
+            local res, err = timed_call("rep_huge")
+            assert.is_nil(res)
+            assert.is_truthy(err and err:match("^HANDLER_ERROR: "), tostring(err))
+            assert.is_truthy(err:find("handler.memory_mb", 1, true), err)
+            assert.are.equal(7, (c:call("echo", 7)))
+        end)
+
+        it("stops a catastrophic pattern by its budget", function()
+            local res, err = timed_call("catastrophic")
+            assert.is_nil(res)
+            assert.is_truthy(err and err:match("^HANDLER_TIMEOUT: "), tostring(err))
+            assert.is_true(c:ping() ~= nil)
+        end)
+
+        it("keeps moor read-only: incr still stores after a call replaced moor.put", function()
+            local res, err = c:call("evil_put")
+            assert.is_truthy(err and err:find("cannot set moor.put: moor is read-only", 1, true),
+                tostring(err))
+            local key = prefix .. "hardening:incr"
+            assert.are.equal(3, (c:call("incr", key, 3)))
+            local got = assert(c:get(key))
+            assert_same({ 3 }, got.values)
+        end)
+
+        it("gives each handler its own globals", function()
+            assert.are.equal("done", (c:call("evil_tostring")))
+            assert.are.equal("42", (c:call("show", 42)))
+            assert.are.equal("mine", (c:call("remember", "mine")))
+            assert.is_nil((c:call("recall")))
+        end)
+
+        it("refuses a result over limits.value_max with VALUE_TOO_LARGE", function()
+            local res, err = timed_call("big_result", 1024 * 1024)
+            assert.is_nil(res)
+            assert.is_truthy(err and err:match("^VALUE_TOO_LARGE: "), tostring(err))
+            assert.are.equal(1000, #assert(c:call("big_result", 1000)))
+        end)
+
+        it("writes one log line per moor.log call", function()
+            assert.is_true((c:call("log_forge")))
+            local log = read_file(node.dir .. "/moord.log")
+            assert.is_truthy(log:find("spec-forge\\n2099", 1, true), log_tail())
+            assert.is_nil(log:find("\n2099-01-01T00:00:00.000Z ERROR [spec] forged", 1, true))
         end)
     end)
 

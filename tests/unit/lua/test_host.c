@@ -1,327 +1,16 @@
 /*
  * test_host.c -- the Lua host (core/lua/host.c, sandbox.c, config.c,
- * codec.c) driven with a fake node and a real libuv loop.
- *
- * TEST: the fake node's ops.kv keeps an in-memory store and answers a
- * kv either at once (from inside ops.kv), later from a uv_timer, or never
- * (the token is kept so the test can answer late).  Nothing asserts
- * timings; every loop is bounded by a 10 s safety deadline.
+ * codec.c) driven with the fake node of harness.h and a real libuv loop.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
-
 #include <lauxlib.h>
 #include <lualib.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <uv.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "harness.h"
 #include "lua/codec.h"
-#include "lua/host.h"
-#include "util/mp.h"
-#include "testutil.h"
-#include "util/clock.h"
-#include "util/err.h"
-
-/* ---- the fake node --------------------------------------------------------------- */
-
-enum { ANSWER_SYNC, ANSWER_ASYNC, ANSWER_NEVER };
-
-#define STORE_MAX 512
-
-typedef struct entry {
-    char key[64];
-    moor_buf_t val; /* encoded value */
-    uint64_t ver;
-} entry_t;
-
-typedef struct fake {
-    moor_lua_t *h;
-    uv_loop_t *loop;
-    int mode;
-    uint64_t rng;
-    entry_t store[STORE_MAX];
-    int n;
-    int kv_calls;
-    uint64_t last_token;
-} fake_t;
-
-typedef struct pending {
-    uv_timer_t t;
-    fake_t *f;
-    uint64_t token;
-    char code[32];
-    moor_buf_t ans;
-} pending_t;
-
-static entry_t *lookup(fake_t *f, const char *k, uint32_t kl, int create)
-{
-    for (int i = 0; i < f->n; i++)
-        if (strlen(f->store[i].key) == kl && memcmp(f->store[i].key, k, kl) == 0)
-            return &f->store[i];
-    if (!create || f->n == STORE_MAX || kl >= 64)
-        return NULL;
-    memcpy(f->store[f->n].key, k, kl);
-    f->store[f->n].key[kl] = '\0';
-    return &f->store[f->n++];
-}
-
-static void pack_ctx(msgpack_packer *pk, uint64_t ver)
-{
-    msgpack_pack_str(pk, 3);
-    msgpack_pack_str_body(pk, "ctx", 3);
-    msgpack_pack_bin(pk, 8);
-    msgpack_pack_bin_body(pk, &ver, 8);
-}
-
-static void answer_get(fake_t *f, entry_t *e, const char *k, uint32_t kl, moor_buf_t *ans)
-{
-    msgpack_packer pk;
-
-    moor_mp_packer_init(&pk, ans);
-    if (kl == 10 && memcmp(k, "resolve-me", 10) == 0) {
-        /* siblings [{value="b"}, {value="a"}]: the resolver picks one */
-        static const char sib[] = "\x92\x81\xa5value\xa1"
-                                  "b\x81\xa5value\xa1"
-                                  "a";
-        moor_buf_t out = MOOR_BUF_INIT;
-        int rc = moor_lua_resolve(f->h, "smallest", 8, sib, sizeof(sib) - 1, &out);
-        assert_int_equal(rc, 0);
-        msgpack_pack_map(&pk, 2);
-        msgpack_pack_str(&pk, 6);
-        msgpack_pack_str_body(&pk, "values", 6);
-        msgpack_pack_array(&pk, 1);
-        moor_buf_append(ans, out.data, out.len);
-        pack_ctx(&pk, 1);
-        moor_buf_free(&out);
-        return;
-    }
-    if (!e) {
-        msgpack_pack_nil(&pk);
-        return;
-    }
-    msgpack_pack_map(&pk, 2);
-    msgpack_pack_str(&pk, 6);
-    msgpack_pack_str_body(&pk, "values", 6);
-    msgpack_pack_array(&pk, 1);
-    moor_buf_append(ans, e->val.data, e->val.len);
-    pack_ctx(&pk, e->ver);
-}
-
-static void pending_free(uv_handle_t *t)
-{
-    pending_t *pd = t->data;
-    moor_buf_free(&pd->ans);
-    free(pd);
-}
-
-static void pending_fire(uv_timer_t *t)
-{
-    pending_t *pd = t->data;
-
-    moor_lua_kv_done(pd->f->h, pd->token, pd->code[0] ? pd->code : NULL,
-                     pd->code[0] ? "refused" : NULL, pd->ans.data, pd->ans.len);
-    uv_close((uv_handle_t *)t, pending_free);
-}
-
-/* Applies the request now; the answer goes out per f->mode. */
-static int fake_kv(void *ud, int op, const char *params, size_t plen, uint32_t np, uint64_t token)
-{
-    fake_t *f = ud;
-    const char *p = params, *end = params + plen, *k, *v;
-    uint32_t kl;
-    moor_buf_t ans = MOOR_BUF_INIT;
-    char code[32] = "";
-    entry_t *e;
-
-    f->kv_calls++;
-    f->last_token = token;
-    if (moor_mp_read_strbin(&p, end, &k, &kl))
-        return MOOR_EINVAL;
-    if (kl == 4 && memcmp(k, "fail", 4) == 0) {
-        strcpy(code, "KEY_TOO_LARGE");
-    } else if (op == MOOR_LUA_GET) {
-        answer_get(f, lookup(f, k, kl, 0), k, kl, &ans);
-    } else if (op == MOOR_LUA_PUT) {
-        msgpack_packer pk;
-        assert_true(np >= 2);
-        v = p;
-        assert_int_equal(moor_mp_skip(&p, end, 64), 0);
-        e = lookup(f, k, kl, 1);
-        assert_non_null(e);
-        moor_buf_reset(&e->val);
-        moor_buf_append(&e->val, v, (size_t)(p - v));
-        e->ver++;
-        moor_mp_packer_init(&pk, &ans);
-        msgpack_pack_map(&pk, 1);
-        pack_ctx(&pk, e->ver);
-    } else {
-        e = lookup(f, k, kl, 0);
-        if (e)
-            e->key[0] = '\0', e->key[1] = 1; /* tombstone: never matches */
-        moor_buf_append(&ans, "\xc3", 1);
-    }
-    if (f->mode == ANSWER_NEVER) {
-        moor_buf_free(&ans);
-        return 0;
-    }
-    if (f->mode == ANSWER_SYNC) {
-        moor_lua_kv_done(f->h, token, code[0] ? code : NULL, code[0] ? "refused" : NULL, ans.data,
-                         ans.len);
-        moor_buf_free(&ans);
-        return 0;
-    }
-    pending_t *pd = calloc(1, sizeof(*pd));
-    pd->f = f;
-    pd->token = token;
-    strcpy(pd->code, code);
-    pd->ans = ans;
-    uv_timer_init(f->loop, &pd->t);
-    pd->t.data = pd;
-    uv_timer_start(&pd->t, pending_fire, testutil_rand(&f->rng) % 4, 0);
-    return 0;
-}
-
-/* ---- harness -------------------------------------------------------------------- */
-
-typedef struct reply {
-    int done;
-    char code[64];
-    char msg[1024];
-    struct {
-        char data[8192];
-        size_t len;
-    } res; /* the encoded result (truncated past 8 KiB) */
-} reply_t;
-
-static void on_reply(void *ud, const char *errcode, const char *errmsg, const char *res,
-                     size_t rlen)
-{
-    reply_t *r = ud;
-
-    r->done++;
-    snprintf(r->code, sizeof(r->code), "%s", errcode ? errcode : "");
-    snprintf(r->msg, sizeof(r->msg), "%s", errmsg ? errmsg : "");
-    r->res.len = res ? (rlen < sizeof(r->res.data) ? rlen : sizeof(r->res.data)) : 0;
-    if (res)
-        memcpy(r->res.data, res, r->res.len);
-}
-
-typedef struct env {
-    uv_loop_t loop;
-    fake_t *f;
-    moor_lua_t *h;
-    moor_config_t cfg;
-    char *dir;
-    char path[4200];
-} env_t;
-
-static char root[4096];
-static uint64_t seed_state; /* from testutil_seed, once */
-
-static void find_root(void)
-{
-    /* this file is <root>/tests/unit/lua/test_host.c */
-    const char *tail = "/tests/unit/lua/test_host.c";
-    size_t n = strlen(__FILE__), t = strlen(tail);
-
-    if (n > t && strcmp(__FILE__ + n - t, tail) == 0)
-        snprintf(root, sizeof(root), "%.*s", (int)(n - t), __FILE__);
-    else
-        snprintf(root, sizeof(root), ".");
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
-}
-
-/* Creates a host on a fresh loop and loads text as its config; returns the
- * load_config code (diagnostic in moor_diag_last()). */
-static const char *env_node_arg; /* moor.arg.node for the next env_open, or NULL */
-
-static int env_open(env_t *e, const char *text)
-{
-    moor_lua_opts_t o;
-
-    memset(e, 0, sizeof(*e));
-    uv_loop_init(&e->loop);
-    e->f = calloc(1, sizeof(*e->f));
-    e->f->loop = &e->loop;
-    e->f->rng = testutil_rand(&seed_state);
-    e->dir = testutil_tmpdir("lua-host");
-    snprintf(e->path, sizeof(e->path), "%s/conf.lua", e->dir);
-    write_file(e->path, text);
-    memset(&o, 0, sizeof(o));
-    o.loop = &e->loop;
-    o.root = root;
-    o.ops.kv = fake_kv;
-    o.ops.ud = e->f;
-    assert_int_equal(moor_lua_new(&o, &e->h), 0);
-    e->f->h = e->h;
-    if (env_node_arg)
-        assert_int_equal(moor_lua_set_arg(e->h, "node", env_node_arg), 0);
-    return moor_lua_load_config(e->h, e->path, &e->cfg);
-}
-
-static void env_close(env_t *e)
-{
-    moor_lua_free(e->h);
-    for (int i = 0; i < STORE_MAX; i++)
-        moor_buf_free(&e->f->store[i].val);
-    uv_run(&e->loop, UV_RUN_DEFAULT); /* close timers */
-    assert_int_equal(uv_loop_close(&e->loop), 0);
-    testutil_rmrf(e->dir);
-    free(e->dir);
-    free(e->f);
-}
-
-static void run_until(env_t *e, int *flag, int want)
-{
-    uint64_t deadline = moor_clock_mono_ms() + 10000;
-
-    while (*flag < want && moor_clock_mono_ms() < deadline)
-        uv_run(&e->loop, UV_RUN_ONCE);
-    assert_int_equal(*flag, want);
-}
-
-/* Calls handler name with args (encoded already, nargs of them) and waits. */
-static void call(env_t *e, const char *name, const char *args, size_t alen, uint32_t nargs,
-                 reply_t *r)
-{
-    memset(r, 0, sizeof(*r));
-    assert_int_equal(moor_lua_call(e->h, name, strlen(name), args, alen, nargs, on_reply, r), 0);
-    run_until(e, &r->done, 1);
-}
-
-static void expect_ok(const reply_t *r, const char *mp, size_t n)
-{
-    if (r->code[0])
-        fail_msg("expected success, got %s: %s", r->code, r->msg);
-    if (r->res.len != n || memcmp(r->res.data, mp, n) != 0) {
-        char got[256] = "", want[256] = "";
-        for (size_t i = 0; i < r->res.len && i < 100; i++)
-            sprintf(got + 2 * i, "%02x", (unsigned char)r->res.data[i]);
-        for (size_t i = 0; i < n && i < 100; i++)
-            sprintf(want + 2 * i, "%02x", (unsigned char)mp[i]);
-        fail_msg("result %s, expected %s", got, want);
-    }
-}
-
-static void expect_err(const reply_t *r, const char *code, const char *needle)
-{
-    if (strcmp(r->code, code) != 0 || !strstr(r->msg, needle))
-        fail_msg("expected %s containing \"%s\", got %s: \"%s\"", code, needle,
-                 r->code[0] ? r->code : "(success)", r->msg);
-}
-
-#define OK_BYTES(r, lit) expect_ok((r), (lit), sizeof(lit) - 1)
+#include "util/log.h"
 
 /* ---- config --------------------------------------------------------------------- */
 
@@ -336,7 +25,7 @@ static void test_config_good(void **state)
             "  limits = { max_frame_mb = 4, key_max = 1000, value_max_mb = 2, max_conns = 10,\n"
             "             idle_timeout_ms = 5000, max_inflight = 7 },\n"
             "  auth_token = 'sekrit', log = { level = 'warn', file = 'x.log' },\n"
-            "  handler = { instructions = 50000, timeout_ms = 250 },\n"
+            "  handler = { instructions = 50000, timeout_ms = 250, memory_mb = 64 },\n"
             "  sandbox = { io = false, os = true },\n"
             "  plugins = { 'resolvers.lww', 'handlers.incr' } }\n"
             "moor.space('carts', { n = 1, r = 1, w = 1, resolver = 'lww' })\n"
@@ -370,6 +59,7 @@ static void test_config_good(void **state)
     assert_string_equal(e.cfg.log_file, "x.log");
     assert_int_equal(e.cfg.handler_instructions, 50000);
     assert_int_equal(e.cfg.handler_timeout_ms, 250);
+    assert_int_equal(e.cfg.handler_memory, 64u << 20);
     assert_int_equal(e.cfg.sandbox_allow_io, 0);
     assert_int_equal(e.cfg.sandbox_allow_os, 1);
     assert_int_equal(e.cfg.nspaces, 2);
@@ -403,6 +93,7 @@ static void test_config_defaults(void **state)
     assert_string_equal(e.cfg.spaces[0].name, "default");
     assert_string_equal(e.cfg.spaces[0].resolver, "");
     assert_true(e.cfg.handler_instructions > 0);
+    assert_int_equal(e.cfg.handler_memory, 128u << 20);
     env_close(&e);
 }
 
@@ -507,6 +198,22 @@ static void test_config_bad(void **state)
         {"moor.cfg{ node = 'n1' }\nlocal f = io.open('/etc/passwd')",
          "attempt to index global 'io'"},
         {"moor.cfg{ node = 'n1' }\nmoor.get('k')", "moor.get can only be called from a handler"},
+        {"moor.cfg{ node = 'n1', handler = { memory_mb = 4 } }",
+         "moor.cfg: handler.memory_mb must be an integer in 8..65536, got 4"},
+        {"moor.cfg{ node = 'n1', handler = { memory_mb = 'lots' } }",
+         "handler.memory_mb must be an integer in 8..65536, got 'lots'"},
+        /* what a config raised when it was not a message */
+        {"error({})", "config error: the config raised a table: {}"},
+        {"error(nil)", "config error: the config raised nil instead of a message"},
+        {"error()", "config error: the config raised nil instead of a message"},
+        {"error(42)", "conf.lua:1: 42"}, /* Lua adds the position: a string */
+        {"error(42, 0)", "config error: the config raised a number: 42"},
+        {"error(true)", "config error: the config raised a boolean: true"},
+        {"error({ code = 7, why = 'disk' })",
+         "config error: the config raised a table: {code = 7, why = \"disk\"}"},
+        {"error(setmetatable({}, { __tostring = function() return 'my error' end }))",
+         "config error: the config raised a table: my error"},
+        {"error(type)", "config error: the config raised a function"},
         {"while true do end", "ran for too long"},
     };
 
@@ -777,6 +484,103 @@ static void test_free_with_pending(void **state)
     free(e.f);
 }
 
+/* ---- results and logs ------------------------------------------------------------- */
+
+static const char results_conf[] =
+    "moor.cfg{ node = 'n1', limits = { value_max_mb = 1, max_frame_mb = 4 } }\n"
+    "local function dag() local t = {}; for i = 1, 30 do t = { t, t } end; return t end\n"
+    "moor.handle('big', function(n) return string.rep('v', n) end)\n"
+    "moor.handle('dag', dag)\n"
+    "moor.handle('encode_dag', function() return select(2, moor.encode(dag())) end)\n"
+    "moor.handle('put_dag', function() return moor.put('k', dag()) end)\n"
+    "moor.resolver('huge', function(s) return string.rep('v', 2 * 1024 * 1024) end)\n";
+
+/* A result larger than limits.value_max, or than a reply frame can hold,
+ * is refused (VALUE_TOO_LARGE), never sent; encoding stops at the bound,
+ * so a value of 2^30 shared leaves costs a megabyte's work, not 2^30. */
+static void test_result_limits(void **state)
+{
+    static const char sib[] = "\x91\x81\xa5value\x01";
+    moor_buf_t out = MOOR_BUF_INIT;
+    env_t e;
+    reply_t r;
+    int rc = env_open(&e, results_conf);
+
+    (void)state;
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    e.f->mode = ANSWER_SYNC;
+    call(&e, "big", "\xce\x00\x10\x00\x00", 5, 1, &r); /* 1 MiB of 'v': 5 bytes over */
+    expect_err(&r, "VALUE_TOO_LARGE", "larger than 1048576 bytes (limits.value_max)");
+    assert_int_equal(r.res.len, 0);
+    call(&e, "big", "\xcd\x03\xe8", 3, 1, &r);
+    assert_string_equal(r.code, "");
+    assert_int_equal(r.res.len, 1003);
+    call(&e, "dag", "", 0, 0, &r);
+    expect_err(&r, "VALUE_TOO_LARGE", "limits.value_max");
+    call(&e, "encode_dag", "", 0, 0, &r);
+    if (r.code[0] || !memmem(r.res.data, r.res.len, "larger than 4194304 bytes", 25))
+        fail_msg("moor.encode of 2^30 leaves: %s %s", r.code, r.msg);
+    call(&e, "put_dag", "", 0, 0, &r);
+    expect_err(&r, "HANDLER_ERROR", "moor.put: value: the encoding is larger than 4194304 bytes");
+    rc = moor_lua_resolve(e.h, "huge", 4, sib, sizeof(sib) - 1, &out);
+    assert_int_equal(rc, MOOR_EVALTOOBIG);
+    assert_int_equal(out.len, 0);
+    env_close(&e);
+
+    rc = env_open(&e, "moor.cfg{ node = 'n1', limits = { value_max_mb = 16, max_frame_mb = 1 } }\n"
+                      "moor.handle('big', function(n) return string.rep('v', n) end)\n");
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    call(&e, "big", "\xce\x00\x10\x00\x00", 5, 1, &r);
+    expect_err(&r, "VALUE_TOO_LARGE", "(limits.max_frame)");
+    moor_buf_free(&out);
+    env_close(&e);
+}
+
+/* moor.log escapes control characters, in the message and in the chunk
+ * name a handler can choose: one call is one line. */
+static void test_log_one_line(void **state)
+{
+    env_t e;
+    reply_t r;
+    char path[4300], text[4096];
+    int fd, level = moor_log_get_level(), lines = 0;
+    ssize_t n;
+    int rc = env_open(
+        &e, "moor.cfg{ node = 'n1' }\n"
+            "moor.handle('forge', function()\n"
+            "  moor.log('warn', 'first\\n2099-01-01T00:00:00.000Z ERROR [n1] x.c:1: forged\\r\\tend"
+            "\\1\\127 done')\n"
+            "  load(\"moor.log('warn', 'from a chunk')\", '=evil\\nFORGED')()\n"
+            "end)\n");
+
+    (void)state;
+    if (rc)
+        fail_msg("load_config: %s", moor_diag_msg(rc));
+    snprintf(path, sizeof(path), "%s/log", e.dir);
+    fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+    assert_true(fd >= 0);
+    moor_log_set_fd(fd);
+    moor_log_set_level(MOOR_LOG_INFO);
+    call(&e, "forge", "", 0, 0, &r);
+    moor_log_set_fd(2);
+    moor_log_set_level(level);
+    assert_string_equal(r.code, "");
+    n = pread(fd, text, sizeof(text) - 1, 0);
+    close(fd);
+    assert_true(n > 0);
+    text[n] = '\0';
+    printf("%s", text);
+    for (ssize_t i = 0; i < n; i++)
+        lines += text[i] == '\n';
+    assert_int_equal(lines, 2);
+    assert_non_null(strstr(text, "first\\n2099-01-01T00:00:00.000Z ERROR"));
+    assert_non_null(strstr(text, "forged\\r\\tend\\x01\\x7f done"));
+    assert_non_null(strstr(text, "evil\\nFORGED:1: from a chunk"));
+    env_close(&e);
+}
+
 /* ---- sandbox -------------------------------------------------------------------- */
 
 static const char sandbox_conf[] =
@@ -795,7 +599,9 @@ static const char sandbox_conf[] =
     "  string_mt = function() return getmetatable('') == false end,\n"
     "  string_ok = function() return ('abc'):upper() == 'ABC' end,\n"
     "  fenv = function() return setfenv == nil and getfenv == nil end,\n"
-    "  g = function() return _G.io == nil and rawget(_G, 'require') == require end,\n"
+    "  g = function() return _G.io == nil and _G.require == require and rawget(_G, 'require') == "
+    "nil "
+    "end,\n"
     "  pkg = function() return package == nil and collectgarbage == nil and coroutine == nil end,\n"
     "  req_path = function() return not pcall(require, '../../etc/passwd')\n"
     "                     and not pcall(require, 'os') and not pcall(require, 'io') end,\n"
@@ -1019,6 +825,8 @@ int main(void)
         cmocka_unit_test(test_free_with_pending),
         cmocka_unit_test(test_sandbox),
         cmocka_unit_test(test_sandbox_opt_in),
+        cmocka_unit_test(test_result_limits),
+        cmocka_unit_test(test_log_one_line),
     };
 
     find_root();

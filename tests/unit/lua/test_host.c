@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "cluster/coord.h"
 #include "lua/codec.h"
 #include "util/log.h"
 
@@ -128,6 +129,31 @@ static void test_config_levels(void **state)
     assert_int_equal(moor_level_parse("quorum", 6), MOOR_LEVEL_QUORUM);
     assert_int_equal(moor_level_parse("most", 4), MOOR_LEVEL_DEFAULT);
     env_close(&e);
+}
+
+/* One maximum of n: the Lua schema (moor.config N_MAX) refuses exactly
+ * what the coordinator would (MOOR_COORD_N_MAX), with its own message. */
+static void test_config_n_max(void **state)
+{
+    char text[160], want[64];
+    env_t e;
+    int rc;
+
+    (void)state;
+    snprintf(text, sizeof(text),
+             "moor.cfg{ node = 'n1' }\nmoor.space('s', { n = %d, r = %d, w = %d })\n",
+             MOOR_COORD_N_MAX, MOOR_COORD_N_MAX, MOOR_COORD_N_MAX);
+    if ((rc = env_open(&e, text)))
+        fail_msg("n = %d refused: %s", MOOR_COORD_N_MAX, moor_diag_msg(rc));
+    env_close(&e);
+    snprintf(text, sizeof(text), "moor.cfg{ node = 'n1' }\nmoor.space('s', { n = %d })\n",
+             MOOR_COORD_N_MAX + 1);
+    snprintf(want, sizeof(want), "moor.space('s'): n must be an integer in 1..%d",
+             MOOR_COORD_N_MAX);
+    rc = env_open(&e, text);
+    if (rc != MOOR_EINVAL || !strstr(moor_diag_msg(rc), want))
+        fail_msg("n = %d: rc %d, \"%s\", expected \"%s\"", MOOR_COORD_N_MAX + 1, rc,
+                 rc ? moor_diag_msg(rc) : "", want);
 }
 
 /* moor.arg: what moord's --node / --set pass; an empty table otherwise. */
@@ -809,6 +835,7 @@ static void test_codec_garbage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_n_max),
         cmocka_unit_test(test_codec),
         cmocka_unit_test(test_codec_garbage),
         cmocka_unit_test(test_config_good),

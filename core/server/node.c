@@ -637,8 +637,17 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
     pack_kv_u64(&pk, "closed_output", ss.closed_output);
     pack_kv_u64(&pk, "closed_deadline", ss.closed_deadline);
     msgpack_pack_str_with_body(&pk, "lua", 3);
-    msgpack_pack_map(&pk, 1);
-    pack_kv_u64(&pk, "handlers_inflight", n->lua ? moor_lua_inflight(n->lua) : 0);
+    {
+        size_t used = 0, cap = 0;
+        uint64_t refused = 0;
+        if (n->lua)
+            moor_lua_heap(n->lua, &used, &cap, &refused);
+        msgpack_pack_map(&pk, 4);
+        pack_kv_u64(&pk, "handlers_inflight", n->lua ? moor_lua_inflight(n->lua) : 0);
+        pack_kv_u64(&pk, "heap_bytes", used);
+        pack_kv_u64(&pk, "heap_limit", cap);
+        pack_kv_u64(&pk, "heap_refused", refused);
+    }
     msgpack_pack_str_with_body(&pk, "engine", 6);
     msgpack_pack_map(&pk, 16);
     pack_kv_u64(&pk, "memtable_bytes", es.memtable_bytes);

@@ -154,6 +154,7 @@ static void test_config_n_max(void **state)
     if (rc != MOOR_EINVAL || !strstr(moor_diag_msg(rc), want))
         fail_msg("n = %d: rc %d, \"%s\", expected \"%s\"", MOOR_COORD_N_MAX + 1, rc,
                  rc ? moor_diag_msg(rc) : "", want);
+    env_close(&e);
 }
 
 /* moor.arg: what moord's --node / --set pass; an empty table otherwise. */

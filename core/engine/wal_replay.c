@@ -125,7 +125,8 @@ static uint64_t wal_end_seq(const wal_decoder_t *d)
  * a batch of at least one write that decodes, and a seqno past end_seq
  * that leaves no more writes lost than the skipped bytes could hold.  The
  * cheap tests come first: most offsets fail on the type byte. */
-static int wal_candidate(const wal_decoder_t *d, size_t p, size_t bad, uint64_t end_seq)
+static int wal_candidate(const wal_decoder_t *d, size_t p, size_t bad, uint64_t end_seq,
+                         int landing)
 {
     const char *r = d->buf + p;
     size_t avail = d->len - p;
@@ -144,20 +145,31 @@ static int wal_candidate(const wal_decoder_t *d, size_t p, size_t bad, uint64_t 
     if (count == 0 || count > (n - MOOR_BATCH_HEADER) / MOOR_BATCH_MIN_ENTRY ||
         seq > UINT64_MAX - count)
         return 0;
+    /* Where it would end, the log must end or another record begin (its
+     * type byte), before a checksum of n bytes is paid: otherwise a value
+     * full of fake headers after the damage would cost a checksum of up to
+     * the rest of the log at every offset (quadratic). */
+    if (landing && avail - MOOR_WAL_HEADER - n >= MOOR_WAL_HEADER &&
+        (uint8_t)r[MOOR_WAL_HEADER + n + 8] != MOOR_WAL_BATCH)
+        return 0;
     if (wal_check_record(r, avail, &n))
         return 0;
     return moor_batch_check(r + MOOR_WAL_HEADER, n, &count) == 0;
 }
 
-/* The first offset in [from, len) where a trusted record starts. */
+/* The first offset in [from, len) where a trusted record starts.  First
+ * only among records that land on the end of the log or on the next
+ * record's type byte (cheap, and what every good record but one followed
+ * by more damage does); only if that finds none, among all. */
 static int wal_scan(const wal_decoder_t *d, size_t bad, size_t from, uint64_t end_seq, size_t *next)
 {
-    for (size_t p = from; p + MOOR_WAL_HEADER + MOOR_BATCH_HEADER <= d->len; p++) {
-        if (wal_candidate(d, p, bad, end_seq)) {
-            *next = p;
-            return 1;
+    for (int landing = 1; landing >= 0; landing--)
+        for (size_t p = from; p + MOOR_WAL_HEADER + MOOR_BATCH_HEADER <= d->len; p++) {
+            if (wal_candidate(d, p, bad, end_seq, landing)) {
+                *next = p;
+                return 1;
+            }
         }
-    }
     return 0;
 }
 
@@ -212,7 +224,7 @@ static int wal_resync(const wal_decoder_t *d, size_t bad, uint64_t end_seq, size
         size_t p = bad + MOOR_WAL_HEADER + (size_t)n;
 
         if (n <= MOOR_WAL_MAX_RECORD && n <= d->len - bad - MOOR_WAL_HEADER && p > first &&
-            p < d->len && wal_candidate(d, p, bad, end_seq) && !wal_chain_reaches(d, first, p))
+            p < d->len && wal_candidate(d, p, bad, end_seq, 0) && !wal_chain_reaches(d, first, p))
             first = p;
     }
     *next = first;

@@ -437,6 +437,8 @@ static void conn_pump(moor_srv_conn_t *c)
         off += (size_t)n;
     }
     conn_consume(c, off);
+    if (off)
+        c->partial = 0; /* a frame ended here: whatever follows began after it */
     if (!c->closing && (cut || c->in.len == 0))
         conn_set_partial(c, cut);
     c->pumping = 0;

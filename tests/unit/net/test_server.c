@@ -1388,6 +1388,55 @@ static void test_frame_deadline(void **state)
     fx_stop(f);
 }
 
+/* The frame deadline runs per frame: a client that streams pipelined
+ * frames, every send finishing one frame and beginning the next, is never
+ * cut off, however long the stream lasts (once the deadline ran from the
+ * first partial frame until the buffer happened to end on a boundary). */
+static void test_frame_deadline_per_frame(void **state)
+{
+    enum { N = 20 };
+    moor_srv_opts_t o;
+    moor_buf_t b = MOOR_BUF_INIT, v = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    size_t ends[N], from = 0;
+    fx_t *f;
+    cl_t c;
+
+    (void)state;
+    opts(&o);
+    o.frame_timeout_ms = 1500;
+    f = fx_start(&o);
+    cl_connect(&c, f->port);
+    moor_mp_packer_init(&pk, &v);
+    msgpack_pack_bin(&pk, 400);
+    moor_buf_reserve(&v, 400);
+    memset(v.data + v.len, 's', 400);
+    v.len += 400;
+    for (int i = 0; i < N; i++) {
+        cl_request(&b, (uint32_t)i, "echo", v.data, v.len, 1);
+        ends[i] = b.len;
+    }
+    /* 150 ms apart, from the middle of frame i to the middle of frame i+1:
+     * 3 s of stream, each frame complete 150 ms after it began */
+    for (int i = 0; i < N; i++) {
+        size_t to = i + 1 < N ? ends[i] + (ends[i + 1] - ends[i]) / 2 : b.len;
+        if (cl_send(&c, b.data + from, to - from))
+            fail_msg("closed by the server at frame %d", i);
+        from = to;
+        sleep_ms(150);
+    }
+    for (int i = 0; i < N; i++) {
+        resp_t r;
+        if (cl_recv(&c, &r) != 1)
+            fail_msg("reply %d missing: the stream was cut off", i);
+        assert_int_equal(r.msgid, i);
+    }
+    moor_buf_free(&b);
+    moor_buf_free(&v);
+    cl_close(&c);
+    fx_stop(f);
+}
+
 /* A response frame [1, msgid, nil, true] sent to the server is answered
  * BAD_REQUEST for its msgid; the connection stays. */
 static void test_response_frame_bad_request(void **state)
@@ -1574,6 +1623,7 @@ int main(void)
         cmocka_unit_test(test_output_total_spares_peers),
         cmocka_unit_test(test_write_stall_closes),
         cmocka_unit_test(test_slow_reader_not_stalled),
+        cmocka_unit_test(test_frame_deadline_per_frame),
         cmocka_unit_test(test_auth_deadline),
         cmocka_unit_test(test_frame_deadline),
         cmocka_unit_test(test_response_frame_bad_request),

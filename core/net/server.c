@@ -232,20 +232,26 @@ static int conn_drained(const moor_srv_conn_t *c)
 
 /* Past output_total: closes the client connections holding the most unsent
  * bytes until the total is back under it.  Peers are left alone (their
- * own hard cap bounds them); with only peers over, dispatch simply waits
- * (conn_may_dispatch). */
+ * own hard cap bounds them); when what peers hold is itself over the
+ * total, closing clients could not bring it under, so none is closed and
+ * dispatch simply waits (conn_may_dispatch). */
 static void srv_shed(moor_srv_t *s)
 {
     char why[256];
 
     while (s->st.output_bytes > s->o.output_total) {
         moor_srv_conn_t *v = NULL;
+        uint64_t peers = 0;
 
-        for (moor_srv_conn_t *c = s->conns; c; c = c->next)
-            if (!c->closing && !c->peer && conn_unsent(c) > 0 &&
-                (!v || conn_unsent(c) > conn_unsent(v)))
+        for (moor_srv_conn_t *c = s->conns; c; c = c->next) {
+            if (c->closing)
+                continue;
+            if (c->peer)
+                peers += conn_unsent(c);
+            else if (conn_unsent(c) > 0 && (!v || conn_unsent(c) > conn_unsent(v)))
                 v = c;
-        if (!v)
+        }
+        if (!v || peers >= s->o.output_total)
             return;
         snprintf(why, sizeof(why),
                  "it holds %zu bytes of unsent replies, the most of any client, and the "

@@ -1226,6 +1226,55 @@ static void test_output_total_spares_peers(void **state)
     total_case(1);
 }
 
+/* Peers alone over output_total: no client is closed for it (closing
+ * clients could not bring the total under); a client's reply waits until
+ * the peer drains, then goes out.  Once, every client that got any reply
+ * was closed. */
+static void test_output_total_peers_alone(void **state)
+{
+    enum { NA = 16, SZ = 1 << 20 };
+    moor_srv_opts_t o;
+    moor_buf_t req = MOOR_BUF_INIT;
+    uint64_t st[ST_N];
+    fx_t *f;
+    cl_t a, c, ctl;
+    resp_t r;
+
+    (void)state;
+    opts(&o);
+    o.output_total = (size_t)8 << 20;
+    f = fx_start(&o);
+    cl_connect_rcvbuf(&a, f->port, 64 * 1024);
+    cl_connect(&c, f->port);
+    cl_connect(&ctl, f->port);
+    cl_call(&a, 9999, "peer", NULL, 0, 0, &r);
+    cl_send_sized(&a, "big", NA, SZ);
+    wait_stat(&ctl, 8, (uint64_t)10 << 20, st); /* the peer's replies wait unread */
+    cl_request(&req, 7, "echo", "\x01", 1, 1);
+    if (cl_send(&c, req.data, req.len))
+        fail_msg("the client was closed");
+    for (int k = 0; k < 20; k++) { /* give a shedding 200 ms to show */
+        cl_stats(&ctl, st);
+        if (st[9])
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(st[9], 0); /* closed_output */
+    for (int k = 0; k < NA; k++) {
+        if (cl_recv(&a, &r) != 1)
+            fail_msg("peer reply %d missing", k);
+        assert_int_equal(r.msgid, k);
+    }
+    if (cl_recv(&c, &r) != 1)
+        fail_msg("the client's reply never came");
+    assert_int_equal(r.msgid, 7);
+    moor_buf_free(&req);
+    cl_close(&a);
+    cl_close(&c);
+    cl_close(&ctl);
+    fx_stop(f);
+}
+
 /* A client that stops reading is closed when its replies make no write
  * progress for idle_timeout_ms (before, unsent replies counted as "not
  * idle" forever); a slow reader that keeps taking bytes is not. */
@@ -1621,6 +1670,7 @@ int main(void)
         cmocka_unit_test(test_output_hard_cap),
         cmocka_unit_test(test_output_total_sheds_biggest),
         cmocka_unit_test(test_output_total_spares_peers),
+        cmocka_unit_test(test_output_total_peers_alone),
         cmocka_unit_test(test_write_stall_closes),
         cmocka_unit_test(test_slow_reader_not_stalled),
         cmocka_unit_test(test_frame_deadline_per_frame),

@@ -695,20 +695,15 @@ static uint64_t hlc_floor_checked(const char *path, uint64_t floor)
     return 0;
 }
 
-/* data_dir/REPAIR: the reason this node needs a repair, as text.  A new
- * reason replaces the file; otherwise one left by an earlier run stands
- * (only a repair may clear it). */
-static void repair_mark(moor_cl_t *cl, const char *why)
+/* data_dir/REPAIR: the reason this node needs a repair, as text, written
+ * by the node when its engine's recovery skipped damage (node.c
+ * mark_repair) and left until a repair clears it. */
+static void repair_mark(moor_cl_t *cl)
 {
     FILE *f;
     size_t n;
-    int rc;
 
-    if (why) {
-        snprintf(cl->repair_why, sizeof(cl->repair_why), "%s", why);
-        if ((rc = moor_file_replace(cl->repair_path, why, strlen(why))))
-            moor_log_error("cannot write the repair mark: %s", moor_diag_msg(rc));
-    } else if ((f = fopen(cl->repair_path, "rb"))) {
+    if ((f = fopen(cl->repair_path, "rb"))) {
         n = fread(cl->repair_why, 1, sizeof(cl->repair_why) - 1, f);
         cl->repair_why[n] = '\0';
         if (!cl->repair_why[0])
@@ -741,7 +736,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     snprintf(cl->path, sizeof(cl->path), "%s/MEMBERS", o->cfg->data_dir);
     snprintf(cl->hlc_path, sizeof(cl->hlc_path), "%s/HLC", o->cfg->data_dir);
     snprintf(cl->repair_path, sizeof(cl->repair_path), "%s/REPAIR", o->cfg->data_dir);
-    repair_mark(cl, o->needs_repair);
+    repair_mark(cl);
     moor_members_init(&cl->table);
     if ((rc = fill_self(cl, &me, moor_clock_wall_ms())))
         goto fail;

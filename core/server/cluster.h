@@ -47,11 +47,6 @@ typedef struct moor_cl_opts {
     moor_store_if_t store;         /* this node's replicas */
     moor_coord_resolve_fn resolve; /* may be NULL */
     void *resolve_ud;
-    /* Why this node's data may lack writes it acknowledged (the engine
-     * skipped damage in its commit log at open), or NULL.  The node then
-     * marks itself for repair: data_dir/REPAIR holds the reason and stays
-     * until a repair clears it (anti-entropy); info.cluster shows it. */
-    const char *needs_repair;
     uint32_t join_interval_ms; /* retry of unanswered seeds; default 1000 */
     uint32_t sync_interval_ms; /* re-sync with a seed afterwards; default 5000 */
 } moor_cl_opts_t;

@@ -30,6 +30,7 @@
 #include "util/mp.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #define MOOR_VERSION "0.1.0"
@@ -1016,21 +1017,10 @@ static int resolve_hook(void *ud, const char *space, size_t slen, const char *re
 
 int moor_node_join_cluster(moor_node_t *n, const char *self_addr)
 {
-    moor_engine_stats_t es;
     moor_cl_opts_t o;
-    char why[200];
     int rc;
 
     memset(&o, 0, sizeof(o));
-    moor_engine_stats(n->engine, &es);
-    if (es.wal_damaged) {
-        snprintf(why, sizeof(why),
-                 "the commit log was damaged: %llu stretch(es), %llu bytes, %llu write(s) lost "
-                 "at the last start",
-                 (unsigned long long)es.wal_damaged, (unsigned long long)es.wal_damaged_bytes,
-                 (unsigned long long)es.wal_lost_writes);
-        o.needs_repair = why;
-    }
     o.loop = n->loop;
     o.cfg = &n->cfg;
     o.self_addr = self_addr;
@@ -1072,6 +1062,31 @@ static void kick_log(uv_prepare_t *c)
     }
 }
 
+/* Right after the engine's open: if recovery skipped damage in the commit
+ * log, acknowledged writes may be gone, and the engine has already
+ * deleted the damaged segments, so data_dir/REPAIR is the only lasting
+ * record of it -- written before anything else can fail or crash
+ * (a busy port, say).  The cluster reads it (moor_cl_new); only a repair
+ * clears it. */
+static void mark_repair(moor_node_t *n)
+{
+    moor_engine_stats_t es;
+    char why[200], path[sizeof(n->cfg.data_dir) + 16];
+    int rc;
+
+    moor_engine_stats(n->engine, &es);
+    if (!es.wal_damaged)
+        return;
+    snprintf(why, sizeof(why),
+             "the commit log was damaged: %llu stretch(es), %llu bytes, %llu write(s) lost "
+             "at the last start",
+             (unsigned long long)es.wal_damaged, (unsigned long long)es.wal_damaged_bytes,
+             (unsigned long long)es.wal_lost_writes);
+    snprintf(path, sizeof(path), "%s/REPAIR", n->cfg.data_dir);
+    if ((rc = moor_file_replace(path, why, strlen(why))))
+        moor_log_error("cannot write the repair mark: %s", moor_diag_msg(rc));
+}
+
 int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
 {
     moor_node_t *n = calloc(1, sizeof(*n));
@@ -1090,6 +1105,7 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         free(n);
         return rc;
     }
+    mark_repair(n);
     uv_async_init(loop, &n->async, drain_done);
     n->async.data = n;
     uv_prepare_init(loop, &n->kick);

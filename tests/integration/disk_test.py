@@ -27,6 +27,7 @@ usage: disk_test.py --build BUILD_DIR [-k NAME]
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -264,6 +265,16 @@ class WalDamageTest(unittest.TestCase):
                    [self.node.addr], "disk-test-secret",
                    'moor.space("default", { n = 1, r = 1, w = 1 })\n')
         self.node.write_config(*cluster)
+        # The first start fails after the engine recovered (and deleted the
+        # damaged segments): the mark must already be on disk.
+        busy = socket.socket()
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind((self.node.host, self.node.port))
+        busy.listen(1)
+        status, out = self.node.exit_status()
+        busy.close()
+        self.assertEqual(status, 2, out)
+        self.assertTrue(os.path.exists(os.path.join(self.node.data, "REPAIR")), out)
         for run in (1, 2):
             self.node.start()
             c = self.node.conn(10)

@@ -265,6 +265,19 @@ static int read_limits(lua_State *L, int t, moor_config_t *c)
         c->value_max = (size_t)v * MIB;
     TRY(read_conn_limits(L, t, c));
     TRY(read_output_limits(L, t, c));
+    /* A value travels in one request frame and comes back in one answer:
+     * a limit no put could reach, or no client could read back, is a
+     * config mistake. */
+    if (c->value_max + c->key_max + 4096 > c->max_frame)
+        return moor_diag(MOOR_EINVAL,
+                         "config: limits.value_max_mb (%zu) must leave room in a request frame: "
+                         "raise limits.max_frame_mb (%zu) above it",
+                         c->value_max / MIB, c->max_frame / MIB);
+    if (c->value_max + 65536 > MOOR_LIMIT_MAX_ANSWER)
+        return moor_diag(MOOR_EINVAL,
+                         "config: limits.value_max_mb (%zu) is over what a client reads back in "
+                         "one answer (%zu MiB)",
+                         c->value_max / MIB, MOOR_LIMIT_MAX_ANSWER / MIB);
     return 0;
 fail:
     return rc;

@@ -160,6 +160,7 @@ void moor_peer_opts_default(moor_peer_opts_t *o)
     o->backoff_max_ms = 5000;
     o->seed = 0x6d6f6f72u;
     o->max_frame = MOOR_LIMIT_MAX_FRAME;
+    o->max_answer = MOOR_LIMIT_MAX_ANSWER;
 }
 
 /* "ip:port" or "[ip6]:port", numeric.  0 or MOOR_EINVAL. */
@@ -205,6 +206,8 @@ static int pool_fill(moor_peer_pool_t *p, const moor_peer_opts_t *o)
         p->o.max_pending = MOOR_LIMIT_PEER_INFLIGHT;
     if (!p->o.max_frame)
         p->o.max_frame = MOOR_LIMIT_MAX_FRAME;
+    if (!p->o.max_answer)
+        p->o.max_answer = MOOR_LIMIT_MAX_ANSWER;
     if (p->o.backoff_max_ms < p->o.backoff_min_ms)
         return moor_diag(MOOR_EINVAL, "peer: backoff_max_ms %u < backoff_min_ms %u",
                          p->o.backoff_max_ms, p->o.backoff_min_ms);
@@ -564,7 +567,7 @@ static void conn_take_input(peer_conn_t *c)
 
     while (c->state == CONN_UP) {
         n = moor_rpc_scan_frame(&c->scan, c->in.data + c->in_off, c->in.len - c->in_off,
-                                c->pool->o.max_frame);
+                                c->pool->o.max_answer);
         if (n == 0)
             break;
         if (n < 0) {

@@ -48,7 +48,9 @@ typedef struct moor_peer_opts {
     uint32_t backoff_min_ms; /* default 100 */
     uint32_t backoff_max_ms; /* default 5000 (>= backoff_min_ms) */
     uint64_t seed;           /* jitter of the backoff; any value */
-    size_t max_frame;        /* largest request and answer; default MOOR_LIMIT_MAX_FRAME (32 MiB) */
+    size_t max_frame;        /* largest request; default MOOR_LIMIT_MAX_FRAME (32 MiB) */
+    size_t max_answer;       /* largest answer taken: a _get answers a whole record, which may
+                              * be larger than any request; default MOOR_LIMIT_MAX_ANSWER */
 } moor_peer_opts_t;
 
 typedef struct moor_peer_stats {

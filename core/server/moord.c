@@ -20,6 +20,7 @@
 #include "net/server.h"
 #include "node.h"
 #include "util/err.h"
+#include "util/limits.h"
 #include "util/log.h"
 
 #ifndef MOOR_SOURCE_ROOT
@@ -202,9 +203,10 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
         return rc;
     /* The engine stores records: room for the space prefix and siblings. */
     d->cfg.engine.key_max = d->cfg.key_max + 8 + 1 + 255;
+    /* ... but never more than a client or a peer reads in one answer. */
     d->cfg.engine.value_max = d->cfg.value_max * 4 + (1u << 20);
-    if (d->cfg.engine.value_max > (512u << 20))
-        d->cfg.engine.value_max = 512u << 20;
+    if (d->cfg.engine.value_max > MOOR_LIMIT_MAX_ANSWER - 65536)
+        d->cfg.engine.value_max = MOOR_LIMIT_MAX_ANSWER - 65536;
     if ((rc = moor_node_open(d->loop, &d->cfg, &d->node)))
         return rc;
     moor_node_set_lua(d->node, d->lua);

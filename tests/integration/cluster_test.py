@@ -375,6 +375,45 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(got["values"], ["kept"])
 
 
+class BigRecordTest(unittest.TestCase):
+    """A record larger than max_frame (two concurrent values near
+    value_max) cannot be replicated with _put, but a _get answer carrying
+    it is taken (answers may be larger than requests): reads at r = all
+    see it, and the peer connection is not dropped."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = moortest.Cluster(
+            BUILD, 3, "moor-bigrec-", settings=
+            'limits = { max_frame_mb = 4, value_max_mb = 3 },\n'
+            '  engine = { sync = "interval" }, log = { level = "info" }', script=
+            'moor.space("default", { n = 3, r = 2, w = 2 })\n')
+        cls.c.start()
+        cls.c.wait_converged()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.stop()
+
+    def test_big_record_read_through_a_peer(self):
+        n1, n2, _ = self.c.nodes
+        c1, c2 = n1.conn(30), n2.conn(30)
+        self.addCleanup(c1.close)
+        self.addCleanup(c2.close)
+        big = lambda ch: ch * (3 * 1024 * 1024 - 100)
+        retry(lambda: c1.call("put", "big", big("a"), {"w": "all"}), READY_S, "put")
+        # a second blind write: two siblings, a record of 6 MiB > max_frame
+        c1.call("put", "big", big("b"), {"w": "one"})
+        err, got = c2.call("get", "big", {"r": "all", "timeout_ms": 5000})
+        self.assertIsNone(err, err)
+        self.assertEqual(sorted(v[0] for v in got["values"]), ["a", "b"])
+        err, info = c2.call("info")
+        self.assertIsNone(err, err)
+        peers = info["cluster"]["peers"]
+        self.assertTrue(all(p["errors"] == 0 for p in (peers.values() if isinstance(
+            peers, dict) else peers)), peers)
+
+
 class ConfigTest(unittest.TestCase):
     def test_h2_seeds_need_a_secret(self):
         # Without a secret anyone could call the replica methods: a node

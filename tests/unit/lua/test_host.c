@@ -555,12 +555,17 @@ static void test_result_limits(void **state)
     assert_int_equal(out.len, 0);
     env_close(&e);
 
-    rc = env_open(&e, "moor.cfg{ node = 'n1', limits = { value_max_mb = 16, max_frame_mb = 1 } }\n"
-                      "moor.handle('big', function(n) return string.rep('v', n) end)\n");
-    if (rc)
-        fail_msg("load_config: %s", moor_diag_msg(rc));
-    call(&e, "big", "\xce\x00\x10\x00\x00", 5, 1, &r);
-    expect_err(&r, "VALUE_TOO_LARGE", "(limits.max_frame)");
+    /* a value_max no frame could carry is a config mistake, refused */
+    rc = env_open(&e,
+                  "moor.cfg{ node = 'n1', limits = { value_max_mb = 16, max_frame_mb = 16 } }\n");
+    assert_int_equal(rc, MOOR_EINVAL);
+    assert_non_null(strstr(moor_diag_msg(rc), "limits.value_max_mb (16) must leave room in a "
+                                              "request frame: raise limits.max_frame_mb (16)"));
+    env_close(&e);
+    rc = env_open(&e, "moor.cfg{ node = 'n1', limits = { value_max_mb = 200, "
+                      "max_frame_mb = 512 } }\n");
+    assert_int_equal(rc, MOOR_EINVAL);
+    assert_non_null(strstr(moor_diag_msg(rc), "is over what a client reads back"));
     moor_buf_free(&out);
     env_close(&e);
 }

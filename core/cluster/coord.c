@@ -371,9 +371,7 @@ out:
     return rc;
 }
 
-static int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen,
-                      int from_peer);
-static int peer_record_check(moor_coord_t *c, const moor_record_t *r);
+static int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen);
 
 /* The next version of a key for a client write, coordinated here as one
  * of its replicas: the local record (none when missing), merged with
@@ -397,7 +395,7 @@ static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t 
         goto out;
     if (op->seen.len) {
         if ((rc = moor_buf_append(&acc, op->seen.data, op->seen.len)) ||
-            (cur.len && (rc = merge_into(c, &acc, cur.data, cur.len, 0))))
+            (cur.len && (rc = merge_into(c, &acc, cur.data, cur.len))))
             goto out;
         base = &acc;
     }
@@ -444,13 +442,12 @@ out:
 
 /* acc = merge(acc, rec), acc empty meaning no record yet.  0, MOOR_ECORRUPT
  * (rec does not decode; acc unaltered), MOOR_ENOMEM. */
-static int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen, int from_peer)
+static int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen)
 {
     moor_buf_t out = MOOR_BUF_INIT;
     int rc;
 
-    if ((rc = moor_record_decode(rec, rlen, c->rb)) ||
-        (from_peer && (rc = peer_record_check(c, c->rb))))
+    if ((rc = moor_record_decode(rec, rlen, c->rb)))
         return rc;
     if (acc->len == 0)
         rc = moor_record_merge(c->rb, c->rb, &out);
@@ -786,7 +783,7 @@ static void blind_read_slot(op_t *op, slot_t *s, int ok, const char *rec, size_t
 {
     if (!op->c || !op->reading || s->rstate != SLOT_PENDING)
         return;
-    if (ok && rec && merge_into(op->c, &op->seen, rec, rlen, 1))
+    if (ok && rec && merge_into(op->c, &op->seen, rec, rlen))
         ok = 0;
     s->rstate = ok ? SLOT_OK : SLOT_FAILED;
     if (ok)
@@ -1231,7 +1228,7 @@ static void get_slot_done(op_t *op, slot_t *s, int state, const char *rec, size_
     if (!op->c || s->state != SLOT_PENDING)
         return;
     if (state == SLOT_OK &&
-        (moor_buf_append(&s->rec, rec, rlen) || merge_into(op->c, &op->rec, rec, rlen, !s->self)))
+        (moor_buf_append(&s->rec, rec, rlen) || merge_into(op->c, &op->rec, rec, rlen)))
         state = SLOT_FAILED;
     s->state = state;
     if (state == SLOT_FAILED)
@@ -1366,9 +1363,11 @@ static int read_space_key(moor_coord_t *c, const char **p, const char *end, cons
     return 0;
 }
 
-/* A record a peer sent (_put) or answered (_get): whatever the
- * connection, its clock is bounded like a client's ctx, and it holds at
- * least one sibling.  0 or MOOR_EBADCTX / MOOR_EINVAL with a diagnostic. */
+/* A record a peer sent (_put): whatever the connection, its clock is
+ * bounded like a client's ctx, and it holds at least one sibling.  0 or
+ * MOOR_EBADCTX / MOOR_EINVAL with a diagnostic.  Answers to this node's
+ * own _get are not held to it: a record stored before clocks were bounded
+ * must stay readable. */
 static int peer_record_check(moor_coord_t *c, const moor_record_t *r)
 {
     int rc = moor_vclock_check_bounds(&r->vc, c->clock.now_ms(c->clock.ud), "record");

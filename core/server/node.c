@@ -504,18 +504,15 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
         goto fail;
     if (!tombstone) {
         value = p;
-        if ((rc = moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))) {
-            rc = bad("value is not valid MessagePack");
-            goto fail;
-        }
-        vlen = (size_t)(p - value);
-        if (!moor_record_value_ok(value, vlen)) {
+        /* One walk finds the value's end and checks its depth. */
+        if ((rc = moor_mp_skip(&p, end, MOOR_RECORD_VALUE_DEPTH))) {
             rc = moor_diag(MOOR_EINVAL,
-                           "value nests deeper than %d levels (a get could not "
-                           "answer it)",
+                           "value is not valid MessagePack, or nests deeper than %d levels (a "
+                           "get could not answer it)",
                            MOOR_RECORD_VALUE_DEPTH);
             goto fail;
         }
+        vlen = (size_t)(p - value);
         if (vlen > n->cfg.value_max) {
             rc = moor_diag(MOOR_EVALTOOBIG, "value of %zu bytes is over the limit of %zu", vlen,
                            n->cfg.value_max);

@@ -1379,7 +1379,8 @@ static void test_auth_deadline(void **state)
     (void)state;
     opts(&o);
     o.require_auth = 1;
-    o.auth_timeout_ms = 1000; /* room for a's auth call on a busy machine */
+    o.auth_timeout_ms = 2500; /* room for a's auth call on a busy machine; b is closed
+                               * well within cl_expect_closed's 5 s */
     f = fx_start(&o);
     cl_connect(&a, f->port);
     cl_call(&a, 1, "auth", NULL, 0, 0, &r);

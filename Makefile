@@ -5,7 +5,9 @@
 #   make test    build + ASan/UBSan build in build-asan/, then every ctest
 #                label in build/ and all but the Lua specs in build-asan/
 #   make fuzz    libFuzzer targets in build-fuzz/ (clang-14), each run for
-#                FUZZ_SECONDS on a copy of its seed corpus
+#                FUZZ_SECONDS on a copy of its seed corpus (FUZZ_RUNS=N: until
+#                N executions instead, FUZZ_SECONDS still the bound;
+#                FUZZ_TARGETS="rpc conn": only those)
 #   make bench   build + scripts/bench.sh (engine) + scripts/bench_node.py (node vs Redis)
 #                + scripts/bench_cluster.py (3-node cluster vs one node)
 #   make run     build + start a node (build/moord conf/node.lua)
@@ -23,7 +25,9 @@ FUZZ_CC ?= clang-14
 CLANG_FORMAT ?= clang-format
 CMAKE_TYPE := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
+FUZZ_RUNS ?= -1
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
 
 .PHONY: all deps build build-asan test fuzz bench run format clean
 
@@ -59,12 +63,13 @@ fuzz: deps
 	cmake --build build-fuzz -j $(JOBS)
 	@status=0; \
 	mkdir -p build-fuzz/artifacts; \
-	for name in $(FUZZ_NAMES); do \
+	for name in $(FUZZ_TARGETS); do \
 	    corpus=build-fuzz/corpus/$$name; \
 	    mkdir -p $$corpus; \
 	    if [ -d tests/fuzz/corpus/$$name ]; then cp -rn tests/fuzz/corpus/$$name/. $$corpus/; fi; \
 	    echo "== fuzz_$$name for $(FUZZ_SECONDS) s on $$corpus"; \
-	    if ! build-fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    if ! build-fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) \
+	            -print_final_stats=1 \
 	            -artifact_prefix=build-fuzz/artifacts/$$name- $$corpus; then \
 	        echo "fuzz_$$name FAILED; reproducer in build-fuzz/artifacts/$$name-*" >&2; \
 	        status=1; \

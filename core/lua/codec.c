@@ -407,6 +407,16 @@ static int enc_table(enc_t *e, int idx, int depth, int as_map)
     size_t n, count;
     int is_array, rc;
 
+    if (!lua_checkstack(L, 8))
+        return MOOR_ENOMEM;
+    if (lua_getmetatable(L, idx)) {
+        mt = lua_topointer(L, -1);
+        lua_pop(L, 1);
+    }
+    /* A moor.bin or an ext is one scalar on the wire: it takes no level
+     * (decode made one at the 64th level of a frame; it must encode back). */
+    if (mt && (mt == e->mt_bin || mt == e->mt_ext))
+        return enc_marked(e, idx, depth, mt);
     if (depth + 1 > MOOR_CODEC_MAX_DEPTH)
         return enc_fail(e, depth, MOOR_EINVAL, "cannot encode %s",
                         "tables nested deeper than 64 levels");
@@ -414,15 +424,7 @@ static int enc_table(enc_t *e, int idx, int depth, int as_map)
         if (e->path[i] == self)
             return enc_fail(e, depth, MOOR_EINVAL, "cannot encode %s",
                             "a cycle (a table that contains itself)");
-    if (!lua_checkstack(L, 8))
-        return MOOR_ENOMEM;
     e->path[depth] = self;
-    if (lua_getmetatable(L, idx)) {
-        mt = lua_topointer(L, -1);
-        lua_pop(L, 1);
-    }
-    if (mt && (mt == e->mt_bin || mt == e->mt_ext))
-        return enc_marked(e, idx, depth, mt);
     rc = table_shape(e, idx, depth, mt && mt == e->mt_array, &n, &count, &is_array);
     if (rc)
         return rc;

@@ -85,16 +85,6 @@ def open_now(s):
     return bool(data)
 
 
-def info(node):
-    c = node.conn(10)
-    try:
-        err, res = c.call("info")
-    finally:
-        c.close()
-    assert err is None, err
-    return res
-
-
 def log_has(node, text):
     with open(node.logpath, "rb") as f:
         return text.encode() in f.read()

@@ -172,16 +172,6 @@ def put_all(c, keys):
     return acked
 
 
-def info_engine(node):
-    c = node.conn(10)
-    try:
-        err, res = c.call("info")
-    finally:
-        c.close()
-    assert err is None, err
-    return res["engine"]
-
-
 class WalDamageTest(unittest.TestCase):
     def setUp(self):
         self.node = Node('sync = "always"').start()
@@ -237,7 +227,7 @@ class WalDamageTest(unittest.TestCase):
         log = self.node.logtail(100000)
         self.assertIn("ERROR", log)
         self.assertIn("%s is damaged at offset %d " % (os.path.basename(path), off), log)
-        eng = info_engine(self.node)
+        eng = self.node.info()["engine"]
         self.assertEqual(eng["wal_damaged"], 1, eng)
         self.assertEqual(eng["wal_damaged_bytes"], length, eng)
         self.assertEqual(eng["wal_lost_writes"], 1, eng)
@@ -295,7 +285,7 @@ class WalDamageTest(unittest.TestCase):
             f.truncate(last[0] + last[1] - 3)
         self.node.configure('sync = "always", wal_recovery = "stop"')
         self.node.start()
-        eng = info_engine(self.node)
+        eng = self.node.info()["engine"]
         self.assertEqual(eng["wal_damaged"], 0, eng)
         self.assertEqual(eng["wal_torn_bytes"], last[1] - 3, eng)
         c = self.node.conn(30)
@@ -356,8 +346,8 @@ class DiskFullTest(unittest.TestCase):
             err, _ = c.call("put", "again", big)
             self.assertIsNotNone(err)
             self.assertEqual(err[0], "NO_SPACE", err)
-        self.assertTrue(info_engine(self.node)["no_space"])
-        self.assertFalse(info_engine(self.node)["read_only"])
+        self.assertTrue(self.node.info()["engine"]["no_space"])
+        self.assertFalse(self.node.info()["engine"]["read_only"])
         for i in acked:             # reads go on
             err, res = c.call("get", "f%06d" % i)
             self.assertIsNone(err, err)
@@ -376,7 +366,7 @@ class DiskFullTest(unittest.TestCase):
         for i in more:
             err, _ = c.call("put", "f%06d" % i, big)
             self.assertIsNone(err, err)
-        self.assertFalse(poll(lambda: info_engine(self.node)["no_space"], 10))
+        self.assertFalse(poll(lambda: self.node.info()["engine"]["no_space"], 10))
         c.close()
         print("disk full after %d puts; writes again after %d tries" % (len(acked), tries))
         self.assertEqual(self.node.stop(), 0)

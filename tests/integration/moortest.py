@@ -249,6 +249,16 @@ class Node:
     def conn(self, timeout=15):
         return Conn((self.host, self.port), timeout, self.source)
 
+    def info(self):
+        """The node's info map, over a connection of its own."""
+        c = self.conn(10)
+        try:
+            err, res = c.call("info")
+        finally:
+            c.close()
+        assert err is None, err
+        return res
+
     def logtail(self, n=4000):
         try:
             with open(self.logpath, "rb") as f:

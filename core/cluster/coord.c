@@ -137,29 +137,10 @@ struct moor_coord {
 
 static const char nil_mp[] = "\xc0", true_mp[] = "\xc3";
 
-/* The wire error code of a local failure. */
-static const char *err_code(int rc)
-{
-    switch (rc) {
-    case MOOR_EINVAL:
-    case MOOR_EPROTO: return "BAD_REQUEST";
-    case MOOR_EBADCTX: return "BAD_CTX";
-    case MOOR_ECORRUPT: return "CORRUPT";
-    case MOOR_ENOMEM: return "OUT_OF_MEMORY";
-    case MOOR_ECLOSED: return "SHUTTING_DOWN";
-    case MOOR_EFAILED: return "READ_ONLY";
-    case MOOR_ENOSPC: return "NO_SPACE";
-    case MOOR_ETIMEDOUT: return "TIMEOUT";
-    case MOOR_EKEYTOOBIG: return "KEY_TOO_LARGE";
-    case MOOR_EVALTOOBIG: return "VALUE_TOO_LARGE";
-    default: return rc > -1000 ? "IO_ERROR" : "INTERNAL";
-    }
-}
-
-static void answer_fmt(moor_coord_done_fn done, void *arg, const char *code, const char *fmt, ...)
+static void answer_fmt(moor_coord_done_fn done, void *arg, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static void answer_fmt(moor_coord_done_fn done, void *arg, const char *code, const char *fmt, ...)
+static void answer_fmt(moor_coord_done_fn done, void *arg, int code, const char *fmt, ...)
 {
     char msg[384];
     va_list ap;
@@ -229,7 +210,7 @@ static void op_set_done(op_t *op, moor_coord_done_fn done, void *arg)
 
 /* Runs done once.  REQUIRES: the caller holds a reference (done may start
  * new calls, and op must outlive it). */
-static void op_answer(op_t *op, const char *code, const char *msg, const char *res, size_t rlen)
+static void op_answer(op_t *op, int code, const char *msg, const char *res, size_t rlen)
 {
     if (op->answered)
         return;
@@ -237,10 +218,9 @@ static void op_answer(op_t *op, const char *code, const char *msg, const char *r
     op->done(op->arg, code, msg, res, rlen);
 }
 
-static void op_fail(op_t *op, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void op_fail(op_t *op, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static void op_fail(op_t *op, const char *code, const char *fmt, ...)
+static void op_fail(op_t *op, int code, const char *fmt, ...)
 {
     char msg[384];
     va_list ap;
@@ -495,9 +475,9 @@ typedef struct plan {
     uint32_t timeout_ms;
 } plan_t;
 
-/* Levels and space; need is 'r' or 'w'.  NULL, or the error code with msg. */
-static const char *plan_levels(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, char *msg,
-                               size_t msz)
+/* Levels and space; need is 'r' or 'w'.  0, or the error code with msg. */
+static int plan_levels(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, char *msg,
+                       size_t msz)
 {
     pl->space = req->space ? req->space : "default";
     pl->slen = req->space ? req->slen : 7;
@@ -507,42 +487,42 @@ static const char *plan_levels(moor_coord_t *c, const moor_coord_req_t *req, pla
     pl->timeout_ms = req->timeout_ms ? req->timeout_ms : c->timeout_ms;
     if (pl->slen > MOOR_SPACE_MAX) {
         snprintf(msg, msz, "space name of %zu bytes (at most %d)", pl->slen, MOOR_SPACE_MAX);
-        return "BAD_REQUEST";
+        return MOOR_EINVAL;
     }
     if (!req->key && req->klen) {
         snprintf(msg, msz, "no key");
-        return "BAD_REQUEST";
+        return MOOR_EINVAL;
     }
     if (pl->n > MOOR_COORD_N_MAX || pl->r > pl->n || pl->w > pl->n) {
         snprintf(msg, msz, "levels n=%u r=%u w=%u: need 1 <= r, w <= n <= %d", pl->n, pl->r, pl->w,
                  MOOR_COORD_N_MAX);
-        return "BAD_REQUEST";
+        return MOOR_EINVAL;
     }
-    return NULL;
+    return 0;
 }
 
-/* The preference list; UNAVAILABLE when the ring is missing or holds fewer
- * members than need. */
-static const char *plan_replicas(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl,
-                                 uint32_t need, const char *level, char *msg, size_t msz)
+/* The preference list; MOOR_EUNAVAIL when the ring is missing or holds
+ * fewer members than need. */
+static int plan_replicas(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, uint32_t need,
+                         const char *level, char *msg, size_t msz)
 {
     uint64_t token;
     int rc;
 
     if (!c->ring) {
         snprintf(msg, msz, "this node has no ring yet");
-        return "UNAVAILABLE";
+        return MOOR_EUNAVAIL;
     }
     if ((rc = moor_ring_key_token(pl->space, pl->slen, req->key, req->klen, &token)) ||
         (rc = moor_ring_preference_list(c->ring, token, pl->n, pl->idx, &pl->count))) {
         snprintf(msg, msz, "%s", moor_diag_msg(rc));
-        return err_code(rc);
+        return rc;
     }
     if (pl->count < need) {
         snprintf(msg, msz, "the ring has %u members, %s=%u needs as many", pl->count, level, need);
-        return "UNAVAILABLE";
+        return MOOR_EUNAVAIL;
     }
-    return NULL;
+    return 0;
 }
 
 /* An op over the plan's replicas, keyed; NULL after answering done with
@@ -553,7 +533,7 @@ static op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moo
     op_t *op = op_new(c, kind, pl->count);
 
     if (!op) {
-        answer_fmt(done, arg, "OUT_OF_MEMORY", "no memory for a request");
+        answer_fmt(done, arg, MOOR_ENOMEM, "no memory for a request");
         return NULL;
     }
     op->timeout_ms = pl->timeout_ms;
@@ -562,7 +542,7 @@ static op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moo
         op_set_target(op, i, m->id, m->idlen);
     }
     if (op_set_key(op, pl->space, pl->slen, req->key, req->klen)) {
-        answer_fmt(done, arg, "OUT_OF_MEMORY", "no memory for a request");
+        answer_fmt(done, arg, MOOR_ENOMEM, "no memory for a request");
         op_unref(op);
         return NULL;
     }
@@ -593,19 +573,19 @@ static void write_check(op_t *op)
     if (op->local && op->local->state == SLOT_FAILED) {
         op->c->st.quorum_failures++;
         op_stop_timer(op);
-        op_fail(op, "QUORUM_FAILED",
+        op_fail(op, MOOR_EQUORUM,
                 "%u of %u replicas acknowledged, %u needed, and the "
                 "coordinating replica's own write failed",
                 op->ok, op->n, op->need);
     } else if (op->ok >= op->need && (!op->local || op->local->state == SLOT_OK)) {
         op_stop_timer(op);
-        op_answer(op, NULL, NULL, op->result.data, op->result.len);
+        op_answer(op, 0, NULL, op->result.data, op->result.len);
     } else if (op->failed > op->n - op->need && !(op->local && op->local->state == SLOT_PENDING)) {
         /* Out of reach -- but wait for our own write, so the count says
          * whether the value was stored here. */
         op->c->st.quorum_failures++;
         op_stop_timer(op);
-        op_fail(op, "QUORUM_FAILED", "%u of %u replicas acknowledged, %u needed", op->ok, op->n,
+        op_fail(op, MOOR_EQUORUM, "%u of %u replicas acknowledged, %u needed", op->ok, op->n,
                 op->need);
     }
 }
@@ -757,7 +737,7 @@ static void write_go(op_t *op, const char *ctx, size_t ctxlen, const char *value
     moor_buf_free(&nctx);
     if (rc) {
         op_stop_timer(op);
-        op_fail(op, err_code(rc), "%s", moor_diag_msg(rc));
+        op_fail(op, rc, "%s", moor_diag_msg(rc));
         op_unref(op);
         return;
     }
@@ -842,7 +822,7 @@ static void blind_read(op_t *op, uint32_t r, const char *value, size_t vlen, int
     }
     if (!tombstone && moor_buf_append(&op->value, value, vlen)) {
         op_stop_timer(op);
-        op_fail(op, "OUT_OF_MEMORY", "no memory for a write");
+        op_fail(op, MOOR_ENOMEM, "no memory for a write");
         op_unref(op);
         return;
     }
@@ -879,13 +859,13 @@ static void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombsto
 {
     size_t ctxlen = req->ctx ? req->ctxlen : 0;
     char msg[256];
-    const char *code;
+    int code;
     plan_t pl;
     op_t *op;
     int rc;
 
     if (!tombstone && !moor_record_value_ok(req->value, req->vlen)) {
-        answer_fmt(done, arg, "BAD_REQUEST",
+        answer_fmt(done, arg, MOOR_EINVAL,
                    "value is not one MessagePack object nested at most %d deep",
                    MOOR_RECORD_VALUE_DEPTH);
         return;
@@ -895,7 +875,7 @@ static void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombsto
         return;
     }
     if ((rc = check_ctx(c, req->ctx, ctxlen))) {
-        answer_fmt(done, arg, err_code(rc), "%s", moor_diag_msg(rc));
+        answer_fmt(done, arg, rc, "%s", moor_diag_msg(rc));
         return;
     }
     if ((code = plan_replicas(c, req, &pl, pl.w, "w", msg, sizeof(msg)))) {
@@ -904,7 +884,7 @@ static void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombsto
     }
     if (!plan_has_self(c, &pl)) {
         if (from_peer)
-            answer_fmt(done, arg, "UNAVAILABLE", "node '%.*s' is not a replica of this key here",
+            answer_fmt(done, arg, MOOR_EUNAVAIL, "node '%.*s' is not a replica of this key here",
                        (int)c->idlen, c->id);
         else
             forward_call(c, &pl, req, tombstone, done, arg);
@@ -945,30 +925,6 @@ static int forward_retryable(int status)
     }
 }
 
-/* The wire code of an error the replica answered: the CODE of the
- * transport's "peer <id>: CODE: message" diagnostic when it has one, else
- * the local code of status.  *msg points into the diagnostic or is "". */
-static const char *forward_error(int status, char *code, size_t csz, const char **msg)
-{
-    const moor_diag_t *d = moor_diag_last();
-    const char *p = d->code == status ? strstr(d->msg, ": ") : NULL, *q;
-    size_t n = 0;
-
-    *msg = d->code == status ? d->msg : "";
-    if (p) {
-        p += 2;
-        for (q = p; (*q >= 'A' && *q <= 'Z') || *q == '_'; q++)
-            n++;
-        if (n && n < csz && q[0] == ':' && q[1] == ' ') {
-            memcpy(code, p, n);
-            code[n] = 0;
-            *msg = q + 2;
-            return code;
-        }
-    }
-    return err_code(status);
-}
-
 static void forward_reply(void *arg, int status, const char *res, size_t rlen);
 
 /* Gives up: TIMEOUT when every attempt timed out, else QUORUM_FAILED. */
@@ -978,11 +934,12 @@ static void forward_give_up(op_t *op)
 
     if (op->tries && op->timedout == op->tries) {
         c->st.timeouts++;
-        op_fail(op, "TIMEOUT", "no replica answered the forwarded write within %u ms (%u tried)",
-                op->timeout_ms, op->tries);
+        op_fail(op, MOOR_ETIMEDOUT,
+                "no replica answered the forwarded write within %u ms (%u tried)", op->timeout_ms,
+                op->tries);
     } else {
         c->st.quorum_failures++;
-        op_fail(op, "QUORUM_FAILED",
+        op_fail(op, MOOR_EQUORUM,
                 "0 of %u replicas acknowledged, %u needed: %u forwards "
                 "failed (last: %s)",
                 op->n, op->need, op->tries, op->why[0] ? op->why : "no replica to try");
@@ -1016,8 +973,7 @@ static void forward_reply(void *arg, int status, const char *res, size_t rlen)
 {
     slot_t *s = arg;
     op_t *op = s->op;
-    const char *p = res, *code, *msg;
-    char cbuf[40];
+    const char *p = res;
 
     if (!op->c || op->answered) {
         op_unref(op);
@@ -1025,9 +981,9 @@ static void forward_reply(void *arg, int status, const char *res, size_t rlen)
     }
     if (status == 0 && rlen && moor_mp_skip(&p, res + rlen, MOOR_MP_MAX_DEPTH) == 0 &&
         p == res + rlen) {
-        op_answer(op, NULL, NULL, res, rlen);
+        op_answer(op, 0, NULL, res, rlen);
     } else if (status == 0) {
-        op_fail(op, "INTERNAL", "replica '%.*s' answered the write with malformed bytes",
+        op_fail(op, MOOR_EINTERNAL, "replica '%.*s' answered the write with malformed bytes",
                 (int)s->idlen, s->id);
     } else if (forward_retryable(status)) {
         if (status == MOOR_ETIMEDOUT)
@@ -1036,10 +992,11 @@ static void forward_reply(void *arg, int status, const char *res, size_t rlen)
                  moor_err_name(status));
         forward_next(op);
     } else {
-        code = forward_error(status, cbuf, sizeof(cbuf), &msg);
-        if (strcmp(code, "QUORUM_FAILED") == 0)
+        /* The transport mapped the replica's error name to a code (the
+         * one table, err.h); its message is in the diagnostic. */
+        if (status == MOOR_EQUORUM)
             op->c->st.quorum_failures++;
-        op_fail(op, code, "%s", msg[0] ? msg : moor_err_name(status));
+        op_fail(op, status, "%s", moor_diag_msg(status));
     }
     op_unref(op);
 }
@@ -1080,7 +1037,7 @@ static void forward_call(moor_coord_t *c, const plan_t *pl, const moor_coord_req
         return;
     op->need = pl->w;
     if (pack_forward(op, pl, req, tombstone, remote_ms ? remote_ms : 1)) {
-        op_fail(op, "OUT_OF_MEMORY", "no memory for a write");
+        op_fail(op, MOOR_ENOMEM, "no memory for a write");
         op_unref(op);
         return;
     }
@@ -1159,27 +1116,27 @@ static void get_answer(op_t *op)
     uint32_t live = 0;
 
     if (op->rec.len == 0) {
-        op_answer(op, NULL, NULL, nil_mp, 1);
+        op_answer(op, 0, NULL, nil_mp, 1);
         return;
     }
     if (moor_record_decode(op->rec.data, op->rec.len, c->ra)) {
-        op_fail(op, "INTERNAL", "merged record does not decode");
+        op_fail(op, MOOR_EINTERNAL, "merged record does not decode");
         return;
     }
     for (uint32_t i = 0; i < c->ra->n; i++)
         live += !c->ra->sib[i].tombstone;
     if (live == 0) {
-        op_answer(op, NULL, NULL, nil_mp, 1);
+        op_answer(op, 0, NULL, nil_mp, 1);
         return;
     }
     if (!(live > 1 && c->resolve && get_resolve(op, &res))) {
         if (moor_record_decode(op->rec.data, op->rec.len, c->ra) ||
             moor_record_get_result(c->ra, &res)) {
-            op_fail(op, "OUT_OF_MEMORY", "no memory for a get result");
+            op_fail(op, MOOR_ENOMEM, "no memory for a get result");
             return;
         }
     }
-    op_answer(op, NULL, NULL, res.data, res.len);
+    op_answer(op, 0, NULL, res.data, res.len);
     moor_buf_free(&res);
 }
 
@@ -1214,7 +1171,7 @@ static void get_check(op_t *op)
             get_answer(op);
         } else if (op->failed > op->n - op->need) {
             op->c->st.quorum_failures++;
-            op_fail(op, "QUORUM_FAILED", "%u of %u replicas answered, %u needed", op->ok, op->n,
+            op_fail(op, MOOR_EQUORUM, "%u of %u replicas answered, %u needed", op->ok, op->n,
                     op->need);
         }
     }
@@ -1273,7 +1230,7 @@ void moor_coord_get(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
 {
     moor_buf_t params = MOOR_BUF_INIT;
     char msg[256];
-    const char *code;
+    int code;
     plan_t pl;
     op_t *op;
     int prc;
@@ -1322,11 +1279,11 @@ static void op_deadline(void *arg)
     if (op->c && !op->answered) {
         if (op->ok + op->failed == 0) {
             op->c->st.timeouts++;
-            op_fail(op, "TIMEOUT", "no replica answered within %u ms (0 of %u, %u needed)",
+            op_fail(op, MOOR_ETIMEDOUT, "no replica answered within %u ms (0 of %u, %u needed)",
                     op->timeout_ms, op->n, op->need);
         } else {
             op->c->st.quorum_failures++;
-            op_fail(op, "QUORUM_FAILED", "%u of %u replicas %s, %u needed", op->ok, op->n,
+            op_fail(op, MOOR_EQUORUM, "%u of %u replicas %s, %u needed", op->ok, op->n,
                     op->kind == OP_GET ? "answered" : "acknowledged", op->need);
         }
     }
@@ -1391,14 +1348,14 @@ static void peer_get(moor_coord_t *c, const char *params, size_t plen, uint32_t 
     else if (read_space_key(c, &p, end, &space, &slen, &key, &klen, &why) == 0 && p != end)
         why = "bytes after the params";
     if (why) {
-        answer_fmt(done, arg, "BAD_REQUEST", "_get(space, key): %s", why);
+        answer_fmt(done, arg, MOOR_EINVAL, "_get(space, key): %s", why);
         return;
     }
     if ((rc = moor_record_key(space, slen, key, klen, &ekey)))
         goto fail;
     rc = c->store.get(c->store.ud, ekey.data, ekey.len, &cur);
     if (rc == MOOR_ENOTFOUND) {
-        done(arg, NULL, NULL, nil_mp, 1);
+        done(arg, 0, NULL, nil_mp, 1);
         goto out;
     }
     if (rc)
@@ -1408,10 +1365,10 @@ static void peer_get(moor_coord_t *c, const char *params, size_t plen, uint32_t 
         rc = MOOR_ENOMEM;
         goto fail;
     }
-    done(arg, NULL, NULL, res.data, res.len);
+    done(arg, 0, NULL, res.data, res.len);
     goto out;
 fail:
-    answer_fmt(done, arg, err_code(rc), "%s", moor_diag_msg(rc));
+    answer_fmt(done, arg, rc, "%s", moor_diag_msg(rc));
 out:
     moor_buf_free(&ekey);
     moor_buf_free(&cur);
@@ -1424,9 +1381,9 @@ static void peer_put_done(void *arg, int status)
 
     if (op->c) {
         if (status == 0)
-            op_answer(op, NULL, NULL, true_mp, 1);
+            op_answer(op, 0, NULL, true_mp, 1);
         else
-            op_fail(op, err_code(status), "local write: %s", moor_diag_msg(status));
+            op_fail(op, status, "local write: %s", moor_diag_msg(status));
     }
     op_unref(op);
 }
@@ -1447,15 +1404,15 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
     else if (!why && p != end)
         why = "bytes after the params";
     if (why) {
-        answer_fmt(done, arg, "BAD_REQUEST", "_put(space, key, record): %s", why);
+        answer_fmt(done, arg, MOOR_EINVAL, "_put(space, key, record): %s", why);
         return;
     }
     if (moor_record_decode(rec, rlen, c->rb) || peer_record_check(c, c->rb)) {
-        answer_fmt(done, arg, "BAD_REQUEST", "_put: %s", moor_diag_last()->msg);
+        answer_fmt(done, arg, MOOR_EINVAL, "_put: %s", moor_diag_last()->msg);
         return;
     }
     if (!(op = op_new(c, OP_PEER_PUT, 0))) {
-        answer_fmt(done, arg, "OUT_OF_MEMORY", "no memory for a write");
+        answer_fmt(done, arg, MOOR_ENOMEM, "no memory for a write");
         return;
     }
     op_set_done(op, done, arg);
@@ -1466,7 +1423,7 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
             op->refs--;
     }
     if (rc)
-        op_fail(op, err_code(rc), "local write: %s", moor_diag_msg(rc));
+        op_fail(op, rc, "local write: %s", moor_diag_msg(rc));
     op_unref(op);
 }
 
@@ -1523,7 +1480,7 @@ static void peer_coord(moor_coord_t *c, const char *params, size_t plen, uint32_
 
     memset(&req, 0, sizeof(req));
     if ((why = parse_coord(c, params, plen, nparams, &req, &tombstone))) {
-        answer_fmt(done, arg, "BAD_REQUEST",
+        answer_fmt(done, arg, MOOR_EINVAL,
                    "_coord(op, space, key, value, ctx, n, w, timeout_ms): %s", why);
         return;
     }
@@ -1542,8 +1499,8 @@ void moor_coord_handle_peer(moor_coord_t *c, const char *method, size_t mlen, co
     else if (mlen == 6 && memcmp(method, "_coord", 6) == 0)
         peer_coord(c, params, plen, nparams, done, arg);
     else
-        answer_fmt(done, arg, "UNKNOWN_METHOD", "no peer method '%.*s'",
-                   (int)(mlen > 64 ? 64 : mlen), method);
+        answer_fmt(done, arg, MOOR_ENOMETHOD, "no peer method '%.*s'", (int)(mlen > 64 ? 64 : mlen),
+                   method);
 }
 
 /* ---- the coordinator ---------------------------------------------------------------- */
@@ -1594,7 +1551,7 @@ void moor_coord_free(moor_coord_t *c)
         return;
     while ((op = c->ops)) {
         op->refs++; /* held across done */
-        op_fail(op, "SHUTTING_DOWN", "the node is shutting down");
+        op_fail(op, MOOR_ECLOSED, "the node is shutting down");
         op_stop_timer(op);
         op_stop_timer_at(op, &op->rtimer);
         op_unlink(op);

@@ -72,9 +72,12 @@ typedef struct moor_coord moor_coord_t;
 
 /* Answer to a client-level call, shaped like the wire methods' results:
  * get -> nil or {values = [...], ctx = bin}; put -> {ctx = bin}; del ->
- * true.  errcode NULL on success. */
-typedef void (*moor_coord_done_fn)(void *arg, const char *errcode, const char *errmsg,
-                                   const char *result, size_t rlen);
+ * true.  code 0 on success (result set), else a negative MOOR_E* code
+ * (util/err.h: MOOR_EQUORUM, MOOR_EUNAVAIL, MOOR_ETIMEDOUT, MOOR_ECLOSED,
+ * MOOR_EINVAL, MOOR_EBADCTX, ...) with errmsg saying what happened; the
+ * wire's error name is moor_err_wire(code). */
+typedef void (*moor_coord_done_fn)(void *arg, int code, const char *errmsg, const char *result,
+                                   size_t rlen);
 
 /* Optional resolver hook: given the encoded record of a key with more
  * than one live sibling, return 1 and append the resolved value

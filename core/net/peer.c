@@ -890,24 +890,7 @@ int moor_peer_pool_stats(const moor_peer_pool_t *p, const char *id, size_t idlen
 
 int moor_peer_err_code(const char *code, size_t n)
 {
-    static const struct {
-        const char *name;
-        int code;
-    } map[] = {
-        {"NOAUTH", MOOR_ENOAUTH},           {"UNKNOWN_METHOD", MOOR_ENOMETHOD},
-        {"SHUTTING_DOWN", MOOR_ECLOSED},    {"TIMEOUT", MOOR_ETIMEDOUT},
-        {"BAD_REQUEST", MOOR_EINVAL},       {"BAD_CTX", MOOR_EBADCTX},
-        {"KEY_TOO_LARGE", MOOR_EKEYTOOBIG}, {"VALUE_TOO_LARGE", MOOR_EVALTOOBIG},
-        {"CORRUPT", MOOR_ECORRUPT},         {"READ_ONLY", MOOR_EFAILED},
-        {"NO_SPACE", MOOR_ENOSPC},          {"OUT_OF_MEMORY", MOOR_ENOMEM},
-        {"TOO_LARGE", MOOR_ETOOLARGE},      {"NO_HANDLER", MOOR_ENOHANDLER},
-        {"HANDLER_ERROR", MOOR_EHANDLER},   {"HANDLER_TIMEOUT", MOOR_EHTIMEOUT},
-    };
-
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (strlen(map[i].name) == n && memcmp(map[i].name, code, n) == 0)
-            return map[i].code;
-    return MOOR_EPEER;
+    return moor_err_from_wire(code, n);
 }
 
 static void prep_closed(uv_handle_t *h)

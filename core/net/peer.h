@@ -106,9 +106,10 @@ moor_transport_if_t moor_peer_pool_transport(moor_peer_pool_t *p);
 int moor_peer_pool_stats(const moor_peer_pool_t *p, const char *id, size_t idlen,
                          moor_peer_stats_t *out);
 
-/* Status for a wire error code ("NOAUTH" -> MOOR_ENOAUTH, "UNKNOWN_METHOD"
- * -> MOOR_ENOMETHOD, "SHUTTING_DOWN" -> MOOR_ECLOSED, "TIMEOUT" ->
- * MOOR_ETIMEDOUT, ...; codes without a twin -> MOOR_EPEER).  Never 0. */
+/* Status for a wire error name: moor_err_from_wire, the one table of
+ * util/err.h ("NOAUTH" -> MOOR_ENOAUTH, "QUORUM_FAILED" -> MOOR_EQUORUM,
+ * "SHUTTING_DOWN" -> MOOR_ECLOSED, ...; names not in it -> MOOR_EPEER).
+ * Never 0. */
 int moor_peer_err_code(const char *code, size_t n);
 
 /* Answers every request in flight with MOOR_ECLOSED (now, before

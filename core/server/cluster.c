@@ -433,9 +433,9 @@ static void answer_table(moor_cl_t *cl, moor_coord_done_fn done, void *arg)
     moor_buf_t b = MOOR_BUF_INIT;
 
     if (moor_members_encode(&cl->table, &b))
-        done(arg, "OUT_OF_MEMORY", "no memory for the member table", NULL, 0);
+        done(arg, MOOR_ENOMEM, "no memory for the member table", NULL, 0);
     else
-        done(arg, NULL, NULL, b.data, b.len);
+        done(arg, 0, NULL, b.data, b.len);
     moor_buf_free(&b);
 }
 
@@ -446,13 +446,13 @@ void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const c
         (mlen == 8 && memcmp(method, "_members", 8) == 0)) {
         int rc;
         if (nparams != 1) {
-            done(arg, "BAD_REQUEST", "_join/_members take one member table", NULL, 0);
+            done(arg, MOOR_EINVAL, "_join/_members take one member table", NULL, 0);
             return;
         }
         if ((rc = merge_wire(cl, params, params + plen))) {
             char msg[256];
             snprintf(msg, sizeof(msg), "member table: %s", moor_diag_msg(rc));
-            done(arg, "BAD_REQUEST", msg, NULL, 0);
+            done(arg, MOOR_EINVAL, msg, NULL, 0);
             return;
         }
         answer_table(cl, done, arg);

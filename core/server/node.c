@@ -72,25 +72,7 @@ struct moor_node {
 
 const char *moor_node_err_code(int rc)
 {
-    switch (rc) {
-    case MOOR_EKEYTOOBIG: return "KEY_TOO_LARGE";
-    case MOOR_EVALTOOBIG: return "VALUE_TOO_LARGE";
-    case MOOR_EINVAL:
-    case MOOR_EPROTO: return "BAD_REQUEST";
-    case MOOR_ENOAUTH: return "NOAUTH";
-    case MOOR_ENOMETHOD: return "UNKNOWN_METHOD";
-    case MOOR_EHANDLER: return "HANDLER_ERROR";
-    case MOOR_EHTIMEOUT: return "HANDLER_TIMEOUT";
-    case MOOR_ENOHANDLER: return "NO_HANDLER";
-    case MOOR_EBADCTX: return "BAD_CTX";
-    case MOOR_ECORRUPT: return "CORRUPT";
-    case MOOR_EFAILED: return "READ_ONLY";
-    case MOOR_ECLOSED: return "SHUTTING_DOWN";
-    case MOOR_ETIMEDOUT: return "TIMEOUT";
-    case MOOR_ENOMEM: return "OUT_OF_MEMORY";
-    case MOOR_ENOSPC: return "NO_SPACE";
-    default: return rc > -1000 ? "IO_ERROR" : "INTERNAL";
-    }
+    return moor_err_wire(rc);
 }
 
 static void fail(moor_node_t *n, moor_node_done_fn done, void *ud, int rc, const char *msg)
@@ -294,14 +276,14 @@ typedef struct cl_call {
     void *ud;
 } cl_call_t;
 
-static void cl_done(void *arg, const char *errcode, const char *errmsg, const char *result,
-                    size_t rlen)
+/* A coordinator's answer (a code) to the wire's form (its error name). */
+static void cl_done(void *arg, int code, const char *errmsg, const char *result, size_t rlen)
 {
     cl_call_t *c = arg;
 
-    if (errcode)
+    if (code)
         c->n->n_err++;
-    c->done(c->ud, errcode, errmsg, result, rlen);
+    c->done(c->ud, code ? moor_err_wire(code) : NULL, errmsg, result, rlen);
     free(c);
 }
 
@@ -709,6 +691,7 @@ static void do_peer(moor_node_t *n, const char *method, size_t mlen, const char 
                     size_t plen, uint32_t np, int authed, moor_node_done_fn done, void *ud)
 {
     char msg[128];
+    cl_call_t *c;
 
     if (!n->cl) {
         snprintf(msg, sizeof(msg), "unknown method '%.*s' (this node is not in a cluster)",
@@ -720,7 +703,14 @@ static void do_peer(moor_node_t *n, const char *method, size_t mlen, const char 
         fail(n, done, ud, MOOR_ENOAUTH, "node-to-node methods need _auth(cluster_secret)");
         return;
     }
-    moor_cl_handle_peer(n->cl, method, mlen, params, plen, np, done, ud);
+    if (!(c = malloc(sizeof(*c)))) {
+        fail(n, done, ud, MOOR_ENOMEM, NULL);
+        return;
+    }
+    c->n = n;
+    c->done = done;
+    c->ud = ud;
+    moor_cl_handle_peer(n->cl, method, mlen, params, plen, np, cl_done, c);
 }
 
 /* The ring: the member table with each member's share; a node alone

@@ -35,6 +35,26 @@ const char *moor_strerror(int code)
     }
 }
 
+const char *moor_err_wire(int code)
+{
+#define MOOR_ERR_WIRE_(c, name) \
+    if (code == (c))            \
+        return name;
+    MOOR_ERR_WIRE_MAP(MOOR_ERR_WIRE_)
+#undef MOOR_ERR_WIRE_
+    return code < 0 && code > -1000 ? "IO_ERROR" : "INTERNAL";
+}
+
+int moor_err_from_wire(const char *name, size_t n)
+{
+#define MOOR_ERR_FROM_WIRE_(c, wname)                                          \
+    if (n == sizeof(wname) - 1 && memcmp(name, wname, sizeof(wname) - 1) == 0) \
+        return (c);
+    MOOR_ERR_WIRE_MAP(MOOR_ERR_FROM_WIRE_)
+#undef MOOR_ERR_FROM_WIRE_
+    return MOOR_EPEER;
+}
+
 /* The arguments may point into diag_slot.msg, so the message is made in
  * `tmp` and only then copied over the slot. */
 int moor_diag_set(const char *file, int line, int code, const char *fmt, ...)

@@ -15,6 +15,7 @@
 #define MOOR_UTIL_ERR_H
 
 #include <errno.h>
+#include <stddef.h>
 
 /* X(name, value, message) */
 #define MOOR_ERR_MAP(X)                                             \
@@ -45,7 +46,41 @@
     X(HTIMEOUT, -1013, "handler over its budget")                   \
     X(NOHANDLER, -1014, "no such handler")                          \
     X(BADCTX, -1015, "malformed context")                           \
-    X(PEER, -1016, "peer answered an error")
+    X(PEER, -1016, "peer answered an error")                        \
+    X(QUORUM, -1017, "quorum not reached")                          \
+    X(UNAVAIL, -1018, "not enough replicas on the ring")            \
+    X(INTERNAL, -1019, "internal error")
+
+/* The wire's error names: X(code, "NAME").  The ONE table between a code
+ * and the name an error answer carries ([code, message] on the wire,
+ * README "Errors").  Several codes may share a name; the first row that
+ * carries a name is the code that name maps back to (moor_err_from_wire),
+ * so a name read off the wire becomes a code once and nothing downstream
+ * parses message text.  A code not listed is "IO_ERROR" when it is an
+ * -errno, "INTERNAL" otherwise; a name not listed maps back to MOOR_EPEER. */
+#define MOOR_ERR_WIRE_MAP(X)                \
+    X(MOOR_EINVAL, "BAD_REQUEST")           \
+    X(MOOR_EPROTO, "BAD_REQUEST")           \
+    X(MOOR_EBADCTX, "BAD_CTX")              \
+    X(MOOR_EKEYTOOBIG, "KEY_TOO_LARGE")     \
+    X(MOOR_EVALTOOBIG, "VALUE_TOO_LARGE")   \
+    X(MOOR_ETOOLARGE, "TOO_LARGE")          \
+    X(MOOR_ENOAUTH, "NOAUTH")               \
+    X(MOOR_ENOMETHOD, "UNKNOWN_METHOD")     \
+    X(MOOR_EHANDLER, "HANDLER_ERROR")       \
+    X(MOOR_EHTIMEOUT, "HANDLER_TIMEOUT")    \
+    X(MOOR_ENOHANDLER, "NO_HANDLER")        \
+    X(MOOR_ECORRUPT, "CORRUPT")             \
+    X(MOOR_EFAILED, "READ_ONLY")            \
+    X(MOOR_ECLOSED, "SHUTTING_DOWN")        \
+    X(MOOR_ETIMEDOUT, "TIMEOUT")            \
+    X(MOOR_ENOMEM, "OUT_OF_MEMORY")         \
+    X(MOOR_ENOSPC, "NO_SPACE")              \
+    X(MOOR_EQUORUM, "QUORUM_FAILED")        \
+    X(MOOR_EUNAVAIL, "UNAVAILABLE")         \
+    X(MOOR_EVERSION, "UNSUPPORTED_VERSION") \
+    X(MOOR_EIO, "IO_ERROR")                 \
+    X(MOOR_EINTERNAL, "INTERNAL")
 
 enum {
 #define MOOR_ERR_ENUM_(name, val, msg) MOOR_E##name = (val),
@@ -67,6 +102,13 @@ typedef struct moor_diag {
  * a generic message, or strerror() text for any other -errno.  Never NULL. */
 const char *moor_err_name(int code);
 const char *moor_strerror(int code);
+
+/* The wire name of a code (MOOR_ERR_WIRE_MAP); never NULL. */
+const char *moor_err_wire(int code);
+
+/* The code of a wire name (n bytes): the first row of MOOR_ERR_WIRE_MAP
+ * that carries it, MOOR_EPEER for a name not in the table. */
+int moor_err_from_wire(const char *name, size_t n);
 
 /* Records code and a printf-style message in this thread's slot and returns
  * code, so that callers can write `return moor_diag(MOOR_ECORRUPT, ...)`.

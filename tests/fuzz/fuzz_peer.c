@@ -122,15 +122,14 @@ static int st_put(void *ud, const char *key, size_t klen, const char *rec, size_
     return 0;
 }
 
-static void check_answer(void *arg, const char *errcode, const char *errmsg, const char *result,
-                         size_t rlen)
+static void check_answer(void *arg, int code, const char *errmsg, const char *result, size_t rlen)
 {
     const char *p = result;
 
     (void)arg;
     answers++;
-    if (errcode
-            ? (!*errcode || !errmsg)
+    if (code
+            ? (code > 0 || !errmsg)
             : (!result || moor_mp_skip(&p, result + rlen, MOOR_MP_MAX_DEPTH) || p != result + rlen))
         abort();
 }

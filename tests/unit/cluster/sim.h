@@ -381,29 +381,14 @@ static inline int sim_node_by_id(sim_t *s, const char *id, size_t len)
     return -1;
 }
 
-/* Status for an error answer, as a real transport maps it: the code named
- * after a MOOR_E* name, the wire's own names, else MOOR_EIO. */
-static inline int sim_err_status(const char *code)
+/* Status for an error answer, as a real transport maps it: the code goes
+ * over the wire by its name and comes back as the code that name maps to
+ * (util/err.h, the one table). */
+static inline int sim_err_status(int code)
 {
-    static const struct {
-        const char *name;
-        int code;
-    } wire[] = {{"TIMEOUT", MOOR_ETIMEDOUT},
-                {"SHUTTING_DOWN", MOOR_ECLOSED},
-                {"UNKNOWN_METHOD", MOOR_ENOMETHOD}};
-    static const int codes[] = {
-#define SIM_ERR_CODE_(name, val, msg) val,
-        MOOR_ERR_MAP(SIM_ERR_CODE_)
-#undef SIM_ERR_CODE_
-    };
+    const char *name = moor_err_wire(code);
 
-    for (size_t i = 0; i < sizeof(wire) / sizeof(wire[0]); i++)
-        if (strcmp(code, wire[i].name) == 0)
-            return wire[i].code;
-    for (size_t i = 1; i < sizeof(codes) / sizeof(codes[0]); i++)
-        if (strcmp(code, moor_err_name(codes[i])) == 0)
-            return codes[i];
-    return MOOR_EIO;
+    return moor_err_from_wire(name, strlen(name));
 }
 
 /* Is the path from a to b open (both up, not cut)? */
@@ -447,7 +432,7 @@ static void sim_req_timeout(sim_t *s, sim_ev_t *ev)
 
 /* The handler's answer: sent back unless the answering process died, the
  * answer is lost or the way back is cut. */
-static void sim_peer_done(void *arg, const char *errcode, const char *errmsg, const char *result,
+static void sim_peer_done(void *arg, int errcode, const char *errmsg, const char *result,
                           size_t rlen)
 {
     sim_req_t *r = arg;

@@ -5,8 +5,8 @@
  * replies, pumped in FIFO order (so runs are deterministic).  A node that
  * "drops" receives nothing; the transport answers such a request with
  * MOOR_ETIMEDOUT at its timeout, as env.h promises.  An error answer
- * arrives as MOOR_EPEER with "peer <id>: CODE: message" in moor_diag, as
- * core/net/peer.c delivers it.
+ * arrives as the code its wire name maps back to (moor_err_from_wire) with
+ * "peer <id>: CODE: message" in moor_diag, as core/net/peer.c delivers it.
  *
  * Three nodes a, b, c on the ring, N=3, R=W=2 (d coordinates without being
  * a replica, so its writes are forwarded with `_coord`): put then get
@@ -256,16 +256,16 @@ typedef struct pending {
     void *arg;
 } pending_t;
 
-static void peer_answered(void *arg, const char *code, const char *msg, const char *res,
-                          size_t rlen)
+static void peer_answered(void *arg, int code, const char *msg, const char *res, size_t rlen)
 {
     pending_t *p = arg;
     ev_t *e = ev_new(EV_REPLY);
 
-    e->status = code ? MOOR_EPEER : 0;
+    /* Over the wire by its name, back to a code by the one table. */
+    e->status = code ? moor_err_from_wire(moor_err_wire(code), strlen(moor_err_wire(code))) : 0;
     e->from = p->from;
     if (code) {
-        snprintf(e->errcode, sizeof(e->errcode), "%s", code);
+        snprintf(e->errcode, sizeof(e->errcode), "%s", moor_err_wire(code));
         snprintf(e->errmsg, sizeof(e->errmsg), "%s", msg ? msg : "");
     }
     if (!code)
@@ -448,12 +448,12 @@ typedef struct ans {
     moor_buf_t res;
 } ans_t;
 
-static void ans_done(void *arg, const char *code, const char *msg, const char *res, size_t rlen)
+static void ans_done(void *arg, int code, const char *msg, const char *res, size_t rlen)
 {
     ans_t *a = arg;
 
     a->called++;
-    snprintf(a->code, sizeof(a->code), "%s", code ? code : "");
+    snprintf(a->code, sizeof(a->code), "%s", code ? moor_err_wire(code) : "");
     snprintf(a->msg, sizeof(a->msg), "%s", msg ? msg : "");
     a->res.len = 0;
     if (!code)

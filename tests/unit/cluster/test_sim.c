@@ -143,7 +143,7 @@ static void echo_handler(void *ud, int node, const char *method, size_t mlen, co
 
     e->delivered[node]++;
     if (mlen == 5 && memcmp(method, "_fail", 5) == 0) {
-        done(arg, "NOTFOUND", "no such thing", NULL, 0);
+        done(arg, MOOR_EQUORUM, "no such thing", NULL, 0);
         return;
     }
     if (mlen == 5 && memcmp(method, "_mute", 5) == 0) {
@@ -153,7 +153,7 @@ static void echo_handler(void *ud, int node, const char *method, size_t mlen, co
     }
     out[0] = (char)node;
     memcpy(out + 1, params, plen);
-    done(arg, NULL, NULL, out, plen + 1);
+    done(arg, 0, NULL, out, plen + 1);
 }
 
 typedef struct answer {
@@ -249,7 +249,7 @@ static void test_net_loss_cuts_and_down_nodes_time_out(void **state)
     send_n(s, 1, "n0", "_fail", err, 1, 300);
     sim_run_until(s, 2000, 100000);
     assert_int_equal(err[0].calls, 2);
-    assert_int_equal(err[0].status, MOOR_ENOTFOUND);
+    assert_int_equal(err[0].status, MOOR_EQUORUM);
     /* partial loss: some answered, the rest timed out, each exactly once */
     s->loss = 0.3;
     send_n(s, 0, "n1", "_echo", some, 200, 300);
@@ -306,12 +306,12 @@ static void test_net_crash_cancels_the_old_process(void **state)
         assert_int_equal(a[i].calls, 1);
     assert_int_equal(log.n, 0);
     assert_int_equal(e.npend, 1);
-    e.pend_done[0](e.pend_arg[0], NULL, NULL, "x", 1); /* the dead n0 answers: dropped */
+    e.pend_done[0](e.pend_arg[0], 0, NULL, "x", 1); /* the dead n0 answers: dropped */
     sim_run_until(s, 1100, 100000);
     assert_int_equal(m[0].calls, 1);
     assert_int_equal(m[0].status, MOOR_ETIMEDOUT);
     assert_int_equal(m[0].at, 300);
-    e.pend_done[0](e.pend_arg[0], NULL, NULL, "x", 1); /* twice: a contract violation */
+    e.pend_done[0](e.pend_arg[0], 0, NULL, "x", 1); /* twice: a contract violation */
     assert_int_equal(s->st.harness_errors, 1);
     sim_free(s);
 }
@@ -793,9 +793,9 @@ static const char *key_of(cluster_t *cl, int key)
 static void on_read(op_t *o, client_t *c, const char *res, size_t rlen);
 static void on_write(op_t *o, client_t *c, const char *errcode, const char *res, size_t rlen);
 
-static void op_done(void *arg, const char *errcode, const char *errmsg, const char *result,
-                    size_t rlen)
+static void op_done(void *arg, int code, const char *errmsg, const char *result, size_t rlen)
 {
+    const char *errcode = code ? moor_err_wire(code) : NULL;
     op_t *o = arg;
     cluster_t *cl = o->cl;
     client_t *c = &cl->client[o->client];

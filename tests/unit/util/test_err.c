@@ -243,13 +243,47 @@ static void test_diag_per_thread(void **state)
     moor_diag_clear();
 }
 
+/* The wire names: one table both ways.  Every code named goes out by its
+ * name and comes back as the first code of that name; every name maps
+ * back to a code that gives the same name; unknown names are MOOR_EPEER;
+ * codes not listed fall back to IO_ERROR (-errno) or INTERNAL. */
+static void test_wire_names(void **state)
+{
+    static const struct {
+        int code;
+        const char *name;
+    } wire[] = {
+#define WIRE_(c, n) {(c), n},
+        MOOR_ERR_WIRE_MAP(WIRE_)
+#undef WIRE_
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(wire) / sizeof(wire[0]); i++) {
+        int back = moor_err_from_wire(wire[i].name, strlen(wire[i].name));
+        assert_string_equal(moor_err_wire(wire[i].code), wire[i].name);
+        assert_string_equal(moor_err_wire(back), wire[i].name);
+    }
+    assert_int_equal(moor_err_from_wire("QUORUM_FAILED", 13), MOOR_EQUORUM);
+    assert_int_equal(moor_err_from_wire("UNAVAILABLE", 11), MOOR_EUNAVAIL);
+    assert_int_equal(moor_err_from_wire("TIMEOUT", 7), MOOR_ETIMEDOUT);
+    assert_int_equal(moor_err_from_wire("SHUTTING_DOWN", 13), MOOR_ECLOSED);
+    assert_int_equal(moor_err_from_wire("BAD_REQUEST", 11), MOOR_EINVAL);
+    assert_int_equal(moor_err_from_wire("BAD_CTX", 7), MOOR_EBADCTX);
+    assert_int_equal(moor_err_from_wire("QUORUM_FAILEDX", 14), MOOR_EPEER);
+    assert_int_equal(moor_err_from_wire("QUORUM", 6), MOOR_EPEER);
+    assert_int_equal(moor_err_from_wire("", 0), MOOR_EPEER);
+    assert_string_equal(moor_err_wire(-ECONNRESET), "IO_ERROR");
+    assert_string_equal(moor_err_wire(MOOR_ENOTFOUND), "INTERNAL");
+    assert_string_equal(moor_err_wire(-99999), "INTERNAL");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_code_named), cmocka_unit_test(test_unknown_codes),
-        cmocka_unit_test(test_other_errno_text), cmocka_unit_test(test_diag_set),
-        cmocka_unit_test(test_diag_from_itself), cmocka_unit_test(test_diag_truncates),
-        cmocka_unit_test(test_diag_per_thread),
+        cmocka_unit_test(test_every_code_named), cmocka_unit_test(test_wire_names),
+        cmocka_unit_test(test_unknown_codes),    cmocka_unit_test(test_other_errno_text),
+        cmocka_unit_test(test_diag_set),         cmocka_unit_test(test_diag_from_itself),
+        cmocka_unit_test(test_diag_truncates),   cmocka_unit_test(test_diag_per_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

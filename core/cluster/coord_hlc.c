@@ -1,0 +1,92 @@
+/*
+ * coord_hlc.c -- the coordinator's clock: a hybrid logical clock that
+ * stamps this node's entry of every version it writes.
+ *
+ * hlc_next gives max(last + 1, now_ms * 1000, floor + 1), bounded by
+ * moor_vclock_counter_bound(now) so a forged or stored counter far ahead
+ * can never push the persisted clock out of range; write_version applies a
+ * write to a record and raises this node's entry to that counter, so no
+ * counter is ever given to two versions, even after a crash lost unsynced
+ * writes.  Deterministic: the time comes from the env's clock only.
+ */
+#include "coord_internal.h"
+
+/* ---- versions ----------------------------------------------------------------------- */
+
+static uint64_t hlc_wall(uint64_t now)
+{
+    return now <= UINT64_MAX / 4000 ? now * 1000 : UINT64_MAX / 4;
+}
+
+/* This node's next counter: above the last one and above floor, and at
+ * least now_ms * 1000 -- but never past moor_vclock_counter_bound(now):
+ * the HLC is persisted (data_dir/HLC), so a counter pushed to the end of
+ * its range would make the node unable to write for good.  Inputs are
+ * checked against the same bound (ctx, peer records), so only a stored
+ * record written before they were can carry such a floor: then 0 and
+ * MOOR_EBADCTX, and the HLC stays where it was. */
+static int hlc_next(moor_coord_t *c, uint64_t now, uint64_t floor, uint64_t *out)
+{
+    uint64_t v = c->hlc + 1, bound = moor_vclock_counter_bound(now);
+
+    if (hlc_wall(now) > v)
+        v = hlc_wall(now);
+    if (floor >= v)
+        v = floor + 1;
+    if (v > bound)
+        return moor_diag(MOOR_EBADCTX,
+                         "the key's clock holds this node's counter %llu, more than a day "
+                         "ahead of its clock (at most %llu): refusing to move the clock there",
+                         (unsigned long long)floor, (unsigned long long)bound);
+    c->hlc = v;
+    *out = v;
+    return 0;
+}
+
+/* moor_record_write(cur, ...) by this node, then this node's entry raised
+ * to the next HLC counter (never below what moor_record_write made it, so
+ * the version still descends cur and ctx).  The HLC makes a counter unique
+ * to one version even after a crash lost this node's unsynced writes: a
+ * restarted node that read an older local record would otherwise stamp a
+ * second, different version with a counter already given out, and one of
+ * the two would look superseded.  Appends the record to rec and its clock
+ * to ctx_out.  0, MOOR_EBADCTX, MOOR_EINVAL, MOOR_ENOMEM. */
+int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, size_t ctxlen,
+                  const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
+                  moor_buf_t *ctx_out)
+{
+    moor_buf_t tmp = MOOR_BUF_INIT, tctx = MOOR_BUF_INIT;
+    uint64_t now = c->clock.now_ms(c->clock.ud);
+    moor_record_t *r = c->rw;
+    int rc;
+
+    if ((rc = moor_record_write(cur, ctx, ctxlen, value, vlen, tombstone, c->id, c->idlen, now,
+                                &tmp, &tctx)) ||
+        (rc = moor_record_decode(tmp.data, tmp.len, r)))
+        goto out;
+    for (uint32_t i = 0; i < r->vc.n; i++) {
+        moor_vc_entry_t *e = &r->vc.e[i];
+        if (e->idlen == c->idlen && memcmp(e->id, c->id, c->idlen) == 0 &&
+            (rc = hlc_next(c, now, e->counter - 1, &e->counter)))
+            goto out;
+    }
+    /* This node's entry is the newest (ts = now), so pruning keeps it. */
+    moor_vclock_prune(&r->vc, c->vc_keep_min, c->vc_max_entries, c->vc_max_age_ms, now);
+    if ((rc = moor_record_encode(r, rec)) == 0)
+        rc = moor_vclock_encode(&r->vc, ctx_out);
+out:
+    moor_buf_free(&tmp);
+    moor_buf_free(&tctx);
+    return rc;
+}
+
+uint64_t moor_coord_hlc(const moor_coord_t *c)
+{
+    return c->hlc;
+}
+
+void moor_coord_hlc_floor(moor_coord_t *c, uint64_t floor)
+{
+    if (floor > c->hlc)
+        c->hlc = floor;
+}

@@ -1,0 +1,205 @@
+/*
+ * coord_internal.h -- INTERNAL to core/cluster/coord*.c: the op, its
+ * slots, the coordinator's state, and the functions the coordinator's
+ * files share.  Not an API: nothing outside coord*.c includes it.
+ *
+ * The coordinator is split by job:
+ *   coord.c          operation lifetime (op_*), planning a call over the
+ *                    ring, the deadline, and the public new/free/ring/stats;
+ *   coord_hlc.c      the hybrid logical clock and the versions it stamps;
+ *   coord_write.c    coordinated writes, the blind write's read, forwarding;
+ *   coord_read.c     quorum reads, merging replies, read repair, resolving;
+ *   coord_replica.c  the replica side: the peer methods _get, _put, _coord.
+ * coord.c's header comment tells the design and the op's lifetime rules.
+ *
+ * Shared functions keep their short names in the code; the defines below
+ * give them the moor_coord_ prefix as linker symbols.
+ */
+#ifndef MOOR_CLUSTER_COORD_INTERNAL_H
+#define MOOR_CLUSTER_COORD_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord.h"
+#include "record.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/mp.h"
+
+#define answer_fmt moor_coord_answer_fmt
+#define op_new moor_coord_op_new
+#define op_unlink moor_coord_op_unlink
+#define op_unref moor_coord_op_unref
+#define op_set_done moor_coord_op_set_done
+#define op_answer moor_coord_op_answer
+#define op_fail moor_coord_op_fail
+#define op_start_timer moor_coord_op_start_timer
+#define op_stop_timer_at moor_coord_op_stop_timer_at
+#define op_stop_timer moor_coord_op_stop_timer
+#define op_set_key moor_coord_op_set_key
+#define op_set_target moor_coord_op_set_target
+#define write_version moor_coord_write_version
+#define merge_into moor_coord_merge_into
+#define record_same moor_coord_record_same
+#define local_merge moor_coord_local_merge
+#define plan_levels moor_coord_plan_levels
+#define plan_replicas moor_coord_plan_replicas
+#define op_from_plan moor_coord_op_from_plan
+#define pack_params moor_coord_pack_params
+#define write_background moor_coord_write_background
+#define write_call moor_coord_write_call
+#define get_finish moor_coord_get_finish
+#define nil_mp moor_coord_nil_mp
+#define true_mp moor_coord_true_mp
+
+#define DEFAULT_TIMEOUT_MS 2000
+#define DEFAULT_N 3
+#define FWD_TRIES 2 /* replicas a non-replica coordinator forwards a write to */
+
+enum op_kind { OP_GET, OP_WRITE, OP_PEER_PUT, OP_FORWARD };
+enum slot_state { SLOT_PENDING = 0, SLOT_OK, SLOT_MISSING, SLOT_FAILED };
+
+typedef struct op op_t;
+
+typedef struct slot {
+    op_t *op;
+    int state; /* a slot_state; set once */
+    uint8_t idlen;
+    char id[MOOR_RING_ID_MAX]; /* the replica's member id */
+    int self;                  /* 1: this node, reached through the store */
+    int rstate;                /* blind write's read: a slot_state; set once */
+    moor_buf_t rec;            /* get, SLOT_OK: the replica's record */
+} slot_t;
+
+struct op {
+    op_t *prev, *next; /* in c->ops while attached */
+    moor_coord_t *c;   /* NULL once the coordinator is gone */
+    int kind;          /* an op_kind */
+    uint32_t refs;     /* outstanding callbacks + timer + start guard */
+    uint64_t timer;    /* deadline timer id; 0 when none runs */
+    int answered;      /* done ran (or will never: done is NULL) */
+    int finished;      /* get: read repair decided */
+    moor_coord_done_fn done;
+    void *arg;
+    uint32_t n;          /* replicas (slots) */
+    uint32_t need;       /* r or w; 0 for background writes */
+    uint32_t ok, failed; /* replies counted, ok + failed <= n */
+    uint32_t timeout_ms;
+    uint32_t tries;        /* forward: replicas tried (slots 0..tries-1) */
+    uint32_t timedout;     /* forward: attempts that timed out */
+    char why[128];         /* forward: why the last attempt failed */
+    slot_t *local;         /* coordinated write: this node's slot, which must ack */
+    int reading;           /* blind write: still reading the other replicas */
+    uint64_t rtimer;       /* blind write: end of the read; 0 when none runs */
+    uint32_t rneed;        /* blind write: answers the read waits for */
+    uint32_t rok, rfailed; /* blind write: read answers and failures */
+    int tombstone;         /* blind write: a delete */
+    moor_buf_t value;      /* blind write: the value, kept across the read */
+    moor_buf_t seen;       /* blind write: merge of the records read so far */
+    size_t slen, klen;     /* space and key, back to back in sk */
+    moor_buf_t sk;
+    moor_buf_t ekey;   /* engine key */
+    moor_buf_t rec;    /* write: the version; get: merge of replies so far;
+                        * forward: the _coord params */
+    moor_buf_t result; /* write: the answer on success */
+    slot_t slot[];
+};
+
+struct moor_coord {
+    uint8_t idlen;
+    char id[MOOR_VC_ID_MAX];
+    moor_clock_if_t clock;
+    moor_transport_if_t tr;
+    moor_store_if_t store;
+    moor_coord_resolve_fn resolve;
+    void *resolve_ud;
+    moor_coord_check_fn check_key; /* may be NULL: every space and key */
+    void *check_ud;
+    uint32_t vc_max_entries, vc_keep_min;
+    uint64_t vc_max_age_ms;
+    uint32_t timeout_ms;
+    moor_ring_t *ring;           /* our reference; NULL until set */
+    uint64_t hlc;                /* last counter stamped */
+    op_t *ops;                   /* in flight, newest first */
+    moor_record_t *ra, *rb, *rw; /* scratch */
+    moor_coord_stats_t st;
+};
+
+extern const char nil_mp[2], true_mp[2]; /* MessagePack nil and true */
+
+/* A call's replicas and quorum, checked before anything is sent. */
+typedef struct plan {
+    const char *space;
+    size_t slen;
+    uint32_t n, r, w, count;
+    uint32_t idx[MOOR_COORD_N_MAX]; /* the preference list: ring member indices */
+    uint32_t timeout_ms;
+} plan_t;
+
+/* ---- coord.c: operation lifetime ---- */
+
+/* Answers done with code and a formatted message. */
+void answer_fmt(moor_coord_done_fn done, void *arg, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A new op of kind with nslots slots, linked into c->ops, holding the start
+ * guard (one reference); NULL without memory. */
+op_t *op_new(moor_coord_t *c, int kind, uint32_t nslots);
+void op_unlink(op_t *op);
+/* Drops a reference; the last frees op. */
+void op_unref(op_t *op);
+void op_set_done(op_t *op, moor_coord_done_fn done, void *arg);
+/* Runs done once.  REQUIRES: the caller holds a reference. */
+void op_answer(op_t *op, int code, const char *msg, const char *res, size_t rlen);
+void op_fail(op_t *op, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The deadline timer (op->timeout_ms); takes a reference while it runs. */
+void op_start_timer(op_t *op);
+/* Stops the timer *t of op if running.  REQUIRES: another reference. */
+void op_stop_timer_at(op_t *op, uint64_t *t);
+void op_stop_timer(op_t *op);
+int op_set_key(op_t *op, const char *space, size_t slen, const char *key, size_t klen);
+void op_set_target(op_t *op, uint32_t i, const char *id, size_t idlen);
+/* Levels and space of a request into pl: 0, or the code with msg. */
+int plan_levels(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, char *msg, size_t msz);
+/* The replicas of the key into pl: 0, or the code with msg. */
+int plan_replicas(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, uint32_t need,
+                  const char *level, char *msg, size_t msz);
+/* An op over the plan's replicas, keyed, done set; NULL after answering
+ * done with the failure. */
+op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moor_coord_req_t *req,
+                   moor_coord_done_fn done, void *arg);
+/* The params of _get (rec NULL) or _put. */
+int pack_params(const op_t *op, const moor_buf_t *rec, moor_buf_t *out);
+
+/* ---- coord_hlc.c: versions ---- */
+
+int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, size_t ctxlen,
+                  const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
+                  moor_buf_t *ctx_out);
+
+/* ---- coord_read.c: merging and reads ---- */
+
+/* acc = merge(acc, rec); acc empty means no record yet. */
+int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen);
+/* 1 if a replica's record x holds the versions of the merge m. */
+int record_same(const moor_record_t *m, const moor_record_t *x);
+/* Read repair decided; REQUIRES op->c. */
+void get_finish(op_t *op);
+
+/* ---- coord_write.c: writes ---- */
+
+/* A background write of rec to the chosen slots of from (all: pick NULL). */
+uint32_t write_background(op_t *from, const moor_buf_t *rec, const uint8_t *pick);
+/* A client write (from_peer: a _coord a peer forwarded). */
+void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombstone, int from_peer,
+                moor_coord_done_fn done, void *arg);
+
+/* ---- coord_replica.c: the local replica ---- */
+
+/* Merges rec into the local record of key and queues the write. */
+int local_merge(moor_coord_t *c, const char *key, size_t klen, const char *rec, size_t rlen,
+                moor_store_done_fn done, void *arg);
+
+#endif

@@ -1,0 +1,263 @@
+/*
+ * coord_read.c -- quorum reads: ask every replica with `_get`, fold each
+ * reply into a running merge, answer at R replies (the resolver may pick
+ * one value and write it back), keep listening until every replica
+ * answered or the deadline passed, then read-repair the replicas that
+ * answered with less than the final merge.  Also the record helpers the
+ * coordinator shares (merge_into, record_same).
+ */
+#include "coord_internal.h"
+
+/* acc = merge(acc, rec), acc empty meaning no record yet.  0, MOOR_ECORRUPT
+ * (rec does not decode; acc unaltered), MOOR_ENOMEM. */
+int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen)
+{
+    moor_buf_t out = MOOR_BUF_INIT;
+    int rc;
+
+    if ((rc = moor_record_decode(rec, rlen, c->rb)))
+        return rc;
+    if (acc->len == 0)
+        rc = moor_record_merge(c->rb, c->rb, &out);
+    else if ((rc = moor_record_decode(acc->data, acc->len, c->ra)) == 0)
+        rc = moor_record_merge(c->ra, c->rb, &out);
+    if (rc == 0) {
+        moor_buf_free(acc);
+        *acc = out;
+    } else {
+        moor_buf_free(&out);
+    }
+    return rc;
+}
+
+static int sibling_in(const moor_record_t *r, const moor_sibling_t *s)
+{
+    for (uint32_t i = 0; i < r->n; i++) {
+        const moor_sibling_t *t = &r->sib[i];
+        if (t->ts == s->ts && t->tombstone == s->tombstone && t->vlen == s->vlen &&
+            (!s->vlen || memcmp(t->value, s->value, s->vlen) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+/* 1 if a replica's record x holds the versions of the merge m. */
+int record_same(const moor_record_t *m, const moor_record_t *x)
+{
+    if (moor_vclock_compare(&m->vc, &x->vc) != MOOR_VC_EQUAL || m->n != x->n)
+        return 0;
+    for (uint32_t i = 0; i < m->n; i++)
+        if (!sibling_in(x, &m->sib[i]))
+            return 0;
+    return 1;
+}
+
+/* ---- reads -------------------------------------------------------------------------- */
+
+/* The resolver's turn: 1 and the answer in res when it resolved (and the
+ * resolved value is on its way back to the replicas), else 0. */
+static int get_resolve(op_t *op, moor_buf_t *res)
+{
+    moor_coord_t *c = op->c;
+    moor_buf_t val = MOOR_BUF_INIT, clock = MOOR_BUF_INIT, rec = MOOR_BUF_INIT, ctx = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    int rc = c->resolve(c->resolve_ud, op->sk.data, op->slen, op->rec.data, op->rec.len, &val);
+    int resolved = 0, deleted;
+
+    if (rc < 0 || (rc == 1 && !moor_record_value_ok(val.data, val.len))) {
+        moor_log_warn("resolver of space '%.*s' failed (%s); keeping the siblings", (int)op->slen,
+                      op->sk.data, rc < 0 ? moor_diag_msg(rc) : "not one value");
+        goto out;
+    }
+    if (rc != 1)
+        goto out;
+    /* nil resolves to "deleted": the write-back is a tombstone. */
+    deleted = val.len == 1 && (unsigned char)val.data[0] == 0xc0;
+    /* The write-back descends the merge; its clock is the ctx we answer, so
+     * a client writing with it supersedes the write-back too. */
+    if (moor_record_decode(op->rec.data, op->rec.len, c->ra) ||
+        moor_vclock_encode(&c->ra->vc, &clock) ||
+        write_version(c, c->ra, clock.data, clock.len, val.data, val.len, deleted, &rec, &ctx))
+        goto out;
+    moor_mp_packer_init(&pk, res);
+    if (deleted)
+        rc = msgpack_pack_nil(&pk);
+    else
+        rc = msgpack_pack_map(&pk, 2) | msgpack_pack_str_with_body(&pk, "values", 6) |
+             msgpack_pack_array(&pk, 1) | moor_mp_pack_raw(res, val.data, val.len) |
+             msgpack_pack_str_with_body(&pk, "ctx", 3) |
+             msgpack_pack_bin_with_body(&pk, ctx.data, ctx.len);
+    if (rc) {
+        res->len = 0;
+        goto out;
+    }
+    write_background(op, &rec, NULL);
+    c->st.resolved++;
+    resolved = 1;
+out:
+    moor_buf_free(&val);
+    moor_buf_free(&clock);
+    moor_buf_free(&rec);
+    moor_buf_free(&ctx);
+    return resolved;
+}
+
+static void get_answer(op_t *op)
+{
+    moor_coord_t *c = op->c;
+    moor_buf_t res = MOOR_BUF_INIT;
+    uint32_t live = 0;
+
+    if (op->rec.len == 0) {
+        op_answer(op, 0, NULL, nil_mp, 1);
+        return;
+    }
+    if (moor_record_decode(op->rec.data, op->rec.len, c->ra)) {
+        op_fail(op, MOOR_EINTERNAL, "merged record does not decode");
+        return;
+    }
+    for (uint32_t i = 0; i < c->ra->n; i++)
+        live += !c->ra->sib[i].tombstone;
+    if (live == 0) {
+        op_answer(op, 0, NULL, nil_mp, 1);
+        return;
+    }
+    if (!(live > 1 && c->resolve && get_resolve(op, &res))) {
+        if (moor_record_decode(op->rec.data, op->rec.len, c->ra) ||
+            moor_record_get_result(c->ra, &res)) {
+            op_fail(op, MOOR_ENOMEM, "no memory for a get result");
+            return;
+        }
+    }
+    op_answer(op, 0, NULL, res.data, res.len);
+    moor_buf_free(&res);
+}
+
+/* Read repair: the final merge to every replica that answered with less. */
+void get_finish(op_t *op)
+{
+    moor_coord_t *c = op->c;
+    uint8_t pick[MOOR_COORD_N_MAX] = {0};
+    uint32_t k = 0;
+
+    op->finished = 1;
+    op_stop_timer(op);
+    if (op->rec.len == 0 || moor_record_decode(op->rec.data, op->rec.len, c->ra))
+        return;
+    for (uint32_t i = 0; i < op->n; i++) {
+        slot_t *s = &op->slot[i];
+        if (s->state == SLOT_MISSING)
+            pick[i] = 1;
+        else if (s->state == SLOT_OK)
+            pick[i] = moor_record_decode(s->rec.data, s->rec.len, c->rb) == 0 &&
+                      !record_same(c->ra, c->rb);
+        k += pick[i];
+    }
+    if (k)
+        c->st.read_repairs += write_background(op, &op->rec, pick);
+}
+
+static void get_check(op_t *op)
+{
+    if (!op->answered) {
+        if (op->ok >= op->need) {
+            get_answer(op);
+        } else if (op->failed > op->n - op->need) {
+            op->c->st.quorum_failures++;
+            op_fail(op, MOOR_EQUORUM, "%u of %u replicas answered, %u needed", op->ok, op->n,
+                    op->need);
+        }
+    }
+    if (op->c && !op->finished && op->ok + op->failed == op->n)
+        get_finish(op);
+}
+
+/* A replica's answer: SLOT_OK with its record, SLOT_MISSING or SLOT_FAILED. */
+static void get_slot_done(op_t *op, slot_t *s, int state, const char *rec, size_t rlen)
+{
+    if (!op->c || s->state != SLOT_PENDING)
+        return;
+    if (state == SLOT_OK &&
+        (moor_buf_append(&s->rec, rec, rlen) || merge_into(op->c, &op->rec, rec, rlen)))
+        state = SLOT_FAILED;
+    s->state = state;
+    if (state == SLOT_FAILED)
+        op->failed++;
+    else
+        op->ok++;
+    get_check(op);
+}
+
+static void get_peer_reply(void *arg, int status, const char *res, size_t rlen)
+{
+    slot_t *s = arg;
+    op_t *op = s->op;
+    const char *p = res, *end = res + rlen, *rec = NULL;
+    uint32_t n = 0;
+    int state = SLOT_FAILED;
+
+    if (status == 0 && moor_mp_read_nil(&p, end) == 0 && p == end)
+        state = SLOT_MISSING;
+    else if (status == 0 && moor_mp_read_bin(&p, end, &rec, &n) == 0 && p == end)
+        state = SLOT_OK;
+    get_slot_done(op, s, state, state == SLOT_OK ? rec : NULL, state == SLOT_OK ? n : 0);
+    op_unref(op);
+}
+
+/* The local replica, read at once. */
+static void get_local(op_t *op, slot_t *s)
+{
+    moor_coord_t *c = op->c;
+    moor_buf_t cur = MOOR_BUF_INIT;
+    int rc = c->store.get(c->store.ud, op->ekey.data, op->ekey.len, &cur);
+
+    if (rc == MOOR_ENOTFOUND)
+        get_slot_done(op, s, SLOT_MISSING, NULL, 0);
+    else
+        get_slot_done(op, s, rc ? SLOT_FAILED : SLOT_OK, cur.data, cur.len);
+    moor_buf_free(&cur);
+}
+
+void moor_coord_get(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_done_fn done,
+                    void *arg)
+{
+    moor_buf_t params = MOOR_BUF_INIT;
+    char msg[256];
+    int code;
+    plan_t pl;
+    op_t *op;
+    int prc;
+
+    c->st.gets++;
+    if ((code = plan_levels(c, req, &pl, msg, sizeof(msg))) ||
+        (code = plan_replicas(c, req, &pl, pl.r, "r", msg, sizeof(msg)))) {
+        done(arg, code, msg, NULL, 0);
+        return;
+    }
+    if (!(op = op_from_plan(c, OP_GET, &pl, req, done, arg)))
+        return;
+    op->need = pl.r;
+    prc = pack_params(op, NULL, &params);
+    op_start_timer(op);
+    /* Our own replica first: it answers at once, so a failure count
+     * includes it (peers that are known down fail at once too). */
+    for (uint32_t i = 0; i < op->n && op->c; i++)
+        if (op->slot[i].self)
+            get_local(op, &op->slot[i]);
+    for (uint32_t i = 0; i < op->n && op->c; i++) {
+        slot_t *s = &op->slot[i];
+        int rc = prc;
+        if (s->self)
+            continue;
+        op->refs++;
+        if (rc == 0)
+            rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 2,
+                               op->timeout_ms, get_peer_reply, s);
+        if (rc) {
+            op->refs--;
+            get_slot_done(op, s, SLOT_FAILED, NULL, 0);
+        }
+    }
+    moor_buf_free(&params);
+    op_unref(op);
+}

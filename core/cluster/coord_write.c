@@ -1,0 +1,545 @@
+/*
+ * coord_write.c -- coordinated writes (put, del), the blind write's read,
+ * and forwarding by a node that is no replica of the key.
+ *
+ * On a replica: build the next version from the local record (a blind
+ * write -- no ctx -- first reads the other replicas for half its time and
+ * builds on their merge too), write it locally and send `_put` to the
+ * others, answering at W acknowledgements that include the local one.
+ * Elsewhere: `_coord` to the first replica, the next if that one does not
+ * answer.  See coord.c for the op's lifetime.
+ */
+#include "coord_internal.h"
+
+/* The next version of a key for a client write, coordinated here as one
+ * of its replicas: the local record (none when missing), merged with
+ * op->seen (what a blind write read from the other replicas; empty: none),
+ * with the write applied (write_version) -- a ctx that descends it
+ * replaces its siblings, anything else adds one.  Appends the record to
+ * rec and its clock to ctx_out.  0, MOOR_EBADCTX, MOOR_ECORRUPT (stored
+ * record), MOOR_ENOMEM or the store's error. */
+static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t ctxlen,
+                       const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
+                       moor_buf_t *ctx_out)
+{
+    moor_buf_t cur = MOOR_BUF_INIT, acc = MOOR_BUF_INIT;
+    const moor_buf_t *base = &cur; /* the record to build on; empty: none */
+    moor_record_t *r = NULL;
+    int rc = c->store.get(c->store.ud, op->ekey.data, op->ekey.len, &cur);
+
+    if (rc == MOOR_ENOTFOUND)
+        cur.len = 0;
+    else if (rc)
+        goto out;
+    if (op->seen.len) {
+        if ((rc = moor_buf_append(&acc, op->seen.data, op->seen.len)) ||
+            (cur.len && (rc = merge_into(c, &acc, cur.data, cur.len))))
+            goto out;
+        base = &acc;
+    }
+    if (base->len) {
+        if ((rc = moor_record_decode(base->data, base->len, c->ra)))
+            goto out;
+        r = c->ra;
+    }
+    rc = write_version(c, r, ctx, ctxlen, value, vlen, tombstone, rec, ctx_out);
+out:
+    moor_buf_free(&acc);
+    moor_buf_free(&cur);
+    return rc;
+}
+
+/* ---- writes ------------------------------------------------------------------------- */
+
+static void write_check(op_t *op)
+{
+    if (op->answered)
+        return;
+    if (op->local && op->local->state == SLOT_FAILED) {
+        op->c->st.quorum_failures++;
+        op_stop_timer(op);
+        op_fail(op, MOOR_EQUORUM,
+                "%u of %u replicas acknowledged, %u needed, and the "
+                "coordinating replica's own write failed",
+                op->ok, op->n, op->need);
+    } else if (op->ok >= op->need && (!op->local || op->local->state == SLOT_OK)) {
+        op_stop_timer(op);
+        op_answer(op, 0, NULL, op->result.data, op->result.len);
+    } else if (op->failed > op->n - op->need && !(op->local && op->local->state == SLOT_PENDING)) {
+        /* Out of reach -- but wait for our own write, so the count says
+         * whether the value was stored here. */
+        op->c->st.quorum_failures++;
+        op_stop_timer(op);
+        op_fail(op, MOOR_EQUORUM, "%u of %u replicas acknowledged, %u needed", op->ok, op->n,
+                op->need);
+    }
+}
+
+static void write_slot_done(op_t *op, slot_t *s, int ok)
+{
+    if (!op->c || s->state != SLOT_PENDING)
+        return;
+    s->state = ok ? SLOT_OK : SLOT_FAILED;
+    if (ok)
+        op->ok++;
+    else
+        op->failed++;
+    write_check(op);
+}
+
+static void write_peer_reply(void *arg, int status, const char *res, size_t rlen)
+{
+    slot_t *s = arg;
+    op_t *op = s->op;
+
+    write_slot_done(op, s, status == 0 && rlen == 1 && (unsigned char)res[0] == 0xc3);
+    op_unref(op);
+}
+
+static void write_local_done(void *arg, int status)
+{
+    slot_t *s = arg;
+    op_t *op = s->op;
+
+    write_slot_done(op, s, status == 0);
+    op_unref(op);
+}
+
+/* Sends op->rec to every slot, then waits (done set; the caller started
+ * the deadline) or lets the replies drain (background).  Drops the start
+ * guard. */
+static void write_send(op_t *op)
+{
+    moor_coord_t *c = op->c;
+    moor_buf_t params = MOOR_BUF_INIT;
+    int prc = pack_params(op, &op->rec, &params);
+
+    for (uint32_t i = 0; i < op->n && op->c; i++) {
+        slot_t *s = &op->slot[i];
+        int rc = prc;
+        op->refs++;
+        if (s->self)
+            rc = local_merge(c, op->ekey.data, op->ekey.len, op->rec.data, op->rec.len,
+                             write_local_done, s);
+        else if (rc == 0)
+            rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_put", params.data, params.len, 3,
+                               op->timeout_ms, write_peer_reply, s);
+        if (rc == MOOR_ETOOLARGE)
+            moor_log_warn("a record of %zu bytes in space '%.*s' is over the frame limit: not "
+                          "replicated to '%.*s'",
+                          op->rec.len, (int)op->slen, op->sk.data, (int)s->idlen, s->id);
+        if (rc) {
+            op->refs--;
+            write_slot_done(op, s, 0);
+        }
+    }
+    moor_buf_free(&params);
+    op_unref(op);
+}
+
+/* A background write of rec to the replicas named by slots[i] for each
+ * chosen i (all when pick is NULL), answered to nobody.  Returns how many
+ * replicas it went to. */
+uint32_t write_background(op_t *from, const moor_buf_t *rec, const uint8_t *pick)
+{
+    moor_coord_t *c = from->c;
+    uint32_t k = 0, j = 0;
+    op_t *op;
+
+    for (uint32_t i = 0; i < from->n; i++)
+        k += !pick || pick[i];
+    if (k == 0 || !(op = op_new(c, OP_WRITE, k)))
+        return 0;
+    op->timeout_ms = from->timeout_ms;
+    for (uint32_t i = 0; i < from->n; i++)
+        if (!pick || pick[i])
+            op_set_target(op, j++, from->slot[i].id, from->slot[i].idlen);
+    if (op_set_key(op, from->sk.data, from->slen, from->sk.data + from->slen, from->klen) ||
+        moor_buf_append(&op->rec, rec->data, rec->len)) {
+        op_unref(op);
+        return 0;
+    }
+    write_send(op);
+    return k;
+}
+
+/* {ctx = bin} */
+static int pack_ctx_result(moor_buf_t *out, const moor_buf_t *ctx)
+{
+    msgpack_packer pk;
+    int rc = 0;
+
+    moor_mp_packer_init(&pk, out);
+    rc |= msgpack_pack_map(&pk, 1);
+    rc |= msgpack_pack_str_with_body(&pk, "ctx", 3);
+    rc |= msgpack_pack_bin_with_body(&pk, ctx->data, ctx->len);
+    return rc ? MOOR_ENOMEM : 0;
+}
+
+/* 1 if this node is one of the plan's replicas. */
+static int plan_has_self(const moor_coord_t *c, const plan_t *pl)
+{
+    for (uint32_t i = 0; i < pl->count; i++) {
+        const moor_member_t *m = moor_ring_member(c->ring, pl->idx[i]);
+        if (m->idlen == c->idlen && memcmp(m->id, c->id, c->idlen) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* 0 if ctx (ctxlen 0: none) is one whole clock with every entry within
+ * bounds (moor_vclock_check_bounds: nothing forged more than a day ahead),
+ * else MOOR_EBADCTX.  Checked before any replica is asked. */
+static int check_ctx(moor_coord_t *c, const char *ctx, size_t ctxlen)
+{
+    moor_vclock_t vc;
+    const char *p = ctx;
+
+    if (ctxlen == 0)
+        return 0;
+    if (moor_vclock_decode(&p, ctx + ctxlen, &vc))
+        return moor_diag_wrap(MOOR_EBADCTX, moor_diag_last()->code, "ctx");
+    if (p != ctx + ctxlen)
+        return moor_diag(MOOR_EBADCTX, "ctx: %zu bytes after the clock",
+                         (size_t)(ctx + ctxlen - p));
+    return moor_vclock_check_bounds(&vc, c->clock.now_ms(c->clock.ud), "ctx");
+}
+
+static void forward_call(moor_coord_t *c, const plan_t *pl, const moor_coord_req_t *req,
+                         int tombstone, moor_coord_done_fn done, void *arg);
+
+/* Builds the next version (build_write) and sends it to every replica;
+ * on failure answers the error.  Drops a reference the caller took. */
+static void write_go(op_t *op, const char *ctx, size_t ctxlen, const char *value, size_t vlen,
+                     int tombstone)
+{
+    moor_buf_t nctx = MOOR_BUF_INIT;
+    int rc = build_write(op->c, op, ctx, ctxlen, value, vlen, tombstone, &op->rec, &nctx);
+
+    if (rc == 0)
+        rc = tombstone ? moor_buf_append(&op->result, true_mp, 1)
+                       : pack_ctx_result(&op->result, &nctx);
+    moor_buf_free(&nctx);
+    if (rc) {
+        op_stop_timer(op);
+        op_fail(op, rc, "%s", moor_diag_msg(rc));
+        op_unref(op);
+        return;
+    }
+    write_send(op);
+}
+
+/* A blind write's read is over (enough answers, every replica replied,
+ * its time is up, or the deadline passed): stop listening; unless the op
+ * was already answered, build on what was seen and send. */
+static void blind_read_end(op_t *op)
+{
+    op->reading = 0;
+    op_stop_timer_at(op, &op->rtimer);
+    if (op->answered)
+        return;
+    op->refs++; /* for write_go */
+    write_go(op, NULL, 0, op->value.data, op->value.len, op->tombstone);
+}
+
+/* Another replica's answer to the read: ok with its record (rec NULL: it
+ * has none), or a failure, which only counts as no answer. */
+static void blind_read_slot(op_t *op, slot_t *s, int ok, const char *rec, size_t rlen)
+{
+    if (!op->c || !op->reading || s->rstate != SLOT_PENDING)
+        return;
+    if (ok && rec && merge_into(op->c, &op->seen, rec, rlen))
+        ok = 0;
+    s->rstate = ok ? SLOT_OK : SLOT_FAILED;
+    if (ok)
+        op->rok++;
+    else
+        op->rfailed++;
+    if (op->rok >= op->rneed || op->rok + op->rfailed == op->n - 1)
+        blind_read_end(op);
+}
+
+static void blind_read_reply(void *arg, int status, const char *res, size_t rlen)
+{
+    slot_t *s = arg;
+    op_t *op = s->op;
+    const char *p = res, *end = res + rlen, *rec = NULL;
+    uint32_t n = 0;
+    int ok = 0;
+
+    if (status == 0 && moor_mp_read_nil(&p, end) == 0 && p == end)
+        ok = 1;
+    else if (status == 0 && moor_mp_read_bin(&p, end, &rec, &n) == 0 && p == end)
+        ok = 1;
+    blind_read_slot(op, s, ok, ok ? rec : NULL, ok ? n : 0);
+    op_unref(op);
+}
+
+static void blind_read_timeout(void *arg)
+{
+    op_t *op = arg;
+
+    op->rtimer = 0; /* fired: its reference is ours to drop */
+    if (op->c && op->reading)
+        blind_read_end(op);
+    op_unref(op);
+}
+
+/* A write without a ctx, coordinated here: first read the key from the
+ * other replicas (`_get`) and wait for r - 1 answers, so the version built
+ * descends what a read quorum holds -- a replica that missed a delete
+ * would otherwise add the new value beside the deleted one it still holds.
+ * Failures count as no answer; with too few answers the write goes ahead
+ * on what it has.  The read gets half the call's time, the write the
+ * rest.  Drops the start guard. */
+static void blind_read(op_t *op, uint32_t r, const char *value, size_t vlen, int tombstone)
+{
+    moor_coord_t *c = op->c;
+    moor_buf_t params = MOOR_BUF_INIT;
+    uint32_t rms = op->timeout_ms / 2 ? op->timeout_ms / 2 : 1;
+    int prc;
+
+    op->tombstone = tombstone;
+    op->rneed = r - 1 < op->n - 1 ? r - 1 : op->n - 1;
+    if (op->rneed == 0) {
+        write_go(op, NULL, 0, value, vlen, tombstone);
+        return;
+    }
+    if (!tombstone && moor_buf_append(&op->value, value, vlen)) {
+        op_stop_timer(op);
+        op_fail(op, MOOR_ENOMEM, "no memory for a write");
+        op_unref(op);
+        return;
+    }
+    op->reading = 1;
+    prc = pack_params(op, NULL, &params);
+    op->rtimer = c->clock.timer_start(c->clock.ud, rms, blind_read_timeout, op);
+    if (op->rtimer)
+        op->refs++;
+    for (uint32_t i = 0; i < op->n && op->c && op->reading; i++) {
+        slot_t *s = &op->slot[i];
+        int rc = prc;
+        if (s->self)
+            continue;
+        op->refs++;
+        if (rc == 0)
+            rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 2, rms,
+                               blind_read_reply, s);
+        if (rc) {
+            op->refs--;
+            blind_read_slot(op, s, 0, NULL, 0);
+        }
+    }
+    moor_buf_free(&params);
+    op_unref(op);
+}
+
+/* A client write.  On a replica of the key: read the local record (a
+ * blind write: and the other replicas' first), build the next version,
+ * write it here and send it to the other replicas.
+ * Elsewhere: forward it to a replica (from_peer: refuse, so a ring that
+ * disagrees between nodes never bounces a write around). */
+void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombstone, int from_peer,
+                moor_coord_done_fn done, void *arg)
+{
+    size_t ctxlen = req->ctx ? req->ctxlen : 0;
+    char msg[256];
+    int code;
+    plan_t pl;
+    op_t *op;
+    int rc;
+
+    if (!tombstone && !moor_record_value_ok(req->value, req->vlen)) {
+        answer_fmt(done, arg, MOOR_EINVAL,
+                   "value is not one MessagePack object nested at most %d deep",
+                   MOOR_RECORD_VALUE_DEPTH);
+        return;
+    }
+    if ((code = plan_levels(c, req, &pl, msg, sizeof(msg)))) {
+        done(arg, code, msg, NULL, 0);
+        return;
+    }
+    if ((rc = check_ctx(c, req->ctx, ctxlen))) {
+        answer_fmt(done, arg, rc, "%s", moor_diag_msg(rc));
+        return;
+    }
+    if ((code = plan_replicas(c, req, &pl, pl.w, "w", msg, sizeof(msg)))) {
+        done(arg, code, msg, NULL, 0);
+        return;
+    }
+    if (!plan_has_self(c, &pl)) {
+        if (from_peer)
+            answer_fmt(done, arg, MOOR_EUNAVAIL, "node '%.*s' is not a replica of this key here",
+                       (int)c->idlen, c->id);
+        else
+            forward_call(c, &pl, req, tombstone, done, arg);
+        return;
+    }
+    if (!(op = op_from_plan(c, OP_WRITE, &pl, req, done, arg)))
+        return;
+    op->need = pl.w;
+    for (uint32_t i = 0; i < op->n; i++)
+        if (op->slot[i].self)
+            op->local = &op->slot[i];
+    op_start_timer(op);
+    if (ctxlen)
+        write_go(op, req->ctx, ctxlen, req->value, req->vlen, tombstone);
+    else
+        blind_read(op, pl.r, req->value, req->vlen, tombstone);
+}
+
+/* ---- forwarding --------------------------------------------------------------------- */
+
+/* 1 if a forward's failure means the replica never took the request (no
+ * answer in time, no connection, going away), so the next may try. */
+static int forward_retryable(int status)
+{
+    switch (status) {
+    case MOOR_ETIMEDOUT:
+    case MOOR_ECLOSED:
+    case MOOR_EAGAIN:
+    case MOOR_ENOTFOUND:
+    case -ECONNREFUSED:
+    case -ECONNRESET:
+    case -ECONNABORTED:
+    case -EHOSTUNREACH:
+    case -ENETUNREACH:
+    case -ENOTCONN:
+    case -EPIPE: return 1;
+    default: return 0;
+    }
+}
+
+static void forward_reply(void *arg, int status, const char *res, size_t rlen);
+
+/* Gives up: TIMEOUT when every attempt timed out, else QUORUM_FAILED. */
+static void forward_give_up(op_t *op)
+{
+    moor_coord_t *c = op->c;
+
+    if (op->tries && op->timedout == op->tries) {
+        c->st.timeouts++;
+        op_fail(op, MOOR_ETIMEDOUT,
+                "no replica answered the forwarded write within %u ms (%u tried)", op->timeout_ms,
+                op->tries);
+    } else {
+        c->st.quorum_failures++;
+        op_fail(op, MOOR_EQUORUM,
+                "0 of %u replicas acknowledged, %u needed: %u forwards "
+                "failed (last: %s)",
+                op->n, op->need, op->tries, op->why[0] ? op->why : "no replica to try");
+    }
+}
+
+/* Sends the write to the next replica, up to FWD_TRIES attempts; gives up
+ * after the last.  REQUIRES: the caller holds a reference. */
+static void forward_next(op_t *op)
+{
+    moor_coord_t *c = op->c;
+
+    while (op->tries < FWD_TRIES && op->tries < op->n) {
+        slot_t *s = &op->slot[op->tries++];
+        int rc;
+        op->refs++;
+        rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_coord", op->rec.data, op->rec.len, 8,
+                           op->timeout_ms, forward_reply, s);
+        if (rc == 0)
+            return;
+        op->refs--;
+        snprintf(op->why, sizeof(op->why), "replica '%.*s': %s", (int)s->idlen, s->id,
+                 moor_err_name(rc));
+        if (rc == MOOR_ETIMEDOUT)
+            op->timedout++;
+    }
+    forward_give_up(op);
+}
+
+static void forward_reply(void *arg, int status, const char *res, size_t rlen)
+{
+    slot_t *s = arg;
+    op_t *op = s->op;
+    const char *p = res;
+
+    if (!op->c || op->answered) {
+        op_unref(op);
+        return;
+    }
+    if (status == 0 && rlen && moor_mp_skip(&p, res + rlen, MOOR_MP_MAX_DEPTH) == 0 &&
+        p == res + rlen) {
+        op_answer(op, 0, NULL, res, rlen);
+    } else if (status == 0) {
+        op_fail(op, MOOR_EINTERNAL, "replica '%.*s' answered the write with malformed bytes",
+                (int)s->idlen, s->id);
+    } else if (forward_retryable(status)) {
+        if (status == MOOR_ETIMEDOUT)
+            op->timedout++;
+        snprintf(op->why, sizeof(op->why), "replica '%.*s': %s", (int)s->idlen, s->id,
+                 moor_err_name(status));
+        forward_next(op);
+    } else {
+        /* The transport mapped the replica's error name to a code (the
+         * one table, err.h); its message is in the diagnostic. */
+        if (status == MOOR_EQUORUM)
+            op->c->st.quorum_failures++;
+        op_fail(op, status, "%s", moor_diag_msg(status));
+    }
+    op_unref(op);
+}
+
+/* _coord(op, space, key, value|nil, ctx|nil, n, w, timeout_ms) */
+static int pack_forward(op_t *op, const plan_t *pl, const moor_coord_req_t *req, int tombstone,
+                        uint32_t remote_ms)
+{
+    msgpack_packer pk;
+    moor_buf_t *out = &op->rec;
+    int rc = 0;
+
+    moor_mp_packer_init(&pk, out);
+    rc |= msgpack_pack_str_with_body(&pk, tombstone ? "del" : "put", 3);
+    rc |= msgpack_pack_str_with_body(&pk, op->sk.data, op->slen);
+    rc |= msgpack_pack_bin_with_body(&pk, op->sk.data + op->slen, op->klen);
+    rc |= tombstone ? msgpack_pack_nil(&pk) : moor_mp_pack_raw(out, req->value, req->vlen);
+    if (req->ctx && req->ctxlen)
+        rc |= msgpack_pack_bin_with_body(&pk, req->ctx, req->ctxlen);
+    else
+        rc |= msgpack_pack_nil(&pk);
+    rc |= msgpack_pack_uint32(&pk, pl->n) | msgpack_pack_uint32(&pk, pl->w);
+    rc |= msgpack_pack_uint32(&pk, remote_ms);
+    return rc ? MOOR_ENOMEM : 0;
+}
+
+/* This node is no replica of the key: the first replica that answers
+ * coordinates the write (the request to it times out at timeout_ms; the
+ * replica gets three quarters of that for its quorum, so its answer
+ * normally comes back before). */
+static void forward_call(moor_coord_t *c, const plan_t *pl, const moor_coord_req_t *req,
+                         int tombstone, moor_coord_done_fn done, void *arg)
+{
+    uint32_t remote_ms = pl->timeout_ms - pl->timeout_ms / 4;
+    op_t *op = op_from_plan(c, OP_FORWARD, pl, req, done, arg);
+
+    if (!op)
+        return;
+    op->need = pl->w;
+    if (pack_forward(op, pl, req, tombstone, remote_ms ? remote_ms : 1)) {
+        op_fail(op, MOOR_ENOMEM, "no memory for a write");
+        op_unref(op);
+        return;
+    }
+    forward_next(op);
+    op_unref(op);
+}
+
+void moor_coord_put(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_done_fn done,
+                    void *arg)
+{
+    c->st.puts++;
+    write_call(c, req, 0, 0, done, arg);
+}
+
+void moor_coord_del(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_done_fn done,
+                    void *arg)
+{
+    c->st.dels++;
+    write_call(c, req, 1, 0, done, arg);
+}

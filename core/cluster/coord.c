@@ -81,7 +81,7 @@ op_t *op_new(moor_coord_t *c, int kind, uint32_t nslots)
     op->c = c;
     op->kind = kind;
     op->refs = 1; /* the start guard */
-    op->n = nslots;
+    op->n = op->nslots = op->used = nslots;
     op->answered = 1; /* until a done is set */
     for (uint32_t i = 0; i < nslots; i++)
         op->slot[i].op = op;
@@ -109,7 +109,7 @@ void op_unref(op_t *op)
         return;
     if (op->c)
         op_unlink(op);
-    for (uint32_t i = 0; i < op->n; i++)
+    for (uint32_t i = 0; i < op->nslots; i++)
         moor_buf_free(&op->slot[i].rec);
     moor_buf_free(&op->sk);
     moor_buf_free(&op->ekey);
@@ -157,6 +157,7 @@ void op_start_timer(op_t *op)
     moor_coord_t *c = op->c;
 
     /* Without a timer the op still ends: every reply comes by timeout_ms. */
+    op->deadline = c->clock.now_ms(c->clock.ud) + op->timeout_ms;
     op->timer = c->clock.timer_start(c->clock.ud, op->timeout_ms, op_deadline, op);
     if (op->timer)
         op->refs++;
@@ -177,6 +178,16 @@ void op_stop_timer_at(op_t *op, uint64_t *t)
 void op_stop_timer(op_t *op)
 {
     op_stop_timer_at(op, &op->timer);
+}
+
+uint32_t op_remaining_ms(const op_t *op)
+{
+    uint64_t now;
+
+    if (!op->deadline || !op->c)
+        return op->timeout_ms;
+    now = op->c->clock.now_ms(op->c->clock.ud);
+    return now + 1 >= op->deadline ? 1 : (uint32_t)(op->deadline - now);
 }
 
 /* Copies the key, builds the engine key.  0 or an error code. */
@@ -228,11 +239,20 @@ int plan_levels(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, char *
     return 0;
 }
 
-/* The preference list; MOOR_EUNAVAIL when the ring is missing or holds
- * fewer members than need. */
-int plan_replicas(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, uint32_t need,
-                  const char *level, char *msg, size_t msz)
+static int healthy(const moor_ring_t *ring, uint32_t member, void *arg)
 {
+    (void)arg;
+    return moor_ring_member(ring, member)->status != MOOR_MEMBER_DOWN;
+}
+
+/* The key's owners, its replica set (the first n healthy members: owners
+ * up, fallbacks for owners down) and spares into pl (plan_t).  0, or the
+ * code with msg: MOOR_EUNAVAIL when there is no ring, or fewer members
+ * (or healthy ones) than need. */
+static int plan_members(moor_coord_t *c, const char *key, size_t klen, plan_t *pl, uint32_t need,
+                        const char *level, char *msg, size_t msz)
+{
+    uint32_t all[2 * MOOR_COORD_N_MAX], nall = 0, down[MOOR_COORD_N_MAX], ndown = 0, k = 0;
     uint64_t token;
     int rc;
 
@@ -240,33 +260,78 @@ int plan_replicas(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, uint
         snprintf(msg, msz, "this node has no ring yet");
         return MOOR_EUNAVAIL;
     }
-    if ((rc = moor_ring_key_token(pl->space, pl->slen, req->key, req->klen, &token)) ||
-        (rc = moor_ring_preference_list(c->ring, token, pl->n, pl->idx, &pl->count))) {
+    if ((rc = moor_ring_key_token(pl->space, pl->slen, key, klen, &token)) ||
+        (rc = moor_ring_preference_list(c->ring, token, pl->n, pl->owner, &pl->nowners)) ||
+        (rc = moor_ring_preference_list_filter(c->ring, token, 2 * pl->n, healthy, NULL, all,
+                                               &nall))) {
         snprintf(msg, msz, "%s", moor_diag_msg(rc));
         return rc;
     }
+    if (pl->nowners < need) {
+        snprintf(msg, msz, "the ring has %u members, %s=%u needs as many", pl->nowners, level,
+                 need);
+        return MOOR_EUNAVAIL;
+    }
+    for (uint32_t i = 0; i < pl->nowners; i++)
+        if (!healthy(c->ring, pl->owner[i], NULL))
+            down[ndown++] = pl->owner[i];
+    pl->count = nall < pl->n ? nall : pl->n;
+    pl->nhealthy = 0;
+    for (uint32_t i = 0; i < pl->count; i++) {
+        int owner = 0;
+        pl->idx[i] = all[i];
+        for (uint32_t j = 0; j < pl->nowners && !owner; j++)
+            owner = pl->owner[j] == all[i];
+        pl->nhealthy += owner;
+        /* Each member that is no owner stands in for the next down owner
+         * (there are as many of those as there are such members). */
+        pl->fb[i] = owner || k >= ndown ? -1 : (int32_t)down[k++];
+    }
+    pl->nspare = nall - pl->count;
+    memcpy(pl->spare, all + pl->count, pl->nspare * sizeof(uint32_t));
     if (pl->count < need) {
-        snprintf(msg, msz, "the ring has %u members, %s=%u needs as many", pl->count, level, need);
+        snprintf(msg, msz, "%u of the key's members are up (%u down), %s=%u needs %u", pl->count,
+                 ndown, level, need, need);
         return MOOR_EUNAVAIL;
     }
     return 0;
 }
 
-/* An op over the plan's replicas, keyed; NULL after answering done with
- * the failure. */
+int plan_replicas(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, uint32_t need,
+                  const char *level, char *msg, size_t msz)
+{
+    pl->sloppy = req->sloppy != MOOR_COORD_SLOPPY_OFF;
+    pl->receipt = req->receipt != 0;
+    return plan_members(c, req->key, req->klen, pl, need, level, msg, msz);
+}
+
+/* An op over the plan's replica set (slots 0..count-1, fallbacks tagged
+ * with their owner) and, for writes, its spares (unasked slots after);
+ * keyed; NULL after answering done with the failure. */
 op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moor_coord_req_t *req,
                    moor_coord_done_fn done, void *arg)
 {
-    op_t *op = op_new(c, kind, pl->count);
+    uint32_t nspare = kind == OP_WRITE ? pl->nspare : 0;
+    op_t *op = op_new(c, kind, pl->count + nspare);
 
     if (!op) {
         answer_fmt(done, arg, MOOR_ENOMEM, "no memory for a request");
         return NULL;
     }
     op->timeout_ms = pl->timeout_ms;
-    for (uint32_t i = 0; i < pl->count; i++) {
-        const moor_member_t *m = moor_ring_member(c->ring, pl->idx[i]);
+    op->n = op->used = pl->count;
+    op->sloppy = pl->sloppy;
+    op->receipt = pl->receipt;
+    for (uint32_t i = 0; i < pl->count + nspare; i++) {
+        uint32_t idx = i < pl->count ? pl->idx[i] : pl->spare[i - pl->count];
+        const moor_member_t *m = moor_ring_member(c->ring, idx);
         op_set_target(op, i, m->id, m->idlen);
+        op->slot[i].spare = i >= pl->count;
+        if (i < pl->count && pl->fb[i] >= 0) {
+            const moor_member_t *o = moor_ring_member(c->ring, (uint32_t)pl->fb[i]);
+            op->slot[i].fblen = o->idlen;
+            memcpy(op->slot[i].fb, o->id, o->idlen);
+        }
     }
     if (op_set_key(op, pl->space, pl->slen, req->key, req->klen)) {
         answer_fmt(done, arg, MOOR_ENOMEM, "no memory for a request");
@@ -277,18 +342,145 @@ op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moor_coord
     return op;
 }
 
-/* [space, key] or [space, key, record]: the params of _get / _put. */
-int pack_params(const op_t *op, const moor_buf_t *rec, moor_buf_t *out)
+/* {space, key} or {space, key, record[, fallback_for]}: the params of
+ * _get / _put. */
+int pack_params(const op_t *op, const moor_buf_t *rec, const char *fb, size_t fblen,
+                moor_buf_t *out)
 {
     msgpack_packer pk;
     int rc = 0;
 
     moor_mp_packer_init(&pk, out);
+    rc |= msgpack_pack_map(&pk, rec ? (fblen ? 4 : 3) : 2);
+    rc |= msgpack_pack_str_with_body(&pk, "space", 5);
     rc |= msgpack_pack_str_with_body(&pk, op->sk.data, op->slen);
+    rc |= msgpack_pack_str_with_body(&pk, "key", 3);
     rc |= msgpack_pack_bin_with_body(&pk, op->sk.data + op->slen, op->klen);
-    if (rec)
+    if (rec) {
+        rc |= msgpack_pack_str_with_body(&pk, "record", 6);
         rc |= msgpack_pack_bin_with_body(&pk, rec->data, rec->len);
+        if (fblen) {
+            rc |= msgpack_pack_str_with_body(&pk, "fallback_for", 12);
+            rc |= msgpack_pack_str_with_body(&pk, fb, fblen);
+        }
+    }
     return rc ? MOOR_ENOMEM : 0;
+}
+
+/* ---- receipts ----------------------------------------------------------------------- */
+
+int slot_receipt_status(int status)
+{
+    switch (status) {
+    case 0: return RS_OK;
+    case MOOR_ETIMEDOUT: return RS_TIMEOUT;
+    case MOOR_ECLOSED:
+    case MOOR_EAGAIN:
+    case MOOR_ENOTFOUND:
+    case -ECONNREFUSED:
+    case -ECONNRESET:
+    case -ECONNABORTED:
+    case -EHOSTUNREACH:
+    case -ENETUNREACH:
+    case -ENOTCONN:
+    case -EPIPE: return RS_DOWN;
+    default: return RS_ERROR;
+    }
+}
+
+static const char *receipt_name(int rs)
+{
+    static const char *names[] = {"timeout", "found", "notfound", "ok", "timeout", "down", "error"};
+
+    return names[rs >= 0 && rs <= RS_ERROR ? rs : RS_ERROR];
+}
+
+/* receipt = [{node, status, fallback_for?}, ...] over the slots asked;
+ * one still pending is "timeout". */
+static int pack_receipt(const op_t *op, msgpack_packer *pk)
+{
+    int rc = 0;
+
+    rc |= msgpack_pack_str_with_body(pk, "receipt", 7);
+    rc |= msgpack_pack_array(pk, op->used - 0);
+    for (uint32_t i = 0; i < op->used; i++) {
+        const slot_t *s = &op->slot[i];
+        const char *st = receipt_name(s->rs);
+        rc |= msgpack_pack_map(pk, s->fblen ? 3 : 2);
+        rc |= msgpack_pack_str_with_body(pk, "node", 4);
+        rc |= msgpack_pack_str_with_body(pk, s->id, s->idlen);
+        rc |= msgpack_pack_str_with_body(pk, "status", 6);
+        rc |= msgpack_pack_str_with_body(pk, st, strlen(st));
+        if (s->fblen) {
+            rc |= msgpack_pack_str_with_body(pk, "fallback_for", 12);
+            rc |= msgpack_pack_str_with_body(pk, s->fb, s->fblen);
+        }
+    }
+    return rc;
+}
+
+int pack_receipt_result(const op_t *op, const char *res, size_t rlen, moor_buf_t *out)
+{
+    const char *p = res, *end = res + rlen;
+    msgpack_packer pk;
+    uint32_t n;
+    int rc = 0;
+
+    moor_mp_packer_init(&pk, out);
+    if (moor_mp_read_map(&p, end, &n) == 0) {
+        rc |= msgpack_pack_map(&pk, n + 1);
+        rc |= moor_mp_pack_raw(out, p, (size_t)(end - p));
+    } else if (moor_mp_read_nil(&p, end) == 0) {
+        rc |= msgpack_pack_map(&pk, 2);
+        rc |= msgpack_pack_str_with_body(&pk, "values", 6);
+        rc |= msgpack_pack_array(&pk, 0);
+    } else {
+        rc |= msgpack_pack_map(&pk, 1); /* true (a del) */
+    }
+    rc |= pack_receipt(op, &pk);
+    return rc ? MOOR_ENOMEM : 0;
+}
+
+/* ---- where -------------------------------------------------------------------------- */
+
+int moor_coord_where(moor_coord_t *c, const char *space, size_t slen, const char *key, size_t klen,
+                     uint32_t n, moor_buf_t *out)
+{
+    plan_t pl;
+    msgpack_packer pk;
+    char msg[256];
+    uint32_t nfb = 0;
+    int rc = 0;
+
+    memset(&pl, 0, sizeof(pl));
+    pl.space = space ? space : "default";
+    pl.slen = space ? slen : 7;
+    pl.n = n ? n : DEFAULT_N;
+    if (pl.slen > MOOR_SPACE_MAX || pl.n > MOOR_COORD_N_MAX)
+        return moor_diag(MOOR_EINVAL, "where: space of %zu bytes, n=%u (at most %d, %d)", pl.slen,
+                         pl.n, MOOR_SPACE_MAX, MOOR_COORD_N_MAX);
+    if ((rc = plan_members(c, key, klen, &pl, 1, "n", msg, sizeof(msg))) && rc != MOOR_EUNAVAIL)
+        return moor_diag(rc, "where: %s", msg);
+    if (rc && !c->ring)
+        return moor_diag(rc, "where: %s", msg);
+    for (uint32_t i = 0; i < pl.count; i++)
+        nfb += pl.fb[i] >= 0;
+    moor_mp_packer_init(&pk, out);
+    rc = msgpack_pack_map(&pk, 2);
+    rc |= msgpack_pack_str_with_body(&pk, "replicas", 8);
+    rc |= msgpack_pack_array(&pk, pl.nowners);
+    for (uint32_t i = 0; i < pl.nowners; i++) {
+        const moor_member_t *m = moor_ring_member(c->ring, pl.owner[i]);
+        rc |= msgpack_pack_str_with_body(&pk, m->id, m->idlen);
+    }
+    rc |= msgpack_pack_str_with_body(&pk, "fallbacks", 9);
+    rc |= msgpack_pack_array(&pk, nfb);
+    for (uint32_t i = 0; i < pl.count; i++)
+        if (pl.fb[i] >= 0) {
+            const moor_member_t *m = moor_ring_member(c->ring, pl.idx[i]);
+            rc |= msgpack_pack_str_with_body(&pk, m->id, m->idlen);
+        }
+    return rc ? moor_diag(MOOR_ENOMEM, "where: no memory") : 0;
 }
 
 /* ---- deadline ----------------------------------------------------------------------- */
@@ -298,7 +490,11 @@ static void op_deadline(void *arg)
     op_t *op = arg;
 
     op->timer = 0; /* fired: its reference is ours to drop */
-    if (op->c && !op->answered) {
+    if (op->c && !op->answered && op->kind == OP_GET && op->ok >= op->need) {
+        get_answer_now(op); /* the replicas yet to answer may have it: too late */
+    } else if (op->c && !op->answered && op->kind == OP_WRITE && write_quorum_met(op)) {
+        write_answer_now(op); /* a receipt waited for the slow ones */
+    } else if (op->c && !op->answered) {
         if (op->ok + op->failed == 0) {
             op->c->st.timeouts++;
             op_fail(op, MOOR_ETIMEDOUT, "no replica answered within %u ms (0 of %u, %u needed)",
@@ -348,6 +544,8 @@ int moor_coord_new(const moor_coord_opts_t *o, moor_coord_t **out)
     c->resolve_ud = o->resolve_ud;
     c->check_key = o->check_key;
     c->check_ud = o->check_ud;
+    c->hint_put = o->hint_put;
+    c->hint_ud = o->hint_ud;
     c->vc_max_entries = o->vc_max_entries && o->vc_max_entries < MOOR_RECORD_VC_KEEP
                             ? o->vc_max_entries
                             : MOOR_RECORD_VC_KEEP;

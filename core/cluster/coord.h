@@ -94,6 +94,21 @@ typedef int (*moor_coord_resolve_fn)(void *ud, const char *space, size_t slen, c
 typedef int (*moor_coord_check_fn)(void *ud, const char *space, size_t slen, const char *key,
                                    size_t klen);
 
+/* Optional hint store: keeps rec (a record of space/key) for the member
+ * owner, which is down, until it can be handed back (hints.h; the node's
+ * moor_hints_add has this signature).  Queues the write; 0 and done
+ * follows once durable, or an error and no done.  When NULL this node
+ * refuses `_put`s with fallback_for (UNAVAILABLE), and coordinators do not
+ * count such a fallback. */
+typedef int (*moor_coord_hint_put_fn)(void *ud, const char *owner, size_t olen, const char *space,
+                                      size_t slen, const char *key, size_t klen, const char *rec,
+                                      size_t rlen, moor_store_done_fn done, void *arg);
+
+/* The node-to-node protocol this release speaks: `_auth {secret, proto}`
+ * carries it and is answered {proto = MOOR_PEER_PROTO}; README
+ * "Node-to-node protocol" has the forms of the methods. */
+#define MOOR_PEER_PROTO 1
+
 typedef struct moor_coord_opts {
     const char *node_id; /* this node's member id */
     size_t idlen;
@@ -104,6 +119,12 @@ typedef struct moor_coord_opts {
     void *resolve_ud;
     moor_coord_check_fn check_key; /* may be NULL: every space and key served */
     void *check_ud;
+    /* Stores a fallback's write as a hint for the owner (see
+     * moor_coord_hint_put_fn); may be NULL: fallback writes refused. */
+    int (*hint_put)(void *ud, const char *owner, size_t olen, const char *space, size_t slen,
+                    const char *key, size_t klen, const char *rec, size_t rlen,
+                    moor_store_done_fn done, void *arg);
+    void *hint_ud;
     uint32_t timeout_ms; /* default per request; 0 = 2000 */
     /* Pruning of the clocks this node writes (vclock.h moor_vclock_prune):
      * at most vc_max_entries (0 = MOOR_RECORD_VC_KEEP, also the cap), and
@@ -125,10 +146,24 @@ typedef struct moor_coord_req {
     size_t ctxlen;
     uint32_t n, r, w;    /* 0 = the space's default given by the caller */
     uint32_t timeout_ms; /* 0 = opts.timeout_ms */
+    /* Whether a fallback's ack counts toward W (sloppy quorum): 0 = the
+     * default (on), MOOR_COORD_SLOPPY_ON, MOOR_COORD_SLOPPY_OFF (only the
+     * key's owners count; fallbacks still get the write, as hints). */
+    int sloppy;
+    /* 1: the answer carries `receipt`, one entry per replica asked (then
+     * the answer waits for every replica asked, or the deadline). */
+    int receipt;
 } moor_coord_req_t;
+
+#define MOOR_COORD_SLOPPY_ON 1
+#define MOOR_COORD_SLOPPY_OFF (-1)
 
 typedef struct moor_coord_stats {
     uint64_t gets, puts, dels, quorum_failures, timeouts, read_repairs, resolved;
+    uint64_t fallback_writes; /* _put sent to a fallback (fallback_for an owner) */
+    uint64_t sloppy_writes;   /* writes acknowledged with a fallback's ack counted */
+    uint64_t notfound_waits;  /* gets that had R answers but fewer than R found, so waited */
+    uint64_t hints_taken;     /* _put with fallback_for this node stored as a hint */
 } moor_coord_stats_t;
 
 /* ===== API ===== */
@@ -159,6 +194,15 @@ void moor_coord_handle_peer(moor_coord_t *c, const char *method, size_t mlen, co
                             size_t plen, uint32_t nparams, moor_coord_done_fn done, void *arg);
 
 void moor_coord_stats(const moor_coord_t *c, moor_coord_stats_t *out);
+
+/* Where a key lives: appends {replicas = [ids], fallbacks = [ids]} to out
+ * -- the key's n owners in preference order (whatever their status), and
+ * the healthy members that stand in for the owners that are down (the
+ * ones sloppy quorum writes to, in the order they replace them).  n 0 =
+ * 3.  0, MOOR_EUNAVAIL (no ring), MOOR_EINVAL (space over 255 bytes, n
+ * over MOOR_COORD_N_MAX), MOOR_ENOMEM; with a diagnostic. */
+int moor_coord_where(moor_coord_t *c, const char *space, size_t slen, const char *key, size_t klen,
+                     uint32_t n, moor_buf_t *out);
 
 /* The hybrid logical clock: the last counter this node stamped, and a
  * floor every later counter must exceed (a restart sets the high-water

@@ -52,6 +52,12 @@
 #define write_background moor_coord_write_background
 #define write_call moor_coord_write_call
 #define get_finish moor_coord_get_finish
+#define get_answer_now moor_coord_get_answer_now
+#define write_quorum_met moor_coord_write_quorum_met
+#define write_answer_now moor_coord_write_answer_now
+#define pack_receipt_result moor_coord_pack_receipt_result
+#define slot_receipt_status moor_coord_slot_receipt_status
+#define op_remaining_ms moor_coord_op_remaining_ms
 #define nil_mp moor_coord_nil_mp
 #define true_mp moor_coord_true_mp
 
@@ -59,8 +65,10 @@
 #define DEFAULT_N 3
 #define FWD_TRIES 2 /* replicas a non-replica coordinator forwards a write to */
 
-enum op_kind { OP_GET, OP_WRITE, OP_PEER_PUT, OP_FORWARD };
+enum op_kind { OP_GET, OP_WRITE, OP_PEER_PUT, OP_PEER_HINT, OP_FORWARD };
 enum slot_state { SLOT_PENDING = 0, SLOT_OK, SLOT_MISSING, SLOT_FAILED };
+/* What a replica answered, for receipts. */
+enum receipt_status { RS_NONE = 0, RS_FOUND, RS_NOTFOUND, RS_OK, RS_TIMEOUT, RS_DOWN, RS_ERROR };
 
 typedef struct op op_t;
 
@@ -71,7 +79,11 @@ typedef struct slot {
     char id[MOOR_RING_ID_MAX]; /* the replica's member id */
     int self;                  /* 1: this node, reached through the store */
     int rstate;                /* blind write's read: a slot_state; set once */
-    moor_buf_t rec;            /* get, SLOT_OK: the replica's record */
+    int rs;                    /* its answer for the receipt: a receipt_status */
+    int spare;                 /* write: a spare not (yet) asked; not in the receipt */
+    uint8_t fblen;             /* a fallback: the owner it stands in for; 0: an owner */
+    char fb[MOOR_RING_ID_MAX];
+    moor_buf_t rec; /* get, SLOT_OK: the replica's record */
 } slot_t;
 
 struct op {
@@ -84,11 +96,22 @@ struct op {
     int finished;      /* get: read repair decided */
     moor_coord_done_fn done;
     void *arg;
-    uint32_t n;          /* replicas (slots) */
+    uint32_t n;          /* replicas asked at first (slots 0..n-1): the first n healthy */
+    uint32_t nslots;     /* slots: n, then spares a write may ask instead of a silent one */
+    uint32_t used;       /* slots asked (n <= used <= nslots) */
     uint32_t need;       /* r or w; 0 for background writes */
-    uint32_t ok, failed; /* replies counted, ok + failed <= n */
+    uint32_t ok, failed; /* get: replies (found or not) and failures; write: acks that
+                          * count toward W and positions that cannot give one */
+    uint32_t found;      /* get: replies with a record */
+    uint32_t replied;    /* slots that answered or failed (of used) */
+    uint32_t fb_acks;    /* write: fallback acks counted toward W */
+    int sloppy;          /* write: fallbacks' acks count */
+    int receipt;         /* answer with a receipt (waits for every slot or the deadline) */
+    int waited;          /* get: counted in notfound_waits */
+    uint64_t deadline;   /* clock time of the deadline (0: none) */
     uint32_t timeout_ms;
-    uint32_t tries;        /* forward: replicas tried (slots 0..tries-1) */
+    uint32_t tries;        /* forward: replicas tried */
+    uint32_t next_slot;    /* forward: the next slot to try */
     uint32_t timedout;     /* forward: attempts that timed out */
     char why[128];         /* forward: why the last attempt failed */
     slot_t *local;         /* coordinated write: this node's slot, which must ack */
@@ -118,6 +141,8 @@ struct moor_coord {
     void *resolve_ud;
     moor_coord_check_fn check_key; /* may be NULL: every space and key */
     void *check_ud;
+    moor_coord_hint_put_fn hint_put; /* may be NULL: fallback writes refused */
+    void *hint_ud;
     uint32_t vc_max_entries, vc_keep_min;
     uint64_t vc_max_age_ms;
     uint32_t timeout_ms;
@@ -130,13 +155,21 @@ struct moor_coord {
 
 extern const char nil_mp[2], true_mp[2]; /* MessagePack nil and true */
 
-/* A call's replicas and quorum, checked before anything is sent. */
+/* A call's replicas and quorum, checked before anything is sent.  The
+ * replica set is the first n healthy members clockwise (down ones
+ * skipped): the owners that are not down, and for each down owner, in
+ * order, the next healthy member, a fallback tagged with that owner. */
 typedef struct plan {
     const char *space;
     size_t slen;
-    uint32_t n, r, w, count;
-    uint32_t idx[MOOR_COORD_N_MAX]; /* the preference list: ring member indices */
+    uint32_t n, r, w;
+    uint32_t nowners, owner[MOOR_COORD_N_MAX]; /* the key's n owners, any status */
+    uint32_t count, idx[MOOR_COORD_N_MAX];     /* the replica set: ring member indices */
+    int32_t fb[MOOR_COORD_N_MAX]; /* per replica: -1 an owner, else the down owner's index */
+    uint32_t nhealthy;            /* owners in the set */
+    uint32_t nspare, spare[MOOR_COORD_N_MAX]; /* healthy members after the set */
     uint32_t timeout_ms;
+    int sloppy, receipt;
 } plan_t;
 
 /* ---- coord.c: operation lifetime ---- */
@@ -170,8 +203,18 @@ int plan_replicas(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, uint
  * done with the failure. */
 op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moor_coord_req_t *req,
                    moor_coord_done_fn done, void *arg);
-/* The params of _get (rec NULL) or _put. */
-int pack_params(const op_t *op, const moor_buf_t *rec, moor_buf_t *out);
+/* The params of _get {space, key} (rec NULL) or _put {space, key, record,
+ * fallback_for?} (fb NULL or fblen 0: none). */
+int pack_params(const op_t *op, const moor_buf_t *rec, const char *fb, size_t fblen,
+                moor_buf_t *out);
+/* The receipt status of a failed request's status code. */
+int slot_receipt_status(int status);
+/* res (the normal answer: a map, nil or true) with `receipt` added into
+ * out: a map gains the field, nil becomes {values = [], receipt}, true
+ * becomes {receipt}.  0 or MOOR_ENOMEM. */
+int pack_receipt_result(const op_t *op, const char *res, size_t rlen, moor_buf_t *out);
+/* Time left before op's deadline (at least 1), or its timeout_ms if none. */
+uint32_t op_remaining_ms(const op_t *op);
 
 /* ---- coord_hlc.c: versions ---- */
 
@@ -187,11 +230,17 @@ int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen);
 int record_same(const moor_record_t *m, const moor_record_t *x);
 /* Read repair decided; REQUIRES op->c. */
 void get_finish(op_t *op);
+/* Answers a get with what it has (R replies came). */
+void get_answer_now(op_t *op);
 
 /* ---- coord_write.c: writes ---- */
 
 /* A background write of rec to the chosen slots of from (all: pick NULL). */
 uint32_t write_background(op_t *from, const moor_buf_t *rec, const uint8_t *pick);
+/* 1 if a write has its W acks, its own among them. */
+int write_quorum_met(const op_t *op);
+/* Answers a write whose quorum is met (with its receipt if asked). */
+void write_answer_now(op_t *op);
 /* A client write (from_peer: a _coord a peer forwarded). */
 void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombstone, int from_peer,
                 moor_coord_done_fn done, void *arg);

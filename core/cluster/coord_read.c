@@ -102,14 +102,30 @@ out:
     return resolved;
 }
 
-static void get_answer(op_t *op)
+/* Answers res (the get's normal answer), with the receipt if asked. */
+static void get_reply(op_t *op, const char *res, size_t rlen)
+{
+    moor_buf_t out = MOOR_BUF_INIT;
+
+    if (!op->receipt) {
+        op_answer(op, 0, NULL, res, rlen);
+        return;
+    }
+    if (pack_receipt_result(op, res, rlen, &out))
+        op_fail(op, MOOR_ENOMEM, "no memory for a receipt");
+    else
+        op_answer(op, 0, NULL, out.data, out.len);
+    moor_buf_free(&out);
+}
+
+void get_answer_now(op_t *op)
 {
     moor_coord_t *c = op->c;
     moor_buf_t res = MOOR_BUF_INIT;
     uint32_t live = 0;
 
     if (op->rec.len == 0) {
-        op_answer(op, 0, NULL, nil_mp, 1);
+        get_reply(op, nil_mp, 1);
         return;
     }
     if (moor_record_decode(op->rec.data, op->rec.len, c->ra)) {
@@ -119,7 +135,7 @@ static void get_answer(op_t *op)
     for (uint32_t i = 0; i < c->ra->n; i++)
         live += !c->ra->sib[i].tombstone;
     if (live == 0) {
-        op_answer(op, 0, NULL, nil_mp, 1);
+        get_reply(op, nil_mp, 1);
         return;
     }
     if (!(live > 1 && c->resolve && get_resolve(op, &res))) {
@@ -129,11 +145,12 @@ static void get_answer(op_t *op)
             return;
         }
     }
-    op_answer(op, 0, NULL, res.data, res.len);
+    get_reply(op, res.data, res.len);
     moor_buf_free(&res);
 }
 
-/* Read repair: the final merge to every replica that answered with less. */
+/* Read repair: the final merge to every owner that answered with less
+ * (fallbacks hold hints, not the key's data: they are not repaired). */
 void get_finish(op_t *op)
 {
     moor_coord_t *c = op->c;
@@ -146,6 +163,8 @@ void get_finish(op_t *op)
         return;
     for (uint32_t i = 0; i < op->n; i++) {
         slot_t *s = &op->slot[i];
+        if (s->fblen)
+            continue;
         if (s->state == SLOT_MISSING)
             pick[i] = 1;
         else if (s->state == SLOT_OK)
@@ -157,34 +176,64 @@ void get_finish(op_t *op)
         c->st.read_repairs += write_background(op, &op->rec, pick);
 }
 
+/* R replies satisfy a get only with R of them found (notfound_ok =
+ * false): a replica that missed the key -- say it was down when it was
+ * written -- answers notfound, and while another replica may still have
+ * it the get waits, for found replies or for every replica asked.  With
+ * a receipt it always waits for every replica (or the deadline). */
 static void get_check(op_t *op)
 {
+    int all = op->ok + op->failed == op->n;
+
     if (!op->answered) {
-        if (op->ok >= op->need) {
-            get_answer(op);
+        if ((op->found >= op->need || (all && op->ok >= op->need)) && (!op->receipt || all)) {
+            get_answer_now(op);
         } else if (op->failed > op->n - op->need) {
             op->c->st.quorum_failures++;
             op_fail(op, MOOR_EQUORUM, "%u of %u replicas answered, %u needed", op->ok, op->n,
                     op->need);
+        } else if (op->ok >= op->need && op->found < op->need && !op->waited) {
+            op->waited = 1;
+            op->c->st.notfound_waits++;
         }
     }
-    if (op->c && !op->finished && op->ok + op->failed == op->n)
+    if (op->c && !op->finished && all)
         get_finish(op);
 }
 
-/* A replica's answer: SLOT_OK with its record, SLOT_MISSING or SLOT_FAILED. */
-static void get_slot_done(op_t *op, slot_t *s, int state, const char *rec, size_t rlen)
+/* 1 if the encoded record holds a live (not deleted) value. */
+static int record_live(moor_coord_t *c, const char *rec, size_t rlen)
+{
+    if (moor_record_decode(rec, rlen, c->rb))
+        return 0;
+    for (uint32_t i = 0; i < c->rb->n; i++)
+        if (!c->rb->sib[i].tombstone)
+            return 1;
+    return 0;
+}
+
+/* A replica's answer: SLOT_OK with its record, SLOT_MISSING or SLOT_FAILED
+ * (status: why, for the receipt). */
+static void get_slot_done(op_t *op, slot_t *s, int state, const char *rec, size_t rlen, int status)
 {
     if (!op->c || s->state != SLOT_PENDING)
         return;
     if (state == SLOT_OK &&
-        (moor_buf_append(&s->rec, rec, rlen) || merge_into(op->c, &op->rec, rec, rlen)))
+        (moor_buf_append(&s->rec, rec, rlen) || merge_into(op->c, &op->rec, rec, rlen))) {
         state = SLOT_FAILED;
+        status = MOOR_ECORRUPT;
+    }
     s->state = state;
+    s->rs = state == SLOT_FAILED            ? slot_receipt_status(status)
+            : state == SLOT_MISSING         ? RS_NOTFOUND
+            : record_live(op->c, rec, rlen) ? RS_FOUND
+                                            : RS_NOTFOUND;
+    op->replied++;
     if (state == SLOT_FAILED)
         op->failed++;
     else
         op->ok++;
+    op->found += state == SLOT_OK;
     get_check(op);
 }
 
@@ -200,7 +249,9 @@ static void get_peer_reply(void *arg, int status, const char *res, size_t rlen)
         state = SLOT_MISSING;
     else if (status == 0 && moor_mp_read_bin(&p, end, &rec, &n) == 0 && p == end)
         state = SLOT_OK;
-    get_slot_done(op, s, state, state == SLOT_OK ? rec : NULL, state == SLOT_OK ? n : 0);
+    else if (status == 0)
+        status = MOOR_EPROTO;
+    get_slot_done(op, s, state, state == SLOT_OK ? rec : NULL, state == SLOT_OK ? n : 0, status);
     op_unref(op);
 }
 
@@ -212,9 +263,9 @@ static void get_local(op_t *op, slot_t *s)
     int rc = c->store.get(c->store.ud, op->ekey.data, op->ekey.len, &cur);
 
     if (rc == MOOR_ENOTFOUND)
-        get_slot_done(op, s, SLOT_MISSING, NULL, 0);
+        get_slot_done(op, s, SLOT_MISSING, NULL, 0, 0);
     else
-        get_slot_done(op, s, rc ? SLOT_FAILED : SLOT_OK, cur.data, cur.len);
+        get_slot_done(op, s, rc ? SLOT_FAILED : SLOT_OK, cur.data, cur.len, rc);
     moor_buf_free(&cur);
 }
 
@@ -237,7 +288,7 @@ void moor_coord_get(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
     if (!(op = op_from_plan(c, OP_GET, &pl, req, done, arg)))
         return;
     op->need = pl.r;
-    prc = pack_params(op, NULL, &params);
+    prc = pack_params(op, NULL, NULL, 0, &params);
     op_start_timer(op);
     /* Our own replica first: it answers at once, so a failure count
      * includes it (peers that are known down fail at once too). */
@@ -251,11 +302,11 @@ void moor_coord_get(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
             continue;
         op->refs++;
         if (rc == 0)
-            rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 2,
+            rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 1,
                                op->timeout_ms, get_peer_reply, s);
         if (rc) {
             op->refs--;
-            get_slot_done(op, s, SLOT_FAILED, NULL, 0);
+            get_slot_done(op, s, SLOT_FAILED, NULL, 0, rc);
         }
     }
     moor_buf_free(&params);

@@ -41,18 +41,99 @@ out:
 
 /* ---- replica side ------------------------------------------------------------------- */
 
-/* space and key, the first two params; 0, or -1 with the reason in *why. */
-/* Reads the space and key of a peer request and asks the node whether it
- * serves them (opts.check_key: a declared space, a key within limits).
- * 0, or -1 with *why saying what is wrong. */
-static int read_space_key(moor_coord_t *c, const char **p, const char *end, const char **space,
-                          uint32_t *slen, const char **key, uint32_t *klen, const char **why)
+/* The one map param of a peer request: the span of each known field's
+ * value (v NULL: absent).  Unknown fields are skipped, so a later release
+ * may add some during a rolling upgrade; a known field given twice is
+ * refused. */
+typedef struct field {
+    const char *name;
+    const char *v, *end;
+} field_t;
+
+/* Reads params (nparams, plen bytes) as one map into f[0..n-1].  NULL, or
+ * what is wrong. */
+static const char *read_fields(const char *params, size_t plen, uint32_t nparams, field_t *f,
+                               size_t n)
 {
-    if (moor_mp_read_strbin(p, end, space, slen) || *slen > MOOR_SPACE_MAX) {
+    const char *p = params, *end = params + plen;
+    uint32_t count;
+
+    if (nparams != 1)
+        return "expected one map param";
+    if (moor_mp_read_map(&p, end, &count))
+        return "the param must be a map";
+    while (count--) {
+        const char *k, *v;
+        uint32_t klen;
+        size_t i;
+        if (moor_mp_read_str(&p, end, &k, &klen))
+            return "the map's keys must be str";
+        v = p;
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return "a value is not MessagePack";
+        for (i = 0; i < n; i++)
+            if (strlen(f[i].name) == klen && memcmp(f[i].name, k, klen) == 0)
+                break;
+        if (i == n)
+            continue;
+        if (f[i].v)
+            return "a field given twice";
+        f[i].v = v;
+        f[i].end = p;
+    }
+    return p == end ? NULL : "bytes after the map";
+}
+
+/* 1 if the field is absent or nil. */
+static int field_nil(const field_t *f)
+{
+    const char *p = f->v;
+
+    return !f->v || (moor_mp_read_nil(&p, f->end) == 0 && p == f->end);
+}
+
+/* The field as one str or bin (whole value); 0, or -1. */
+static int field_strbin(const field_t *f, const char **s, uint32_t *len)
+{
+    const char *p = f->v;
+
+    return f->v && moor_mp_read_strbin(&p, f->end, s, len) == 0 && p == f->end ? 0 : -1;
+}
+
+static int field_uint(const field_t *f, uint64_t *u)
+{
+    const char *p = f->v;
+
+    return f->v && moor_mp_read_uint(&p, f->end, u) == 0 && p == f->end ? 0 : -1;
+}
+
+/* A bool field: absent or nil gives dflt; 0, or -1 for another type. */
+static int field_bool(const field_t *f, int dflt, int *b)
+{
+    const char *p = f->v;
+    int v;
+
+    if (field_nil(f)) {
+        *b = dflt;
+        return 0;
+    }
+    if (moor_mp_read_bool(&p, f->end, &v) || p != f->end)
+        return -1;
+    *b = v;
+    return 0;
+}
+
+/* The space and key fields (f[0], f[1]), and whether the node serves them
+ * (opts.check_key: a declared space, a key within limits).  0, or -1 with
+ * *why saying what is wrong. */
+static int read_space_key(moor_coord_t *c, const field_t *f, const char **space, uint32_t *slen,
+                          const char **key, uint32_t *klen, const char **why)
+{
+    if (field_strbin(&f[0], space, slen) || *slen > MOOR_SPACE_MAX) {
         *why = "space must be a str of at most 255 bytes";
         return -1;
     }
-    if (moor_mp_read_strbin(p, end, key, klen)) {
+    if (field_strbin(&f[1], key, klen)) {
         *why = "key must be a str or bin";
         return -1;
     }
@@ -77,21 +158,21 @@ static int peer_record_check(moor_coord_t *c, const moor_record_t *r)
     return r->n ? 0 : moor_diag(MOOR_EINVAL, "record: no siblings");
 }
 
+/* _get {space, key} -> nil or bin(record) */
 static void peer_get(moor_coord_t *c, const char *params, size_t plen, uint32_t nparams,
                      moor_coord_done_fn done, void *arg)
 {
-    const char *p = params, *end = params + plen, *space, *key, *why = NULL;
+    field_t f[] = {{"space", NULL, NULL}, {"key", NULL, NULL}};
+    const char *space, *key, *why;
     uint32_t slen, klen;
     moor_buf_t ekey = MOOR_BUF_INIT, cur = MOOR_BUF_INIT, res = MOOR_BUF_INIT;
     msgpack_packer pk;
     int rc;
 
-    if (nparams != 2)
-        why = "expected 2 params";
-    else if (read_space_key(c, &p, end, &space, &slen, &key, &klen, &why) == 0 && p != end)
-        why = "bytes after the params";
+    if (!(why = read_fields(params, plen, nparams, f, 2)))
+        read_space_key(c, f, &space, &slen, &key, &klen, &why);
     if (why) {
-        answer_fmt(done, arg, MOOR_EINVAL, "_get(space, key): %s", why);
+        answer_fmt(done, arg, MOOR_EINVAL, "_get {space, key}: %s", why);
         return;
     }
     if ((rc = moor_record_key(space, slen, key, klen, &ekey)))
@@ -126,47 +207,70 @@ static void peer_put_done(void *arg, int status)
         if (status == 0)
             op_answer(op, 0, NULL, true_mp, 1);
         else
-            op_fail(op, status, "local write: %s", moor_diag_msg(status));
+            op_fail(op, status, "%s write: %s", op->kind == OP_PEER_HINT ? "hint" : "local",
+                    moor_diag_msg(status));
     }
     op_unref(op);
 }
 
+/* _put {space, key, record, fallback_for?} -> true once durable.  With
+ * fallback_for (the owner this node stands in for) the record is stored
+ * as a hint for that owner through opts.hint_put, never in this node's
+ * data; a node without hint_put refuses it. */
 static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t nparams,
                      moor_coord_done_fn done, void *arg)
 {
-    const char *p = params, *end = params + plen, *space, *key, *rec, *why = NULL;
-    uint32_t slen, klen, rlen;
+    field_t f[] = {{"space", NULL, NULL},
+                   {"key", NULL, NULL},
+                   {"record", NULL, NULL},
+                   {"fallback_for", NULL, NULL}};
+    const char *space, *key, *rec, *owner = NULL, *why;
+    uint32_t slen, klen, rlen, olen = 0;
     op_t *op;
     int rc;
 
-    if (nparams != 3)
-        why = "expected 3 params";
-    else if (read_space_key(c, &p, end, &space, &slen, &key, &klen, &why) == 0 &&
-             moor_mp_read_bin(&p, end, &rec, &rlen))
-        why = "record must be a bin";
-    else if (!why && p != end)
-        why = "bytes after the params";
+    if (!(why = read_fields(params, plen, nparams, f, 4)) &&
+        read_space_key(c, f, &space, &slen, &key, &klen, &why) == 0) {
+        const char *p = f[2].v;
+        if (!f[2].v || moor_mp_read_bin(&p, f[2].end, &rec, &rlen) || p != f[2].end)
+            why = "record must be a bin";
+        else if (!field_nil(&f[3]) &&
+                 (field_strbin(&f[3], &owner, &olen) || olen == 0 || olen > MOOR_RING_ID_MAX))
+            why = "fallback_for must be a member id (str of 1..64 bytes)";
+    }
     if (why) {
-        answer_fmt(done, arg, MOOR_EINVAL, "_put(space, key, record): %s", why);
+        answer_fmt(done, arg, MOOR_EINVAL, "_put {space, key, record, fallback_for}: %s", why);
         return;
     }
     if (moor_record_decode(rec, rlen, c->rb) || peer_record_check(c, c->rb)) {
         answer_fmt(done, arg, MOOR_EINVAL, "_put: %s", moor_diag_last()->msg);
         return;
     }
-    if (!(op = op_new(c, OP_PEER_PUT, 0))) {
+    if (owner && !c->hint_put) {
+        answer_fmt(done, arg, MOOR_EUNAVAIL,
+                   "_put: node '%.*s' keeps no hints: it cannot stand in for '%.*s'", (int)c->idlen,
+                   c->id, (int)olen, owner);
+        return;
+    }
+    if (!(op = op_new(c, owner ? OP_PEER_HINT : OP_PEER_PUT, 0))) {
         answer_fmt(done, arg, MOOR_ENOMEM, "no memory for a write");
         return;
     }
     op_set_done(op, done, arg);
     if ((rc = op_set_key(op, space, slen, key, klen)) == 0) {
         op->refs++;
-        rc = local_merge(c, op->ekey.data, op->ekey.len, rec, rlen, peer_put_done, op);
+        if (owner) {
+            c->st.hints_taken++;
+            rc = c->hint_put(c->hint_ud, owner, olen, space, slen, key, klen, rec, rlen,
+                             peer_put_done, op);
+        } else {
+            rc = local_merge(c, op->ekey.data, op->ekey.len, rec, rlen, peer_put_done, op);
+        }
         if (rc)
             op->refs--;
     }
     if (rc)
-        op_fail(op, rc, "local write: %s", moor_diag_msg(rc));
+        op_fail(op, rc, "%s write: %s", owner ? "hint" : "local", moor_diag_msg(rc));
     op_unref(op);
 }
 
@@ -174,41 +278,49 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
 #define STR(x) STR_(x)
 #define N_MAX_STR STR(MOOR_COORD_N_MAX)
 
-/* The params of _coord(op, space, key, value|nil, ctx|nil, n, w,
- * timeout_ms) into req (borrowing from params) and *tombstone; NULL, or
- * what is wrong. */
+/* The params of _coord {op, space, key, value?, ctx?, n, w, timeout_ms,
+ * sloppy?, receipt?} into req (borrowing from params) and *tombstone;
+ * NULL, or what is wrong. */
 static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen, uint32_t nparams,
                                moor_coord_req_t *req, int *tombstone)
 {
-    const char *p = params, *end = params + plen, *opn, *v, *vend, *q, *why = NULL;
+    field_t f[] = {{"space", NULL, NULL},  {"key", NULL, NULL},        {"op", NULL, NULL},
+                   {"value", NULL, NULL},  {"ctx", NULL, NULL},        {"n", NULL, NULL},
+                   {"w", NULL, NULL},      {"timeout_ms", NULL, NULL}, {"sloppy", NULL, NULL},
+                   {"receipt", NULL, NULL}};
+    const char *opn, *why, *p;
     uint32_t olen, slen, klen, clen = 0;
     uint64_t n, w, tmo;
+    int sloppy, receipt;
 
-    if (nparams != 8)
-        return "expected 8 params";
-    if (moor_mp_read_str(&p, end, &opn, &olen) || olen != 3 ||
+    if ((why = read_fields(params, plen, nparams, f, 10)))
+        return why;
+    if (field_strbin(&f[2], &opn, &olen) || olen != 3 ||
         (memcmp(opn, "put", 3) != 0 && memcmp(opn, "del", 3) != 0))
         return "op must be \"put\" or \"del\"";
     *tombstone = opn[0] == 'd';
-    if (read_space_key(c, &p, end, &req->space, &slen, &req->key, &klen, &why))
+    if (read_space_key(c, f, &req->space, &slen, &req->key, &klen, &why))
         return why;
-    v = q = p;
-    if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) || !moor_record_value_ok(v, (size_t)(p - v)))
+    if (*tombstone) {
+        if (!field_nil(&f[3]))
+            return "del takes no value";
+    } else if (!f[3].v || !moor_record_value_ok(f[3].v, (size_t)(f[3].end - f[3].v))) {
         return "value must be one MessagePack object nested at most 61 deep";
-    vend = p;
-    if (*tombstone && (moor_mp_read_nil(&q, vend) || q != vend))
-        return "del takes a nil value";
-    if (moor_mp_read_nil(&p, end) && moor_mp_read_bin(&p, end, &req->ctx, &clen))
+    }
+    p = f[4].v;
+    if (!field_nil(&f[4]) && (moor_mp_read_bin(&p, f[4].end, &req->ctx, &clen) || p != f[4].end))
         return "ctx must be a bin or nil";
-    if (moor_mp_read_uint(&p, end, &n) || moor_mp_read_uint(&p, end, &w) ||
-        moor_mp_read_uint(&p, end, &tmo) || n > MOOR_COORD_N_MAX || w > n || tmo > UINT32_MAX)
+    if (field_uint(&f[5], &n) || field_uint(&f[6], &w) || field_uint(&f[7], &tmo) ||
+        n > MOOR_COORD_N_MAX || w > n || tmo > UINT32_MAX)
         return "n, w, timeout_ms must be unsigned, w <= n <= " N_MAX_STR;
-    if (p != end)
-        return "bytes after the params";
+    if (field_bool(&f[8], 1, &sloppy) || field_bool(&f[9], 0, &receipt))
+        return "sloppy and receipt must be bools";
     req->slen = slen, req->klen = klen, req->ctxlen = clen;
-    req->value = *tombstone ? NULL : v;
-    req->vlen = *tombstone ? 0 : (size_t)(vend - v);
+    req->value = *tombstone ? NULL : f[3].v;
+    req->vlen = *tombstone ? 0 : (size_t)(f[3].end - f[3].v);
     req->n = (uint32_t)n, req->w = (uint32_t)w, req->timeout_ms = (uint32_t)tmo;
+    req->sloppy = sloppy ? MOOR_COORD_SLOPPY_ON : MOOR_COORD_SLOPPY_OFF;
+    req->receipt = receipt;
     return NULL;
 }
 
@@ -224,7 +336,8 @@ static void peer_coord(moor_coord_t *c, const char *params, size_t plen, uint32_
     memset(&req, 0, sizeof(req));
     if ((why = parse_coord(c, params, plen, nparams, &req, &tombstone))) {
         answer_fmt(done, arg, MOOR_EINVAL,
-                   "_coord(op, space, key, value, ctx, n, w, timeout_ms): %s", why);
+                   "_coord {op, space, key, value, ctx, n, w, timeout_ms, sloppy, receipt}: %s",
+                   why);
         return;
     }
     write_call(c, &req, tombstone, 1, done, arg);

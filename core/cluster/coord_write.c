@@ -51,6 +51,29 @@ out:
 
 /* ---- writes ------------------------------------------------------------------------- */
 
+int write_quorum_met(const op_t *op)
+{
+    return op->ok >= op->need && (!op->local || op->local->state == SLOT_OK);
+}
+
+void write_answer_now(op_t *op)
+{
+    moor_buf_t res = MOOR_BUF_INIT;
+
+    op_stop_timer(op);
+    if (op->fb_acks)
+        op->c->st.sloppy_writes++;
+    if (!op->receipt) {
+        op_answer(op, 0, NULL, op->result.data, op->result.len);
+        return;
+    }
+    if (pack_receipt_result(op, op->result.data, op->result.len, &res))
+        op_fail(op, MOOR_ENOMEM, "no memory for a receipt");
+    else
+        op_answer(op, 0, NULL, res.data, res.len);
+    moor_buf_free(&res);
+}
+
 static void write_check(op_t *op)
 {
     if (op->answered)
@@ -62,28 +85,100 @@ static void write_check(op_t *op)
                 "%u of %u replicas acknowledged, %u needed, and the "
                 "coordinating replica's own write failed",
                 op->ok, op->n, op->need);
-    } else if (op->ok >= op->need && (!op->local || op->local->state == SLOT_OK)) {
-        op_stop_timer(op);
-        op_answer(op, 0, NULL, op->result.data, op->result.len);
+    } else if (write_quorum_met(op)) {
+        /* With a receipt: every replica asked answers first (or the
+         * deadline comes), so the receipt says what each did. */
+        if (!op->receipt || op->replied == op->used)
+            write_answer_now(op);
     } else if (op->failed > op->n - op->need && !(op->local && op->local->state == SLOT_PENDING)) {
         /* Out of reach -- but wait for our own write, so the count says
          * whether the value was stored here. */
         op->c->st.quorum_failures++;
         op_stop_timer(op);
-        op_fail(op, MOOR_EQUORUM, "%u of %u replicas acknowledged, %u needed", op->ok, op->n,
-                op->need);
+        op_fail(op, MOOR_EQUORUM, "%u of %u replicas acknowledged, %u needed%s", op->ok, op->n,
+                op->need,
+                op->sloppy ? ""
+                           : " (sloppy = false: acks of fallbacks for down owners "
+                             "do not count)");
     }
 }
 
-static void write_slot_done(op_t *op, slot_t *s, int ok)
+static void write_peer_reply(void *arg, int status, const char *res, size_t rlen);
+static void write_slot_done(op_t *op, slot_t *s, int status);
+static void write_local_done_fn(void *arg, int status);
+
+/* Sends op->rec to slot s: the local store, `_put` to an owner, or `_put`
+ * with fallback_for to a fallback.  0, or the error (no reply follows). */
+static int write_to(op_t *op, slot_t *s, uint32_t timeout_ms)
+{
+    moor_coord_t *c = op->c;
+    moor_buf_t params = MOOR_BUF_INIT;
+    int rc;
+
+    if (s->self && !s->fblen)
+        return local_merge(c, op->ekey.data, op->ekey.len, op->rec.data, op->rec.len,
+                           write_local_done_fn, s);
+    if (s->fblen)
+        c->st.fallback_writes++;
+    if (s->self) /* this node stands in for a down owner: a hint */
+        rc = c->hint_put ? c->hint_put(c->hint_ud, s->fb, s->fblen, op->sk.data, op->slen,
+                                       op->sk.data + op->slen, op->klen, op->rec.data, op->rec.len,
+                                       write_local_done_fn, s)
+                         : moor_diag(MOOR_EUNAVAIL, "this node keeps no hints");
+    else if ((rc = pack_params(op, &op->rec, s->fb, s->fblen, &params)) == 0)
+        rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_put", params.data, params.len, 1,
+                           timeout_ms, write_peer_reply, s);
+    if (rc == MOOR_ETOOLARGE)
+        moor_log_warn("a record of %zu bytes in space '%.*s' is over the frame limit: not "
+                      "replicated to '%.*s'",
+                      op->rec.len, (int)op->slen, op->sk.data, (int)s->idlen, s->id);
+    moor_buf_free(&params);
+    return rc;
+}
+
+/* The owner (or fallback) of slot s did not answer in time or could not
+ * be reached: the next spare healthy member gets the write instead, as a
+ * fallback for the same owner, while the deadline is ahead.  1 if one was
+ * asked (the position is not lost yet), else 0. */
+static int write_substitute(op_t *op, slot_t *s, int status)
+{
+    moor_coord_t *c = op->c;
+
+    if (!op->c || op->kind != OP_WRITE || !op->deadline || s->spare ||
+        slot_receipt_status(status) == RS_ERROR || c->clock.now_ms(c->clock.ud) >= op->deadline)
+        return 0;
+    while (op->used < op->nslots) {
+        slot_t *f = &op->slot[op->used++];
+        int rc;
+        f->spare = 0;
+        f->fblen = s->fblen ? s->fblen : s->idlen;
+        memcpy(f->fb, s->fblen ? s->fb : s->id, f->fblen);
+        op->refs++;
+        if ((rc = write_to(op, f, op_remaining_ms(op))) == 0)
+            return 1;
+        op->refs--;
+        op->replied++;
+        f->state = SLOT_FAILED;
+        f->rs = slot_receipt_status(rc);
+    }
+    return 0;
+}
+
+/* A slot's answer: status 0 (acknowledged) or the failure.  An owner's
+ * ack counts toward W; a fallback's when the write is sloppy. */
+static void write_slot_done(op_t *op, slot_t *s, int status)
 {
     if (!op->c || s->state != SLOT_PENDING)
         return;
-    s->state = ok ? SLOT_OK : SLOT_FAILED;
-    if (ok)
+    s->state = status ? SLOT_FAILED : SLOT_OK;
+    s->rs = slot_receipt_status(status);
+    op->replied++;
+    if (status == 0 && (!s->fblen || op->sloppy)) {
         op->ok++;
-    else
-        op->failed++;
+        op->fb_acks += s->fblen != 0;
+    } else if (status == 0 || !write_substitute(op, s, status)) {
+        op->failed++; /* this position can no longer give a counted ack */
+    }
     write_check(op);
 }
 
@@ -92,54 +187,47 @@ static void write_peer_reply(void *arg, int status, const char *res, size_t rlen
     slot_t *s = arg;
     op_t *op = s->op;
 
-    write_slot_done(op, s, status == 0 && rlen == 1 && (unsigned char)res[0] == 0xc3);
+    if (status == 0 && !(rlen == 1 && (unsigned char)res[0] == 0xc3))
+        status = MOOR_EPROTO;
+    write_slot_done(op, s, status);
     op_unref(op);
 }
 
-static void write_local_done(void *arg, int status)
+static void write_local_done_fn(void *arg, int status)
 {
     slot_t *s = arg;
     op_t *op = s->op;
 
-    write_slot_done(op, s, status == 0);
+    write_slot_done(op, s, status);
     op_unref(op);
 }
 
 /* Sends op->rec to every slot, then waits (done set; the caller started
- * the deadline) or lets the replies drain (background).  Drops the start
+ * the deadline) or lets the replies drain (background).  An owner asked
+ * while spares could stand in for it gets half the time left, so a
+ * fallback can still take the write if it stays silent.  Drops the start
  * guard. */
 static void write_send(op_t *op)
 {
-    moor_coord_t *c = op->c;
-    moor_buf_t params = MOOR_BUF_INIT;
-    int prc = pack_params(op, &op->rec, &params);
+    uint32_t left = op_remaining_ms(op);
 
     for (uint32_t i = 0; i < op->n && op->c; i++) {
         slot_t *s = &op->slot[i];
-        int rc = prc;
+        uint32_t tmo =
+            op->sloppy && op->used < op->nslots && !s->fblen && left > 1 ? left / 2 : left;
+        int rc;
         op->refs++;
-        if (s->self)
-            rc = local_merge(c, op->ekey.data, op->ekey.len, op->rec.data, op->rec.len,
-                             write_local_done, s);
-        else if (rc == 0)
-            rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_put", params.data, params.len, 3,
-                               op->timeout_ms, write_peer_reply, s);
-        if (rc == MOOR_ETOOLARGE)
-            moor_log_warn("a record of %zu bytes in space '%.*s' is over the frame limit: not "
-                          "replicated to '%.*s'",
-                          op->rec.len, (int)op->slen, op->sk.data, (int)s->idlen, s->id);
-        if (rc) {
+        if ((rc = write_to(op, s, tmo))) {
             op->refs--;
-            write_slot_done(op, s, 0);
+            write_slot_done(op, s, rc);
         }
     }
-    moor_buf_free(&params);
     op_unref(op);
 }
 
 /* A background write of rec to the replicas named by slots[i] for each
- * chosen i (all when pick is NULL), answered to nobody.  Returns how many
- * replicas it went to. */
+ * chosen i (all when pick is NULL), answered to nobody; fallbacks get it
+ * as hints for their owners.  Returns how many replicas it went to. */
 uint32_t write_background(op_t *from, const moor_buf_t *rec, const uint8_t *pick)
 {
     moor_coord_t *c = from->c;
@@ -152,8 +240,12 @@ uint32_t write_background(op_t *from, const moor_buf_t *rec, const uint8_t *pick
         return 0;
     op->timeout_ms = from->timeout_ms;
     for (uint32_t i = 0; i < from->n; i++)
-        if (!pick || pick[i])
+        if (!pick || pick[i]) {
+            slot_t *s = &op->slot[j];
             op_set_target(op, j++, from->slot[i].id, from->slot[i].idlen);
+            s->fblen = from->slot[i].fblen;
+            memcpy(s->fb, from->slot[i].fb, s->fblen);
+        }
     if (op_set_key(op, from->sk.data, from->slen, from->sk.data + from->slen, from->klen) ||
         moor_buf_append(&op->rec, rec->data, rec->len)) {
         op_unref(op);
@@ -176,12 +268,13 @@ static int pack_ctx_result(moor_buf_t *out, const moor_buf_t *ctx)
     return rc ? MOOR_ENOMEM : 0;
 }
 
-/* 1 if this node is one of the plan's replicas. */
+/* 1 if this node is one of the key's owners that are up (a fallback
+ * never coordinates for an owner). */
 static int plan_has_self(const moor_coord_t *c, const plan_t *pl)
 {
     for (uint32_t i = 0; i < pl->count; i++) {
         const moor_member_t *m = moor_ring_member(c->ring, pl->idx[i]);
-        if (m->idlen == c->idlen && memcmp(m->id, c->id, c->idlen) == 0)
+        if (pl->fb[i] < 0 && m->idlen == c->idlen && memcmp(m->id, c->id, c->idlen) == 0)
             return 1;
     }
     return 0;
@@ -312,7 +405,7 @@ static void blind_read(op_t *op, uint32_t r, const char *value, size_t vlen, int
         return;
     }
     op->reading = 1;
-    prc = pack_params(op, NULL, &params);
+    prc = pack_params(op, NULL, NULL, 0, &params);
     op->rtimer = c->clock.timer_start(c->clock.ud, rms, blind_read_timeout, op);
     if (op->rtimer)
         op->refs++;
@@ -323,7 +416,7 @@ static void blind_read(op_t *op, uint32_t r, const char *value, size_t vlen, int
             continue;
         op->refs++;
         if (rc == 0)
-            rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 2, rms,
+            rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 1, rms,
                                blind_read_reply, s);
         if (rc) {
             op->refs--;
@@ -371,6 +464,11 @@ void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombstone, int
         if (from_peer)
             answer_fmt(done, arg, MOOR_EUNAVAIL, "node '%.*s' is not a replica of this key here",
                        (int)c->idlen, c->id);
+        else if (pl.nhealthy == 0)
+            answer_fmt(done, arg, MOOR_EUNAVAIL,
+                       "every owner of the key is down (%u of them); a fallback never "
+                       "coordinates for an owner",
+                       pl.nowners);
         else
             forward_call(c, &pl, req, tombstone, done, arg);
         return;
@@ -437,11 +535,14 @@ static void forward_next(op_t *op)
 {
     moor_coord_t *c = op->c;
 
-    while (op->tries < FWD_TRIES && op->tries < op->n) {
-        slot_t *s = &op->slot[op->tries++];
+    while (op->tries < FWD_TRIES && op->next_slot < op->n) {
+        slot_t *s = &op->slot[op->next_slot++];
         int rc;
+        if (s->fblen) /* only an owner that is up coordinates */
+            continue;
+        op->tries++;
         op->refs++;
-        rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_coord", op->rec.data, op->rec.len, 8,
+        rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_coord", op->rec.data, op->rec.len, 1,
                            op->timeout_ms, forward_reply, s);
         if (rc == 0)
             return;
@@ -486,25 +587,39 @@ static void forward_reply(void *arg, int status, const char *res, size_t rlen)
     op_unref(op);
 }
 
-/* _coord(op, space, key, value|nil, ctx|nil, n, w, timeout_ms) */
+/* _coord {op, space, key, value (put), ctx?, n, w, timeout_ms, sloppy,
+ * receipt} */
 static int pack_forward(op_t *op, const plan_t *pl, const moor_coord_req_t *req, int tombstone,
                         uint32_t remote_ms)
 {
     msgpack_packer pk;
     moor_buf_t *out = &op->rec;
+    int has_ctx = req->ctx && req->ctxlen;
     int rc = 0;
 
     moor_mp_packer_init(&pk, out);
+    rc |= msgpack_pack_map(&pk, 8 + !tombstone + has_ctx);
+    rc |= msgpack_pack_str_with_body(&pk, "op", 2);
     rc |= msgpack_pack_str_with_body(&pk, tombstone ? "del" : "put", 3);
+    rc |= msgpack_pack_str_with_body(&pk, "space", 5);
     rc |= msgpack_pack_str_with_body(&pk, op->sk.data, op->slen);
+    rc |= msgpack_pack_str_with_body(&pk, "key", 3);
     rc |= msgpack_pack_bin_with_body(&pk, op->sk.data + op->slen, op->klen);
-    rc |= tombstone ? msgpack_pack_nil(&pk) : moor_mp_pack_raw(out, req->value, req->vlen);
-    if (req->ctx && req->ctxlen)
+    if (!tombstone) {
+        rc |= msgpack_pack_str_with_body(&pk, "value", 5);
+        rc |= moor_mp_pack_raw(out, req->value, req->vlen);
+    }
+    if (has_ctx) {
+        rc |= msgpack_pack_str_with_body(&pk, "ctx", 3);
         rc |= msgpack_pack_bin_with_body(&pk, req->ctx, req->ctxlen);
-    else
-        rc |= msgpack_pack_nil(&pk);
-    rc |= msgpack_pack_uint32(&pk, pl->n) | msgpack_pack_uint32(&pk, pl->w);
-    rc |= msgpack_pack_uint32(&pk, remote_ms);
+    }
+    rc |= msgpack_pack_str_with_body(&pk, "n", 1) | msgpack_pack_uint32(&pk, pl->n);
+    rc |= msgpack_pack_str_with_body(&pk, "w", 1) | msgpack_pack_uint32(&pk, pl->w);
+    rc |= msgpack_pack_str_with_body(&pk, "timeout_ms", 10) | msgpack_pack_uint32(&pk, remote_ms);
+    rc |= msgpack_pack_str_with_body(&pk, "sloppy", 6);
+    rc |= pl->sloppy ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    rc |= msgpack_pack_str_with_body(&pk, "receipt", 7);
+    rc |= pl->receipt ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     return rc ? MOOR_ENOMEM : 0;
 }
 

@@ -39,6 +39,7 @@
 
 #include "util/mp.h"
 #include "net/rpc.h"
+#include "cluster/coord.h"
 #include "util/err.h"
 #include "util/limits.h"
 #include "util/log.h"
@@ -506,8 +507,30 @@ static void conn_auth_answer(peer_conn_t *c, const moor_rpc_answer_t *a)
     char why[512];
 
     c->auth_pending = 0;
-    if (!a->is_error)
+    if (!a->is_error) {
+        const char *p = a->result, *end = a->result + a->rlen, *k;
+        uint32_t n, klen;
+        uint64_t proto = 0;
+        if (moor_mp_read_map(&p, end, &n) == 0)
+            while (n--) {
+                if (moor_mp_read_str(&p, end, &k, &klen))
+                    break;
+                if (klen == 5 && memcmp(k, "proto", 5) == 0) {
+                    if (moor_mp_read_uint(&p, end, &proto))
+                        break;
+                } else if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)) {
+                    break;
+                }
+            }
+        if (proto == MOOR_PEER_PROTO)
+            return;
+        snprintf(why, sizeof(why),
+                 "answered _auth without {proto = %d} (proto %llu): it speaks another "
+                 "node-to-node protocol",
+                 MOOR_PEER_PROTO, (unsigned long long)proto);
+        conn_connect_failed(c, MOOR_EVERSION, why);
         return;
+    }
     snprintf(why, sizeof(why), "refused our cluster secret: %.*s: %.*s", (int)a->clen, a->code,
              (int)(a->mlen > 400 ? 400 : a->mlen), a->msg);
     conn_connect_failed(c, moor_peer_err_code(a->code, a->clen), why);
@@ -644,7 +667,7 @@ static void connect_cb(uv_connect_t *cr, int status)
     conn_mark_dirty(c);
 }
 
-/* Encodes _auth(secret) as the connection's first request. */
+/* Encodes _auth {secret, proto} as the connection's first request. */
 static int conn_encode_auth(peer_conn_t *c)
 {
     moor_peer_pool_t *p = c->pool;
@@ -653,8 +676,9 @@ static int conn_encode_auth(peer_conn_t *c)
     int rc;
 
     moor_mp_packer_init(&pk, &params);
-    if (msgpack_pack_str(&pk, p->secret_len) ||
-        msgpack_pack_str_body(&pk, p->secret, p->secret_len)) {
+    if (msgpack_pack_map(&pk, 2) || msgpack_pack_str_with_body(&pk, "secret", 6) ||
+        msgpack_pack_str_with_body(&pk, p->secret, p->secret_len) ||
+        msgpack_pack_str_with_body(&pk, "proto", 5) || msgpack_pack_uint32(&pk, MOOR_PEER_PROTO)) {
         moor_buf_free(&params);
         return moor_diag(MOOR_ENOMEM, "peer: out of memory");
     }

@@ -661,8 +661,45 @@ static int token_equal(const char *want, const char *got, size_t glen)
     return diff == 0;
 }
 
-/* auth(token) grants client rights (MOOR_NODE_AUTH_CLIENT); _auth(secret)
- * the peer rights (MOOR_NODE_AUTH_PEER) `_` methods need. */
+/* _auth {secret = str, proto = uint}: the peer's secret and the
+ * node-to-node protocol it speaks.  0 with *tok, *tlen and *proto set
+ * (proto 0 when absent), or MOOR_EINVAL with a diagnostic. */
+static int read_peer_auth(const char *p, const char *end, uint32_t np, const char **tok,
+                          uint32_t *tlen, uint64_t *proto)
+{
+    uint32_t n;
+
+    *tok = NULL;
+    *proto = 0;
+    if (np != 1 || moor_mp_read_map(&p, end, &n))
+        return moor_diag(MOOR_EINVAL,
+                         "_auth takes one map {secret = str, proto = %d} (a "
+                         "node of an older release sends a bare secret)",
+                         MOOR_PEER_PROTO);
+    while (n--) {
+        const char *k;
+        uint32_t klen;
+        if (moor_mp_read_str(&p, end, &k, &klen))
+            return moor_diag(MOOR_EINVAL, "_auth: the map's keys must be str");
+        if (klen == 6 && memcmp(k, "secret", 6) == 0) {
+            if (moor_mp_read_strbin(&p, end, tok, tlen))
+                return moor_diag(MOOR_EINVAL, "_auth: secret must be a str");
+        } else if (klen == 5 && memcmp(k, "proto", 5) == 0) {
+            if (moor_mp_read_uint(&p, end, proto))
+                return moor_diag(MOOR_EINVAL, "_auth: proto must be an unsigned integer");
+        } else if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)) {
+            return moor_diag(MOOR_EINVAL, "_auth: malformed map");
+        }
+    }
+    if (!*tok)
+        return moor_diag(MOOR_EINVAL, "_auth: no secret");
+    return 0;
+}
+
+/* auth(token) grants client rights (MOOR_NODE_AUTH_CLIENT); _auth {secret,
+ * proto} the peer rights (MOOR_NODE_AUTH_PEER) `_` methods need, answered
+ * {proto = MOOR_PEER_PROTO}; a proto this node does not speak is refused
+ * (UNSUPPORTED_VERSION) before the secret is looked at. */
 static void do_auth(moor_node_t *n, int peer, const char *p, const char *end, uint32_t np,
                     int *authed, moor_node_done_fn done, void *ud)
 {
@@ -670,9 +707,25 @@ static void do_auth(moor_node_t *n, int peer, const char *p, const char *end, ui
     int bit = peer ? MOOR_NODE_AUTH_PEER : MOOR_NODE_AUTH_CLIENT;
     const char *tok;
     uint32_t tlen;
+    uint64_t proto = 0;
+    char msg[160];
+    int rc;
 
-    if (np != 1 || moor_mp_read_strbin(&p, end, &tok, &tlen)) {
-        fail(n, done, ud, MOOR_EINVAL, peer ? "_auth takes one secret" : "auth takes one token");
+    if (peer) {
+        if ((rc = read_peer_auth(p, end, np, &tok, &tlen, &proto))) {
+            fail(n, done, ud, rc, moor_diag_msg(rc));
+            return;
+        }
+        if (proto != MOOR_PEER_PROTO) {
+            *authed &= ~bit;
+            snprintf(msg, sizeof(msg),
+                     "this node speaks node-to-node protocol %d, the peer asked for %llu",
+                     MOOR_PEER_PROTO, (unsigned long long)proto);
+            fail(n, done, ud, MOOR_EVERSION, msg);
+            return;
+        }
+    } else if (np != 1 || moor_mp_read_strbin(&p, end, &tok, &tlen)) {
+        fail(n, done, ud, MOOR_EINVAL, "auth takes one token");
         return;
     }
     if (want[0] && !token_equal(want, tok, tlen)) {
@@ -681,6 +734,16 @@ static void do_auth(moor_node_t *n, int peer, const char *p, const char *end, ui
         return;
     }
     *authed |= bit;
+    if (peer) {
+        moor_buf_reset(&n->out);
+        msgpack_packer pk;
+        moor_mp_packer_init(&pk, &n->out);
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "proto", 5);
+        msgpack_pack_uint32(&pk, MOOR_PEER_PROTO);
+        done(ud, NULL, NULL, n->out.data, n->out.len);
+        return;
+    }
     done(ud, NULL, NULL, "\xc3", 1);
 }
 
@@ -700,7 +763,7 @@ static void do_peer(moor_node_t *n, const char *method, size_t mlen, const char 
         return;
     }
     if (!(authed & MOOR_NODE_AUTH_PEER)) {
-        fail(n, done, ud, MOOR_ENOAUTH, "node-to-node methods need _auth(cluster_secret)");
+        fail(n, done, ud, MOOR_ENOAUTH, "node-to-node methods need _auth {secret, proto}");
         return;
     }
     if (!(c = malloc(sizeof(*c)))) {

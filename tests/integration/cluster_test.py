@@ -263,9 +263,9 @@ class ClusterTest(unittest.TestCase):
         self.c.wait_converged()
         self.c.wait_ready()     # from here on every r=all read must succeed at once
         peer = self.connect(self.n3)
-        self.assertEqual(peer.call("_auth", SECRET)[0], None)
+        self.assertEqual(peer.call("_auth", {"secret": SECRET, "proto": 1})[0], None)
         for k in keys:          # n3 missed every write: nothing there before the reads
-            self.assertEqual(peer.call("_get", "default", k), (None, None), k)
+            self.assertEqual(peer.call("_get", {"space": "default", "key": k}), (None, None), k)
         for i, k in enumerate(keys):
             err, res = c1.call("get", k, {"r": "all", "timeout_ms": 5000})
             self.assertIsNone(err, "get %s r=all: %r" % (k, err))
@@ -274,7 +274,7 @@ class ClusterTest(unittest.TestCase):
         def missing_on_n3():
             missing = []
             for i, k in enumerate(keys):
-                err, rec = peer.call("_get", "default", k)
+                err, rec = peer.call("_get", {"space": "default", "key": k})
                 self.assertIsNone(err, "_get %s on n3: %r" % (k, err))
                 if rec is None:
                     missing.append(k)
@@ -295,24 +295,24 @@ class ClusterTest(unittest.TestCase):
     def test_g_peer_methods_gated(self):
         c = self.connect(self.n1)
         self.assertIsNone(c.call("put", "g-key", "v")[0])
-        err, _ = c.call("_get", "default", "g-key")
+        err, _ = c.call("_get", {"space": "default", "key": "g-key"})
         self.assertIsNotNone(err, "a client called _get without the secret")
         self.assertIn(err[0], ("NOAUTH", "UNKNOWN_METHOD"), err)
-        err, _ = c.call("_put", "default", "g-key", b"\x92\x90\x90")
+        err, _ = c.call("_put", {"space": "default", "key": "g-key", "record": b"\x92\x90\x90"})
         self.assertIsNotNone(err, "a client called _put without the secret")
         self.assertIn(err[0], ("NOAUTH", "UNKNOWN_METHOD"), err)
         try:
-            err, _ = c.call("_auth", "wrong-" + SECRET)
+            err, _ = c.call("_auth", {"secret": "wrong-" + SECRET, "proto": 1})
             self.assertIsNotNone(err, "_auth accepted a wrong secret")
         except (ConnectionError, ConnectionResetError):
             c = self.connect(self.n1)      # refusing by closing the connection is a failure too
-        err, _ = c.call("_get", "default", "g-key")
+        err, _ = c.call("_get", {"space": "default", "key": "g-key"})
         self.assertIsNotNone(err, "_get allowed after a failed _auth")
         self.assertIn(err[0], ("NOAUTH", "UNKNOWN_METHOD"), err)
         self.assertEqual(c.call("get", "g-key")[1]["values"], ["v"])  # still a client
         peer = self.connect(self.n1)
-        self.assertEqual(peer.call("_auth", SECRET)[0], None)
-        err, rec = peer.call("_get", "default", "g-key")
+        self.assertEqual(peer.call("_auth", {"secret": SECRET, "proto": 1})[0], None)
+        err, rec = peer.call("_get", {"space": "default", "key": "g-key"})
         self.assertIsNone(err, err)
         self.assertEqual(msgpack.unpackb(rec, raw=False)[1][0][0], "v")
 
@@ -349,7 +349,7 @@ class ClusterTest(unittest.TestCase):
         c = self.connect(self.n1)
         self.assertIsNone(c.call("put", "j-key", "kept")[0])
         peer = self.connect(self.n1)
-        self.assertIsNone(peer.call("_auth", SECRET)[0])
+        self.assertIsNone(peer.call("_auth", {"secret": SECRET, "proto": 1})[0])
         now = int(time.time() * 1000)
         rec = lambda clock, sibs: msgpack.packb([clock, sibs], use_bin_type=True)
         good = [[[b"n9", now * 1000, now]], [["forged", now, False]]]
@@ -362,13 +362,15 @@ class ClusterTest(unittest.TestCase):
             (("default", "j" * 70000, rec(*good)), "key"),
         ]
         for params, why in cases:
-            err, _ = peer.call("_put", *params)
+            space, key, record = params
+            err, _ = peer.call("_put", {"space": space, "key": key, "record": record})
             self.assertIsNotNone(err, "accepted _put%r" % (params[:2],))
             self.assertEqual(err[0], "BAD_REQUEST", err)
             self.assertIn(why, err[1])
-        err, _ = peer.call("_get", "nope", "j-key")
+        err, _ = peer.call("_get", {"space": "nope", "key": "j-key"})
         self.assertEqual(err[0], "BAD_REQUEST", err)
-        err, _ = peer.call("_coord", "put", "nope", "j-key", "x", None, 3, 2, 1000)
+        err, _ = peer.call("_coord", {"op": "put", "space": "nope", "key": "j-key", "value": "x",
+                                      "n": 3, "w": 2, "timeout_ms": 1000})
         self.assertEqual(err[0], "BAD_REQUEST", err)
         err, got = c.call("get", "j-key", {"r": "all"})
         self.assertIsNone(err, err)

@@ -195,7 +195,7 @@ def tearDownModule():
 def read_record(peer, key):
     """The record node `peer` (an _auth'ed connection) holds for key in the
     default space: None or (clock, [(value, ts, tombstone), ...])."""
-    err, rec = peer.call("_get", "default", key)
+    err, rec = peer.call("_get", {"space": "default", "key": key})
     if err is not None:
         raise AssertionError("_get %s answered %r" % (key, err))
     if rec is None:
@@ -233,7 +233,7 @@ class PartitionTest(unittest.TestCase):
     def peer(self, node):
         """A connection to node that passed _auth: it may call _get."""
         c = self.connect(node)
-        err, _ = c.call("_auth", SECRET)
+        err, _ = c.call("_auth", {"secret": SECRET, "proto": 1})
         self.assertIsNone(err, "_auth on %s: %r" % (node.id, err))
         return c
 

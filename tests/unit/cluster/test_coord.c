@@ -56,8 +56,11 @@ typedef struct node {
     int drop;      /* requests to this node are lost */
     int fail_puts; /* store.put refuses */
     uint64_t store_puts;
-    int resolves;     /* resolver calls */
-    int resolve_mode; /* 1: max value, 0: keep siblings, -1: fail */
+    int hints;          /* hint_put calls */
+    char hint_owner[8]; /* the owner of the last hint */
+    int no_hints;       /* hint_put is NULL (set before node_start) */
+    int resolves;       /* resolver calls */
+    int resolve_mode;   /* 1: max value, 0: keep siblings, -1: fail */
 } node_t;
 
 typedef struct tmr {
@@ -191,6 +194,32 @@ static int st_put(void *ud, const char *key, size_t klen, const char *rec, size_
     assert_int_equal(moor_buf_append(&kv->rec, rec, rlen), 0);
     n->store_puts++;
     e = ev_new(EV_STORE_DONE); /* visible now, durable later */
+    e->done = done;
+    e->arg = arg;
+    ev_push(n->w, e);
+    return 0;
+}
+
+/* hints: kept apart from the store (a fallback never stores the owner's
+ * data as its own); durable later, like the store */
+static int hint_put(void *ud, const char *owner, size_t olen, const char *space, size_t slen,
+                    const char *key, size_t klen, const char *rec, size_t rlen,
+                    moor_store_done_fn done, void *arg)
+{
+    node_t *n = ud;
+    moor_record_t *r = malloc(sizeof(*r));
+    ev_t *e;
+
+    assert_non_null(r);
+    assert_int_equal(moor_record_decode(rec, rlen, r), 0);
+    free(r);
+    assert_true(olen < sizeof(n->hint_owner) && slen == 7 && klen > 0);
+    assert_memory_equal(space, "default", 7);
+    (void)key;
+    memcpy(n->hint_owner, owner, olen);
+    n->hint_owner[olen] = 0;
+    n->hints++;
+    e = ev_new(EV_STORE_DONE);
     e->done = done;
     e->arg = arg;
     ev_push(n->w, e);
@@ -380,6 +409,8 @@ static void node_start(world_t *w, int i, int with_resolver)
     o.resolve = with_resolver ? resolve_max : NULL;
     o.resolve_ud = n;
     o.check_key = check_key;
+    o.hint_put = n->no_hints ? NULL : hint_put;
+    o.hint_ud = n;
     o.timeout_ms = TIMEOUT_MS;
     o.vc_max_entries = w->vc_max_entries;
     o.vc_keep_min = w->vc_keep_min;
@@ -1333,6 +1364,60 @@ static void test_unavailable(void **state)
     world_free(w);
 }
 
+/* The one map param of _get {space, key} (rec NULL), _put {space, key,
+ * record[, fallback_for]} (rec_str: the record as a str), into p. */
+static void pk_kv(moor_buf_t *p, const char *space, const char *key, size_t klen,
+                  const moor_buf_t *rec, int rec_str, const char *fb)
+{
+    msgpack_packer pk;
+
+    p->len = 0;
+    moor_mp_packer_init(&pk, p);
+    msgpack_pack_map(&pk, rec ? (fb ? 4 : 3) : 2);
+    msgpack_pack_str_with_body(&pk, "space", 5);
+    msgpack_pack_str_with_body(&pk, space, strlen(space));
+    msgpack_pack_str_with_body(&pk, "key", 3);
+    msgpack_pack_bin_with_body(&pk, key, klen);
+    if (rec) {
+        msgpack_pack_str_with_body(&pk, "record", 6);
+        if (rec_str)
+            msgpack_pack_str_with_body(&pk, rec->data, rec->len);
+        else
+            msgpack_pack_bin_with_body(&pk, rec->data, rec->len);
+        if (fb) {
+            msgpack_pack_str_with_body(&pk, "fallback_for", 12);
+            msgpack_pack_str_with_body(&pk, fb, strlen(fb));
+        }
+    }
+}
+
+/* _coord {op, space, key, value (fixint v, < 0: none), n=3, w=2,
+ * timeout_ms=500, extra} where extra is nfields more pairs appended raw. */
+static void pk_coord(moor_buf_t *p, const char *opn, const char *key, size_t klen, int v,
+                     const char *extra, size_t elen, uint32_t nextra)
+{
+    msgpack_packer pk;
+
+    p->len = 0;
+    moor_mp_packer_init(&pk, p);
+    msgpack_pack_map(&pk, 6 + (v >= 0) + nextra);
+    msgpack_pack_str_with_body(&pk, "op", 2);
+    msgpack_pack_str_with_body(&pk, opn, strlen(opn));
+    msgpack_pack_str_with_body(&pk, "space", 5);
+    msgpack_pack_str_with_body(&pk, "default", 7);
+    msgpack_pack_str_with_body(&pk, "key", 3);
+    msgpack_pack_bin_with_body(&pk, key, klen);
+    if (v >= 0) {
+        msgpack_pack_str_with_body(&pk, "value", 5);
+        msgpack_pack_int(&pk, v);
+    }
+    msgpack_pack_str_with_body(&pk, "n", 1), msgpack_pack_uint32(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "w", 1), msgpack_pack_uint32(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "timeout_ms", 10), msgpack_pack_uint32(&pk, 500);
+    if (elen)
+        assert_int_equal(moor_buf_append(p, extra, elen), 0);
+}
+
 /* Calls handle_peer on b with hand-made params. */
 static void peer_call(world_t *w, const char *method, const char *params, size_t plen,
                       uint32_t nparams, ans_t *a)
@@ -1349,24 +1434,43 @@ static void test_peer_requests(void **state)
     ans_t a = {0};
 
     (void)state;
-    moor_mp_packer_init(&pk, &p);
-    msgpack_pack_str_with_body(&pk, "default", 7);
-    msgpack_pack_bin_with_body(&pk, "k", 1);
-    peer_call(w, "_get", p.data, p.len, 2, &a); /* missing: nil */
+    pk_kv(&p, "default", "k", 1, NULL, 0, NULL);
+    peer_call(w, "_get", p.data, p.len, 1, &a); /* missing: nil */
     expect_ok(&a);
     assert_int_equal((unsigned char)a.res.data[0], 0xc0);
     ans_reset(&a);
-    peer_call(w, "_get", p.data, p.len, 1, &a);
-    expect_err(&a, "BAD_REQUEST", "2 params");
+    peer_call(w, "_get", p.data, p.len, 2, &a);
+    expect_err(&a, "BAD_REQUEST", "one map param");
     ans_reset(&a);
-    peer_call(w, "_get", "\x01\x02", 2, 2, &a);
+    peer_call(w, "_get", "\x92\xa1s\xa1k", 5, 1, &a); /* the old positional form */
+    expect_err(&a, "BAD_REQUEST", "must be a map");
+    ans_reset(&a);
+    peer_call(w, "_get", "\x81\xa5space\x01", 8, 1, &a);
     expect_err(&a, "BAD_REQUEST", "space");
     ans_reset(&a);
-    peer_call(w, "_get", "\xa1s\x07", 3, 2, &a);
+    peer_call(w, "_get", "\x81\xa5space\xa1s", 9, 1, &a);
     expect_err(&a, "BAD_REQUEST", "key");
     ans_reset(&a);
-    peer_call(w, "_get", NULL, 0, 2, &a);
-    expect_err(&a, "BAD_REQUEST", "space");
+    peer_call(w, "_get", NULL, 0, 1, &a);
+    expect_err(&a, "BAD_REQUEST", "map");
+    ans_reset(&a); /* a field given twice */
+    peer_call(w, "_get", "\x83\xa5space\xa1s\xa3key\xa1k\xa3key\xa1j", 21, 1, &a);
+    expect_err(&a, "BAD_REQUEST", "twice");
+    ans_reset(&a); /* unknown fields are skipped (a later release's) */
+    {
+        moor_buf_t q = MOOR_BUF_INIT;
+        msgpack_packer qk;
+        moor_mp_packer_init(&qk, &q);
+        msgpack_pack_map(&qk, 3);
+        msgpack_pack_str_with_body(&qk, "later", 5);
+        msgpack_pack_array(&qk, 2), msgpack_pack_int(&qk, 1), msgpack_pack_nil(&qk);
+        msgpack_pack_str_with_body(&qk, "key", 3), msgpack_pack_str_with_body(&qk, "k", 1);
+        msgpack_pack_str_with_body(&qk, "space", 5);
+        msgpack_pack_str_with_body(&qk, "default", 7);
+        peer_call(w, "_get", q.data, q.len, 1, &a);
+        expect_ok(&a);
+        moor_buf_free(&q);
+    }
 
     /* a valid _put, answered true once the store says durable */
     moor_record_t *r = rec_scratch();
@@ -1375,16 +1479,16 @@ static void test_peer_requests(void **state)
     r->n = 1;
     r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0};
     assert_int_equal(moor_record_encode(r, &rec), 0);
-    size_t sk = p.len;
-    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     ans_reset(&a);
-    peer_call(w, "_put", p.data, p.len, 3, &a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
     assert_int_equal(a.called, 0);
     pump(w);
     expect_ok(&a);
     assert_int_equal((unsigned char)a.res.data[0], 0xc3);
     ans_reset(&a);
-    peer_call(w, "_get", p.data, sk, 2, &a); /* read back: bin(record) */
+    pk_kv(&p, "default", "k", 1, NULL, 0, NULL);
+    peer_call(w, "_get", p.data, p.len, 1, &a); /* read back: bin(record) */
     expect_ok(&a);
     const char *q = a.res.data, *body;
     uint32_t blen;
@@ -1393,35 +1497,50 @@ static void test_peer_requests(void **state)
     assert_memory_equal(body, rec.data, rec.len);
 
     ans_reset(&a);
-    peer_call(w, "_put", p.data, p.len, 2, &a);
-    expect_err(&a, "BAD_REQUEST", "3 params");
-    ans_reset(&a);
-    peer_call(w, "_put", p.data, sk, 3, &a); /* the record missing */
-    expect_err(&a, "BAD_REQUEST", "record must be a bin");
-    p.len = sk; /* a record that does not decode */
-    msgpack_pack_bin_with_body(&pk, "\x92\x90", 2);
-    ans_reset(&a);
+    pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     peer_call(w, "_put", p.data, p.len, 3, &a);
+    expect_err(&a, "BAD_REQUEST", "one map param");
+    ans_reset(&a);
+    pk_kv(&p, "default", "k", 1, NULL, 0, NULL); /* the record missing */
+    peer_call(w, "_put", p.data, p.len, 1, &a);
+    expect_err(&a, "BAD_REQUEST", "record must be a bin");
+    moor_buf_t bad = MOOR_BUF_INIT; /* a record that does not decode */
+    assert_int_equal(moor_buf_append(&bad, "\x92\x90", 2), 0);
+    pk_kv(&p, "default", "k", 1, &bad, 0, NULL);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
     expect_err(&a, "BAD_REQUEST", "record");
-    p.len = sk; /* the record as a str */
-    msgpack_pack_str_with_body(&pk, rec.data, rec.len);
+    moor_buf_free(&bad);
+    pk_kv(&p, "default", "k", 1, &rec, 1, NULL); /* the record as a str */
     ans_reset(&a);
-    peer_call(w, "_put", p.data, p.len, 3, &a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
     expect_err(&a, "BAD_REQUEST", "record must be a bin");
-    p.len = sk; /* trailing bytes */
-    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    pk_kv(&p, "default", "k", 1, &rec, 0, NULL); /* trailing bytes */
+    moor_mp_packer_init(&pk, &p);
     msgpack_pack_nil(&pk);
     ans_reset(&a);
-    peer_call(w, "_put", p.data, p.len, 3, &a);
-    expect_err(&a, "BAD_REQUEST", "after the params");
+    peer_call(w, "_put", p.data, p.len, 1, &a);
+    expect_err(&a, "BAD_REQUEST", "after the map");
     ans_reset(&a);
-    peer_call(w, "_nope", p.data, p.len, 3, &a);
+    peer_call(w, "_nope", p.data, p.len, 1, &a);
     expect_err(&a, "UNKNOWN_METHOD", "_nope");
-    w->nodes[1].fail_puts = 1; /* the store refuses: the error, not a hang */
-    p.len = sk;
-    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    /* fallback_for: kept as a hint for that owner, not in b's data */
+    pk_kv(&p, "default", "h", 1, &rec, 0, "a");
     ans_reset(&a);
-    peer_call(w, "_put", p.data, p.len, 3, &a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
+    pump(w);
+    expect_ok(&a);
+    assert_int_equal(w->nodes[1].hints, 1);
+    assert_int_equal(w->nodes[1].hint_owner[0], 'a');
+    assert_false(stored(w, 1, "h", r));
+    pk_kv(&p, "default", "h", 1, &rec, 0, ""); /* an empty owner */
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
+    expect_err(&a, "BAD_REQUEST", "fallback_for");
+    w->nodes[1].fail_puts = 1; /* the store refuses: the error, not a hang */
+    pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
+    ans_reset(&a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
     expect_err(&a, "IO_ERROR", "refuses");
     moor_buf_free(&p), moor_buf_free(&rec);
     ans_reset(&a);
@@ -1479,7 +1598,6 @@ static void test_clock_bounds(void **state)
     world_t *w = world_new(0);
     moor_record_t *r = rec_scratch();
     moor_buf_t ctx = MOOR_BUF_INIT, p = MOOR_BUF_INIT, rec = MOOR_BUF_INIT;
-    msgpack_packer pk;
     uint64_t now_us = w->now * 1000, day_us = MOOR_VC_MAX_AHEAD_MS * 1000;
     ans_t a = {0};
 
@@ -1533,60 +1651,45 @@ static void test_clock_bounds(void **state)
     expect_ok(&a);
 
     /* the replica side checks what a peer sends, whoever it is */
-    moor_mp_packer_init(&pk, &p);
-    msgpack_pack_str_with_body(&pk, "default", 7);
-    msgpack_pack_bin_with_body(&pk, "k", 1);
-    size_t sk = p.len;
     assert_int_equal(moor_record_encode(r, &rec), 0); /* counter 2^63 */
-    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     ans_reset(&a);
-    peer_call(w, "_put", p.data, p.len, 3, &a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
     expect_err(&a, "BAD_REQUEST", "more than a day ahead");
     r->vc.e[0].counter = 5; /* the time far ahead */
     r->vc.e[0].ts = w->now + 2 * MOOR_VC_MAX_AHEAD_MS;
-    rec.len = 0, p.len = sk;
+    rec.len = 0;
     assert_int_equal(moor_record_encode(r, &rec), 0);
-    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     ans_reset(&a);
-    peer_call(w, "_put", p.data, p.len, 3, &a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
     expect_err(&a, "BAD_REQUEST", "time of node 'b'");
     r->vc.e[0].ts = w->now; /* no siblings */
     r->n = 0;
-    rec.len = 0, p.len = sk;
+    rec.len = 0;
     assert_int_equal(moor_record_encode(r, &rec), 0);
-    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     ans_reset(&a);
-    peer_call(w, "_put", p.data, p.len, 3, &a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
     expect_err(&a, "BAD_REQUEST", "no siblings");
     assert_false(stored(w, 1, "k", r));
     /* an undeclared space, an oversized key: _put, _get and _coord */
     r->n = 1;
     rec.len = 0;
     assert_int_equal(moor_record_encode(r, &rec), 0);
-    p.len = 0;
-    msgpack_pack_str_with_body(&pk, "nope", 4);
-    msgpack_pack_bin_with_body(&pk, "k", 1);
-    sk = p.len;
-    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
+    pk_kv(&p, "nope", "k", 1, &rec, 0, NULL);
     ans_reset(&a);
-    peer_call(w, "_put", p.data, p.len, 3, &a);
+    peer_call(w, "_put", p.data, p.len, 1, &a);
     expect_err(&a, "BAD_REQUEST", "unknown space 'nope'");
+    pk_kv(&p, "nope", "k", 1, NULL, 0, NULL);
     ans_reset(&a);
-    peer_call(w, "_get", p.data, sk, 2, &a);
+    peer_call(w, "_get", p.data, p.len, 1, &a);
     expect_err(&a, "BAD_REQUEST", "unknown space 'nope'");
     char big[101];
     memset(big, 'k', sizeof(big));
-    p.len = 0;
-    msgpack_pack_str_with_body(&pk, "put", 3);
-    msgpack_pack_str_with_body(&pk, "default", 7);
-    msgpack_pack_bin_with_body(&pk, big, sizeof(big));
-    msgpack_pack_int(&pk, 1);
-    msgpack_pack_nil(&pk);
-    msgpack_pack_uint32(&pk, 3);
-    msgpack_pack_uint32(&pk, 2);
-    msgpack_pack_uint32(&pk, 500);
+    pk_coord(&p, "put", big, sizeof(big), 1, NULL, 0, 0);
     ans_reset(&a);
-    peer_call(w, "_coord", p.data, p.len, 8, &a);
+    peer_call(w, "_coord", p.data, p.len, 1, &a);
     expect_err(&a, "BAD_REQUEST", "key of 101 bytes");
     /* a record stored before clocks were bounded stays readable through
      * any node (its read repair onto other nodes is refused by their
@@ -1612,40 +1715,49 @@ static void test_peer_coord(void **state)
 {
     world_t *w = world_new(0);
     moor_buf_t p = MOOR_BUF_INIT;
-    msgpack_packer pk;
     ans_t a = {0};
 
     (void)state;
-    moor_mp_packer_init(&pk, &p);
-    msgpack_pack_str_with_body(&pk, "put", 3);
-    msgpack_pack_str_with_body(&pk, "default", 7);
-    msgpack_pack_bin_with_body(&pk, "k", 1);
-    msgpack_pack_int(&pk, 5);
-    msgpack_pack_nil(&pk);
-    msgpack_pack_uint32(&pk, 3), msgpack_pack_uint32(&pk, 2), msgpack_pack_uint32(&pk, 500);
-    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 8, ans_done, &a);
+    pk_coord(&p, "put", "k", 1, 5, NULL, 0, 0);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 1, ans_done, &a);
     pump(w);
     moor_buf_t ctx = put_ctx(&a);
     assert_int_equal(clock_of(&ctx).e[0].id[0], 'b');
     ans_reset(&a);
-    moor_coord_handle_peer(w->nodes[3].c, "_coord", 6, p.data, p.len, 8, ans_done, &a);
+    moor_coord_handle_peer(w->nodes[3].c, "_coord", 6, p.data, p.len, 1, ans_done, &a);
     expect_err(&a, "UNAVAILABLE", "not a replica");
     ans_reset(&a);
-    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 7, ans_done, &a);
-    expect_err(&a, "BAD_REQUEST", "8 params");
-    ans_reset(&a);
-    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, "\xa3get", 4, 8, ans_done, &a);
-    expect_err(&a, "BAD_REQUEST", "op must be");
-    ans_reset(&a);
-    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len - 1, 8, ans_done, &a);
-    expect_err(&a, "BAD_REQUEST", "timeout_ms");
-    ans_reset(&a);
-    memcpy(p.data + 1, "del", 3); /* "del" with a value */
     moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 8, ans_done, &a);
-    expect_err(&a, "BAD_REQUEST", "nil value");
+    expect_err(&a, "BAD_REQUEST", "one map param");
     ans_reset(&a);
-    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, NULL, 0, 8, ans_done, &a);
+    pk_coord(&p, "get", "k", 1, 5, NULL, 0, 0);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 1, ans_done, &a);
     expect_err(&a, "BAD_REQUEST", "op must be");
+    ans_reset(&a);
+    pk_coord(&p, "put", "k", 1, 5, NULL, 0, 0);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len - 1, 1, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "not MessagePack");
+    ans_reset(&a);
+    pk_coord(&p, "put", "k", 1, 5, "\xa6sloppy\x01", 8, 1);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 1, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "bools");
+    ans_reset(&a);
+    pk_coord(&p, "put", "k", 1, -1, NULL, 0, 0); /* put without a value */
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 1, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "value must be");
+    ans_reset(&a);
+    pk_coord(&p, "del", "k", 1, 5, NULL, 0, 0); /* "del" with a value */
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 1, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "no value");
+    ans_reset(&a);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, NULL, 0, 1, ans_done, &a);
+    expect_err(&a, "BAD_REQUEST", "map");
+    ans_reset(&a); /* a del with receipt, from a peer: the receipt comes back */
+    pk_coord(&p, "del", "k", 1, -1, "\xa7receipt\xc3", 9, 1);
+    moor_coord_handle_peer(w->nodes[1].c, "_coord", 6, p.data, p.len, 1, ans_done, &a);
+    pump(w);
+    expect_ok(&a);
+    assert_non_null(memmem(a.res.data, a.res.len, "receipt", 7));
     moor_buf_free(&p), moor_buf_free(&ctx);
     ans_reset(&a);
     world_free(w);
@@ -1672,18 +1784,14 @@ static void test_shutdown_in_flight(void **state)
     /* a replica freed while its store write is pending */
     w->nodes[1].drop = w->nodes[2].drop = 0;
     moor_buf_t p = MOOR_BUF_INIT, rec = MOOR_BUF_INIT;
-    msgpack_packer pk;
     moor_record_t *r = rec_scratch();
     moor_vclock_init(&r->vc);
     assert_int_equal(moor_vclock_increment(&r->vc, "x", 1, 1), 0);
     r->n = 1;
     r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0};
     assert_int_equal(moor_record_encode(r, &rec), 0);
-    moor_mp_packer_init(&pk, &p);
-    msgpack_pack_str_with_body(&pk, "default", 7);
-    msgpack_pack_bin_with_body(&pk, "k", 1);
-    msgpack_pack_bin_with_body(&pk, rec.data, rec.len);
-    peer_call(w, "_put", p.data, p.len, 3, &pp);
+    pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
+    peer_call(w, "_put", p.data, p.len, 1, &pp);
     assert_int_equal(pp.called, 0);
     moor_coord_free(w->nodes[1].c);
     w->nodes[1].c = NULL;
@@ -1798,6 +1906,405 @@ static void scenario(world_t *w)
     ans_reset(&a);
 }
 
+/* ---- sloppy quorum, notfound, receipts, where ---------------------------------------- */
+
+/* A ring of a, b, c, d with the member `down` (0: none) marked down. */
+static moor_ring_t *make_ring_down(char down)
+{
+    moor_member_t m[4];
+    moor_ring_t *ring;
+
+    memset(m, 0, sizeof(m));
+    for (int i = 0; i < 4; i++) {
+        m[i].idlen = 1;
+        m[i].id[0] = (char)('a' + i);
+        m[i].vnodes = 16;
+        m[i].status = m[i].id[0] == down ? MOOR_MEMBER_DOWN : MOOR_MEMBER_UP;
+        snprintf(m[i].addr, sizeof(m[i].addr), "127.0.0.%d:7700", i + 1);
+    }
+    assert_int_equal(moor_ring_build(m, 4, &ring), 0);
+    return ring;
+}
+
+/* The key's three owners (ids) on a ring of abcd, and the fourth. */
+static void owners_of(const char *key, char own[3], char *other)
+{
+    moor_ring_t *ring = make_ring_down(0);
+    uint32_t idx[3], n;
+    uint64_t t;
+    int seen[4] = {0};
+
+    assert_int_equal(moor_ring_key_token("default", 7, key, strlen(key), &t), 0);
+    assert_int_equal(moor_ring_preference_list(ring, t, 3, idx, &n), 0);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++) {
+        own[i] = moor_ring_member(ring, idx[i])->id[0];
+        seen[own[i] - 'a'] = 1;
+    }
+    for (int i = 0; i < 4; i++)
+        if (!seen[i])
+            *other = (char)('a' + i);
+    moor_ring_free(ring);
+}
+
+static void world_set_ring(world_t *w, moor_ring_t *ring)
+{
+    moor_ring_free(w->ring);
+    w->ring = ring;
+    for (int i = 0; i < NNODES; i++)
+        if (w->nodes[i].c)
+            moor_coord_set_ring(w->nodes[i].c, ring);
+}
+
+/* One receipt entry. */
+typedef struct rcpt {
+    char node, fb; /* fb 0: no fallback_for */
+    char status[12];
+} rcpt_t;
+
+/* The receipt of an answer (a map with `receipt`): its entries into r (up
+ * to 8); returns how many. */
+static uint32_t receipt_of(const ans_t *a, rcpt_t *r)
+{
+    const char *p = a->res.data, *end = p + a->res.len, *k, *v;
+    uint32_t n, m, f, klen, vlen, count = 0;
+
+    expect_ok(a);
+    assert_int_equal(moor_mp_read_map(&p, end, &n), 0);
+    while (n--) {
+        assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+        if (!(klen == 7 && memcmp(k, "receipt", 7) == 0)) {
+            assert_int_equal(moor_mp_skip(&p, end, 16), 0);
+            continue;
+        }
+        assert_int_equal(moor_mp_read_array(&p, end, &m), 0);
+        assert_true(m <= 8);
+        for (count = 0; count < m; count++) {
+            memset(&r[count], 0, sizeof(r[count]));
+            assert_int_equal(moor_mp_read_map(&p, end, &f), 0);
+            while (f--) {
+                assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+                assert_int_equal(moor_mp_read_str(&p, end, &v, &vlen), 0);
+                if (klen == 4 && memcmp(k, "node", 4) == 0)
+                    r[count].node = v[0];
+                else if (klen == 6 && memcmp(k, "status", 6) == 0)
+                    memcpy(r[count].status, v, vlen < 11 ? vlen : 11);
+                else if (klen == 12 && memcmp(k, "fallback_for", 12) == 0)
+                    r[count].fb = v[0];
+                else
+                    fail_msg("unknown receipt field %.*s", (int)klen, k);
+            }
+        }
+    }
+    assert_ptr_equal(p, end);
+    return count;
+}
+
+/* The receipt entry of node id (fails if none). */
+static const rcpt_t *rcpt_find(const rcpt_t *r, uint32_t n, char id)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (r[i].node == id)
+            return &r[i];
+    fail_msg("no receipt entry for node %c", id);
+    return NULL;
+}
+
+static void put_opts(world_t *w, int i, const char *key, const char *value, uint32_t wq, int sloppy,
+                     int receipt, ans_t *a)
+{
+    moor_coord_req_t r = req_of(key, value, NULL);
+
+    r.w = wq;
+    r.sloppy = sloppy;
+    r.receipt = receipt;
+    moor_coord_put(w->nodes[i].c, &r, ans_done, a);
+    pump(w);
+}
+
+/* An owner whose ring status is down is not asked: the next healthy
+ * member clockwise stands in for it, gets `_put` with fallback_for, and
+ * stores a hint through hint_put (never in its own data).  Its ack counts
+ * toward W -- unless sloppy = false, then W = 3 fails with QUORUM_FAILED
+ * -- and a fallback without a hint store refuses, uncounted. */
+static void test_sloppy_down_owner(void **state)
+{
+    world_t *w = world_new(0);
+    char own[3], fb;
+    moor_record_t *r = rec_scratch();
+    moor_coord_stats_t st;
+    rcpt_t rc[8];
+    ans_t a = {0};
+
+    (void)state;
+    owners_of("k", own, &fb);
+    world_set_ring(w, make_ring_down(own[2]));
+    w->nodes[own[2] - 'a'].drop = 1; /* and really gone */
+    int co = own[0] - 'a';
+    put_opts(w, co, "k", "\x07", 3, 0, 1, &a);
+    expect_ok(&a);
+    assert_int_equal(w->nodes[fb - 'a'].hints, 1);
+    assert_int_equal(w->nodes[fb - 'a'].hint_owner[0], own[2]);
+    assert_false(stored(w, fb - 'a', "k", r)); /* a hint, not the fallback's data */
+    assert_true(stored(w, own[0] - 'a', "k", r) && stored(w, own[1] - 'a', "k", r));
+    assert_false(stored(w, own[2] - 'a', "k", r));
+    assert_int_equal(receipt_of(&a, rc), 3); /* the down owner was not asked */
+    assert_string_equal(rcpt_find(rc, 3, own[0])->status, "ok");
+    assert_int_equal(rcpt_find(rc, 3, own[0])->fb, 0);
+    assert_string_equal(rcpt_find(rc, 3, own[1])->status, "ok");
+    assert_string_equal(rcpt_find(rc, 3, fb)->status, "ok");
+    assert_int_equal(rcpt_find(rc, 3, fb)->fb, own[2]);
+    moor_coord_stats(w->nodes[co].c, &st);
+    assert_int_equal(st.fallback_writes, 1);
+    assert_int_equal(st.sloppy_writes, 1);
+    moor_coord_stats(w->nodes[fb - 'a'].c, &st);
+    assert_int_equal(st.hints_taken, 1);
+
+    /* sloppy = false: only the two owners up count; W = 3 fails, yet the
+     * fallback still got the write as a hint */
+    ans_reset(&a);
+    put_opts(w, co, "k", "\x08", 3, MOOR_COORD_SLOPPY_OFF, 0, &a);
+    expect_err(&a, "QUORUM_FAILED", "3 needed");
+    assert_true(strstr(a.msg, "sloppy = false") != NULL);
+    assert_int_equal(w->nodes[fb - 'a'].hints, 2);
+    ans_reset(&a); /* W = 2 needs no fallback */
+    put_opts(w, co, "k", "\x09", 2, MOOR_COORD_SLOPPY_OFF, 0, &a);
+    expect_ok(&a);
+
+    /* a put through the fallback is forwarded to an owner: a fallback
+     * never coordinates for an owner */
+    ans_reset(&a);
+    put_opts(w, fb - 'a', "k", "\x0a", 2, 0, 0, &a);
+    expect_ok(&a);
+    assert_false(stored(w, fb - 'a', "k", r));
+
+    /* a reader's list is the same first three healthy members */
+    ans_reset(&a);
+    moor_coord_req_t q = req_of("k", NULL, NULL);
+    q.r = 3, q.receipt = 1;
+    moor_coord_get(w->nodes[co].c, &q, ans_done, &a);
+    pump(w);
+    assert_int_equal(receipt_of(&a, rc), 3);
+    assert_string_equal(rcpt_find(rc, 3, fb)->status, "notfound");
+    assert_int_equal(rcpt_find(rc, 3, fb)->fb, own[2]);
+    assert_string_equal(rcpt_find(rc, 3, own[1])->status, "found");
+    ans_reset(&a);
+    world_free(w);
+
+    /* a fallback with no hint store refuses; uncounted, W = 3 fails */
+    w = calloc(1, sizeof(*w));
+    assert_non_null(w);
+    w->now = 1000000;
+    w->ring = make_ring_down(own[2]);
+    for (int i = 0; i < NNODES; i++) {
+        w->nodes[i].w = w;
+        w->nodes[i].id[0] = (char)('a' + i);
+        w->nodes[i].no_hints = 1;
+        node_start(w, i, 0);
+    }
+    put_opts(w, co, "k", "\x07", 3, 0, 1, &a);
+    expect_err(&a, "QUORUM_FAILED", "3 needed");
+    ans_reset(&a);
+    put_opts(w, co, "k", "\x07", 2, 0, 1, &a);
+    expect_ok(&a);
+    assert_int_equal(receipt_of(&a, rc), 3);
+    assert_string_equal(rcpt_find(rc, 3, fb)->status, "error");
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+/* An owner the ring says is up but that does not answer in time: the
+ * write goes to the next healthy member as a fallback for it (the owner
+ * gets half the time left), and its ack makes W = 3. */
+static void test_sloppy_silent_owner(void **state)
+{
+    world_t *w = world_new(0);
+    char own[3], fb;
+    moor_record_t *r = rec_scratch();
+    rcpt_t rc[8];
+    ans_t a = {0};
+    uint64_t t0;
+
+    (void)state;
+    owners_of("k", own, &fb);
+    world_set_ring(w, make_ring_down(0));
+    w->nodes[own[1] - 'a'].drop = 1;
+    t0 = w->now;
+    put_opts(w, own[0] - 'a', "k", "\x07", 3, 0, 1, &a);
+    assert_int_equal(a.called, 0);
+    advance(w, TIMEOUT_MS);
+    expect_ok(&a);
+    printf("  silent owner: answered by simulated t+%llu ms\n", (unsigned long long)(w->now - t0));
+    assert_int_equal(w->nodes[fb - 'a'].hints, 1);
+    assert_int_equal(w->nodes[fb - 'a'].hint_owner[0], own[1]);
+    assert_int_equal(receipt_of(&a, rc), 4);
+    assert_string_equal(rcpt_find(rc, 4, own[1])->status, "timeout");
+    assert_string_equal(rcpt_find(rc, 4, fb)->status, "ok");
+    assert_int_equal(rcpt_find(rc, 4, fb)->fb, own[1]);
+    assert_false(stored(w, fb - 'a', "k", r));
+    /* sloppy = false: the owner gets the whole time, nobody stands in */
+    ans_reset(&a);
+    put_opts(w, own[0] - 'a', "k", "\x08", 3, MOOR_COORD_SLOPPY_OFF, 0, &a);
+    advance(w, TIMEOUT_MS);
+    expect_err(&a, "QUORUM_FAILED", "2 of 3");
+    assert_int_equal(w->nodes[fb - 'a'].hints, 1);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+/* notfound_ok = false: c missed a write (it was unreachable); a get at
+ * r = 1 through c must not answer c's own notfound while a and b have the
+ * key -- it waits for a found reply. */
+static void test_notfound_waits(void **state)
+{
+    world_t *w = world_new(0);
+    moor_coord_stats_t st;
+    rcpt_t rc[8];
+    ans_t a = {0};
+
+    (void)state;
+    w->nodes[2].drop = 1;
+    node_put(w, 0, "k", "\x07", NULL, &a);
+    advance(w, TIMEOUT_MS);
+    expect_ok(&a);
+    w->nodes[2].drop = 0;
+    ans_reset(&a);
+    moor_coord_req_t q = req_of("k", NULL, NULL);
+    q.r = 1;
+    moor_coord_get(w->nodes[2].c, &q, ans_done, &a);
+    assert_int_equal(a.called, 0); /* its own notfound came at once: not enough */
+    pump(w);
+    got_t g = parse_get(&a);
+    assert_int_equal(g.nil, 0);
+    assert_int_equal(g.vals[0], 7);
+    moor_buf_free(&g.ctx);
+    moor_coord_stats(w->nodes[2].c, &st);
+    assert_int_equal(st.notfound_waits, 1);
+    /* a key nobody has: nil once every replica said notfound */
+    ans_reset(&a);
+    q = req_of("none", NULL, NULL);
+    q.r = 1, q.receipt = 1;
+    moor_coord_get(w->nodes[2].c, &q, ans_done, &a);
+    pump(w);
+    assert_int_equal(receipt_of(&a, rc), 3);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(rc[i].status, "notfound");
+    /* {values = [], receipt}: the empty values come first */
+    assert_int_equal((unsigned char)a.res.data[0], 0x82);
+    assert_non_null(memmem(a.res.data, a.res.len, "\xa6values\x90", 8));
+    /* with a receipt the get waits for every replica: two that never
+     * answer show as timeouts at the deadline, c (read-repaired by the
+     * first get) as found */
+    w->nodes[0].drop = w->nodes[1].drop = 1;
+    ans_reset(&a);
+    q = req_of("k", NULL, NULL);
+    q.r = 1, q.receipt = 1;
+    moor_coord_get(w->nodes[2].c, &q, ans_done, &a);
+    advance(w, TIMEOUT_MS);
+    assert_int_equal(receipt_of(&a, rc), 3);
+    assert_string_equal(rcpt_find(rc, 3, 'a')->status, "timeout");
+    assert_string_equal(rcpt_find(rc, 3, 'c')->status, "found");
+    ans_reset(&a);
+    world_free(w);
+}
+
+/* Receipts: one entry per replica asked, what it answered before any
+ * read repair; through a forward too. */
+static void test_receipts(void **state)
+{
+    world_t *w = world_new(0);
+    rcpt_t rc[8];
+    ans_t a = {0};
+
+    (void)state;
+    put_opts(w, 0, "k", "\x07", 2, 0, 1, &a);
+    assert_int_equal(receipt_of(&a, rc), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(rc[i].status, "ok");
+        assert_int_equal(rc[i].fb, 0);
+    }
+    /* put's normal answer is still there: {ctx, receipt} */
+    assert_int_equal((unsigned char)a.res.data[0], 0x82);
+    assert_non_null(memmem(a.res.data, a.res.len,
+                           "\xa3"
+                           "ctx",
+                           4));
+    ans_reset(&a); /* through d, which is no replica: _coord carries receipt */
+    put_opts(w, 3, "j", "\x01", 2, 0, 1, &a);
+    assert_int_equal(receipt_of(&a, rc), 3);
+    ans_reset(&a);
+    /* b loses k; a get with receipt says notfound for b, found for the
+     * others -- before the read repair that puts it back */
+    w->nodes[1].nkv = 0;
+    moor_coord_req_t q = req_of("k", NULL, NULL);
+    q.receipt = 1;
+    moor_coord_get(w->nodes[0].c, &q, ans_done, &a);
+    pump(w);
+    assert_int_equal(receipt_of(&a, rc), 3);
+    assert_string_equal(rcpt_find(rc, 3, 'a')->status, "found");
+    assert_string_equal(rcpt_find(rc, 3, 'b')->status, "notfound");
+    assert_string_equal(rcpt_find(rc, 3, 'c')->status, "found");
+    moor_record_t *r = rec_scratch();
+    assert_true(stored(w, 1, "k", r)); /* repaired after */
+    free(r);
+    /* del with receipt: {receipt} */
+    ans_reset(&a);
+    moor_coord_req_t d = req_of("k", NULL, NULL);
+    d.receipt = 1;
+    moor_coord_del(w->nodes[0].c, &d, ans_done, &a);
+    pump(w);
+    assert_int_equal((unsigned char)a.res.data[0], 0x81);
+    assert_int_equal(receipt_of(&a, rc), 3);
+    ans_reset(&a);
+    world_free(w);
+}
+
+/* where: the owners in preference order, and the fallbacks that stand in
+ * for the ones that are down. */
+static void test_where(void **state)
+{
+    world_t *w = world_new(0);
+    moor_buf_t out = MOOR_BUF_INIT;
+    char own[3], fb;
+    const char *p, *end, *k, *id;
+    uint32_t n, m, klen, idlen;
+
+    (void)state;
+    owners_of("k", own, &fb);
+    for (int down = 0; down < 2; down++) {
+        world_set_ring(w, make_ring_down(down ? own[1] : 0));
+        out.len = 0;
+        assert_int_equal(moor_coord_where(w->nodes[0].c, "default", 7, "k", 1, 3, &out), 0);
+        p = out.data, end = p + out.len;
+        assert_int_equal(moor_mp_read_map(&p, end, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+        assert_memory_equal(k, "replicas", 8);
+        assert_int_equal(moor_mp_read_array(&p, end, &m), 0);
+        assert_int_equal(m, 3);
+        for (uint32_t i = 0; i < 3; i++) {
+            assert_int_equal(moor_mp_read_str(&p, end, &id, &idlen), 0);
+            assert_int_equal(id[0], own[i]);
+        }
+        assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+        assert_memory_equal(k, "fallbacks", 9);
+        assert_int_equal(moor_mp_read_array(&p, end, &m), 0);
+        assert_int_equal(m, (uint32_t)down);
+        if (down) {
+            assert_int_equal(moor_mp_read_str(&p, end, &id, &idlen), 0);
+            assert_int_equal(id[0], fb);
+        }
+        assert_ptr_equal(p, end);
+    }
+    assert_int_equal(moor_coord_where(w->nodes[0].c, "default", 7, "k", 1, 17, &out), MOOR_EINVAL);
+    moor_coord_set_ring(w->nodes[0].c, NULL);
+    assert_int_equal(moor_coord_where(w->nodes[0].c, "default", 7, "k", 1, 3, &out), MOOR_EUNAVAIL);
+    moor_buf_free(&out);
+    world_free(w);
+}
+
 static void test_deterministic(void **state)
 {
     world_t *w1 = world_new(0), *w2 = world_new(0);
@@ -1864,6 +2371,11 @@ int main(void)
         cmocka_unit_test(test_clock_bounds),
         cmocka_unit_test(test_shutdown_in_flight),
         cmocka_unit_test(test_blind_write_reads_first),
+        cmocka_unit_test(test_sloppy_down_owner),
+        cmocka_unit_test(test_sloppy_silent_owner),
+        cmocka_unit_test(test_notfound_waits),
+        cmocka_unit_test(test_receipts),
+        cmocka_unit_test(test_where),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_new_rejects),
     };

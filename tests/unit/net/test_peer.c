@@ -177,17 +177,31 @@ static void do_fail(moor_srv_req_t *req)
 /* 1 when the request may go on (auth handled or not needed). */
 static int check_auth(tsrv_t *s, moor_srv_req_t *req)
 {
-    const char *p = req->rpc.params, *sec;
+    const char *p = req->rpc.params, *sec = NULL;
     uint32_t n = 0;
 
     if (!s->secret)
         return 1;
     if (method_is(req, "_auth")) {
-        if (moor_mp_read_str(&p, p + req->rpc.plen, &sec, &n) == 0 && n == strlen(s->secret) &&
-            memcmp(sec, s->secret, n) == 0) {
+        const char *end = p + req->rpc.plen, *k;
+        uint32_t m = 0, klen;
+        uint64_t proto = 0;
+        /* {secret = str, proto = 1}, answered {proto = 1} */
+        if (moor_mp_read_map(&p, end, &m) == 0)
+            while (m--) {
+                if (moor_mp_read_str(&p, end, &k, &klen))
+                    break;
+                if (klen == 6 && memcmp(k, "secret", 6) == 0)
+                    moor_mp_read_str(&p, end, &sec, &n);
+                else if (klen == 5 && memcmp(k, "proto", 5) == 0)
+                    moor_mp_read_uint(&p, end, &proto);
+                else
+                    break;
+            }
+        if (proto == 1 && sec && n == strlen(s->secret) && memcmp(sec, s->secret, n) == 0) {
             s->auth_ok++;
             moor_srv_conn_set_authed(req->conn, 1);
-            moor_srv_reply(req, "\xc3", 1);
+            moor_srv_reply(req, "\x81\xa5proto\x01", 8);
         } else {
             s->auth_bad++;
             moor_srv_reply_error(req, "NOAUTH", "wrong cluster secret");

@@ -590,3 +590,30 @@ void moor_coord_stats(const moor_coord_t *c, moor_coord_stats_t *out)
 {
     *out = c->st;
 }
+
+int moor_coord_pack_stats(const moor_coord_t *c, msgpack_packer *pk)
+{
+    const struct {
+        const char *name;
+        uint64_t v;
+    } f[] = {
+        {"gets", c->st.gets},
+        {"puts", c->st.puts},
+        {"dels", c->st.dels},
+        {"quorum_failures", c->st.quorum_failures},
+        {"timeouts", c->st.timeouts},
+        {"read_repairs", c->st.read_repairs},
+        {"resolved", c->st.resolved},
+        {"fallback_writes", c->st.fallback_writes},
+        {"sloppy_writes", c->st.sloppy_writes},
+        {"notfound_waits", c->st.notfound_waits},
+        {"hints_taken", c->st.hints_taken},
+    };
+    int rc = msgpack_pack_map(pk, sizeof(f) / sizeof(f[0]));
+
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        rc |= msgpack_pack_str_with_body(pk, f[i].name, strlen(f[i].name));
+        rc |= msgpack_pack_uint64(pk, f[i].v);
+    }
+    return rc ? MOOR_ENOMEM : 0;
+}

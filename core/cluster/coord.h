@@ -195,6 +195,12 @@ void moor_coord_handle_peer(moor_coord_t *c, const char *method, size_t mlen, co
 
 void moor_coord_stats(const moor_coord_t *c, moor_coord_stats_t *out);
 
+/* The stats as the `coordinator` map of info (README "info"): gets, puts,
+ * dels, quorum_failures, timeouts, read_repairs, resolved, fallback_writes,
+ * sloppy_writes, notfound_waits, hints_taken.  0 or MOOR_ENOMEM. */
+struct msgpack_packer;
+int moor_coord_pack_stats(const moor_coord_t *c, struct msgpack_packer *pk);
+
 /* Where a key lives: appends {replicas = [ids], fallbacks = [ids]} to out
  * -- the key's n owners in preference order (whatever their status), and
  * the healthy members that stand in for the owners that are down (the

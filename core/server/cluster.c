@@ -585,15 +585,7 @@ int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
     pack_u64(pk, "joins_answered", cl->joins_answered);
     pack_u64(pk, "announcements", cl->announcements);
     pack_str(pk, "coordinator");
-    msgpack_pack_map(pk, 7);
-    pack_u64(pk, "gets", st.gets);
-    pack_u64(pk, "puts", st.puts);
-    pack_u64(pk, "dels", st.dels);
-    pack_u64(pk, "quorum_failures", st.quorum_failures);
-    pack_u64(pk, "timeouts", st.timeouts);
-    pack_u64(pk, "read_repairs", st.read_repairs);
-    pack_str(pk, "resolved");
-    msgpack_pack_uint64(pk, st.resolved);
+    moor_coord_pack_stats(cl->coord, pk);
     return pack_peers(cl, pk);
 }
 

@@ -155,6 +155,7 @@ typedef struct kv_opts {
     uint32_t ctxlen;
     int r, w;            /* enum moor_level or a count; 0 = the space's */
     uint32_t timeout_ms; /* 0 = the node's */
+    int receipt;         /* answer with a receipt (get, put, del) */
 } kv_opts_t;
 
 static int bad(const char *what)
@@ -192,6 +193,7 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
     o->ctxlen = 0;
     o->r = o->w = 0;
     o->timeout_ms = 0;
+    o->receipt = 0;
     if (*p >= end || moor_mp_read_nil(p, end) == 0)
         return 0;
     if (moor_mp_read_map(p, end, &n))
@@ -216,6 +218,9 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
             if (moor_mp_read_uint(p, end, &u) || u > 3600000)
                 return bad("opts.timeout_ms must be an integer in 0..3600000");
             o->timeout_ms = (uint32_t)u;
+        } else if (IS("receipt")) {
+            if (moor_mp_read_nil(p, end) != 0 && moor_mp_read_bool(p, end, &o->receipt))
+                return bad("opts.receipt must be a boolean");
         } else {
             return moor_diag(MOOR_EINVAL, "unknown option '%.*s'", (int)klen, k);
         }
@@ -335,12 +340,67 @@ static void cl_kv(moor_node_t *n, int op, const char *key, uint32_t klen, const 
     req.r = r;
     req.w = w;
     req.timeout_ms = o->timeout_ms;
+    req.receipt = o->receipt;
     if (op == 0)
         moor_coord_get(moor_cl_coord(n->cl), &req, cl_done, c);
     else if (op == 1)
         moor_coord_put(moor_cl_coord(n->cl), &req, cl_done, c);
     else
         moor_coord_del(moor_cl_coord(n->cl), &req, cl_done, c);
+}
+
+/* ---- receipts of a node alone ------------------------------------------------------ */
+
+/* res (a get's, put's or del's normal answer) with the receipt of a node
+ * alone, one entry {node = this node, status}, into n->out: a map gains
+ * `receipt`, nil becomes {values = [], receipt}, true becomes {receipt}.
+ * res may point into n->out. */
+static int with_receipt(moor_node_t *n, const char *res, size_t rlen, const char *status)
+{
+    moor_buf_t tmp = MOOR_BUF_INIT;
+    const char *p, *end;
+    msgpack_packer pk;
+    uint32_t cnt;
+    int rc = 0;
+
+    if ((rc = moor_buf_append(&tmp, res ? res : "\xc0", res ? rlen : 1)))
+        return rc;
+    p = tmp.data, end = tmp.data + tmp.len;
+    moor_buf_reset(&n->out);
+    moor_mp_packer_init(&pk, &n->out);
+    if (moor_mp_read_map(&p, end, &cnt) == 0) {
+        rc |= msgpack_pack_map(&pk, cnt + 1);
+        rc |= moor_mp_pack_raw(&n->out, p, (size_t)(end - p));
+    } else if (moor_mp_read_nil(&p, end) == 0) {
+        rc |= msgpack_pack_map(&pk, 2);
+        rc |= msgpack_pack_str_with_body(&pk, "values", 6);
+        rc |= msgpack_pack_array(&pk, 0);
+    } else {
+        rc |= msgpack_pack_map(&pk, 1);
+    }
+    rc |= msgpack_pack_str_with_body(&pk, "receipt", 7);
+    rc |= msgpack_pack_array(&pk, 1);
+    rc |= msgpack_pack_map(&pk, 2);
+    rc |= msgpack_pack_str_with_body(&pk, "node", 4);
+    rc |= msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
+    rc |= msgpack_pack_str_with_body(&pk, "status", 6);
+    rc |= msgpack_pack_str_with_body(&pk, status, strlen(status));
+    moor_buf_free(&tmp);
+    return rc ? MOOR_ENOMEM : 0;
+}
+
+/* Answers a node alone's result, with its receipt when o asks for one. */
+static void answer_local(moor_node_t *n, const kv_opts_t *o, const char *res, size_t rlen,
+                         const char *status, moor_node_done_fn done, void *ud)
+{
+    if (!o->receipt) {
+        done(ud, NULL, NULL, res, rlen);
+        return;
+    }
+    if (with_receipt(n, res, rlen, status))
+        fail(n, done, ud, MOOR_ENOMEM, NULL);
+    else
+        done(ud, NULL, NULL, n->out.data, n->out.len);
 }
 
 /* ---- methods ------------------------------------------------------------------- */
@@ -412,7 +472,7 @@ static int local_resolve(moor_node_t *n, const kv_opts_t *o, const void *raw, si
     }
     moor_buf_free(&val);
     moor_buf_free(&clk);
-    done(ud, NULL, NULL, n->out.data, n->out.len);
+    answer_local(n, o, n->out.data, n->out.len, deleted ? "notfound" : "found", done, ud);
     return 1;
 keep:
     free(w);
@@ -448,7 +508,7 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
     }
     if (!exists || moor_record_is_deleted(&n->rec)) {
         free(raw);
-        done(ud, NULL, NULL, NULL, 0);
+        answer_local(n, &o, NULL, 0, "notfound", done, ud);
         return;
     }
     if (local_resolve(n, &o, raw, rawlen, done, ud)) {
@@ -461,7 +521,7 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
     if (rc)
         fail(n, done, ud, rc, NULL);
     else
-        done(ud, NULL, NULL, n->out.data, n->out.len);
+        answer_local(n, &o, n->out.data, n->out.len, "found", done, ud);
 }
 
 /* put (tombstone 0) and del (tombstone 1). */
@@ -511,7 +571,7 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
         goto fail;
     if (tombstone && (!exists || moor_record_is_deleted(&n->rec))) {
         free(raw);
-        done(ud, NULL, NULL, "\xc3", 1); /* nothing to delete: true */
+        answer_local(n, &o, "\xc3", 1, "ok", done, ud); /* nothing to delete: true */
         return;
     }
     moor_buf_reset(&n->rec_out);
@@ -536,6 +596,13 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
         msgpack_pack_map(&pk, 1);
         msgpack_pack_str_with_body(&pk, "ctx", 3);
         msgpack_pack_bin_with_body(&pk, n->ctx_out.data, n->ctx_out.len);
+    }
+    if (o.receipt) { /* answered once durable: the receipt goes in now */
+        if ((rc = with_receipt(n, w->result.data, w->result.len, "ok")))
+            goto fail;
+        w->result.len = 0;
+        if ((rc = moor_buf_append(&w->result, n->out.data, n->out.len)))
+            goto fail;
     }
     if ((rc = queue_write(n, n->key.data, n->key.len, n->rec_out.data, n->rec_out.len, w)))
         goto fail;
@@ -821,6 +888,50 @@ static void do_ring(moor_node_t *n, moor_node_done_fn done, void *ud)
         done(ud, NULL, NULL, n->out.data, n->out.len);
 }
 
+/* where(key [, opts{space}]) -> {replicas = [ids], fallbacks = [ids]}:
+ * the key's owners in preference order and the healthy members that
+ * stand in for the owners that are down; a node alone is its keys' one
+ * replica. */
+static void do_where(moor_node_t *n, const char *p, const char *end, uint32_t np,
+                     moor_node_done_fn done, void *ud)
+{
+    const moor_space_cfg_t *sp;
+    const char *key;
+    uint32_t klen, nn, r, w;
+    msgpack_packer pk;
+    kv_opts_t o;
+    int rc;
+
+    if (np < 1 || np > 2)
+        rc = bad("where takes key [, opts]");
+    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0 &&
+             !(sp = moor_config_space(&n->cfg, o.space, o.slen)))
+        rc = moor_diag(MOOR_EINVAL, "unknown space '%.*s'", (int)(o.slen > 64 ? 64 : o.slen),
+                       o.space);
+    if (rc) {
+        fail(n, done, ud, rc, moor_diag_msg(rc));
+        return;
+    }
+    moor_buf_reset(&n->out);
+    if (n->cl) {
+        moor_config_levels(&n->cfg, sp, &nn, &r, &w);
+        rc = moor_coord_where(moor_cl_coord(n->cl), o.space, o.slen, key, klen, nn, &n->out);
+    } else {
+        moor_mp_packer_init(&pk, &n->out);
+        rc = msgpack_pack_map(&pk, 2);
+        rc |= msgpack_pack_str_with_body(&pk, "replicas", 8);
+        rc |= msgpack_pack_array(&pk, 1);
+        rc |= msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
+        rc |= msgpack_pack_str_with_body(&pk, "fallbacks", 9);
+        rc |= msgpack_pack_array(&pk, 0);
+        rc = rc ? MOOR_ENOMEM : 0;
+    }
+    if (rc)
+        fail(n, done, ud, rc, moor_diag_msg(rc));
+    else
+        done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
 static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
                     moor_node_done_fn done, void *ud)
 {
@@ -871,6 +982,8 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_info(n, done, ud);
     else if (IS("ring"))
         do_ring(n, done, ud);
+    else if (IS("where"))
+        do_where(n, params, end, np, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);

@@ -376,6 +376,29 @@ class ClusterTest(unittest.TestCase):
         self.assertIsNone(err, err)
         self.assertEqual(got["values"], ["kept"])
 
+    def test_k_where_and_receipts(self):
+        # where names the key's three owners (every one of the three
+        # nodes) and no fallback; a put and a get with receipt = true
+        # answer one entry per replica asked, through any node.
+        c = self.connect(self.n1)
+        err, wh = c.call("where", "k-key")
+        self.assertIsNone(err, err)
+        self.assertEqual(sorted(wh["replicas"]), ["n1", "n2", "n3"])
+        self.assertEqual(wh["fallbacks"], [])
+        err, res = c.call("put", "k-key", "v", {"receipt": True})
+        self.assertIsNone(err, err)
+        self.assertIn("ctx", res)
+        self.assertEqual(sorted(e["node"] for e in res["receipt"]), ["n1", "n2", "n3"])
+        self.assertEqual({e["status"] for e in res["receipt"]}, {"ok"})
+        err, res = self.connect(self.n2).call("get", "k-key", {"receipt": True, "r": "all"})
+        self.assertIsNone(err, err)
+        self.assertEqual(res["values"], ["v"])
+        self.assertEqual({e["status"] for e in res["receipt"]}, {"found"})
+        err, res = c.call("get", "k-none", {"receipt": True})
+        self.assertIsNone(err, err)
+        self.assertEqual(res["values"], [])
+        self.assertEqual({e["status"] for e in res["receipt"]}, {"notfound"})
+
 
 class BigRecordTest(unittest.TestCase):
     """A record larger than max_frame (two concurrent values near

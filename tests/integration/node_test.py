@@ -117,6 +117,35 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(c.call("get", "s"), (None, None))
         self.assertEqual(c.call("get", "missing"), (None, None))
 
+    def test_receipt_alone(self):
+        # A node alone is its keys' one replica: one receipt entry, itself.
+        c = Conn(self.node.port)
+        me = c.call("ping")[1]["node"]
+        err, res = c.call("put", "r", "v", {"receipt": True})
+        self.assertIsNone(err, err)
+        self.assertIn("ctx", res)
+        self.assertEqual(res["receipt"], [{"node": me, "status": "ok"}])
+        err, res = c.call("get", "r", {"receipt": True})
+        self.assertIsNone(err, err)
+        self.assertEqual(res["values"], ["v"])
+        self.assertEqual(res["receipt"], [{"node": me, "status": "found"}])
+        ctx = res["ctx"]
+        err, res = c.call("get", "none", {"receipt": True})
+        self.assertIsNone(err, err)          # not nil: {values = [], receipt}
+        self.assertEqual(res, {"values": [], "receipt": [{"node": me, "status": "notfound"}]})
+        err, res = c.call("del", "r", {"receipt": True, "ctx": ctx})
+        self.assertEqual(res, {"receipt": [{"node": me, "status": "ok"}]})
+        self.assertEqual(c.call("get", "r"), (None, None))   # without: nil as before
+        self.assertEqual(c.call("get", "r", {"receipt": 1})[0][0], "BAD_REQUEST")
+
+    def test_where_alone(self):
+        c = Conn(self.node.port)
+        me = c.call("ping")[1]["node"]
+        self.assertEqual(c.call("where", "k"), (None, {"replicas": [me], "fallbacks": []}))
+        self.assertEqual(c.call("where", "k", {"space": "default"})[1]["replicas"], [me])
+        self.assertEqual(c.call("where", "k", {"space": "nospace"})[0][0], "BAD_REQUEST")
+        self.assertEqual(c.call("where")[0][0], "BAD_REQUEST")
+
     def test_pipelined_out_of_order_ids(self):
         c = Conn(self.node.port)
         ids = [c.send("put", "p%d" % i, i) for i in range(500)]

@@ -3,11 +3,12 @@
  * one node, values given and shown as JSON (json.h has the mapping).
  *
  *   moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...
- *     get KEY [--space S] [--r N|one|quorum|all] [--raw]
- *     put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw]
- *     del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all]
+ *     get KEY [--space S] [--r N|one|quorum|all] [--raw] [--receipt]
+ *     put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw] [--receipt]
+ *     del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all] [--receipt]
  *     call HANDLER [ARG-JSON...]
  *     ring [--json]
+ *     where KEY [--space S]
  *     ping | info
  *     bench [options]            (bench.c)
  *
@@ -19,7 +20,9 @@
  * the clock decoded from the ctx (one clock per record, shared by all its
  * siblings).  With --raw get prints each value on its own line, str and
  * bin values as their bare bytes.  put --raw sends VALUE as a string
- * instead of parsing it as JSON.
+ * instead of parsing it as JSON.  --receipt sends opts.receipt = true: the
+ * answer then carries `receipt`, one entry per replica asked.  where
+ * prints {"replicas": [ids], "fallbacks": [ids]}.
  *
  * --r and --w take a replica count or one/quorum/all (sent as opts r/w:
  * an integer or that string).  --timeout bounds the whole command (connect
@@ -51,7 +54,15 @@
 enum { EXIT_ERROR_REPLY = 1, EXIT_USAGE = 2, EXIT_TRANSPORT = 3 };
 
 /* Which command options a command accepts. */
-enum { OPT_SPACE = 1, OPT_R = 2, OPT_W = 4, OPT_CTX = 8, OPT_RAW = 16, OPT_JSON = 32 };
+enum {
+    OPT_SPACE = 1,
+    OPT_R = 2,
+    OPT_W = 4,
+    OPT_CTX = 8,
+    OPT_RAW = 16,
+    OPT_JSON = 32,
+    OPT_RECEIPT = 64
+};
 
 typedef struct cmd_def {
     const char *name;
@@ -60,9 +71,10 @@ typedef struct cmd_def {
 } cmd_def_t;
 
 static const cmd_def_t commands[] = {
-    {"get", 1, 1, OPT_SPACE | OPT_R | OPT_RAW},
-    {"put", 2, 2, OPT_SPACE | OPT_W | OPT_CTX | OPT_RAW},
-    {"del", 1, 1, OPT_SPACE | OPT_W | OPT_CTX},
+    {"get", 1, 1, OPT_SPACE | OPT_R | OPT_RAW | OPT_RECEIPT},
+    {"put", 2, 2, OPT_SPACE | OPT_W | OPT_CTX | OPT_RAW | OPT_RECEIPT},
+    {"del", 1, 1, OPT_SPACE | OPT_W | OPT_CTX | OPT_RECEIPT},
+    {"where", 1, 1, OPT_SPACE},
     {"call", 1, 1 << 20, 0},
     {"ping", 0, 0, 0},
     {"info", 0, 0, 0},
@@ -75,7 +87,7 @@ typedef struct cli {
     int timeout_set; /* --timeout given: get/put/del also send opts.timeout_ms */
     const cmd_def_t *cmd;
     const char *space, *r, *w, *ctx; /* NULL when not given */
-    int raw, json;
+    int raw, json, receipt;
     char **args; /* positional words after the command */
     int nargs;
 } cli_t;
@@ -88,11 +100,12 @@ static int usage(const char *why)
         return EXIT_USAGE;
     }
     fputs("usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
-          "  get KEY [--space S] [--r N|one|quorum|all] [--raw]\n"
-          "  put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw]\n"
-          "  del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all]\n"
+          "  get KEY [--space S] [--r N|one|quorum|all] [--raw] [--receipt]\n"
+          "  put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw] [--receipt]\n"
+          "  del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all] [--receipt]\n"
           "  call HANDLER [ARG-JSON...]\n"
           "  ring [--json]       members: id, address, zone, status, vnodes, share (* = self)\n"
+          "  where KEY [--space S]  the key's replicas, and fallbacks for those down\n"
           "  ping | info\n"
           "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
           "        [--duration S] [--space S]\n"
@@ -100,6 +113,7 @@ static int usage(const char *why)
           "that get/put print.  get prints {\"values\":[V],\"ctx\":CTX}, or with siblings\n"
           "{\"siblings\":[V...],\"clock\":{NODE:COUNTER...},\"ctx\":CTX}; null if missing.\n"
           "--r/--w: how many replicas must answer (a count, or one, quorum, all).\n"
+          "--receipt: the answer says what each replica asked answered.\n"
           "--timeout bounds the command; get/put/del send 4/5 of it to the node as\n"
           "opts.timeout_ms.  Default address 127.0.0.1:7700, timeout 5000 ms.\n"
           "Exit: 0 ok, 1 error answer, 2 usage/bad input, 3 connection failure.\n",
@@ -152,8 +166,9 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
     static const struct {
         const char *name;
         int bit;
-    } names[] = {{"--space", OPT_SPACE}, {"--r", OPT_R},     {"--w", OPT_W},
-                 {"--ctx", OPT_CTX},     {"--raw", OPT_RAW}, {"--json", OPT_JSON}};
+    } names[] = {{"--space", OPT_SPACE},    {"--r", OPT_R},     {"--w", OPT_W},
+                 {"--ctx", OPT_CTX},        {"--raw", OPT_RAW}, {"--json", OPT_JSON},
+                 {"--receipt", OPT_RECEIPT}};
     int bit = 0;
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -169,9 +184,9 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
         snprintf(why, sizeof(why), "option %s does not apply to %s", a, c->cmd->name);
         return usage(why);
     }
-    *used = bit != OPT_RAW && bit != OPT_JSON;
+    *used = bit != OPT_RAW && bit != OPT_JSON && bit != OPT_RECEIPT;
     if (!*used) {
-        *(bit == OPT_RAW ? &c->raw : &c->json) = 1;
+        *(bit == OPT_RAW ? &c->raw : bit == OPT_JSON ? &c->json : &c->receipt) = 1;
         return 0;
     }
     if (!val) {
@@ -288,7 +303,9 @@ static int pack_opts(const cli_t *c, msgpack_packer *pk)
         return EXIT_USAGE;
     }
     msgpack_pack_map(pk, (c->space != NULL) + (c->r != NULL) + (c->w != NULL) + (c->ctx != NULL) +
-                             (c->timeout_set != 0));
+                             (c->timeout_set != 0) + (c->receipt != 0));
+    if (c->receipt)
+        pack_cstr(pk, "receipt"), msgpack_pack_true(pk);
     if (c->space)
         pack_cstr(pk, "space"), pack_cstr(pk, c->space);
     if (c->r)

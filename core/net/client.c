@@ -665,3 +665,16 @@ int moor_client_del(moor_client_t *c, const char *space, const void *key, size_t
     bad |= pack_opts(&pk, space, ctx, ctxlen);
     return call_params(c, bad, "del", 2, reply);
 }
+
+int moor_client_where(moor_client_t *c, const char *space, const void *key, size_t klen,
+                      moor_client_reply_t *reply)
+{
+    msgpack_packer pk;
+    int bad;
+
+    moor_buf_reset(&c->params);
+    moor_mp_packer_init(&pk, &c->params);
+    bad = pack_key(&pk, key, klen);
+    bad |= pack_opts(&pk, space, NULL, 0);
+    return call_params(c, bad, "where", 2, reply);
+}

@@ -70,6 +70,9 @@ int moor_client_put(moor_client_t *c, const char *space, const void *key, size_t
                     moor_client_reply_t *reply);
 int moor_client_del(moor_client_t *c, const char *space, const void *key, size_t klen,
                     const void *ctx, size_t ctxlen, moor_client_reply_t *reply);
+/* where: the result is {replicas = [ids], fallbacks = [ids]}. */
+int moor_client_where(moor_client_t *c, const char *space, const void *key, size_t klen,
+                      moor_client_reply_t *reply);
 
 void moor_client_set_timeout(moor_client_t *c, int timeout_ms);
 

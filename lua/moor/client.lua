@@ -444,14 +444,19 @@ local function kv_params(key, opts)
     return key, opts
 end
 
--- get(key, opts{space, r, timeout_ms}) -> {values = {...}, ctx = string},
--- nil (missing key), or nil, err.
+-- get(key, opts{space, r, timeout_ms, receipt}) -> {values = {...}, ctx =
+-- string}, nil (missing key), or nil, err.  With receipt = true the answer
+-- also holds receipt = {{node = id, status = "found"|"notfound"|"timeout"|
+-- "down"|"error", fallback_for = id or nil}, ...}, and a missing key gives
+-- {values = {}, receipt = ...} instead of nil.
 function Client:get(key, opts)
     check_key(key, "get")
     return self:request("get", kv_params(key, wire_opts(opts, "get")))
 end
 
--- put(key, value, opts{space, ctx, w, timeout_ms}) -> {ctx = string} or nil, err.
+-- put(key, value, opts{space, ctx, w, timeout_ms, receipt}) -> {ctx = string}
+-- (with receipt = true: and receipt, statuses "ok", "timeout", "down",
+-- "error") or nil, err.
 function Client:put(key, value, opts)
     check_key(key, "put")
     local o = wire_opts(opts, "put")
@@ -461,10 +466,18 @@ function Client:put(key, value, opts)
     return self:request("put", key, value, o)
 end
 
--- del(key, opts{space, ctx, w, timeout_ms}) -> true or nil, err.
+-- del(key, opts{space, ctx, w, timeout_ms, receipt}) -> true (with receipt =
+-- true: {receipt = {...}}) or nil, err.
 function Client:del(key, opts)
     check_key(key, "del")
     return self:request("del", kv_params(key, wire_opts(opts, "del")))
+end
+
+-- where(key, opts{space}) -> {replicas = {ids in preference order},
+-- fallbacks = {ids standing in for replicas that are down}} or nil, err.
+function Client:where(key, opts)
+    check_key(key, "where")
+    return self:request("where", kv_params(key, wire_opts(opts, "where")))
 end
 
 -- call(name, ...) -> what the handler returned, or nil, err.

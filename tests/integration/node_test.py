@@ -9,6 +9,7 @@ The harness (RPC client, nodes, clusters) is moortest.py, beside this file.
 
 usage: node_test.py --build BUILD_DIR [--cycles N] [-k NAME]
 """
+import json
 import os
 import shutil
 import signal
@@ -220,6 +221,17 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         r = run("call", "nohandler")
         self.assertNotEqual(r.returncode, 0)
+        me = Conn(self.node.port).call("ping")[1]["node"]
+        r = run("where", "cli")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), {"replicas": [me], "fallbacks": []})
+        r = run("where", "cli", "--space", "nospace")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        r = run("put", "cli", "1", "--receipt")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["receipt"], [{"node": me, "status": "ok"}])
+        r = run("where", "cli", "--receipt")
+        self.assertEqual(r.returncode, 2, r.stderr)
 
     def test_python_example(self):
         ex = os.path.join(ROOT, "examples", "python", "example.py")

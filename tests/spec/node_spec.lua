@@ -565,6 +565,32 @@ describe("moord through moor.client", function()
         return err
     end
 
+    describe("where and receipts (a node alone)", function()
+        it("where names the node itself as the one replica, no fallbacks", function()
+            local me = c:ping().node
+            local w = assert(c:where(prefix .. "w"))
+            assert.are.same({ me }, w.replicas)
+            assert.are.same({}, w.fallbacks)
+            local res, err = c:where(prefix .. "w", { space = "nospace" })
+            assert.is_nil(res)
+            assert.truthy(err:match("^BAD_REQUEST"), err)
+        end)
+        it("get/put/del with receipt = true answer one entry, this node", function()
+            local me, k = c:ping().node, prefix .. "r"
+            local p = assert(c:put(k, "v", { receipt = true }))
+            assert.truthy(p.ctx)
+            assert.are.same({ { node = me, status = "ok" } }, p.receipt)
+            local g = assert(c:get(k, { receipt = true }))
+            assert.are.same({ "v" }, g.values)
+            assert.are.same({ { node = me, status = "found" } }, g.receipt)
+            local none = assert(c:get(k .. "-none", { receipt = true }))
+            assert.are.same({}, none.values)
+            assert.are.same({ { node = me, status = "notfound" } }, none.receipt)
+            local d = assert(c:del(k, { ctx = g.ctx, receipt = true }))
+            assert.are.same({ { node = me, status = "ok" } }, d.receipt)
+        end)
+    end)
+
     describe("handlers that yield", function()
         it("compose several moor.put/get/del in one call", function()
             local res, err = c:call("compose", prefix .. "compose")

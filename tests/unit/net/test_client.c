@@ -323,6 +323,16 @@ static void test_wrappers(void **state)
     assert_int_equal(moor_client_del(c, NULL, "k", 1, "C", 1, &r), 0);
     p = echoed(&r, "del", &n);
     assert_int_equal(n, 2);
+    assert_int_equal(moor_client_where(c, "sp", "k", 1, &r), 0);
+    p = echoed(&r, "where", &n);
+    end = r.result + r.rlen;
+    assert_int_equal(n, 2);
+    assert_int_equal(moor_mp_read_str(&p, end, &s, &sl), 0);
+    assert_memory_equal(s, "k", 1);
+    assert_int_equal(moor_mp_read_map(&p, end, &m), 0);
+    assert_int_equal(m, 1);
+    assert_int_equal(moor_mp_read_str(&p, end, &s, &sl), 0);
+    assert_memory_equal(s, "space", 5);
     /* A value that is not one whole object is refused before sending. */
     assert_int_equal(moor_client_put(c, NULL, "k", 1, "\x92\x01", 2, NULL, 0, &r), MOOR_EINVAL);
     assert_int_equal(moor_client_put(c, NULL, "k", 1, "\x01\x02", 2, NULL, 0, &r), MOOR_EINVAL);

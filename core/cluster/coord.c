@@ -4,27 +4,30 @@
  * the coordinator is in coord_hlc.c, coord_write.c, coord_read.c and
  * coord_replica.c (coord_internal.h tells which does what).
  *
- * Design.  Every client call becomes one op: the replicas of the key's
- * preference list (copied out of the ring at the start, so a ring change
- * never touches a call in flight), one slot per replica, a deadline timer,
- * and the caller's done.  A write is coordinated by a replica: on one,
- * the next version is built from the local record (build_write) and sent
- * to every replica, answering at W acknowledgements that include the local
- * one.  A write without a ctx (blind) first reads the other replicas
- * (`_get`, blind_read) for half its time, until R - 1 answered or all
- * replied, and builds on the merge of what it read and the local record,
- * so its version descends what a read quorum holds: a replica that missed
- * a delete then replaces the deleted value instead of resurrecting its
- * stale copy beside the new one.  Too few answers only mean building on
- * less; a write with a ctx builds on the local record at once.
- * Elsewhere the op is a forward (OP_FORWARD) that sends `_coord` to the
- * first replica, then the next if that one never answers.  A read asks
- * every replica, folds each reply into a running merge (moor_record_merge),
- * answers at R replies, and keeps listening until every replica answered
- * or the deadline passed, then read-repairs: every replica that answered
- * with less than the final merge gets it in the background.  The replica of
- * this node is the local store, reached directly instead of through the
- * transport.
+ * Design.  Every client call becomes one op: the replica set of the key
+ * (plan_members: the first n healthy members, an owner that is down
+ * replaced in place by a fallback tagged with it; copied out of the ring
+ * at the start, so a ring change never touches a call in flight), one slot
+ * per replica, then for writes one unasked slot per spare healthy member,
+ * a deadline timer, and the caller's done.  A write is coordinated by an
+ * owner that is up: the next version is built from the local record
+ * (build_write) and sent to every replica, answering at W counted
+ * acknowledgements that include the local one; a slot whose replica does
+ * not answer in time or cannot be reached hands its position to the next
+ * spare (write_substitute), as a fallback for the same owner.  A write
+ * without a ctx (blind) first reads the other replicas (`_get`,
+ * blind_read) for half its time, until R - 1 answered or all replied, and
+ * builds on the merge of what it read and the local record, so its version
+ * descends what a read quorum holds.  Elsewhere the op is a forward
+ * (OP_FORWARD) that sends `_coord` to the first owner that is up, then the
+ * next if that one never answers.  A read asks every replica, folds each
+ * reply into a running merge (moor_record_merge), answers at R replies
+ * that found the key (or when all replied, or at the deadline with R
+ * replies), and keeps listening until every replica answered or the
+ * deadline passed, then read-repairs the owners that answered with less.
+ * Each slot keeps what its replica answered for the receipt (op->receipt:
+ * the answer then waits for every slot asked).  The replica of this node
+ * is the local store, reached directly instead of through the transport.
  *
  * Versions: moor_record_write applies the write to the local record, then
  * this node's entry is raised to a hybrid logical clock, max(last + 1,
@@ -35,11 +38,11 @@
  * of a lost one it never saw.  Everything is derived from the env (no
  * rand(), no real clock), so a simulated cluster replays exactly.
  *
- * Failures: QUORUM_FAILED once so many replicas failed that the quorum is
- * out of reach, or at the deadline when some replica answered; TIMEOUT at
- * the deadline when none answered at all; UNAVAILABLE when the ring holds
- * fewer members than the quorum.  Replies after the answer are absorbed
- * (the write still happened there; a read's late reply still feeds repair).
+ * Failures: MOOR_EQUORUM once so many replicas failed that the quorum is
+ * out of reach, or at the deadline when some replica answered;
+ * MOOR_ETIMEDOUT at the deadline when none answered at all; MOOR_EUNAVAIL
+ * when the ring holds fewer (healthy) members than the quorum.  Replies after the answer are
+ * absorbed (the write still happened there; a read's late reply still feeds repair).
  *
  * Lifetime: an op holds one reference per outstanding env callback (peer
  * reply, store done, its timer) plus one while it is being started, and is
@@ -245,6 +248,14 @@ static int healthy(const moor_ring_t *ring, uint32_t member, void *arg)
     return moor_ring_member(ring, member)->status != MOOR_MEMBER_DOWN;
 }
 
+static int is_owner(const plan_t *pl, uint32_t member)
+{
+    for (uint32_t i = 0; i < pl->nowners; i++)
+        if (pl->owner[i] == member)
+            return 1;
+    return 0;
+}
+
 /* The key's owners, its replica set (the first n healthy members: owners
  * up, fallbacks for owners down) and spares into pl (plan_t).  0, or the
  * code with msg: MOOR_EUNAVAIL when there is no ring, or fewer members
@@ -252,7 +263,7 @@ static int healthy(const moor_ring_t *ring, uint32_t member, void *arg)
 static int plan_members(moor_coord_t *c, const char *key, size_t klen, plan_t *pl, uint32_t need,
                         const char *level, char *msg, size_t msz)
 {
-    uint32_t all[2 * MOOR_COORD_N_MAX], nall = 0, down[MOOR_COORD_N_MAX], ndown = 0, k = 0;
+    uint32_t all[2 * MOOR_COORD_N_MAX], nall = 0, ndown = 0, k = 0;
     uint64_t token;
     int rc;
 
@@ -272,23 +283,31 @@ static int plan_members(moor_coord_t *c, const char *key, size_t klen, plan_t *p
                  need);
         return MOOR_EUNAVAIL;
     }
-    for (uint32_t i = 0; i < pl->nowners; i++)
-        if (!healthy(c->ring, pl->owner[i], NULL))
-            down[ndown++] = pl->owner[i];
-    pl->count = nall < pl->n ? nall : pl->n;
-    pl->nhealthy = 0;
-    for (uint32_t i = 0; i < pl->count; i++) {
-        int owner = 0;
-        pl->idx[i] = all[i];
-        for (uint32_t j = 0; j < pl->nowners && !owner; j++)
-            owner = pl->owner[j] == all[i];
-        pl->nhealthy += owner;
-        /* Each member that is no owner stands in for the next down owner
-         * (there are as many of those as there are such members). */
-        pl->fb[i] = owner || k >= ndown ? -1 : (int32_t)down[k++];
+    /* The owners in preference order, each one that is down replaced in
+     * place by the next healthy member clockwise that is no owner (zones
+     * first, as the ring orders them); the healthy members left after
+     * that are the spares. */
+    pl->count = pl->nhealthy = 0;
+    for (uint32_t i = 0; i < pl->nowners; i++) {
+        uint32_t o = pl->owner[i];
+        if (healthy(c->ring, o, NULL)) {
+            pl->idx[pl->count] = o;
+            pl->fb[pl->count++] = -1;
+            pl->nhealthy++;
+            continue;
+        }
+        ndown++;
+        while (k < nall && is_owner(pl, all[k]))
+            k++;
+        if (k < nall) {
+            pl->idx[pl->count] = all[k++];
+            pl->fb[pl->count++] = (int32_t)o;
+        }
     }
-    pl->nspare = nall - pl->count;
-    memcpy(pl->spare, all + pl->count, pl->nspare * sizeof(uint32_t));
+    pl->nspare = 0;
+    for (; k < nall; k++)
+        if (!is_owner(pl, all[k]))
+            pl->spare[pl->nspare++] = all[k];
     if (pl->count < need) {
         snprintf(msg, msz, "%u of the key's members are up (%u down), %s=%u needs %u", pl->count,
                  ndown, level, need, need);

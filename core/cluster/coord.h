@@ -1,47 +1,58 @@
 /*
  * coord.h -- the coordinator: quorum reads and writes over the ring.
  *
- * Any node takes any call.  put/del are coordinated by a replica (Riak's
- * way): if this node is among the first N of the key's preference list it
- * reads its local record (missing: a new key), builds the next version with
- * moor_record_write -- a ctx that descends the record replaces its
- * siblings, anything else (no ctx, an older or concurrent one) adds a
- * sibling; this node's clock entry is raised past the merged clock's to the
- * next value of a node-wide hybrid logical clock, so no counter is ever
- * given to two versions, not even after a crash lost unsynced writes --
- * writes it locally (visible at once) and sends it to the other N-1
- * replicas as `_put(space, key, record)`.  A write WITHOUT a ctx (blind:
- * e.g. after a get of a deleted key, which carries no ctx) first reads the
- * key from the other replicas (`_get`, R - 1 answers or half the timeout)
- * and builds on the merge of those and the local record, so a replica
- * that missed a recent write or delete cannot resurrect an old value.
- * It answers after W
- * acknowledgements, its own durable local write among them (required: an
- * acknowledged version is never one only the others hold).  Each replica
- * merges what it receives (moor_record_merge: a descendant replaces,
- * concurrent versions become siblings), so no acknowledged write a later
- * one did not see is lost -- whichever node coordinated either.
- * Elsewhere the write is forwarded as `_coord(op, space, key, value|nil,
- * ctx|nil, n, w, timeout_ms)` ("put"/"del") to the first replica of the
- * list, which coordinates it as above and answers the client-level result
- * ({ctx} or true) or the error; if that replica does not answer (timeout,
- * connection error, shutting down) the next one is tried once.  The
- * replica gets three quarters of the call's timeout for its quorum, so a
- * forwarded call answers within twice its timeout.
- * get: asks the N replicas with `_get(space, key)`, answers after R replies
- * with their merge (every live sibling plus the merged clock as ctx), and
- * sends the merged record to replicas that answered with less, in the
- * background (read repair).
+ * Any node takes any call.  A key's *owners* are the first N members of
+ * its preference list; the replicas a call asks are the first N *healthy*
+ * ones: an owner whose ring status is down is skipped and the next healthy
+ * member clockwise that is no owner stands in for it, a *fallback* tagged
+ * with that owner (sloppy quorum).  moor_coord_where tells both lists.
  *
- * Failures say what happened: QUORUM_FAILED "<k> of <n> replicas
- * acknowledged, <w> needed" (get: "answered", r) as soon as so many
- * replicas failed that the quorum is out of reach, or at the deadline when
- * some replica answered; TIMEOUT when none answered by the deadline;
- * UNAVAILABLE when the ring has fewer members than the level needs (n
- * larger than the ring is served by the members there are).  A forwarded
- * write: the coordinating replica's error as it answered it; TIMEOUT when
- * no replica tried answered; QUORUM_FAILED when none could be reached.  Levels left 0
- * default to n = 3 and r = w = n / 2 + 1.
+ * put/del are coordinated by an owner that is up (Riak's way; a fallback
+ * never coordinates for an owner): it reads its local record (missing: a
+ * new key), builds the next version with moor_record_write -- a ctx that
+ * descends the record replaces its siblings, anything else adds a sibling;
+ * this node's clock entry is raised to the next value of a node-wide
+ * hybrid logical clock, so no counter is ever given to two versions, not
+ * even after a crash lost unsynced writes -- writes it locally (visible at
+ * once) and sends `_put {space, key, record}` to the other owners and
+ * `_put {..., fallback_for = owner}` to the fallbacks, which keep it as a
+ * hint (opts.hint_put) and never in their own data.  An owner that does
+ * not answer in time (it gets half the time left when a spare exists) or
+ * cannot be reached is replaced the same way by the next spare healthy
+ * member, while the deadline is ahead.  A write WITHOUT a ctx (blind)
+ * first reads the key from the other replicas (`_get`, R - 1 answers or
+ * half the timeout) and builds on the merge, so a replica that missed a
+ * recent write or delete cannot resurrect an old value.  It answers after
+ * W acknowledgements, its own durable local write among them; a
+ * fallback's ack counts unless req.sloppy is MOOR_COORD_SLOPPY_OFF.  Each
+ * replica merges what it receives (moor_record_merge), so no acknowledged
+ * write a later one did not see is lost.
+ * Elsewhere the write is forwarded as `_coord {op, space, key, value?,
+ * ctx?, n, w, timeout_ms, sloppy, receipt}` to the first owner that is up,
+ * which coordinates it and answers the client-level result or the error;
+ * if it does not answer (timeout, connection error, shutting down) the
+ * next one is tried once.  The replica gets three quarters of the call's
+ * timeout, so a forwarded call answers within twice its timeout.
+ * get: asks the replicas with `_get {space, key}`, answers once R replies
+ * found the key (a notfound does not satisfy R while another replica may
+ * have it: notfound_ok = false), or once every replica answered, or at the
+ * deadline with R answers, with their merge (every live sibling plus the
+ * merged clock as ctx), and sends the merged record to owners that
+ * answered with less, in the background (read repair).
+ * With req.receipt the answer also carries `receipt`, one entry per
+ * replica asked {node, status, fallback_for?}, and waits for every replica
+ * (or the deadline) first.
+ *
+ * Failures say what happened, as codes (util/err.h): MOOR_EQUORUM "<k> of
+ * <n> replicas acknowledged, <w> needed" (get: "answered", r) as soon as
+ * the quorum is out of reach, or at the deadline when some replica
+ * answered; MOOR_ETIMEDOUT when none answered by the deadline;
+ * MOOR_EUNAVAIL when the ring has fewer members (or fewer healthy ones)
+ * than the level needs, or every owner of a written key is down.  A
+ * forwarded write: the code the coordinating replica answered (mapped
+ * back from its wire name once, by the transport); MOOR_ETIMEDOUT when no
+ * replica tried answered; MOOR_EQUORUM when none could be reached.  Levels
+ * left 0 default to n = 3 and r = w = n / 2 + 1.
  *
  * A get whose siblings the resolver merged answers the resolved value with
  * the clock of its write-back (which descends the merge) as ctx.

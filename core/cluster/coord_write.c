@@ -144,7 +144,7 @@ static int write_substitute(op_t *op, slot_t *s, int status)
 {
     moor_coord_t *c = op->c;
 
-    if (!op->c || op->kind != OP_WRITE || !op->deadline || s->spare ||
+    if (!op->c || op->kind != OP_WRITE || !op->deadline || s->spare || s->self ||
         slot_receipt_status(status) == RS_ERROR || c->clock.now_ms(c->clock.ud) >= op->deadline)
         return 0;
     while (op->used < op->nslots) {

@@ -5,7 +5,7 @@
  * Design: a member (peer_t) has at most one current connection
  * (peer_conn_t).  A request is encoded into its connection's `out` at
  * once, with the connection's next msgid, whether the connection is still
- * connecting or up; `_auth(secret)` is encoded first when the connection
+ * connecting or up; `_auth {secret, proto}` is encoded first when the connection
  * is made, so it always leads.  Encoded bytes go to the socket from a
  * uv_prepare that runs before the loop next polls, so every request made
  * in one loop iteration leaves in one write per connection.  Answers are

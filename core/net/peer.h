@@ -7,7 +7,8 @@
  * matched by msgid in any order.  Outgoing sockets bind to the node's own
  * address before connecting (rules keyed on source address, TESTING.md).
  * With a cluster secret, each new connection first sends
- * `_auth(secret)`, pipelined ahead of the queued requests; the node's side
+ * `_auth {secret, proto = MOOR_PEER_PROTO}`, pipelined ahead of the queued
+ * requests (an answer without that proto fails the connect); the node's side
  * of `_auth` lets that connection call `_` methods.
  *
  * Failures: every request has a timeout (then cb(MOOR_ETIMEDOUT) and a

@@ -310,8 +310,18 @@ class ClusterTest(unittest.TestCase):
         self.assertIsNotNone(err, "_get allowed after a failed _auth")
         self.assertIn(err[0], ("NOAUTH", "UNKNOWN_METHOD"), err)
         self.assertEqual(c.call("get", "g-key")[1]["values"], ["v"])  # still a client
+        # a protocol this node does not speak, or the bare secret of an
+        # older release: refused, and the connection stays a client's
+        other = self.connect(self.n1)
+        err, _ = other.call("_auth", {"secret": SECRET, "proto": 2})
+        self.assertEqual(err[0], "UNSUPPORTED_VERSION", err)
+        err, _ = other.call("_auth", SECRET)
+        self.assertEqual(err[0], "BAD_REQUEST", err)
+        err, _ = other.call("_get", {"space": "default", "key": "g-key"})
+        self.assertIn(err[0], ("NOAUTH", "UNKNOWN_METHOD"), err)
         peer = self.connect(self.n1)
-        self.assertEqual(peer.call("_auth", {"secret": SECRET, "proto": 1})[0], None)
+        err, ans = peer.call("_auth", {"secret": SECRET, "proto": 1})
+        self.assertEqual((err, ans), (None, {"proto": 1}))
         err, rec = peer.call("_get", {"space": "default", "key": "g-key"})
         self.assertIsNone(err, err)
         self.assertEqual(msgpack.unpackb(rec, raw=False)[1][0][0], "v")

@@ -110,6 +110,7 @@ typedef struct tsrv {
     moor_srv_req_t *held[MAX_HELD];
     int nheld;
     int auth_ok, auth_bad, noauth, requests;
+    int old_auth; /* answer _auth true, as a node of an older protocol did */
     int stopped;
 } tsrv_t;
 
@@ -201,7 +202,10 @@ static int check_auth(tsrv_t *s, moor_srv_req_t *req)
         if (proto == 1 && sec && n == strlen(s->secret) && memcmp(sec, s->secret, n) == 0) {
             s->auth_ok++;
             moor_srv_conn_set_authed(req->conn, 1);
-            moor_srv_reply(req, "\x81\xa5proto\x01", 8);
+            if (s->old_auth)
+                moor_srv_reply(req, "\xc3", 1);
+            else
+                moor_srv_reply(req, "\x81\xa5proto\x01", 8);
         } else {
             s->auth_bad++;
             moor_srv_reply_error(req, "NOAUTH", "wrong cluster secret");
@@ -863,6 +867,30 @@ static void test_auth_wrong_secret(void **state)
     tsrv_stop(f, &s);
 }
 
+/* A member that answers _auth without {proto = 1} speaks another
+ * node-to-node protocol: a failed connect with MOOR_EVERSION. */
+static void test_auth_other_proto(void **state)
+{
+    fx_t *f = *state;
+    tsrv_t s;
+    moor_peer_pool_t *p;
+    char addr[64];
+    rep_t r = {0};
+
+    tsrv_start(f, &s, "127.0.0.1", 0, "s3cret");
+    s.old_auth = 1;
+    p = pool_on(f, NULL, "s3cret", 64);
+    addr_of(addr, sizeof(addr), "127.0.0.1", s.port);
+    assert_int_equal(moor_peer_pool_set_addr(p, "S", 1, addr), 0);
+    assert_int_equal(req(p, "S", "_echo", NULL, 0, 0, 5000, &r), 0);
+    assert_true(run_until(f, &r.calls, 1, WAIT_MS));
+    assert_int_equal(r.status, MOOR_EVERSION);
+    assert_int_equal(s.auth_ok, 1);
+    assert_int_equal(stats_of(p, "S").connect_failures, 1);
+    pool_close(f, p);
+    tsrv_stop(f, &s);
+}
+
 /* ---- pool: source address ---------------------------------------------------- */
 
 typedef struct rawl {
@@ -1113,6 +1141,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_from_callback, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_auth_first, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_auth_wrong_secret, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_auth_other_proto, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_self_addr, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_set_addr_moves, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_peer_killed_reconnects, fx_setup, fx_teardown),

@@ -25,9 +25,11 @@
  * Plus: every client call is answered exactly once, reads never return a
  * value nobody wrote, a crashed node restarts on its store, read repair
  * brings a restarted node up to date, two failed replicas give
- * QUORUM_FAILED, and writes one coordinator stamps without having seen
+ * QUORUM_FAILED, writes one coordinator stamps without having seen
  * each other (a blind write after another; two writes from one read) stay
- * siblings.
+ * siblings, and a member the ring says is down is never asked while
+ * writes go on (sloppy quorum), and once back a get at r = 1 through it
+ * never answers nil for a key it missed (notfound_ok = false).
  *
  * Seeds: MOOR_SIM_SEEDS=<count> (default 200) runs seeds 1..count;
  * MOOR_SIM_SEED=<n> replays exactly one, verbosely (MOOR_SIM_VERBOSE=1
@@ -1734,6 +1736,67 @@ static void test_writes_one_coordinator_did_not_see_are_kept(void **state)
         fail_msg("%s%s%s", why[0], why[0][0] && why[1][0] ? "\n" : "", why[1]);
 }
 
+/* The ring every coordinator routes by, with member i's status set. */
+static void cl_set_status(cluster_t *cl, int i, int status)
+{
+    moor_member_t m[SIM_MAX_NODES];
+    moor_ring_t *ring;
+
+    for (uint32_t k = 0; k < (uint32_t)cl->nnodes; k++) {
+        const moor_member_t *x = moor_ring_member(cl->ring, k);
+        m[k] = *x;
+        if (x->idlen == cl->sim->node[i].idlen && memcmp(x->id, cl->sim->node[i].id, x->idlen) == 0)
+            m[k].status = status;
+    }
+    assert_int_equal(moor_ring_build(m, (uint32_t)cl->nnodes, &ring), 0);
+    moor_ring_free(cl->ring);
+    cl->ring = ring;
+    for (int k = 0; k < cl->nnodes; k++)
+        if (cl->coord[k])
+            moor_coord_set_ring(cl->coord[k], ring);
+}
+
+/* Sloppy quorum and notfound_ok = false, 5 nodes, N = 3, R = 1, W = 2: a
+ * member the ring says is down is never asked (no request goes to it),
+ * writes keep being acknowledged; once it is back (and up) it has missed
+ * them, yet a get at r = 1 through it never answers nil for a key the
+ * others hold: its own notfound does not satisfy R. */
+static void test_down_member_skipped_and_never_answers_null(void **state)
+{
+    cluster_t *cl = calloc(1, sizeof(*cl));
+    client_t *c;
+    uint64_t to_down;
+    (void)state;
+
+    cl_init(cl, 15, 5, 1, 2);
+    c = scenario_client(cl);
+    cl->nkeys1 = 12;
+    cl_crash(cl, 4, 0);
+    cl_set_status(cl, 4, MOOR_MEMBER_DOWN);
+    to_down = cl->sim->st.to_down;
+    for (int k = 0; k < 12; k++)
+        issue_write(cl, c, k, 0, 1);
+    cl_drain(cl, 1000);
+    for (uint32_t id = 1; id <= 12; id++)
+        if (cl_write(cl, id)->state != 1)
+            fail_msg("w%u with n4 down in the ring: %s", id, cl_write(cl, id)->err);
+    assert_int_equal(cl->sim->st.to_down, to_down); /* n4 was never asked */
+    cl_restart(cl, 4);
+    cl_set_status(cl, 4, MOOR_MEMBER_UP);
+    cl->force_node = 4;
+    for (int k = 0; k < 12; k++) {
+        issue_get(cl, c, k, 1);
+        cl_drain(cl, 1000);
+        if (c->nseen != 1 || c->seen[0] != (uint32_t)k + 1)
+            fail_msg("get %s at r = 1 via n4 (which missed the write): %u value(s), expected w%d",
+                     key_of(cl, k), c->nseen, k + 1);
+    }
+    assert_string_equal(cl->fail, "");
+    assert_int_equal(cl->inflight, 0);
+    cl_free(cl);
+    free(cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1747,6 +1810,7 @@ int main(void)
         cmocka_unit_test(test_read_repair_updates_a_restarted_node),
         cmocka_unit_test(test_two_failed_replicas_give_quorum_failed),
         cmocka_unit_test(test_writes_one_coordinator_did_not_see_are_kept),
+        cmocka_unit_test(test_down_member_skipped_and_never_answers_null),
         cmocka_unit_test(test_cluster_replays_a_seed),
         cmocka_unit_test(test_properties_over_seeds),
     };

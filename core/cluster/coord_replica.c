@@ -260,7 +260,6 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
     if ((rc = op_set_key(op, space, slen, key, klen)) == 0) {
         op->refs++;
         if (owner) {
-            c->st.hints_taken++;
             rc = c->hint_put(c->hint_ud, owner, olen, space, slen, key, klen, rec, rlen,
                              peer_put_done, op);
         } else {
@@ -268,6 +267,8 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
         }
         if (rc)
             op->refs--;
+        else if (owner)
+            c->st.hints_taken++;
     }
     if (rc)
         op_fail(op, rc, "%s write: %s", owner ? "hint" : "local", moor_diag_msg(rc));

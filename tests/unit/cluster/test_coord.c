@@ -2237,6 +2237,10 @@ static void test_receipts(void **state)
     ans_reset(&a);
     /* b loses k; a get with receipt says notfound for b, found for the
      * others -- before the read repair that puts it back */
+    for (size_t i = 0; i < w->nodes[1].nkv; i++) {
+        moor_buf_free(&w->nodes[1].kv[i].key);
+        moor_buf_free(&w->nodes[1].kv[i].rec);
+    }
     w->nodes[1].nkv = 0;
     moor_coord_req_t q = req_of("k", NULL, NULL);
     q.receipt = 1;

@@ -336,13 +336,16 @@ static void blind_read_end(op_t *op)
 }
 
 /* Another replica's answer to the read: ok with its record (rec NULL: it
- * has none), or a failure, which only counts as no answer. */
+ * has none), or a failure, which only counts as no answer (as does a
+ * fallback that has none). */
 static void blind_read_slot(op_t *op, slot_t *s, int ok, const char *rec, size_t rlen)
 {
     if (!op->c || !op->reading || s->rstate != SLOT_PENDING)
         return;
     if (ok && rec && merge_into(op->c, &op->seen, rec, rlen))
         ok = 0;
+    if (ok && !rec && s->fblen)
+        ok = 0; /* a fallback's notfound: it holds hints, not the key's data */
     s->rstate = ok ? SLOT_OK : SLOT_FAILED;
     if (ok)
         op->rok++;

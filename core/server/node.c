@@ -1048,6 +1048,12 @@ static int store_scan(void *ud, const char *prefix, size_t plen, const char *fro
     return rc;
 }
 
+moor_store_if_t moor_node_store(moor_node_t *n)
+{
+    moor_store_if_t st = {n, store_get, store_put, store_del, store_scan};
+    return st;
+}
+
 /* The coordinator's resolver hook: the space's Lua resolver over the
  * siblings {value, ts, tombstone, clock} (one clock per record: every
  * sibling carries the record's). */
@@ -1100,11 +1106,7 @@ int moor_node_join_cluster(moor_node_t *n, const char *self_addr)
     o.loop = n->loop;
     o.cfg = &n->cfg;
     o.self_addr = self_addr;
-    o.store.ud = n;
-    o.store.get = store_get;
-    o.store.put = store_put;
-    o.store.del = store_del;
-    o.store.scan = store_scan;
+    o.store = moor_node_store(n);
     o.resolve = resolve_hook;
     o.resolve_ud = n;
     if ((rc = moor_cl_new(&o, &n->cl)))

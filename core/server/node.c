@@ -1229,7 +1229,9 @@ int moor_node_close(moor_node_t *n)
     /* Anything the close made durable is answered before the handle goes. */
     drain_done(&n->async);
     uv_prepare_stop(&n->kick);
-    uv_close((uv_handle_t *)&n->kick, NULL);
+    /* libuv finishes closing handles in the reverse order of uv_close: the
+     * one that frees the node (and both handles in it) must go last. */
     uv_close((uv_handle_t *)&n->async, free_after_close);
+    uv_close((uv_handle_t *)&n->kick, NULL);
     return rc ? rc : crc;
 }

@@ -156,7 +156,8 @@ static void test_scan_and_del(void **state)
                      0);
     assert_int_equal(s.n, 2);
     assert_int_equal(moor_node_close(n), 0);
-    uv_loop_close(&loop);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the node's handles finish closing */
+    assert_int_equal(uv_loop_close(&loop), 0);
     moor_buf_free(&out);
     moor_buf_free(&data);
     testutil_rmrf(dir);

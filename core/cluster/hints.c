@@ -66,6 +66,7 @@ struct owner {
     uint64_t backoff;   /* ms; 0 after a batch that went through */
     int progressed;     /* this pass removed a hint */
     moor_buf_t cursor;  /* scan from here; empty: from the owner's first hint */
+    moor_buf_t low;     /* no hint of o below this key is left (empty: unknown) */
 };
 
 typedef struct entry {
@@ -308,14 +309,21 @@ static void entries_free(entry_t *e, uint32_t n)
 }
 
 /* Up to cap hints of o from `from` (flen 0: its first) into c->e (cap
- * slots).  0 or an error. */
+ * slots).  0 or an error.  A scan from the first starts at o->low and
+ * moves it to the first hint found: new hints sort after every older one
+ * (seq grows), so none appears below it again, and the deletion marks of
+ * the hints already gone are not walked over again and again. */
 static int collect(owner_t *o, const char *from, size_t flen, collect_t *c)
 {
     moor_hints_t *h = o->h;
     char prefix[OWNER_PREFIX_MAX];
     size_t plen = owner_prefix(o->id, o->idlen, prefix);
-    int rc;
+    int first = flen == 0, rc;
 
+    if (first) {
+        from = o->low.data;
+        flen = o->low.len;
+    }
     c->n = 0;
     c->err = 0;
     rc = h->store.scan(h->store.ud, prefix, plen, from, flen, c->cap, collect_fn, c);
@@ -323,6 +331,11 @@ static int collect(owner_t *o, const char *from, size_t flen, collect_t *c)
         entries_free(c->e, c->n);
         c->n = 0;
         return rc ? rc : c->err;
+    }
+    if (first && c->n) {
+        moor_buf_reset(&o->low);
+        if (moor_buf_append(&o->low, c->e[0].key, c->e[0].klen))
+            moor_buf_reset(&o->low); /* unknown again: correct, only slower */
     }
     return 0;
 }
@@ -565,7 +578,7 @@ static void replay(void *arg)
         return;
     }
     c = (collect_t){b->e, 0, h->batch, 0, 0};
-    rc = collect(o, o->cursor.data, o->cursor.len, &c);
+    rc = collect(o, o->cursor.data, o->cursor.len, &c); /* empty cursor: from o->low */
     if (rc || !c.n) {
         int again = !rc && o->cursor.len && o->progressed;
         batch_free(b);
@@ -690,6 +703,7 @@ void moor_hints_free(moor_hints_t *h)
         if (o->timer)
             h->clock.timer_stop(h->clock.ud, o->timer);
         moor_buf_free(&o->cursor);
+        moor_buf_free(&o->low);
         free(o);
     }
     hints_unref(h);

@@ -248,21 +248,24 @@ static int remove_hint(owner_t *o, const char *key, size_t klen)
     return 1;
 }
 
-/* Drops the hint at key (value val): removed, counted, reported. */
-static void drop_hint(owner_t *o, const char *key, size_t klen, const char *val, size_t vlen)
+/* Drops the hint at key (value val): removed, counted, reported.  As
+ * remove_hint: 1, 0 (gone already) or an error. */
+static int drop_hint(owner_t *o, const char *key, size_t klen, const char *val, size_t vlen)
 {
     moor_hints_t *h = o->h;
     moor_hint_t hint;
+    int rc = remove_hint(o, key, klen);
 
-    if (remove_hint(o, key, klen) != 1)
-        return;
+    if (rc != 1)
+        return rc;
     h->ndropped++;
     if (!h->dropped)
-        return;
+        return 1;
     if (moor_hints_decode(val, vlen, &hint) == 0)
         h->dropped(h->dropped_ud, o->id, o->idlen, hint.space, hint.slen, hint.key, hint.klen);
     else
         h->dropped(h->dropped_ud, o->id, o->idlen, "", 0, "", 0);
+    return 1;
 }
 
 /* ---- scans ------------------------------------------------------------------ */
@@ -346,9 +349,9 @@ static int make_room(owner_t *o, uint64_t need)
     moor_hints_t *h = o->h;
     entry_t e[16];
     collect_t c = {e, 0, 16, 0, 0};
-    int rc;
+    int rc = 0;
 
-    while (o->count && o->bytes + need > h->max_bytes) {
+    while (rc == 0 && o->count && o->bytes + need > h->max_bytes) {
         if ((rc = collect(o, NULL, 0, &c)))
             return rc;
         if (!c.n) { /* the counts are off: nothing is stored for o */
@@ -357,11 +360,12 @@ static int make_room(owner_t *o, uint64_t need)
             o->count = o->bytes = 0;
             break;
         }
-        for (uint32_t i = 0; i < c.n && o->bytes + need > h->max_bytes; i++)
-            drop_hint(o, e[i].key, e[i].klen, e[i].val, e[i].vlen);
+        for (uint32_t i = 0; i < c.n && rc >= 0 && o->bytes + need > h->max_bytes; i++)
+            rc = drop_hint(o, e[i].key, e[i].klen, e[i].val, e[i].vlen);
         entries_free(e, c.n);
+        rc = rc < 0 ? rc : 0; /* a store that cannot delete: the add fails */
     }
-    return 0;
+    return rc;
 }
 
 /* Drops o's hints stamped before now - window_ms, oldest first. */
@@ -435,10 +439,12 @@ static uint64_t rate_wait(moor_hints_t *h)
     return ((uint64_t)-h->tokens * 1000 + h->rate - 1) / h->rate;
 }
 
+/* An owner's refusal of the hint itself (BAD_REQUEST and the like): sent
+ * again it would be refused again, and hold up every hint behind it. */
 static int permanent(int status)
 {
-    return status == MOOR_EINVAL || status == MOOR_EPROTO || status == MOOR_EKEYTOOBIG ||
-           status == MOOR_EVALTOOBIG || status == MOOR_EBADCTX;
+    return status == MOOR_EINVAL || status == MOOR_EKEYTOOBIG || status == MOOR_EVALTOOBIG ||
+           status == MOOR_EBADCTX;
 }
 
 static void batch_done(batch_t *b)
@@ -493,8 +499,8 @@ static void put_reply(void *arg, int status, const char *result, size_t rlen)
     entry_t *e = arg;
     batch_t *b = e->b;
 
-    if (status == 0 && !(rlen == 1 && (unsigned char)result[0] == 0xc3))
-        status = MOOR_EPROTO; /* anything but true: not taken */
+    (void)result; /* the owner answers true; any answer that is not an error means taken */
+    (void)rlen;
     e->state = ENT_DONE;
     e->status = status;
     if (--b->outstanding == 0)
@@ -580,17 +586,27 @@ static void replay(void *arg)
     c = (collect_t){b->e, 0, h->batch, 0, 0};
     rc = collect(o, o->cursor.data, o->cursor.len, &c); /* empty cursor: from o->low */
     if (rc || !c.n) {
-        int again = !rc && o->cursor.len && o->progressed;
+        int progressed = o->progressed;
         batch_free(b);
         if (rc) {
             schedule(o, MOOR_HINTS_BACKOFF_MIN_MS);
             return;
         }
-        /* the pass is over */
+        if (!o->cursor.len) { /* nothing stored at all: the counts say so too */
+            h->pending -= h->pending >= o->count ? o->count : h->pending;
+            h->bytes -= h->bytes >= o->bytes ? o->bytes : h->bytes;
+            o->count = o->bytes = 0;
+        }
+        /* the pass is over: another from the first hint left, at once if
+         * this one removed some, else (deletions failing) after a backoff */
         moor_buf_reset(&o->cursor);
         o->progressed = 0;
-        if (again)
-            schedule(o, 0);
+        if (o->count) {
+            o->backoff = progressed ? 0 : o->backoff ? o->backoff * 2 : MOOR_HINTS_BACKOFF_MIN_MS;
+            if (o->backoff > MOOR_HINTS_BACKOFF_MAX_MS)
+                o->backoff = MOOR_HINTS_BACKOFF_MAX_MS;
+            schedule(o, o->backoff);
+        }
         return;
     }
     b->h = h;

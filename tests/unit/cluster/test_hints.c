@@ -820,6 +820,41 @@ static void test_refused_hints_are_dropped(void **state)
     }
 }
 
+/* Store writes that fail (puts and deletes, 20%): a failed add says so
+ * and stores nothing; a failed delete leaves the hint for a later pass;
+ * everything acknowledged still arrives and the store ends empty. */
+static void test_failing_store(void **state)
+{
+    uint64_t n = nseeds();
+    (void)state;
+
+    for (uint64_t seed = 1; seed <= n; seed++) {
+        world_t *w = world_new(seed);
+        int k = 20 + (int)sim_range(w->s, 0, 60), failed = 0;
+
+        w->o.batch = 4;
+        world_start(w);
+        w->s->store_fail = 0.2;
+        for (int i = 0; i < k; i++)
+            if (add_hint(w, 80))
+                failed++;
+        assert_int_equal(stats(w).pending + (uint64_t)failed, (uint64_t)k);
+        moor_hints_owner_up(w->h, OWNER, 2);
+        run_until_drained(w, 600000); /* failed deletes: retried by later passes */
+        assert_int_equal(stats(w).pending, 0);
+        w->s->store_fail = 0;
+        world_crash(w, 0); /* and nothing comes back after a restart */
+        assert_int_equal(stats(w).pending, 0);
+        assert_int_equal(stats(w).pending, 0);
+        assert_int_equal(stored_hints(w->s, 0), 0);
+        for (int i = 0; i < k; i++)
+            if (w->acked[i])
+                assert_true(w->got[i] >= 1);
+        assert_int_equal(w->absent_on_delivery, 0);
+        world_free(w);
+    }
+}
+
 /* The same seed replays to the same trace. */
 static void test_deterministic(void **state)
 {
@@ -854,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_owner_down_pauses),
         cmocka_unit_test(test_unreachable_owner_backs_off),
         cmocka_unit_test(test_refused_hints_are_dropped),
+        cmocka_unit_test(test_failing_store),
         cmocka_unit_test(test_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,8 +25,11 @@
  *     MOOR_HINTS_BACKOFF_MIN_MS to _MAX_MS); else the cursor moves past
  *     the batch and the next one follows.
  *   - a scan that finds nothing ends the pass: the cursor goes back to the
- *     start, and a new pass begins only if the last one removed something
- *     (a hint whose deletion failed is not retried in a loop).
+ *     start and, while hints are left (their deletion failed), a new pass
+ *     begins: at once if the last one removed something, else after a
+ *     backoff, so a store that cannot delete is not hammered.
+ * Any answer to `_put` that is not an error acknowledges the hint (the
+ * owner answers true).
  * moor_hints_add kicks an idle replay of an owner that is up; owner_down
  * stops the timer and lets the batch in flight finish.
  *

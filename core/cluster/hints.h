@@ -57,7 +57,9 @@
 typedef struct moor_hints moor_hints_t;
 
 /* A hint was dropped (over a bound, refused by its owner as malformed, or
- * unreadable on disk: then slen and klen are 0). */
+ * unreadable on disk: then slen and klen are 0).  Runs from inside
+ * moor_hints_add, the age sweep or replay: it may read moor_hints_stats
+ * but must not call the other moor_hints_* functions. */
 typedef void (*moor_hints_dropped_fn)(void *ud, const char *owner, size_t olen, const char *space,
                                       size_t slen, const char *key, size_t klen);
 

@@ -209,6 +209,8 @@ static owner_t *owner_get(moor_hints_t *h, const char *id, size_t idlen, int cre
 {
     owner_t *o;
 
+    if (idlen == 0 || idlen > MOOR_RING_ID_MAX)
+        return NULL;
     for (o = h->owners; o; o = o->next)
         if (o->idlen == idlen && memcmp(o->id, id, idlen) == 0)
             return o;
@@ -298,8 +300,10 @@ static int collect_fn(void *arg, const char *key, size_t klen, const char *val, 
         c->err = MOOR_ENOMEM;
         return 1;
     }
-    memcpy(e->key, key, klen);
-    memcpy(e->val, val, vlen);
+    if (klen)
+        memcpy(e->key, key, klen);
+    if (vlen)
+        memcpy(e->val, val, vlen);
     e->klen = klen;
     e->vlen = vlen;
     e->state = moor_hints_decode(e->val, vlen, &e->hint) ? ENT_SKIP : ENT_SEND;
@@ -787,7 +791,7 @@ int moor_hints_add(moor_hints_t *h, const char *owner, size_t olen, const char *
 
 void moor_hints_owner_up(moor_hints_t *h, const char *owner, size_t olen)
 {
-    owner_t *o = owner_get(h, owner, olen, olen > 0 && olen <= MOOR_RING_ID_MAX);
+    owner_t *o = owner_get(h, owner, olen, 1);
 
     if (!o || o->up)
         return;

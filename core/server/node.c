@@ -1022,10 +1022,13 @@ static int store_scan(void *ud, const char *prefix, size_t plen, const char *fro
 
     if (!hi)
         return MOOR_ENOMEM;
-    if (flen && (memcmp(from, prefix, flen < plen ? flen : plen) > 0 ||
-                 (memcmp(from, prefix, flen < plen ? flen : plen) == 0 && flen > plen))) {
-        lo = from; /* from is above the prefix's first key */
-        lolen = flen;
+    if (flen) {
+        size_t m = flen < plen ? flen : plen;
+        int c = m ? memcmp(from, prefix, m) : 0;
+        if (c > 0 || (c == 0 && flen > plen)) {
+            lo = from; /* from is above the prefix's first key */
+            lolen = flen;
+        }
     }
     hilen = prefix_end(prefix, plen, hi);
     it = moor_engine_iter_new(n->engine, lolen ? lo : NULL, lolen, hilen ? hi : NULL, hilen);

@@ -733,7 +733,7 @@ static int sim_store_del(void *ud, const char *key, size_t klen, moor_store_done
 
 static inline int sim_key_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
+    int c = alen && blen ? memcmp(a, b, alen < blen ? alen : blen) : 0;
     return c ? c : (alen > blen) - (alen < blen);
 }
 
@@ -781,7 +781,7 @@ static int sim_store_scan(void *ud, const char *prefix, size_t plen, const char 
         abort();
     for (size_t i = 0; i < n->nkv; i++) {
         const sim_kv_t *kv = &n->kv[i];
-        if (kv->has_live && kv->klen >= plen && memcmp(kv->key, prefix, plen) == 0 &&
+        if (kv->has_live && kv->klen >= plen && (!plen || memcmp(kv->key, prefix, plen) == 0) &&
             sim_key_cmp(kv->key, kv->klen, from, flen) >= 0)
             idx[m++] = i;
     }

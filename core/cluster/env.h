@@ -44,9 +44,17 @@ typedef struct moor_transport_if {
                    void *arg);
 } moor_transport_if_t;
 
-/* The local replica store: records (record.h) by engine key.  put's done
- * runs once the write is durable per the node's sync mode. */
+/* The local replica store: records (record.h) by engine key, and the
+ * hints of hints.h under their own prefix.  A write (put, del) is visible
+ * to get and scan as soon as it is queued; its done runs once it is
+ * durable per the node's sync mode, in the order the writes were queued.
+ * A crash keeps every write whose done ran and may drop any other. */
 typedef void (*moor_store_done_fn)(void *arg, int status);
+
+/* One key of a scan: key and value borrowed until the callback returns.
+ * Returns 0 to go on, nonzero to stop the scan. */
+typedef int (*moor_store_scan_fn)(void *arg, const char *key, size_t klen, const char *val,
+                                  size_t vlen);
 
 typedef struct moor_store_if {
     void *ud;
@@ -55,6 +63,17 @@ typedef struct moor_store_if {
     /* Queues the write; 0 (done follows) or an error (no done). */
     int (*put)(void *ud, const char *key, size_t klen, const char *rec, size_t rlen,
                moor_store_done_fn done, void *arg);
+    /* Queues the deletion of key (absent or not); 0 (done follows) or an
+     * error (no done). */
+    int (*del)(void *ud, const char *key, size_t klen, moor_store_done_fn done, void *arg);
+    /* Synchronous: calls fn for the keys that start with prefix (plen 0:
+     * every key) and are >= from (flen 0: from the first), in ascending
+     * byte order, at most limit of them (0: no limit), as the store is now
+     * (queued writes included), until fn returns nonzero.  fn must not
+     * write to the store.  0 (also when fn stopped it), or an error (some
+     * keys may have been passed to fn before). */
+    int (*scan)(void *ud, const char *prefix, size_t plen, const char *from, size_t flen,
+                uint32_t limit, moor_store_scan_fn fn, void *arg);
 } moor_store_if_t;
 
 #endif

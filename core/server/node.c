@@ -1135,6 +1135,94 @@ static int store_put(void *ud, const char *key, size_t klen, const char *rec, si
     return rc;
 }
 
+/* Like store_put: visible at once, done on the loop once durable. */
+static int store_del(void *ud, const char *key, size_t klen, moor_store_done_fn done, void *arg)
+{
+    moor_node_t *n = ud;
+    wdone_t *w = calloc(1, sizeof(*w));
+    moor_batch_t *b = moor_batch_new();
+    int rc = MOOR_ENOMEM;
+
+    if (!w || !b || moor_batch_delete(b, key, klen))
+        goto out;
+    w->node = n;
+    w->sdone = done;
+    w->sarg = arg;
+    rc = moor_engine_write_async_deferred(n->engine, b, write_done, w);
+    n->kick_needed = 1;
+    if (rc == 0) {
+        n->pending++;
+        w = NULL;
+    }
+out:
+    moor_batch_free(b);
+    free(w);
+    return rc;
+}
+
+/* The smallest key above every key that starts with p (plen bytes), into
+ * hi; 0 when there is none (p empty or all 0xff: no upper bound). */
+static size_t prefix_end(const char *p, size_t plen, char *hi)
+{
+    while (plen && (unsigned char)p[plen - 1] == 0xff)
+        plen--;
+    if (!plen)
+        return 0;
+    memcpy(hi, p, plen);
+    hi[plen - 1] = (char)((unsigned char)hi[plen - 1] + 1);
+    return plen;
+}
+
+/* On an iterator over [max(prefix, from), prefix end): a snapshot taken
+ * now, so writes queued before the call are in it. */
+static int store_scan(void *ud, const char *prefix, size_t plen, const char *from, size_t flen,
+                      uint32_t limit, moor_store_scan_fn fn, void *arg)
+{
+    moor_node_t *n = ud;
+    const char *lo = prefix;
+    size_t lolen = plen, hilen;
+    char *hi = malloc(plen ? plen : 1);
+    moor_engine_iter_t *it;
+    uint32_t seen = 0;
+    int rc;
+
+    if (!hi)
+        return MOOR_ENOMEM;
+    if (flen) {
+        size_t m = flen < plen ? flen : plen;
+        int c = m ? memcmp(from, prefix, m) : 0;
+        if (c > 0 || (c == 0 && flen > plen)) {
+            lo = from; /* from is above the prefix's first key */
+            lolen = flen;
+        }
+    }
+    hilen = prefix_end(prefix, plen, hi);
+    it = moor_engine_iter_new(n->engine, lolen ? lo : NULL, lolen, hilen ? hi : NULL, hilen);
+    if (!it) {
+        free(hi);
+        return MOOR_ENOMEM;
+    }
+    moor_engine_iter_seek_first(it);
+    for (; moor_engine_iter_valid(it) && (!limit || seen < limit); moor_engine_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = moor_engine_iter_key(it, &klen);
+        const char *v = moor_engine_iter_value(it, &vlen);
+        seen++;
+        if (fn(arg, k, klen, v, vlen))
+            break;
+    }
+    rc = moor_engine_iter_status(it);
+    moor_engine_iter_free(it);
+    free(hi);
+    return rc;
+}
+
+moor_store_if_t moor_node_store(moor_node_t *n)
+{
+    moor_store_if_t st = {n, store_get, store_put, store_del, store_scan};
+    return st;
+}
+
 /* The coordinator's resolver hook: the space's Lua resolver over the
  * siblings {value, ts, tombstone, clock} (one clock per record: every
  * sibling carries the record's). */
@@ -1187,9 +1275,7 @@ int moor_node_join_cluster(moor_node_t *n, const char *self_addr)
     o.loop = n->loop;
     o.cfg = &n->cfg;
     o.self_addr = self_addr;
-    o.store.ud = n;
-    o.store.get = store_get;
-    o.store.put = store_put;
+    o.store = moor_node_store(n);
     o.resolve = resolve_hook;
     o.resolve_ud = n;
     if ((rc = moor_cl_new(&o, &n->cl)))
@@ -1312,7 +1398,9 @@ int moor_node_close(moor_node_t *n)
     /* Anything the close made durable is answered before the handle goes. */
     drain_done(&n->async);
     uv_prepare_stop(&n->kick);
-    uv_close((uv_handle_t *)&n->kick, NULL);
+    /* libuv finishes closing handles in the reverse order of uv_close: the
+     * one that frees the node (and both handles in it) must go last. */
     uv_close((uv_handle_t *)&n->async, free_after_close);
+    uv_close((uv_handle_t *)&n->kick, NULL);
     return rc ? rc : crc;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "cluster/env.h"
 #include "engine/engine.h"
 #include "lua/config.h"
 #include "lua/host.h"
@@ -58,6 +59,11 @@ void moor_node_set_server(moor_node_t *n, moor_srv_t *s);
 
 /* Writes still waiting for durability. */
 unsigned moor_node_pending(const moor_node_t *n);
+
+/* The node's engine as env.h's store (get, put, del, scan): what the
+ * coordinator and the hints use.  Loop thread only; done callbacks run on
+ * the loop. */
+moor_store_if_t moor_node_store(moor_node_t *n);
 
 /* Flushes and closes the engine.  REQUIRES: no pending writes. */
 int moor_node_close(moor_node_t *n);

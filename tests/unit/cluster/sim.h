@@ -17,10 +17,12 @@
  *   MOOR_ETIMEDOUT at timeout_ms when the request or its answer was lost (or,
  *   with `refuse` set, -ECONNREFUSED after a delay when the target is down,
  *   as a real connection to a dead process fails).
- * - store: an in-memory map key -> record bytes.  A put is visible at once
- *   (like the engine's memtable) and becomes durable in FIFO order a few ms
- *   later, when done runs.  A crash either keeps everything (flushed) or
- *   drops what was not yet durable, i.e. never acknowledged.
+ * - store: an in-memory map key -> record bytes.  A put or del is visible
+ *   at once (like the engine's memtable) and becomes durable in FIFO order
+ *   a few ms later, when done runs.  A crash either keeps everything
+ *   (flushed) or drops what was not yet durable, i.e. never acknowledged
+ *   (a lost del brings the key back).  scan walks the live keys in byte
+ *   order (sorted per call: the key spaces are small).
  *
  * Crash and restart: sim_crash() bumps the node's incarnation, so nothing
  * belonging to the old process fires on its own again (its timers, request
@@ -120,7 +122,7 @@ typedef struct sim_req {
 
 typedef struct sim_stats {
     uint64_t events, sent, lost, cut, to_down, delivered, replies, reply_lost, timeouts, refused,
-        timers, store_puts, store_fail, crashes, restarts, harness_errors;
+        timers, store_puts, store_dels, store_scans, store_fail, crashes, restarts, harness_errors;
 } sim_stats_t;
 
 struct sim {
@@ -625,6 +627,7 @@ static int sim_store_get(void *ud, const char *key, size_t klen, moor_buf_t *out
 typedef struct sim_durable {
     moor_store_done_fn done;
     void *arg;
+    int del; /* 1: a deletion (no record bytes) */
     size_t klen, rlen;
     char bytes[]; /* key then record */
 } sim_durable_t;
@@ -636,9 +639,35 @@ static void sim_store_durable(sim_t *s, sim_ev_t *ev)
     sim_kv_t *kv = sim_kv_find(n, d->bytes, d->klen, 1);
 
     sim_buf_set(&kv->durable, d->bytes + d->klen, d->rlen);
-    kv->has_durable = 1;
-    sim_trace(s, "S", 1);
+    kv->has_durable = !d->del;
+    sim_trace(s, d->del ? "s" : "S", 1);
     d->done(d->arg, 0);
+}
+
+/* Queues the completion of a write (put, or del with rec NULL): durable
+ * after the store's previous writes, 0..3 ms from now. */
+static inline void sim_store_queue(sim_node_t *n, const char *key, size_t klen, const char *rec,
+                                   size_t rlen, int del, moor_store_done_fn done, void *arg)
+{
+    sim_t *s = n->sim;
+    sim_durable_t *d = malloc(sizeof(*d) + klen + rlen);
+    uint64_t at;
+
+    if (!d)
+        abort();
+    d->done = done;
+    d->arg = arg;
+    d->del = del;
+    d->klen = klen;
+    d->rlen = rlen;
+    memcpy(d->bytes, key, klen);
+    if (rlen)
+        memcpy(d->bytes + klen, rec, rlen);
+    at = s->now + sim_range(s, 0, 3);
+    if (at < n->durable_at)
+        at = n->durable_at; /* FIFO: a later write is never durable first */
+    n->durable_at = at;
+    sim_schedule(s, at - s->now, n->idx, sim_store_durable, d);
 }
 
 static int sim_store_put(void *ud, const char *key, size_t klen, const char *rec, size_t rlen,
@@ -647,8 +676,6 @@ static int sim_store_put(void *ud, const char *key, size_t klen, const char *rec
     sim_node_t *n = ud;
     sim_t *s = n->sim;
     sim_kv_t *kv;
-    sim_durable_t *d;
-    uint64_t at;
 
     if (!n->up)
         sim_error(s, "a node that is down wrote its store");
@@ -660,28 +687,102 @@ static int sim_store_put(void *ud, const char *key, size_t klen, const char *rec
     kv = sim_kv_find(n, key, klen, 1);
     sim_buf_set(&kv->live, rec, rlen);
     kv->has_live = 1;
-    d = malloc(sizeof(*d) + klen + rlen);
-    if (!d)
-        abort();
-    d->done = done;
-    d->arg = arg;
-    d->klen = klen;
-    d->rlen = rlen;
-    memcpy(d->bytes, key, klen);
-    memcpy(d->bytes + klen, rec, rlen);
-    at = s->now + sim_range(s, 0, 3);
-    if (at < n->durable_at)
-        at = n->durable_at; /* FIFO: a later write is never durable first */
-    n->durable_at = at;
     s->st.store_puts++;
     n->puts++;
-    sim_schedule(s, at - s->now, n->idx, sim_store_durable, d);
+    sim_store_queue(n, key, klen, rec, rlen, 0, done, arg);
+    return 0;
+}
+
+static int sim_store_del(void *ud, const char *key, size_t klen, moor_store_done_fn done,
+                         void *arg)
+{
+    sim_node_t *n = ud;
+    sim_t *s = n->sim;
+    sim_kv_t *kv;
+
+    if (!n->up)
+        sim_error(s, "a node that is down wrote its store");
+    if (sim_chance(s, s->store_fail)) {
+        s->st.store_fail++;
+        n->put_failures++;
+        return moor_diag(MOOR_EIO, "sim: store delete failed (injected)");
+    }
+    if ((kv = sim_kv_find(n, key, klen, 0))) {
+        moor_buf_reset(&kv->live);
+        kv->has_live = 0;
+    }
+    s->st.store_dels++;
+    sim_store_queue(n, key, klen, NULL, 0, 1, done, arg);
+    return 0;
+}
+
+static inline int sim_key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = alen && blen ? memcmp(a, b, alen < blen ? alen : blen) : 0;
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* Sorts the kv indices idx[0..m) by key: a bottom-up merge sort. */
+static inline void sim_kv_sort(const sim_node_t *n, size_t *idx, size_t m)
+{
+    size_t *tmp = malloc((m + 1) * sizeof(*tmp)), *a = idx, *b = tmp;
+
+    if (!tmp)
+        abort();
+    for (size_t w = 1; w < m; w *= 2) {
+        for (size_t lo = 0; lo < m; lo += 2 * w) {
+            size_t mid = lo + w < m ? lo + w : m, hi = lo + 2 * w < m ? lo + 2 * w : m;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) {
+                const sim_kv_t *x = &n->kv[a[i]], *y = &n->kv[a[j]];
+                b[k++] = sim_key_cmp(x->key, x->klen, y->key, y->klen) <= 0 ? a[i++] : a[j++];
+            }
+            while (i < mid)
+                b[k++] = a[i++];
+            while (j < hi)
+                b[k++] = a[j++];
+        }
+        size_t *t = a;
+        a = b;
+        b = t;
+    }
+    if (a != idx)
+        memcpy(idx, a, m * sizeof(*idx));
+    free(tmp);
+}
+
+static int sim_store_scan(void *ud, const char *prefix, size_t plen, const char *from,
+                          size_t flen, uint32_t limit, moor_store_scan_fn fn, void *arg)
+{
+    sim_node_t *n = ud;
+    size_t *idx, m = 0;
+    int stop = 0;
+
+    if (!n->up)
+        sim_error(n->sim, "a node that is down read its store");
+    n->sim->st.store_scans++;
+    idx = malloc((n->nkv + 1) * sizeof(*idx));
+    if (!idx)
+        abort();
+    for (size_t i = 0; i < n->nkv; i++) {
+        const sim_kv_t *kv = &n->kv[i];
+        if (kv->has_live && kv->klen >= plen && (!plen || memcmp(kv->key, prefix, plen) == 0) &&
+            sim_key_cmp(kv->key, kv->klen, from, flen) >= 0)
+            idx[m++] = i;
+    }
+    sim_kv_sort(n, idx, m);
+    for (size_t i = 0; i < m && !stop && (!limit || i < limit); i++) {
+        const sim_kv_t *kv = &n->kv[idx[i]];
+        stop = fn(arg, kv->key, kv->klen, kv->live.data, kv->live.len);
+    }
+    free(idx);
     return 0;
 }
 
 static inline moor_store_if_t sim_store(sim_t *s, int node)
 {
-    moor_store_if_t st = {&s->node[node], sim_store_get, sim_store_put};
+    moor_store_if_t st = {&s->node[node], sim_store_get, sim_store_put, sim_store_del,
+                          sim_store_scan};
     return st;
 }
 

@@ -207,7 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.idlen = 1;
     o.clock = (moor_clock_if_t){NULL, clk_now, clk_start, clk_stop};
     o.transport = (moor_transport_if_t){NULL, tr_request};
-    o.store = (moor_store_if_t){NULL, st_get, st_put};
+    o.store = (moor_store_if_t){NULL, st_get, st_put, NULL, NULL};
     o.hint_put = hint_put;
     o.timeout_ms = 100;
     if (moor_coord_new(&o, &c))

@@ -405,7 +405,7 @@ static void node_start(world_t *w, int i, int with_resolver)
     o.idlen = 1;
     o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop};
     o.transport = (moor_transport_if_t){n, tr_request};
-    o.store = (moor_store_if_t){n, st_get, st_put};
+    o.store = (moor_store_if_t){n, st_get, st_put, NULL, NULL};
     o.resolve = with_resolver ? resolve_max : NULL;
     o.resolve_ud = n;
     o.check_key = check_key;
@@ -2341,7 +2341,7 @@ static void test_new_rejects(void **state)
     assert_int_equal(moor_coord_new(&o, &c), MOOR_EINVAL); /* no env */
     o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop};
     o.transport = (moor_transport_if_t){&w->nodes[0], tr_request};
-    o.store = (moor_store_if_t){&w->nodes[0], st_get, st_put};
+    o.store = (moor_store_if_t){&w->nodes[0], st_get, st_put, NULL, NULL};
     o.idlen = 0;
     assert_int_equal(moor_coord_new(&o, &c), MOOR_EINVAL);
     o.idlen = MOOR_VC_ID_MAX + 1;

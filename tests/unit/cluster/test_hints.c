@@ -208,11 +208,11 @@ static void owner_handler(void *ud, int node, const char *method, size_t mlen, c
     }
     w->last_delivery = s->now;
     if (w->refuse) {
-        done(arg, "UNAVAILABLE", "refusing", NULL, 0);
+        done(arg, MOOR_EUNAVAIL, "refusing", NULL, 0);
         goto out;
     }
-    if (w->refuse_odd && i % 2) { /* the sim maps MOOR_E* names: INVAL is BAD_REQUEST's code */
-        done(arg, "INVAL", "malformed", NULL, 0);
+    if (w->refuse_odd && i % 2) { /* BAD_REQUEST on the wire */
+        done(arg, MOOR_EINVAL, "malformed", NULL, 0);
         goto out;
     }
     /* merge into the owner's data */
@@ -232,7 +232,7 @@ static void owner_handler(void *ud, int node, const char *method, size_t mlen, c
         kv->has_live = kv->has_durable = 1;
         sim_buf_set(&kv->durable, merged.data, merged.len);
     }
-    done(arg, NULL, NULL, "\xc3", 1);
+    done(arg, 0, NULL, "\xc3", 1);
 out:
     moor_buf_free(&ekey);
     moor_buf_free(&cur);

@@ -31,6 +31,8 @@ typedef struct mstate {
     uint64_t start, due; /* clock ms */
     uint32_t nacc;       /* distinct accusers heard (first included) */
     uint64_t acc[ACCUSERS_MAX];
+    int final;              /* the last-chance probes were sent */
+    uint32_t final_pending; /* ... and have not all failed yet */
 } mstate_t;
 
 typedef struct bcast {
@@ -43,7 +45,7 @@ typedef struct mid {
     char id[MOOR_RING_ID_MAX];
 } mid_t;
 
-enum { R_PING, R_PINGREQ, R_RELAY, R_GOSSIP, R_JOIN, R_SYNC };
+enum { R_PING, R_PINGREQ, R_RELAY, R_GOSSIP, R_JOIN, R_SYNC, R_FINAL };
 
 typedef struct req {
     struct req *prev, *next;
@@ -53,6 +55,9 @@ typedef struct req {
     unsigned seed;                /* R_JOIN/R_SYNC: index of the seed */
     moor_gossip_answer_fn answer; /* R_RELAY */
     void *answer_arg;
+    mid_t about;  /* R_FINAL: the suspect */
+    uint64_t inc; /* ... at this incarnation */
+    int via;      /* R_FINAL through a _ping_req */
 } req_t;
 
 typedef struct probe {
@@ -85,6 +90,8 @@ struct moor_gossip {
     uint32_t nq, qcap;
     mid_t notify[NOTIFY_MAX]; /* accusers to tell of a refutation at once */
     uint32_t nnotify;
+    mid_t urgent[NOTIFY_MAX]; /* suspects others accused: probed next */
+    uint32_t nurgent;
     /* seeds */
     char **seeds;
     uint8_t *seed_answered, *seed_inflight;
@@ -106,7 +113,7 @@ void moor_gossip_params_default(moor_gossip_params_t *p)
     p->period_ms = 500;
     p->probe_timeout_ms = 200;
     p->indirect_k = 3;
-    p->suspicion_mult = 3;
+    p->suspicion_mult = 2;
     p->suspicion_max_mult = 4;
     p->retransmit_mult = 4;
     p->max_local_health = 8;
@@ -564,6 +571,8 @@ static void apply_self(moor_gossip_t *g, const moor_gossip_update_t *u)
     const moor_member_t *a = &u->e.m, *b = &g->me.m;
     moor_gossip_update_t su;
 
+    if (a->status == MOOR_MEMBER_SUSPECT || a->status == MOOR_MEMBER_DOWN)
+        note_accuser(g, u->by, u->bylen); /* each accuser hears the refutation */
     if (u->e.incarnation < g->me.incarnation)
         return;
     if (a->status == b->status && a->vnodes == b->vnodes && strcmp(a->addr, b->addr) == 0 &&
@@ -577,7 +586,6 @@ static void apply_self(moor_gossip_t *g, const moor_gossip_update_t *u)
     if (a->status == MOOR_MEMBER_SUSPECT || a->status == MOOR_MEMBER_DOWN) {
         g->st.refutations++;
         health_add(g, 1);
-        note_accuser(g, u->by, u->bylen);
         glog(g, 1, "refuting: told this node is %s at incarnation %llu",
              moor_member_status_name(a->status), (unsigned long long)u->e.incarnation);
     }
@@ -615,6 +623,11 @@ static int apply_update(moor_gossip_t *g, const moor_gossip_update_t *u)
             s->start = now(g);
             if (u->bylen)
                 add_accuser(s, u->by, u->bylen);
+            if (!is_self(g, u->by, u->bylen) && g->nurgent < NOTIFY_MAX) {
+                g->urgent[g->nurgent].len = u->e.m.idlen;
+                memcpy(g->urgent[g->nurgent].id, u->e.m.id, u->e.m.idlen);
+                g->nurgent++;
+            }
             s->due = s->start + suspicion_timeout(g, s->nacc);
             arm_sweep(g);
         } else {
@@ -709,6 +722,7 @@ static void req_free(req_t *r)
 }
 
 static void on_reply(void *arg, int status, const char *res, size_t rlen);
+static void final_answer(moor_gossip_t *g, const req_t *r, int alive);
 
 /* Sends method(b) to id; 0, or an error (r freed). */
 static int send_req(moor_gossip_t *g, req_t *r, const char *to, size_t tolen, const char *method,
@@ -872,6 +886,7 @@ static void on_reply(void *arg, int status, const char *res, size_t rlen)
         }
         break;
     case R_RELAY: relay_answer(r, rc == 0, g); break;
+    case R_FINAL: final_answer(g, r, rc == 0 && (!r->via || m.ack == 1)); break;
     case R_JOIN:
         g->seed_inflight[r->seed] = 0;
         if (rc == 0 && !g->seed_answered[r->seed]) {
@@ -934,6 +949,16 @@ static void shuffle_order(moor_gossip_t *g)
 
 static int next_target(moor_gossip_t *g, mid_t *out)
 {
+    /* a member someone else suspects is checked first: an independent
+     * confirmation (or an ack) comes within a period */
+    while (g->nurgent) {
+        const mid_t *c = &g->urgent[--g->nurgent];
+        const moor_member_entry_t *e = moor_members_find(&g->table, c->id, c->len);
+        if (e && e->m.status == MOOR_MEMBER_SUSPECT) {
+            *out = *c;
+            return 1;
+        }
+    }
     for (int pass = 0; pass < 2; pass++) {
         while (g->order_pos < g->norder) {
             const mid_t *c = &g->order[g->order_pos++];
@@ -1012,6 +1037,58 @@ static void gossip_cb(void *arg)
     flush(g);
 }
 
+/* A suspicion ran out: one last direct ping and indirect_k indirect ones
+ * before the verdict (the ping carries the suspicion, so a live member
+ * that missed the news refutes in its ack).  Returns how many were sent. */
+static uint32_t final_check(moor_gossip_t *g, uint32_t i)
+{
+    const moor_member_entry_t *e = &g->table.e[i];
+    mid_t t, via[16];
+    moor_gossip_update_t x;
+    uint32_t sent = 0, n;
+
+    t.len = e->m.idlen;
+    memcpy(t.id, e->m.id, t.len);
+    n = pick_random(g, &t, via, g->p.indirect_k);
+    for (uint32_t k = 0; k <= n; k++) {
+        req_t *r = req_new(g, R_FINAL);
+        moor_buf_t b = MOOR_BUF_INIT;
+        if (!r)
+            break;
+        r->about = t;
+        r->inc = e->incarnation;
+        r->via = k > 0;
+        if (pack_probe_msg(g, &b, &t, &x, k == 0 ? probe_extra(g, &t, &x) : 0) == 0 &&
+            send_req(g, r, k ? via[k - 1].id : t.id, k ? via[k - 1].len : t.len,
+                     k ? "_ping_req" : "_ping", &b,
+                     (k ? g->p.period_ms : g->p.probe_timeout_ms) * hmul(g)) == 0)
+            sent++;
+        moor_buf_free(&b);
+    }
+    return sent;
+}
+
+static void final_answer(moor_gossip_t *g, const req_t *r, int alive)
+{
+    long i = index_of(g, r->about.id, r->about.len);
+    mstate_t *s;
+
+    if (i < 0)
+        return;
+    s = &g->ms[i];
+    if (!s->active || !s->final || s->inc != r->inc)
+        return; /* refuted meanwhile, or another suspicion */
+    if (alive) {
+        /* it answered without refuting (it will: the ping told it) */
+        s->final = 0;
+        s->due = now(g) + suspicion_min(g);
+        arm_sweep(g);
+    } else if (s->final_pending && --s->final_pending == 0) {
+        s->due = now(g);
+        arm_sweep(g);
+    }
+}
+
 static void sweep_cb(void *arg)
 {
     moor_gossip_t *g = arg;
@@ -1028,6 +1105,15 @@ static void sweep_cb(void *arg)
         if (t < g->grace_until) {
             s->due = g->grace_until;
             continue;
+        }
+        if (!s->final && g->table.e[i].m.status == MOOR_MEMBER_SUSPECT &&
+            g->table.e[i].incarnation == s->inc) {
+            s->final = 1;
+            s->final_pending = final_check(g, i);
+            if (s->final_pending) {
+                s->due = t + (uint64_t)g->p.period_ms * hmul(g);
+                continue;
+            }
         }
         s->active = 0;
         if (g->table.e[i].m.status != MOOR_MEMBER_SUSPECT || g->table.e[i].incarnation != s->inc)
@@ -1172,10 +1258,18 @@ void moor_gossip_handle(moor_gossip_t *g, const char *method, size_t mlen, const
             rc = moor_diag(MOOR_EINVAL, "ping for '%.*s' reached '%.*s'", (int)m.targetlen,
                            m.target, (int)g->me.m.idlen, g->me.m.id);
         } else {
+            /* an ack carries our news (SWIM's piggyback); a _gossip
+             * answer only says "received": it would mostly carry the news
+             * back to whoever just brought it, and use up its sends */
             self_update(g, &self);
             moor_mp_packer_init(&pk, &b);
             msgpack_pack_map(&pk, 1);
-            rc = pack_updates(g, &pk, &self, ping) ? MOOR_ENOMEM : 0;
+            if (ping) {
+                rc = pack_updates(g, &pk, &self, 1) ? MOOR_ENOMEM : 0;
+            } else {
+                msgpack_pack_str_with_body(&pk, "updates", 7);
+                rc = msgpack_pack_array(&pk, 0) ? MOOR_ENOMEM : 0;
+            }
         }
     } else if (key_is(method, (uint32_t)mlen, "_ping_req")) {
         mid_t t;

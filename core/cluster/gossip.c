@@ -595,6 +595,17 @@ static void apply_self(moor_gossip_t *g, const moor_gossip_update_t *u)
     enqueue(g, &su);
 }
 
+/* Member t is in doubt (someone accuses it, or it did not answer a
+ * _gossip): probe it next. */
+static void urgent(moor_gossip_t *g, const mid_t *t)
+{
+    for (uint32_t i = 0; i < g->nurgent; i++)
+        if (g->urgent[i].len == t->len && memcmp(g->urgent[i].id, t->id, t->len) == 0)
+            return;
+    if (g->nurgent < NOTIFY_MAX)
+        g->urgent[g->nurgent++] = *t;
+}
+
 /* Applies one update; 1 if it told us something new (it is then queued
  * to be passed on), 0 if not, <0 for an invalid one. */
 static int apply_update(moor_gossip_t *g, const moor_gossip_update_t *u)
@@ -623,10 +634,11 @@ static int apply_update(moor_gossip_t *g, const moor_gossip_update_t *u)
             s->start = now(g);
             if (u->bylen)
                 add_accuser(s, u->by, u->bylen);
-            if (!is_self(g, u->by, u->bylen) && g->nurgent < NOTIFY_MAX) {
-                g->urgent[g->nurgent].len = u->e.m.idlen;
-                memcpy(g->urgent[g->nurgent].id, u->e.m.id, u->e.m.idlen);
-                g->nurgent++;
+            if (!is_self(g, u->by, u->bylen)) {
+                mid_t t;
+                t.len = u->e.m.idlen;
+                memcpy(t.id, u->e.m.id, t.len);
+                urgent(g, &t);
             }
             s->due = s->start + suspicion_timeout(g, s->nacc);
             arm_sweep(g);
@@ -642,7 +654,7 @@ static int apply_update(moor_gossip_t *g, const moor_gossip_update_t *u)
         cur->incarnation == u->e.incarnation && u->bylen && g->ms[i].active &&
         add_accuser(&g->ms[i], u->by, u->bylen)) {
         t = g->ms[i].start + suspicion_timeout(g, g->ms[i].nacc);
-        if (t < g->ms[i].due) {
+        if (t < g->ms[i].due && !g->ms[i].final) { /* not while the last probes run */
             g->ms[i].due = t;
             arm_sweep(g);
         }
@@ -898,6 +910,10 @@ static void on_reply(void *arg, int status, const char *res, size_t rlen)
                  status ? moor_diag_msg(status) : "malformed answer");
         }
         break;
+    case R_GOSSIP:
+        if (rc != 0)
+            urgent(g, &r->about); /* no answer: probe it next */
+        break;
     default: break;
     }
     moor_gossip_msg_free(&m);
@@ -949,12 +965,12 @@ static void shuffle_order(moor_gossip_t *g)
 
 static int next_target(moor_gossip_t *g, mid_t *out)
 {
-    /* a member someone else suspects is checked first: an independent
-     * confirmation (or an ack) comes within a period */
+    /* a member in doubt is checked first: an independent confirmation
+     * (or an ack) comes within a period */
     while (g->nurgent) {
         const mid_t *c = &g->urgent[--g->nurgent];
         const moor_member_entry_t *e = moor_members_find(&g->table, c->id, c->len);
-        if (e && e->m.status == MOOR_MEMBER_SUSPECT) {
+        if (e && (e->m.status == MOOR_MEMBER_SUSPECT || e->m.status == MOOR_MEMBER_UP)) {
             *out = *c;
             return 1;
         }
@@ -1016,6 +1032,7 @@ static void send_gossip(moor_gossip_t *g, const mid_t *to, uint32_t n)
         req_t *r = req_new(g, R_GOSSIP);
         if (!r)
             return;
+        r->about = to[i];
         if (pack_probe_msg(g, &b, NULL, NULL, 0) == 0)
             send_req(g, r, to[i].id, to[i].len, "_gossip", &b, g->p.period_ms);
         else
@@ -1110,6 +1127,8 @@ static void sweep_cb(void *arg)
             g->table.e[i].incarnation == s->inc) {
             s->final = 1;
             s->final_pending = final_check(g, i);
+            glog(g, 0, "gossip: last-chance probes of '%.*s': %u sent", (int)g->table.e[i].m.idlen,
+                 g->table.e[i].m.id, s->final_pending);
             if (s->final_pending) {
                 s->due = t + (uint64_t)g->p.period_ms * hmul(g);
                 continue;

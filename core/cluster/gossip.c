@@ -748,6 +748,23 @@ static int send_req(moor_gossip_t *g, req_t *r, const char *to, size_t tolen, co
     return rc;
 }
 
+/* Packs {from, [target], updates} (extra updates first) and sends it;
+ * 0, or an error (r freed). */
+static int send_probe(moor_gossip_t *g, req_t *r, const char *to, size_t tolen, const char *method,
+                      const mid_t *target, const moor_gossip_update_t *extra, uint32_t nextra,
+                      uint32_t timeout)
+{
+    moor_buf_t b = MOOR_BUF_INIT;
+    int rc = pack_probe_msg(g, &b, target, extra, nextra);
+
+    if (rc)
+        req_free(r);
+    else
+        rc = send_req(g, r, to, tolen, method, &b, timeout);
+    moor_buf_free(&b);
+    return rc;
+}
+
 static void probe_finish(moor_gossip_t *g, int failed)
 {
     probe_t *pr = &g->probe;
@@ -800,16 +817,14 @@ static void send_indirect(moor_gossip_t *g)
 
     for (uint32_t i = 0; i < n; i++) {
         req_t *r = req_new(g, R_PINGREQ);
-        moor_buf_t b = MOOR_BUF_INIT;
         if (!r)
             break;
         r->seq = pr->seq;
-        if (pack_probe_msg(g, &b, &pr->target, NULL, 0) == 0 &&
-            send_req(g, r, via[i].id, via[i].len, "_ping_req", &b, remain) == 0) {
+        if (send_probe(g, r, via[i].id, via[i].len, "_ping_req", &pr->target, NULL, 0, remain) ==
+            0) {
             pr->indirect_pending++;
             g->st.indirect_probes++;
         }
-        moor_buf_free(&b);
     }
 }
 
@@ -995,7 +1010,6 @@ static void probe_cb(void *arg)
     probe_t *pr = &g->probe;
     moor_gossip_update_t x;
     const moor_member_entry_t *e;
-    moor_buf_t b = MOOR_BUF_INIT;
     req_t *r;
 
     g->t_probe = 0;
@@ -1011,15 +1025,13 @@ static void probe_cb(void *arg)
         g->st.probes++;
         if ((r = req_new(g, R_PING))) {
             r->seq = pr->seq;
-            if (pack_probe_msg(g, &b, &pr->target, &x, probe_extra(g, &pr->target, &x)) ||
-                send_req(g, r, pr->target.id, pr->target.len, "_ping", &b,
-                         g->p.probe_timeout_ms * hmul(g))) {
+            if (send_probe(g, r, pr->target.id, pr->target.len, "_ping", &pr->target, &x,
+                           probe_extra(g, &pr->target, &x), g->p.probe_timeout_ms * hmul(g))) {
                 pr->direct_done = 1;
                 if (!pr->target_down)
                     send_indirect(g);
             }
         }
-        moor_buf_free(&b);
     }
     g->t_probe = timer(g, (uint64_t)g->p.period_ms * hmul(g), probe_cb, &g->due_probe);
     flush(g);
@@ -1069,18 +1081,15 @@ static uint32_t final_check(moor_gossip_t *g, uint32_t i)
     n = pick_random(g, &t, via, g->p.indirect_k);
     for (uint32_t k = 0; k <= n; k++) {
         req_t *r = req_new(g, R_FINAL);
-        moor_buf_t b = MOOR_BUF_INIT;
         if (!r)
             break;
         r->about = t;
         r->inc = e->incarnation;
         r->via = k > 0;
-        if (pack_probe_msg(g, &b, &t, &x, k == 0 ? probe_extra(g, &t, &x) : 0) == 0 &&
-            send_req(g, r, k ? via[k - 1].id : t.id, k ? via[k - 1].len : t.len,
-                     k ? "_ping_req" : "_ping", &b,
-                     (k ? g->p.period_ms : g->p.probe_timeout_ms) * hmul(g)) == 0)
+        if (send_probe(g, r, k ? via[k - 1].id : t.id, k ? via[k - 1].len : t.len,
+                       k ? "_ping_req" : "_ping", &t, &x, k == 0 ? probe_extra(g, &t, &x) : 0,
+                       (k ? g->p.period_ms : g->p.probe_timeout_ms) * hmul(g)) == 0)
             sent++;
-        moor_buf_free(&b);
     }
     return sent;
 }

@@ -13,7 +13,8 @@
  * function of the table.  A node that learns it is suspected or down at
  * its own incarnation refutes by bumping the incarnation (moor_members_refute).
  *
- * Wire form (in `_join`, `_members` and, later, gossip):
+ * Wire form (the `members` field of `_join` and `_members`, gossip.h; a
+ * gossip update is the same entry with the accuser appended):
  *   [[id (bin), addr (str), zone (str), vnodes (uint), status (uint),
  *     incarnation (uint)], ...]
  * Pure data, no I/O; one thread.

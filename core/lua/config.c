@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <lauxlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "cluster/coord.h"
@@ -52,8 +53,13 @@ void moor_config_default(moor_config_t *c)
     c->vc_max_entries = 16;
     c->vc_keep_min = 4;
     c->vc_max_age_ms = 86400000;
+    c->hints_window_s = 10800;
+    c->hints_max_mb = 512;
+    c->hints_rate_kb_s = 8192;
+    moor_gossip_params_default(&c->gossip);
     c->nspaces = 1;
     strcpy(c->spaces[0].name, "default");
+    c->spaces[0].sloppy = 1;
 }
 
 void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n, uint32_t *r,
@@ -363,6 +369,8 @@ static int read_space(lua_State *L, moor_config_t *c)
         s.n = (int)v;
     TRY(get_level(L, -1, "r", &s.r));
     TRY(get_level(L, -1, "w", &s.w));
+    s.sloppy = 1;
+    get_bool(L, -1, "sloppy", &s.sloppy);
     dst = (moor_space_cfg_t *)moor_config_space(c, s.name, strlen(s.name));
     if (!dst) {
         if (c->nspaces >= MOOR_CFG_MAX_SPACES)
@@ -394,6 +402,34 @@ static int read_spaces(lua_State *L, int t, moor_config_t *c)
     }
     lua_pop(L, 1);
     return rc;
+}
+
+/* gossip = {...} (moor.gossip{}; ranges in lua/moor/config.lua, checked
+ * again here with the cross-field rules). */
+static int read_gossip(lua_State *L, int idx, moor_config_t *c)
+{
+    static const struct {
+        const char *k;
+        size_t off;
+    } f[] = {
+#define F(x) {#x, offsetof(moor_gossip_params_t, x)}
+        F(period_ms),          F(probe_timeout_ms), F(indirect_k),       F(suspicion_mult),
+        F(suspicion_max_mult), F(retransmit_mult),  F(max_local_health), F(gossip_interval_ms),
+        F(gossip_fanout),      F(max_piggyback),    F(join_interval_ms), F(sync_interval_ms),
+#undef F
+    };
+    double v;
+    int rc = 0;
+
+    if (!sub(L, idx, "gossip"))
+        return moor_gossip_params_check(&c->gossip);
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]) && rc >= 0; i++)
+        if ((rc = get_num(L, -1, "gossip.", f[i].k, 0, 3600000, &v)) > 0)
+            *(uint32_t *)((char *)&c->gossip + f[i].off) = (uint32_t)v;
+    lua_pop(L, 1);
+    if (rc < 0)
+        return rc;
+    return moor_gossip_params_check(&c->gossip);
 }
 
 /* seeds = {"host:port", ...} (validated by lua/moor/config.lua). */
@@ -473,6 +509,18 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
         lua_pop(L, 1);
         TRY(rc);
     }
+    if (sub(L, idx, "hints")) {
+        rc = get_num(L, -1, "hints.", "window_s", 1, 2592000, &v);
+        if (rc > 0)
+            c->hints_window_s = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "hints.", "max_mb", 1, 1048576, &v)) > 0)
+            c->hints_max_mb = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "hints.", "rate_kb_s", 1, 10485760, &v)) > 0)
+            c->hints_rate_kb_s = (unsigned)v;
+        lua_pop(L, 1);
+        TRY(rc);
+    }
+    TRY(read_gossip(L, idx, c));
     TRY(read_seeds(L, idx, c));
     TRY(read_misc(L, idx, c));
     TRY(read_spaces(L, idx, c));

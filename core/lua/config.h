@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/gossip.h"
 #include "engine/engine.h"
 
 #define MOOR_CFG_MAX_SPACES 64
@@ -27,6 +28,7 @@ typedef struct moor_space_cfg {
     int n;             /* replicas; 0 = the node's default (3 in a cluster, else 1) */
     int r, w;          /* enum moor_level or a count */
     char resolver[64]; /* "" = keep siblings */
+    int sloppy;        /* sloppy quorum and hinted handoff: 1 (default) or 0 */
 } moor_space_cfg_t;
 
 typedef struct moor_config {
@@ -40,10 +42,10 @@ typedef struct moor_config {
     unsigned max_conns, idle_timeout_ms, max_inflight;
     unsigned peer_conns, auth_timeout_ms, frame_timeout_ms;
     size_t output_soft, output_hard, output_total; /* bytes */
-    char auth_token[256];      /* "" = no auth */
-    int log_level;             /* enum moor_log_level */
-    char log_file[4096];       /* "" = stderr */
-    uint64_t handler_instructions; /* default budget per handler call */
+    char auth_token[256];                          /* "" = no auth */
+    int log_level;                                 /* enum moor_log_level */
+    char log_file[4096];                           /* "" = stderr */
+    uint64_t handler_instructions;                 /* default budget per handler call */
     unsigned handler_timeout_ms;
     size_t handler_memory; /* Lua heap cap, bytes: handler.memory_mb (128) */
     int sandbox_allow_io;  /* sandbox = { io = true } opt-ins */
@@ -56,8 +58,12 @@ typedef struct moor_config {
     unsigned request_timeout_ms; /* a cluster call's default deadline; default 2000 */
     unsigned vc_max_entries; /* vclock = { max_entries = 16, keep_min = 4, max_age_s = 86400 } */
     unsigned vc_keep_min;
-    uint64_t vc_max_age_ms; /* 0: no age limit */
-    unsigned nseeds;        /* seeds = {"host:port", ...}: cluster mode when > 0 */
+    uint64_t vc_max_age_ms;  /* 0: no age limit */
+    unsigned hints_window_s; /* hints = { window_s = 10800, max_mb = 512, rate_kb_s = 8192 } */
+    unsigned hints_max_mb;
+    unsigned hints_rate_kb_s;
+    moor_gossip_params_t gossip; /* moor.gossip{...} */
+    unsigned nseeds;             /* seeds = {"host:port", ...}: cluster mode when > 0 */
     char seeds[64][128];
     unsigned nspaces;
     moor_space_cfg_t spaces[MOOR_CFG_MAX_SPACES];

@@ -1,6 +1,8 @@
 /*
- * cluster.c -- membership handshake, ring upkeep and the coordinator's
- * real environment (cluster.h).
+ * cluster.c -- the wiring of a node's cluster (cluster.h): the gossip
+ * instance (core/cluster/gossip.c) and the coordinator on libuv's clock
+ * and the peer pool, the ring rebuilt from gossip's table, and what
+ * outlives a process: data_dir/MEMBERS, HLC and REPAIR.
  */
 #include "cluster.h"
 
@@ -13,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/gossip.h"
 #include "cluster/membership.h"
 #include "cluster/vclock.h"
 #include "util/file.h"
@@ -34,8 +37,6 @@ typedef struct seed {
     char addr[MOOR_RING_ADDR_MAX];
     char pid[MOOR_RING_ADDR_MAX + sizeof(SEED_PREFIX)]; /* pool id of the seed's connection */
     int self;                                           /* our own address: skipped */
-    int answered;                                       /* has answered a _join at least once */
-    int inflight;
 } seed_t;
 
 struct moor_cl {
@@ -50,23 +51,27 @@ struct moor_cl {
     uv_work_t hlc_work;          /* renews the reservation on the threadpool */
     uint64_t hlc_target;         /* what hlc_work writes */
     int hlc_rc, hlc_busy;
-    moor_members_t table;
-    moor_ring_t *ring; /* built from table; NULL until the first build */
+    moor_gossip_t *gossip; /* owns the member table */
+    moor_ring_t *ring;     /* built from the table; NULL until the first build */
     moor_uvenv_t *env;
     moor_peer_pool_t *pool;
     moor_coord_t *coord;
-    uv_timer_t join_timer, announce_timer;
-    uint32_t join_ms, sync_ms;
-    uint64_t next_sync; /* mono ms of the next re-sync */
-    unsigned sync_next; /* round robin over the seeds */
+    uv_timer_t hlc_timer; /* renews the HLC reservation */
     seed_t *seeds;
     unsigned nseeds;
     int closing, handles_open;
     void (*close_done)(void *ud);
     void *close_ud;
-    uint64_t joins_sent, joins_answered, announcements;
-    uint64_t my_incarnation; /* the last entry this node published of itself */
+    moor_gossip_status_fn on_status; /* the owner's, may be NULL */
+    void *status_ud;
 };
+
+static const moor_members_t *table_of(const moor_cl_t *cl)
+{
+    static const moor_members_t none; /* after close */
+
+    return cl->gossip ? moor_gossip_table(cl->gossip) : &none;
+}
 
 /* ---- the member table ----------------------------------------------------------- */
 
@@ -89,33 +94,9 @@ static int fill_self(moor_cl_t *cl, moor_member_entry_t *e, uint64_t incarnation
     return 0;
 }
 
-/* Makes sure the table says what this node is: if what others told us
- * about it differs (an old address, a suspicion), publish our own entry
- * with a higher incarnation.  Returns 1 if the table changed. */
-static int assert_self(moor_cl_t *cl)
-{
-    const moor_member_entry_t *cur =
-        moor_members_find(&cl->table, cl->cfg->node, strlen(cl->cfg->node));
-    moor_member_entry_t me;
-
-    if (fill_self(cl, &me, cur ? cur->incarnation : moor_clock_wall_ms()))
-        return 0;
-    if (cur && cur->m.status == me.m.status && cur->m.vnodes == me.m.vnodes &&
-        strcmp(cur->m.addr, me.m.addr) == 0 && strcmp(cur->m.zone, me.m.zone) == 0)
-        return 0;
-    if (cur && cur->incarnation > cl->my_incarnation && strcmp(cur->m.addr, me.m.addr) != 0)
-        moor_log_error("member table: another node claims id '%s' at %s (this node is at %s); "
-                       "node ids must be unique",
-                       cl->cfg->node, cur->m.addr, me.m.addr);
-    if (cur)
-        me.incarnation = cur->incarnation + 1;
-    cl->my_incarnation = me.incarnation;
-    return moor_members_apply(&cl->table, &me) == 1;
-}
-
 /* data_dir/MEMBERS: magic, u32 crc32c (little-endian) of the table, the
  * encoded table.  Replaced atomically (moor_file_replace). */
-static void persist(moor_cl_t *cl)
+static void persist(moor_cl_t *cl, const moor_members_t *t)
 {
     moor_buf_t b = MOOR_BUF_INIT;
     uint32_t crc;
@@ -123,7 +104,7 @@ static void persist(moor_cl_t *cl)
     int rc;
 
     if (moor_buf_append(&b, MEMBERS_MAGIC, 8) || moor_buf_append(&b, "\0\0\0\0", 4) ||
-        moor_members_encode(&cl->table, &b)) {
+        moor_members_encode(t, &b)) {
         rc = moor_diag(MOOR_ENOMEM, "no memory to encode the member table");
     } else {
         crc = moor_crc32c(b.data + 12, b.len - 12);
@@ -138,9 +119,9 @@ static void persist(moor_cl_t *cl)
     moor_buf_free(&b);
 }
 
-/* The table saved last run, merged into cl->table; a missing file is
- * fine, a damaged one is logged and ignored. */
-static void load_saved(moor_cl_t *cl)
+/* The table saved last run, merged into saved; a missing file is fine,
+ * a damaged one is logged and ignored. */
+static void load_saved(moor_cl_t *cl, moor_members_t *saved)
 {
     FILE *f = fopen(cl->path, "rb");
     moor_buf_t b = MOOR_BUF_INIT;
@@ -165,7 +146,7 @@ static void load_saved(moor_cl_t *cl)
     p = b.data + 12;
     if (moor_members_decode(&p, b.data + b.len, &t))
         goto bad;
-    moor_members_merge(&cl->table, &t);
+    moor_members_merge(saved, &t);
     moor_members_free(&t);
     moor_buf_free(&b);
     return;
@@ -174,52 +155,54 @@ bad:
     moor_buf_free(&b);
 }
 
-/* After the table changed: a new ring for the coordinator, addresses for
- * the pool, the saved copy, an announcement. */
-static void table_changed(moor_cl_t *cl, int announce)
+/* gossip's table changed (a member, an address, a status): a new ring
+ * for the coordinator, addresses for the pool, the saved copy. */
+static void table_changed(void *ud, const moor_members_t *t)
 {
+    moor_cl_t *cl = ud;
     moor_ring_t *ring = NULL;
     int rc;
 
-    for (uint32_t i = 0; i < cl->table.n; i++) {
-        const moor_member_t *m = &cl->table.e[i].m;
+    for (uint32_t i = 0; i < t->n; i++) {
+        const moor_member_t *m = &t->e[i].m;
         if (m->idlen == strlen(cl->cfg->node) && memcmp(m->id, cl->cfg->node, m->idlen) == 0)
             continue;
         if (moor_peer_pool_set_addr(cl->pool, m->id, m->idlen, m->addr))
             moor_log_warn("member '%.*s' has an unusable address '%s': %s", (int)m->idlen, m->id,
                           m->addr, moor_diag_msg(MOOR_EINVAL));
     }
-    if ((rc = moor_members_ring(&cl->table, &ring)) == 0) {
+    if ((rc = moor_members_ring(t, &ring)) == 0) {
         moor_coord_set_ring(cl->coord, ring);
         moor_ring_free(cl->ring);
         cl->ring = ring;
     } else {
         moor_log_error("cannot build the ring: %s", moor_diag_msg(rc));
     }
-    moor_log_info("member table: %u members (version %llu)", cl->table.n,
-                  (unsigned long long)cl->table.version);
-    persist(cl);
-    if (announce && !cl->closing && !uv_is_active((uv_handle_t *)&cl->announce_timer))
-        uv_timer_start(&cl->announce_timer, NULL, 20, 0);
+    moor_log_debug("member table: %u members (version %llu)", t->n, (unsigned long long)t->version);
+    persist(cl, t);
 }
 
-/* Merges a table a peer sent (one encoded table at *p).  0, or
- * MOOR_EPROTO/MOOR_EINVAL for a malformed one. */
-static int merge_wire(moor_cl_t *cl, const char *p, const char *end)
+static void member_status(void *ud, const char *id, size_t idlen, int old, int status)
 {
-    moor_members_t t;
-    int rc = moor_members_decode(&p, end, &t), changed;
+    moor_cl_t *cl = ud;
 
-    if (rc)
-        return rc;
-    changed = moor_members_merge(&cl->table, &t);
-    moor_members_free(&t);
-    if (changed < 0)
-        return changed;
-    changed += assert_self(cl);
-    if (changed > 0)
-        table_changed(cl, 1);
-    return 0;
+    if (old < 0)
+        moor_log_info("member '%.*s' joined (%s)", (int)idlen, id, moor_member_status_name(status));
+    else
+        moor_log_info("member '%.*s' is %s (was %s)", (int)idlen, id,
+                      moor_member_status_name(status), moor_member_status_name(old));
+    if (cl->on_status)
+        cl->on_status(cl->status_ud, id, idlen, old, status);
+}
+
+static void gossip_log(void *ud, int level, const char *msg)
+{
+    (void)ud;
+    moor_log(level == 0   ? MOOR_LOG_DEBUG
+             : level == 1 ? MOOR_LOG_INFO
+             : level == 2 ? MOOR_LOG_WARN
+                          : MOOR_LOG_ERROR,
+             "%s", msg);
 }
 
 /* ---- the hybrid logical clock's high-water mark ---------------------------------------- */
@@ -317,148 +300,51 @@ static void hlc_reserve(moor_cl_t *cl, int sync)
     }
 }
 
-/* ---- talking to seeds and members -------------------------------------------------- */
-
-static void announce_cb(uv_timer_t *t);
-
-typedef struct sent {
-    moor_cl_t *cl;
-    seed_t *seed; /* NULL for an announcement */
-} sent_t;
-
-static void table_reply(void *arg, int status, const char *res, size_t rlen)
-{
-    sent_t *s = arg;
-    moor_cl_t *cl = s->cl;
-    int rc;
-
-    if (s->seed)
-        s->seed->inflight = 0;
-    if (cl->closing || status) {
-        if (!cl->closing && s->seed && !s->seed->answered)
-            moor_log_debug("seed %s: %s", s->seed->addr, moor_diag_msg(status));
-        free(s);
-        return;
-    }
-    if ((rc = merge_wire(cl, res, res + rlen)))
-        moor_log_warn("a member answered a malformed table: %s", moor_diag_msg(rc));
-    else if (s->seed && !s->seed->answered) {
-        s->seed->answered = 1;
-        cl->joins_answered++;
-        moor_log_info("joined through seed %s", s->seed->addr);
-    }
-    free(s);
-}
-
-/* Sends method(table) to pool member id; 0 or an error. */
-static int send_table(moor_cl_t *cl, const char *id, size_t idlen, const char *method, seed_t *seed)
-{
-    moor_buf_t b = MOOR_BUF_INIT;
-    sent_t *s = malloc(sizeof(*s));
-    int rc;
-
-    if (!s)
-        return MOOR_ENOMEM;
-    s->cl = cl;
-    s->seed = seed;
-    if ((rc = moor_members_encode(&cl->table, &b)) == 0)
-        rc = moor_peer_pool_request(cl->pool, id, idlen, method, b.data, b.len, 1, PEER_TIMEOUT_MS,
-                                    table_reply, s);
-    moor_buf_free(&b);
-    if (rc)
-        free(s);
-    else if (seed)
-        seed->inflight = 1;
-    return rc;
-}
-
-static void join_seed(moor_cl_t *cl, seed_t *sd)
-{
-    int rc;
-
-    if (sd->self || sd->inflight)
-        return;
-    cl->joins_sent++;
-    if ((rc = send_table(cl, sd->pid, strlen(sd->pid), "_join", sd)) && !sd->answered)
-        moor_log_debug("seed %s: %s", sd->addr, moor_diag_msg(rc));
-}
-
-static void join_cb(uv_timer_t *t)
-{
-    moor_cl_t *cl = t->data;
-    unsigned pending = 0;
-
-    if (cl->closing)
-        return;
-    hlc_reserve(cl, 0);
-    for (unsigned i = 0; i < cl->nseeds; i++)
-        if (!cl->seeds[i].self && !cl->seeds[i].answered) {
-            pending++;
-            join_seed(cl, &cl->seeds[i]);
-        }
-    if (pending || moor_clock_mono_ms() < cl->next_sync)
-        return;
-    /* Every seed answered once: re-sync with one of them now and then. */
-    cl->next_sync = moor_clock_mono_ms() + cl->sync_ms;
-    for (unsigned k = 0; k < cl->nseeds; k++) {
-        seed_t *sd = &cl->seeds[cl->sync_next++ % cl->nseeds];
-        if (!sd->self) {
-            join_seed(cl, sd);
-            break;
-        }
-    }
-}
-
-static void announce_cb(uv_timer_t *t)
-{
-    moor_cl_t *cl = t->data;
-    size_t selflen = strlen(cl->cfg->node);
-
-    if (cl->closing)
-        return;
-    cl->announcements++;
-    for (uint32_t i = 0; i < cl->table.n; i++) {
-        const moor_member_t *m = &cl->table.e[i].m;
-        if ((m->idlen == selflen && memcmp(m->id, cl->cfg->node, selflen) == 0) ||
-            m->status == MOOR_MEMBER_LEFT)
-            continue;
-        send_table(cl, m->id, m->idlen, "_members", NULL);
-    }
-}
-
 /* ---- peer methods ------------------------------------------------------------------- */
 
-static void answer_table(moor_cl_t *cl, moor_coord_done_fn done, void *arg)
+/* The one place this file answers a peer: status 0 with the result, or a
+ * code mapped to the wire's error names. */
+static void answer(moor_coord_done_fn done, void *arg, int status, const char *res, size_t rlen)
 {
-    moor_buf_t b = MOOR_BUF_INIT;
-
-    if (moor_members_encode(&cl->table, &b))
-        done(arg, MOOR_ENOMEM, "no memory for the member table", NULL, 0);
+    if (status == 0)
+        done(arg, 0, NULL, res, rlen);
     else
-        done(arg, 0, NULL, b.data, b.len);
-    moor_buf_free(&b);
+        done(arg, status, moor_diag_msg(status), NULL, 0);
+}
+
+typedef struct pending {
+    moor_coord_done_fn done;
+    void *arg;
+} pending_t;
+
+static void gossip_answered(void *arg, int status, const char *res, size_t rlen)
+{
+    pending_t *pd = arg;
+
+    answer(pd->done, pd->arg, status, res, rlen);
+    free(pd);
 }
 
 void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const char *params,
                          size_t plen, uint32_t nparams, moor_coord_done_fn done, void *arg)
 {
-    if ((mlen == 5 && memcmp(method, "_join", 5) == 0) ||
-        (mlen == 8 && memcmp(method, "_members", 8) == 0)) {
-        int rc;
-        if (nparams != 1) {
-            done(arg, MOOR_EINVAL, "_join/_members take one member table", NULL, 0);
-            return;
-        }
-        if ((rc = merge_wire(cl, params, params + plen))) {
-            char msg[256];
-            snprintf(msg, sizeof(msg), "member table: %s", moor_diag_msg(rc));
-            done(arg, MOOR_EINVAL, msg, NULL, 0);
-            return;
-        }
-        answer_table(cl, done, arg);
+    pending_t *pd;
+
+    if (!moor_gossip_is_method(method, mlen)) {
+        moor_coord_handle_peer(cl->coord, method, mlen, params, plen, nparams, done, arg);
         return;
     }
-    moor_coord_handle_peer(cl->coord, method, mlen, params, plen, nparams, done, arg);
+    if (cl->closing || !cl->gossip) {
+        answer(done, arg, MOOR_ECLOSED, NULL, 0);
+        return;
+    }
+    if (!(pd = malloc(sizeof(*pd)))) {
+        answer(done, arg, MOOR_ENOMEM, NULL, 0);
+        return;
+    }
+    pd->done = done;
+    pd->arg = arg;
+    moor_gossip_handle(cl->gossip, method, mlen, params, plen, nparams, gossip_answered, pd);
 }
 
 /* ---- reporting ---------------------------------------------------------------------- */
@@ -486,11 +372,11 @@ int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk)
     pack_str(pk, cl->cfg->node);
     pack_str(pk, "cluster");
     rc |= msgpack_pack_true(pk);
-    pack_u64(pk, "version", cl->table.version);
+    pack_u64(pk, "version", table_of(cl)->version);
     pack_str(pk, "nodes");
-    rc |= msgpack_pack_array(pk, cl->table.n);
-    for (uint32_t i = 0; i < cl->table.n; i++) {
-        const moor_member_entry_t *e = &cl->table.e[i];
+    rc |= msgpack_pack_array(pk, table_of(cl)->n);
+    for (uint32_t i = 0; i < table_of(cl)->n; i++) {
+        const moor_member_entry_t *e = &table_of(cl)->e[i];
         int idx = cl->ring ? moor_ring_find(cl->ring, e->m.id, e->m.idlen) : -1;
         rc |= msgpack_pack_map(pk, 9);
         pack_str(pk, "id");
@@ -531,15 +417,15 @@ static int pack_peers(const moor_cl_t *cl, msgpack_packer *pk)
     uint32_t n = 0;
     moor_peer_stats_t ps;
 
-    for (uint32_t i = 0; i < cl->table.n; i++) {
-        const moor_member_t *m = &cl->table.e[i].m;
+    for (uint32_t i = 0; i < table_of(cl)->n; i++) {
+        const moor_member_t *m = &table_of(cl)->e[i].m;
         n += !(m->idlen == selflen && memcmp(m->id, cl->cfg->node, selflen) == 0) &&
              moor_peer_pool_stats(cl->pool, m->id, m->idlen, &ps) == 0;
     }
     pack_str(pk, "peers");
     msgpack_pack_map(pk, n);
-    for (uint32_t i = 0; i < cl->table.n; i++) {
-        const moor_member_t *m = &cl->table.e[i].m;
+    for (uint32_t i = 0; i < table_of(cl)->n; i++) {
+        const moor_member_t *m = &table_of(cl)->e[i].m;
         if ((m->idlen == selflen && memcmp(m->id, cl->cfg->node, selflen) == 0) ||
             moor_peer_pool_stats(cl->pool, m->id, m->idlen, &ps) != 0)
             continue;
@@ -561,14 +447,39 @@ static int pack_peers(const moor_cl_t *cl, msgpack_packer *pk)
     return 0;
 }
 
+/* "gossip": the failure detector's figures (README, info). */
+static void pack_gossip(const moor_cl_t *cl, msgpack_packer *pk)
+{
+    moor_gossip_stats_t gs;
+
+    moor_gossip_stats(cl->gossip, &gs);
+    pack_str(pk, "gossip");
+    msgpack_pack_map(pk, 13);
+    pack_u64(pk, "probes", gs.probes);
+    pack_u64(pk, "probe_failures", gs.probe_failures);
+    pack_u64(pk, "indirect_probes", gs.indirect_probes);
+    pack_u64(pk, "suspicions", gs.suspicions);
+    pack_u64(pk, "refutations", gs.refutations);
+    pack_u64(pk, "declared_down", gs.declared_down);
+    pack_u64(pk, "local_health", gs.local_health);
+    pack_u64(pk, "queued_updates", gs.queued);
+    pack_u64(pk, "joins_sent", gs.joins_sent);
+    pack_u64(pk, "joins_answered", gs.joins_answered);
+    pack_u64(pk, "syncs", gs.syncs);
+    pack_u64(pk, "messages_in", gs.messages_in);
+    pack_str(pk, "members");
+    msgpack_pack_map(pk, MOOR_MEMBER_STATUS_COUNT);
+    for (int i = 0; i < MOOR_MEMBER_STATUS_COUNT; i++)
+        pack_u64(pk, moor_member_status_name(i), gs.by_status[i]);
+}
+
 int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
 {
-    moor_coord_stats_t st;
+    const moor_members_t *t = table_of(cl);
     uint32_t up = 0;
 
-    moor_coord_stats(cl->coord, &st);
-    for (uint32_t i = 0; i < cl->table.n; i++)
-        up += cl->table.e[i].m.status == MOOR_MEMBER_UP;
+    for (uint32_t i = 0; i < t->n; i++)
+        up += t->e[i].m.status == MOOR_MEMBER_UP;
     msgpack_pack_map(pk, cl->repair_why[0] ? 8 : 7);
     pack_str(pk, "needs_repair");
     cl->repair_why[0] ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
@@ -576,14 +487,10 @@ int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
         pack_str(pk, "repair_reason");
         pack_str(pk, cl->repair_why);
     }
-    pack_u64(pk, "members", cl->table.n);
+    pack_u64(pk, "members", t->n);
     pack_u64(pk, "members_up", up);
-    pack_u64(pk, "ring_version", cl->table.version);
-    pack_str(pk, "membership");
-    msgpack_pack_map(pk, 3);
-    pack_u64(pk, "joins_sent", cl->joins_sent);
-    pack_u64(pk, "joins_answered", cl->joins_answered);
-    pack_u64(pk, "announcements", cl->announcements);
+    pack_u64(pk, "ring_version", t->version);
+    pack_gossip(cl, pk);
     pack_str(pk, "coordinator");
     moor_coord_pack_stats(cl->coord, pk);
     return pack_peers(cl, pk);
@@ -617,8 +524,8 @@ static int addr_has_ip(const char *addr, const char *ip)
 
 int moor_cl_member_ip(const moor_cl_t *cl, const char *ip)
 {
-    for (uint32_t i = 0; i < cl->table.n; i++)
-        if (addr_has_ip(cl->table.e[i].m.addr, ip))
+    for (uint32_t i = 0; i < table_of(cl)->n; i++)
+        if (addr_has_ip(table_of(cl)->e[i].m.addr, ip))
             return 1;
     for (unsigned i = 0; i < cl->nseeds; i++)
         if (addr_has_ip(cl->seeds[i].addr, ip))
@@ -653,7 +560,7 @@ static int setup_seeds(moor_cl_t *cl)
 
 static void free_cl(moor_cl_t *cl)
 {
-    moor_members_free(&cl->table);
+    moor_gossip_free(cl->gossip);
     moor_ring_free(cl->ring);
     free(cl->seeds);
     free(cl);
@@ -708,12 +615,57 @@ static void repair_mark(moor_cl_t *cl)
                        cl->repair_why);
 }
 
+static void hlc_timer_cb(uv_timer_t *t)
+{
+    moor_cl_t *cl = t->data;
+
+    if (!cl->closing)
+        hlc_reserve(cl, 0);
+}
+
+/* The gossip instance: this node's entry (incarnation from the wall
+ * clock; gossip raises it above the saved one), the saved table, the
+ * seeds' pool ids, the libuv clock and the peer pool. */
+static int start_gossip(moor_cl_t *cl)
+{
+    moor_gossip_opts_t go;
+    moor_members_t saved;
+    const char **sids;
+    unsigned n = 0;
+    int rc;
+
+    memset(&go, 0, sizeof(go));
+    if ((rc = fill_self(cl, &go.self, moor_clock_wall_ms())))
+        return rc;
+    if (!(sids = calloc(cl->nseeds ? cl->nseeds : 1, sizeof(*sids))))
+        return MOOR_ENOMEM;
+    for (unsigned i = 0; i < cl->nseeds; i++)
+        if (!cl->seeds[i].self)
+            sids[n++] = cl->seeds[i].pid;
+    moor_members_init(&saved);
+    load_saved(cl, &saved);
+    go.saved = &saved;
+    go.seeds = sids;
+    go.nseeds = n;
+    go.clock = moor_uvenv_clock(cl->env);
+    go.transport = moor_peer_pool_transport(cl->pool);
+    go.seed = moor_hash_token(cl->cfg->node, strlen(cl->cfg->node)) ^ moor_clock_wall_ms();
+    go.p = cl->cfg->gossip;
+    go.on_status = member_status;
+    go.on_table = table_changed;
+    go.log = gossip_log;
+    go.ud = cl;
+    rc = moor_gossip_new(&go, &cl->gossip);
+    moor_members_free(&saved);
+    free(sids);
+    return rc;
+}
+
 int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
 {
     moor_cl_t *cl = calloc(1, sizeof(*cl));
     moor_peer_opts_t po;
     moor_coord_opts_t co;
-    moor_member_entry_t me;
     char host[MOOR_RING_ADDR_MAX], *colon;
     int rc;
 
@@ -722,27 +674,13 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
         return MOOR_ENOMEM;
     cl->loop = o->loop;
     cl->cfg = o->cfg;
-    cl->join_ms = o->join_interval_ms ? o->join_interval_ms : 1000;
-    cl->sync_ms = o->sync_interval_ms ? o->sync_interval_ms : 5000;
+    cl->on_status = o->on_status;
+    cl->status_ud = o->status_ud;
     snprintf(cl->self_addr, sizeof(cl->self_addr), "%s", o->self_addr);
     snprintf(cl->path, sizeof(cl->path), "%s/MEMBERS", o->cfg->data_dir);
     snprintf(cl->hlc_path, sizeof(cl->hlc_path), "%s/HLC", o->cfg->data_dir);
     snprintf(cl->repair_path, sizeof(cl->repair_path), "%s/REPAIR", o->cfg->data_dir);
     repair_mark(cl);
-    moor_members_init(&cl->table);
-    if ((rc = fill_self(cl, &me, moor_clock_wall_ms())))
-        goto fail;
-    load_saved(cl);
-    {
-        /* A restart must win over what the others remember of this node,
-         * even if the wall clock went backwards since. */
-        const moor_member_entry_t *old = moor_members_find(&cl->table, me.m.id, me.m.idlen);
-        if (old && old->incarnation >= me.incarnation)
-            me.incarnation = old->incarnation + 1;
-    }
-    if ((rc = moor_members_apply(&cl->table, &me)) < 0)
-        goto fail;
-    cl->my_incarnation = me.incarnation;
 
     snprintf(host, sizeof(host), "%s", cl->self_addr);
     if ((colon = strrchr(host, ':')))
@@ -773,15 +711,14 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     co.vc_max_entries = o->cfg->vc_max_entries;
     co.vc_keep_min = o->cfg->vc_keep_min;
     co.vc_max_age_ms = o->cfg->vc_max_age_ms;
-    if ((rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)))
+    if ((rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)) || (rc = start_gossip(cl)))
         goto fail;
     moor_coord_hlc_floor(cl->coord, hlc_floor_checked(cl->hlc_path, hlc_read(cl->hlc_path)));
     hlc_reserve(cl, 1);
-    uv_timer_init(o->loop, &cl->join_timer);
-    uv_timer_init(o->loop, &cl->announce_timer);
-    cl->join_timer.data = cl->announce_timer.data = cl;
-    cl->handles_open = 2;
-    table_changed(cl, 0);
+    uv_timer_init(o->loop, &cl->hlc_timer);
+    cl->hlc_timer.data = cl;
+    cl->handles_open = 1;
+    table_changed(cl, moor_gossip_table(cl->gossip));
     *out = cl;
     return 0;
 fail:
@@ -797,16 +734,13 @@ fail:
 
 void moor_cl_start(moor_cl_t *cl)
 {
-    cl->next_sync = moor_clock_mono_ms() + cl->sync_ms;
-    join_cb(&cl->join_timer);
-    uv_timer_start(&cl->join_timer, join_cb, cl->join_ms, cl->join_ms);
-    /* A restarted node tells everyone its new incarnation and address. */
-    uv_timer_start(&cl->announce_timer, announce_cb, 20, 0);
+    uv_timer_start(&cl->hlc_timer, hlc_timer_cb, 1000, 1000);
+    moor_gossip_start(cl->gossip);
 }
 
 static void maybe_done(moor_cl_t *cl)
 {
-    /* the timers are closed only after the pool and env; a renewal of the
+    /* the timer is closed only after the pool and env; a renewal of the
      * clock's mark may still be on the threadpool */
     if (cl->handles_open)
         return;
@@ -829,8 +763,7 @@ static void env_closed(void *ud)
 {
     moor_cl_t *cl = ud;
 
-    uv_close((uv_handle_t *)&cl->join_timer, handle_closed);
-    uv_close((uv_handle_t *)&cl->announce_timer, handle_closed);
+    uv_close((uv_handle_t *)&cl->hlc_timer, handle_closed);
 }
 
 static void pool_closed(void *ud)
@@ -845,8 +778,11 @@ void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud)
     cl->closing = 1;
     cl->close_done = done;
     cl->close_ud = ud;
-    uv_timer_stop(&cl->join_timer);
-    uv_timer_stop(&cl->announce_timer);
+    uv_timer_stop(&cl->hlc_timer);
+    /* gossip first: its requests in flight are then answered (closed) by
+     * the pool into nothing */
+    moor_gossip_free(cl->gossip);
+    cl->gossip = NULL;
     moor_coord_free(cl->coord);
     cl->coord = NULL;
     moor_peer_pool_close(cl->pool, pool_closed, cl);

@@ -3,25 +3,17 @@
  * derived from it, the pooled connections to the other members and the
  * coordinator that serves get/put/del over them.
  *
- * Joining: the node starts with its own entry (incarnation = the wall
- * clock at start, never below the one it persisted last time, so a restart
- * always wins over what others remember of it) plus the table it saved in
- * data_dir/MEMBERS on its last run.  It sends `_join(table)` to every seed
- * (config `seeds`, its own address skipped) once a second until that seed
- * has answered; the seed merges the table, answers its own, and whoever's
- * table changed announces the new table to every member with
- * `_members(table)` (coalesced: once per change burst).  Afterwards the
- * node re-syncs with one seed every few seconds, so a node that missed an
- * announcement (it was down) catches up.  Every node therefore ends up
- * with the same table and derives the same ring (membership.h: the merge
- * is order-independent).  This is the seam gossip plugs into: a gossip
- * round is one more caller of the same merge-and-announce step, and
- * failure detection will change members' status through the same table.
- *
- * Member status: a node that joins is `up` at once -- there is no data
- * streaming to wait for yet (hinted handoff and anti-entropy come with the
- * next issue); read repair brings a new or restarted replica's keys up to
- * date as they are read.
+ * Membership and failure detection are core/cluster/gossip.c's (joining
+ * through the seeds, SWIM probing, suspicion, refutation, dissemination;
+ * parameters from moor.gossip{}); this file gives it its environment
+ * (libuv's clock, the peer pool: the seeds are reached through pool ids
+ * "seed@host:port" until their member ids are known) and keeps what must
+ * outlive a process.  The node's own entry starts at incarnation = the
+ * wall clock at start, never below the one saved in data_dir/MEMBERS on
+ * its last run, so a restart always wins over what others remember of it.
+ * Every table change (a member, an address, a status) rebuilds the ring
+ * the coordinator routes by (down members keep their tokens) and saves the
+ * table to data_dir/MEMBERS.
  *
  * Threads: the loop thread only.
  */
@@ -36,6 +28,7 @@
 
 #include "cluster/coord.h"
 #include "cluster/env.h"
+#include "cluster/gossip.h"
 #include "lua/config.h"
 
 typedef struct moor_cl moor_cl_t;
@@ -47,8 +40,12 @@ typedef struct moor_cl_opts {
     moor_store_if_t store;         /* this node's replicas */
     moor_coord_resolve_fn resolve; /* may be NULL */
     void *resolve_ud;
-    uint32_t join_interval_ms; /* retry of unanswered seeds; default 1000 */
-    uint32_t sync_interval_ms; /* re-sync with a seed afterwards; default 5000 */
+    /* Told every member status change the failure detector or gossip
+     * makes (old_status -1: a new member); may be NULL.  Runs on the loop
+     * thread, inside gossip: it must not call back into the cluster
+     * synchronously (defer with a timer or an async). */
+    moor_gossip_status_fn on_status;
+    void *status_ud;
 } moor_cl_opts_t;
 
 /* ===== API ===== */
@@ -68,18 +65,26 @@ moor_coord_t *moor_cl_coord(moor_cl_t *cl);
  * come from its listen address, peer.h). */
 int moor_cl_member_ip(const moor_cl_t *cl, const char *ip);
 
-/* A `_` method from a peer: _join, _members, _get, _put, _coord.  done
+/* A `_` method from a peer: the gossip ones (_join, _members, _ping,
+ * _ping_req, _gossip) or the coordinator's (_get, _put, _coord).  done
  * runs once. */
 void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const char *params,
                          size_t plen, uint32_t nparams, moor_coord_done_fn done, void *arg);
 
 /* Packs the `ring` method's answer: {node, cluster = true, version,
  * nodes = [{id, addr, zone, status, vnodes, incarnation, share, self,
- * link}]}; link is this node's connection to the member: "self",
- * "connected", "down" (in a reconnect backoff), "idle" (none open yet). */
+ * link}]}; status is the failure detector's (up, suspect, down,
+ * joining, leaving, left: what routing uses); link is this node's
+ * connection to the member: "self", "connected", "down" (in a reconnect
+ * backoff), "idle" (none open yet). */
 int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk);
 
-/* Packs the "cluster" map of `info`. */
+/* Packs the "cluster" map of `info`: needs_repair, [repair_reason],
+ * members, members_up, ring_version, gossip = {probes, probe_failures,
+ * indirect_probes, suspicions, refutations, declared_down, local_health,
+ * queued_updates, joins_sent, joins_answered, syncs, messages_in,
+ * members = {joining, up, suspect, down, leaving, left}}, coordinator,
+ * peers. */
 int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk);
 
 /* Answers every call in flight (SHUTTING_DOWN), closes connections and

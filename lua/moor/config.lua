@@ -23,8 +23,8 @@ must be one of always, interval, none, got 'sometimes'".
 
 The normalised table holds only what the config set (C fills the rest
 with its defaults): node, listen_host, listen_port, data_dir, auth_token,
-engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, seeds,
-spaces = { {name, n, r, w, resolver}, ... }, resolvers = {name = fn},
+engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, hints{...}, seeds,
+spaces = { {name, n, r, w, resolver, sloppy}, ... }, resolvers = {name = fn},
 handlers = {name = {fn, instructions, timeout_ms}}, gossip{...}.
 
 Pure Lua without C: busted runs it directly.
@@ -203,6 +203,11 @@ M.schema = {
     zone = str(63, NAME, "a zone name (letters, digits, '_', '.', '-')"),
     vnodes = int(1, 4096),
     request_timeout_ms = int(1, 3600000),
+    hints = record {
+        window_s = int(1, 2592000),
+        max_mb = int(1, 1048576),
+        rate_kb_s = int(1, 10485760),
+    },
     vclock = record {
         max_entries = int(1, 16),
         keep_min = int(1, 16),
@@ -268,20 +273,25 @@ M.space_schema = {
     r = level,
     w = level,
     resolver = str(63, NAME, "a resolver name (letters, digits, '_', '.', '-')"),
+    sloppy = bool,
 }
 
+-- moor.gossip{...}: failure detection and membership (core/cluster/gossip.h;
+-- README "Configuration reference").  probe_timeout_ms < period_ms is
+-- checked by the node (moor_gossip_params_check), which knows the defaults.
 M.gossip_schema = {
-    interval_ms = int(1, 600000),
-    fanout = int(1, 64),
-    phi = function(where, v)
-        if type(v) ~= "number" or v <= 0 or v > 100 then
-            fail("%s must be a number in (0, 100], got %s", where, show(v))
-        end
-        return v
-    end,
-    indirect_k = int(0, 64),
-    probe_timeout_ms = int(1, 600000),
-    suspect_timeout_ms = int(1, 3600000),
+    period_ms = int(10, 60000),
+    probe_timeout_ms = int(1, 60000),
+    indirect_k = int(0, 16),
+    suspicion_mult = int(1, 100),
+    suspicion_max_mult = int(1, 100),
+    retransmit_mult = int(1, 100),
+    max_local_health = int(1, 100),
+    gossip_interval_ms = int(10, 60000),
+    gossip_fanout = int(1, 16),
+    max_piggyback = int(1, 128),
+    join_interval_ms = int(10, 600000),
+    sync_interval_ms = int(10, 3600000),
 }
 
 local budget_schema = {
@@ -370,7 +380,8 @@ function C:space(name, t)
             fail("moor.space('%s'): r and w must not exceed n (n=%d, %s=%d)", name, v.n, k, v[k])
         end
     end
-    local entry = { name = name, n = v.n, r = v.r, w = v.w, resolver = v.resolver }
+    local entry = { name = name, n = v.n, r = v.r, w = v.w, resolver = v.resolver,
+                    sloppy = v.sloppy }
     local i = self.space_index[name]
     if not i then
         if #self.t.spaces >= M.MAX_SPACES then

@@ -31,14 +31,14 @@ describe("moor.config", function()
                            idle_timeout_ms = 5000, max_inflight = 7 },
                 auth_token = "sekrit", log = { level = "warn", file = "x.log" },
                 handler = { instructions = 50000, timeout_ms = 250, memory_mb = 64 },
-                sandbox = { io = false, os = true },
+                sandbox = { io = false, os = true }, hints = { window_s = 10 },
                 plugins = { "resolvers.lww", "resolvers.set_union", "handlers.incr", "handlers.cas" },
             })
-            m.space("carts", { n = 3, r = 2, w = 2, resolver = "set_union" })
+            m.space("carts", { n = 3, r = 2, w = 2, resolver = "set_union", sloppy = false })
             m.resolver("mine", function(s) return s[1].value end)
             m.space("default", { resolver = "mine" })
             m.handle("hello", function() return "hi" end, { timeout_ms = 100 })
-            m.gossip({ interval_ms = 200, fanout = 3, phi = 8 })
+            m.gossip({ period_ms = 400, probe_timeout_ms = 150, gossip_fanout = 3, indirect_k = 2 })
         end)
         assert.are.equal("n1", t.node)
         assert.are.equal("127.0.0.2", t.listen_host)
@@ -49,14 +49,18 @@ describe("moor.config", function()
         assert.are.equal("warn", t.log.level)
         assert.are.equal(true, t.sandbox.os)
         assert.are.equal(64, t.handler.memory_mb)
-        assert.are.same({ name = "carts", n = 3, r = 2, w = 2, resolver = "set_union" }, t.spaces[1])
+        assert.are.same({ name = "carts", n = 3, r = 2, w = 2, resolver = "set_union", sloppy = false },
+                        t.spaces[1])
         assert.are.equal("mine", t.spaces[2].resolver)
         assert.are.equal("function", type(t.resolvers.lww))
         assert.are.equal("function", type(t.resolvers.set_union))
         assert.are.equal("function", type(t.handlers.incr.fn))
         assert.are.equal("function", type(t.handlers.cas.fn))
         assert.are.equal(100, t.handlers.hello.timeout_ms)
-        assert.are.equal(3, t.gossip.fanout)
+        assert.are.equal(3, t.gossip.gossip_fanout)
+        assert.are.equal(400, t.gossip.period_ms)
+        assert.are.equal(10, t.hints.window_s)
+        assert.are.equal(false, t.spaces[1].sloppy)
     end)
 
     it("needs only a node id", function()
@@ -75,6 +79,8 @@ describe("moor.config", function()
               "moor.space('s'): unknown key 'rr'")
         fails(function(m) m.cfg({ node = "n1" }); m.gossip({ fanut = 3 }) end,
               "moor.gossip: unknown key 'fanut'")
+        fails(function(m) m.cfg({ node = "n1", hints = { windows = 3 } }) end,
+              "moor.cfg: unknown key 'hints.windows'")
     end)
 
     it("says what type or value was expected", function()
@@ -93,6 +99,12 @@ describe("moor.config", function()
         fails(function(m) m.cfg({ node = "n1", engine = "fast" }) end,
               "moor.cfg: engine must be a table, got 'fast'")
         fails(function(m) m.cfg("n1") end, "moor.cfg: expects a table, got 'n1'")
+        fails(function(m) m.cfg({ node = "n1", hints = { max_mb = 0 } }) end,
+              "moor.cfg: hints.max_mb must be an integer in 1..1048576, got 0")
+        fails(function(m) m.cfg({ node = "n1" }); m.gossip({ indirect_k = 17 }) end,
+              "moor.gossip: indirect_k must be an integer in 0..16, got 17")
+        fails(function(m) m.cfg({ node = "n1" }); m.space("s", { sloppy = "no" }) end,
+              "moor.space('s'): sloppy must be true or false, got 'no'")
         fails(function(m) m.cfg({ node = "bad id!" }) end, "moor.cfg: node must be a node id")
         fails(function(m) m.cfg({ node = "n1", plugins = "resolvers.lww" }) end,
               "moor.cfg: plugins must be a list")

@@ -28,11 +28,12 @@ static void test_config_good(void **state)
             "  auth_token = 'sekrit', log = { level = 'warn', file = 'x.log' },\n"
             "  handler = { instructions = 50000, timeout_ms = 250, memory_mb = 64 },\n"
             "  sandbox = { io = false, os = true },\n"
+            "  hints = { window_s = 60, max_mb = 8, rate_kb_s = 100 },\n"
             "  plugins = { 'resolvers.lww', 'handlers.incr' } }\n"
-            "moor.space('carts', { n = 1, r = 1, w = 1, resolver = 'lww' })\n"
+            "moor.space('carts', { n = 1, r = 1, w = 1, resolver = 'lww', sloppy = false })\n"
             "moor.space('default', { resolver = 'mine' })\n"
             "moor.resolver('mine', function(s) return s[1].value end)\n"
-            "moor.gossip{ interval_ms = 200, fanout = 3, phi = 8 }\n"
+            "moor.gossip{ period_ms = 400, probe_timeout_ms = 150, gossip_fanout = 2 }\n"
             "moor.handle('hello', function(n) return 'hi ' .. n end, { timeout_ms = 100 })\n");
 
     (void)state;
@@ -67,9 +68,18 @@ static void test_config_good(void **state)
     s = moor_config_space(&e.cfg, "carts", 5);
     assert_non_null(s);
     assert_string_equal(s->resolver, "lww");
+    assert_int_equal(s->sloppy, 0);
     s = moor_config_space(&e.cfg, "default", 7);
     assert_non_null(s);
     assert_string_equal(s->resolver, "mine");
+    assert_int_equal(s->sloppy, 1);
+    assert_int_equal(e.cfg.hints_window_s, 60);
+    assert_int_equal(e.cfg.hints_max_mb, 8);
+    assert_int_equal(e.cfg.hints_rate_kb_s, 100);
+    assert_int_equal(e.cfg.gossip.period_ms, 400);
+    assert_int_equal(e.cfg.gossip.probe_timeout_ms, 150);
+    assert_int_equal(e.cfg.gossip.gossip_fanout, 2);
+    assert_int_equal(e.cfg.gossip.indirect_k, 3); /* default */
     assert_null(moor_config_space(&e.cfg, "nope", 4));
 
     reply_t r;
@@ -219,7 +229,11 @@ static void test_config_bad(void **state)
         {"moor.cfg{ node = 'n1' }\nmoor.handle('h', 42)", "moor.handle('h'): expects a function"},
         {"moor.cfg{ node = 'n1' }\nmoor.handle('h', tostring, { instructions = 5 })",
          "moor.handle('h'): instructions must be an integer"},
-        {"moor.cfg{ node = 'n1' }\nmoor.gossip{ fanout = 'x' }", "moor.gossip: fanout must be"},
+        {"moor.cfg{ node = 'n1' }\nmoor.gossip{ gossip_fanout = 'x' }",
+         "moor.gossip: gossip_fanout must be"},
+        {"moor.cfg{ node = 'n1' }\nmoor.gossip{ period_ms = 100, probe_timeout_ms = 100 }",
+         "gossip.probe_timeout_ms (100) must be below period_ms (100)"},
+        {"moor.cfg{ node = 'n1', hints = { rate_kb_s = 0 } }", "hints.rate_kb_s must be"},
         {"moor.cfg{ node = 'n1' }\nmoor.gossip{ fanut = 3 }", "moor.gossip: unknown key 'fanut'"},
         {"moor.cfg{ node = 'n1' ", "conf.lua"}, /* syntax error, with the file name */
         {"moor.cfg{ node = 'n1' }\nlocal f = io.open('/etc/passwd')",

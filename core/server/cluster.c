@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cluster/gossip.h"
+#include "cluster/hints.h"
 #include "cluster/membership.h"
 #include "cluster/vclock.h"
 #include "util/file.h"
@@ -47,6 +48,7 @@ struct moor_cl {
     char hlc_path[4096 + 16];    /* data_dir/HLC */
     char repair_path[4096 + 16]; /* data_dir/REPAIR: present while a repair is due */
     char repair_why[256];        /* its reason; "" when no repair is due */
+    char owed_path[4096 + 16];   /* data_dir/REPAIR_OWED: hints dropped, per key */
     uint64_t hlc_reserved;       /* persisted: no counter up to it was given out after */
     uv_work_t hlc_work;          /* renews the reservation on the threadpool */
     uint64_t hlc_target;         /* what hlc_work writes */
@@ -56,6 +58,7 @@ struct moor_cl {
     moor_uvenv_t *env;
     moor_peer_pool_t *pool;
     moor_coord_t *coord;
+    moor_hints_t *hints;  /* writes this node holds for owners that were down */
     uv_timer_t hlc_timer; /* renews the HLC reservation */
     seed_t *seeds;
     unsigned nseeds;
@@ -182,6 +185,57 @@ static void table_changed(void *ud, const moor_members_t *t)
     persist(cl, t);
 }
 
+static int is_self(const moor_cl_t *cl, const char *id, size_t idlen)
+{
+    return idlen == strlen(cl->cfg->node) && memcmp(id, cl->cfg->node, idlen) == 0;
+}
+
+/* Hint replay follows the failure detector: to an owner that is `up` it
+ * runs (moor_hints_owner_up only schedules, so calling it from inside
+ * gossip is safe), to one that is down or gone it pauses; `suspect` and
+ * the others leave it as it is. */
+static void hints_follow(moor_cl_t *cl, const char *id, size_t idlen, int status)
+{
+    if (!cl->hints || is_self(cl, id, idlen))
+        return;
+    if (status == MOOR_MEMBER_UP)
+        moor_hints_owner_up(cl->hints, id, idlen);
+    else if (status == MOOR_MEMBER_DOWN || status == MOOR_MEMBER_LEFT)
+        moor_hints_owner_down(cl->hints, id, idlen);
+}
+
+/* A hint dropped over its bounds (hints.window_s / hints.max_mb): the
+ * owner misses that write until a repair.  Logged, and appended to
+ * data_dir/REPAIR_OWED as "owner<TAB>space<TAB>key in hex" so the
+ * anti-entropy repair knows which keys of which owner to repair first. */
+static void hint_dropped(void *ud, const char *owner, size_t olen, const char *space, size_t slen,
+                         const char *key, size_t klen)
+{
+    moor_cl_t *cl = ud;
+    FILE *f = fopen(cl->owed_path, "a");
+
+    moor_log_warn("hints: dropped a write of space '%.*s' for '%.*s' (over hints.window_s or "
+                  "hints.max_mb); it reaches that node only by a repair",
+                  (int)(slen > 64 ? 64 : slen), space, (int)olen, owner);
+    if (!f) {
+        moor_log_warn("cannot record the dropped hint in %s: %s", cl->owed_path, strerror(errno));
+        return;
+    }
+    fprintf(f, "%.*s\t%.*s\t", (int)olen, owner, (int)slen, space);
+    for (size_t i = 0; i < klen; i++)
+        fprintf(f, "%02x", (unsigned char)key[i]);
+    fputc('\n', f);
+    fclose(f);
+}
+
+/* coord hint_put: a `_put` with fallback_for, kept as a hint. */
+static int hint_put(void *ud, const char *owner, size_t olen, const char *space, size_t slen,
+                    const char *key, size_t klen, const char *rec, size_t rlen,
+                    moor_store_done_fn done, void *arg)
+{
+    return moor_hints_add(ud, owner, olen, space, slen, key, klen, rec, rlen, done, arg);
+}
+
 static void member_status(void *ud, const char *id, size_t idlen, int old, int status)
 {
     moor_cl_t *cl = ud;
@@ -191,6 +245,7 @@ static void member_status(void *ud, const char *id, size_t idlen, int old, int s
     else
         moor_log_info("member '%.*s' is %s (was %s)", (int)idlen, id,
                       moor_member_status_name(status), moor_member_status_name(old));
+    hints_follow(cl, id, idlen, status);
     if (cl->on_status)
         cl->on_status(cl->status_ud, id, idlen, old, status);
 }
@@ -473,6 +528,15 @@ static void pack_gossip(const moor_cl_t *cl, msgpack_packer *pk)
         pack_u64(pk, moor_member_status_name(i), gs.by_status[i]);
 }
 
+int moor_cl_pack_hints(const moor_cl_t *cl, moor_buf_t *out)
+{
+    moor_hints_stats_t st = {0};
+
+    if (cl->hints)
+        moor_hints_stats(cl->hints, &st);
+    return moor_hints_stats_pack(&st, out);
+}
+
 int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
 {
     const moor_members_t *t = table_of(cl);
@@ -666,6 +730,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     moor_cl_t *cl = calloc(1, sizeof(*cl));
     moor_peer_opts_t po;
     moor_coord_opts_t co;
+    moor_hints_opts_t ho;
     char host[MOOR_RING_ADDR_MAX], *colon;
     int rc;
 
@@ -680,6 +745,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     snprintf(cl->path, sizeof(cl->path), "%s/MEMBERS", o->cfg->data_dir);
     snprintf(cl->hlc_path, sizeof(cl->hlc_path), "%s/HLC", o->cfg->data_dir);
     snprintf(cl->repair_path, sizeof(cl->repair_path), "%s/REPAIR", o->cfg->data_dir);
+    snprintf(cl->owed_path, sizeof(cl->owed_path), "%s/REPAIR_OWED", o->cfg->data_dir);
     repair_mark(cl);
 
     snprintf(host, sizeof(host), "%s", cl->self_addr);
@@ -697,7 +763,22 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     if ((rc = moor_uvenv_new(o->loop, &cl->env)) ||
         (rc = moor_peer_pool_new(o->loop, &po, &cl->pool)))
         goto fail;
+    memset(&ho, 0, sizeof(ho));
+    ho.node_id = o->cfg->node;
+    ho.idlen = strlen(o->cfg->node);
+    ho.clock = moor_uvenv_clock(cl->env);
+    ho.transport = moor_peer_pool_transport(cl->pool);
+    ho.store = o->store;
+    ho.window_ms = (uint64_t)o->cfg->hints_window_s * 1000;
+    ho.max_bytes = (uint64_t)o->cfg->hints_max_mb << 20;
+    ho.rate_bytes_s = (uint64_t)o->cfg->hints_rate_kb_s * 1024;
+    ho.dropped = hint_dropped;
+    ho.dropped_ud = cl;
+    if ((rc = moor_hints_new(&ho, &cl->hints)))
+        goto fail;
     memset(&co, 0, sizeof(co));
+    co.hint_put = hint_put;
+    co.hint_ud = cl->hints;
     co.node_id = o->cfg->node;
     co.idlen = strlen(o->cfg->node);
     co.clock = moor_uvenv_clock(cl->env);
@@ -719,11 +800,18 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     cl->hlc_timer.data = cl;
     cl->handles_open = 1;
     table_changed(cl, moor_gossip_table(cl->gossip));
+    {
+        const moor_members_t *t = moor_gossip_table(cl->gossip);
+        for (uint32_t i = 0; i < t->n; i++)
+            hints_follow(cl, t->e[i].m.id, t->e[i].m.idlen, t->e[i].m.status);
+    }
     *out = cl;
     return 0;
 fail:
     if (cl->coord)
         moor_coord_free(cl->coord);
+    if (cl->hints)
+        moor_hints_free(cl->hints);
     if (cl->pool)
         moor_peer_pool_close(cl->pool, NULL, NULL);
     if (cl->env)
@@ -785,5 +873,7 @@ void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud)
     cl->gossip = NULL;
     moor_coord_free(cl->coord);
     cl->coord = NULL;
+    moor_hints_free(cl->hints);
+    cl->hints = NULL;
     moor_peer_pool_close(cl->pool, pool_closed, cl);
 }

@@ -79,6 +79,10 @@ void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const c
  * backoff), "idle" (none open yet). */
 int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk);
 
+/* Appends the "hints" map of `info`: {pending, bytes, stored, delivered,
+ * dropped} (hints.h) -- to out, the buffer the caller's packer writes. */
+int moor_cl_pack_hints(const moor_cl_t *cl, moor_buf_t *out);
+
 /* Packs the "cluster" map of `info`: needs_repair, [repair_reason],
  * members, members_up, ring_version, gossip = {probes, probe_failures,
  * indirect_probes, suspicions, refutations, declared_down, local_health,

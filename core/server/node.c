@@ -341,6 +341,7 @@ static void cl_kv(moor_node_t *n, int op, const char *key, uint32_t klen, const 
     req.w = w;
     req.timeout_ms = o->timeout_ms;
     req.receipt = o->receipt;
+    req.sloppy = sp->sloppy ? MOOR_COORD_SLOPPY_ON : MOOR_COORD_SLOPPY_OFF;
     if (op == 0)
         moor_coord_get(moor_cl_coord(n->cl), &req, cl_done, c);
     else if (op == 1)
@@ -655,10 +656,12 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         moor_srv_stats(n->srv, &ss);
     moor_buf_reset(&n->out);
     moor_mp_packer_init(&pk, &n->out);
-    msgpack_pack_map(&pk, n->cl ? 8 : 7);
+    msgpack_pack_map(&pk, n->cl ? 9 : 7);
     if (n->cl) {
         msgpack_pack_str_with_body(&pk, "cluster", 7);
         moor_cl_pack_info(n->cl, &pk);
+        msgpack_pack_str_with_body(&pk, "hints", 5);
+        moor_cl_pack_hints(n->cl, &n->out);
     }
     msgpack_pack_str_with_body(&pk, "node", 4);
     msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));

@@ -11,6 +11,7 @@
 #   make bench   build + scripts/bench.sh (engine) + scripts/bench_node.py (node vs Redis)
 #                + scripts/bench_cluster.py (3-node cluster vs one node)
 #                + scripts/bench_gossip.py (failure-detection times, 5 nodes)
+#                + scripts/bench_failover.py (a node killed mid-run, hint replay)
 #   make run     build + start a node (build/moord conf/node.lua)
 #   make format  clang-format -i over core/ and tests/
 #   make clean   remove the build trees
@@ -83,6 +84,7 @@ bench: build
 	/usr/bin/python3 scripts/bench_node.py --build build | tee build/bench-node.txt
 	/usr/bin/python3 scripts/bench_cluster.py --build build | tee build/bench-cluster.txt
 	/usr/bin/python3 scripts/bench_gossip.py --build build | tee build/bench-gossip.txt
+	/usr/bin/python3 scripts/bench_failover.py --build build | tee build/bench-failover.txt
 
 run: build
 	@if [ -x build/moord ]; then \

@@ -15,7 +15,10 @@ process.
 Scenarios: a node isolated from both others (DROP: timeouts, not resets);
 concurrent writes on both sides of a partition, kept as siblings after
 healing and read repair; a one-way partition; random loss on every
-node-to-node path while puts go on (no acknowledged write lost).
+node-to-node path while puts go on (no acknowledged write lost); and, on
+a cluster of four, a node cut off from the others: its writes go to
+fallbacks as hints, and after healing the hints carry them across (read
+from the node's own store, with no read repair involved).
 
 Without root, unshare or iptables the script prints a SKIP line and exits 0.
 Every wait is bounded and every moord is killed when the script exits.
@@ -426,6 +429,86 @@ class PartitionTest(unittest.TestCase):
             else:
                 self.assertIsNotNone(res, "acknowledged put %s lost" % k)
                 self.assertEqual(res["values"], [value_of[k]], "acknowledged put %s" % k)
+
+
+class PartitionWithHintsTest(unittest.TestCase):
+    """Runs after PartitionTest (unittest orders classes by name): its own
+    four nodes, so a fallback exists for every key while one node is cut
+    off; the three-node cluster is stopped first (its addresses are reused)."""
+
+    def test_e_hints_carry_writes_across(self):
+        if CLUSTER is not None:
+            CLUSTER.stop()      # the three-node cluster: its addresses are reused
+        cl = moortest.Cluster(
+            BUILD, 4, "moor-partition-hints-", secret=SECRET, source=CLIENT_HOST, settings=
+            'vnodes = 64,\n'
+            '  request_timeout_ms = %d,\n'
+            '  engine = { sync = "interval", memtable_mb = 4, cache_mb = 8 },\n'
+            '  log = { level = "info" }' % REQUEST_TIMEOUT_MS,
+            script='moor.space("default", { n = 3, r = 2, w = 2 })\n')
+        fw = CLUSTER.fw if CLUSTER is not None else Firewall()
+        fw.heal()
+        self.addCleanup(fw.heal)
+        try:
+            self.run_case(cl, fw)
+        except BaseException:
+            sys.stderr.write(cl.logs())
+            raise
+        finally:
+            cl.cleanup()
+
+    def run_case(self, cl, fw):
+        cl.start()
+        cl.wait_converged()
+        n1, n4 = cl.nodes[0], cl.nodes[3]
+        for other in cl.nodes[:3]:
+            fw.cut(n4.host, other.host)
+        t0 = time.time()
+
+        def cut_off():
+            for n in cl.nodes[:3]:
+                st = {m["id"]: m["status"] for m in cl.ring(n)["nodes"]}
+                if st.get(n4.id) != "down":
+                    return "%s sees n4 %s" % (n.id, st.get(n4.id))
+            return None
+
+        why = poll(cut_off, HEAL_S)
+        self.assertIsNone(why, why)
+        sys.stderr.write("\n  n4 down on the others %.1f s after the cut " % (time.time() - t0))
+        c = n1.conn()
+        self.addCleanup(c.close)
+        owned = []
+        for i in range(100):
+            key = "e-%d" % i
+            err, res = c.call("put", key, ["e", i], {"w": 2, "receipt": True})
+            self.assertIsNone(err, "put %s with n4 cut off: %r" % (key, err))
+            if any(r.get("fallback_for") == n4.id and r["status"] == "ok"
+                   for r in res["receipt"]):
+                owned.append(key)
+        self.assertTrue(owned, "no write of n4's went to a fallback")
+        fw.heal()
+        why = poll(lambda: cl.converged(), HEAL_S)
+        self.assertIsNone(why, why)
+
+        def drained():
+            left = sum(n.info()["hints"]["pending"] for n in cl.nodes)
+            return "%d hints pending" % left if left else None
+
+        why = poll(drained, HEAL_S * 2, 0.5)
+        self.assertIsNone(why, why)
+        # n4's own store has every write it owned (read without any repair).
+        p4 = n4.conn()
+        self.addCleanup(p4.close)
+        err, _ = p4.call("_auth", {"secret": SECRET, "proto": 1})
+        self.assertIsNone(err, err)
+        for key in owned:
+            err, rec = p4.call("_get", {"space": "default", "key": key})
+            self.assertIsNone(err, err)
+            self.assertIsNotNone(rec, "%s: the hint never reached n4" % key)
+            _, siblings = msgpack.unpackb(rec, raw=False)
+            self.assertEqual([s[0] for s in siblings], [["e", int(key[2:])]])
+        sys.stderr.write("(%d of n4's writes handed off across the healed partition) "
+                         % len(owned))
 
 
 def main():

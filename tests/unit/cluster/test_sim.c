@@ -49,6 +49,7 @@
 #include <msgpack.h>
 
 #include "cluster/coord.h"
+#include "cluster/hints.h"
 #include "cluster/record.h"
 #include "cluster/ring.h"
 #include "cluster/vclock.h"
@@ -474,6 +475,9 @@ struct cluster {
     int nnodes, r, w, verbose;
     moor_ring_t *ring;
     moor_coord_t *coord[SIM_MAX_NODES];
+    moor_hints_t *hints[SIM_MAX_NODES]; /* with use_hints: each node's hint store */
+    int use_hints;
+    int status[SIM_MAX_NODES]; /* what the ring says of each node (the detector's verdict) */
     moor_coord_stats_t gone[SIM_MAX_NODES]; /* stats of crashed incarnations */
     client_t client[MAXCLIENTS];
     int nclients;
@@ -517,11 +521,42 @@ static void cl_handler(void *ud, int node, const char *method, size_t mlen, cons
     moor_coord_handle_peer(cl->coord[node], method, mlen, params, plen, nparams, done, arg);
 }
 
+static int cl_hint_put(void *ud, const char *owner, size_t olen, const char *space, size_t slen,
+                       const char *key, size_t klen, const char *rec, size_t rlen,
+                       moor_store_done_fn done, void *arg)
+{
+    return moor_hints_add(ud, owner, olen, space, slen, key, klen, rec, rlen, done, arg);
+}
+
+/* Node i's hint store (use_hints): replay follows cl->status, as moord's
+ * follows the failure detector. */
+static void cl_start_hints(cluster_t *cl, int i)
+{
+    moor_hints_opts_t h;
+    int rc;
+
+    memset(&h, 0, sizeof(h));
+    h.node_id = cl->sim->node[i].id;
+    h.idlen = cl->sim->node[i].idlen;
+    h.clock = sim_clock(cl->sim, i);
+    h.transport = sim_transport(cl->sim, i);
+    h.store = sim_store(cl->sim, i);
+    h.rate_bytes_s = 64 << 10;
+    h.timeout_ms = 500;
+    if ((rc = moor_hints_new(&h, &cl->hints[i])))
+        fail_msg("moor_hints_new: %d (%s): %s", rc, moor_err_name(rc), moor_diag_msg(rc));
+    for (int k = 0; k < cl->nnodes; k++)
+        if (k != i && cl->status[k] == MOOR_MEMBER_UP)
+            moor_hints_owner_up(cl->hints[i], cl->sim->node[k].id, cl->sim->node[k].idlen);
+}
+
 static void cl_start_node(cluster_t *cl, int i)
 {
     moor_coord_opts_t o;
     int rc;
 
+    if (cl->use_hints)
+        cl_start_hints(cl, i);
     memset(&o, 0, sizeof(o));
     o.node_id = cl->sim->node[i].id;
     o.idlen = cl->sim->node[i].idlen;
@@ -529,6 +564,8 @@ static void cl_start_node(cluster_t *cl, int i)
     o.transport = sim_transport(cl->sim, i);
     o.store = sim_store(cl->sim, i);
     o.timeout_ms = 500;
+    o.hint_put = cl->hints[i] ? cl_hint_put : NULL;
+    o.hint_ud = cl->hints[i];
     rc = moor_coord_new(&o, &cl->coord[i]);
     if (rc)
         fail_msg("moor_coord_new: %d (%s): %s", rc, moor_err_name(rc), moor_diag_msg(rc));
@@ -552,6 +589,10 @@ static void cl_crash(cluster_t *cl, int i, int drop_unsynced)
     sim_crash(cl->sim, i, drop_unsynced); /* first: nothing of the old process fires again */
     cl->coord[i] = NULL;
     moor_coord_free(c); /* answers its client calls with SHUTTING_DOWN */
+    if (cl->hints[i]) {
+        moor_hints_free(cl->hints[i]);
+        cl->hints[i] = NULL;
+    }
     sim_release(cl->sim, i);
 }
 
@@ -581,6 +622,7 @@ static void cl_init(cluster_t *cl, uint64_t seed, int nnodes, int r, int w)
         snprintf(m[i].addr, sizeof(m[i].addr), "127.0.0.%d:7700", i + 2);
         m[i].vnodes = 16;
         m[i].status = MOOR_MEMBER_UP;
+        cl->status[i] = MOOR_MEMBER_UP;
     }
     rc = moor_ring_build(m, (uint32_t)nnodes, &cl->ring);
     if (rc)
@@ -595,9 +637,12 @@ static void cl_init(cluster_t *cl, uint64_t seed, int nnodes, int r, int w)
 
 static void cl_free(cluster_t *cl)
 {
-    for (int i = 0; i < cl->nnodes; i++)
+    for (int i = 0; i < cl->nnodes; i++) {
         if (cl->coord[i])
             moor_coord_free(cl->coord[i]);
+        if (cl->hints[i])
+            moor_hints_free(cl->hints[i]);
+    }
     moor_ring_free(cl->ring);
     sim_free(cl->sim);
     while (cl->ops) {
@@ -1754,6 +1799,15 @@ static void cl_set_status(cluster_t *cl, int i, int status)
     for (int k = 0; k < cl->nnodes; k++)
         if (cl->coord[k])
             moor_coord_set_ring(cl->coord[k], ring);
+    cl->status[i] = status;
+    for (int k = 0; k < cl->nnodes; k++) {
+        if (k == i || !cl->hints[k])
+            continue;
+        if (status == MOOR_MEMBER_UP)
+            moor_hints_owner_up(cl->hints[k], cl->sim->node[i].id, cl->sim->node[i].idlen);
+        else
+            moor_hints_owner_down(cl->hints[k], cl->sim->node[i].id, cl->sim->node[i].idlen);
+    }
 }
 
 /* Sloppy quorum and notfound_ok = false, 5 nodes, N = 3, R = 1, W = 2: a
@@ -1797,6 +1851,191 @@ static void test_down_member_skipped_and_never_answers_null(void **state)
     free(cl);
 }
 
+/* ---- sloppy quorum with hinted handoff, over seeds ---- */
+
+/* Gives every node a hint store (before anything ran: the coordinators
+ * are rebuilt with it). */
+static void cl_enable_hints(cluster_t *cl)
+{
+    cl->use_hints = 1;
+    for (int i = 0; i < cl->nnodes; i++) {
+        moor_coord_free(cl->coord[i]);
+        cl->coord[i] = NULL;
+        cl_start_node(cl, i);
+    }
+}
+
+/* Crashes a node and, at once, marks it down (a perfect detector: what
+ * gossip decides is tested on its own in cluster_test_gossip); or
+ * restarts one that is down and marks it up.  At most one node is down
+ * at a time, so every key keeps two owners up. */
+static void sloppy_fault_next(sim_t *s, sim_ev_t *ev)
+{
+    cluster_t *cl = ev->p;
+    int a = (int)sim_range(s, 0, (uint64_t)cl->nnodes - 1);
+
+    if (!cl->phase2_faults)
+        return;
+    if (cl_down_count(cl) == 0) {
+        if (sim_chance(s, 0.6)) {
+            cl_crash(cl, a, 0);
+            cl_set_status(cl, a, MOOR_MEMBER_DOWN);
+        }
+    } else {
+        for (int i = 0; i < cl->nnodes; i++)
+            if (!s->node[i].up) {
+                cl_restart(cl, i);
+                cl_set_status(cl, i, MOOR_MEMBER_UP);
+                break;
+            }
+    }
+    sim_schedule_p(s, sim_range(s, 100, 600), -1, sloppy_fault_next, cl, 0);
+}
+
+/* Every acknowledged write of every key is on each of its N owners
+ * (live there, or superseded there by a live write that read it), read
+ * straight from the owners' stores: no read repair ran. */
+static void check_owners_hold_acked(cluster_t *cl)
+{
+    moor_buf_t ek = MOOR_BUF_INIT;
+    uint32_t live[MOOR_RECORD_MAX_SIBLINGS], n;
+    moor_record_t rec;
+    int rep[RF];
+
+    for (int k = MAXKEYS; k < MAXKEYS + cl->nkeys2 && !cl->fail[0]; k++) {
+        uint32_t nrep = cl_replicas(cl, k, rep);
+        moor_buf_reset(&ek);
+        if (moor_record_key(SPACE, sizeof(SPACE) - 1, key_of(cl, k), strlen(key_of(cl, k)), &ek))
+            abort();
+        for (uint32_t i = 0; i < nrep && !cl->fail[0]; i++) {
+            const moor_buf_t *raw = sim_store_peek(cl->sim, rep[i], ek.data, ek.len);
+            n = 0;
+            if (raw) {
+                if (moor_record_decode(raw->data, raw->len, &rec)) {
+                    cl_failf(cl, "owner n%d holds an undecodable record of %s", rep[i],
+                             key_of(cl, k));
+                    break;
+                }
+                for (uint32_t j = 0; j < rec.n; j++)
+                    if (!rec.sib[j].tombstone)
+                        live[n++] = value_id(rec.sib[j].value, rec.sib[j].vlen);
+            }
+            check_phase2_key(cl, k, live, n);
+            if (cl->fail[0]) {
+                char msg[sizeof(cl->fail) + 32];
+                snprintf(msg, sizeof(msg), "owner n%d: %s", rep[i], cl->fail);
+                memcpy(cl->fail, msg, sizeof(cl->fail));
+                cl->fail[sizeof(cl->fail) - 1] = '\0';
+            }
+        }
+    }
+    moor_buf_free(&ek);
+}
+
+typedef struct sloppy_result {
+    int failed;
+    uint64_t acked, fallback_writes, stored, delivered, dropped, crashes;
+} sloppy_result_t;
+
+static sloppy_result_t run_sloppy_seed(uint64_t seed, int verbose)
+{
+    cluster_t *cl = calloc(1, sizeof(*cl));
+    moor_coord_stats_t st;
+    moor_hints_stats_t hs;
+    sloppy_result_t res;
+
+    memset(&res, 0, sizeof(res));
+    cl_init(cl, seed, 5, 2, 2);
+    cl_enable_hints(cl);
+    cl->verbose = verbose > 1 ? 2 : 0;
+    cl->nkeys1 = 0;
+    cl->nkeys2 = 8;
+    cl->phase2_faults = 1;
+    clients_start(cl, 2, 4, 40);
+    sim_schedule_p(cl->sim, 50, -1, sloppy_fault_next, cl, 0);
+    cl_run_clients(cl, 120000);
+    cl->phase2_faults = 0;
+    for (int i = 0; i < cl->nnodes; i++)
+        if (!cl->sim->node[i].up) {
+            cl_restart(cl, i);
+            cl_set_status(cl, i, MOOR_MEMBER_UP);
+        }
+    cl_drain(cl, 30000); /* hints replay; no client reads, so no read repair */
+    if (cl->inflight)
+        cl_failf(cl, "%d client call(s) never answered", cl->inflight);
+    for (int i = 0; i < cl->nnodes && !cl->fail[0]; i++) {
+        moor_hints_stats(cl->hints[i], &hs);
+        res.stored += hs.stored, res.delivered += hs.delivered, res.dropped += hs.dropped;
+        if (hs.pending)
+            cl_failf(cl, "n%d still holds %llu hints after 30 s with every owner up", i,
+                     (unsigned long long)hs.pending);
+        if (hs.dropped)
+            cl_failf(cl, "n%d dropped %llu hints within its bounds", i,
+                     (unsigned long long)hs.dropped);
+    }
+    if (!cl->fail[0])
+        check_owners_hold_acked(cl);
+    if (!cl->fail[0] && cl->sim->st.harness_errors)
+        cl_failf(cl, "environment contract violated: %s", cl->sim->first_error);
+    for (int i = 0; i < cl->nnodes; i++) {
+        moor_coord_stats(cl->coord[i], &st);
+        res.fallback_writes += st.fallback_writes;
+    }
+    res.failed = cl->fail[0] != 0;
+    res.acked = cl->acked;
+    res.crashes = cl->sim->st.crashes;
+    if (res.failed && verbose >= 0)
+        fprintf(stderr,
+                "seed %llu FAILED (sloppy quorum + hints): %s\n  replay: MOOR_SIM_SEED=%llu "
+                "MOOR_TEST_FILTER='*sloppy*' <build>/cluster_test_sim\n",
+                (unsigned long long)seed, cl->fail, (unsigned long long)seed);
+    cl_free(cl);
+    free(cl);
+    return res;
+}
+
+/* 5 nodes, N = 3, R = W = 2, writers on shared keys while nodes crash
+ * and come back (one at a time, marked down and up as they go): after
+ * every node is back and hints have drained, every acknowledged write is
+ * on all N owners without any read repair, no hint is left and none was
+ * dropped. */
+static void test_sloppy_hints_over_seeds(void **state)
+{
+    const char *one = getenv("MOOR_SIM_SEED"), *many = getenv("MOOR_SIM_SEEDS");
+    uint64_t first = 1, count = 100, failed = 0, first_failed = 0;
+    sloppy_result_t tot, r;
+    (void)state;
+
+    if (one && *one) {
+        first = strtoull(one, NULL, 0);
+        count = 1;
+    } else if (many && *many) {
+        count = strtoull(many, NULL, 0);
+    }
+    memset(&tot, 0, sizeof(tot));
+    for (uint64_t seed = first; seed < first + count; seed++) {
+        r = run_sloppy_seed(seed, count == 1 ? 1 + (getenv("MOOR_SIM_VERBOSE") != NULL) : 0);
+        if (r.failed && !failed++)
+            first_failed = seed;
+        tot.acked += r.acked, tot.fallback_writes += r.fallback_writes;
+        tot.stored += r.stored, tot.delivered += r.delivered, tot.crashes += r.crashes;
+        if (failed >= 5)
+            break;
+    }
+    fprintf(stderr,
+            "sloppy+hints: %llu seeds from %llu: acked %llu, fallback writes %llu, hints "
+            "stored %llu delivered %llu, crashes %llu; %llu seeds failed\n",
+            (unsigned long long)count, (unsigned long long)first, (unsigned long long)tot.acked,
+            (unsigned long long)tot.fallback_writes, (unsigned long long)tot.stored,
+            (unsigned long long)tot.delivered, (unsigned long long)tot.crashes,
+            (unsigned long long)failed);
+    if (failed)
+        fail_msg("%llu seed(s) failed; first: MOOR_SIM_SEED=%llu", (unsigned long long)failed,
+                 (unsigned long long)first_failed);
+    assert_true(tot.fallback_writes > 0);
+    assert_true(tot.delivered > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1813,6 +2052,7 @@ int main(void)
         cmocka_unit_test(test_down_member_skipped_and_never_answers_null),
         cmocka_unit_test(test_cluster_replays_a_seed),
         cmocka_unit_test(test_properties_over_seeds),
+        cmocka_unit_test(test_sloppy_hints_over_seeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2002,7 +2002,7 @@ static sloppy_result_t run_sloppy_seed(uint64_t seed, int verbose)
 static void test_sloppy_hints_over_seeds(void **state)
 {
     const char *one = getenv("MOOR_SIM_SEED"), *many = getenv("MOOR_SIM_SEEDS");
-    uint64_t first = 1, count = 100, failed = 0, first_failed = 0;
+    uint64_t first = 1, count = 300, failed = 0, first_failed = 0;
     sloppy_result_t tot, r;
     (void)state;
 

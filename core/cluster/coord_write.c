@@ -495,20 +495,9 @@ void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombstone, int
  * answer in time, no connection, going away), so the next may try. */
 static int forward_retryable(int status)
 {
-    switch (status) {
-    case MOOR_ETIMEDOUT:
-    case MOOR_ECLOSED:
-    case MOOR_EAGAIN:
-    case MOOR_ENOTFOUND:
-    case -ECONNREFUSED:
-    case -ECONNRESET:
-    case -ECONNABORTED:
-    case -EHOSTUNREACH:
-    case -ENETUNREACH:
-    case -ENOTCONN:
-    case -EPIPE: return 1;
-    default: return 0;
-    }
+    int rs = slot_receipt_status(status);
+
+    return rs == RS_TIMEOUT || rs == RS_DOWN;
 }
 
 static void forward_reply(void *arg, int status, const char *res, size_t rlen);

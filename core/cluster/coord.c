@@ -388,6 +388,25 @@ int pack_params(const op_t *op, const moor_buf_t *rec, const char *fb, size_t fb
 
 /* ---- receipts ----------------------------------------------------------------------- */
 
+int parse_get_answer(int *status, const char *res, size_t rlen, const char **rec, uint32_t *n)
+{
+    const char *p = res, *end = res + rlen;
+
+    *rec = NULL;
+    *n = 0;
+    if (*status)
+        return SLOT_FAILED;
+    if (moor_mp_read_nil(&p, end) == 0 && p == end)
+        return SLOT_MISSING;
+    p = res;
+    if (moor_mp_read_bin(&p, end, rec, n) == 0 && p == end)
+        return SLOT_OK;
+    *rec = NULL;
+    *n = 0;
+    *status = MOOR_EPROTO;
+    return SLOT_FAILED;
+}
+
 int slot_receipt_status(int status)
 {
     switch (status) {

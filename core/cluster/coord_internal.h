@@ -57,6 +57,7 @@
 #define write_answer_now moor_coord_write_answer_now
 #define pack_receipt_result moor_coord_pack_receipt_result
 #define slot_receipt_status moor_coord_slot_receipt_status
+#define parse_get_answer moor_coord_parse_get_answer
 #define op_remaining_ms moor_coord_op_remaining_ms
 #define nil_mp moor_coord_nil_mp
 #define true_mp moor_coord_true_mp
@@ -209,6 +210,10 @@ int pack_params(const op_t *op, const moor_buf_t *rec, const char *fb, size_t fb
                 moor_buf_t *out);
 /* The receipt status of a failed request's status code. */
 int slot_receipt_status(int status);
+/* A replica's answer to `_get`: SLOT_OK with the record (bin) in *rec, *n,
+ * SLOT_MISSING (nil), or SLOT_FAILED with *status the reason (the
+ * request's error, or MOOR_EPROTO for malformed bytes). */
+int parse_get_answer(int *status, const char *res, size_t rlen, const char **rec, uint32_t *n);
 /* res (the normal answer: a map, nil or true) with `receipt` added into
  * out: a map gains the field, nil becomes {values = [], receipt}, true
  * becomes {receipt}.  0 or MOOR_ENOMEM. */

@@ -241,17 +241,11 @@ static void get_peer_reply(void *arg, int status, const char *res, size_t rlen)
 {
     slot_t *s = arg;
     op_t *op = s->op;
-    const char *p = res, *end = res + rlen, *rec = NULL;
-    uint32_t n = 0;
-    int state = SLOT_FAILED;
+    const char *rec;
+    uint32_t n;
+    int state = parse_get_answer(&status, res, rlen, &rec, &n);
 
-    if (status == 0 && moor_mp_read_nil(&p, end) == 0 && p == end)
-        state = SLOT_MISSING;
-    else if (status == 0 && moor_mp_read_bin(&p, end, &rec, &n) == 0 && p == end)
-        state = SLOT_OK;
-    else if (status == 0)
-        status = MOOR_EPROTO;
-    get_slot_done(op, s, state, state == SLOT_OK ? rec : NULL, state == SLOT_OK ? n : 0, status);
+    get_slot_done(op, s, state, rec, n, status);
     op_unref(op);
 }
 

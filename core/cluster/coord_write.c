@@ -359,15 +359,11 @@ static void blind_read_reply(void *arg, int status, const char *res, size_t rlen
 {
     slot_t *s = arg;
     op_t *op = s->op;
-    const char *p = res, *end = res + rlen, *rec = NULL;
-    uint32_t n = 0;
-    int ok = 0;
+    const char *rec;
+    uint32_t n;
+    int state = parse_get_answer(&status, res, rlen, &rec, &n);
 
-    if (status == 0 && moor_mp_read_nil(&p, end) == 0 && p == end)
-        ok = 1;
-    else if (status == 0 && moor_mp_read_bin(&p, end, &rec, &n) == 0 && p == end)
-        ok = 1;
-    blind_read_slot(op, s, ok, ok ? rec : NULL, ok ? n : 0);
+    blind_read_slot(op, s, state != SLOT_FAILED, rec, n);
     op_unref(op);
 }
 

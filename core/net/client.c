@@ -624,18 +624,24 @@ static int call_params(moor_client_t *c, int bad, const char *method, uint32_t n
     return moor_client_call(c, method, c->params.data, c->params.len, np, reply);
 }
 
-int moor_client_get(moor_client_t *c, const char *space, const void *key, size_t klen,
-                    moor_client_reply_t *reply)
+/* method(key, {space}): get and where. */
+static int key_call(moor_client_t *c, const char *method, const char *space, const void *key,
+                    size_t klen, moor_client_reply_t *reply)
 {
     msgpack_packer pk;
-
     int bad;
 
     moor_buf_reset(&c->params);
     moor_mp_packer_init(&pk, &c->params);
     bad = pack_key(&pk, key, klen);
     bad |= pack_opts(&pk, space, NULL, 0);
-    return call_params(c, bad, "get", 2, reply);
+    return call_params(c, bad, method, 2, reply);
+}
+
+int moor_client_get(moor_client_t *c, const char *space, const void *key, size_t klen,
+                    moor_client_reply_t *reply)
+{
+    return key_call(c, "get", space, key, klen, reply);
 }
 
 int moor_client_put(moor_client_t *c, const char *space, const void *key, size_t klen,
@@ -669,12 +675,5 @@ int moor_client_del(moor_client_t *c, const char *space, const void *key, size_t
 int moor_client_where(moor_client_t *c, const char *space, const void *key, size_t klen,
                       moor_client_reply_t *reply)
 {
-    msgpack_packer pk;
-    int bad;
-
-    moor_buf_reset(&c->params);
-    moor_mp_packer_init(&pk, &c->params);
-    bad = pack_key(&pk, key, klen);
-    bad |= pack_opts(&pk, space, NULL, 0);
-    return call_params(c, bad, "where", 2, reply);
+    return key_call(c, "where", space, key, klen, reply);
 }

@@ -670,20 +670,32 @@ static inline void sim_store_queue(sim_node_t *n, const char *key, size_t klen, 
     sim_schedule(s, at - s->now, n->idx, sim_store_durable, d);
 }
 
-static int sim_store_put(void *ud, const char *key, size_t klen, const char *rec, size_t rlen,
-                         moor_store_done_fn done, void *arg)
+/* Before a put or del: a node that is down must not write; an injected
+ * failure (store_fail) answers MOOR_EIO.  0 to go on. */
+static inline int sim_store_may_write(sim_node_t *n, const char *what)
 {
-    sim_node_t *n = ud;
     sim_t *s = n->sim;
-    sim_kv_t *kv;
 
     if (!n->up)
         sim_error(s, "a node that is down wrote its store");
     if (sim_chance(s, s->store_fail)) {
         s->st.store_fail++;
         n->put_failures++;
-        return moor_diag(MOOR_EIO, "sim: store write failed (injected)");
+        return moor_diag(MOOR_EIO, "sim: store %s failed (injected)", what);
     }
+    return 0;
+}
+
+static int sim_store_put(void *ud, const char *key, size_t klen, const char *rec, size_t rlen,
+                         moor_store_done_fn done, void *arg)
+{
+    sim_node_t *n = ud;
+    sim_t *s = n->sim;
+    sim_kv_t *kv;
+    int rc;
+
+    if ((rc = sim_store_may_write(n, "write")))
+        return rc;
     kv = sim_kv_find(n, key, klen, 1);
     sim_buf_set(&kv->live, rec, rlen);
     kv->has_live = 1;
@@ -699,14 +711,10 @@ static int sim_store_del(void *ud, const char *key, size_t klen, moor_store_done
     sim_node_t *n = ud;
     sim_t *s = n->sim;
     sim_kv_t *kv;
+    int rc;
 
-    if (!n->up)
-        sim_error(s, "a node that is down wrote its store");
-    if (sim_chance(s, s->store_fail)) {
-        s->st.store_fail++;
-        n->put_failures++;
-        return moor_diag(MOOR_EIO, "sim: store delete failed (injected)");
-    }
+    if ((rc = sim_store_may_write(n, "delete")))
+        return rc;
     if ((kv = sim_kv_find(n, key, klen, 0))) {
         moor_buf_reset(&kv->live);
         kv->has_live = 0;

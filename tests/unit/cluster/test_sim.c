@@ -1571,19 +1571,26 @@ static run_result_t run_seed(uint64_t seed, int verbose)
     return res;
 }
 
-static void test_properties_over_seeds(void **state)
+/* The seeds a property runs: MOOR_SIM_SEED=n (that one), else
+ * MOOR_SIM_SEEDS=count from 1, else def from 1.  Returns the count. */
+static uint64_t seed_range(uint64_t def, uint64_t *first)
 {
     const char *one = getenv("MOOR_SIM_SEED"), *many = getenv("MOOR_SIM_SEEDS");
-    uint64_t first = 1, count = 200, failed = 0, first_failed = 0;
+
+    *first = 1;
+    if (one && *one) {
+        *first = strtoull(one, NULL, 0);
+        return 1;
+    }
+    return many && *many ? strtoull(many, NULL, 0) : def;
+}
+
+static void test_properties_over_seeds(void **state)
+{
+    uint64_t first, count = seed_range(200, &first), failed = 0, first_failed = 0;
     run_result_t tot, r;
     (void)state;
 
-    if (one && *one) {
-        first = strtoull(one, NULL, 0);
-        count = 1;
-    } else if (many && *many) {
-        count = strtoull(many, NULL, 0);
-    }
     memset(&tot, 0, sizeof(tot));
     for (uint64_t seed = first; seed < first + count; seed++) {
         r = run_seed(seed, count == 1 ? 1 + (getenv("MOOR_SIM_VERBOSE") != NULL) : count <= 200);
@@ -2001,17 +2008,10 @@ static sloppy_result_t run_sloppy_seed(uint64_t seed, int verbose)
  * dropped. */
 static void test_sloppy_hints_over_seeds(void **state)
 {
-    const char *one = getenv("MOOR_SIM_SEED"), *many = getenv("MOOR_SIM_SEEDS");
-    uint64_t first = 1, count = 300, failed = 0, first_failed = 0;
+    uint64_t first, count = seed_range(300, &first), failed = 0, first_failed = 0;
     sloppy_result_t tot, r;
     (void)state;
 
-    if (one && *one) {
-        first = strtoull(one, NULL, 0);
-        count = 1;
-    } else if (many && *many) {
-        count = strtoull(many, NULL, 0);
-    }
     memset(&tot, 0, sizeof(tot));
     for (uint64_t seed = first; seed < first + count; seed++) {
         r = run_sloppy_seed(seed, count == 1 ? 1 + (getenv("MOOR_SIM_VERBOSE") != NULL) : 0);

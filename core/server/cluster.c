@@ -62,6 +62,10 @@ struct moor_cl {
     uv_timer_t hlc_timer; /* renews the HLC reservation */
     seed_t *seeds;
     unsigned nseeds;
+    moor_buf_t mem_next;  /* the table to save next, encoded; empty: none */
+    moor_buf_t mem_saving; /* what mem_work is writing */
+    uv_work_t mem_work;   /* saves MEMBERS on the threadpool */
+    int mem_rc, mem_busy;
     int closing, handles_open;
     void (*close_done)(void *ud);
     void *close_ud;
@@ -97,29 +101,71 @@ static int fill_self(moor_cl_t *cl, moor_member_entry_t *e, uint64_t incarnation
     return 0;
 }
 
-/* data_dir/MEMBERS: magic, u32 crc32c (little-endian) of the table, the
- * encoded table.  Replaced atomically (moor_file_replace). */
-static void persist(moor_cl_t *cl, const moor_members_t *t)
-{
-    moor_buf_t b = MOOR_BUF_INIT;
-    uint32_t crc;
-    unsigned char le[4];
-    int rc;
+static void maybe_done(moor_cl_t *cl);
+static void persist_start(moor_cl_t *cl);
 
-    if (moor_buf_append(&b, MEMBERS_MAGIC, 8) || moor_buf_append(&b, "\0\0\0\0", 4) ||
-        moor_members_encode(t, &b)) {
-        rc = moor_diag(MOOR_ENOMEM, "no memory to encode the member table");
-    } else {
-        crc = moor_crc32c(b.data + 12, b.len - 12);
-        for (int i = 0; i < 4; i++)
-            le[i] = (unsigned char)(crc >> (8 * i));
-        memcpy(b.data + 8, le, 4);
-        rc = moor_file_replace(cl->path, b.data, b.len);
-    }
+/* Threadpool side: only path and mem_saving are read, mem_rc written. */
+static void persist_work_cb(uv_work_t *w)
+{
+    moor_cl_t *cl = w->data;
+
+    cl->mem_rc = moor_file_replace(cl->path, cl->mem_saving.data, cl->mem_saving.len);
+}
+
+static void persist_after_cb(uv_work_t *w, int status)
+{
+    moor_cl_t *cl = w->data;
+    int rc = status ? status : cl->mem_rc;
+
     if (rc)
         moor_log_warn("cannot save the member table: %s (it is rebuilt from the seeds)",
                       moor_diag_msg(rc));
-    moor_buf_free(&b);
+    cl->mem_busy = 0;
+    cl->handles_open--;
+    persist_start(cl); /* a newer table came meanwhile: its turn */
+    if (cl->closing)
+        maybe_done(cl);
+}
+
+/* Writes the newest encoded table, unless a write is on its way (its
+ * completion starts the next one): changes in a burst cost one write. */
+static void persist_start(moor_cl_t *cl)
+{
+    moor_buf_t t;
+
+    if (cl->mem_busy || cl->mem_next.len == 0)
+        return;
+    t = cl->mem_saving;
+    cl->mem_saving = cl->mem_next;
+    cl->mem_next = t;
+    moor_buf_reset(&cl->mem_next);
+    cl->mem_work.data = cl;
+    if (uv_queue_work(cl->loop, &cl->mem_work, persist_work_cb, persist_after_cb) == 0) {
+        cl->mem_busy = 1;
+        cl->handles_open++; /* the cluster is freed only after the write */
+    }
+}
+
+/* data_dir/MEMBERS: magic, u32 crc32c (little-endian) of the table, the
+ * encoded table.  Encoded here, replaced atomically (moor_file_replace)
+ * on the threadpool, so the loop never waits for the fsync however often
+ * the detector changes a status. */
+static void persist(moor_cl_t *cl, const moor_members_t *t)
+{
+    moor_buf_t *b = &cl->mem_next;
+    uint32_t crc;
+
+    moor_buf_reset(b);
+    if (moor_buf_append(b, MEMBERS_MAGIC, 8) || moor_buf_append(b, "\0\0\0\0", 4) ||
+        moor_members_encode(t, b)) {
+        moor_buf_reset(b);
+        moor_log_warn("cannot save the member table: no memory to encode it");
+        return;
+    }
+    crc = moor_crc32c(b->data + 12, b->len - 12);
+    for (int i = 0; i < 4; i++)
+        b->data[8 + i] = (char)(unsigned char)(crc >> (8 * i));
+    persist_start(cl);
 }
 
 /* The table saved last run, merged into saved; a missing file is fine,
@@ -303,7 +349,6 @@ static uint64_t hlc_read(const char *path)
     return v;
 }
 
-static void maybe_done(moor_cl_t *cl);
 
 static void hlc_written(moor_cl_t *cl, uint64_t target, int rc)
 {
@@ -624,6 +669,8 @@ static int setup_seeds(moor_cl_t *cl)
 
 static void free_cl(moor_cl_t *cl)
 {
+    moor_buf_free(&cl->mem_next);
+    moor_buf_free(&cl->mem_saving);
     moor_gossip_free(cl->gossip);
     moor_ring_free(cl->ring);
     free(cl->seeds);
@@ -798,7 +845,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     hlc_reserve(cl, 1);
     uv_timer_init(o->loop, &cl->hlc_timer);
     cl->hlc_timer.data = cl;
-    cl->handles_open = 1;
+    cl->handles_open++; /* the HLC timer; a save may already be on its way */
     table_changed(cl, moor_gossip_table(cl->gossip));
     {
         const moor_members_t *t = moor_gossip_table(cl->gossip);

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import moortest                         # noqa: E402  (the shared node harness)
 from moortest import Failed, poll       # noqa: E402
+from bench_cluster import bench as bench_run  # noqa: E402  (one `moor bench` run, parsed)
 
 CONVERGE_S = 60
 DETECT_S = 60
@@ -49,19 +49,10 @@ def on_signal(signum, frame):
 
 
 def bench(build, addr, args):
-    cmd = [os.path.join(build, "moor"), "-h", addr, "bench", "--conns", str(args.conns),
-           "--pipeline", str(args.pipeline), "--keys", str(args.keys), "--value-size",
-           str(args.value_size), "--ratio", "0.5", "--duration", str(args.duration)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 120)
-    lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
-    if not lines:
-        raise Failed("moor bench against %s failed (exit %d): %s" % (addr, r.returncode,
-                                                                    r.stderr.strip()[-2000:]))
-    x = json.loads(lines[-1])
-    first = [l.split(":", 1)[1].strip() for l in r.stdout.splitlines()
-             if l.strip().startswith("first error:")]
-    return {"ops": x["ops_per_sec"], "p50": x["p50_us"], "p99": x["p99_us"],
-            "errors": x["errors"] + x["lost"], "first_error": first[0] if first else ""}
+    """One mixed run (half gets, half puts); errors counts lost answers too."""
+    x = bench_run(build, addr, args, 0.5)
+    x["errors"] += x.pop("lost")
+    return x
 
 
 def statuses(cl, node):

@@ -49,6 +49,7 @@ struct moor_cl {
     char repair_path[4096 + 16]; /* data_dir/REPAIR: present while a repair is due */
     char repair_why[256];        /* its reason; "" when no repair is due */
     char owed_path[4096 + 16];   /* data_dir/REPAIR_OWED: hints dropped, per key */
+    FILE *owed;                  /* open for appending once a hint was dropped */
     uint64_t hlc_reserved;       /* persisted: no counter up to it was given out after */
     uv_work_t hlc_work;          /* renews the reservation on the threadpool */
     uint64_t hlc_target;         /* what hlc_work writes */
@@ -258,7 +259,7 @@ static void hint_dropped(void *ud, const char *owner, size_t olen, const char *s
                          const char *key, size_t klen)
 {
     moor_cl_t *cl = ud;
-    FILE *f = fopen(cl->owed_path, "a");
+    FILE *f = cl->owed ? cl->owed : (cl->owed = fopen(cl->owed_path, "a"));
 
     moor_log_warn("hints: dropped a write of space '%.*s' for '%.*s' (over hints.window_s or "
                   "hints.max_mb); it reaches that node only by a repair",
@@ -271,7 +272,7 @@ static void hint_dropped(void *ud, const char *owner, size_t olen, const char *s
     for (size_t i = 0; i < klen; i++)
         fprintf(f, "%02x", (unsigned char)key[i]);
     fputc('\n', f);
-    fclose(f);
+    fflush(f); /* a burst of drops costs one write each, never an open */
 }
 
 /* coord hint_put: a `_put` with fallback_for, kept as a hint. */
@@ -669,6 +670,8 @@ static int setup_seeds(moor_cl_t *cl)
 
 static void free_cl(moor_cl_t *cl)
 {
+    if (cl->owed)
+        fclose(cl->owed);
     moor_buf_free(&cl->mem_next);
     moor_buf_free(&cl->mem_saving);
     moor_gossip_free(cl->gossip);

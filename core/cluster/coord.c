@@ -584,6 +584,8 @@ int moor_coord_new(const moor_coord_opts_t *o, moor_coord_t **out)
     c->check_ud = o->check_ud;
     c->hint_put = o->hint_put;
     c->hint_ud = o->hint_ud;
+    c->on_write = o->on_write;
+    c->on_write_ud = o->on_write_ud;
     c->vc_max_entries = o->vc_max_entries && o->vc_max_entries < MOOR_RECORD_VC_KEEP
                             ? o->vc_max_entries
                             : MOOR_RECORD_VC_KEEP;

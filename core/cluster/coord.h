@@ -137,6 +137,13 @@ typedef struct moor_coord_opts {
                     moor_store_done_fn done, void *arg);
     void *hint_ud;
     uint32_t timeout_ms; /* default per request; 0 = 2000 */
+    /* Optional: told of every record this node writes to its store (a
+     * replica's merge: coordinated writes, `_put`, read repair, repair),
+     * with the record before (NULL: none) and after -- the anti-entropy
+     * trees follow the store through it (aae.h moor_aae_note). */
+    void (*on_write)(void *ud, const char *key, size_t klen, const char *old, size_t oldlen,
+                     const char *rec, size_t rlen);
+    void *on_write_ud;
     /* Pruning of the clocks this node writes (vclock.h moor_vclock_prune):
      * at most vc_max_entries (0 = MOOR_RECORD_VC_KEEP, also the cap), and
      * entries older than vc_max_age_ms (0 = no age limit) dropped while more
@@ -196,6 +203,14 @@ void moor_coord_put(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
                     void *arg);
 void moor_coord_del(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_done_fn done,
                     void *arg);
+
+/* Merges rec (a record from a peer: checked like a `_put`'s -- it
+ * decodes, has a sibling, and its clock is within bounds) into this
+ * node's record of the engine key key.  0 and done follows once durable,
+ * or MOOR_EINVAL (rec refused) / the store's error and no done.  The
+ * anti-entropy repair writes through it (aae.h moor_aae_merge_fn). */
+int moor_coord_merge_peer_record(moor_coord_t *c, const char *key, size_t klen, const char *rec,
+                                 size_t rlen, moor_store_done_fn done, void *arg);
 
 /* Replica side: a `_get`, `_put` or `_coord` that arrived from a peer.
  * done runs once (for _put after the local write is durable; for _coord

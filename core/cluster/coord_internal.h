@@ -144,6 +144,9 @@ struct moor_coord {
     void *check_ud;
     moor_coord_hint_put_fn hint_put; /* may be NULL: fallback writes refused */
     void *hint_ud;
+    void (*on_write)(void *ud, const char *key, size_t klen, const char *old, size_t oldlen,
+                     const char *rec, size_t rlen);
+    void *on_write_ud;
     uint32_t vc_max_entries, vc_keep_min;
     uint64_t vc_max_age_ms;
     uint32_t timeout_ms;

@@ -31,8 +31,10 @@ int local_merge(moor_coord_t *c, const char *key, size_t klen, const char *rec, 
             goto out;
         rc = moor_record_merge(c->ra, c->rb, &out);
     }
-    if (rc == 0)
-        rc = c->store.put(c->store.ud, key, klen, out.data, out.len, done, arg);
+    if (rc == 0 && (rc = c->store.put(c->store.ud, key, klen, out.data, out.len, done, arg)) == 0 &&
+        c->on_write)
+        c->on_write(c->on_write_ud, key, klen, cur.len ? cur.data : NULL, cur.len, out.data,
+                    out.len);
 out:
     moor_buf_free(&cur);
     moor_buf_free(&out);
@@ -156,6 +158,14 @@ static int peer_record_check(moor_coord_t *c, const moor_record_t *r)
     if (rc)
         return rc;
     return r->n ? 0 : moor_diag(MOOR_EINVAL, "record: no siblings");
+}
+
+int moor_coord_merge_peer_record(moor_coord_t *c, const char *key, size_t klen, const char *rec,
+                                 size_t rlen, moor_store_done_fn done, void *arg)
+{
+    if (moor_record_decode(rec, rlen, c->rb) || peer_record_check(c, c->rb))
+        return moor_diag_wrap(MOOR_EINVAL, moor_diag_last()->code, "record from a peer");
+    return local_merge(c, key, klen, rec, rlen, done, arg);
 }
 
 /* _get {space, key} -> nil or bin(record) */

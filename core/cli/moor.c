@@ -11,6 +11,7 @@
  *     where KEY [--space S]
  *     ping | info
  *     bench [options]            (bench.c)
+ *     repair [options]           (repair.c)
  *
  * Output goes to stdout as one JSON value, except `ring`, which prints a
  * table (show.h) unless --json.  A ctx (get and put results) is shown as
@@ -46,6 +47,7 @@
 
 #include "cli/bench.h"
 #include "cli/json.h"
+#include "cli/repair.h"
 #include "cli/show.h"
 #include "net/client.h"
 #include "util/mp.h"
@@ -109,6 +111,9 @@ static int usage(const char *why)
           "  ping | info\n"
           "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
           "        [--duration S] [--space S]\n"
+          "  repair [--space S] [--range LO:HI]... [--stop] [--restart] [--no-wait] [--json]\n"
+          "         [--timeout SECONDS]  anti-entropy repair of what the node replicates,\n"
+          "         with every other replica: progress on stderr, summary on stdout\n"
           "VALUE and ARG are JSON ({\"$bin\":\"<base64>\"} for bytes); CTX is the base64 ctx\n"
           "that get/put print.  get prints {\"values\":[V],\"ctx\":CTX}, or with siblings\n"
           "{\"siblings\":[V...],\"clock\":{NODE:COUNTER...},\"ctx\":CTX}; null if missing.\n"
@@ -208,11 +213,11 @@ static int is_option(const char *a)
 }
 
 /* Options anywhere; the first other word is the command, the rest its args. */
-static int parse_args(cli_t *c, int argc, char **argv, int *bench_at)
+static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
 {
     int only_words = 0;
 
-    *bench_at = 0;
+    *sub_at = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         int used = 0, rc;
@@ -235,8 +240,8 @@ static int parse_args(cli_t *c, int argc, char **argv, int *bench_at)
             i += used;
             continue;
         }
-        if (!c->cmd && strcmp(a, "bench") == 0) {
-            *bench_at = i;
+        if (!c->cmd && (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0)) {
+            *sub_at = i;
             return 0;
         }
         if (!c->cmd) {
@@ -516,7 +521,7 @@ done:
 int main(int argc, char **argv)
 {
     cli_t c;
-    int bench_at, rc;
+    int sub_at, rc;
 
     memset(&c, 0, sizeof(c));
     c.addr = "127.0.0.1:7700";
@@ -526,9 +531,12 @@ int main(int argc, char **argv)
     c.timeout_ms = MOOR_CLIENT_TIMEOUT_MS;
     if (!(c.args = calloc((size_t)argc + 1, sizeof(char *))))
         return EXIT_TRANSPORT;
-    rc = parse_args(&c, argc, argv, &bench_at);
-    if (rc == 0 && bench_at)
-        rc = moor_bench_main(c.addr, c.token, c.timeout_ms, argc - bench_at, argv + bench_at);
+    rc = parse_args(&c, argc, argv, &sub_at);
+    if (rc == 0 && sub_at && strcmp(argv[sub_at], "repair") == 0)
+        rc = moor_repair_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
+                              argv + sub_at);
+    else if (rc == 0 && sub_at)
+        rc = moor_bench_main(c.addr, c.token, c.timeout_ms, argc - sub_at, argv + sub_at);
     else if (rc == 0 && (rc = check_args(&c)) == 0)
         rc = run_command(&c);
     free(c.args);

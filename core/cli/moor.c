@@ -533,8 +533,8 @@ int main(int argc, char **argv)
         return EXIT_TRANSPORT;
     rc = parse_args(&c, argc, argv, &sub_at);
     if (rc == 0 && sub_at && strcmp(argv[sub_at], "repair") == 0)
-        rc = moor_repair_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
-                              argv + sub_at);
+        rc =
+            moor_repair_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at, argv + sub_at);
     else if (rc == 0 && sub_at)
         rc = moor_bench_main(c.addr, c.token, c.timeout_ms, argc - sub_at, argv + sub_at);
     else if (rc == 0 && (rc = check_args(&c)) == 0)

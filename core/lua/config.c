@@ -53,6 +53,11 @@ void moor_config_default(moor_config_t *c)
     c->vc_max_entries = 16;
     c->vc_keep_min = 4;
     c->vc_max_age_ms = 86400000;
+    c->ae_interval_s = 3600;
+    c->ae_rate_kb_s = 8192;
+    c->ae_build_kb_s = 32768;
+    c->ae_concurrency = 2;
+    c->tombstone_grace_s = 864000;
     c->hints_window_s = 10800;
     c->hints_max_mb = 512;
     c->hints_rate_kb_s = 8192;
@@ -60,6 +65,7 @@ void moor_config_default(moor_config_t *c)
     c->nspaces = 1;
     strcpy(c->spaces[0].name, "default");
     c->spaces[0].sloppy = 1;
+    c->spaces[0].grace_s = -1;
 }
 
 void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n, uint32_t *r,
@@ -371,6 +377,10 @@ static int read_space(lua_State *L, moor_config_t *c)
     TRY(get_level(L, -1, "w", &s.w));
     s.sloppy = 1;
     get_bool(L, -1, "sloppy", &s.sloppy);
+    s.grace_s = -1;
+    TRY(get_num(L, -1, "spaces[].", "tombstone_grace_s", 0, 315360000, &v));
+    if (rc)
+        s.grace_s = (long long)v;
     dst = (moor_space_cfg_t *)moor_config_space(c, s.name, strlen(s.name));
     if (!dst) {
         if (c->nspaces >= MOOR_CFG_MAX_SPACES)
@@ -509,6 +519,22 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
         lua_pop(L, 1);
         TRY(rc);
     }
+    if (sub(L, idx, "anti_entropy")) {
+        rc = get_num(L, -1, "anti_entropy.", "interval_s", 0, 31536000, &v);
+        if (rc > 0)
+            c->ae_interval_s = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "anti_entropy.", "rate_kb_s", 1, 10485760, &v)) > 0)
+            c->ae_rate_kb_s = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "anti_entropy.", "build_kb_s", 1, 10485760, &v)) > 0)
+            c->ae_build_kb_s = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "anti_entropy.", "concurrency", 1, 64, &v)) > 0)
+            c->ae_concurrency = (unsigned)v;
+        lua_pop(L, 1);
+        TRY(rc);
+    }
+    TRY(get_num(L, idx, "", "tombstone_grace_s", 0, 315360000, &v));
+    if (rc)
+        c->tombstone_grace_s = (uint64_t)v;
     if (sub(L, idx, "hints")) {
         rc = get_num(L, -1, "hints.", "window_s", 1, 2592000, &v);
         if (rc > 0)

@@ -29,6 +29,7 @@ typedef struct moor_space_cfg {
     int r, w;          /* enum moor_level or a count */
     char resolver[64]; /* "" = keep siblings */
     int sloppy;        /* sloppy quorum and hinted handoff: 1 (default) or 0 */
+    long long grace_s; /* tombstone_grace_s; -1 = the node's */
 } moor_space_cfg_t;
 
 typedef struct moor_config {
@@ -59,6 +60,9 @@ typedef struct moor_config {
     unsigned vc_max_entries; /* vclock = { max_entries = 16, keep_min = 4, max_age_s = 86400 } */
     unsigned vc_keep_min;
     uint64_t vc_max_age_ms;  /* 0: no age limit */
+    unsigned ae_interval_s, ae_rate_kb_s, ae_build_kb_s, ae_concurrency; /* anti_entropy = {...} */
+    uint64_t tombstone_grace_s; /* default of every space: 864000 (10 days) */
+    int force_rejoin;           /* moord --force-rejoin: start after a down time past the grace */
     unsigned hints_window_s; /* hints = { window_s = 10800, max_mb = 512, rate_kb_s = 8192 } */
     unsigned hints_max_mb;
     unsigned hints_rate_kb_s;

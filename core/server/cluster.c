@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/aae.h"
 #include "cluster/gossip.h"
 #include "cluster/hints.h"
 #include "cluster/membership.h"
@@ -60,6 +61,8 @@ struct moor_cl {
     moor_peer_pool_t *pool;
     moor_coord_t *coord;
     moor_hints_t *hints;  /* writes this node holds for owners that were down */
+    moor_aae_t *aae;      /* anti-entropy: hash trees, exchanges, repair */
+    uv_timer_t due_timer; /* starts the repair a REPAIR mark asks for */
     uv_timer_t hlc_timer; /* renews the HLC reservation */
     seed_t *seeds;
     unsigned nseeds;
@@ -223,6 +226,8 @@ static void table_changed(void *ud, const moor_members_t *t)
     }
     if ((rc = moor_members_ring(t, &ring)) == 0) {
         moor_coord_set_ring(cl->coord, ring);
+        if (cl->aae)
+            moor_aae_set_ring(cl->aae, ring);
         moor_ring_free(cl->ring);
         cl->ring = ring;
     } else {
@@ -431,6 +436,13 @@ void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const c
 {
     pending_t *pd;
 
+    if (moor_aae_is_method(method, mlen)) {
+        if (cl->closing || !cl->aae)
+            answer(done, arg, MOOR_ECLOSED, NULL, 0);
+        else
+            moor_aae_handle(cl->aae, method, mlen, params, plen, nparams, done, arg);
+        return;
+    }
     if (!moor_gossip_is_method(method, mlen)) {
         moor_coord_handle_peer(cl->coord, method, mlen, params, plen, nparams, done, arg);
         return;
@@ -459,6 +471,15 @@ static void pack_u64(msgpack_packer *pk, const char *k, uint64_t v)
 {
     pack_str(pk, k);
     msgpack_pack_uint64(pk, v);
+}
+
+static void pack_bool(msgpack_packer *pk, const char *k, int v)
+{
+    pack_str(pk, k);
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
 }
 
 int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk)
@@ -572,6 +593,48 @@ static void pack_gossip(const moor_cl_t *cl, msgpack_packer *pk)
     msgpack_pack_map(pk, MOOR_MEMBER_STATUS_COUNT);
     for (int i = 0; i < MOOR_MEMBER_STATUS_COUNT; i++)
         pack_u64(pk, moor_member_status_name(i), gs.by_status[i]);
+}
+
+int moor_cl_pack_repair(const moor_cl_t *cl, msgpack_packer *pk)
+{
+    moor_aae_stats_t st;
+
+    memset(&st, 0, sizeof(st));
+    if (cl->aae)
+        moor_aae_stats(cl->aae, &st);
+    msgpack_pack_map(pk, 17);
+    pack_bool(pk, "running", st.running);
+    pack_u64(pk, "ranges_total", st.ranges_total);
+    pack_u64(pk, "ranges_done", st.ranges_done);
+    pack_u64(pk, "exchanges", st.exchanges);
+    pack_u64(pk, "exchange_failures", st.exchange_failures);
+    pack_u64(pk, "keys_compared", st.keys_compared);
+    pack_u64(pk, "keys_repaired", st.keys_repaired);
+    pack_u64(pk, "bytes_sent", st.bytes_sent);
+    pack_u64(pk, "bytes_received", st.bytes_received);
+    pack_u64(pk, "tombstones_reaped", st.tombstones_reaped);
+    pack_u64(pk, "passes", st.passes);
+    pack_str(pk, "last_full_pass_s");
+    msgpack_pack_double(pk, st.last_full_pass_s);
+    pack_u64(pk, "last_full_pass_ms", st.last_full_pass_ms);
+    pack_u64(pk, "trees", st.trees);
+    pack_bool(pk, "trees_ready", st.trees_ready);
+    pack_u64(pk, "build_keys", st.build_keys);
+    pack_str(pk, "build_s");
+    msgpack_pack_double(pk, st.build_s);
+    return 0;
+}
+
+int moor_cl_repair(moor_cl_t *cl, const char *space, size_t slen, const uint64_t *ranges,
+                   uint32_t nranges, int stop, int restart)
+{
+    if (!cl->aae || cl->closing)
+        return moor_diag(MOOR_ECLOSED, "shutting down");
+    if (stop) {
+        moor_aae_repair_stop(cl->aae);
+        return 0;
+    }
+    return moor_aae_repair(cl->aae, space, slen, ranges, nranges, restart);
 }
 
 int moor_cl_pack_hints(const moor_cl_t *cl, moor_buf_t *out)
@@ -724,9 +787,144 @@ static void repair_mark(moor_cl_t *cl)
         fclose(f);
     }
     if (cl->repair_why[0])
-        moor_log_error("cluster: this node needs a repair from its replicas (%s); until then "
-                       "read repair restores keys as they are read",
+        moor_log_error("cluster: this node needs a repair from its replicas (%s); it starts "
+                       "one once the cluster is reachable, and read repair restores keys as "
+                       "they are read until then",
                        cl->repair_why);
+}
+
+/* aae repaired: every range was exchanged with every owner, so the writes
+ * a damaged log or a dropped hint lost are back: the marks go. */
+static void repaired(void *ud)
+{
+    moor_cl_t *cl = ud;
+
+    if (cl->owed) {
+        fclose(cl->owed);
+        cl->owed = NULL;
+    }
+    if ((unlink(cl->owed_path) && errno != ENOENT) ||
+        (unlink(cl->repair_path) && errno != ENOENT)) {
+        moor_log_warn("cluster: repair done, but its mark cannot be removed: %s",
+                      strerror(errno));
+        return;
+    }
+    if (cl->repair_why[0])
+        moor_log_info("cluster: repaired from the replicas; the repair mark (%s) is cleared",
+                      cl->repair_why);
+    cl->repair_why[0] = '\0';
+}
+
+/* A REPAIR mark (or hints owed to this node's peers) and no repair
+ * running: start one (a stopped or unfinished one resumes). */
+static void due_timer_cb(uv_timer_t *t)
+{
+    moor_cl_t *cl = t->data;
+    moor_aae_stats_t st;
+
+    if (cl->closing || !cl->aae || !cl->repair_why[0])
+        return;
+    moor_aae_stats(cl->aae, &st);
+    if (!st.running && st.trees_ready && st.trees &&
+        moor_aae_repair(cl->aae, NULL, 0, NULL, 0, 0) == 0)
+        moor_log_info("cluster: repair started for the mark (%s)", cl->repair_why);
+}
+
+/* coord on_write: the trees follow every record this node stores. */
+static void aae_note(void *ud, const char *key, size_t klen, const char *old, size_t oldlen,
+                     const char *rec, size_t rlen)
+{
+    moor_cl_t *cl = ud;
+
+    moor_aae_note(cl->aae, key, klen, old, oldlen, rec, rlen);
+}
+
+/* aae merge_local: a peer's record through the coordinator's checked
+ * merge (which calls aae_note). */
+static int aae_merge(void *ud, const char *key, size_t klen, const char *rec, size_t rlen,
+                     moor_store_done_fn done, void *arg)
+{
+    moor_cl_t *cl = ud;
+
+    if (!cl->coord)
+        return MOOR_ECLOSED;
+    return moor_coord_merge_peer_record(cl->coord, key, klen, rec, rlen, done, arg);
+}
+
+/* The anti-entropy instance over every declared space, its trees loaded
+ * (or built once the ring comes). */
+static int start_aae(moor_cl_t *cl, const moor_store_if_t *store)
+{
+    const moor_config_t *cfg = cl->cfg;
+    moor_aae_space_t sp[MOOR_CFG_MAX_SPACES];
+    moor_aae_opts_t ao;
+    int rc;
+
+    memset(&ao, 0, sizeof(ao));
+    for (unsigned i = 0; i < cfg->nspaces; i++) {
+        const moor_space_cfg_t *s = &cfg->spaces[i];
+        uint32_t n, r, w;
+        moor_config_levels(cfg, s, &n, &r, &w);
+        sp[i].name = s->name;
+        sp[i].nlen = strlen(s->name);
+        sp[i].n = n;
+        sp[i].grace_ms = (s->grace_s >= 0 ? (uint64_t)s->grace_s : cfg->tombstone_grace_s) * 1000;
+    }
+    ao.node_id = cfg->node;
+    ao.idlen = strlen(cfg->node);
+    ao.clock = moor_uvenv_clock(cl->env);
+    ao.transport = moor_peer_pool_transport(cl->pool);
+    ao.store = *store;
+    ao.merge_local = aae_merge;
+    ao.merge_ud = cl;
+    ao.repaired = repaired;
+    ao.repaired_ud = cl;
+    ao.spaces = sp;
+    ao.nspaces = cfg->nspaces;
+    ao.interval_s = cfg->ae_interval_s;
+    ao.rate_kb_s = cfg->ae_rate_kb_s;
+    ao.build_kb_s = cfg->ae_build_kb_s;
+    ao.concurrency = cfg->ae_concurrency;
+    ao.timeout_ms = cfg->request_timeout_ms > 5000 ? cfg->request_timeout_ms : 5000;
+    if ((rc = moor_aae_new(&ao, &cl->aae)))
+        return rc;
+    if ((rc = moor_aae_load(cl->aae)))
+        moor_log_warn("anti-entropy: the saved trees cannot be read (%s); they are rebuilt",
+                      moor_diag_msg(rc));
+    return 0;
+}
+
+/* A node that was down longer than the shortest tombstone grace may hold
+ * values whose deletes the others have since reaped: repair would bring
+ * them back.  data_dir/HLC (renewed every second while the node runs,
+ * 10 s ahead) tells when it last ran. */
+static int check_rejoin(const moor_cl_t *cl, uint64_t hlc_mark)
+{
+    const moor_config_t *cfg = cl->cfg;
+    uint64_t now = moor_clock_wall_ms(), last = hlc_mark / 1000, grace = UINT64_MAX;
+
+    for (unsigned i = 0; i < cfg->nspaces; i++) {
+        const moor_space_cfg_t *s = &cfg->spaces[i];
+        uint64_t g = s->grace_s >= 0 ? (uint64_t)s->grace_s : cfg->tombstone_grace_s;
+        if (g && g * 1000 < grace)
+            grace = g * 1000;
+    }
+    if (!hlc_mark || grace == UINT64_MAX || last + grace >= now)
+        return 0;
+    if (cfg->force_rejoin) {
+        moor_log_warn("cluster: this node was down for %llu s, longer than the tombstone grace "
+                      "(%llu s); rejoining as told (--force-rejoin): deletes reaped meanwhile "
+                      "may come back",
+                      (unsigned long long)((now - last) / 1000),
+                      (unsigned long long)(grace / 1000));
+        return 0;
+    }
+    return moor_diag(MOOR_EINVAL,
+                     "this node was down for %llu s, longer than the tombstone grace (%llu s): "
+                     "its data may bring back deletes the cluster has reaped since. Wipe %s and "
+                     "start it again (a repair refills it), or start it with --force-rejoin",
+                     (unsigned long long)((now - last) / 1000), (unsigned long long)(grace / 1000),
+                     cfg->data_dir);
 }
 
 static void hlc_timer_cb(uv_timer_t *t)
@@ -782,6 +980,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     moor_coord_opts_t co;
     moor_hints_opts_t ho;
     char host[MOOR_RING_ADDR_MAX], *colon;
+    uint64_t hlc_mark;
     int rc;
 
     *out = NULL;
@@ -842,13 +1041,20 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     co.vc_max_entries = o->cfg->vc_max_entries;
     co.vc_keep_min = o->cfg->vc_keep_min;
     co.vc_max_age_ms = o->cfg->vc_max_age_ms;
-    if ((rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)) || (rc = start_gossip(cl)))
+    co.on_write = aae_note;
+    co.on_write_ud = cl;
+    hlc_mark = hlc_read(cl->hlc_path);
+    if ((rc = check_rejoin(cl, hlc_mark)) || (rc = start_aae(cl, &o->store)) ||
+        (rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)) ||
+        (rc = start_gossip(cl)))
         goto fail;
-    moor_coord_hlc_floor(cl->coord, hlc_floor_checked(cl->hlc_path, hlc_read(cl->hlc_path)));
+    moor_coord_hlc_floor(cl->coord, hlc_floor_checked(cl->hlc_path, hlc_mark));
     hlc_reserve(cl, 1);
     uv_timer_init(o->loop, &cl->hlc_timer);
     cl->hlc_timer.data = cl;
-    cl->handles_open++; /* the HLC timer; a save may already be on its way */
+    uv_timer_init(o->loop, &cl->due_timer);
+    cl->due_timer.data = cl;
+    cl->handles_open += 2; /* the HLC and repair timers; a save may already be on its way */
     table_changed(cl, moor_gossip_table(cl->gossip));
     {
         const moor_members_t *t = moor_gossip_table(cl->gossip);
@@ -860,6 +1066,8 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
 fail:
     if (cl->coord)
         moor_coord_free(cl->coord);
+    if (cl->aae)
+        moor_aae_free(cl->aae);
     if (cl->hints)
         moor_hints_free(cl->hints);
     if (cl->pool)
@@ -873,6 +1081,7 @@ fail:
 void moor_cl_start(moor_cl_t *cl)
 {
     uv_timer_start(&cl->hlc_timer, hlc_timer_cb, 1000, 1000);
+    uv_timer_start(&cl->due_timer, due_timer_cb, 10000, 30000);
     moor_gossip_start(cl->gossip);
 }
 
@@ -902,6 +1111,17 @@ static void env_closed(void *ud)
     moor_cl_t *cl = ud;
 
     uv_close((uv_handle_t *)&cl->hlc_timer, handle_closed);
+    uv_close((uv_handle_t *)&cl->due_timer, handle_closed);
+}
+
+/* The trees' clean save is durable: the close may finish. */
+static void aae_saved(void *ud, int status)
+{
+    moor_cl_t *cl = ud;
+
+    (void)status;
+    cl->handles_open--;
+    maybe_done(cl);
 }
 
 static void pool_closed(void *ud)
@@ -917,6 +1137,12 @@ void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud)
     cl->close_done = done;
     cl->close_ud = ud;
     uv_timer_stop(&cl->hlc_timer);
+    uv_timer_stop(&cl->due_timer);
+    /* the trees go to the store while it is open; the close waits for it */
+    cl->handles_open++;
+    moor_aae_save(cl->aae, aae_saved, cl);
+    moor_aae_free(cl->aae);
+    cl->aae = NULL;
     /* gossip first: its requests in flight are then answered (closed) by
      * the pool into nothing */
     moor_gossip_free(cl->gossip);

@@ -91,6 +91,20 @@ int moor_cl_pack_hints(const moor_cl_t *cl, moor_buf_t *out);
  * peers. */
 int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk);
 
+/* Packs the "repair" map of `info` (README "Anti-entropy"): running,
+ * ranges_total, ranges_done, exchanges, exchange_failures, keys_compared,
+ * keys_repaired, bytes_sent, bytes_received, tombstones_reaped, passes,
+ * last_full_pass_s, last_full_pass_ms, trees, trees_ready, build_keys,
+ * build_s.  0. */
+int moor_cl_pack_repair(const moor_cl_t *cl, msgpack_packer *pk);
+
+/* The `repair` method: stop (1) the running repair, or start / resume one
+ * of space (NULL: all) and ranges (lo, hi pairs; nranges 0: all); restart
+ * forgets a stopped one's progress.  0, or MOOR_EINVAL with a diagnostic
+ * (unknown space, a range that is not this node's). */
+int moor_cl_repair(moor_cl_t *cl, const char *space, size_t slen, const uint64_t *ranges,
+                   uint32_t nranges, int stop, int restart);
+
 /* Answers every call in flight (SHUTTING_DOWN), closes connections and
  * timers, frees, then done(ud) on the loop (may be NULL).  Call once. */
 void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud);

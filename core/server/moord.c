@@ -40,10 +40,12 @@ typedef struct daemon {
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: moord CONFIG.lua [--node ID] [--set KEY=VALUE]... [--check]\n"
+            "usage: moord CONFIG.lua [--node ID] [--set KEY=VALUE]... [--check] [--force-rejoin]\n"
             "  --node ID        moor.arg.node = ID for the config (one file for a cluster)\n"
             "  --set KEY=VALUE  moor.arg.KEY = VALUE (a string) for the config\n"
             "  --check          validate the config and exit\n"
+            "  --force-rejoin   start even though this node was down longer than the\n"
+            "                   tombstone grace (reaped deletes may come back)\n"
             "  env MOOR_ROOT: directory holding lua/ and plugins/ (default: %s)\n",
             MOOR_SOURCE_ROOT);
 }
@@ -119,6 +121,8 @@ typedef struct config_arg {
 } config_arg_t;
 
 /* --node ID and --set KEY=VALUE into args (moor.arg for the config). */
+static int force_rejoin; /* --force-rejoin */
+
 static int parse_args(int argc, char **argv, const char **config, int *check, config_arg_t *args,
                       int *nargs)
 {
@@ -129,6 +133,10 @@ static int parse_args(int argc, char **argv, const char **config, int *check, co
         const char *kv = NULL, *eq;
         if (strcmp(argv[i], "--check") == 0) {
             *check = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--force-rejoin") == 0) {
+            force_rejoin = 1;
             continue;
         }
         if (strcmp(argv[i], "--node") == 0 && i + 1 < argc) {
@@ -172,6 +180,7 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
             return rc;
     if ((rc = moor_lua_load_config(d->lua, config, &d->cfg)))
         return rc;
+    d->cfg.force_rejoin = force_rejoin;
     if (moor_config_clustered(&d->cfg)) {
         /* Without a secret anyone who can connect could call the replica
          * methods (_put replaces values, _coord writes anywhere). */

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "cluster/fields.h"
 #include "cluster/record.h"
 #include "util/mp.h"
 #include "util/clock.h"
@@ -656,12 +657,14 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         moor_srv_stats(n->srv, &ss);
     moor_buf_reset(&n->out);
     moor_mp_packer_init(&pk, &n->out);
-    msgpack_pack_map(&pk, n->cl ? 9 : 7);
+    msgpack_pack_map(&pk, n->cl ? 10 : 7);
     if (n->cl) {
         msgpack_pack_str_with_body(&pk, "cluster", 7);
         moor_cl_pack_info(n->cl, &pk);
         msgpack_pack_str_with_body(&pk, "hints", 5);
         moor_cl_pack_hints(n->cl, &n->out);
+        msgpack_pack_str_with_body(&pk, "repair", 6);
+        moor_cl_pack_repair(n->cl, &pk);
     }
     msgpack_pack_str_with_body(&pk, "node", 4);
     msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
@@ -935,6 +938,56 @@ static void do_where(moor_node_t *n, const char *p, const char *end, uint32_t np
         done(ud, NULL, NULL, n->out.data, n->out.len);
 }
 
+/* repair [{space, ranges = [[lo, hi], ...], stop, restart}] -> info.repair */
+static void do_repair(moor_node_t *n, const char *p, const char *end, uint32_t np,
+                      moor_node_done_fn done, void *ud)
+{
+    moor_field_t f[4] = {{"space", 0, 0}, {"ranges", 0, 0}, {"stop", 0, 0}, {"restart", 0, 0}};
+    uint64_t ranges[2 * 64];
+    const char *space = NULL, *why = NULL, *q;
+    uint32_t slen = 0, nr = 0;
+    int stop = 0, restart = 0, rc;
+    msgpack_packer pk;
+
+    if (!n->cl) {
+        fail(n, done, ud, MOOR_EUNAVAIL, "repair: a node alone has no replicas to repair from");
+        return;
+    }
+    if (np > 1 || (np == 1 && (why = moor_fields_read(p, (size_t)(end - p), 1, f, 4)))) {
+        fail(n, done, ud, MOOR_EINVAL, why ? why : "repair takes at most one map param");
+        return;
+    }
+    if (np == 1) {
+        if (!moor_field_nil(&f[0]) && moor_field_strbin(&f[0], &space, &slen))
+            why = "repair: space must be a str";
+        else if (moor_field_bool(&f[2], 0, &stop) || moor_field_bool(&f[3], 0, &restart))
+            why = "repair: stop and restart must be booleans";
+        else if (!moor_field_nil(&f[1])) {
+            uint32_t cnt, two;
+            q = f[1].v;
+            if (moor_mp_read_array(&q, f[1].end, &cnt) || cnt > 64)
+                why = "repair: ranges must be a list of at most 64 [lo, hi] pairs";
+            for (uint32_t i = 0; !why && i < cnt; i++, nr++)
+                if (moor_mp_read_array(&q, f[1].end, &two) || two != 2 ||
+                    moor_mp_read_uint(&q, f[1].end, &ranges[2 * i]) ||
+                    moor_mp_read_uint(&q, f[1].end, &ranges[2 * i + 1]))
+                    why = "repair: each range is [lo, hi] (tokens, unsigned integers)";
+        }
+    }
+    if (why) {
+        fail(n, done, ud, MOOR_EINVAL, why);
+        return;
+    }
+    if ((rc = moor_cl_repair(n->cl, space, slen, ranges, nr, stop, restart))) {
+        fail(n, done, ud, rc, moor_diag_msg(rc));
+        return;
+    }
+    moor_buf_reset(&n->out);
+    moor_mp_packer_init(&pk, &n->out);
+    moor_cl_pack_repair(n->cl, &pk);
+    done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
 static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
                     moor_node_done_fn done, void *ud)
 {
@@ -987,6 +1040,8 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_ring(n, done, ud);
     else if (IS("where"))
         do_where(n, params, end, np, done, ud);
+    else if (IS("repair"))
+        do_repair(n, params, end, np, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);

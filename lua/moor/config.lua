@@ -208,6 +208,13 @@ M.schema = {
         max_mb = int(1, 1048576),
         rate_kb_s = int(1, 10485760),
     },
+    anti_entropy = record {
+        interval_s = int(0, 31536000),
+        rate_kb_s = int(1, 10485760),
+        build_kb_s = int(1, 10485760),
+        concurrency = int(1, 64),
+    },
+    tombstone_grace_s = int(0, 315360000),
     vclock = record {
         max_entries = int(1, 16),
         keep_min = int(1, 16),
@@ -274,6 +281,7 @@ M.space_schema = {
     w = level,
     resolver = str(63, NAME, "a resolver name (letters, digits, '_', '.', '-')"),
     sloppy = bool,
+    tombstone_grace_s = int(0, 315360000),
 }
 
 -- moor.gossip{...}: failure detection and membership (core/cluster/gossip.h;
@@ -381,7 +389,7 @@ function C:space(name, t)
         end
     end
     local entry = { name = name, n = v.n, r = v.r, w = v.w, resolver = v.resolver,
-                    sloppy = v.sloppy }
+                    sloppy = v.sloppy, tombstone_grace_s = v.tombstone_grace_s }
     local i = self.space_index[name]
     if not i then
         if #self.t.spaces >= M.MAX_SPACES then

@@ -46,7 +46,7 @@
 #include "util/err.h"
 #include "util/mp.h"
 
-#define REPAIR_MAX_RANGES 4096
+#define REPAIR_MAX_RANGES 64 /* as many as the node takes */
 #define REPAIR_POLL_MS 500
 #define REPAIR_PLAIN_EVERY_S 2.0
 
@@ -378,7 +378,7 @@ static int parse_opts(int argc, char **argv, repair_opts_t *o)
             }
         } else {
             if (o->nranges == REPAIR_MAX_RANGES)
-                return usage("too many --range (at most 4096)");
+                return usage("too many --range (at most 64)");
             if (moor_repair_parse_range(val, &o->ranges[2 * o->nranges],
                                         &o->ranges[2 * o->nranges + 1])) {
                 snprintf(why, sizeof(why),

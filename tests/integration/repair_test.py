@@ -319,7 +319,11 @@ class Tombstones(unittest.TestCase):
         fw.cut(n3.host, n1.host)
         fw.cut(n3.host, n2.host)
         self.wait_status(cl, n3, "down")
-        err, res = call(n1, "del", key, {"space": "ts", "w": 2, "receipt": True})
+        err, res = call(n1, "get", key, {"space": "ts", "r": 2})
+        self.assertIsNone(err, err)
+        self.assertEqual(res["values"], ["alive"], res)
+        err, res = call(n1, "del", key, {"space": "ts", "w": 2, "ctx": res["ctx"],
+                                         "receipt": True})
         self.assertIsNone(err, "del at w=2 with n3 cut off: %r" % (err,))
         t_del = time.time()
         print("\n  deleted with n3 cut off: %r" % res["receipt"])

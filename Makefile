@@ -85,6 +85,7 @@ bench: build
 	/usr/bin/python3 scripts/bench_cluster.py --build build | tee build/bench-cluster.txt
 	/usr/bin/python3 scripts/bench_gossip.py --build build | tee build/bench-gossip.txt
 	/usr/bin/python3 scripts/bench_failover.py --build build | tee build/bench-failover.txt
+	/usr/bin/python3 scripts/bench_repair.py --build build | tee build/bench-repair.txt
 
 run: build
 	@if [ -x build/moord ]; then \

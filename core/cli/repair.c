@@ -313,7 +313,7 @@ typedef struct repair_opts {
     const char *space;
     uint64_t *ranges; /* pairs */
     uint32_t nranges;
-    int stop, restart, no_wait, json;
+    int stop, restart, no_wait, json, pretty;
     double timeout_s;
 } repair_opts_t;
 
@@ -353,6 +353,10 @@ static int parse_opts(int argc, char **argv, repair_opts_t *o)
                                               : NULL;
         if (!strcmp(a, "--help"))
             return usage(NULL), -1;
+        if (!strcmp(a, "--pretty")) { /* as the other commands take it after their name */
+            o->pretty = 1;
+            continue;
+        }
         if (flag) {
             *flag = 1;
             continue;
@@ -651,7 +655,7 @@ int moor_repair_main(const char *addr, const char *token, int timeout_ms, int pr
             goto done;
         }
     }
-    status = run(cl, &o, pretty);
+    status = run(cl, &o, pretty || o.pretty);
 done:
     moor_client_close(cl);
     free(o.ranges);

@@ -291,19 +291,26 @@ size_t moor_repair_progress_line(const moor_repair_info_t *in, double bytes_s, d
 size_t moor_repair_summary(const moor_repair_info_t *in, double secs, uint64_t failed, char *buf,
                            size_t size)
 {
-    char ranges[32], cmp[32], rep[32], sent[32], recv[32], fail[32];
+    char ranges[64], cmp[32], rep[32], sent[32], recv[32], fail[32];
+    int stopped = in->ranges_done < in->ranges_total;
 
     moor_repair_fmt_count(in->ranges_done, ranges, sizeof(ranges));
+    if (stopped) {
+        size_t l = strlen(ranges);
+        ranges[l++] = '/';
+        moor_repair_fmt_count(in->ranges_total, ranges + l, sizeof(ranges) - l);
+    }
     moor_repair_fmt_count(in->keys_compared, cmp, sizeof(cmp));
     moor_repair_fmt_count(in->keys_repaired, rep, sizeof(rep));
     moor_repair_fmt_bytes((double)in->bytes_sent, sent, sizeof(sent));
     moor_repair_fmt_bytes((double)in->bytes_received, recv, sizeof(recv));
     moor_repair_fmt_count(failed, fail, sizeof(fail));
     return clamp_len(snprintf(buf, size,
-                              "repair done: %s range%s in %.1f s, %s keys compared, %s repaired, "
+                              "repair %s: %s range%s in %.1f s, %s keys compared, %s repaired, "
                               "%s sent, %s received, %s exchange%s failed",
-                              ranges, in->ranges_done == 1 ? "" : "s", secs, cmp, rep, sent, recv,
-                              fail, failed == 1 ? "" : "s"),
+                              stopped ? "stopped" : "done", ranges,
+                              in->ranges_total == 1 ? "" : "s", secs, cmp, rep, sent, recv, fail,
+                              failed == 1 ? "" : "s"),
                      size);
 }
 

@@ -75,7 +75,9 @@ size_t moor_repair_progress_line(const moor_repair_info_t *in, double bytes_s, d
  *   repair done: 192 ranges in 12.3 s, 10,000 keys compared, 3,333 repaired,
  *   1.1 MB sent, 2.2 MB received, 0 exchanges failed
  * (one line) with secs the repair's duration and failed the exchanges
- * that failed during it.  Returns the length (truncated to size - 1). */
+ * that failed during it; a repair that stopped before its end (fewer
+ * ranges done than total) reads "repair stopped: 108/192 ranges in ...".
+ * Returns the length (truncated to size - 1). */
 size_t moor_repair_summary(const moor_repair_info_t *in, double secs, uint64_t failed, char *buf,
                            size_t size);
 

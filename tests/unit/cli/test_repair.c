@@ -303,10 +303,15 @@ static void test_progress_and_summary(void **state)
     assert_string_equal(b, "repair done: 192 ranges in 12.3 s, 10,000 keys compared, 3,333 "
                            "repaired, 1.1 MB sent, 2.2 MB received, 0 exchanges failed");
     assert_int_equal(n, strlen(b));
-    in.ranges_done = 1;
+    in.ranges_done = in.ranges_total = 1;
     moor_repair_summary(&in, 0.05, 1, b, sizeof(b));
     assert_non_null(strstr(b, "repair done: 1 range in 0.1 s,"));
     assert_non_null(strstr(b, ", 1 exchange failed"));
+    /* stopped before its end */
+    in.ranges_done = 1108;
+    in.ranges_total = 1192;
+    moor_repair_summary(&in, 3, 0, b, sizeof(b));
+    assert_non_null(strstr(b, "repair stopped: 1,108/1,192 ranges in 3.0 s,"));
 }
 
 int main(void)

@@ -27,7 +27,8 @@ Client, nodes and replicas share this machine's cores.  Every moord this
 script starts is killed when it exits, whatever happens.
 
 usage: bench_repair.py [--build DIR] [--keys N] [--value-size B] [--bg-keys N]
-                       [--bg-value-size B] [--duration S] [--conns N]
+                       [--bg-value-size B] [--duration S] [--conns N] [--pipeline N]
+                       [--rate-kb-s KB]   (anti_entropy.rate_kb_s; default the node's)
 """
 import argparse
 import json
@@ -49,7 +50,7 @@ TREES_S = 300     # bound on a node's trees being built
 REPAIR_S = 1800   # bound on one `moor repair`
 PIPELINE = 256
 SETTINGS = ('engine = { sync = "interval", sync_ms = 1000, memtable_mb = 64, cache_mb = 64 },\n'
-            '  anti_entropy = { interval_s = 0 },\n'
+            '  anti_entropy = { interval_s = 0%s },\n'
             '  log = { level = "warn" }')
 
 
@@ -236,8 +237,9 @@ def run(args, cl, out):
           % (base["ops"], base["p50"], base["p99"], base["errors"] + base["lost"]))
     print("        wiped n3 repair:  %9.0f ops/s  p50 %8.1f us  p99 %8.1f us  errors %d"
           % (during["ops"], during["p50"], during["p99"], during["errors"] + during["lost"]))
-    print("        repair (rate_kb_s 8192): %.1f MB received in %.1f s, running for %.0f%% "
-          "of the run" % (u["repair_mb_received"], u["repair_s"], 100 * covered))
+    print("        repair (rate_kb_s %d): %.1f MB received in %.1f s, running for %.0f%% "
+          "of the run" % (args.rate_kb_s or 8192, u["repair_mb_received"], u["repair_s"],
+                          100 * covered))
     print("        with/without: ops/s %.2fx (target >= 0.9x), p99 %.2fx (target <= 1.3x)"
           % (u["ops_ratio"], u["p99_ratio"]))
     sys.stdout.flush()
@@ -253,6 +255,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per moor bench run")
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--pipeline", type=int, default=1)
+    ap.add_argument("--rate-kb-s", type=int, default=0,
+                    help="anti_entropy.rate_kb_s of every node (default: the node's, 8192)")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     for exe in ("moord", "moor"):
@@ -260,11 +264,14 @@ def main():
             sys.exit("bench_repair: %s not built in %s" % (exe, args.build))
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print("bench_repair: 3 nodes on 127.0.0.1-3, n=3 r=2 w=2, anti_entropy defaults "
-          "(rate_kb_s 8192, build_kb_s 32768, concurrency 2), no background pass; "
-          "client and nodes share this machine\n")
+    rate = args.rate_kb_s or 8192
+    print("bench_repair: 3 nodes on 127.0.0.1-3, n=3 r=2 w=2, anti_entropy rate_kb_s %d%s, "
+          "build_kb_s 32768 and concurrency 2 (defaults), no background pass; "
+          "client and nodes share this machine\n"
+          % (rate, "" if args.rate_kb_s else " (the default)"))
     sys.stdout.flush()
-    cl = moortest.Cluster(args.build, 3, "moor-bench-repair-", settings=SETTINGS,
+    settings = SETTINGS % (", rate_kb_s = %d" % args.rate_kb_s if args.rate_kb_s else "")
+    cl = moortest.Cluster(args.build, 3, "moor-bench-repair-", settings=settings,
                           script='moor.space("default", { n = 3, r = 2, w = 2 })\n')
     out, failed = {}, None
     try:

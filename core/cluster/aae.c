@@ -190,6 +190,7 @@ static void job_step(job_t *j);
 static void job_finish(job_t *j);
 static void reap_step(job_t *j);
 static void reap_reply(job_t *j, const char *res, size_t rlen);
+static tree_t *tree_exact(const moor_aae_t *a, uint32_t sp, uint64_t lo, uint64_t hi);
 static int on_keys(job_t *j, const char *res, size_t rlen, int records);
 static int keys_answer(moor_aae_t *a, uint32_t sp, uint64_t lo, uint64_t hi, uint32_t s0,
                        uint32_t s1, const char *after, size_t alen, int records, moor_buf_t *out);
@@ -666,6 +667,46 @@ static void save_one_done(void *arg, int status)
     }
 }
 
+/* Collects the saved trees' keys that belong to no current tree. */
+typedef struct stale {
+    moor_aae_t *a;
+    moor_buf_t keys; /* klist entries */
+} stale_t;
+
+static int stale_cb(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    stale_t *st = arg;
+    moor_aae_t *a = st->a;
+    size_t off = MOOR_AAE_PREFIX_LEN + 1, sl;
+    int sp;
+    tree_t *t;
+
+    (void)val, (void)vlen;
+    if (klen < off + 1 || klen != off + 1 + (sl = (unsigned char)key[off]) + 16 ||
+        (sp = space_find(a, key + off + 1, sl)) < 0 ||
+        !(t = tree_exact(a, (uint32_t)sp, moor_dec_be64(key + off + 1 + sl),
+                         moor_dec_be64(key + off + 1 + sl + 8))))
+        klist_add(&st->keys, key, klen, 0);
+    return 0;
+}
+
+/* Deletes saved trees of ranges this node no longer keeps. */
+static void drop_stale(moor_aae_t *a)
+{
+    char prefix[MOOR_AAE_PREFIX_LEN + 1];
+    stale_t st = {a, MOOR_BUF_INIT};
+    size_t off = 0, kl;
+    const char *k;
+    uint64_t h;
+
+    memcpy(prefix, MOOR_AAE_PREFIX, MOOR_AAE_PREFIX_LEN);
+    prefix[MOOR_AAE_PREFIX_LEN] = 1;
+    if (a->store.scan(a->store.ud, prefix, sizeof(prefix), NULL, 0, 0, stale_cb, &st) == 0)
+        while (klist_next(&st.keys, &off, &k, &kl, &h) == 0)
+            a->store.del(a->store.ud, k, kl, store_done_quiet, NULL);
+    moor_buf_free(&st.keys);
+}
+
 void moor_aae_save(moor_aae_t *a, moor_store_done_fn done, void *arg)
 {
     moor_buf_t k = MOOR_BUF_INIT, v = MOOR_BUF_INIT;
@@ -679,6 +720,7 @@ void moor_aae_save(moor_aae_t *a, moor_store_done_fn done, void *arg)
     s->done = done;
     s->arg = arg;
     s->left = 1; /* the meta */
+    drop_stale(a);
     if (moor_buf_reserve(&v, TREE_BYTES))
         rc = MOOR_ENOMEM;
     for (uint32_t i = 0; i < a->ntrees && rc == 0; i++) {
@@ -2415,6 +2457,8 @@ static uint32_t queue_tree(moor_aae_t *a, uint32_t ti, int repair)
             q++;
         }
     }
+    if (repair && n < 2)
+        t->rfail = 1; /* no other replica to repair from */
     if (n && (int)own[0] == self && a->spaces[t->space].grace_ms &&
         (j = job_new(a, ti, J_REAP, repair, NULL, 0))) {
         enqueue(a, j);

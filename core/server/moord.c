@@ -262,6 +262,11 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
     return 0;
 }
 
+static void srv_stopped(void *ud)
+{
+    (void)ud; /* freed after the loop ends */
+}
+
 int main(int argc, char **argv)
 {
     daemon_t d;
@@ -284,7 +289,10 @@ int main(int argc, char **argv)
     }
     if (rc) {
         fprintf(stderr, "moord: %s\n", moor_diag_msg(rc));
-        /* Close what was opened, so the exit is clean (sanitizers included). */
+        /* Close what was opened, so the exit is clean (sanitizers included):
+         * the listener too, when the cluster was what failed. */
+        if (d.srv)
+            moor_srv_stop(d.srv, srv_stopped, NULL);
         if (d.node) {
             moor_node_set_lua(d.node, NULL);
             moor_node_leave_cluster(d.node, NULL, NULL);
@@ -292,6 +300,8 @@ int main(int argc, char **argv)
         }
         moor_lua_free(d.lua);
         uv_run(d.loop, UV_RUN_DEFAULT);
+        if (d.srv)
+            moor_srv_free(d.srv);
         uv_loop_close(d.loop);
         return 2;
     }

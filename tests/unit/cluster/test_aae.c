@@ -456,6 +456,60 @@ static void test_wiped_replica_repaired(void **state)
 
 static uint64_t seeds_diverged; /* seeds whose replicas differed before the repair */
 
+/* A repair stopped half way resumes with the ranges it had not done. */
+static void test_repair_stops_and_resumes(void **state)
+{
+    acl_t cl;
+    moor_aae_stats_t st;
+    sim_node_t *n;
+    uint32_t done_at_stop;
+    uint64_t exchanges_at_stop;
+
+    (void)state;
+    acl_init(&cl, 31, 3, 0);
+    acl_run(&cl, 1000);
+    for (int k = 0; k < NKEYS; k++)
+        acl_call(&cl, k % 3, 1, k, (uint32_t)k + 1, 0, 3);
+    wait_quiet(&cl);
+    acl_stop(&cl, 2);
+    n = &cl.sim->node[2];
+    for (size_t i = 0; i < n->nkv; i++)
+        n->kv[i].has_live = n->kv[i].has_durable = 0;
+    sim_restart(cl.sim, 2);
+    acl_start(&cl, 2);
+    acl_run(&cl, 100);
+    assert_int_equal(moor_aae_repair(cl.aae[2], NULL, 0, NULL, 0, 0), 0);
+    for (int t = 0; t < 10000; t++) {
+        sim_step(cl.sim);
+        moor_aae_stats(cl.aae[2], &st);
+        if (st.ranges_done >= st.ranges_total / 3)
+            break;
+    }
+    assert_int_equal(moor_aae_repair_stop(cl.aae[2]), 1);
+    acl_run(&cl, 2000); /* the exchanges in flight finish */
+    moor_aae_stats(cl.aae[2], &st);
+    assert_false(st.running);
+    done_at_stop = st.ranges_done;
+    exchanges_at_stop = st.exchanges;
+    assert_true(done_at_stop > 0 && done_at_stop < st.ranges_total);
+    assert_true(diverging(&cl, 0) > 0);
+    assert_int_equal(moor_aae_repair(cl.aae[2], NULL, 0, NULL, 0, 0), 0); /* resume */
+    for (int t = 0; t < 600; t++) {
+        acl_run(&cl, 100);
+        moor_aae_stats(cl.aae[2], &st);
+        if (!st.running)
+            break;
+    }
+    assert_false(st.running);
+    assert_int_equal(st.ranges_done, st.ranges_total);
+    /* the ranges done before the stop were not exchanged again */
+    assert_true(st.exchanges - exchanges_at_stop <= 2 * (st.ranges_total - done_at_stop));
+    assert_int_equal(diverging(&cl, 1), 0);
+    print_message("repair stopped at %u of %u ranges, resumed, done\n", done_at_stop,
+                  st.ranges_total);
+    acl_free(&cl);
+}
+
 /* One seed of the convergence property; 0 if the replicas converged. */
 static int converge_seed(uint64_t seed, int verbose)
 {
@@ -611,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_trees_follow_writes),
         cmocka_unit_test(test_wiped_replica_repaired),
         cmocka_unit_test(test_reap_waits_for_every_replica),
+        cmocka_unit_test(test_repair_stops_and_resumes),
         cmocka_unit_test(test_converge_over_seeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -306,6 +306,19 @@ class Tombstones(unittest.TestCase):
         why = poll(check, HEAL_S)
         self.assertIsNone(why, why)
 
+    def wait_paths(self, cl):
+        """Until a get with r = "all" works through every node: each node's
+        connections to both others carry requests and answers again (after
+        a partition TCP retransmits on its own back-off)."""
+        deadline = time.time() + HEAL_S
+        for n in cl.nodes:
+            c = n.conn(5)
+            try:
+                moortest.retry(lambda: c.call("get", "ready-probe", {"space": "ts", "r": "all"}),
+                               max(0.0, deadline - time.time()), "get r=all through %s" % n.id)
+            finally:
+                c.close()
+
     def run_case(self, cl, fw):
         cl.start()
         cl.wait_converged()
@@ -343,6 +356,7 @@ class Tombstones(unittest.TestCase):
 
         fw.heal()
         self.wait_status(cl, n3, "up")
+        self.wait_paths(cl)
         for rnd in range(2):
             for n in cl.nodes:
                 rc, out, errout = moor_repair(n, "--space", "ts", timeout=120)

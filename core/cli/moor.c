@@ -12,6 +12,7 @@
  *     ping | info
  *     bench [options]            (bench.c)
  *     repair [options]           (repair.c)
+ *     help                       (as --help)
  *
  * Output goes to stdout as one JSON value, except `ring`, which prints a
  * table (show.h) unless --json.  A ctx (get and put results) is shown as
@@ -108,7 +109,7 @@ static int usage(const char *why)
           "  call HANDLER [ARG-JSON...]\n"
           "  ring [--json]       members: id, address, zone, status, vnodes, share (* = self)\n"
           "  where KEY [--space S]  the key's replicas, and fallbacks for those down\n"
-          "  ping | info\n"
+          "  ping | info | help\n"
           "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
           "        [--duration S] [--space S]\n"
           "  repair [--space S] [--range LO:HI]... [--stop] [--restart] [--no-wait] [--json]\n"
@@ -225,7 +226,7 @@ static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
             only_words = 1;
             continue;
         }
-        if (!only_words && strcmp(a, "--help") == 0)
+        if ((!only_words && strcmp(a, "--help") == 0) || (!c->cmd && strcmp(a, "help") == 0))
             return usage(NULL), -1; /* help asked for: exit 0 */
         if (!only_words && is_option(a)) {
             if ((rc = global_opt(c, a, val, &used)) == 1 && !c->cmd) {

@@ -22,6 +22,11 @@ b. Tombstones: a keyspace with tombstone_grace_s = 2 and sloppy = false
    nil; one more repair on every node does not bring the value back.
    Without root, unshare or iptables this case is skipped (printed); the
    others run outside a namespace.
+d. Stop and resume: a replica that missed 2,000 writes while stopped
+   (sloppy = false, so no hints) repaired at rate_kb_s = 4 (so it lasts): `moor repair --no-wait` starts it, `moor repair --timeout 1.5`
+   gives up (exit 1) while it goes on, `--stop --json` stops it part way,
+   `--no-wait` again resumes from the ranges done, `--restart` starts
+   from zero, `--stop` with nothing running succeeds.
 c. Bad input: `repair` with a space, ranges, stop or restart of the wrong
    type, more than one param, or a range that is not one of the node's
    answers BAD_REQUEST, and the node keeps serving; `moor repair` with
@@ -32,6 +37,7 @@ Every wait is bounded; every moord started is killed at exit.
 
 usage: repair_test.py --build BUILD_DIR [-k NAME]
 """
+import json
 import os
 import shutil
 import subprocess
@@ -172,7 +178,8 @@ class WipedReplica(unittest.TestCase):
                               'engine = { sync = "interval" },\n'
                               '  anti_entropy = { interval_s = 0 },\n'
                               '  log = { level = "info" }',
-                              script='moor.space("default", { n = 3, r = 2, w = 2 })\n')
+                              script='moor.space("default", { n = 3, r = 2, w = 2,'
+                                     ' sloppy = false })\n')
         try:
             self.run_case(cl)
         except BaseException:
@@ -379,6 +386,100 @@ class Tombstones(unittest.TestCase):
             self.assertIsNone(err, err)
             self.assertIsNone(res, "the deleted value came back through %s: %r" % (n.id, res))
         print("  one more repair on every node: still gone, every read nil")
+
+
+# ---- d. stop, resume, restart, timeout ------------------------------------------------
+
+class StopResume(unittest.TestCase):
+    """A replica that missed 2,000 writes (stopped meanwhile, sloppy =
+    false: no hints) repaired at anti_entropy.rate_kb_s = 4, so that the
+    repair lasts: after the first listings the token bucket is in debt for
+    minutes."""
+
+    def test_stop_resume_restart_timeout(self):
+        cl = moortest.Cluster(BUILD, 3, "moor-repair-stop-", source=CLIENT_HOST, settings=
+                              'anti_entropy = { interval_s = 0, rate_kb_s = 4 },\n'
+                              '  log = { level = "info" }',
+                              script='moor.space("default", { n = 3, r = 2, w = 2,'
+                                     ' sloppy = false })\n')
+        try:
+            self.run_case(cl)
+        except BaseException:
+            sys.stderr.write(cl.logs())
+            raise
+        finally:
+            cl.cleanup()
+
+    def run_case(self, cl):
+        cl.start()
+        cl.wait_converged()
+        n1, n2, n3 = cl.nodes
+
+        def write(prefix):
+            c = n1.conn(30)
+            try:
+                bad = [a for a in pipelined(c, [("put", "%s%04d" % (prefix, i), "x" * 200,
+                                                 {"w": 2})
+                                                for i in range(2000)]) if a[0] is not None]
+            finally:
+                c.close()
+            self.assertEqual(bad, [])
+
+        write("a")
+        n3.stop()
+        write("b")      # sloppy = false: no fallback, no hint; n3 misses them
+        n3.start()
+        cl.wait_converged()
+        wait_trees(n3)
+
+        rc, out, err = moor_repair(n3, "--no-wait", timeout=30)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^repair running: ranges \d+/192\n$")
+        # --timeout (seconds) bounds the wait; the repair goes on in the node.
+        rc, out, err = moor_repair(n3, "--timeout", "1.5", timeout=30)
+        self.assertEqual(rc, 1, "%s %s" % (out, err))
+        self.assertIn("still running after 2 s", err)
+        self.assertTrue(repair_info(n3)["running"])
+        why = poll(lambda: None if repair_info(n3)["ranges_done"] >= 1 else "no range done",
+                   60, 0.2)
+        self.assertIsNone(why, why)
+        rc, out, err = moor_repair(n3, "--stop", "--json", timeout=30)
+        self.assertEqual(rc, 0, err)
+        stopped = json.loads(out)
+        self.assertFalse(stopped["running"], stopped)
+        done = stopped["ranges_done"]
+        self.assertLess(done, stopped["ranges_total"], stopped)
+        print("\n  stopped at %d of %d ranges" % (done, stopped["ranges_total"]))
+        time.sleep(0.5)   # exchanges in flight finish (and count)
+        done = repair_info(n3)["ranges_done"]
+
+        # Started again: it resumes with the ranges it had not done.
+        rc, out, err = moor_repair(n3, "--no-wait", "--json", timeout=30)
+        self.assertEqual(rc, 0, err)
+        resumed = json.loads(out)
+        self.assertTrue(resumed["running"], resumed)
+        self.assertGreaterEqual(resumed["ranges_done"], done, resumed)
+        self.assertGreater(resumed["ranges_done"], 0, resumed)
+        rc, out, err = moor_repair(n3, "--stop", timeout=30)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^repair stopped: ranges \d+/192\n$")
+        print("  resumed at %d of 192 ranges" % resumed["ranges_done"])
+
+        # --restart forgets that progress.
+        time.sleep(0.5)
+        rc, out, err = moor_repair(n3, "--restart", "--no-wait", "--json", timeout=30)
+        self.assertEqual(rc, 0, err)
+        restarted = json.loads(out)
+        self.assertTrue(restarted["running"], restarted)
+        self.assertLess(restarted["ranges_done"], resumed["ranges_done"], restarted)
+        print("  restarted at %d of 192 ranges" % restarted["ranges_done"])
+        rc, out, err = moor_repair(n3, "--stop", timeout=30)
+        self.assertEqual(rc, 0, err)
+        # A stop with no repair running says so, and succeeds.
+        time.sleep(0.5)
+        rc, out, err = moor_repair(n3, "--stop", timeout=30)
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(out.startswith("repair stopped: "), out)
 
 
 # ---- c. bad input ---------------------------------------------------------------------

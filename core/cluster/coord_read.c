@@ -34,7 +34,9 @@ static int sibling_in(const moor_record_t *r, const moor_sibling_t *s)
 {
     for (uint32_t i = 0; i < r->n; i++) {
         const moor_sibling_t *t = &r->sib[i];
-        if (t->ts == s->ts && t->tombstone == s->tombstone && t->vlen == s->vlen &&
+        if (t->dot_counter == s->dot_counter && t->dot_idlen == s->dot_idlen &&
+            memcmp(t->dot_id, s->dot_id, s->dot_idlen) == 0 && t->ts == s->ts &&
+            t->tombstone == s->tombstone && t->vlen == s->vlen &&
             (!s->vlen || memcmp(t->value, s->value, s->vlen) == 0))
             return 1;
     }
@@ -73,11 +75,12 @@ static int get_resolve(op_t *op, moor_buf_t *res)
         goto out;
     /* nil resolves to "deleted": the write-back is a tombstone. */
     deleted = val.len == 1 && (unsigned char)val.data[0] == 0xc0;
-    /* The write-back descends the merge; its clock is the ctx we answer, so
-     * a client writing with it supersedes the write-back too. */
-    if (moor_record_decode(op->rec.data, op->rec.len, c->ra) ||
-        moor_vclock_encode(&c->ra->vc, &clock) ||
-        write_version(c, c->ra, clock.data, clock.len, val.data, val.len, deleted, &rec, &ctx))
+    /* The write-back's ctx covers every sibling of the merge, so it
+     * replaces them all; its own ctx is the one we answer, so a client
+     * writing with it supersedes the write-back too. */
+    if (moor_record_decode(op->rec.data, op->rec.len, c->ra) || moor_record_ctx(c->ra, &clock) ||
+        write_version(c, c->ra, clock.data, clock.len, val.data, val.len, deleted, &rec, &ctx,
+                      NULL))
         goto out;
     moor_mp_packer_init(&pk, res);
     if (deleted)

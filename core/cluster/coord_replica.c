@@ -146,15 +146,21 @@ static int read_space_key(moor_coord_t *c, const field_t *f, const char **space,
 
 /* A record a peer sent (_put): whatever the connection, its clock is
  * bounded like a client's ctx, and it holds at least one sibling.  0 or
- * MOOR_EBADCTX / MOOR_EINVAL with a diagnostic.  Answers to this node's
+ * MOOR_EBADCTX / MOOR_EINVAL with a diagnostic (dot counters too).  Answers to this node's
  * own _get are not held to it: a record stored before clocks were bounded
  * must stay readable. */
 static int peer_record_check(moor_coord_t *c, const moor_record_t *r)
 {
-    int rc = moor_vclock_check_bounds(&r->vc, c->clock.now_ms(c->clock.ud), "record");
+    uint64_t now = c->clock.now_ms(c->clock.ud), bound = moor_vclock_counter_bound(now);
+    int rc = moor_vclock_check_bounds(&r->vc, now, "record");
 
     if (rc)
         return rc;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->sib[i].dot_counter > bound)
+            return moor_diag(MOOR_EBADCTX,
+                             "record: a dot counter (%llu) is more than a day ahead of the clock",
+                             (unsigned long long)r->sib[i].dot_counter);
     return r->n ? 0 : moor_diag(MOOR_EINVAL, "record: no siblings");
 }
 

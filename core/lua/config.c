@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cluster/coord.h"
+#include "cluster/record.h"
 #include "lua_internal.h"
 #include "util/err.h"
 #include "util/limits.h"
@@ -53,6 +54,8 @@ void moor_config_default(moor_config_t *c)
     c->vc_max_entries = 16;
     c->vc_keep_min = 4;
     c->vc_max_age_ms = 86400000;
+    c->sibling_warn = 25;
+    c->sibling_max = 100;
     c->hints_window_s = 10800;
     c->hints_max_mb = 512;
     c->hints_rate_kb_s = 8192;
@@ -60,6 +63,13 @@ void moor_config_default(moor_config_t *c)
     c->nspaces = 1;
     strcpy(c->spaces[0].name, "default");
     c->spaces[0].sloppy = 1;
+}
+
+void moor_config_siblings(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *warn,
+                          uint32_t *max)
+{
+    *warn = s && s->sibling_warn ? s->sibling_warn : c->sibling_warn;
+    *max = s && s->sibling_max ? s->sibling_max : c->sibling_max;
 }
 
 void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n, uint32_t *r,
@@ -371,6 +381,12 @@ static int read_space(lua_State *L, moor_config_t *c)
     TRY(get_level(L, -1, "w", &s.w));
     s.sloppy = 1;
     get_bool(L, -1, "sloppy", &s.sloppy);
+    TRY(get_num(L, -1, "spaces[].", "sibling_warn", 1, MOOR_RECORD_MAX_SIBLINGS, &v));
+    if (rc)
+        s.sibling_warn = (unsigned)v;
+    TRY(get_num(L, -1, "spaces[].", "sibling_max", 1, MOOR_RECORD_MAX_SIBLINGS, &v));
+    if (rc)
+        s.sibling_max = (unsigned)v;
     dst = (moor_space_cfg_t *)moor_config_space(c, s.name, strlen(s.name));
     if (!dst) {
         if (c->nspaces >= MOOR_CFG_MAX_SPACES)
@@ -509,6 +525,12 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
         lua_pop(L, 1);
         TRY(rc);
     }
+    TRY(get_num(L, idx, "", "sibling_warn", 1, MOOR_RECORD_MAX_SIBLINGS, &v));
+    if (rc)
+        c->sibling_warn = (unsigned)v;
+    TRY(get_num(L, idx, "", "sibling_max", 1, MOOR_RECORD_MAX_SIBLINGS, &v));
+    if (rc)
+        c->sibling_max = (unsigned)v;
     if (sub(L, idx, "hints")) {
         rc = get_num(L, -1, "hints.", "window_s", 1, 2592000, &v);
         if (rc > 0)
@@ -534,6 +556,11 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
                              "config: space '%s': r=%u and w=%u must not exceed n=%u (n defaults "
                              "to 3 in a cluster, 1 alone)",
                              c->spaces[i].name, r, w, n);
+        moor_config_siblings(c, &c->spaces[i], &r, &w);
+        if (r > w)
+            return moor_diag(MOOR_EINVAL,
+                             "config: space '%s': sibling_warn=%u must not exceed sibling_max=%u",
+                             c->spaces[i].name, r, w);
     }
     return 0;
 fail:

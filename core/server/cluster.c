@@ -583,6 +583,11 @@ int moor_cl_pack_hints(const moor_cl_t *cl, moor_buf_t *out)
     return moor_hints_stats_pack(&st, out);
 }
 
+void moor_cl_coord_stats(const moor_cl_t *cl, moor_coord_stats_t *out)
+{
+    moor_coord_stats(cl->coord, out);
+}
+
 int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
 {
     const moor_members_t *t = table_of(cl);
@@ -692,6 +697,16 @@ static int check_peer_key(void *ud, const char *space, size_t slen, const char *
         return moor_diag(MOOR_EKEYTOOBIG, "key of %zu bytes is not within 1..%zu", klen,
                          cfg->key_max);
     return 0;
+}
+
+/* The coordinator's sibling limits: the space's sibling_warn and
+ * sibling_max (moor_config_siblings), the node's for an unknown space. */
+static void space_siblings(void *ud, const char *space, size_t slen, uint32_t *warn,
+                           uint32_t *max)
+{
+    const moor_config_t *cfg = ud;
+
+    moor_config_siblings(cfg, moor_config_space(cfg, space, slen), warn, max);
 }
 
 /* The HLC mark saved by a node that ran before its counters were bounded
@@ -842,6 +857,8 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     co.vc_max_entries = o->cfg->vc_max_entries;
     co.vc_keep_min = o->cfg->vc_keep_min;
     co.vc_max_age_ms = o->cfg->vc_max_age_ms;
+    co.siblings = space_siblings;
+    co.siblings_ud = (void *)o->cfg;
     if ((rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)) || (rc = start_gossip(cl)))
         goto fail;
     moor_coord_hlc_floor(cl->coord, hlc_floor_checked(cl->hlc_path, hlc_read(cl->hlc_path)));

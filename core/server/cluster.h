@@ -91,6 +91,9 @@ int moor_cl_pack_hints(const moor_cl_t *cl, moor_buf_t *out);
  * peers. */
 int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk);
 
+/* The coordinator's counters (info.siblings sums them with a lone node's). */
+void moor_cl_coord_stats(const moor_cl_t *cl, moor_coord_stats_t *out);
+
 /* Answers every call in flight (SHUTTING_DOWN), closes connections and
  * timers, frees, then done(ud) on the loop (may be NULL).  Call once. */
 void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud);

@@ -1128,9 +1128,10 @@ static void test_resolver(void **state)
         assert_true(stored(w, i, "k", r));
         assert_int_equal(r->n, 1);
         assert_int_equal(r->sib[0].value[0], 9);
-        /* the answered ctx is the write-back's clock */
-        moor_vclock_t vc = clock_of(&g.ctx);
-        assert_int_equal(moor_vclock_compare(&vc, &r->vc), MOOR_VC_EQUAL);
+        /* the answered ctx is the write-back's: its context and its dot */
+        moor_vclock_t vc = clock_of(&g.ctx), want;
+        moor_record_ctx_vc(r, &want);
+        assert_int_equal(moor_vclock_compare(&vc, &want), MOOR_VC_EQUAL);
     }
     moor_coord_stats_t st;
     moor_coord_stats(w->nodes[2].c, &st);
@@ -1234,8 +1235,9 @@ static void test_hlc(void **state)
     world_free(w);
 }
 
-/* Clocks are pruned as configured: by count (oldest first) and by age
- * while more than keep_min entries remain; the writer's own entry stays. */
+/* Contexts are pruned as configured: by count (oldest first) and by age
+ * while more than keep_min entries remain; the writer's dot is never
+ * folded into the context, and the ctx answered carries it. */
 static void test_vclock_prune(void **state)
 {
     world_t *w = world_new(0);
@@ -1266,7 +1268,8 @@ static void test_vclock_prune(void **state)
     assert_int_equal(v.e[0].id[0], 'a');
     for (uint32_t i = 1; i < v.n; i++)
         assert_true(v.e[i].id[0] >= 't');
-    /* by count alone: max 2 entries keeps the newest two, a's among them */
+    /* by count alone: max 2 entries keeps the newest two foreign ones in
+     * the context; the ctx adds the write's dot (a's) */
     moor_coord_free(w->nodes[0].c);
     w->vc_max_entries = 2;
     w->vc_keep_min = 1;
@@ -1276,8 +1279,9 @@ static void test_vclock_prune(void **state)
     node_put(w, 0, "j", "\x01", &fctx, &a);
     moor_buf_t c2 = put_ctx(&a);
     v = clock_of(&c2);
-    assert_int_equal(v.n, 2);
+    assert_int_equal(v.n, 3);
     assert_int_equal(v.e[0].id[0], 'a');
+    assert_true(v.e[1].id[0] >= 'v' && v.e[2].id[0] >= 'v');
     moor_buf_free(&c1), moor_buf_free(&c2), moor_buf_free(&fctx);
     ans_reset(&a);
     world_free(w);

@@ -13,14 +13,19 @@
 int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen)
 {
     moor_buf_t out = MOOR_BUF_INIT;
+    uint32_t dropped = 0;
     int rc;
 
     if ((rc = moor_record_decode(rec, rlen, c->rb)))
         return rc;
     if (acc->len == 0)
         rc = moor_record_merge(c->rb, c->rb, &out);
-    else if ((rc = moor_record_decode(acc->data, acc->len, c->ra)) == 0)
-        rc = moor_record_merge(c->ra, c->rb, &out);
+    else if ((rc = moor_record_decode(acc->data, acc->len, c->ra)) == 0 &&
+             (rc = moor_record_merge_n(c->ra, c->rb, &out, &dropped)) == 0 && dropped)
+        moor_log_warn("a merge of a key's versions held more than %d siblings: dropped the %u "
+                      "oldest (%llu so far on this node)",
+                      MOOR_RECORD_MAX_SIBLINGS, dropped,
+                      (unsigned long long)moor_record_merge_drops());
     if (rc == 0) {
         moor_buf_free(acc);
         *acc = out;

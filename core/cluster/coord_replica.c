@@ -17,6 +17,7 @@ int local_merge(moor_coord_t *c, const char *key, size_t klen, const char *rec, 
                 moor_store_done_fn done, void *arg)
 {
     moor_buf_t cur = MOOR_BUF_INIT, out = MOOR_BUF_INIT;
+    uint32_t dropped = 0;
     int rc;
 
     if (moor_record_decode(rec, rlen, c->rb)) {
@@ -29,8 +30,13 @@ int local_merge(moor_coord_t *c, const char *key, size_t klen, const char *rec, 
     } else if (rc == 0) {
         if ((rc = moor_record_decode(cur.data, cur.len, c->ra)))
             goto out;
-        rc = moor_record_merge(c->ra, c->rb, &out);
+        rc = moor_record_merge_n(c->ra, c->rb, &out, &dropped);
     }
+    if (dropped) /* pathological: over MOOR_RECORD_MAX_SIBLINGS after a merge */
+        moor_log_warn("a merge of a key's versions held more than %d siblings: dropped the %u "
+                      "oldest (%llu so far on this node)",
+                      MOOR_RECORD_MAX_SIBLINGS, dropped,
+                      (unsigned long long)moor_record_merge_drops());
     if (rc == 0)
         rc = c->store.put(c->store.ud, key, klen, out.data, out.len, done, arg);
 out:

@@ -712,10 +712,11 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
             most = cs.siblings_most > most ? cs.siblings_most : most;
         }
         msgpack_pack_str_with_body(&pk, "siblings", 8);
-        msgpack_pack_map(&pk, 3);
+        msgpack_pack_map(&pk, 4);
         pack_kv_u64(&pk, "warned", warned);
         pack_kv_u64(&pk, "refused", refused);
         pack_kv_u64(&pk, "most", most);
+        pack_kv_u64(&pk, "dropped", moor_record_merge_drops());
     }
     if (n->cl) {
         msgpack_pack_str_with_body(&pk, "cluster", 7);

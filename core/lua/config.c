@@ -548,6 +548,14 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
     TRY(read_spaces(L, idx, c));
     if (!c->node[0])
         return moor_diag(MOOR_EINVAL, "config: node is required");
+    /* The id is a dot's id in every record it writes: letters, digits,
+     * '_', '.', '-' -- never the legacy dot id (one zero byte) of records
+     * converted from the format before DVV (record.h). */
+    for (const char *q = c->node; *q; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '_' || *q == '.' || *q == '-'))
+            return moor_diag(MOOR_EINVAL,
+                             "config: node must be a node id: letters, digits, '_', '.' or '-'");
     for (unsigned i = 0; i < c->nspaces; i++) {
         uint32_t n, r, w;
         moor_config_levels(c, &c->spaces[i], &n, &r, &w);

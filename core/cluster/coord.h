@@ -223,7 +223,8 @@ void moor_coord_stats(const moor_coord_t *c, moor_coord_stats_t *out);
 
 /* The stats as the `coordinator` map of info (README "info"): gets, puts,
  * dels, quorum_failures, timeouts, read_repairs, resolved, fallback_writes,
- * sloppy_writes, notfound_waits, hints_taken.  0 or MOOR_ENOMEM. */
+ * sloppy_writes, notfound_waits, hints_taken, siblings_warned,
+ * siblings_refused.  0 or MOOR_ENOMEM. */
 struct msgpack_packer;
 int moor_coord_pack_stats(const moor_coord_t *c, struct msgpack_packer *pk);
 

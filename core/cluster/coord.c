@@ -591,6 +591,8 @@ int moor_coord_new(const moor_coord_opts_t *o, moor_coord_t **out)
                             : MOOR_RECORD_VC_KEEP;
     c->vc_keep_min = o->vc_keep_min ? o->vc_keep_min : 1;
     c->vc_max_age_ms = o->vc_max_age_ms;
+    c->siblings = o->siblings;
+    c->siblings_ud = o->siblings_ud;
     c->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     *out = c;
     return 0;
@@ -648,6 +650,8 @@ int moor_coord_pack_stats(const moor_coord_t *c, msgpack_packer *pk)
         {"sloppy_writes", c->st.sloppy_writes},
         {"notfound_waits", c->st.notfound_waits},
         {"hints_taken", c->st.hints_taken},
+        {"siblings_warned", c->st.siblings_warned},
+        {"siblings_refused", c->st.siblings_refused},
     };
     int rc = msgpack_pack_map(pk, sizeof(f) / sizeof(f[0]));
 

@@ -120,6 +120,16 @@ typedef int (*moor_coord_hint_put_fn)(void *ud, const char *owner, size_t olen, 
  * "Node-to-node protocol" has the forms of the methods. */
 #define MOOR_PEER_PROTO 1
 
+/* Optional: the sibling limits of a space (README "Sibling limits"): a
+ * write leaving a key with more than *warn siblings is logged and counted;
+ * a blind write (no ctx) on a key with *max or more is refused
+ * TOO_MANY_SIBLINGS.  Unset (NULL): 25 and 100. */
+typedef void (*moor_coord_siblings_fn)(void *ud, const char *space, size_t slen, uint32_t *warn,
+                                       uint32_t *max);
+
+#define MOOR_COORD_SIBLING_WARN 25
+#define MOOR_COORD_SIBLING_MAX 100
+
 typedef struct moor_coord_opts {
     const char *node_id; /* this node's member id */
     size_t idlen;
@@ -151,6 +161,8 @@ typedef struct moor_coord_opts {
      * concurrent (siblings), never drop one. */
     uint32_t vc_max_entries, vc_keep_min;
     uint64_t vc_max_age_ms;
+    moor_coord_siblings_fn siblings; /* may be NULL: the defaults */
+    void *siblings_ud;
 } moor_coord_opts_t;
 
 typedef struct moor_coord_req {
@@ -182,6 +194,9 @@ typedef struct moor_coord_stats {
     uint64_t sloppy_writes;   /* writes acknowledged with a fallback's ack counted */
     uint64_t notfound_waits;  /* gets that had R answers but fewer than R found, so waited */
     uint64_t hints_taken;     /* _put with fallback_for this node stored as a hint */
+    uint64_t siblings_warned;  /* writes that left a key over its sibling_warn */
+    uint64_t siblings_refused; /* blind writes refused TOO_MANY_SIBLINGS */
+    uint64_t siblings_most;    /* the most siblings a key had after a write coordinated here */
 } moor_coord_stats_t;
 
 /* ===== API ===== */
@@ -223,7 +238,8 @@ void moor_coord_stats(const moor_coord_t *c, moor_coord_stats_t *out);
 
 /* The stats as the `coordinator` map of info (README "info"): gets, puts,
  * dels, quorum_failures, timeouts, read_repairs, resolved, fallback_writes,
- * sloppy_writes, notfound_waits, hints_taken.  0 or MOOR_ENOMEM. */
+ * sloppy_writes, notfound_waits, hints_taken, siblings_warned,
+ * siblings_refused.  0 or MOOR_ENOMEM. */
 struct msgpack_packer;
 int moor_coord_pack_stats(const moor_coord_t *c, struct msgpack_packer *pk);
 

@@ -5,9 +5,8 @@
  * hlc_next gives max(last + 1, now_ms * 1000, floor + 1), bounded by
  * moor_vclock_counter_bound(now) so a forged or stored counter far ahead
  * can never push the persisted clock out of range; write_version applies a
- * write to a record and raises this node's entry to that counter, so no
- * counter is ever given to two versions, even after a crash lost unsynced
- * writes.  Deterministic: the time comes from the env's clock only.
+ * write to a record with that counter as the new sibling's dot, so no dot
+ * is ever given to two versions, even after a crash lost unsynced writes.  Deterministic: the time comes from the env's clock only.
  */
 #include "coord_internal.h"
 
@@ -43,41 +42,29 @@ static int hlc_next(moor_coord_t *c, uint64_t now, uint64_t floor, uint64_t *out
     return 0;
 }
 
-/* moor_record_write(cur, ...) by this node, then this node's entry raised
- * to the next HLC counter (never below what moor_record_write made it, so
- * the version still descends cur and ctx).  The HLC makes a counter unique
- * to one version even after a crash lost this node's unsynced writes: a
- * restarted node that read an older local record would otherwise stamp a
- * second, different version with a counter already given out, and one of
- * the two would look superseded.  Appends the record to rec and its clock
- * to ctx_out.  0, MOOR_EBADCTX, MOOR_EINVAL, MOOR_ENOMEM. */
+/* moor_record_write(cur, ...) by this node, the new sibling's dot counter
+ * the next HLC value above every counter of this node that cur and ctx
+ * hold (moor_record_write_floor).  The HLC makes a dot unique to one
+ * version even after a crash lost this node's unsynced writes: a restarted
+ * node that read an older local record would otherwise give a second,
+ * different version a dot already given out, and a ctx covering the first
+ * would wrongly cover the second.  The context is pruned as configured
+ * (vc_max_entries, vc_max_age_ms, vc_keep_min).  Appends the record to
+ * rec and its ctx to ctx_out; *nsib (if not NULL) gets its sibling count.
+ * 0, MOOR_EBADCTX, MOOR_EINVAL, MOOR_ETOOMANYSIBS, MOOR_ENOMEM. */
 int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, size_t ctxlen,
                   const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
-                  moor_buf_t *ctx_out)
+                  moor_buf_t *ctx_out, uint32_t *nsib)
 {
-    moor_buf_t tmp = MOOR_BUF_INIT, tctx = MOOR_BUF_INIT;
-    uint64_t now = c->clock.now_ms(c->clock.ud);
-    moor_record_t *r = c->rw;
+    uint64_t now = c->clock.now_ms(c->clock.ud), floor = 0, counter = 0;
+    moor_record_prune_t pr = {c->vc_keep_min, c->vc_max_entries, c->vc_max_age_ms};
     int rc;
 
-    if ((rc = moor_record_write(cur, ctx, ctxlen, value, vlen, tombstone, c->id, c->idlen, now,
-                                &tmp, &tctx)) ||
-        (rc = moor_record_decode(tmp.data, tmp.len, r)))
-        goto out;
-    for (uint32_t i = 0; i < r->vc.n; i++) {
-        moor_vc_entry_t *e = &r->vc.e[i];
-        if (e->idlen == c->idlen && memcmp(e->id, c->id, c->idlen) == 0 &&
-            (rc = hlc_next(c, now, e->counter - 1, &e->counter)))
-            goto out;
-    }
-    /* This node's entry is the newest (ts = now), so pruning keeps it. */
-    moor_vclock_prune(&r->vc, c->vc_keep_min, c->vc_max_entries, c->vc_max_age_ms, now);
-    if ((rc = moor_record_encode(r, rec)) == 0)
-        rc = moor_vclock_encode(&r->vc, ctx_out);
-out:
-    moor_buf_free(&tmp);
-    moor_buf_free(&tctx);
-    return rc;
+    if ((rc = moor_record_write_floor(cur, ctx, ctxlen, c->id, c->idlen, now, &floor)) ||
+        (rc = hlc_next(c, now, floor, &counter)))
+        return rc;
+    return moor_record_write(cur, ctx, ctxlen, value, vlen, tombstone, c->id, c->idlen, now,
+                             counter, &pr, rec, ctx_out, nsib);
 }
 
 uint64_t moor_coord_hlc(const moor_coord_t *c)

@@ -149,6 +149,9 @@ struct moor_coord {
     void *on_write_ud;
     uint32_t vc_max_entries, vc_keep_min;
     uint64_t vc_max_age_ms;
+    moor_coord_siblings_fn siblings;
+    void *siblings_ud;
+    uint64_t sib_warn_ms, sib_warn_quiet; /* last sibling warning logged; ones since unlogged */
     uint32_t timeout_ms;
     moor_ring_t *ring;           /* our reference; NULL until set */
     uint64_t hlc;                /* last counter stamped */
@@ -228,7 +231,7 @@ uint32_t op_remaining_ms(const op_t *op);
 
 int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, size_t ctxlen,
                   const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
-                  moor_buf_t *ctx_out);
+                  moor_buf_t *ctx_out, uint32_t *nsib);
 
 /* ---- coord_read.c: merging and reads ---- */
 

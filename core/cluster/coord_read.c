@@ -13,14 +13,19 @@
 int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen)
 {
     moor_buf_t out = MOOR_BUF_INIT;
+    uint32_t dropped = 0;
     int rc;
 
     if ((rc = moor_record_decode(rec, rlen, c->rb)))
         return rc;
     if (acc->len == 0)
         rc = moor_record_merge(c->rb, c->rb, &out);
-    else if ((rc = moor_record_decode(acc->data, acc->len, c->ra)) == 0)
-        rc = moor_record_merge(c->ra, c->rb, &out);
+    else if ((rc = moor_record_decode(acc->data, acc->len, c->ra)) == 0 &&
+             (rc = moor_record_merge_n(c->ra, c->rb, &out, &dropped)) == 0 && dropped)
+        moor_log_warn("a merge of a key's versions held more than %d siblings: dropped the %u "
+                      "oldest (%llu so far on this node)",
+                      MOOR_RECORD_MAX_SIBLINGS, dropped,
+                      (unsigned long long)moor_record_merge_drops());
     if (rc == 0) {
         moor_buf_free(acc);
         *acc = out;
@@ -34,7 +39,9 @@ static int sibling_in(const moor_record_t *r, const moor_sibling_t *s)
 {
     for (uint32_t i = 0; i < r->n; i++) {
         const moor_sibling_t *t = &r->sib[i];
-        if (t->ts == s->ts && t->tombstone == s->tombstone && t->vlen == s->vlen &&
+        if (t->dot_counter == s->dot_counter && t->dot_idlen == s->dot_idlen &&
+            memcmp(t->dot_id, s->dot_id, s->dot_idlen) == 0 && t->ts == s->ts &&
+            t->tombstone == s->tombstone && t->vlen == s->vlen &&
             (!s->vlen || memcmp(t->value, s->value, s->vlen) == 0))
             return 1;
     }
@@ -73,11 +80,12 @@ static int get_resolve(op_t *op, moor_buf_t *res)
         goto out;
     /* nil resolves to "deleted": the write-back is a tombstone. */
     deleted = val.len == 1 && (unsigned char)val.data[0] == 0xc0;
-    /* The write-back descends the merge; its clock is the ctx we answer, so
-     * a client writing with it supersedes the write-back too. */
-    if (moor_record_decode(op->rec.data, op->rec.len, c->ra) ||
-        moor_vclock_encode(&c->ra->vc, &clock) ||
-        write_version(c, c->ra, clock.data, clock.len, val.data, val.len, deleted, &rec, &ctx))
+    /* The write-back's ctx covers every sibling of the merge, so it
+     * replaces them all; its own ctx is the one we answer, so a client
+     * writing with it supersedes the write-back too. */
+    if (moor_record_decode(op->rec.data, op->rec.len, c->ra) || moor_record_ctx(c->ra, &clock) ||
+        write_version(c, c->ra, clock.data, clock.len, val.data, val.len, deleted, &rec, &ctx,
+                      NULL))
         goto out;
     moor_mp_packer_init(&pk, res);
     if (deleted)

@@ -17,6 +17,7 @@ int local_merge(moor_coord_t *c, const char *key, size_t klen, const char *rec, 
                 moor_store_done_fn done, void *arg)
 {
     moor_buf_t cur = MOOR_BUF_INIT, out = MOOR_BUF_INIT;
+    uint32_t dropped = 0;
     int rc;
 
     if (moor_record_decode(rec, rlen, c->rb)) {
@@ -29,8 +30,13 @@ int local_merge(moor_coord_t *c, const char *key, size_t klen, const char *rec, 
     } else if (rc == 0) {
         if ((rc = moor_record_decode(cur.data, cur.len, c->ra)))
             goto out;
-        rc = moor_record_merge(c->ra, c->rb, &out);
+        rc = moor_record_merge_n(c->ra, c->rb, &out, &dropped);
     }
+    if (dropped) /* pathological: over MOOR_RECORD_MAX_SIBLINGS after a merge */
+        moor_log_warn("a merge of a key's versions held more than %d siblings: dropped the %u "
+                      "oldest (%llu so far on this node)",
+                      MOOR_RECORD_MAX_SIBLINGS, dropped,
+                      (unsigned long long)moor_record_merge_drops());
     if (rc == 0 && (rc = c->store.put(c->store.ud, key, klen, out.data, out.len, done, arg)) == 0 &&
         c->on_write)
         c->on_write(c->on_write_ud, key, klen, cur.len ? cur.data : NULL, cur.len, out.data,
@@ -148,15 +154,21 @@ static int read_space_key(moor_coord_t *c, const field_t *f, const char **space,
 
 /* A record a peer sent (_put): whatever the connection, its clock is
  * bounded like a client's ctx, and it holds at least one sibling.  0 or
- * MOOR_EBADCTX / MOOR_EINVAL with a diagnostic.  Answers to this node's
+ * MOOR_EBADCTX / MOOR_EINVAL with a diagnostic (dot counters too).  Answers to this node's
  * own _get are not held to it: a record stored before clocks were bounded
  * must stay readable. */
 static int peer_record_check(moor_coord_t *c, const moor_record_t *r)
 {
-    int rc = moor_vclock_check_bounds(&r->vc, c->clock.now_ms(c->clock.ud), "record");
+    uint64_t now = c->clock.now_ms(c->clock.ud), bound = moor_vclock_counter_bound(now);
+    int rc = moor_vclock_check_bounds(&r->vc, now, "record");
 
     if (rc)
         return rc;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->sib[i].dot_counter > bound)
+            return moor_diag(MOOR_EBADCTX,
+                             "record: a dot counter (%llu) is more than a day ahead of the clock",
+                             (unsigned long long)r->sib[i].dot_counter);
     return r->n ? 0 : moor_diag(MOOR_EINVAL, "record: no siblings");
 }
 

@@ -11,13 +11,51 @@
  */
 #include "coord_internal.h"
 
+/* A write left a key of op's space with nsib siblings: the most so far,
+ * and over the space's sibling_warn a warning (at most one a second,
+ * saying how many it held back) and a count. */
+static void sibling_check(moor_coord_t *c, const op_t *op, uint32_t nsib, uint32_t warn)
+{
+    uint64_t now;
+    char key[200];
+
+    if (nsib > c->st.siblings_most)
+        c->st.siblings_most = nsib;
+    if (nsib <= warn)
+        return;
+    c->st.siblings_warned++;
+    now = c->clock.now_ms(c->clock.ud);
+    if (c->sib_warn_ms && now < c->sib_warn_ms + 1000) {
+        c->sib_warn_quiet++;
+        return;
+    }
+    moor_log_escape(op->sk.data + op->slen, op->klen, key, sizeof(key));
+    moor_log_warn("space '%.*s', key \"%s\": %u siblings, more than sibling_warn = %u (writes "
+                  "without the ctx of a read, or concurrent ones; %llu such warnings held "
+                  "back since the last)",
+                  (int)op->slen, op->sk.data, key, nsib, warn,
+                  (unsigned long long)c->sib_warn_quiet);
+    c->sib_warn_ms = now ? now : 1;
+    c->sib_warn_quiet = 0;
+}
+
+/* The sibling limits of op's space. */
+static void sibling_limits(moor_coord_t *c, const op_t *op, uint32_t *warn, uint32_t *max)
+{
+    *warn = MOOR_COORD_SIBLING_WARN;
+    *max = MOOR_COORD_SIBLING_MAX;
+    if (c->siblings)
+        c->siblings(c->siblings_ud, op->sk.data, op->slen, warn, max);
+}
+
 /* The next version of a key for a client write, coordinated here as one
  * of its replicas: the local record (none when missing), merged with
  * op->seen (what a blind write read from the other replicas; empty: none),
- * with the write applied (write_version) -- a ctx that descends it
- * replaces its siblings, anything else adds one.  Appends the record to
- * rec and its clock to ctx_out.  0, MOOR_EBADCTX, MOOR_ECORRUPT (stored
- * record), MOOR_ENOMEM or the store's error. */
+ * with the write applied (write_version) -- the siblings the ctx covers
+ * are replaced, the others kept, and the write adds one.  A blind write
+ * on a key with sibling_max or more siblings is refused.  Appends the
+ * record to rec and its ctx to ctx_out.  0, MOOR_EBADCTX, MOOR_ECORRUPT
+ * (stored record), MOOR_ETOOMANYSIBS, MOOR_ENOMEM or the store's error. */
 static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t ctxlen,
                        const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
                        moor_buf_t *ctx_out)
@@ -25,6 +63,7 @@ static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t 
     moor_buf_t cur = MOOR_BUF_INIT, acc = MOOR_BUF_INIT;
     const moor_buf_t *base = &cur; /* the record to build on; empty: none */
     moor_record_t *r = NULL;
+    uint32_t warn, max, nsib = 0;
     int rc = c->store.get(c->store.ud, op->ekey.data, op->ekey.len, &cur);
 
     if (rc == MOOR_ENOTFOUND)
@@ -42,7 +81,18 @@ static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t 
             goto out;
         r = c->ra;
     }
-    rc = write_version(c, r, ctx, ctxlen, value, vlen, tombstone, rec, ctx_out);
+    sibling_limits(c, op, &warn, &max);
+    if (ctxlen == 0 && r && r->n >= max) {
+        c->st.siblings_refused++;
+        rc = moor_diag(MOOR_ETOOMANYSIBS,
+                       "the key has %u siblings (sibling_max = %u): a write without a ctx would "
+                       "add one more; read the key and write back with its ctx, or give the "
+                       "keyspace a resolver",
+                       r->n, max);
+        goto out;
+    }
+    if ((rc = write_version(c, r, ctx, ctxlen, value, vlen, tombstone, rec, ctx_out, &nsib)) == 0)
+        sibling_check(c, op, nsib, warn);
 out:
     moor_buf_free(&acc);
     moor_buf_free(&cur);

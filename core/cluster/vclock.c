@@ -134,6 +134,40 @@ int moor_vclock_merge(moor_vclock_t *dst, const moor_vclock_t *src)
     return 0;
 }
 
+uint64_t moor_vclock_get(const moor_vclock_t *vc, const char *id, size_t idlen)
+{
+    int i = find(vc, id, idlen);
+
+    return i >= 0 ? vc->e[i].counter : 0;
+}
+
+int moor_vclock_raise(moor_vclock_t *vc, const char *id, size_t idlen, uint64_t counter,
+                      uint64_t ts)
+{
+    moor_vc_entry_t e;
+    int i;
+
+    if (idlen == 0 || idlen > MOOR_VC_ID_MAX || counter == 0)
+        return moor_diag(MOOR_EINVAL, "vclock: entry of a %zu-byte id, counter %llu", idlen,
+                         (unsigned long long)counter);
+    e.idlen = (uint8_t)idlen;
+    memcpy(e.id, id, idlen);
+    e.counter = counter;
+    e.ts = ts;
+    i = find(vc, id, idlen);
+    if (i >= 0) {
+        vc->e[i] = max_entry(&vc->e[i], &e);
+        return 0;
+    }
+    if (vc->n >= MOOR_VC_MAX_ENTRIES)
+        return moor_diag(MOOR_ENOMEM, "vclock: full (%d entries)", MOOR_VC_MAX_ENTRIES);
+    i = -i - 1;
+    memmove(&vc->e[i + 1], &vc->e[i], (vc->n - (uint32_t)i) * sizeof(vc->e[0]));
+    vc->e[i] = e;
+    vc->n++;
+    return 0;
+}
+
 /* Index of the entry with the smallest ts; ties go to the first by id, so
  * every replica prunes the same clock the same way.  REQUIRES: vc->n > 0. */
 static uint32_t oldest(const moor_vclock_t *vc)

@@ -66,6 +66,16 @@ int moor_vclock_compare(const moor_vclock_t *a, const moor_vclock_t *b);
  * 0 or MOOR_ENOMEM (clock full; dst unaltered). */
 int moor_vclock_merge(moor_vclock_t *dst, const moor_vclock_t *src);
 
+/* The counter of id in vc, 0 when absent.  Can't fail. */
+uint64_t moor_vclock_get(const moor_vclock_t *vc, const char *id, size_t idlen);
+
+/* Raises id's entry to (counter, ts) as a merge with the one-entry clock
+ * [[id, counter, ts]] would (the larger counter with its ts; equal
+ * counters: the larger ts), adding it when absent.  0, MOOR_EINVAL (id
+ * empty or over MOOR_VC_ID_MAX, counter 0) or MOOR_ENOMEM (clock full). */
+int moor_vclock_raise(moor_vclock_t *vc, const char *id, size_t idlen, uint64_t counter,
+                      uint64_t ts);
+
 /* Drops the oldest entries (by ts; ties: the first by id) while there are
  * more than max_entries, and entries older than now - max_age_ms while more
  * than keep_min remain (max_age_ms 0: no age limit).  Returns how many were

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cluster/coord.h"
+#include "cluster/record.h"
 #include "lua_internal.h"
 #include "util/err.h"
 #include "util/limits.h"
@@ -58,6 +59,8 @@ void moor_config_default(moor_config_t *c)
     c->ae_build_kb_s = 32768;
     c->ae_concurrency = 2;
     c->tombstone_grace_s = 864000;
+    c->sibling_warn = 25;
+    c->sibling_max = 100;
     c->hints_window_s = 10800;
     c->hints_max_mb = 512;
     c->hints_rate_kb_s = 8192;
@@ -66,6 +69,13 @@ void moor_config_default(moor_config_t *c)
     strcpy(c->spaces[0].name, "default");
     c->spaces[0].sloppy = 1;
     c->spaces[0].grace_s = -1;
+}
+
+void moor_config_siblings(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *warn,
+                          uint32_t *max)
+{
+    *warn = s && s->sibling_warn ? s->sibling_warn : c->sibling_warn;
+    *max = s && s->sibling_max ? s->sibling_max : c->sibling_max;
 }
 
 void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *n, uint32_t *r,
@@ -381,6 +391,12 @@ static int read_space(lua_State *L, moor_config_t *c)
     TRY(get_num(L, -1, "spaces[].", "tombstone_grace_s", 0, 315360000, &v));
     if (rc)
         s.grace_s = (long long)v;
+    TRY(get_num(L, -1, "spaces[].", "sibling_warn", 1, MOOR_RECORD_MAX_SIBLINGS, &v));
+    if (rc)
+        s.sibling_warn = (unsigned)v;
+    TRY(get_num(L, -1, "spaces[].", "sibling_max", 1, MOOR_RECORD_MAX_SIBLINGS, &v));
+    if (rc)
+        s.sibling_max = (unsigned)v;
     dst = (moor_space_cfg_t *)moor_config_space(c, s.name, strlen(s.name));
     if (!dst) {
         if (c->nspaces >= MOOR_CFG_MAX_SPACES)
@@ -535,6 +551,12 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
     TRY(get_num(L, idx, "", "tombstone_grace_s", 0, 315360000, &v));
     if (rc)
         c->tombstone_grace_s = (uint64_t)v;
+    TRY(get_num(L, idx, "", "sibling_warn", 1, MOOR_RECORD_MAX_SIBLINGS, &v));
+    if (rc)
+        c->sibling_warn = (unsigned)v;
+    TRY(get_num(L, idx, "", "sibling_max", 1, MOOR_RECORD_MAX_SIBLINGS, &v));
+    if (rc)
+        c->sibling_max = (unsigned)v;
     if (sub(L, idx, "hints")) {
         rc = get_num(L, -1, "hints.", "window_s", 1, 2592000, &v);
         if (rc > 0)
@@ -552,6 +574,14 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
     TRY(read_spaces(L, idx, c));
     if (!c->node[0])
         return moor_diag(MOOR_EINVAL, "config: node is required");
+    /* The id is a dot's id in every record it writes: letters, digits,
+     * '_', '.', '-' -- never the legacy dot id (one zero byte) of records
+     * converted from the format before DVV (record.h). */
+    for (const char *q = c->node; *q; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '_' || *q == '.' || *q == '-'))
+            return moor_diag(MOOR_EINVAL,
+                             "config: node must be a node id: letters, digits, '_', '.' or '-'");
     for (unsigned i = 0; i < c->nspaces; i++) {
         uint32_t n, r, w;
         moor_config_levels(c, &c->spaces[i], &n, &r, &w);
@@ -560,6 +590,11 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
                              "config: space '%s': r=%u and w=%u must not exceed n=%u (n defaults "
                              "to 3 in a cluster, 1 alone)",
                              c->spaces[i].name, r, w, n);
+        moor_config_siblings(c, &c->spaces[i], &r, &w);
+        if (r > w)
+            return moor_diag(MOOR_EINVAL,
+                             "config: space '%s': sibling_warn=%u must not exceed sibling_max=%u",
+                             c->spaces[i].name, r, w);
     }
     return 0;
 fail:

@@ -30,6 +30,7 @@ typedef struct moor_space_cfg {
     char resolver[64]; /* "" = keep siblings */
     int sloppy;        /* sloppy quorum and hinted handoff: 1 (default) or 0 */
     long long grace_s; /* tombstone_grace_s; -1 = the node's */
+    unsigned sibling_warn, sibling_max; /* 0 = the node's (moor_config_siblings) */
 } moor_space_cfg_t;
 
 typedef struct moor_config {
@@ -63,6 +64,8 @@ typedef struct moor_config {
     unsigned ae_interval_s, ae_rate_kb_s, ae_build_kb_s, ae_concurrency; /* anti_entropy = {...} */
     uint64_t tombstone_grace_s; /* default of every space: 864000 (10 days) */
     int force_rejoin;           /* moord --force-rejoin: start after a down time past the grace */
+    unsigned sibling_warn;   /* default 25: a write leaving more siblings warns */
+    unsigned sibling_max;    /* default 100: a blind write on this many is refused */
     unsigned hints_window_s; /* hints = { window_s = 10800, max_mb = 512, rate_kb_s = 8192 } */
     unsigned hints_max_mb;
     unsigned hints_rate_kb_s;
@@ -103,6 +106,10 @@ void moor_config_levels(const moor_config_t *c, const moor_space_cfg_t *s, uint3
 /* The level named by s ("one", "quorum", "all"), or MOOR_LEVEL_DEFAULT
  * when s names none. */
 int moor_level_parse(const char *s, size_t len);
+
+/* The effective sibling_warn and sibling_max of space s on this node. */
+void moor_config_siblings(const moor_config_t *c, const moor_space_cfg_t *s, uint32_t *warn,
+                          uint32_t *max);
 
 /* The space named name, or NULL. */
 const moor_space_cfg_t *moor_config_space(const moor_config_t *c, const char *name, size_t len);

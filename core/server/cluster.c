@@ -646,6 +646,11 @@ int moor_cl_pack_hints(const moor_cl_t *cl, moor_buf_t *out)
     return moor_hints_stats_pack(&st, out);
 }
 
+void moor_cl_coord_stats(const moor_cl_t *cl, moor_coord_stats_t *out)
+{
+    moor_coord_stats(cl->coord, out);
+}
+
 int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk)
 {
     const moor_members_t *t = table_of(cl);
@@ -755,6 +760,16 @@ static int check_peer_key(void *ud, const char *space, size_t slen, const char *
         return moor_diag(MOOR_EKEYTOOBIG, "key of %zu bytes is not within 1..%zu", klen,
                          cfg->key_max);
     return 0;
+}
+
+/* The coordinator's sibling limits: the space's sibling_warn and
+ * sibling_max (moor_config_siblings), the node's for an unknown space. */
+static void space_siblings(void *ud, const char *space, size_t slen, uint32_t *warn,
+                           uint32_t *max)
+{
+    const moor_config_t *cfg = ud;
+
+    moor_config_siblings(cfg, moor_config_space(cfg, space, slen), warn, max);
 }
 
 /* The HLC mark saved by a node that ran before its counters were bounded
@@ -1043,6 +1058,8 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     co.vc_max_age_ms = o->cfg->vc_max_age_ms;
     co.on_write = aae_note;
     co.on_write_ud = cl;
+    co.siblings = space_siblings;
+    co.siblings_ud = (void *)o->cfg;
     hlc_mark = hlc_read(cl->hlc_path);
     if ((rc = check_rejoin(cl, hlc_mark)) || (rc = start_aae(cl, &o->store)) ||
         (rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)) ||

@@ -104,6 +104,8 @@ int moor_cl_pack_repair(const moor_cl_t *cl, msgpack_packer *pk);
  * (unknown space, a range that is not this node's). */
 int moor_cl_repair(moor_cl_t *cl, const char *space, size_t slen, const uint64_t *ranges,
                    uint32_t nranges, int stop, int restart);
+/* The coordinator's counters (info.siblings sums them with a lone node's). */
+void moor_cl_coord_stats(const moor_cl_t *cl, moor_coord_stats_t *out);
 
 /* Answers every call in flight (SHUTTING_DOWN), closes connections and
  * timers, frees, then done(ud) on the loop (may be NULL).  Call once. */

@@ -64,8 +64,12 @@ struct moor_node {
     unsigned pending; /* writes queued on the engine, not yet answered */
     uint64_t start_ms;
     uint64_t n_get, n_put, n_del, n_call, n_err;
+    uint64_t sib_warned, sib_refused, sib_most; /* a lone node's (the cluster's: coord) */
+    uint64_t sib_warn_ms, sib_warn_quiet;       /* the last sibling warning; held back since */
     moor_record_t rec;                     /* scratch: one request at a time on the loop */
     moor_record_t rrec;                    /* scratch of the resolver hook */
+    moor_vclock_t rvc;                     /* its ctx */
+    moor_record_prune_t prune;             /* vclock = {...}: the contexts a lone node writes */
     moor_buf_t key, rec_out, ctx_out, out; /* scratch buffers */
 };
 
@@ -449,10 +453,11 @@ static int local_resolve(moor_node_t *n, const kv_opts_t *o, const void *raw, si
     deleted = val.len == 1 && (unsigned char)val.data[0] == 0xc0;
     moor_buf_reset(&n->rec_out);
     moor_buf_reset(&n->ctx_out);
-    if ((rc = moor_vclock_encode(&r->vc, &clk)) ||
+    /* The write-back's ctx covers every sibling, so it replaces them all. */
+    if ((rc = moor_record_ctx(r, &clk)) ||
         (rc = moor_record_write(r, clk.data, clk.len, val.data, val.len, deleted, n->cfg.node,
-                                strlen(n->cfg.node), moor_clock_wall_ms(), &n->rec_out,
-                                &n->ctx_out)))
+                                strlen(n->cfg.node), moor_clock_wall_ms(), 0, &n->prune,
+                                &n->rec_out, &n->ctx_out, NULL)))
         goto keep;
     if (!(w = calloc(1, sizeof(*w))))
         goto keep;
@@ -526,6 +531,34 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
         answer_local(n, &o, n->out.data, n->out.len, "found", done, ud);
 }
 
+/* A lone node's write left a key with nsib siblings: the most so far, and
+ * over the space's sibling_warn a warning (at most one a second) and a
+ * count -- as the coordinator does in a cluster. */
+static void sibling_check(moor_node_t *n, const kv_opts_t *o, const char *key, uint32_t klen,
+                          uint32_t nsib, uint32_t warn)
+{
+    uint64_t now;
+    char text[200];
+
+    if (nsib > n->sib_most)
+        n->sib_most = nsib;
+    if (nsib <= warn)
+        return;
+    n->sib_warned++;
+    now = moor_clock_mono_ms();
+    if (n->sib_warn_ms && now < n->sib_warn_ms + 1000) {
+        n->sib_warn_quiet++;
+        return;
+    }
+    moor_log_warn("space '%.*s', key \"%s\": %u siblings, more than sibling_warn = %u (writes "
+                  "without the ctx of a read, or concurrent ones; %llu such warnings held "
+                  "back since the last)",
+                  (int)o->slen, o->space, moor_log_escape(key, klen, text, sizeof(text)), nsib,
+                  warn, (unsigned long long)n->sib_warn_quiet);
+    n->sib_warn_ms = now ? now : 1;
+    n->sib_warn_quiet = 0;
+}
+
 /* put (tombstone 0) and del (tombstone 1). */
 static void do_write(moor_node_t *n, int tombstone, const char *p, const char *end, uint32_t np,
                      moor_node_done_fn done, void *ud)
@@ -539,6 +572,7 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
     size_t rawlen = 0;
     wdone_t *w = NULL;
     msgpack_packer pk;
+    uint32_t warn, max, nsib = 0;
 
     if (tombstone ? (np < 1 || np > 2) : (np < 2 || np > 3)) {
         rc = bad(tombstone ? "del takes key [, opts]" : "put takes key, value [, opts]");
@@ -576,15 +610,26 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
         answer_local(n, &o, "\xc3", 1, "ok", done, ud); /* nothing to delete: true */
         return;
     }
+    moor_config_siblings(&n->cfg, moor_config_space(&n->cfg, o.space, o.slen), &warn, &max);
+    if (o.ctxlen == 0 && exists && n->rec.n >= max) {
+        n->sib_refused++;
+        rc = moor_diag(MOOR_ETOOMANYSIBS,
+                       "the key has %u siblings (sibling_max = %u): a write without a ctx would "
+                       "add one more; read the key and write back with its ctx, or give the "
+                       "keyspace a resolver",
+                       n->rec.n, max);
+        goto fail;
+    }
     moor_buf_reset(&n->rec_out);
     moor_buf_reset(&n->ctx_out);
     rc = moor_record_write(exists ? &n->rec : NULL, o.ctx, o.ctxlen, value, vlen, tombstone,
-                           n->cfg.node, strlen(n->cfg.node), moor_clock_wall_ms(), &n->rec_out,
-                           &n->ctx_out);
+                           n->cfg.node, strlen(n->cfg.node), moor_clock_wall_ms(), 0, &n->prune,
+                           &n->rec_out, &n->ctx_out, &nsib);
     free(raw);
     raw = NULL;
     if (rc)
         goto fail;
+    sibling_check(n, &o, key, klen, nsib, warn);
     if (!(w = calloc(1, sizeof(*w)))) {
         rc = MOOR_ENOMEM;
         goto fail;
@@ -657,7 +702,23 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         moor_srv_stats(n->srv, &ss);
     moor_buf_reset(&n->out);
     moor_mp_packer_init(&pk, &n->out);
-    msgpack_pack_map(&pk, n->cl ? 10 : 7);
+    msgpack_pack_map(&pk, n->cl ? 11 : 8);
+    {
+        uint64_t warned = n->sib_warned, refused = n->sib_refused, most = n->sib_most;
+        if (n->cl) {
+            moor_coord_stats_t cs;
+            moor_cl_coord_stats(n->cl, &cs);
+            warned += cs.siblings_warned;
+            refused += cs.siblings_refused;
+            most = cs.siblings_most > most ? cs.siblings_most : most;
+        }
+        msgpack_pack_str_with_body(&pk, "siblings", 8);
+        msgpack_pack_map(&pk, 4);
+        pack_kv_u64(&pk, "warned", warned);
+        pack_kv_u64(&pk, "refused", refused);
+        pack_kv_u64(&pk, "most", most);
+        pack_kv_u64(&pk, "dropped", moor_record_merge_drops());
+    }
     if (n->cl) {
         msgpack_pack_str_with_body(&pk, "cluster", 7);
         moor_cl_pack_info(n->cl, &pk);
@@ -1282,8 +1343,9 @@ moor_store_if_t moor_node_store(moor_node_t *n)
 }
 
 /* The coordinator's resolver hook: the space's Lua resolver over the
- * siblings {value, ts, tombstone, clock} (one clock per record: every
- * sibling carries the record's). */
+ * siblings {value, ts, tombstone, dot = {id = counter}, clock} (clock:
+ * the record's ctx, the same for every sibling; dot: the write that made
+ * this sibling).  The write-back carries a ctx covering every dot. */
 static int resolve_hook(void *ud, const char *space, size_t slen, const char *record, size_t rlen,
                         moor_buf_t *out)
 {
@@ -1298,11 +1360,16 @@ static int resolve_hook(void *ud, const char *space, size_t slen, const char *re
         return 0;
     if ((rc = moor_record_decode(record, rlen, r)))
         return rc;
+    moor_record_ctx_vc(r, &n->rvc);
     moor_mp_packer_init(&pk, &sib);
     rc = msgpack_pack_array(&pk, r->n);
     for (uint32_t i = 0; i < r->n && rc == 0; i++) {
         const moor_sibling_t *x = &r->sib[i];
-        rc |= msgpack_pack_map(&pk, 4);
+        rc |= msgpack_pack_map(&pk, 5);
+        rc |= msgpack_pack_str_with_body(&pk, "dot", 3);
+        rc |= msgpack_pack_map(&pk, 1);
+        rc |= msgpack_pack_str_with_body(&pk, x->dot_id, x->dot_idlen);
+        rc |= msgpack_pack_uint64(&pk, x->dot_counter);
         rc |= msgpack_pack_str_with_body(&pk, "value", 5);
         rc |= x->tombstone ? msgpack_pack_nil(&pk) : moor_mp_pack_raw(&sib, x->value, x->vlen);
         rc |= msgpack_pack_str_with_body(&pk, "ts", 2);
@@ -1310,10 +1377,10 @@ static int resolve_hook(void *ud, const char *space, size_t slen, const char *re
         rc |= msgpack_pack_str_with_body(&pk, "tombstone", 9);
         rc |= x->tombstone ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
         rc |= msgpack_pack_str_with_body(&pk, "clock", 5);
-        rc |= msgpack_pack_map(&pk, r->vc.n);
-        for (uint32_t j = 0; j < r->vc.n; j++) {
-            rc |= msgpack_pack_str_with_body(&pk, r->vc.e[j].id, r->vc.e[j].idlen);
-            rc |= msgpack_pack_uint64(&pk, r->vc.e[j].counter);
+        rc |= msgpack_pack_map(&pk, n->rvc.n);
+        for (uint32_t j = 0; j < n->rvc.n; j++) {
+            rc |= msgpack_pack_str_with_body(&pk, n->rvc.e[j].id, n->rvc.e[j].idlen);
+            rc |= msgpack_pack_uint64(&pk, n->rvc.e[j].counter);
         }
     }
     if (rc)
@@ -1404,6 +1471,11 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         return MOOR_ENOMEM;
     n->loop = loop;
     n->cfg = *cfg;
+    n->prune.max_entries = cfg->vc_max_entries && cfg->vc_max_entries < MOOR_RECORD_VC_KEEP
+                               ? cfg->vc_max_entries
+                               : MOOR_RECORD_VC_KEEP;
+    n->prune.keep_min = cfg->vc_keep_min ? cfg->vc_keep_min : 1;
+    n->prune.max_age_ms = cfg->vc_max_age_ms;
     n->start_ms = moor_clock_mono_ms();
     pthread_mutex_init(&n->qmu, NULL);
     rc = moor_engine_open(cfg->data_dir, &cfg->engine, &n->engine);

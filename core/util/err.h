@@ -49,7 +49,8 @@
     X(PEER, -1016, "peer answered an error")                        \
     X(QUORUM, -1017, "quorum not reached")                          \
     X(UNAVAIL, -1018, "not enough replicas on the ring")            \
-    X(INTERNAL, -1019, "internal error")
+    X(INTERNAL, -1019, "internal error")                           \
+    X(TOOMANYSIBS, -1020, "too many siblings")
 
 /* The wire's error names: X(code, "NAME").  The ONE table between a code
  * and the name an error answer carries ([code, message] on the wire,
@@ -80,7 +81,8 @@
     X(MOOR_EUNAVAIL, "UNAVAILABLE")         \
     X(MOOR_EVERSION, "UNSUPPORTED_VERSION") \
     X(MOOR_EIO, "IO_ERROR")                 \
-    X(MOOR_EINTERNAL, "INTERNAL")
+    X(MOOR_EINTERNAL, "INTERNAL")           \
+    X(MOOR_ETOOMANYSIBS, "TOO_MANY_SIBLINGS")
 
 enum {
 #define MOOR_ERR_ENUM_(name, val, msg) MOOR_E##name = (val),

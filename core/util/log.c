@@ -81,3 +81,30 @@ void moor_log_write(int level, const char *file, int line, const char *fmt, ...)
     if (write(atomic_load(&log_fd), buf, (size_t)n) < 0)
         return;
 }
+
+char *moor_log_escape(const char *s, size_t n, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        int plain = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+        size_t need = plain ? 1 : 4;
+        if (o + need + 4 > cap) { /* room for "..." and the NUL */
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (plain) {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    out[o] = 0;
+    return out;
+}

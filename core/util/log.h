@@ -9,6 +9,8 @@
 #ifndef MOOR_UTIL_LOG_H
 #define MOOR_UTIL_LOG_H
 
+#include <stddef.h>
+
 enum moor_log_level {
     MOOR_LOG_DEBUG = 0,
     MOOR_LOG_INFO = 1,
@@ -41,5 +43,11 @@ void moor_log_write(int level, const char *file, int line, const char *fmt, ...)
 #define moor_log_info(...) moor_log(MOOR_LOG_INFO, __VA_ARGS__)
 #define moor_log_warn(...) moor_log(MOOR_LOG_WARN, __VA_ARGS__)
 #define moor_log_error(...) moor_log(MOOR_LOG_ERROR, __VA_ARGS__)
+
+/* Writes bytes s[0..n) into out (cap bytes, cap >= 8) as printable text
+ * for a log line: printable ASCII as is, '"' and '\\' and other bytes as
+ * \xHH; cut with "..." when it does not fit.  Always NUL-terminated.
+ * Returns out. */
+char *moor_log_escape(const char *s, size_t n, char *out, size_t cap);
 
 #endif

@@ -24,7 +24,8 @@ must be one of always, interval, none, got 'sometimes'".
 The normalised table holds only what the config set (C fills the rest
 with its defaults): node, listen_host, listen_port, data_dir, auth_token,
 engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, hints{...}, seeds,
-spaces = { {name, n, r, w, resolver, sloppy}, ... }, resolvers = {name = fn},
+sibling_warn, sibling_max,
+spaces = { {name, n, r, w, resolver, sloppy, sibling_warn, sibling_max}, ... }, resolvers = {name = fn},
 handlers = {name = {fn, instructions, timeout_ms}}, gossip{...}.
 
 Pure Lua without C: busted runs it directly.
@@ -40,6 +41,7 @@ M.MAX_SPACES = 64
 -- Replicas of a key at most (n, r, w): MOOR_COORD_N_MAX in
 -- core/cluster/coord.h, the one maximum; lua_test_host pins the two equal.
 M.N_MAX = 16
+M.SIBLINGS_MAX = 512 -- MOOR_RECORD_MAX_SIBLINGS: sibling_max at most this
 
 local function fail(fmt, ...)
     error(format(fmt, ...), 0)
@@ -203,6 +205,8 @@ M.schema = {
     zone = str(63, NAME, "a zone name (letters, digits, '_', '.', '-')"),
     vnodes = int(1, 4096),
     request_timeout_ms = int(1, 3600000),
+    sibling_warn = int(1, M.SIBLINGS_MAX),
+    sibling_max = int(1, M.SIBLINGS_MAX),
     hints = record {
         window_s = int(1, 2592000),
         max_mb = int(1, 1048576),
@@ -282,6 +286,8 @@ M.space_schema = {
     resolver = str(63, NAME, "a resolver name (letters, digits, '_', '.', '-')"),
     sloppy = bool,
     tombstone_grace_s = int(0, 315360000),
+    sibling_warn = int(1, M.SIBLINGS_MAX),
+    sibling_max = int(1, M.SIBLINGS_MAX),
 }
 
 -- moor.gossip{...}: failure detection and membership (core/cluster/gossip.h;
@@ -388,8 +394,13 @@ function C:space(name, t)
             fail("moor.space('%s'): r and w must not exceed n (n=%d, %s=%d)", name, v.n, k, v[k])
         end
     end
+    if v.sibling_warn and v.sibling_max and v.sibling_warn > v.sibling_max then
+        fail("moor.space('%s'): sibling_warn (%d) must not exceed sibling_max (%d)", name,
+             v.sibling_warn, v.sibling_max)
+    end
     local entry = { name = name, n = v.n, r = v.r, w = v.w, resolver = v.resolver,
-                    sloppy = v.sloppy, tombstone_grace_s = v.tombstone_grace_s }
+                    sloppy = v.sloppy, tombstone_grace_s = v.tombstone_grace_s,
+                    sibling_warn = v.sibling_warn, sibling_max = v.sibling_max }
     local i = self.space_index[name]
     if not i then
         if #self.t.spaces >= M.MAX_SPACES then

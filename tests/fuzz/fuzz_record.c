@@ -1,9 +1,12 @@
 /*
  * fuzz_record.c -- libFuzzer target for stored records and client
- * contexts.  moor_record_decode on arbitrary bytes: when it accepts, every
- * value span lies inside the input, encode -> decode -> encode is a fixed
- * point, the get result is one valid MessagePack object, and a write on
- * top of the record yields a decodable record.  The same bytes as a ctx:
+ * contexts.  moor_record_decode on arbitrary bytes (format v2, and v1
+ * converted with legacy dots): when it accepts, every value and dot id
+ * span lies inside the input (or is the static legacy id), encode ->
+ * decode -> encode is a fixed point, merging the record with itself gives
+ * a record that merging again leaves byte-identical, the get result is
+ * one valid MessagePack object, and a write on top of the record yields a
+ * decodable record (or the hard cap's MOOR_ETOOMANYSIBS).  The same bytes as a ctx:
  * moor_vclock_decode either refuses with MOOR_EBADCTX (cursor unmoved) or
  * gives a sorted clock that round-trips; moor_record_write with them as
  * ctx succeeds or says MOOR_EBADCTX.
@@ -39,7 +42,9 @@ static void same_record(const moor_record_t *a, const moor_record_t *b)
         abort();
     for (uint32_t i = 0; i < a->n; i++)
         if (a->sib[i].tombstone != b->sib[i].tombstone || a->sib[i].ts != b->sib[i].ts ||
-            a->sib[i].vlen != b->sib[i].vlen ||
+            a->sib[i].vlen != b->sib[i].vlen || a->sib[i].dot_counter != b->sib[i].dot_counter ||
+            a->sib[i].dot_idlen != b->sib[i].dot_idlen ||
+            memcmp(a->sib[i].dot_id, b->sib[i].dot_id, a->sib[i].dot_idlen) ||
             (a->sib[i].vlen && memcmp(a->sib[i].value, b->sib[i].value, a->sib[i].vlen)))
             abort();
 }
@@ -57,6 +62,14 @@ static void fuzz_decoded(const char *in, size_t size, const moor_record_t *r)
             (r->sib[i].value < in || r->sib[i].vlen == 0 || r->sib[i].vlen > size ||
              (size_t)(r->sib[i].value - in) > size - r->sib[i].vlen))
             abort();
+    for (uint32_t i = 0; i < r->n; i++) {
+        const moor_sibling_t *s = &r->sib[i];
+        if (s->dot_idlen == 0 || s->dot_idlen > MOOR_VC_ID_MAX || s->dot_counter == 0)
+            abort();
+        if (!(s->dot_idlen == 1 && s->dot_id[0] == 0) && /* the legacy id: static */
+            (s->dot_id < in || (size_t)(s->dot_id - in) > size - s->dot_idlen))
+            abort();
+    }
     if (!r2 || !r3 || moor_record_encode(r, &e1) || moor_record_decode(e1.data, e1.len, r2))
         abort();
     same_record(r, r2);
@@ -67,10 +80,21 @@ static void fuzz_decoded(const char *in, size_t size, const moor_record_t *r)
     p = res.data;
     if (moor_mp_skip(&p, res.data + res.len, MOOR_MP_MAX_DEPTH) || p != res.data + res.len)
         abort();
-    if (moor_record_write(r, NULL, 0, "\x01", 1, 0, "fz", 2, 1, &out, &ctx) ||
-        moor_record_decode(out.data, out.len, r3))
+    /* merge with itself: canonical, and a fixed point from there */
+    moor_buf_reset(&e1);
+    moor_buf_reset(&e2);
+    if (moor_record_merge(r, r, &e1) || moor_record_decode(e1.data, e1.len, r2) ||
+        moor_record_merge(r2, r2, &e2) || e1.len != e2.len || memcmp(e1.data, e2.data, e1.len))
         abort();
-    check_clock(&r3->vc);
+    int rc = moor_record_write(r, NULL, 0, "\x01", 1, 0, "fz", 2, 1, 0, NULL, &out, &ctx, NULL);
+    if (rc == 0) {
+        if (moor_record_decode(out.data, out.len, r3))
+            abort();
+        check_clock(&r3->vc);
+    } else if (!(rc == MOOR_ETOOMANYSIBS && r->n == MOOR_RECORD_MAX_SIBLINGS) &&
+               rc != MOOR_EINVAL) { /* EINVAL: fz's dot at 2^64-1 */
+        abort();
+    }
     moor_buf_free(&e1);
     moor_buf_free(&e2);
     moor_buf_free(&res);
@@ -103,7 +127,8 @@ static void fuzz_ctx(const char *in, size_t size)
             abort();
     }
     if (size) {
-        rc = moor_record_write(NULL, in, size, "\xc0", 1, 0, "fz", 2, 7, &out, &nctx);
+        rc = moor_record_write(NULL, in, size, "\xc0", 1, 0, "fz", 2, 7, 0, NULL, &out, &nctx,
+                               NULL);
         if (rc != 0 && rc != MOOR_EBADCTX)
             abort();
         if (rc == 0 && (out.len == 0 || nctx.len == 0))

@@ -280,11 +280,13 @@ class ClusterTest(unittest.TestCase):
                     missing.append(k)
                     continue
                 self.assertIsInstance(rec, bytes)
-                vclock, siblings = msgpack.unpackb(rec, raw=False)
+                ver, vclock, siblings = msgpack.unpackb(rec, raw=False)
+                self.assertEqual(ver, 2)    # format v2 (README "On-disk formats")
                 self.assertIsInstance(vclock, list)
-                self.assertTrue(vclock, "empty clock in %s's record" % k)
                 self.assertEqual(len(siblings), 1, siblings)
-                value, ts, tombstone = siblings[0]
+                dot_id, dot_counter, value, ts, tombstone = siblings[0]
+                self.assertTrue(dot_id, "no dot in %s's record" % k)
+                self.assertGreater(dot_counter, 0)
                 self.assertEqual(value, {"i": i, "k": k})
                 self.assertIs(tombstone, False)
                 self.assertIsInstance(ts, int)
@@ -324,7 +326,7 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual((err, ans), (None, {"proto": 1}))
         err, rec = peer.call("_get", {"space": "default", "key": "g-key"})
         self.assertIsNone(err, err)
-        self.assertEqual(msgpack.unpackb(rec, raw=False)[1][0][0], "v")
+        self.assertEqual(msgpack.unpackb(rec, raw=False)[2][0][2], "v")
 
     def test_i_ctx_cannot_poison_clocks(self):
         # A ctx naming another node's counter near 2^64, or far ahead of
@@ -370,6 +372,10 @@ class ClusterTest(unittest.TestCase):
             (("default", "j-key", rec(good[0], [])), "no siblings"),
             (("default", "j-key", rec(good[0], [[None, now, False]]) + b"x"), "record"),
             (("default", "j" * 70000, rec(*good)), "key"),
+            # format v2: a dot counter far ahead is refused like a clock's
+            (("default", "j-key", msgpack.packb(
+                [2, good[0], [[b"n9", 2**63, "forged", now, False]]], use_bin_type=True)),
+             "dot counter"),
         ]
         for params, why in cases:
             space, key, record = params

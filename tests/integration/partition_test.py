@@ -197,15 +197,18 @@ def tearDownModule():
 
 def read_record(peer, key):
     """The record node `peer` (an _auth'ed connection) holds for key in the
-    default space: None or (clock, [(value, ts, tombstone), ...])."""
+    default space: None or (clock, [(value, ts, tombstone), ...],
+    [(dot_id, dot_counter), ...]) -- the record's context, its siblings and
+    their dots."""
     err, rec = peer.call("_get", {"space": "default", "key": key})
     if err is not None:
         raise AssertionError("_get %s answered %r" % (key, err))
     if rec is None:
         return None
     assert isinstance(rec, bytes), rec
-    clock, siblings = msgpack.unpackb(rec, raw=False)
-    return clock, [tuple(s) for s in siblings]
+    ver, clock, siblings = msgpack.unpackb(rec, raw=False)   # format v2
+    assert ver == 2, ver
+    return clock, [tuple(s[2:]) for s in siblings], [(s[0], s[1]) for s in siblings]
 
 
 class PartitionTest(unittest.TestCase):
@@ -335,8 +338,8 @@ class PartitionTest(unittest.TestCase):
                 break
             time.sleep(0.2)
         self.assertEqual(got, ["left", "right"], "n3 not repaired within %ss" % REPAIR_S)
-        # Its clock holds both writers: n1 (left) and n3 (right).
-        self.assertEqual(sorted(e[0] for e in rec[0]), [b"n1", b"n3"], rec[0])
+        # Its siblings' dots name both writers: n1 (left) and n3 (right).
+        self.assertEqual(sorted(d[0] for d in rec[2]), [b"n1", b"n3"], rec[2])
         for n in self.c.nodes:
             c = self.connect(n)
             err, res = c.call("get", "split", {"r": "all"})
@@ -505,8 +508,8 @@ class PartitionWithHintsTest(unittest.TestCase):
             err, rec = p4.call("_get", {"space": "default", "key": key})
             self.assertIsNone(err, err)
             self.assertIsNotNone(rec, "%s: the hint never reached n4" % key)
-            _, siblings = msgpack.unpackb(rec, raw=False)
-            self.assertEqual([s[0] for s in siblings], [["e", int(key[2:])]])
+            _, _, siblings = msgpack.unpackb(rec, raw=False)
+            self.assertEqual([s[2] for s in siblings], [["e", int(key[2:])]])
         sys.stderr.write("(%d of n4's writes handed off across the healed partition) "
                          % len(owned))
 

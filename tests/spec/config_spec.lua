@@ -63,6 +63,17 @@ describe("moor.config", function()
         assert.are.equal(false, t.spaces[1].sloppy)
     end)
 
+    it("takes sibling limits at the top and per space", function()
+        local t = load(function(m)
+            m.cfg({ node = "n1", sibling_warn = 10, sibling_max = 50 })
+            m.space("s", { sibling_warn = 5, sibling_max = 512 })
+        end)
+        assert.are.equal(10, t.sibling_warn)
+        assert.are.equal(50, t.sibling_max)
+        assert.are.equal(5, t.spaces[1].sibling_warn)
+        assert.are.equal(512, t.spaces[1].sibling_max)
+    end)
+
     it("needs only a node id", function()
         local t = load(function(m) m.cfg({ node = "solo" }) end)
         assert.are.equal("solo", t.node)
@@ -106,6 +117,13 @@ describe("moor.config", function()
         fails(function(m) m.cfg({ node = "n1" }); m.space("s", { sloppy = "no" }) end,
               "moor.space('s'): sloppy must be true or false, got 'no'")
         fails(function(m) m.cfg({ node = "bad id!" }) end, "moor.cfg: node must be a node id")
+        fails(function(m) m.cfg({ node = "n1", sibling_max = 513 }) end,
+              "moor.cfg: sibling_max must be an integer in 1..512, got 513")
+        fails(function(m) m.cfg({ node = "n1" }); m.space("s", { sibling_warn = 0 }) end,
+              "moor.space('s'): sibling_warn must be an integer in 1..512, got 0")
+        fails(function(m)
+            m.cfg({ node = "n1" }); m.space("s", { sibling_warn = 50, sibling_max = 40 })
+        end, "moor.space('s'): sibling_warn (50) must not exceed sibling_max (40)")
         fails(function(m) m.cfg({ node = "n1", plugins = "resolvers.lww" }) end,
               "moor.cfg: plugins must be a list")
     end)

@@ -97,6 +97,7 @@ struct world {
     moor_ring_t *ring;
     uint32_t vc_max_entries, vc_keep_min; /* coordinator opts of node_start */
     uint64_t vc_max_age_ms;
+    uint32_t sib_warn, sib_max; /* 0: no siblings callback (the defaults) */
 };
 
 static void ev_push(world_t *w, ev_t *e)
@@ -395,6 +396,15 @@ static int check_key(void *ud, const char *space, size_t slen, const char *key, 
     return 0;
 }
 
+static void world_siblings(void *ud, const char *space, size_t slen, uint32_t *warn,
+                           uint32_t *max)
+{
+    world_t *w = ud;
+    (void)space, (void)slen;
+    *warn = w->sib_warn;
+    *max = w->sib_max;
+}
+
 static void node_start(world_t *w, int i, int with_resolver)
 {
     node_t *n = &w->nodes[i];
@@ -415,6 +425,10 @@ static void node_start(world_t *w, int i, int with_resolver)
     o.vc_max_entries = w->vc_max_entries;
     o.vc_keep_min = w->vc_keep_min;
     o.vc_max_age_ms = w->vc_max_age_ms;
+    if (w->sib_max) {
+        o.siblings = world_siblings;
+        o.siblings_ud = w;
+    }
     assert_int_equal(moor_coord_new(&o, &n->c), 0);
     moor_coord_set_ring(n->c, w->ring);
 }
@@ -1128,9 +1142,10 @@ static void test_resolver(void **state)
         assert_true(stored(w, i, "k", r));
         assert_int_equal(r->n, 1);
         assert_int_equal(r->sib[0].value[0], 9);
-        /* the answered ctx is the write-back's clock */
-        moor_vclock_t vc = clock_of(&g.ctx);
-        assert_int_equal(moor_vclock_compare(&vc, &r->vc), MOOR_VC_EQUAL);
+        /* the answered ctx is the write-back's: its context and its dot */
+        moor_vclock_t vc = clock_of(&g.ctx), want;
+        moor_record_ctx_vc(r, &want);
+        assert_int_equal(moor_vclock_compare(&vc, &want), MOOR_VC_EQUAL);
     }
     moor_coord_stats_t st;
     moor_coord_stats(w->nodes[2].c, &st);
@@ -1234,8 +1249,9 @@ static void test_hlc(void **state)
     world_free(w);
 }
 
-/* Clocks are pruned as configured: by count (oldest first) and by age
- * while more than keep_min entries remain; the writer's own entry stays. */
+/* Contexts are pruned as configured: by count (oldest first) and by age
+ * while more than keep_min entries remain; the writer's dot is never
+ * folded into the context, and the ctx answered carries it. */
 static void test_vclock_prune(void **state)
 {
     world_t *w = world_new(0);
@@ -1266,7 +1282,8 @@ static void test_vclock_prune(void **state)
     assert_int_equal(v.e[0].id[0], 'a');
     for (uint32_t i = 1; i < v.n; i++)
         assert_true(v.e[i].id[0] >= 't');
-    /* by count alone: max 2 entries keeps the newest two, a's among them */
+    /* by count alone: max 2 entries keeps the newest two foreign ones in
+     * the context; the ctx adds the write's dot (a's) */
     moor_coord_free(w->nodes[0].c);
     w->vc_max_entries = 2;
     w->vc_keep_min = 1;
@@ -1276,8 +1293,9 @@ static void test_vclock_prune(void **state)
     node_put(w, 0, "j", "\x01", &fctx, &a);
     moor_buf_t c2 = put_ctx(&a);
     v = clock_of(&c2);
-    assert_int_equal(v.n, 2);
+    assert_int_equal(v.n, 3);
     assert_int_equal(v.e[0].id[0], 'a');
+    assert_true(v.e[1].id[0] >= 'v' && v.e[2].id[0] >= 'v');
     moor_buf_free(&c1), moor_buf_free(&c2), moor_buf_free(&fctx);
     ans_reset(&a);
     world_free(w);
@@ -1477,7 +1495,7 @@ static void test_peer_requests(void **state)
     moor_vclock_init(&r->vc);
     assert_int_equal(moor_vclock_increment(&r->vc, "x", 1, 1), 0);
     r->n = 1;
-    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0};
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1};
     assert_int_equal(moor_record_encode(r, &rec), 0);
     pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     ans_reset(&a);
@@ -1587,6 +1605,128 @@ static void store_raw(world_t *w, int i, const char *key, const moor_record_t *r
     moor_buf_free(&ek), moor_buf_free(&rec);
 }
 
+/* Puts raw record bytes straight into node i's store. */
+static void store_bytes(world_t *w, int i, const char *key, const char *rec, size_t rlen)
+{
+    moor_buf_t ek = MOOR_BUF_INIT;
+    node_t *n = &w->nodes[i];
+    kv_t *kv;
+
+    assert_int_equal(moor_record_key("default", 7, key, strlen(key), &ek), 0);
+    if (!(kv = kv_find(n, ek.data, ek.len))) {
+        kv = &n->kv[n->nkv++];
+        moor_buf_init(&kv->key);
+        moor_buf_init(&kv->rec);
+        assert_int_equal(moor_buf_append(&kv->key, ek.data, ek.len), 0);
+    }
+    kv->rec.len = 0;
+    assert_int_equal(moor_buf_append(&kv->rec, rec, rlen), 0);
+    moor_buf_free(&ek);
+}
+
+/* Replicas holding records in the format before DVV (the same bytes on
+ * all three, as an older release left them): a get answers their values,
+ * a put with its ctx replaces them on every replica, in v2. */
+static void test_legacy_records(void **state)
+{
+    /* [[["old", 4, 50]], [[5, 9, false], [7, 10, false]]] */
+    static const char v1[] = "\x92"
+                             "\x91\x93\xc4\x03old\x04\x32"
+                             "\x92"
+                             "\x93\x05\x09\xc2"
+                             "\x93\x07\x0a\xc2";
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0};
+
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        store_bytes(w, i, "k", v1, sizeof(v1) - 1);
+    node_get(w, 1, "k", &a);
+    got_t g = parse_get(&a);
+    assert_int_equal(g.n, 2);
+    assert_true(got_has(&g, 5) && got_has(&g, 7));
+    for (int i = 0; i < 3; i++) { /* nothing to repair: all agreed */
+        assert_true(stored(w, i, "k", r));
+        assert_int_equal(r->n, 2);
+    }
+    ans_reset(&a);
+    node_put(w, 2, "k", "\x2a", &g.ctx, &a);
+    expect_ok(&a);
+    for (int i = 0; i < 3; i++) {
+        assert_true(stored(w, i, "k", r));
+        assert_int_equal(r->n, 1);
+        assert_int_equal(r->sib[0].value[0], 0x2a);
+        assert_int_equal(moor_vclock_get(&r->vc, "old", 3), 4);
+    }
+    moor_buf_free(&g.ctx);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
+/* sibling_max: a blind write (put or del) on a key with that many
+ * siblings is refused, nothing stored anywhere; a write with the ctx goes
+ * through; the counts are in the stats. */
+static void test_sibling_limits(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    moor_coord_stats_t st, tot = {0};
+    ans_t a = {0};
+
+    (void)state;
+    w->sib_warn = 2;
+    w->sib_max = 3;
+    for (int i = 0; i < 3; i++) {
+        moor_coord_free(w->nodes[i].c);
+        node_start(w, i, 0);
+    }
+    node_put(w, 0, "k", "\x01", NULL, &a);
+    expect_ok(&a);
+    ans_reset(&a);
+    node_put(w, 1, "k", "\x02", NULL, &a);
+    expect_ok(&a);
+    ans_reset(&a);
+    node_put(w, 2, "k", "\x03", NULL, &a);
+    expect_ok(&a);
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x04", NULL, &a);
+    expect_err(&a, "TOO_MANY_SIBLINGS", "write back with its ctx");
+    ans_reset(&a);
+    node_del(w, 1, "k", NULL, &a);
+    expect_err(&a, "TOO_MANY_SIBLINGS", "sibling_max = 3");
+    for (int i = 0; i < 3; i++) {
+        assert_true(stored(w, i, "k", r));
+        assert_int_equal(r->n, 3);
+    }
+    ans_reset(&a);
+    node_get(w, 2, "k", &a);
+    got_t g = parse_get(&a);
+    assert_int_equal(g.n, 3);
+    ans_reset(&a);
+    node_put(w, 0, "k", "\x05", &g.ctx, &a);
+    expect_ok(&a);
+    for (int i = 0; i < 3; i++) {
+        assert_true(stored(w, i, "k", r));
+        assert_int_equal(r->n, 1);
+    }
+    for (int i = 0; i < 3; i++) {
+        moor_coord_stats(w->nodes[i].c, &st);
+        tot.siblings_warned += st.siblings_warned;
+        tot.siblings_refused += st.siblings_refused;
+        tot.siblings_most = st.siblings_most > tot.siblings_most ? st.siblings_most
+                                                                   : tot.siblings_most;
+    }
+    assert_int_equal(tot.siblings_warned, 1);
+    assert_int_equal(tot.siblings_refused, 2);
+    assert_int_equal(tot.siblings_most, 3);
+    moor_buf_free(&g.ctx);
+    ans_reset(&a);
+    free(r);
+    world_free(w);
+}
+
 /* No client ctx and no peer record may carry a clock entry near the end
  * of its range or far ahead of the wall clock, and nothing may move a
  * node's own clock beyond its bound: once, a ctx naming another node's
@@ -1639,7 +1779,7 @@ static void test_clock_bounds(void **state)
     assert_int_equal(moor_vclock_increment(&r->vc, "b", 1, w->now), 0);
     r->vc.e[0].counter = 1ull << 63;
     r->n = 1;
-    r->sib[0] = (moor_sibling_t){"\x2a", 1, w->now, 0};
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, w->now, 0, "b", 1, 1};
     for (int i = 0; i < 3; i++)
         store_raw(w, i, "old", r);
     ans_reset(&a);
@@ -1788,7 +1928,7 @@ static void test_shutdown_in_flight(void **state)
     moor_vclock_init(&r->vc);
     assert_int_equal(moor_vclock_increment(&r->vc, "x", 1, 1), 0);
     r->n = 1;
-    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0};
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1};
     assert_int_equal(moor_record_encode(r, &rec), 0);
     pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     peer_call(w, "_put", p.data, p.len, 1, &pp);
@@ -2354,6 +2494,8 @@ static void test_new_rejects(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_legacy_records),
+        cmocka_unit_test(test_sibling_limits),
         cmocka_unit_test(test_put_then_get_elsewhere),
         cmocka_unit_test(test_one_coordinator_siblings),
         cmocka_unit_test(test_forwarded),

@@ -90,7 +90,7 @@ static void make_record(int i, size_t pad, moor_buf_t *out)
     moor_mp_packer_init(&pk, &val);
     assert_int_equal(msgpack_pack_str_with_body(&pk, v, (size_t)n), 0);
     assert_int_equal(moor_record_write(NULL, NULL, 0, val.data, val.len, 0, "n0", 2,
-                                       SIM_T0 + (uint64_t)i, out, &ctx),
+                                       SIM_T0 + (uint64_t)i, 0, NULL, out, &ctx, NULL),
                      0);
     moor_buf_free(&val);
     moor_buf_free(&ctx);

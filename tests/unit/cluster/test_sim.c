@@ -494,6 +494,9 @@ struct cluster {
     int fail_key;    /* key whose history explains cl->fail, -1 if none */
     int clock_order; /* MOOR_SIM_CLOCK_ORDER: a clock descendant supersedes too */
     int force_node;  /* scenarios: coordinate every call here; -1: a random live node */
+    int no_blind;    /* phase 2 writes always carry the ctx of the read before (if any) */
+    int dvv_watch;   /* the sibling watcher runs (run_dvv_seed) */
+    uint32_t most_siblings; /* the most siblings the watcher saw at one replica */
     uint64_t shutting_down;
     char fail[2048]; /* first property violation */
 };
@@ -982,7 +985,7 @@ static void phase2_next(cluster_t *cl, client_t *c)
         c->key = MAXKEYS + (int)sim_range(cl->sim, 0, (uint64_t)cl->nkeys2 - 1);
         issue_get(cl, c, c->key, 0);
     } else {
-        issue_write(cl, c, c->key, 0, sim_chance(cl->sim, 0.1));
+        issue_write(cl, c, c->key, 0, sim_chance(cl->sim, 0.1) && !cl->no_blind);
     }
 }
 
@@ -2036,6 +2039,182 @@ static void test_sloppy_hints_over_seeds(void **state)
     assert_true(tot.delivered > 0);
 }
 
+/* ---- DVV: siblings bounded by truly concurrent writes ---- */
+
+/* 1 if write x read y: y is among x's parents, transitively. */
+static int dvv_saw(cluster_t *cl, uint32_t x, uint32_t y, char *mark)
+{
+    wrec_t *w = cl_write(cl, x);
+
+    if (mark[x])
+        return 0;
+    mark[x] = 1;
+    for (uint32_t j = 0; j < w->nparents; j++)
+        if (w->parents[j] == y || (w->parents[j] < x && dvv_saw(cl, w->parents[j], y, mark)))
+            return 1;
+    return 0;
+}
+
+/* Every few ms of simulated time, at every replica of every key: the
+ * siblings are writes none of whose writers read another (an antichain:
+ * truly concurrent), and there are at most as many as writers, plus the
+ * writes of the key that failed (a failed write may have landed, and its
+ * writer's next write did not read it). */
+static void dvv_watch(sim_t *s, sim_ev_t *ev)
+{
+    cluster_t *cl = ev->p;
+    moor_record_t *rec = malloc(sizeof(*rec));
+    char *mark = malloc(cl->nw + 1);
+    uint32_t ids[MOOR_RECORD_MAX_SIBLINGS];
+
+    for (int k = MAXKEYS; k < MAXKEYS + cl->nkeys2 && !cl->fail[0]; k++) {
+        uint32_t failed = 0;
+        for (uint32_t id = 1; id <= cl->nw; id++)
+            failed += cl_write(cl, id)->key == k && cl_write(cl, id)->state == 2;
+        for (int i = 0; i < cl->nnodes && !cl->fail[0]; i++) {
+            const moor_buf_t *raw = peek_key(cl, i, k);
+            uint32_t n = 0;
+            if (!raw)
+                continue;
+            if (moor_record_decode(raw->data, raw->len, rec)) {
+                cl_failf(cl, "n%d holds an undecodable record of %s", i, key_of(cl, k));
+                break;
+            }
+            for (uint32_t j = 0; j < rec->n; j++)
+                ids[n++] = rec->sib[j].tombstone ? 0 : value_id(rec->sib[j].value, rec->sib[j].vlen);
+            if (n > cl->most_siblings)
+                cl->most_siblings = n;
+            if (n > (uint32_t)cl->nclients + failed)
+                cl_failf(cl, "n%d holds %u siblings of %s at t=%llu: more than %d writers plus %u "
+                         "failed writes",
+                         i, n, key_of(cl, k), (unsigned long long)s->now, cl->nclients, failed);
+            for (uint32_t a = 0; a < n && !cl->fail[0]; a++)
+                for (uint32_t b = 0; b < n && !cl->fail[0]; b++) {
+                    if (a == b || !ids[a] || !ids[b] || ids[a] > cl->nw)
+                        continue;
+                    memset(mark, 0, cl->nw + 1);
+                    if (dvv_saw(cl, ids[a], ids[b], mark))
+                        cl_failf(cl, "n%d holds w%u beside w%u of %s, but w%u's writer read w%u",
+                                 i, ids[a], ids[b], key_of(cl, k), ids[a], ids[b]);
+                }
+            if (cl->fail[0])
+                cl->fail_key = k;
+        }
+    }
+    free(mark);
+    free(rec);
+    if (cl->dvv_watch && !cl->fail[0])
+        sim_schedule_p(s, 7, -1, dvv_watch, cl, 0);
+}
+
+/* Faults that lose and reorder messages and cut links, nothing else. */
+static void dvv_fault_next(sim_t *s, sim_ev_t *ev)
+{
+    static const double losses[] = {0, 0.02, 0.1, 0.3};
+    cluster_t *cl = ev->p;
+    int a = (int)sim_range(s, 0, (uint64_t)cl->nnodes - 1);
+    int b = (int)sim_range(s, 0, (uint64_t)cl->nnodes - 1);
+
+    if (!cl->phase2_faults)
+        return;
+    switch (sim_range(s, 0, 3)) {
+    case 0: s->loss = losses[sim_range(s, 0, 3)]; break;
+    case 1:
+        if (a != b)
+            sim_cut(s, a, b, 1);
+        break;
+    default: sim_heal(s); break;
+    }
+    sim_schedule_p(s, sim_range(s, 20, 120), -1, dvv_fault_next, cl, 0);
+}
+
+typedef struct dvv_result {
+    int failed;
+    uint64_t acked, failures;
+    uint32_t most;
+} dvv_result_t;
+
+/* W writers, each reading a key and writing back with the ctx it read, in
+ * a loop, on two keys of a 3-node cluster (R = W = 2) while messages are
+ * lost, reordered and links cut; then heal, repair and check that no
+ * acknowledged write was lost (check_phase2_key). */
+static dvv_result_t run_dvv_seed(uint64_t seed, int verbose)
+{
+    cluster_t *cl = calloc(1, sizeof(*cl));
+    client_t *repairer;
+    dvv_result_t res;
+
+    cl_init(cl, seed, 3, 2, 2);
+    cl->verbose = verbose;
+    cl->nkeys1 = 0;
+    cl->nkeys2 = 2;
+    cl->no_blind = 1;
+    cl->phase2_faults = 1;
+    cl->dvv_watch = 1;
+    clients_start(cl, 2, MAXCLIENTS - 1, 60);
+    sim_schedule_p(cl->sim, 10, -1, dvv_fault_next, cl, 0);
+    sim_schedule_p(cl->sim, 7, -1, dvv_watch, cl, 0);
+    cl_run_clients(cl, 120000);
+    cl->phase2_faults = 0;
+    cl_heal_all(cl);
+    cl_drain(cl, 2000);
+    repairer = &cl->client[MAXCLIENTS - 1];
+    repairer->cl = cl;
+    repairer->idx = MAXCLIENTS - 1;
+    repairer->phase = 3;
+    cl_repair(cl, repairer, 3, 0);
+    cl->dvv_watch = 0;
+    if (!cl->fail[0])
+        cl_check_final(cl);
+    memset(&res, 0, sizeof(res));
+    res.failed = cl->fail[0] != 0;
+    res.acked = cl->acked;
+    res.failures = cl->failed;
+    res.most = cl->most_siblings;
+    if (verbose > 0)
+        fprintf(stderr, "dvv seed %llu: acked %llu failed %llu most siblings %u\n",
+                (unsigned long long)seed, (unsigned long long)res.acked,
+                (unsigned long long)res.failures, res.most);
+    if (res.failed && verbose >= 0) {
+        fprintf(stderr, "dvv seed %llu FAILED: %s\n  replay: MOOR_SIM_SEED=%llu\n",
+                (unsigned long long)seed, cl->fail, (unsigned long long)seed);
+        if (cl->fail_key >= 0)
+            dump_key(cl, cl->fail_key);
+    }
+    cl_free(cl);
+    free(cl);
+    return res;
+}
+
+static void test_dvv_siblings_bounded_over_seeds(void **state)
+{
+    uint64_t first, count = seed_range(150, &first), failed = 0, first_failed = 0;
+    uint64_t acked = 0, failures = 0;
+    uint32_t most = 0;
+    (void)state;
+
+    for (uint64_t seed = first; seed < first + count; seed++) {
+        dvv_result_t r = run_dvv_seed(seed, count == 1 ? 1 : 0);
+        if (r.failed && !failed++)
+            first_failed = seed;
+        acked += r.acked, failures += r.failures;
+        most = r.most > most ? r.most : most;
+        if (failed >= 5)
+            break;
+    }
+    fprintf(stderr,
+            "dvv: %llu seeds from %llu, %d writers each reading then writing with the ctx: "
+            "acked %llu, failed %llu, most siblings at a replica %u; %llu seeds failed\n",
+            (unsigned long long)count, (unsigned long long)first, MAXCLIENTS - 1,
+            (unsigned long long)acked, (unsigned long long)failures, most,
+            (unsigned long long)failed);
+    if (failed)
+        fail_msg("%llu seed(s) failed; first: MOOR_SIM_SEED=%llu", (unsigned long long)failed,
+                 (unsigned long long)first_failed);
+    assert_true(acked > 0);
+    assert_true(most >= 2); /* the writers did run concurrently */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2053,6 +2232,7 @@ int main(void)
         cmocka_unit_test(test_cluster_replays_a_seed),
         cmocka_unit_test(test_properties_over_seeds),
         cmocka_unit_test(test_sloppy_hints_over_seeds),
+        cmocka_unit_test(test_dvv_siblings_bounded_over_seeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

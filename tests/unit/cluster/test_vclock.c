@@ -655,12 +655,63 @@ static void test_check_bounds(void **state)
     assert_int_equal(moor_vclock_check_bounds(&vc, now, "ctx"), 0);
 }
 
+/* get and raise: raise is a merge with a one-entry clock (the larger
+ * counter with its ts; equal counters: the larger ts), keeps ids sorted,
+ * accepts the legacy id "\0" of converted records, refuses bad input and
+ * a full clock. */
+static void test_get_and_raise(void **state)
+{
+    moor_vclock_t vc, one, m;
+    char id[2] = "a";
+
+    (void)state;
+    moor_vclock_init(&vc);
+    assert_int_equal(moor_vclock_get(&vc, "a", 1), 0);
+    assert_int_equal(moor_vclock_raise(&vc, "b", 1, 5, 50), 0);
+    assert_int_equal(moor_vclock_raise(&vc, "\0", 1, 9000, 9), 0);
+    assert_int_equal(moor_vclock_raise(&vc, "a", 1, 3, 30), 0);
+    assert_int_equal(vc.n, 3);
+    assert_int_equal(vc.e[0].id[0], 0); /* sorted: "\0" < "a" < "b" */
+    assert_int_equal(vc.e[1].id[0], 'a');
+    assert_int_equal(moor_vclock_get(&vc, "\0", 1), 9000);
+    assert_int_equal(moor_vclock_raise(&vc, "b", 1, 4, 99), 0); /* lower: unchanged */
+    assert_int_equal(moor_vclock_get(&vc, "b", 1), 5);
+    assert_int_equal(vc.e[2].ts, 50);
+    assert_int_equal(moor_vclock_raise(&vc, "b", 1, 5, 60), 0); /* equal: larger ts */
+    assert_int_equal(vc.e[2].ts, 60);
+    assert_int_equal(moor_vclock_raise(&vc, "b", 1, 7, 1), 0);
+    assert_int_equal(moor_vclock_get(&vc, "b", 1), 7);
+    assert_int_equal(vc.e[2].ts, 1);
+    /* the same as a merge with a one-entry clock */
+    m = vc;
+    moor_vclock_init(&one);
+    assert_int_equal(moor_vclock_raise(&one, "ab", 2, 2, 2), 0);
+    assert_int_equal(moor_vclock_merge(&m, &one), 0);
+    assert_int_equal(moor_vclock_raise(&vc, "ab", 2, 2, 2), 0);
+    assert_int_equal(moor_vclock_compare(&m, &vc), MOOR_VC_EQUAL);
+    assert_int_equal(m.n, vc.n);
+    assert_memory_equal(m.e, vc.e, vc.n * sizeof(vc.e[0]));
+    /* bad input */
+    assert_int_equal(moor_vclock_raise(&vc, "", 0, 1, 1), MOOR_EINVAL);
+    assert_int_equal(moor_vclock_raise(&vc, "a", 1, 0, 1), MOOR_EINVAL);
+    /* full */
+    moor_vclock_init(&vc);
+    for (int i = 0; i < MOOR_VC_MAX_ENTRIES; i++) {
+        char two[2] = {(char)('A' + i / 26), (char)('a' + i % 26)};
+        assert_int_equal(moor_vclock_raise(&vc, two, 2, 1, 1), 0);
+    }
+    assert_int_equal(moor_vclock_raise(&vc, id, 1, 1, 1), MOOR_ENOMEM);
+    assert_int_equal(vc.n, MOOR_VC_MAX_ENTRIES);
+    assert_int_equal(moor_vclock_raise(&vc, "Aa", 2, 8, 1), 0); /* present: fine */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_increment_order),
         cmocka_unit_test(test_check_bounds),
         cmocka_unit_test(test_increment_errors),
+        cmocka_unit_test(test_get_and_raise),
         cmocka_unit_test(test_compare_orders),
         cmocka_unit_test(test_compare_random),
         cmocka_unit_test(test_merge_laws),

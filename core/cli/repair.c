@@ -110,6 +110,7 @@ static int read_repair_map(const char **p, const char *end, moor_repair_info_t *
     } u64s[] = {
         {"ranges_total", offsetof(moor_repair_info_t, ranges_total)},
         {"ranges_done", offsetof(moor_repair_info_t, ranges_done)},
+        {"ranges_incomplete", offsetof(moor_repair_info_t, ranges_incomplete)},
         {"exchanges", offsetof(moor_repair_info_t, exchanges)},
         {"exchange_failures", offsetof(moor_repair_info_t, exchange_failures)},
         {"keys_compared", offsetof(moor_repair_info_t, keys_compared)},
@@ -608,6 +609,13 @@ static int run(moor_client_t *cl, const repair_opts_t *o, int pretty)
                     "moor repair: stopped at %" PRIu64 " of %" PRIu64
                     " ranges (moor repair resumes it)\n",
                     last.ranges_done, last.ranges_total);
+            status = 1;
+        } else if (status == 0 && last.ranges_incomplete) {
+            fprintf(stderr,
+                    "moor repair: %" PRIu64 " range%s could not be exchanged with every "
+                    "replica (one was down or unreachable); run it again once every replica "
+                    "is up\n",
+                    last.ranges_incomplete, last.ranges_incomplete == 1 ? "" : "s");
             status = 1;
         } else if (status == 0 && failed) {
             fprintf(stderr,

@@ -18,6 +18,7 @@ typedef struct moor_repair_info {
     int running, trees_ready;
     uint64_t ranges_total, ranges_done;
     uint64_t exchanges, exchange_failures;
+    uint64_t ranges_incomplete; /* ranges not exchanged with every owner */
     uint64_t keys_compared, keys_repaired;
     uint64_t bytes_sent, bytes_received;
     uint64_t tombstones_reaped, passes, trees;

@@ -1025,12 +1025,14 @@ static void tree_job_done(moor_aae_t *a, tree_t *t, int failed)
     if (failed)
         t->rfail = 1;
     if (t->rjobs && --t->rjobs == 0 && t->rstate == R_PENDING) {
-        t->rstate = t->rfail ? R_PENDING : R_DONE;
-        if (t->rfail)
+        /* Done either way (a resume skips it); an incomplete one is
+         * counted, and a new repair tries it again. */
+        t->rstate = R_DONE;
+        if (t->rfail) {
             a->rincomplete = 1;
+            a->st.ranges_incomplete++;
+        }
         a->st.ranges_done++;
-        if (t->rfail)
-            t->rstate = R_DONE; /* counted; a later repair tries it again */
         if (a->repairing && a->st.ranges_done >= a->st.ranges_total)
             repair_end(a);
     }
@@ -1577,6 +1579,11 @@ static void job_step(job_t *j)
         }
         switch (j->step) {
         case X_TREE:
+            /* its answer may carry records (a side empty there): paced too */
+            if ((w = wait_ms(a))) {
+                job_later(j, w);
+                return;
+            }
             send_tree(j);
             return;
         case X_BRANCH: {
@@ -2593,6 +2600,7 @@ int moor_aae_repair(moor_aae_t *a, const char *space, size_t slen, const uint64_
     a->repairing = 1;
     a->rincomplete = 0;
     if (!resume) {
+        a->st.ranges_incomplete = 0;
         a->repair_start = now_ms(a);
         a->st.keys_compared = a->st.keys_repaired = 0;
         a->st.bytes_sent = a->st.bytes_received = 0;

@@ -111,6 +111,8 @@ typedef struct moor_aae_stats {
     uint32_t trees;             /* (space, range) trees this node keeps */
     uint32_t ranges_total;      /* of the current (or last) repair */
     uint32_t ranges_done;
+    uint32_t ranges_incomplete; /* of those, ranges not exchanged with every owner (one was
+                                 * down or an exchange failed): a new repair tries them again */
     uint64_t exchanges;         /* range exchanges completed (repair and background) */
     uint64_t exchange_failures; /* range exchanges a peer did not complete */
     uint64_t keys_compared;

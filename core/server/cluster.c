@@ -602,10 +602,11 @@ int moor_cl_pack_repair(const moor_cl_t *cl, msgpack_packer *pk)
     memset(&st, 0, sizeof(st));
     if (cl->aae)
         moor_aae_stats(cl->aae, &st);
-    msgpack_pack_map(pk, 17);
+    msgpack_pack_map(pk, 18);
     pack_bool(pk, "running", st.running);
     pack_u64(pk, "ranges_total", st.ranges_total);
     pack_u64(pk, "ranges_done", st.ranges_done);
+    pack_u64(pk, "ranges_incomplete", st.ranges_incomplete);
     pack_u64(pk, "exchanges", st.exchanges);
     pack_u64(pk, "exchange_failures", st.exchange_failures);
     pack_u64(pk, "keys_compared", st.keys_compared);

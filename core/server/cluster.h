@@ -92,7 +92,7 @@ int moor_cl_pack_hints(const moor_cl_t *cl, moor_buf_t *out);
 int moor_cl_pack_info(const moor_cl_t *cl, msgpack_packer *pk);
 
 /* Packs the "repair" map of `info` (README "Anti-entropy"): running,
- * ranges_total, ranges_done, exchanges, exchange_failures, keys_compared,
+ * ranges_total, ranges_done, ranges_incomplete, exchanges, exchange_failures, keys_compared,
  * keys_repaired, bytes_sent, bytes_received, tombstones_reaped, passes,
  * last_full_pass_s, last_full_pass_ms, trees, trees_ready, build_keys,
  * build_s.  0. */

@@ -43,9 +43,10 @@
 #define LEAVES (MOOR_AAE_SEGMENTS / MOOR_AAE_BRANCHES)
 #define HASH_SEED 0x6d6f6f7220616165ull
 #define LIST_MAX_ITEMS 2048        /* keys per `_aae_keys` answer */
-#define LIST_MAX_BYTES (256 << 10) /* bytes of one `_aae_keys` answer (at least one item) */
+#define LIST_MAX_BYTES (64 << 10) /* bytes of one `_aae_keys` answer (at least one item): small,
+                                      * so one answer never holds the loop long */
 #define FETCH_MAX 128              /* keys per `_aae_fetch` */
-#define PUSH_MAX_BYTES (256 << 10) /* records per `_aae_push` */
+#define PUSH_MAX_BYTES (64 << 10)  /* records per `_aae_push` */
 #define SMALL_BRANCH 32            /* list a branch whole when neither side holds more keys */
 #define BUILD_CHUNK 1024           /* keys per build tick */
 #define REAP_BATCH 256

@@ -9,6 +9,7 @@
  * bounds as a client's ctx) before anything is stored.
  */
 #include "coord_internal.h"
+#include "fields.h"
 
 /* Merges the record rec into the local store's record of key and queues
  * the result; done follows (0) or not (an error: MOOR_ECORRUPT for a
@@ -49,87 +50,13 @@ out:
 
 /* ---- replica side ------------------------------------------------------------------- */
 
-/* The one map param of a peer request: the span of each known field's
- * value (v NULL: absent).  Unknown fields are skipped, so a later release
- * may add some during a rolling upgrade; a known field given twice is
- * refused. */
-typedef struct field {
-    const char *name;
-    const char *v, *end;
-} field_t;
-
-/* Reads params (nparams, plen bytes) as one map into f[0..n-1].  NULL, or
- * what is wrong. */
-static const char *read_fields(const char *params, size_t plen, uint32_t nparams, field_t *f,
-                               size_t n)
-{
-    const char *p = params, *end = params + plen;
-    uint32_t count;
-
-    if (nparams != 1)
-        return "expected one map param";
-    if (moor_mp_read_map(&p, end, &count))
-        return "the param must be a map";
-    while (count--) {
-        const char *k, *v;
-        uint32_t klen;
-        size_t i;
-        if (moor_mp_read_str(&p, end, &k, &klen))
-            return "the map's keys must be str";
-        v = p;
-        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            return "a value is not MessagePack";
-        for (i = 0; i < n; i++)
-            if (strlen(f[i].name) == klen && memcmp(f[i].name, k, klen) == 0)
-                break;
-        if (i == n)
-            continue;
-        if (f[i].v)
-            return "a field given twice";
-        f[i].v = v;
-        f[i].end = p;
-    }
-    return p == end ? NULL : "bytes after the map";
-}
-
-/* 1 if the field is absent or nil. */
-static int field_nil(const field_t *f)
-{
-    const char *p = f->v;
-
-    return !f->v || (moor_mp_read_nil(&p, f->end) == 0 && p == f->end);
-}
-
-/* The field as one str or bin (whole value); 0, or -1. */
-static int field_strbin(const field_t *f, const char **s, uint32_t *len)
-{
-    const char *p = f->v;
-
-    return f->v && moor_mp_read_strbin(&p, f->end, s, len) == 0 && p == f->end ? 0 : -1;
-}
-
-static int field_uint(const field_t *f, uint64_t *u)
-{
-    const char *p = f->v;
-
-    return f->v && moor_mp_read_uint(&p, f->end, u) == 0 && p == f->end ? 0 : -1;
-}
-
-/* A bool field: absent or nil gives dflt; 0, or -1 for another type. */
-static int field_bool(const field_t *f, int dflt, int *b)
-{
-    const char *p = f->v;
-    int v;
-
-    if (field_nil(f)) {
-        *b = dflt;
-        return 0;
-    }
-    if (moor_mp_read_bool(&p, f->end, &v) || p != f->end)
-        return -1;
-    *b = v;
-    return 0;
-}
+/* The one map param of a peer request, read into named fields (fields.h). */
+typedef moor_field_t field_t;
+#define read_fields moor_fields_read
+#define field_nil moor_field_nil
+#define field_strbin moor_field_strbin
+#define field_uint moor_field_uint
+#define field_bool moor_field_bool
 
 /* The space and key fields (f[0], f[1]), and whether the node serves them
  * (opts.check_key: a declared space, a key within limits).  0, or -1 with

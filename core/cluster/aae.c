@@ -195,8 +195,7 @@ static tree_t *tree_exact(const moor_aae_t *a, uint32_t sp, uint64_t lo, uint64_
 static int on_keys(job_t *j, const char *res, size_t rlen, int records);
 static int keys_answer(moor_aae_t *a, uint32_t sp, uint64_t lo, uint64_t hi, uint32_t s0,
                        uint32_t s1, const char *after, size_t alen, int records, moor_buf_t *out);
-static void unit_start(job_t *j, uint32_t s0, uint32_t s1, uint64_t peer_hash, uint64_t my_hash,
-                       uint32_t peer_count, uint32_t my_count);
+static void unit_start(job_t *j, uint32_t s0, uint32_t s1, uint64_t peer_hash, uint64_t my_hash);
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -768,7 +767,6 @@ static int build_cb(void *arg, const char *key, size_t klen, const char *val, si
     a->cursor.len = 0;
     moor_buf_append(&a->cursor, key, klen);
     a->build_keys++;
-    a->tokens_at = a->tokens_at; /* scanning does not spend exchange bytes */
     if (key_parts(key, klen, &token, &sp, &sl, &uk, &ukl) == 0 &&
         (s = space_find(a, sp, sl)) >= 0 && (t = tree_of(a, (uint32_t)s, token)))
         tree_apply(t, token, key_hash(key, klen, rec_hash(val, vlen)), 1);
@@ -1362,7 +1360,7 @@ static int on_tree(job_t *j, const char *res, size_t rlen)
     if (empty) { /* the peer holds nothing here: everything goes */
         j->in_leaves = 0;
         j->b = MOOR_AAE_BRANCHES - 1;
-        unit_start(j, 0, MOOR_AAE_SEGMENTS - 1, 0, 1, 0, 0);
+        unit_start(j, 0, MOOR_AAE_SEGMENTS - 1, 0, 1);
         return 0;
     }
     if (!ready) {
@@ -1539,15 +1537,12 @@ static int on_fetch(job_t *j, const char *res, size_t rlen)
 /* ---- the exchange: the state machine ----------------------------------------------- */
 
 /* Starts reconciling segments s0..s1 of the tree with the peer. */
-static void unit_start(job_t *j, uint32_t s0, uint32_t s1, uint64_t peer_hash, uint64_t my_hash,
-                       uint32_t peer_count, uint32_t my_count)
+static void unit_start(job_t *j, uint32_t s0, uint32_t s1, uint64_t peer_hash, uint64_t my_hash)
 {
     j->s0 = s0;
     j->s1 = s1;
     j->after.len = j->plist.len = j->need_fetch.len = j->need_push.len = j->both.len = 0;
     j->fetch_at = j->push_at = 0;
-    (void)peer_count;
-    (void)my_count;
     if (peer_hash == 0) { /* the peer holds nothing there: give it everything */
         uint32_t n = 0;
         if (collect_local(j, &j->need_push, &n))
@@ -1608,10 +1603,9 @@ static void job_step(job_t *j)
                 }
                 j->b = e - 1; /* the unit ends here; X_UNIT_DONE moves past it */
                 unit_start(j, b * LEAVES, e * LEAVES - 1, peer_empty ? 0 : 1,
-                           peer_empty ? 1 : 0, 0, 0);
+                           peer_empty ? 1 : 0);
             } else if (j->pcount[b] <= SMALL_BRANCH && t->bcount[b] <= SMALL_BRANCH) {
-                unit_start(j, b * LEAVES, b * LEAVES + LEAVES - 1, j->pbranch[b], t->branch[b],
-                           j->pcount[b], t->bcount[b]);
+                unit_start(j, b * LEAVES, b * LEAVES + LEAVES - 1, j->pbranch[b], t->branch[b]);
             } else {
                 j->step = X_LEAVES;
             }
@@ -1636,7 +1630,7 @@ static void job_step(job_t *j)
             }
             j->seg = s + 1;
             j->in_leaves = 1;
-            unit_start(j, base + s, base + s, j->pleaf[s], t->leaf[base + s], 0, 0);
+            unit_start(j, base + s, base + s, j->pleaf[s], t->leaf[base + s]);
             break;
         }
         case X_PULL:
@@ -2617,16 +2611,9 @@ int moor_aae_repair(moor_aae_t *a, const char *space, size_t slen, const uint64_
 int moor_aae_repair_stop(moor_aae_t *a)
 {
     int was = a->repairing;
-    job_t *j, *next, *keep = NULL, *keep_tail = NULL;
 
     /* Queued repair jobs go; those in flight finish (and count). */
-    for (j = a->rq; j; j = next) {
-        next = j->next;
-        job_free(j);
-    }
-    a->rq = a->rq_tail = NULL;
-    (void)keep;
-    (void)keep_tail;
+    free_queue(&a->rq, &a->rq_tail);
     for (uint32_t i = 0; i < a->ntrees; i++)
         if (a->trees[i].rstate == R_PENDING)
             a->trees[i].rjobs = 0;

@@ -338,6 +338,7 @@ op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moor_coord
         return NULL;
     }
     op->timeout_ms = pl->timeout_ms;
+    op->pn = pl->n;
     op->n = op->used = pl->count;
     op->sloppy = pl->sloppy;
     op->receipt = pl->receipt;
@@ -614,6 +615,8 @@ void moor_coord_free(moor_coord_t *c)
         op_unref(op);
     }
     moor_ring_free(c->ring);
+    for (uint32_t i = 0; i < c->npending; i++)
+        moor_ring_free(c->pending[i]);
     free(c->ra);
     free(c->rb);
     free(c->rw);
@@ -626,6 +629,21 @@ void moor_coord_set_ring(moor_coord_t *c, moor_ring_t *ring)
 
     c->ring = ring ? moor_ring_ref(ring) : NULL;
     moor_ring_free(old);
+}
+
+void moor_coord_set_pending(moor_coord_t *c, moor_ring_t *const *rings, uint32_t n)
+{
+    uint32_t old = c->npending;
+    moor_ring_t *keep[MOOR_COORD_PENDING_MAX];
+
+    memcpy(keep, c->pending, old * sizeof(*keep));
+    if (n > MOOR_COORD_PENDING_MAX)
+        n = MOOR_COORD_PENDING_MAX;
+    for (uint32_t i = 0; i < n; i++)
+        c->pending[i] = moor_ring_ref(rings[i]);
+    c->npending = n;
+    for (uint32_t i = 0; i < old; i++)
+        moor_ring_free(keep[i]);
 }
 
 void moor_coord_stats(const moor_coord_t *c, moor_coord_stats_t *out)
@@ -652,6 +670,7 @@ int moor_coord_pack_stats(const moor_coord_t *c, msgpack_packer *pk)
         {"hints_taken", c->st.hints_taken},
         {"siblings_warned", c->st.siblings_warned},
         {"siblings_refused", c->st.siblings_refused},
+        {"pending_writes", c->st.pending_writes},
     };
     int rc = msgpack_pack_map(pk, sizeof(f) / sizeof(f[0]));
 

@@ -197,6 +197,7 @@ typedef struct moor_coord_stats {
     uint64_t siblings_warned;  /* writes that left a key over its sibling_warn */
     uint64_t siblings_refused; /* blind writes refused TOO_MANY_SIBLINGS */
     uint64_t siblings_most;    /* the most siblings a key had after a write coordinated here */
+    uint64_t pending_writes;   /* copies sent to the new owners of ranges in motion */
 } moor_coord_stats_t;
 
 /* ===== API ===== */
@@ -208,6 +209,16 @@ void moor_coord_free(moor_coord_t *c);
 /* The ring to route by (the coordinator takes a reference; calls already
  * started keep the ring they started with).  NULL: none (UNAVAILABLE). */
 void moor_coord_set_ring(moor_coord_t *c, moor_ring_t *ring);
+
+/* The rings the cluster moves toward while members join or leave (at
+ * most MOOR_COORD_PENDING_MAX; the coordinator takes references and drops
+ * the previous ones; n 0: no move in progress).  A coordinated write also
+ * goes, in the background and without counting toward W, to every member
+ * that is among the key's first n in one of them but not among the
+ * replicas it asked: a range in motion gets every write on its old owners
+ * and its new one, so the new owner misses nothing the stream passed. */
+#define MOOR_COORD_PENDING_MAX 8
+void moor_coord_set_pending(moor_coord_t *c, moor_ring_t *const *rings, uint32_t n);
 
 /* Client-level operations.  done runs exactly once (maybe before return);
  * it may start new calls but must not free c.  r, w, n must satisfy

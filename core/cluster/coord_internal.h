@@ -98,6 +98,7 @@ struct op {
     moor_coord_done_fn done;
     void *arg;
     uint32_t n;          /* replicas asked at first (slots 0..n-1): the first n healthy */
+    uint32_t pn;         /* the space's n (a write's pending owners are its first pn) */
     uint32_t nslots;     /* slots: n, then spares a write may ask instead of a silent one */
     uint32_t used;       /* slots asked (n <= used <= nslots) */
     uint32_t need;       /* r or w; 0 for background writes */
@@ -154,6 +155,9 @@ struct moor_coord {
     uint64_t sib_warn_ms, sib_warn_quiet; /* last sibling warning logged; ones since unlogged */
     uint32_t timeout_ms;
     moor_ring_t *ring;           /* our reference; NULL until set */
+    /* rings of the joins and leaves in progress (moor_coord_set_pending) */
+    moor_ring_t *pending[MOOR_COORD_PENDING_MAX];
+    uint32_t npending;
     uint64_t hlc;                /* last counter stamped */
     op_t *ops;                   /* in flight, newest first */
     moor_record_t *ra, *rb, *rw; /* scratch */

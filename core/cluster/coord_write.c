@@ -353,6 +353,53 @@ static void forward_call(moor_coord_t *c, const plan_t *pl, const moor_coord_req
 
 /* Builds the next version (build_write) and sends it to every replica;
  * on failure answers the error.  Drops a reference the caller took. */
+/* The members that will own op's key once the joins and leaves in
+ * progress end (c->pending) and are not among the replicas op asks get
+ * its record too, in the background (coord.h moor_coord_set_pending). */
+static void write_pending(op_t *op)
+{
+    moor_coord_t *c = op->c;
+    struct {
+        uint8_t len;
+        char id[MOOR_RING_ID_MAX];
+    } to[MOOR_COORD_PENDING_MAX * MOOR_COORD_N_MAX];
+    uint32_t nto = 0, list[MOOR_COORD_N_MAX], cnt;
+    uint64_t token;
+    op_t *bg;
+
+    if (!c || c->npending == 0 || op->pn == 0 || op->pn > MOOR_COORD_N_MAX ||
+        moor_ring_key_token(op->sk.data, op->slen, op->sk.data + op->slen, op->klen, &token))
+        return;
+    for (uint32_t r = 0; r < c->npending; r++) {
+        if (moor_ring_preference_list(c->pending[r], token, op->pn, list, &cnt))
+            continue;
+        for (uint32_t j = 0; j < cnt; j++) {
+            const moor_member_t *m = moor_ring_member(c->pending[r], list[j]);
+            int dup = m->status == MOOR_MEMBER_DOWN || m->status == MOOR_MEMBER_LEFT;
+            for (uint32_t i = 0; i < op->used && !dup; i++)
+                dup = op->slot[i].idlen == m->idlen && !memcmp(op->slot[i].id, m->id, m->idlen);
+            for (uint32_t i = 0; i < nto && !dup; i++)
+                dup = to[i].len == m->idlen && !memcmp(to[i].id, m->id, m->idlen);
+            if (dup)
+                continue;
+            to[nto].len = m->idlen;
+            memcpy(to[nto++].id, m->id, m->idlen);
+        }
+    }
+    if (nto == 0 || !(bg = op_new(c, OP_WRITE, nto)))
+        return;
+    bg->timeout_ms = op->timeout_ms;
+    for (uint32_t i = 0; i < nto; i++)
+        op_set_target(bg, i, to[i].id, to[i].len);
+    if (op_set_key(bg, op->sk.data, op->slen, op->sk.data + op->slen, op->klen) ||
+        moor_buf_append(&bg->rec, op->rec.data, op->rec.len)) {
+        op_unref(bg);
+        return;
+    }
+    c->st.pending_writes += nto;
+    write_send(bg);
+}
+
 static void write_go(op_t *op, const char *ctx, size_t ctxlen, const char *value, size_t vlen,
                      int tombstone)
 {
@@ -369,6 +416,7 @@ static void write_go(op_t *op, const char *ctx, size_t ctxlen, const char *value
         op_unref(op);
         return;
     }
+    write_pending(op);
     write_send(op);
 }
 

@@ -349,7 +349,7 @@ static int pack_update(msgpack_packer *pk, const moor_gossip_update_t *u)
     const moor_member_entry_t *e = &u->e;
     int rc = 0;
 
-    rc |= msgpack_pack_array(pk, 7);
+    rc |= msgpack_pack_array(pk, e->m.inactive ? 8 : 7);
     rc |= msgpack_pack_bin_with_body(pk, e->m.id, e->m.idlen);
     rc |= msgpack_pack_str_with_body(pk, e->m.addr, strlen(e->m.addr));
     rc |= msgpack_pack_str_with_body(pk, e->m.zone, strlen(e->m.zone));
@@ -357,6 +357,8 @@ static int pack_update(msgpack_packer *pk, const moor_gossip_update_t *u)
     rc |= msgpack_pack_uint32(pk, (uint32_t)e->m.status);
     rc |= msgpack_pack_uint64(pk, e->incarnation);
     rc |= msgpack_pack_bin_with_body(pk, u->by, u->bylen);
+    if (e->m.inactive)
+        rc |= msgpack_pack_uint32(pk, e->m.inactive);
     return rc;
 }
 
@@ -466,7 +468,13 @@ static int decode_update(const char **p, const char *end, moor_gossip_update_t *
     e->m.status = (int)status;
     if (decode_id(p, end, u->by, &u->bylen, 1, "update accuser"))
         return MOOR_EPROTO;
-    for (uint32_t i = 7; i < n; i++) /* later fields */
+    if (n > 7) {
+        uint64_t inactive;
+        if (moor_mp_read_uint(p, end, &inactive) || inactive > vnodes)
+            return moor_diag(MOOR_EPROTO, "gossip: update inactive tokens out of range");
+        e->m.inactive = (uint32_t)inactive;
+    }
+    for (uint32_t i = 8; i < n; i++) /* later fields */
         if (moor_mp_skip(p, end, 8))
             return moor_diag(MOOR_EPROTO, "gossip: malformed update field");
     return 0;
@@ -573,9 +581,20 @@ static void apply_self(moor_gossip_t *g, const moor_gossip_update_t *u)
 
     if (a->status == MOOR_MEMBER_SUSPECT || a->status == MOOR_MEMBER_DOWN)
         note_accuser(g, u->by, u->bylen); /* each accuser hears the refutation */
+    if (a->status == MOOR_MEMBER_LEFT && b->status != MOOR_MEMBER_LEFT) {
+        /* removed by an operator (`moor remove`): final, no refutation */
+        glog(g, 3, "this node was removed from the cluster; it serves nothing now");
+        g->me.m.status = MOOR_MEMBER_LEFT;
+        g->me.m.inactive = g->me.m.vnodes;
+        g->me.incarnation = u->e.incarnation > g->me.incarnation ? u->e.incarnation
+                                                                   : g->me.incarnation;
+        table_apply(g, &g->me);
+        return;
+    }
     if (u->e.incarnation < g->me.incarnation)
         return;
-    if (a->status == b->status && a->vnodes == b->vnodes && strcmp(a->addr, b->addr) == 0 &&
+    if (a->status == b->status && a->vnodes == b->vnodes && a->inactive == b->inactive &&
+        strcmp(a->addr, b->addr) == 0 &&
         strcmp(a->zone, b->zone) == 0 && u->e.incarnation == g->me.incarnation)
         return;
     if (u->e.incarnation > g->me.incarnation && strcmp(a->addr, b->addr) != 0)
@@ -1364,7 +1383,9 @@ int moor_gossip_new(const moor_gossip_opts_t *o, moor_gossip_t **out)
     g->p = o->p;
     g->rng = o->seed;
     g->me = o->self;
-    g->me.m.status = MOOR_MEMBER_UP;
+    if (g->me.m.status != MOOR_MEMBER_JOINING && g->me.m.status != MOOR_MEMBER_LEAVING &&
+        g->me.m.status != MOOR_MEMBER_LEFT)
+        g->me.m.status = MOOR_MEMBER_UP;
     g->reqs.next = g->reqs.prev = &g->reqs;
     moor_members_init(&g->table);
     if (o->saved)
@@ -1376,7 +1397,8 @@ int moor_gossip_new(const moor_gossip_opts_t *o, moor_gossip_t **out)
         const moor_member_entry_t *old = moor_members_find(&g->table, g->me.m.id, g->me.m.idlen);
         if (old && (old->incarnation > g->me.incarnation ||
                     (old->incarnation == g->me.incarnation &&
-                     (old->m.status != MOOR_MEMBER_UP || old->m.vnodes != g->me.m.vnodes ||
+                     (old->m.status != g->me.m.status || old->m.vnodes != g->me.m.vnodes ||
+                      old->m.inactive != g->me.m.inactive ||
                       strcmp(old->m.addr, g->me.m.addr) || strcmp(old->m.zone, g->me.m.zone)))))
             g->me.incarnation = old->incarnation + 1;
     }
@@ -1447,4 +1469,61 @@ void moor_gossip_free(moor_gossip_t *g)
     free(g->order);
     free(g->q);
     free(g);
+}
+
+/* ---- membership changes this node makes ---------------------------------------------- */
+
+int moor_gossip_set_self(moor_gossip_t *g, int status, uint32_t inactive)
+{
+    moor_gossip_update_t su;
+    int old = g->me.m.status, rc;
+
+    if (old == MOOR_MEMBER_LEFT)
+        return moor_diag(MOOR_EINVAL, "this node has left the cluster");
+    if (inactive > g->me.m.vnodes || status < 0 || status >= MOOR_MEMBER_STATUS_COUNT)
+        return moor_diag(MOOR_EINVAL, "set_self: status %d, inactive %u", status, inactive);
+    if (status == old && inactive == g->me.m.inactive)
+        return 0;
+    g->me.m.status = status;
+    g->me.m.inactive = inactive;
+    g->me.incarnation++;
+    if ((rc = table_apply(g, &g->me)) < 0)
+        return rc;
+    tell_status(g, &g->me.m, old);
+    self_update(g, &su);
+    enqueue(g, &su);
+    flush(g);
+    return 0;
+}
+
+int moor_gossip_remove(moor_gossip_t *g, const char *id, size_t idlen)
+{
+    const moor_member_entry_t *e = moor_members_find(&g->table, id, idlen);
+    moor_member_entry_t left;
+    moor_gossip_update_t u;
+    int old, rc;
+
+    if (!e)
+        return moor_diag(MOOR_ENOENT, "no member '%.*s'", (int)idlen, id);
+    if (is_self(g, id, idlen))
+        return moor_diag(MOOR_EINVAL, "a node cannot remove itself: use leave");
+    if (e->m.status == MOOR_MEMBER_LEFT)
+        return 0;
+    left = *e;
+    old = left.m.status;
+    left.m.status = MOOR_MEMBER_LEFT;
+    left.m.inactive = left.m.vnodes;
+    if ((rc = table_apply(g, &left)) < 0)
+        return rc;
+    tell_status(g, &left.m, old);
+    memset(&u, 0, sizeof(u));
+    u.e = left;
+    enqueue(g, &u);
+    flush(g);
+    return 0;
+}
+
+const moor_member_entry_t *moor_gossip_self(const moor_gossip_t *g)
+{
+    return &g->me;
 }

@@ -54,7 +54,8 @@
  *   _gossip   {from = id, updates = [u...]}  -> {updates = [u...]}
  * table is membership.h's wire form; an update u is
  *   [id (bin), addr (str), zone (str), vnodes (uint), status (uint),
- *    incarnation (uint), by (bin: the accuser of a suspicion, else empty)].
+ *    incarnation (uint), by (bin: the accuser of a suspicion, else empty),
+ *    inactive (uint, omitted when 0)].
  * A `_ping` whose target is not this node is answered with an error (the
  * address now belongs to someone else).
  *
@@ -101,7 +102,10 @@ typedef void (*moor_gossip_log_fn)(void *ud, int level, const char *msg);
 typedef void (*moor_gossip_answer_fn)(void *arg, int status, const char *result, size_t rlen);
 
 typedef struct moor_gossip_opts {
-    moor_member_entry_t self;    /* this node as it publishes itself (status up) */
+    /* this node as it publishes itself: status up (any status but joining,
+     * leaving or left is published as up), or joining/leaving with its
+     * inactive tokens (a restart in the middle of a move) */
+    moor_member_entry_t self;
     const moor_members_t *saved; /* known members (saved table); may be NULL */
     const char *const *seeds;    /* transport ids of the seeds (self excluded) */
     unsigned nseeds;
@@ -152,6 +156,20 @@ void moor_gossip_handle(moor_gossip_t *g, const char *method, size_t mlen, const
                         size_t plen, uint32_t nparams, moor_gossip_answer_fn answer, void *arg);
 
 const moor_members_t *moor_gossip_table(const moor_gossip_t *g);
+
+/* This node as it publishes itself (status, inactive tokens,
+ * incarnation). */
+const moor_member_entry_t *moor_gossip_self(const moor_gossip_t *g);
+
+/* Publishes a new status and count of inactive tokens for this node (a
+ * join or leave in progress, ring.h), at a higher incarnation.  0, or
+ * MOOR_EINVAL once this node has left. */
+int moor_gossip_set_self(moor_gossip_t *g, int status, uint32_t inactive);
+
+/* Marks another member `left` (an operator's `moor remove` of a dead
+ * node): final, it never comes back under its id.  0, MOOR_ENOENT (no
+ * such member), MOOR_EINVAL (this node: use leave). */
+int moor_gossip_remove(moor_gossip_t *g, const char *id, size_t idlen);
 void moor_gossip_stats(const moor_gossip_t *g, moor_gossip_stats_t *st);
 
 /* A decoded gossip message (for the fuzz target and the tests).  Update

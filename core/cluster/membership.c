@@ -65,18 +65,25 @@ static int entry_valid(const moor_member_entry_t *e)
         return moor_diag(MOOR_EINVAL, "member vnodes must be 1..%d", MOOR_RING_VNODES_MAX);
     if (m->status < 0 || m->status >= MOOR_MEMBER_STATUS_COUNT)
         return moor_diag(MOOR_EINVAL, "member status %d is unknown", m->status);
+    if (m->inactive > m->vnodes)
+        return moor_diag(MOOR_EINVAL, "member inactive tokens %u over its vnodes %u", m->inactive,
+                         m->vnodes);
     if (!memchr(m->addr, '\0', sizeof(m->addr)) || !memchr(m->zone, '\0', sizeof(m->zone)))
         return moor_diag(MOOR_EINVAL, "member address or zone too long");
     return 0;
 }
 
-/* Does b win over a (same id)?  Higher incarnation, then later status,
- * then (only for entries that disagree on data at the same incarnation and
+/* Does b win over a (same id)?  `left` is final (a member that left or
+ * was removed never comes back under its id, whatever incarnation a stale
+ * copy of it publishes); then higher incarnation, then later status, then
+ * (only for entries that disagree on data at the same incarnation and
  * status) the greater encoding, so the merge stays order-independent. */
 static int wins(const moor_member_entry_t *a, const moor_member_entry_t *b)
 {
-    int r;
+    int r, al = a->m.status == MOOR_MEMBER_LEFT, bl = b->m.status == MOOR_MEMBER_LEFT;
 
+    if (al != bl)
+        return bl;
     if (b->incarnation != a->incarnation)
         return b->incarnation > a->incarnation;
     if (b->m.status != a->m.status)
@@ -85,7 +92,9 @@ static int wins(const moor_member_entry_t *a, const moor_member_entry_t *b)
         return r > 0;
     if ((r = strcmp(b->m.zone, a->m.zone)) != 0)
         return r > 0;
-    return b->m.vnodes > a->m.vnodes;
+    if (b->m.vnodes != a->m.vnodes)
+        return b->m.vnodes > a->m.vnodes;
+    return b->m.inactive > a->m.inactive;
 }
 
 int moor_members_apply(moor_members_t *t, const moor_member_entry_t *e)
@@ -143,6 +152,8 @@ int moor_members_refute(moor_members_t *t, const char *id, size_t idlen, uint64_
     if (i < 0)
         return 0;
     e = &t->e[i];
+    if (e->m.status == MOOR_MEMBER_LEFT)
+        return 0; /* final */
     if (e->incarnation > seen && e->m.status == MOOR_MEMBER_UP)
         return 0;
     e->incarnation = (seen > e->incarnation ? seen : e->incarnation) + 1;
@@ -161,13 +172,15 @@ int moor_members_encode(const moor_members_t *t, moor_buf_t *out)
     rc |= msgpack_pack_array(&pk, t->n);
     for (uint32_t i = 0; i < t->n; i++) {
         const moor_member_entry_t *e = &t->e[i];
-        rc |= msgpack_pack_array(&pk, 6);
+        rc |= msgpack_pack_array(&pk, e->m.inactive ? 7 : 6);
         rc |= msgpack_pack_bin_with_body(&pk, e->m.id, e->m.idlen);
         rc |= msgpack_pack_str_with_body(&pk, e->m.addr, strlen(e->m.addr));
         rc |= msgpack_pack_str_with_body(&pk, e->m.zone, strlen(e->m.zone));
         rc |= msgpack_pack_uint32(&pk, e->m.vnodes);
         rc |= msgpack_pack_uint32(&pk, (uint32_t)e->m.status);
         rc |= msgpack_pack_uint64(&pk, e->incarnation);
+        if (e->m.inactive)
+            rc |= msgpack_pack_uint32(&pk, e->m.inactive);
     }
     if (rc) {
         out->len = mark;
@@ -183,8 +196,8 @@ static int decode_entry(const char **p, const char *end, moor_member_entry_t *e)
     uint64_t vnodes, status;
 
     memset(e, 0, sizeof(*e));
-    if (moor_mp_read_array(p, end, &n) || n != 6)
-        return moor_diag(MOOR_EPROTO, "member entry must be an array of 6");
+    if (moor_mp_read_array(p, end, &n) || n < 6 || n > 16)
+        return moor_diag(MOOR_EPROTO, "member entry must be an array of 6 or more");
     if (moor_mp_read_strbin(p, end, &s, &len) || len == 0 || len > MOOR_RING_ID_MAX)
         return moor_diag(MOOR_EPROTO, "member id must be 1..%d bytes", MOOR_RING_ID_MAX);
     memcpy(e->m.id, s, len);
@@ -201,6 +214,15 @@ static int decode_entry(const char **p, const char *end, moor_member_entry_t *e)
         return moor_diag(MOOR_EPROTO, "member vnodes, status or incarnation out of range");
     e->m.vnodes = (uint32_t)vnodes;
     e->m.status = (int)status;
+    if (n > 6) {
+        uint64_t inactive;
+        if (moor_mp_read_uint(p, end, &inactive) || inactive > vnodes)
+            return moor_diag(MOOR_EPROTO, "member inactive tokens out of range");
+        e->m.inactive = (uint32_t)inactive;
+    }
+    for (uint32_t i = 7; i < n; i++) /* later fields */
+        if (moor_mp_skip(p, end, 8))
+            return moor_diag(MOOR_EPROTO, "malformed member entry field");
     return 0;
 }
 

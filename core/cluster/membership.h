@@ -6,7 +6,8 @@
  * plus an incarnation number that only the member itself raises (when it
  * restarts, or to refute a suspicion).  Merging keeps, per id, the entry
  * with the higher incarnation; at equal incarnations the "further along"
- * status wins (joining < up < suspect < down < leaving < left), so any
+ * status wins (joining < up < suspect < down < leaving < left); `left`
+ * wins at any incarnation (an id that left never comes back), so any
  * two nodes that have seen the same entries hold the same table whatever
  * order they saw them in -- the property gossip needs (merge is
  * commutative, associative and idempotent), and the ring is a pure
@@ -16,7 +17,8 @@
  * Wire form (the `members` field of `_join` and `_members`, gossip.h; a
  * gossip update is the same entry with the accuser appended):
  *   [[id (bin), addr (str), zone (str), vnodes (uint), status (uint),
- *     incarnation (uint)], ...]
+ *     incarnation (uint), inactive (uint, omitted when 0)], ...]
+ * (decoders skip fields after these, for later releases).
  * Pure data, no I/O; one thread.
  */
 #ifndef MOOR_CLUSTER_MEMBERSHIP_H

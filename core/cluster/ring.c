@@ -163,10 +163,10 @@ static int check_table(const moor_member_t *members, uint32_t n)
     for (uint32_t i = 0; i < n; i++) {
         if ((rc = check_member(&members[i], i)))
             return rc;
-        on += moor_member_on_ring(members[i].status);
+        on += moor_member_tokens(&members[i]) > 0;
     }
     if (on == 0)
-        return moor_diag(MOOR_EINVAL, "ring: all %u members have left; nothing to route to", n);
+        return moor_diag(MOOR_EINVAL, "ring: none of the %u members has a token on the ring; nothing to route to", n);
     return 0;
 }
 
@@ -220,7 +220,7 @@ static int assign_zones(moor_ring_t *r)
         return moor_diag(MOOR_ENOMEM, "ring: no memory for %u zones", r->nmembers);
     r->nzones = 0;
     for (uint32_t i = 0; i < r->nmembers; i++) {
-        if (moor_member_on_ring(r->members[i].status) && !seen[r->zone[i]]) {
+        if (moor_member_tokens(&r->members[i]) && !seen[r->zone[i]]) {
             seen[r->zone[i]] = 1;
             r->nzones++;
         }
@@ -235,16 +235,14 @@ static int place_vnodes(moor_ring_t *r, moor_ring_token_fn token)
     uint32_t k = 0;
 
     for (uint32_t i = 0; i < r->nmembers; i++)
-        if (moor_member_on_ring(r->members[i].status))
-            total += r->members[i].vnodes;
+        total += moor_member_tokens(&r->members[i]);
     r->vn = malloc(total * sizeof(*r->vn));
     if (!r->vn)
         return moor_diag(MOOR_ENOMEM, "ring: no memory for %llu vnodes", (unsigned long long)total);
     for (uint32_t i = 0; i < r->nmembers; i++) {
         const moor_member_t *m = &r->members[i];
-        if (!moor_member_on_ring(m->status))
-            continue;
-        for (uint32_t v = 0; v < m->vnodes; v++)
+        uint32_t on = moor_member_tokens(m);
+        for (uint32_t v = 0; v < on; v++)
             r->vn[k++] = (vnode_t){token(m->id, m->idlen, v), i};
     }
     r->nvnodes = k;
@@ -301,7 +299,7 @@ int moor_ring_build_tokens(const moor_member_t *members, uint32_t n, moor_ring_t
     if ((rc = check_unique(r)) || (rc = assign_zones(r)) || (rc = place_vnodes(r, token)))
         goto fail;
     for (uint32_t i = 0; i < n; i++)
-        r->on_ring += moor_member_on_ring(r->members[i].status);
+        r->on_ring += moor_member_tokens(&r->members[i]) > 0;
     if ((rc = compute_shares(r)))
         goto fail;
     *out = r;
@@ -463,7 +461,7 @@ static void walk_filter(walk_t *w, moor_ring_filter_fn filter, void *arg, uint32
 
     *members = *zones = 0;
     for (uint32_t m = 0; m < r->nmembers; m++) {
-        if (!moor_member_on_ring(r->members[m].status) || !filter(r, m, arg))
+        if (!moor_member_tokens(&r->members[m]) || !filter(r, m, arg))
             continue;
         bit_set(w->accept, m);
         (*members)++;

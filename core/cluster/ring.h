@@ -18,7 +18,8 @@
  * N distinct members.  The first entry is the key's primary.
  *
  * Members with status `left` stay in the ring's table (so tools can show
- * them) but own no tokens.  Every other status is on the ring; whether a
+ * them) but own no tokens; a member with `inactive` tokens owns only its
+ * first vnodes - inactive ones (a join or leave in progress).  Every other status is on the ring; whether a
  * joining, suspect, down or leaving member should receive traffic is the
  * caller's decision, expressed through the filter of
  * moor_ring_preference_list_filter().
@@ -57,6 +58,13 @@ typedef struct moor_member {
     char zone[MOOR_RING_ZONE_MAX]; /* NUL-terminated; "" = no zone */
     uint32_t vnodes;               /* 1..MOOR_RING_VNODES_MAX */
     int status;                    /* a moor_member_status */
+    /* Tokens not (or no longer) on the ring, counted from the top: the
+     * member owns tokens 0 .. vnodes - inactive - 1.  A joining member
+     * starts with all of them inactive and switches them on one range at
+     * a time as their data arrives; a leaving one switches them off from
+     * the top as it hands their data over (README "Joining and leaving").
+     * 0 for a member in no motion; values over vnodes count as vnodes. */
+    uint32_t inactive;
 } moor_member_t;
 
 typedef struct moor_ring moor_ring_t; /* opaque, immutable once built */
@@ -79,10 +87,18 @@ const char *moor_member_status_name(int status);
 /* The status named by s (len bytes), or MOOR_EINVAL (with diag). */
 int moor_member_status_parse(const char *s, size_t len);
 
-/* 1 if a member with this status owns tokens. */
+/* 1 if a member with this status may own tokens. */
 static inline int moor_member_on_ring(int status)
 {
     return status != MOOR_MEMBER_LEFT;
+}
+
+/* Tokens member m has on the ring: vnodes - inactive, 0 once it left. */
+static inline uint32_t moor_member_tokens(const moor_member_t *m)
+{
+    if (!moor_member_on_ring(m->status) || m->inactive >= m->vnodes)
+        return 0;
+    return m->vnodes - m->inactive;
 }
 
 /* Token of vnode i of member id: moor_hash_token(id | be32 i).  Can't fail. */

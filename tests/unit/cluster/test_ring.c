@@ -787,7 +787,7 @@ static void test_refusals(void **state)
     t[0].addr[0] = 0;
     for (int i = 0; i < 3; i++)
         t[i].status = MOOR_MEMBER_LEFT;
-    expect_refused(t, 3, "all 3 members have left");
+    expect_refused(t, 3, "none of the 3 members has a token");
     expect_refused(t, MOOR_RING_MEMBERS_MAX + 1, "members");
 }
 

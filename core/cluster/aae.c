@@ -69,6 +69,7 @@ typedef struct tree {
     uint8_t busy;   /* a job of it runs: its next waits, so a replica missing
                      * the range gets it from one peer, not from each */
     uint32_t rjobs; /* repair jobs of it not finished */
+    uint8_t fresh;  /* its hashes come from the build under way (a new range) */
 } tree_t;
 
 typedef struct space {
@@ -768,7 +769,7 @@ static int build_cb(void *arg, const char *key, size_t klen, const char *val, si
     moor_buf_append(&a->cursor, key, klen);
     a->build_keys++;
     if (key_parts(key, klen, &token, &sp, &sl, &uk, &ukl) == 0 &&
-        (s = space_find(a, sp, sl)) >= 0 && (t = tree_of(a, (uint32_t)s, token)))
+        (s = space_find(a, sp, sl)) >= 0 && (t = tree_of(a, (uint32_t)s, token)) && t->fresh)
         tree_apply(t, token, key_hash(key, klen, rec_hash(val, vlen)), 1);
     return 0;
 }
@@ -791,6 +792,8 @@ static int build_scan_cb(void *arg, const char *key, size_t klen, const char *va
 static void build_done(moor_aae_t *a)
 {
     a->building = 0;
+    for (uint32_t i = 0; i < a->ntrees; i++)
+        a->trees[i].fresh = 0;
     a->st.build_keys = a->build_keys;
     a->st.build_s = (double)(now_ms(a) - a->build_start) / 1000.0;
     moor_log_info("anti-entropy: %u trees built from %llu keys in %.1f s", a->ntrees,
@@ -846,6 +849,8 @@ static void build_start(moor_aae_t *a)
     }
     for (uint32_t i = 0; i < a->ntrees; i++) {
         tree_t *t = &a->trees[i];
+        if (!t->fresh)
+            continue;
         t->root = 0;
         t->count = 0;
         memset(t->branch, 0, sizeof(t->branch));
@@ -884,7 +889,7 @@ void moor_aae_note(moor_aae_t *a, const char *key, size_t klen, const char *old,
     if (key_parts(key, klen, &token, &sp, &sl, &uk, &ukl) || (s = space_find(a, sp, sl)) < 0 ||
         !(t = tree_of(a, (uint32_t)s, token)))
         return;
-    if (a->building) {
+    if (a->building && t->fresh) {
         size_t m = klen < a->cursor.len ? klen : a->cursor.len;
         int c = m ? memcmp(key, a->cursor.data, m) : 0;
         if (a->cursor.len == 0 || c > 0 || (c == 0 && klen > a->cursor.len))
@@ -2679,6 +2684,21 @@ void moor_aae_set_ring(moor_aae_t *a, moor_ring_t *ring)
         a->pass_running = 0;
         pass_schedule(a, a->interval_ms);
     }
+    /* A range this node already replicated keeps its hashes (a join or
+     * leave moves a few ranges at a time); only the new ones are built,
+     * unless a build was under way (then all are). */
+    for (uint32_t i = 0; i < n; i++) {
+        tree_t *old = a->building || !a->trees ? NULL : tree_exact(a, ts[i].space, ts[i].lo, ts[i].hi);
+        ts[i].fresh = 1;
+        if (old) {
+            memcpy(ts[i].branch, old->branch, sizeof(old->branch));
+            memcpy(ts[i].bcount, old->bcount, sizeof(old->bcount));
+            memcpy(ts[i].leaf, old->leaf, sizeof(old->leaf));
+            ts[i].root = old->root;
+            ts[i].count = old->count;
+            ts[i].fresh = 0;
+        }
+    }
     if (set_trees(a, ts, n)) {
         free(ts);
         return;
@@ -2686,6 +2706,8 @@ void moor_aae_set_ring(moor_aae_t *a, moor_ring_t *ring)
     if (a->load_clean) {
         a->load_clean = 0;
         if (load_trees(a) == 0) {
+            for (uint32_t i = 0; i < a->ntrees; i++)
+                a->trees[i].fresh = 0;
             moor_log_info("anti-entropy: %u trees loaded", a->ntrees);
             pass_schedule(a, a->interval_ms);
             return;

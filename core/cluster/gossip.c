@@ -1511,8 +1511,7 @@ int moor_gossip_remove(moor_gossip_t *g, const char *id, size_t idlen)
         return 0;
     left = *e;
     old = left.m.status;
-    left.m.status = MOOR_MEMBER_LEFT;
-    left.m.inactive = left.m.vnodes;
+    left.m.status = MOOR_MEMBER_LEFT; /* inactive kept: < vnodes tells a removal from a leave */
     if ((rc = table_apply(g, &left)) < 0)
         return rc;
     tell_status(g, &left.m, old);

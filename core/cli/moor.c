@@ -48,6 +48,7 @@
 
 #include "cli/bench.h"
 #include "cli/json.h"
+#include "cli/members.h"
 #include "cli/repair.h"
 #include "cli/show.h"
 #include "net/client.h"
@@ -115,6 +116,10 @@ static int usage(const char *why)
           "  repair [--space S] [--range LO:HI]... [--stop] [--restart] [--no-wait] [--json]\n"
           "         [--timeout SECONDS]  anti-entropy repair of what the node replicates,\n"
           "         with every other replica: progress on stderr, summary on stdout\n"
+          "  leave [--cancel] [--wait] [--json]  hand this node's ranges off, then `left`\n"
+          "  remove ID           take a dead member out; the others repair its ranges\n"
+          "  transfers [--rate-mb-s X] [--concurrency N] [--watch S] [--json]\n"
+          "        every range in motion in the cluster: from, to, keys, bytes, rate, ETA\n"
           "VALUE and ARG are JSON ({\"$bin\":\"<base64>\"} for bytes); CTX is the base64 ctx\n"
           "that get/put print.  get prints {\"values\":[V],\"ctx\":CTX}, or with siblings\n"
           "{\"siblings\":[V...],\"clock\":{NODE:COUNTER...},\"ctx\":CTX}; null if missing.\n"
@@ -241,7 +246,9 @@ static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
             i += used;
             continue;
         }
-        if (!c->cmd && (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0)) {
+        if (!c->cmd && (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0 ||
+                        strcmp(a, "leave") == 0 || strcmp(a, "remove") == 0 ||
+                        strcmp(a, "transfers") == 0)) {
             *sub_at = i;
             return 0;
         }
@@ -536,6 +543,8 @@ int main(int argc, char **argv)
     if (rc == 0 && sub_at && strcmp(argv[sub_at], "repair") == 0)
         rc =
             moor_repair_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at, argv + sub_at);
+    else if (rc == 0 && sub_at && strcmp(argv[sub_at], "bench") != 0)
+        rc = moor_members_main(c.addr, c.token, c.timeout_ms, argc - sub_at, argv + sub_at);
     else if (rc == 0 && sub_at)
         rc = moor_bench_main(c.addr, c.token, c.timeout_ms, argc - sub_at, argv + sub_at);
     else if (rc == 0 && (rc = check_args(&c)) == 0)

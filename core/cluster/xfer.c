@@ -648,8 +648,8 @@ static void kick(moor_xfer_t *x)
                 unit_go(x, i);
         return;
     }
-    if (!x->have_table)
-        return;
+    if (!x->have_table || x->t_kick)
+        return; /* no table yet, or waiting (settle, retry): the timer kicks */
     if (!leave && !others_have_tokens(x, &others)) {
         if (others == 0)
             return; /* not heard from the cluster yet: wait for the table */
@@ -1359,11 +1359,24 @@ static void handle_push(moor_xfer_t *x, const char *params, size_t plen, uint32_
         push_finish(ps);
 }
 
-static void handle_status(moor_xfer_t *x, moor_coord_done_fn done, void *arg)
+static void handle_status(moor_xfer_t *x, const char *params, size_t plen, uint32_t nparams,
+                          moor_coord_done_fn done, void *arg)
 {
+    moor_field_t f[2] = {{"rate_kb_s", 0, 0}, {"concurrency", 0, 0}};
     moor_buf_t out = MOOR_BUF_INIT;
     msgpack_packer pk;
+    uint64_t rate = 0, conc = 0;
     int rc = 0;
+
+    if (nparams &&
+        (moor_fields_read(params, plen, nparams, f, 2) ||
+         (!moor_field_nil(&f[0]) && (moor_field_uint(&f[0], &rate) || rate > 1ull << 30)) ||
+         (!moor_field_nil(&f[1]) && (moor_field_uint(&f[1], &conc) || conc > 64)))) {
+        answer_bad(done, arg, "_xfer_status takes {rate_kb_s?, concurrency?}");
+        return;
+    }
+    if (rate || conc)
+        moor_xfer_set_params(x, (uint32_t)rate, (uint32_t)conc);
 
     moor_mp_packer_init(&pk, &out);
     rc |= msgpack_pack_map(&pk, 4);
@@ -1391,7 +1404,7 @@ void moor_xfer_handle(moor_xfer_t *x, const char *method, size_t mlen, const cha
     else if (mlen == 10 && memcmp(method, "_xfer_push", 10) == 0)
         handle_push(x, params, plen, nparams, done, arg);
     else if (mlen == 12 && memcmp(method, "_xfer_status", 12) == 0)
-        handle_status(x, done, arg);
+        handle_status(x, params, plen, nparams, done, arg);
     else
         done(arg, MOOR_EINVAL, "unknown transfer method", NULL, 0);
 }

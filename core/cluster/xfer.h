@@ -43,7 +43,8 @@
  *         total_keys?, total_bytes?}  (totals when count was asked)
  *   _xfer_push {spaces = [names], lo, hi, items = [[engine key, record], ...]}
  *     -> {merged = uint}  (after every record merged is durable)
- *   _xfer_status {} -> {node, state, ranges = [range...]}
+ *   _xfer_status {rate_kb_s?, concurrency?} -> {node, state, info, ranges = [range...]}
+ *     (the throttles given are set first)
  * An item outside (lo, hi] or the spaces named is refused BAD_REQUEST, and
  * every record is checked as a `_put`'s (opts.merge).
  *

@@ -58,6 +58,9 @@ void moor_config_default(moor_config_t *c)
     c->ae_rate_kb_s = 8192;
     c->ae_build_kb_s = 32768;
     c->ae_concurrency = 2;
+    c->xfer_rate_kb_s = 64 * 1024;
+    c->xfer_concurrency = 2;
+    c->xfer_settle_ms = 2000;
     c->tombstone_grace_s = 864000;
     c->sibling_warn = 25;
     c->sibling_max = 100;
@@ -545,6 +548,17 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
             c->ae_build_kb_s = (unsigned)v;
         if (rc >= 0 && (rc = get_num(L, -1, "anti_entropy.", "concurrency", 1, 64, &v)) > 0)
             c->ae_concurrency = (unsigned)v;
+        lua_pop(L, 1);
+        TRY(rc);
+    }
+    if (sub(L, idx, "transfer")) {
+        rc = get_num(L, -1, "transfer.", "rate_mb_s", 0.01, 100000, &v);
+        if (rc > 0)
+            c->xfer_rate_kb_s = v * 1024 < 1 ? 1 : (unsigned)(v * 1024);
+        if (rc >= 0 && (rc = get_num(L, -1, "transfer.", "concurrency", 1, 64, &v)) > 0)
+            c->xfer_concurrency = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "transfer.", "settle_ms", 0, 600000, &v)) > 0)
+            c->xfer_settle_ms = (unsigned)v;
         lua_pop(L, 1);
         TRY(rc);
     }

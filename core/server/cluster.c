@@ -20,6 +20,7 @@
 #include "cluster/hints.h"
 #include "cluster/membership.h"
 #include "cluster/vclock.h"
+#include "cluster/xfer.h"
 #include "util/file.h"
 #include "net/peer.h"
 #include "net/uvenv.h"
@@ -62,6 +63,10 @@ struct moor_cl {
     moor_coord_t *coord;
     moor_hints_t *hints;  /* writes this node holds for owners that were down */
     moor_aae_t *aae;      /* anti-entropy: hash trees, exchanges, repair */
+    moor_peer_pool_t *bulk; /* the streams' own connections (xfer) */
+    moor_xfer_t *xfer;      /* joins and leaves: the ranges this node streams */
+    int xfer_state0;        /* the move to start (or resume) once gossip runs */
+    uint32_t xfer_inactive0;
     uv_timer_t due_timer; /* starts the repair a REPAIR mark asks for */
     uv_timer_t hlc_timer; /* renews the HLC reservation */
     seed_t *seeds;
@@ -220,10 +225,23 @@ static void table_changed(void *ud, const moor_members_t *t)
         const moor_member_t *m = &t->e[i].m;
         if (m->idlen == strlen(cl->cfg->node) && memcmp(m->id, cl->cfg->node, m->idlen) == 0)
             continue;
-        if (moor_peer_pool_set_addr(cl->pool, m->id, m->idlen, m->addr))
+        if (moor_peer_pool_set_addr(cl->pool, m->id, m->idlen, m->addr) ||
+            (cl->bulk && moor_peer_pool_set_addr(cl->bulk, m->id, m->idlen, m->addr)))
             moor_log_warn("member '%.*s' has an unusable address '%s': %s", (int)m->idlen, m->id,
                           m->addr, moor_diag_msg(MOOR_EINVAL));
     }
+    {
+        /* writes to ranges in motion also go to their owners to be */
+        moor_ring_t *pend[MOOR_COORD_PENDING_MAX];
+        uint32_t np = 0;
+        if (moor_xfer_pending_rings(t, pend, MOOR_COORD_PENDING_MAX, &np) == 0) {
+            moor_coord_set_pending(cl->coord, pend, np);
+            for (uint32_t i = 0; i < np; i++)
+                moor_ring_free(pend[i]);
+        }
+    }
+    if (cl->xfer)
+        moor_xfer_set_members(cl->xfer, t);
     if ((rc = moor_members_ring(t, &ring)) == 0) {
         moor_coord_set_ring(cl->coord, ring);
         if (cl->aae)
@@ -288,6 +306,8 @@ static int hint_put(void *ud, const char *owner, size_t olen, const char *space,
     return moor_hints_add(ud, owner, olen, space, slen, key, klen, rec, rlen, done, arg);
 }
 
+static void due_timer_cb(uv_timer_t *t);
+
 static void member_status(void *ud, const char *id, size_t idlen, int old, int status)
 {
     moor_cl_t *cl = ud;
@@ -298,6 +318,20 @@ static void member_status(void *ud, const char *id, size_t idlen, int old, int s
         moor_log_info("member '%.*s' is %s (was %s)", (int)idlen, id,
                       moor_member_status_name(status), moor_member_status_name(old));
     hints_follow(cl, id, idlen, status);
+    if (status == MOOR_MEMBER_LEFT && old >= 0 && old != MOOR_MEMBER_LEFT && cl->gossip &&
+        !is_self(cl, id, idlen)) {
+        const moor_member_entry_t *e = moor_members_find(moor_gossip_table(cl->gossip), id, idlen);
+        if (e && e->m.inactive < e->m.vnodes) {
+            /* removed, not handed off: the ranges it held are rebuilt from
+             * the other replicas by a repair of every range here */
+            snprintf(cl->repair_why, sizeof(cl->repair_why), "member '%.*s' was removed",
+                     (int)idlen, id);
+            moor_log_warn("member '%.*s' was removed: repairing the ranges it replicated",
+                          (int)idlen, id);
+            if (!cl->closing)
+                uv_timer_start(&cl->due_timer, due_timer_cb, 3000, 30000);
+        }
+    }
     if (cl->on_status)
         cl->on_status(cl->status_ud, id, idlen, old, status);
 }
@@ -436,6 +470,13 @@ void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const c
 {
     pending_t *pd;
 
+    if (moor_xfer_is_method(method, mlen)) {
+        if (cl->closing || !cl->xfer)
+            answer(done, arg, MOOR_ECLOSED, NULL, 0);
+        else
+            moor_xfer_handle(cl->xfer, method, mlen, params, plen, nparams, done, arg);
+        return;
+    }
     if (moor_aae_is_method(method, mlen)) {
         if (cl->closing || !cl->aae)
             answer(done, arg, MOOR_ECLOSED, NULL, 0);
@@ -910,6 +951,70 @@ static int start_aae(moor_cl_t *cl, const moor_store_if_t *store)
     return 0;
 }
 
+/* xfer publish: this node's status and tokens in motion, through gossip. */
+static int xfer_publish(void *ud, int status, uint32_t inactive)
+{
+    moor_cl_t *cl = ud;
+
+    if (!cl->gossip)
+        return MOOR_ECLOSED;
+    if (status == MOOR_MEMBER_UP && inactive == 0)
+        moor_log_info("cluster: this node owns all its tokens: up");
+    if (status == MOOR_MEMBER_LEFT)
+        moor_log_info("cluster: this node has left the cluster: every range it held was handed "
+                      "off; it serves nothing now and can be shut down");
+    return moor_gossip_set_self(cl->gossip, status, inactive);
+}
+
+/* The transfer service over every declared space, on its own peer pool,
+ * and the move a restart interrupted. */
+static int start_xfer(moor_cl_t *cl, const moor_store_if_t *store, const moor_peer_opts_t *po)
+{
+    const moor_config_t *cfg = cl->cfg;
+    moor_xfer_space_t sp[MOOR_CFG_MAX_SPACES];
+    moor_xfer_opts_t xo;
+    int rc;
+
+    if ((rc = moor_peer_pool_new(cl->loop, po, &cl->bulk)))
+        return rc;
+    memset(&xo, 0, sizeof(xo));
+    for (unsigned i = 0; i < cfg->nspaces; i++) {
+        uint32_t n, r, w;
+        moor_config_levels(cfg, &cfg->spaces[i], &n, &r, &w);
+        sp[i].name = cfg->spaces[i].name;
+        sp[i].nlen = strlen(cfg->spaces[i].name);
+        sp[i].n = n;
+    }
+    xo.node_id = cfg->node;
+    xo.idlen = strlen(cfg->node);
+    xo.clock = moor_uvenv_clock(cl->env);
+    xo.transport = moor_peer_pool_transport(cl->bulk);
+    xo.store = *store;
+    xo.merge = aae_merge;
+    xo.merge_ud = cl;
+    xo.spaces = sp;
+    xo.nspaces = cfg->nspaces;
+    moor_xfer_params_default(&xo.p);
+    xo.p.rate_kb_s = cfg->xfer_rate_kb_s;
+    xo.p.concurrency = cfg->xfer_concurrency;
+    xo.p.settle_ms = cfg->xfer_settle_ms;
+    xo.p.timeout_ms = cfg->request_timeout_ms > 10000 ? cfg->request_timeout_ms : 10000;
+    xo.publish = xfer_publish;
+    xo.log = gossip_log;
+    xo.ud = cl;
+    if ((rc = moor_xfer_new(&xo, &cl->xfer)))
+        return rc;
+    if ((rc = moor_xfer_load(cl->xfer, &cl->xfer_state0, &cl->xfer_inactive0)))
+        return moor_diag_wrap(rc, rc, "cluster: the saved transfer progress cannot be read");
+    if (cl->xfer_state0 == MOOR_XFER_LEFT)
+        return moor_diag(MOOR_EINVAL,
+                         "this node left the cluster (its ranges were handed off): a member "
+                         "that left does not come back. To join again, wipe %s and start it "
+                         "with a new node id",
+                         cfg->data_dir);
+    return 0;
+}
+
 /* A node that was down longer than the shortest tombstone grace may hold
  * values whose deletes the others have since reaped: repair would bring
  * them back.  data_dir/HLC (renewed every second while the node runs,
@@ -972,6 +1077,17 @@ static int start_gossip(moor_cl_t *cl)
             sids[n++] = cl->seeds[i].pid;
     moor_members_init(&saved);
     load_saved(cl, &saved);
+    if (cl->xfer_state0 == MOOR_XFER_IDLE && saved.n == 0 && n > 0) {
+        /* a new member: it owns nothing until its ranges have streamed in */
+        cl->xfer_state0 = MOOR_XFER_JOINING;
+        cl->xfer_inactive0 = go.self.m.vnodes;
+    }
+    if (cl->xfer_state0 == MOOR_XFER_JOINING || cl->xfer_state0 == MOOR_XFER_LEAVING) {
+        go.self.m.status =
+            cl->xfer_state0 == MOOR_XFER_JOINING ? MOOR_MEMBER_JOINING : MOOR_MEMBER_LEAVING;
+        go.self.m.inactive = cl->xfer_inactive0 > go.self.m.vnodes ? go.self.m.vnodes
+                                                                   : cl->xfer_inactive0;
+    }
     go.saved = &saved;
     go.seeds = sids;
     go.nseeds = n;
@@ -1063,6 +1179,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     co.siblings_ud = (void *)o->cfg;
     hlc_mark = hlc_read(cl->hlc_path);
     if ((rc = check_rejoin(cl, hlc_mark)) || (rc = start_aae(cl, &o->store)) ||
+        (rc = start_xfer(cl, &o->store, &po)) ||
         (rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)) ||
         (rc = start_gossip(cl)))
         goto fail;
@@ -1086,6 +1203,10 @@ fail:
         moor_coord_free(cl->coord);
     if (cl->aae)
         moor_aae_free(cl->aae);
+    if (cl->xfer)
+        moor_xfer_free(cl->xfer);
+    if (cl->bulk)
+        moor_peer_pool_close(cl->bulk, NULL, NULL);
     if (cl->hints)
         moor_hints_free(cl->hints);
     if (cl->pool)
@@ -1101,6 +1222,14 @@ void moor_cl_start(moor_cl_t *cl)
     uv_timer_start(&cl->hlc_timer, hlc_timer_cb, 1000, 1000);
     uv_timer_start(&cl->due_timer, due_timer_cb, 10000, 30000);
     moor_gossip_start(cl->gossip);
+    if (cl->xfer_state0 == MOOR_XFER_JOINING || cl->xfer_state0 == MOOR_XFER_LEAVING) {
+        const moor_member_entry_t *me = moor_gossip_self(cl->gossip);
+        int rc = moor_xfer_start(cl->xfer, cl->xfer_state0, me->m.vnodes, me->m.inactive);
+        if (rc)
+            moor_log_error("cluster: cannot %s: %s",
+                           cl->xfer_state0 == MOOR_XFER_JOINING ? "join" : "go on leaving",
+                           moor_diag_msg(rc));
+    }
 }
 
 static void maybe_done(moor_cl_t *cl)
@@ -1149,6 +1278,13 @@ static void pool_closed(void *ud)
     moor_uvenv_close(cl->env, env_closed, cl);
 }
 
+static void bulk_closed(void *ud)
+{
+    moor_cl_t *cl = ud;
+
+    moor_peer_pool_close(cl->pool, pool_closed, cl);
+}
+
 void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud)
 {
     cl->closing = 1;
@@ -1169,5 +1305,202 @@ void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud)
     cl->coord = NULL;
     moor_hints_free(cl->hints);
     cl->hints = NULL;
-    moor_peer_pool_close(cl->pool, pool_closed, cl);
+    moor_xfer_free(cl->xfer);
+    cl->xfer = NULL;
+    moor_peer_pool_close(cl->bulk, bulk_closed, cl);
+}
+
+/* ---- joining and leaving ---------------------------------------------------------- */
+
+int moor_cl_leave(moor_cl_t *cl, int cancel)
+{
+    moor_xfer_stats_t st;
+
+    if (cl->closing || !cl->xfer || !cl->gossip)
+        return moor_diag(MOOR_ECLOSED, "shutting down");
+    moor_xfer_stats(cl->xfer, &st);
+    if (cancel) {
+        if (st.state != MOOR_XFER_LEAVING)
+            return moor_diag(MOOR_EINVAL, "this node is not leaving (it is %s)",
+                             moor_xfer_state_name(st.state));
+        return moor_xfer_cancel(cl->xfer);
+    }
+    if (st.state == MOOR_XFER_LEAVING)
+        return 0;
+    if (st.state == MOOR_XFER_JOINING)
+        return moor_xfer_cancel(cl->xfer); /* a join stops and hands back what it took */
+    if (st.state == MOOR_XFER_LEFT)
+        return moor_diag(MOOR_EINVAL, "this node has already left the cluster");
+    return moor_xfer_start(cl->xfer, MOOR_XFER_LEAVING, moor_gossip_self(cl->gossip)->m.vnodes,
+                           moor_gossip_self(cl->gossip)->m.inactive);
+}
+
+int moor_cl_remove(moor_cl_t *cl, const char *id, size_t idlen)
+{
+    const moor_member_entry_t *e;
+
+    if (cl->closing || !cl->gossip)
+        return moor_diag(MOOR_ECLOSED, "shutting down");
+    e = moor_members_find(moor_gossip_table(cl->gossip), id, idlen);
+    if (!e)
+        return moor_diag(MOOR_ENOENT, "no member '%.*s'", (int)(idlen > 64 ? 64 : idlen), id);
+    if (is_self(cl, id, idlen))
+        return moor_diag(MOOR_EINVAL, "a node cannot remove itself: use leave");
+    if (e->m.status == MOOR_MEMBER_UP || e->m.status == MOOR_MEMBER_SUSPECT ||
+        e->m.status == MOOR_MEMBER_JOINING || e->m.status == MOOR_MEMBER_LEAVING)
+        return moor_diag(MOOR_EBUSY,
+                         "member '%.*s' is %s, not down: remove takes out a dead node (a live "
+                         "one leaves with `moor leave` on it, handing its data off)",
+                         (int)idlen, id, moor_member_status_name(e->m.status));
+    moor_log_warn("cluster: removing member '%.*s' (was %s); its ranges are rebuilt from the "
+                  "other replicas",
+                  (int)idlen, id, moor_member_status_name(e->m.status));
+    return moor_gossip_remove(cl->gossip, id, idlen);
+}
+
+int moor_cl_pack_transfer(const moor_cl_t *cl, msgpack_packer *pk)
+{
+    if (!cl->xfer) {
+        msgpack_pack_nil(pk);
+        return 0;
+    }
+    return moor_xfer_pack_info(cl->xfer, pk);
+}
+
+/* transfers: _xfer_status of every member that is not left, gathered. */
+typedef struct gather {
+    moor_cl_t *cl;
+    moor_coord_done_fn done;
+    void *arg;
+    uint32_t n, left;
+    struct gone {
+        char id[MOOR_RING_ID_MAX];
+        uint8_t idlen;
+        int status;
+        moor_buf_t res;
+    } *g;
+} gather_t;
+
+typedef struct gslot {
+    gather_t *ga;
+    uint32_t i;
+} gslot_t;
+
+static void gather_end(gather_t *ga)
+{
+    moor_buf_t out = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    uint32_t ok = 0;
+
+    for (uint32_t i = 0; i < ga->n; i++)
+        ok += ga->g[i].status == 0;
+    moor_mp_packer_init(&pk, &out);
+    msgpack_pack_map(&pk, 2);
+    pack_str(&pk, "nodes");
+    msgpack_pack_array(&pk, ok);
+    for (uint32_t i = 0; i < ga->n; i++)
+        if (ga->g[i].status == 0)
+            moor_buf_append(&out, ga->g[i].res.data, ga->g[i].res.len);
+    pack_str(&pk, "errors");
+    msgpack_pack_array(&pk, ga->n - ok);
+    for (uint32_t i = 0; i < ga->n; i++) {
+        if (ga->g[i].status == 0)
+            continue;
+        msgpack_pack_map(&pk, 2);
+        pack_str(&pk, "node");
+        msgpack_pack_str_with_body(&pk, ga->g[i].id, ga->g[i].idlen);
+        pack_str(&pk, "error");
+        pack_str(&pk, moor_err_wire(ga->g[i].status));
+    }
+    ga->done(ga->arg, 0, NULL, out.data, out.len);
+    moor_buf_free(&out);
+    for (uint32_t i = 0; i < ga->n; i++)
+        moor_buf_free(&ga->g[i].res);
+    free(ga->g);
+    free(ga);
+}
+
+static void gather_one(void *arg, int status, const char *res, size_t rlen)
+{
+    gslot_t *gs = arg;
+    gather_t *ga = gs->ga;
+
+    ga->g[gs->i].status = status;
+    if (status == 0 && moor_buf_append(&ga->g[gs->i].res, res, rlen))
+        ga->g[gs->i].status = MOOR_ENOMEM;
+    free(gs);
+    if (--ga->left == 0)
+        gather_end(ga);
+}
+
+static void gather_local(void *arg, int code, const char *msg, const char *res, size_t rlen)
+{
+    (void)msg;
+    gather_one(arg, code, res, rlen);
+}
+
+void moor_cl_transfers(moor_cl_t *cl, uint32_t rate_kb_s, uint32_t concurrency,
+                       moor_coord_done_fn done, void *arg)
+{
+    const moor_members_t *t = table_of(cl);
+    moor_buf_t params = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    gather_t *ga;
+
+    if (cl->closing || !cl->xfer) {
+        done(arg, MOOR_ECLOSED, "shutting down", NULL, 0);
+        return;
+    }
+    if (!(ga = calloc(1, sizeof(*ga))) || !(ga->g = calloc(t->n ? t->n : 1, sizeof(*ga->g)))) {
+        free(ga);
+        done(arg, MOOR_ENOMEM, "no memory", NULL, 0);
+        return;
+    }
+    ga->cl = cl;
+    ga->done = done;
+    ga->arg = arg;
+    moor_mp_packer_init(&pk, &params);
+    msgpack_pack_map(&pk, (rate_kb_s ? 1 : 0) + (concurrency ? 1 : 0));
+    if (rate_kb_s) {
+        pack_str(&pk, "rate_kb_s");
+        msgpack_pack_uint32(&pk, rate_kb_s);
+    }
+    if (concurrency) {
+        pack_str(&pk, "concurrency");
+        msgpack_pack_uint32(&pk, concurrency);
+    }
+    for (uint32_t i = 0; i < t->n; i++) {
+        const moor_member_t *m = &t->e[i].m;
+        if (m->status == MOOR_MEMBER_LEFT)
+            continue;
+        memcpy(ga->g[ga->n].id, m->id, m->idlen);
+        ga->g[ga->n].idlen = m->idlen;
+        moor_buf_init(&ga->g[ga->n].res);
+        ga->n++;
+    }
+    ga->left = ga->n + 1; /* + the start guard */
+    for (uint32_t i = 0; i < ga->n; i++) {
+        gslot_t *gs = malloc(sizeof(*gs));
+        int rc;
+        if (!gs) {
+            ga->g[i].status = MOOR_ENOMEM;
+            ga->left--;
+            continue;
+        }
+        gs->ga = ga;
+        gs->i = i;
+        if (is_self(cl, ga->g[i].id, ga->g[i].idlen)) {
+            moor_xfer_handle(cl->xfer, "_xfer_status", 12, params.data, params.len, 1,
+                             gather_local, gs);
+            continue;
+        }
+        rc = moor_peer_pool_transport(cl->pool).request(
+            moor_peer_pool_transport(cl->pool).ud, ga->g[i].id, ga->g[i].idlen, "_xfer_status",
+            params.data, params.len, 1, PEER_TIMEOUT_MS, gather_one, gs);
+        if (rc)
+            gather_one(gs, rc, NULL, 0);
+    }
+    moor_buf_free(&params);
+    if (--ga->left == 0)
+        gather_end(ga);
 }

@@ -107,6 +107,23 @@ int moor_cl_repair(moor_cl_t *cl, const char *space, size_t slen, const uint64_t
 /* The coordinator's counters (info.siblings sums them with a lone node's). */
 void moor_cl_coord_stats(const moor_cl_t *cl, moor_coord_stats_t *out);
 
+/* leave (README "Joining and leaving"): this node starts handing its
+ * ranges off and is `left` once every one is (a joining node reverses its
+ * join instead); cancel: a leave in progress turns back into a join.  0
+ * or an error with a diag. */
+int moor_cl_leave(moor_cl_t *cl, int cancel);
+/* remove: marks a member that is down `left` for good; every node then
+ * repairs its ranges from the surviving replicas.  MOOR_ENOENT, MOOR_EBUSY
+ * (the member is not down), MOOR_EINVAL (this node). */
+int moor_cl_remove(moor_cl_t *cl, const char *id, size_t idlen);
+/* info.transfer (xfer.h moor_xfer_pack_info). */
+int moor_cl_pack_transfer(const moor_cl_t *cl, msgpack_packer *pk);
+/* transfers: {nodes = [{node, state, info, ranges}], errors = [{node,
+ * error}]} from every member not left; rate_kb_s / concurrency (0: kept)
+ * are set on each first.  done runs once. */
+void moor_cl_transfers(moor_cl_t *cl, uint32_t rate_kb_s, uint32_t concurrency,
+                       moor_coord_done_fn done, void *arg);
+
 /* Answers every call in flight (SHUTTING_DOWN), closes connections and
  * timers, frees, then done(ud) on the loop (may be NULL).  Call once. */
 void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud);

@@ -702,7 +702,7 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         moor_srv_stats(n->srv, &ss);
     moor_buf_reset(&n->out);
     moor_mp_packer_init(&pk, &n->out);
-    msgpack_pack_map(&pk, n->cl ? 11 : 8);
+    msgpack_pack_map(&pk, n->cl ? 12 : 8);
     {
         uint64_t warned = n->sib_warned, refused = n->sib_refused, most = n->sib_most;
         if (n->cl) {
@@ -726,6 +726,8 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         moor_cl_pack_hints(n->cl, &n->out);
         msgpack_pack_str_with_body(&pk, "repair", 6);
         moor_cl_pack_repair(n->cl, &pk);
+        msgpack_pack_str_with_body(&pk, "transfer", 8);
+        moor_cl_pack_transfer(n->cl, &pk);
     }
     msgpack_pack_str_with_body(&pk, "node", 4);
     msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
@@ -1049,6 +1051,107 @@ static void do_repair(moor_node_t *n, const char *p, const char *end, uint32_t n
     done(ud, NULL, NULL, n->out.data, n->out.len);
 }
 
+/* leave [{cancel}] -> info.transfer */
+static void do_leave(moor_node_t *n, const char *p, const char *end, uint32_t np,
+                     moor_node_done_fn done, void *ud)
+{
+    moor_field_t f[1] = {{"cancel", 0, 0}};
+    const char *why = NULL;
+    int cancel = 0, rc;
+    msgpack_packer pk;
+
+    if (!n->cl) {
+        fail(n, done, ud, MOOR_EUNAVAIL, "leave: a node alone is in no cluster to leave");
+        return;
+    }
+    if (np > 1 || (np == 1 && (why = moor_fields_read(p, (size_t)(end - p), 1, f, 1))) ||
+        moor_field_bool(&f[0], 0, &cancel)) {
+        fail(n, done, ud, MOOR_EINVAL, why ? why : "leave takes at most {cancel = bool}");
+        return;
+    }
+    if ((rc = moor_cl_leave(n->cl, cancel))) {
+        fail(n, done, ud, rc, moor_diag_msg(rc));
+        return;
+    }
+    moor_buf_reset(&n->out);
+    moor_mp_packer_init(&pk, &n->out);
+    moor_cl_pack_transfer(n->cl, &pk);
+    done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
+/* remove id -> true */
+static void do_remove(moor_node_t *n, const char *p, const char *end, uint32_t np,
+                      moor_node_done_fn done, void *ud)
+{
+    const char *id;
+    uint32_t idlen;
+    int rc;
+
+    if (!n->cl) {
+        fail(n, done, ud, MOOR_EUNAVAIL, "remove: a node alone has no members");
+        return;
+    }
+    if (np != 1 || moor_mp_read_strbin(&p, end, &id, &idlen)) {
+        fail(n, done, ud, MOOR_EINVAL, "remove takes a member id");
+        return;
+    }
+    if ((rc = moor_cl_remove(n->cl, id, idlen))) {
+        fail(n, done, ud, rc, moor_diag_msg(rc));
+        return;
+    }
+    done(ud, NULL, NULL, "\xc3", 1);
+}
+
+/* transfers [{rate_mb_s, concurrency}] -> {nodes, errors} */
+static void do_transfers(moor_node_t *n, const char *p, const char *end, uint32_t np,
+                         moor_node_done_fn done, void *ud)
+{
+    moor_field_t f[2] = {{"rate_mb_s", 0, 0}, {"concurrency", 0, 0}};
+    const char *why = NULL, *q;
+    double rate = 0;
+    uint64_t conc = 0;
+    cl_call_t *c;
+
+    if (!n->cl) {
+        fail(n, done, ud, MOOR_EUNAVAIL, "transfers: a node alone moves no data");
+        return;
+    }
+    if (np > 1 || (np == 1 && (why = moor_fields_read(p, (size_t)(end - p), 1, f, 2)))) {
+        fail(n, done, ud, MOOR_EINVAL, why ? why : "transfers takes at most one map param");
+        return;
+    }
+    if (!moor_field_nil(&f[0])) {
+        uint64_t u;
+        int64_t i;
+        q = f[0].v;
+        if (moor_mp_read_double(&q, f[0].end, &rate) == 0)
+            ;
+        else if ((q = f[0].v, moor_mp_read_uint(&q, f[0].end, &u)) == 0)
+            rate = (double)u;
+        else if ((q = f[0].v, moor_mp_read_int(&q, f[0].end, &i)) == 0)
+            rate = (double)i;
+        else
+            rate = -1;
+        if (!(rate >= 0.01 && rate <= 100000)) {
+            fail(n, done, ud, MOOR_EINVAL, "transfers: rate_mb_s must be a number in 0.01..100000");
+            return;
+        }
+    }
+    if (!moor_field_nil(&f[1]) && (moor_field_uint(&f[1], &conc) || conc < 1 || conc > 64)) {
+        fail(n, done, ud, MOOR_EINVAL, "transfers: concurrency must be an integer in 1..64");
+        return;
+    }
+    if (!(c = malloc(sizeof(*c)))) {
+        fail(n, done, ud, MOOR_ENOMEM, NULL);
+        return;
+    }
+    c->n = n;
+    c->done = done;
+    c->ud = ud;
+    moor_cl_transfers(n->cl, rate > 0 ? (uint32_t)(rate * 1024 < 1 ? 1 : rate * 1024) : 0,
+                      (uint32_t)conc, cl_done, c);
+}
+
 static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
                     moor_node_done_fn done, void *ud)
 {
@@ -1103,6 +1206,12 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_where(n, params, end, np, done, ud);
     else if (IS("repair"))
         do_repair(n, params, end, np, done, ud);
+    else if (IS("leave"))
+        do_leave(n, params, end, np, done, ud);
+    else if (IS("remove"))
+        do_remove(n, params, end, np, done, ud);
+    else if (IS("transfers"))
+        do_transfers(n, params, end, np, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);

@@ -65,6 +65,15 @@ local function int(lo, hi)
     end
 end
 
+local function num(lo, hi)
+    return function(where, v)
+        if type(v) ~= "number" or v ~= v or v < lo or v > hi then
+            fail("%s must be a number in %s..%s, got %s", where, lo, hi, show(v))
+        end
+        return v
+    end
+end
+
 local function str(maxlen, pattern, what)
     return function(where, v)
         if type(v) ~= "string" or #v == 0 or #v > maxlen or (pattern and not v:find(pattern)) then
@@ -217,6 +226,11 @@ M.schema = {
         rate_kb_s = int(1, 10485760),
         build_kb_s = int(1, 10485760),
         concurrency = int(1, 64),
+    },
+    transfer = record {
+        rate_mb_s = num(0.01, 100000),
+        concurrency = int(1, 64),
+        settle_ms = int(0, 600000),
     },
     tombstone_grace_s = int(0, 315360000),
     vclock = record {

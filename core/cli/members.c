@@ -1,0 +1,381 @@
+/*
+ * members.c -- `moor leave`, `moor remove ID` and `moor transfers`: the
+ * membership changes of README "Joining and leaving" and their progress.
+ *
+ *   leave [--cancel] [--wait] [--json]   this node hands its ranges off;
+ *                                        --wait follows it until `left`
+ *   remove ID                            takes a dead member out for good
+ *   transfers [--rate-mb-s X] [--concurrency N] [--json] [--watch SECONDS]
+ *                                        every range in motion in the
+ *                                        cluster (throttles set first)
+ *
+ * A table on stdout (or the answer as JSON), progress lines on stderr.
+ */
+#include "members.h"
+
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/json.h"
+#include "net/client.h"
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/mp.h"
+
+#define EXIT_ERROR_REPLY 1
+#define EXIT_USAGE 2
+#define EXIT_TRANSPORT 3
+
+static int fail_usage(const char *why)
+{
+    fprintf(stderr, "moor: %s (moor --help for usage)\n", why);
+    return EXIT_USAGE;
+}
+
+static int call(moor_client_t *cl, const char *method, const moor_buf_t *params, uint32_t np,
+                moor_client_reply_t *r)
+{
+    int rc = moor_client_call(cl, method, params ? params->data : NULL, params ? params->len : 0,
+                              np, r);
+
+    if (rc) {
+        fprintf(stderr, "moor: %s: %s\n", method, moor_diag_msg(rc));
+        return EXIT_TRANSPORT;
+    }
+    if (r->error_code) {
+        fprintf(stderr, "moor: %s: %s\n", r->error_code, r->error_msg);
+        return EXIT_ERROR_REPLY;
+    }
+    return 0;
+}
+
+static int connect_auth(const char *addr, const char *token, int timeout_ms, moor_client_t **cl)
+{
+    moor_client_reply_t r;
+    moor_buf_t tok = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    int rc;
+
+    if ((rc = moor_client_connect(addr, timeout_ms, cl))) {
+        fprintf(stderr, "moor: cannot connect to %s: %s\n", addr, moor_diag_msg(rc));
+        return EXIT_TRANSPORT;
+    }
+    if (!token)
+        return 0;
+    moor_mp_packer_init(&pk, &tok);
+    msgpack_pack_str_with_body(&pk, token, strlen(token));
+    rc = call(*cl, "auth", &tok, 1, &r);
+    moor_buf_free(&tok);
+    return rc;
+}
+
+static int print_json(const char *res, size_t rlen)
+{
+    moor_buf_t out = MOOR_BUF_INIT;
+    const char *p = res;
+    int rc = moor_json_from_mp(&p, res + rlen, 0, &out);
+
+    if (rc == 0) {
+        fwrite(out.data, 1, out.len, stdout);
+        fputc('\n', stdout);
+    }
+    moor_buf_free(&out);
+    return rc ? EXIT_TRANSPORT : 0;
+}
+
+/* A field of the map at p (NULL when absent). */
+static const char *field(const char *p, const char *end, const char *name)
+{
+    uint32_t n, kl;
+    const char *k;
+
+    if (moor_mp_read_map(&p, end, &n))
+        return NULL;
+    while (n--) {
+        if (moor_mp_read_str(&p, end, &k, &kl))
+            return NULL;
+        if (kl == strlen(name) && memcmp(k, name, kl) == 0)
+            return p;
+        if (moor_mp_skip(&p, end, 64))
+            return NULL;
+    }
+    return NULL;
+}
+
+static double num_field(const char *p, const char *end, const char *name, double dflt)
+{
+    const char *v = field(p, end, name);
+    uint64_t u;
+    double d;
+
+    if (!v)
+        return dflt;
+    if (moor_mp_read_uint(&v, end, &u) == 0)
+        return (double)u;
+    if (moor_mp_read_double(&v, end, &d) == 0)
+        return d;
+    return dflt;
+}
+
+static void str_field(const char *p, const char *end, const char *name, char *out, size_t osz)
+{
+    const char *v = field(p, end, name), *s;
+    uint32_t n;
+
+    out[0] = '\0';
+    if (v && moor_mp_read_strbin(&v, end, &s, &n) == 0)
+        snprintf(out, osz, "%.*s", (int)n, s);
+}
+
+static void human(double b, char *out, size_t osz)
+{
+    const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+    int i = 0;
+
+    while (b >= 1024 && i < 4)
+        b /= 1024, i++;
+    snprintf(out, osz, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+/* ---- leave --------------------------------------------------------------------------- */
+
+static int run_leave(moor_client_t *cl, int cancel, int wait, int json)
+{
+    moor_buf_t params = MOOR_BUF_INIT;
+    moor_client_reply_t r;
+    msgpack_packer pk;
+    int rc;
+    char state[32];
+
+    moor_mp_packer_init(&pk, &params);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "cancel", 6);
+    cancel ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    rc = call(cl, "leave", &params, 1, &r);
+    moor_buf_free(&params);
+    if (rc)
+        return rc;
+    str_field(r.result, r.result + r.rlen, "state", state, sizeof(state));
+    if (!wait)
+        return json ? print_json(r.result, r.rlen) : (printf("%s\n", state), 0);
+    for (;;) {
+        const char *tr;
+        double done, total;
+        if ((rc = call(cl, "info", NULL, 0, &r)))
+            return rc;
+        tr = field(r.result, r.result + r.rlen, "transfer");
+        if (!tr)
+            return fail_usage("the node's info has no transfer section");
+        str_field(tr, r.result + r.rlen, "state", state, sizeof(state));
+        done = num_field(tr, r.result + r.rlen, "ranges_done", 0);
+        total = num_field(tr, r.result + r.rlen, "ranges_total", 0);
+        fprintf(stderr, "\r%s: %.0f of %.0f ranges handed off   ", state, done, total);
+        if (strcmp(state, "leaving") != 0) {
+            fputc('\n', stderr);
+            if (json) {
+                const char *p = tr;
+                moor_mp_skip(&p, r.result + r.rlen, 64);
+                return print_json(tr, (size_t)(p - tr));
+            }
+            printf("%s\n", state);
+            return strcmp(state, "left") == 0 || cancel ? 0 : EXIT_ERROR_REPLY;
+        }
+        {
+            struct timespec ts = {0, 500 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* ---- transfers ----------------------------------------------------------------------- */
+
+/* The table of every range in motion (and one line per node). */
+static int print_transfers(const char *res, size_t rlen)
+{
+    const char *end = res + rlen, *nodes = field(res, end, "nodes"), *errs = field(res, end, "errors");
+    uint32_t nn = 0, ne = 0, moving = 0;
+
+    if (!nodes || moor_mp_read_array(&nodes, end, &nn))
+        return fail_usage("malformed transfers answer");
+    printf("%-12s %-12s %-8s %-33s %17s %21s %11s %8s %s\n", "FROM", "TO", "SPACES",
+           "RANGE (lo, hi]", "KEYS", "BYTES", "RATE", "ETA", "LIVE");
+    for (uint32_t i = 0; i < nn; i++) {
+        const char *node = nodes, *ranges = field(node, end, "ranges"), *info = field(node, end, "info");
+        char id[80], state[32];
+        uint32_t nr = 0;
+        str_field(node, end, "node", id, sizeof(id));
+        str_field(node, end, "state", state, sizeof(state));
+        if (info && strcmp(state, "idle") != 0)
+            fprintf(stderr, "%s: %s, %.0f of %.0f ranges, %.0f of %.0f tokens on the ring\n", id,
+                    state, num_field(info, end, "ranges_done", 0),
+                    num_field(info, end, "ranges_total", 0),
+                    num_field(info, end, "vnodes", 0) - num_field(info, end, "inactive", 0),
+                    num_field(info, end, "vnodes", 0));
+        if (ranges && moor_mp_read_array(&ranges, end, &nr) == 0) {
+            for (uint32_t k = 0; k < nr; k++) {
+                const char *rg = ranges, *sp = field(rg, end, "spaces");
+                char from[80], to[80], spaces[64] = "", keys[40], bytes[48], a[24], b[24], rate[24],
+                                       eta[24];
+                uint32_t ns;
+                double kt = num_field(rg, end, "keys_total", -1),
+                       bt = num_field(rg, end, "bytes_total", -1),
+                       e = num_field(rg, end, "eta_s", -1);
+                const char *lv = field(rg, end, "live");
+                int live = 0;
+                str_field(rg, end, "from", from, sizeof(from));
+                str_field(rg, end, "to", to, sizeof(to));
+                if (sp && moor_mp_read_array(&sp, end, &ns) == 0)
+                    for (uint32_t q = 0; q < ns; q++) {
+                        const char *s;
+                        uint32_t sl;
+                        if (moor_mp_read_str(&sp, end, &s, &sl))
+                            break;
+                        snprintf(spaces + strlen(spaces), sizeof(spaces) - strlen(spaces), "%s%.*s",
+                                 q ? "," : "", (int)sl, s);
+                    }
+                if (kt >= 0)
+                    snprintf(keys, sizeof(keys), "%.0f/%.0f", num_field(rg, end, "keys_done", 0), kt);
+                else
+                    snprintf(keys, sizeof(keys), "%.0f/?", num_field(rg, end, "keys_done", 0));
+                human(num_field(rg, end, "bytes_done", 0), a, sizeof(a));
+                if (bt >= 0) {
+                    human(bt, b, sizeof(b));
+                    snprintf(bytes, sizeof(bytes), "%s/%s", a, b);
+                } else {
+                    snprintf(bytes, sizeof(bytes), "%s/?", a);
+                }
+                human(num_field(rg, end, "rate_bytes_s", 0), rate, sizeof(rate));
+                strcat(rate, "/s");
+                if (e >= 0)
+                    snprintf(eta, sizeof(eta), "%.0fs", e);
+                else
+                    snprintf(eta, sizeof(eta), "-");
+                if (lv)
+                    moor_mp_read_bool(&lv, end, &live);
+                printf("%-12s %-12s %-8s (%016llx,%016llx] %17s %21s %11s %8s %s\n", from, to,
+                       spaces, (unsigned long long)num_field(rg, end, "lo", 0),
+                       (unsigned long long)num_field(rg, end, "hi", 0), keys, bytes, rate, eta,
+                       live ? "yes" : "no");
+                moving++;
+                if (moor_mp_skip(&ranges, end, 64))
+                    break;
+            }
+        }
+        if (moor_mp_skip(&nodes, end, 64))
+            break;
+    }
+    if (moving == 0)
+        printf("(no range in motion)\n");
+    if (errs && moor_mp_read_array(&errs, end, &ne) == 0)
+        for (uint32_t i = 0; i < ne; i++) {
+            char id[80], err[64];
+            str_field(errs, end, "node", id, sizeof(id));
+            str_field(errs, end, "error", err, sizeof(err));
+            fprintf(stderr, "moor: %s did not answer (%s)\n", id, err);
+            if (moor_mp_skip(&errs, end, 64))
+                break;
+        }
+    return 0;
+}
+
+static int run_transfers(moor_client_t *cl, double rate, int conc, int json, double watch)
+{
+    moor_buf_t params = MOOR_BUF_INIT;
+    moor_client_reply_t r;
+    msgpack_packer pk;
+    int rc;
+
+    for (;;) {
+        params.len = 0;
+        moor_mp_packer_init(&pk, &params);
+        msgpack_pack_map(&pk, (rate > 0) + (conc > 0));
+        if (rate > 0) {
+            msgpack_pack_str_with_body(&pk, "rate_mb_s", 9);
+            msgpack_pack_double(&pk, rate);
+        }
+        if (conc > 0) {
+            msgpack_pack_str_with_body(&pk, "concurrency", 11);
+            msgpack_pack_uint32(&pk, (uint32_t)conc);
+        }
+        rate = 0; /* set once */
+        conc = 0;
+        if ((rc = call(cl, "transfers", &params, 1, &r)))
+            break;
+        rc = json ? print_json(r.result, r.rlen) : print_transfers(r.result, r.rlen);
+        fflush(stdout);
+        if (rc || watch <= 0)
+            break;
+        {
+            struct timespec ts = {(time_t)watch, (long)((watch - (double)(time_t)watch) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+    }
+    moor_buf_free(&params);
+    return rc;
+}
+
+int moor_members_main(const char *addr, const char *token, int timeout_ms, int argc, char **argv)
+{
+    const char *cmd = argv[0], *id = NULL;
+    int cancel = 0, wait = 0, json = 0, conc = 0, rc;
+    double rate = 0, watch = 0;
+    moor_client_t *cl = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(cmd, "leave") && !strcmp(a, "--cancel"))
+            cancel = 1;
+        else if (!strcmp(cmd, "leave") && !strcmp(a, "--wait"))
+            wait = 1;
+        else if (!strcmp(cmd, "transfers") && !strcmp(a, "--rate-mb-s") && v) {
+            rate = strtod(v, NULL);
+            i++;
+            if (!(rate >= 0.01 && rate <= 100000))
+                return fail_usage("--rate-mb-s takes a number in 0.01..100000");
+        } else if (!strcmp(cmd, "transfers") && !strcmp(a, "--concurrency") && v) {
+            conc = atoi(v);
+            i++;
+            if (conc < 1 || conc > 64)
+                return fail_usage("--concurrency takes 1..64");
+        } else if (!strcmp(cmd, "transfers") && !strcmp(a, "--watch") && v) {
+            watch = strtod(v, NULL);
+            i++;
+            if (!(watch >= 0.1 && watch <= 3600))
+                return fail_usage("--watch takes seconds (0.1..3600)");
+        } else if (!strcmp(cmd, "remove") && !id && a[0] != '-') {
+            id = a;
+        } else {
+            char why[96];
+            snprintf(why, sizeof(why), "%s: unexpected argument '%.40s'", cmd, a);
+            return fail_usage(why);
+        }
+    }
+    if (!strcmp(cmd, "remove") && !id)
+        return fail_usage("remove takes the id of a member that is down");
+    if ((rc = connect_auth(addr, token, timeout_ms, &cl)) == 0) {
+        if (!strcmp(cmd, "leave")) {
+            rc = run_leave(cl, cancel, wait, json);
+        } else if (!strcmp(cmd, "remove")) {
+            moor_buf_t params = MOOR_BUF_INIT;
+            moor_client_reply_t r;
+            msgpack_packer pk;
+            moor_mp_packer_init(&pk, &params);
+            msgpack_pack_str_with_body(&pk, id, strlen(id));
+            rc = call(cl, "remove", &params, 1, &r);
+            moor_buf_free(&params);
+            if (rc == 0 && json)
+                printf("true\n");
+            else if (rc == 0)
+                printf("removed %s: every node repairs the ranges it held\n", id);
+        } else {
+            rc = run_transfers(cl, rate, conc, json, watch);
+        }
+    }
+    moor_client_close(cl);
+    return rc;
+}

@@ -1343,7 +1343,7 @@ int moor_cl_remove(moor_cl_t *cl, const char *id, size_t idlen)
         return moor_diag(MOOR_ECLOSED, "shutting down");
     e = moor_members_find(moor_gossip_table(cl->gossip), id, idlen);
     if (!e)
-        return moor_diag(MOOR_ENOENT, "no member '%.*s'", (int)(idlen > 64 ? 64 : idlen), id);
+        return moor_diag(MOOR_EINVAL, "no member '%.*s'", (int)(idlen > 64 ? 64 : idlen), id);
     if (is_self(cl, id, idlen))
         return moor_diag(MOOR_EINVAL, "a node cannot remove itself: use leave");
     if (e->m.status == MOOR_MEMBER_UP || e->m.status == MOOR_MEMBER_SUSPECT ||

@@ -113,8 +113,8 @@ void moor_cl_coord_stats(const moor_cl_t *cl, moor_coord_stats_t *out);
  * or an error with a diag. */
 int moor_cl_leave(moor_cl_t *cl, int cancel);
 /* remove: marks a member that is down `left` for good; every node then
- * repairs its ranges from the surviving replicas.  MOOR_ENOENT, MOOR_EBUSY
- * (the member is not down), MOOR_EINVAL (this node). */
+ * repairs its ranges from the surviving replicas.  MOOR_EBUSY (the member
+ * is not down), MOOR_EINVAL (no such member, or this node). */
 int moor_cl_remove(moor_cl_t *cl, const char *id, size_t idlen);
 /* info.transfer (xfer.h moor_xfer_pack_info). */
 int moor_cl_pack_transfer(const moor_cl_t *cl, msgpack_packer *pk);

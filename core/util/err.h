@@ -82,7 +82,8 @@
     X(MOOR_EVERSION, "UNSUPPORTED_VERSION") \
     X(MOOR_EIO, "IO_ERROR")                 \
     X(MOOR_EINTERNAL, "INTERNAL")           \
-    X(MOOR_ETOOMANYSIBS, "TOO_MANY_SIBLINGS")
+    X(MOOR_ETOOMANYSIBS, "TOO_MANY_SIBLINGS") \
+    X(MOOR_EBUSY, "BUSY")
 
 enum {
 #define MOOR_ERR_ENUM_(name, val, msg) MOOR_E##name = (val),

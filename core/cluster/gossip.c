@@ -1383,8 +1383,8 @@ int moor_gossip_new(const moor_gossip_opts_t *o, moor_gossip_t **out)
     g->p = o->p;
     g->rng = o->seed;
     g->me = o->self;
-    if (g->me.m.status != MOOR_MEMBER_JOINING && g->me.m.status != MOOR_MEMBER_LEAVING &&
-        g->me.m.status != MOOR_MEMBER_LEFT)
+    if (!(g->me.m.status == MOOR_MEMBER_JOINING && g->me.m.inactive > 0) &&
+        g->me.m.status != MOOR_MEMBER_LEAVING && g->me.m.status != MOOR_MEMBER_LEFT)
         g->me.m.status = MOOR_MEMBER_UP;
     g->reqs.next = g->reqs.prev = &g->reqs;
     moor_members_init(&g->table);

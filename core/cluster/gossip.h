@@ -102,9 +102,10 @@ typedef void (*moor_gossip_log_fn)(void *ud, int level, const char *msg);
 typedef void (*moor_gossip_answer_fn)(void *arg, int status, const char *result, size_t rlen);
 
 typedef struct moor_gossip_opts {
-    /* this node as it publishes itself: status up (any status but joining,
-     * leaving or left is published as up), or joining/leaving with its
-     * inactive tokens (a restart in the middle of a move) */
+    /* this node as it publishes itself: status up (any status but joining
+     * with inactive tokens, leaving or left is published as up), or
+     * joining/leaving with its inactive tokens (a restart in the middle of
+     * a move) */
     moor_member_entry_t self;
     const moor_members_t *saved; /* known members (saved table); may be NULL */
     const char *const *seeds;    /* transport ids of the seeds (self excluded) */

@@ -12,6 +12,7 @@
 #                + scripts/bench_cluster.py (3-node cluster vs one node)
 #                + scripts/bench_gossip.py (failure-detection times, 5 nodes)
 #                + scripts/bench_failover.py (a node killed mid-run, hint replay)
+#                + scripts/bench_repair.py (anti-entropy) + scripts/bench_join.py (a join)
 #   make run     build + start a node (build/moord conf/node.lua)
 #   make format  clang-format -i over core/ and tests/
 #   make clean   remove the build trees
@@ -86,6 +87,7 @@ bench: build
 	/usr/bin/python3 scripts/bench_gossip.py --build build | tee build/bench-gossip.txt
 	/usr/bin/python3 scripts/bench_failover.py --build build | tee build/bench-failover.txt
 	/usr/bin/python3 scripts/bench_repair.py --build build | tee build/bench-repair.txt
+	/usr/bin/python3 scripts/bench_join.py --build build | tee build/bench-join.txt
 
 run: build
 	@if [ -x build/moord ]; then \

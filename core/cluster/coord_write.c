@@ -587,11 +587,14 @@ void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombstone, int
 
 /* 1 if a forward's failure means the replica never took the request (no
  * answer in time, no connection, going away), so the next may try. */
+/* Worth trying the next owner: no answer, or UNAVAILABLE -- answered
+ * before anything was written (the replica's ring, newer or older than
+ * ours during a join or leave, does not make it an owner of the key). */
 static int forward_retryable(int status)
 {
     int rs = slot_receipt_status(status);
 
-    return rs == RS_TIMEOUT || rs == RS_DOWN;
+    return rs == RS_TIMEOUT || rs == RS_DOWN || status == MOOR_EUNAVAIL;
 }
 
 static void forward_reply(void *arg, int status, const char *res, size_t rlen);

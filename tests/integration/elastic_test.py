@@ -18,6 +18,11 @@ a. Join, remove and leave (one scenario, in order):
      killed, and every key is still on three replicas (n1, n4, n5).
    Printed: keys and bytes each joiner received against the ideal (the
    share of the data a new member should own), and the join times.
+c. Two joins and a leave at once under load: five moords; while `moor
+   bench` (mixed, r=w=2) runs against n1 and a writer puts new keys at
+   w=2 through n2, n6 and n7 start and n4 leaves, all at once.  Once n6
+   and n7 are `up` and n4 is `left` (and killed): `moor bench` saw no
+   error, and every write the writer had acknowledged reads back at r=2.
 b. Refusals: `leave` and `remove` on a lone node answer UNAVAILABLE;
    `remove` of a member that is up answers BUSY and of an unknown id
    BAD_REQUEST; `_xfer_pull` from a client connection is refused; `moor
@@ -41,6 +46,7 @@ BUILD = moortest.DEFAULT_BUILD
 KEYS = 2000
 SETTINGS = ('vnodes = 16, request_timeout_ms = 4000, '
             'transfer = { rate_mb_s = 0.05, concurrency = 2, settle_ms = 1500 }')
+FAST = SETTINGS.replace("rate_mb_s = 0.05", "rate_mb_s = 4")
 SCRIPT = ('moor.space("default", { n = 3, r = 2, w = 2 })\n'
           'moor.gossip{ period_ms = 200, probe_timeout_ms = 100, suspicion_mult = 2 }\n')
 
@@ -207,6 +213,70 @@ class Elastic(unittest.TestCase):
         bad = replicas_found(n1)
         self.assertEqual(bad[:3], [], "%d keys not on 3 replicas after n2 left" % len(bad))
         print("after 2 joins, a removal and a leave: all %d keys on 3 replicas" % KEYS)
+
+    def test_c_two_joins_and_a_leave_under_load(self):
+        cl = self.cl
+        extra = [moortest.Node(BUILD, os.path.join(cl.tmp, "n%d" % i), "n%d" % i,
+                               "127.0.0.%d" % i) for i in (4, 5)]
+        for n in extra:
+            n.write_config(FAST, [m.addr for m in cl.nodes], cl.secret, SCRIPT)
+            n.start()
+            cl.nodes.append(n)
+        cl.wait_converged()
+        n1, n2 = cl.nodes[0], cl.nodes[1]
+        bench = subprocess.Popen([os.path.join(BUILD, "moor"), "-h", n1.addr, "bench",
+                                  "--conns", "4", "--pipeline", "4", "--keys", "2000",
+                                  "--duration", "15"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        acked, stop = [], [False]
+
+        def writer():
+            c = n2.conn(30)
+            i = 0
+            try:
+                while not stop[0]:
+                    err, _ = c.call("put", "w%06d" % i, "v", {"w": 2})
+                    if err is None:
+                        acked.append(i)
+                    i += 1
+            finally:
+                c.close()
+        import threading
+        th = threading.Thread(target=writer)
+        th.start()
+        time.sleep(2)
+        joiners = [self.add_node(i) for i in (6, 7)]
+        for n in joiners:
+            n.write_config(FAST, [m.addr for m in cl.nodes[:5]], cl.secret, SCRIPT)
+            n.start()
+            cl.nodes.append(n)
+        n4 = [n for n in cl.nodes if n.id == "n4"][0]
+        rc, out, err = moor(n4, "leave")
+        self.assertEqual(rc, 0, err)
+        t0 = time.time()
+
+        def moved():
+            if any(status_of(cl, n1, n.id) != "up" for n in joiners):
+                return "still joining"
+            if status_of(cl, n1, "n4") != "left":
+                return "n4 still leaving"
+            return None
+        why = poll(moved, 180, 0.5)
+        self.assertIsNone(why, why)
+        took = time.time() - t0
+        stop[0] = True
+        th.join(30)
+        out, errs = bench.communicate(timeout=120)
+        res = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
+        n4.kill9()
+        cl.nodes = [n for n in cl.nodes if n.id != "n4"]
+        calls = [("get", "w%06d" % i, {"r": 2}) for i in acked]
+        lost = [acked[k] for k, (e, r) in enumerate(pipelined(n1, calls)) if e or not r]
+        print("two joins and a leave at once: done in %.1f s; moor bench %.0f ops/s, %d errors; "
+              "%d writes acknowledged during the moves, %d not read back"
+              % (took, res["ops_per_sec"], res["errors"], len(acked), len(lost)))
+        self.assertEqual(res["errors"], 0, [l for l in out.splitlines() if "error" in l])
+        self.assertEqual(lost[:5], [])
 
     def test_b_refusals(self):
         cl = self.cl

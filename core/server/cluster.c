@@ -1358,6 +1358,11 @@ int moor_cl_remove(moor_cl_t *cl, const char *id, size_t idlen)
     return moor_gossip_remove(cl->gossip, id, idlen);
 }
 
+int moor_cl_has_left(const moor_cl_t *cl)
+{
+    return cl->gossip && moor_gossip_self(cl->gossip)->m.status == MOOR_MEMBER_LEFT;
+}
+
 int moor_cl_pack_transfer(const moor_cl_t *cl, msgpack_packer *pk)
 {
     if (!cl->xfer) {

@@ -116,6 +116,9 @@ int moor_cl_leave(moor_cl_t *cl, int cancel);
  * repairs its ranges from the surviving replicas.  MOOR_EBUSY (the member
  * is not down), MOOR_EINVAL (no such member, or this node). */
 int moor_cl_remove(moor_cl_t *cl, const char *id, size_t idlen);
+/* 1 once this node has left the cluster (or was removed): its client
+ * reads and writes are refused UNAVAILABLE. */
+int moor_cl_has_left(const moor_cl_t *cl);
 /* info.transfer (xfer.h moor_xfer_pack_info). */
 int moor_cl_pack_transfer(const moor_cl_t *cl, msgpack_packer *pk);
 /* transfers: {nodes = [{node, state, info, ranges}], errors = [{node,

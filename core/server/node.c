@@ -314,6 +314,11 @@ static void cl_kv(moor_node_t *n, int op, const char *key, uint32_t klen, const 
         fail(n, done, ud, MOOR_EINVAL, msg);
         return;
     }
+    if (moor_cl_has_left(n->cl)) {
+        fail(n, done, ud, MOOR_EUNAVAIL,
+             "this node has left the cluster: it serves nothing; use another member");
+        return;
+    }
     moor_config_levels(&n->cfg, sp, &nn, &r, &w);
     if (o->r)
         r = moor_level_count(o->r, nn);

@@ -14,8 +14,8 @@ a. Join, remove and leave (one scenario, in order):
    - n3 is killed (SIGKILL); once the others see it down, `moor remove
      n3`: it becomes `left` everywhere and the others repair the ranges it
      held; once their repairs are done, every key is on three replicas.
-   - `moor leave --wait` on n2: it is `leaving`, then `left`; it is
-     killed, and every key is still on three replicas (n1, n4, n5).
+   - `moor leave --wait` on n2: it is `leaving`, then `left` (a get
+     through it now answers UNAVAILABLE); it is killed, and every key is still on three replicas (n1, n4, n5).
    Printed: keys and bytes each joiner received against the ideal (the
    share of the data a new member should own), and the join times.
 c. Two joins and a leave at once under load: five moords; while `moor
@@ -208,6 +208,12 @@ class Elastic(unittest.TestCase):
         why = poll(lambda: None if all(status_of(cl, n, "n2") == "left" for n in cl.nodes
                                        if n.id != "n2") else "n2 not left everywhere", 30)
         self.assertIsNone(why, why)
+        c = n2.conn(10)
+        try:
+            err, _ = c.call("get", key(1))
+            self.assertEqual(err[0], "UNAVAILABLE", err)  # a node that left serves nothing
+        finally:
+            c.close()
         n2.kill9()
         cl.nodes = [n for n in cl.nodes if n.id != "n2"]
         bad = replicas_found(n1)

@@ -74,6 +74,13 @@ struct moor_xfer {
     uint64_t t_kick;   /* kick timer */
     uint32_t refs;     /* 1 + timers and requests in flight */
     int dead;
+    /* cleanup of ranges handed off */
+    uint64_t t_clean;      /* the delay, then the paced scan's ticks */
+    uint64_t clean_sig;    /* ring signature the scan under way works for */
+    uint64_t cleaned_sig;  /* that of the last finished cleanup (saved) */
+    int clean_loaded;
+    moor_ring_t *clean_ring;
+    moor_buf_t clean_cursor;
     /* progress restored by moor_xfer_load for the first step computed */
     uint32_t nresume;
     struct resume {
@@ -112,6 +119,8 @@ static void unref(moor_xfer_t *x)
         free(x->spaces);
         free(x->id);
         moor_members_free(&x->table);
+        moor_ring_free(x->clean_ring);
+        moor_buf_free(&x->clean_cursor);
         free(x->units);
         free(x->resume);
         free(x);
@@ -1409,6 +1418,181 @@ void moor_xfer_handle(moor_xfer_t *x, const char *method, size_t mlen, const cha
         done(arg, MOOR_EINVAL, "unknown transfer method", NULL, 0);
 }
 
+/* ---- cleanup ------------------------------------------------------------------------ */
+
+#define CLEAN_CHUNK 1024
+
+/* What decides who replicates what: members, their zones and tokens on
+ * the ring (a status such as down changes nothing). */
+static uint64_t ring_sig(const moor_members_t *t)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (uint32_t i = 0; i < t->n; i++) {
+        const moor_member_t *m = &t->e[i].m;
+        uint32_t tok = moor_member_tokens(m);
+        if (!tok)
+            continue;
+        for (uint32_t k = 0; k < m->idlen; k++)
+            h = (h ^ (unsigned char)m->id[k]) * 1099511628211ull;
+        for (const char *z = m->zone; *z; z++)
+            h = (h ^ (unsigned char)*z) * 1099511628211ull;
+        h = (h ^ tok) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull;
+    }
+    return h;
+}
+
+static int table_in_motion(const moor_members_t *t)
+{
+    for (uint32_t i = 0; i < t->n; i++)
+        if (in_motion(&t->e[i]))
+            return 1;
+    return 0;
+}
+
+static void clean_stop(moor_xfer_t *x)
+{
+    if (x->t_clean) {
+        x->o.clock.timer_stop(x->o.clock.ud, x->t_clean);
+        x->t_clean = 0;
+        x->refs--;
+    }
+    moor_ring_free(x->clean_ring);
+    x->clean_ring = NULL;
+    x->clean_cursor.len = 0;
+    x->st.cleaning = 0;
+}
+
+typedef struct clean_scan {
+    moor_xfer_t *x;
+    uint32_t seen;
+    uint64_t bytes;
+    moor_buf_t last;
+} clean_scan_t;
+
+static int clean_cb(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    clean_scan_t *cs = arg;
+    moor_xfer_t *x = cs->x;
+    uint64_t token;
+    const char *sp;
+    size_t sl;
+    int s;
+    uint32_t l[MOOR_COORD_N_MAX], cnt;
+
+    cs->seen++;
+    cs->bytes += klen + vlen;
+    cs->last.len = 0;
+    moor_buf_append(&cs->last, key, klen);
+    if (key_parts(key, klen, &token, &sp, &sl) || (s = space_find(x, sp, sl)) < 0 ||
+        x->spaces[s].n == 0 || x->spaces[s].n > MOOR_COORD_N_MAX)
+        return 0; /* internal keys, and keyspaces this node does not know: kept */
+    if (moor_ring_preference_list(x->clean_ring, token, x->spaces[s].n, l, &cnt) ||
+        self_in(x, x->clean_ring, l, cnt))
+        return 0;
+    if (x->o.store.del(x->o.store.ud, key, klen, store_done_quiet, NULL) == 0) {
+        x->st.keys_cleaned++;
+        x->st.bytes_cleaned += klen + vlen;
+    }
+    return 0;
+}
+
+static void clean_tick(void *arg)
+{
+    moor_xfer_t *x = arg;
+    clean_scan_t cs = {x, 0, 0, MOOR_BUF_INIT};
+    moor_buf_t from = MOOR_BUF_INIT;
+    uint64_t rate = x->o.p.rate_kb_s ? (uint64_t)x->o.p.rate_kb_s * 1024 : 0;
+    int rc;
+
+    x->t_clean = 0;
+    if (x->dead) {
+        unref(x);
+        return;
+    }
+    x->refs--; /* the timer's; x lives on (not dead) */
+    if (!x->clean_ring) {
+        /* the delay is over: a cleanup starts if the ring is still the one
+         * it was armed for */
+        if (table_in_motion(&x->table) || ring_sig(&x->table) != x->clean_sig ||
+            x->state != MOOR_XFER_IDLE || moor_members_ring(&x->table, &x->clean_ring))
+            return;
+        x->clean_cursor.len = 0;
+        x->st.cleaning = 1;
+        xlog(x, 1, "transfer: cleanup: dropping the records of ranges this node no longer "
+                   "replicates");
+    }
+    if (x->clean_cursor.len && (moor_buf_append(&from, x->clean_cursor.data, x->clean_cursor.len) ||
+                                moor_buf_append(&from, "", 1)))
+        rc = MOOR_ENOMEM;
+    else
+        rc = x->o.store.scan(x->o.store.ud, "", 0, from.data, from.len, CLEAN_CHUNK, clean_cb,
+                             &cs);
+    moor_buf_free(&from);
+    if (rc == 0 && cs.seen == CLEAN_CHUNK) {
+        x->clean_cursor.len = 0;
+        moor_buf_append(&x->clean_cursor, cs.last.data, cs.last.len);
+        moor_buf_free(&cs.last);
+        x->refs++;
+        x->t_clean = x->o.clock.timer_start(x->o.clock.ud, rate ? cs.bytes * 1000 / rate : 0,
+                                            clean_tick, x);
+        if (!x->t_clean) {
+            x->refs--;
+            clean_stop(x);
+        }
+        return;
+    }
+    moor_buf_free(&cs.last);
+    if (rc) {
+        xlog(x, 2, "transfer: cleanup scan failed: %s; it runs again after the next change",
+             moor_strerror(rc));
+        clean_stop(x);
+        return;
+    }
+    {
+        char v[8];
+        moor_enc_be64(v, x->clean_sig);
+        x->cleaned_sig = x->clean_sig;
+        x->o.store.put(x->o.store.ud, MOOR_XFER_CLEAN_KEY, MOOR_XFER_KEY_LEN, v, 8,
+                       store_done_quiet, NULL);
+    }
+    x->st.cleanups++;
+    xlog(x, 1, "transfer: cleanup done: %llu records (%llu bytes) dropped so far",
+         (unsigned long long)x->st.keys_cleaned, (unsigned long long)x->st.bytes_cleaned);
+    clean_stop(x);
+}
+
+/* After a change of the table: a cleanup is due cleanup_ms after the last
+ * change that leaves nobody in motion and a ring unlike the last one
+ * cleaned for. */
+static void clean_arm(moor_xfer_t *x)
+{
+    uint64_t sig;
+
+    if (!x->o.p.cleanup_ms || x->dead)
+        return;
+    if (!x->clean_loaded) {
+        moor_buf_t b = MOOR_BUF_INIT;
+        if (x->o.store.get(x->o.store.ud, MOOR_XFER_CLEAN_KEY, MOOR_XFER_KEY_LEN, &b) == 0 &&
+            b.len == 8)
+            x->cleaned_sig = moor_dec_be64(b.data);
+        moor_buf_free(&b);
+        x->clean_loaded = 1;
+    }
+    sig = ring_sig(&x->table);
+    if (x->clean_ring && sig == x->clean_sig && !table_in_motion(&x->table))
+        return; /* the scan under way is still right */
+    clean_stop(x);
+    if (x->state != MOOR_XFER_IDLE || table_in_motion(&x->table) || sig == x->cleaned_sig)
+        return;
+    x->clean_sig = sig;
+    x->refs++;
+    x->t_clean = x->o.clock.timer_start(x->o.clock.ud, x->o.p.cleanup_ms, clean_tick, x);
+    if (!x->t_clean)
+        x->refs--;
+}
+
 /* ---- public ------------------------------------------------------------------------- */
 
 void moor_xfer_params_default(moor_xfer_params_t *p)
@@ -1418,6 +1602,7 @@ void moor_xfer_params_default(moor_xfer_params_t *p)
     p->page_kb = 256;
     p->settle_ms = 2000;
     p->timeout_ms = 10000;
+    p->cleanup_ms = 60000;
 }
 
 int moor_xfer_new(const moor_xfer_opts_t *o, moor_xfer_t **out)
@@ -1449,6 +1634,7 @@ int moor_xfer_new(const moor_xfer_opts_t *o, moor_xfer_t **out)
         x->spaces[i] = o->spaces[i];
     x->o.spaces = x->spaces;
     moor_members_init(&x->table);
+    moor_buf_init(&x->clean_cursor);
     *out = x;
     return 0;
 }
@@ -1458,6 +1644,7 @@ void moor_xfer_free(moor_xfer_t *x)
     if (!x)
         return;
     x->dead = 1;
+    clean_stop(x);
     if (x->t_kick) {
         x->o.clock.timer_stop(x->o.clock.ud, x->t_kick);
         x->t_kick = 0;
@@ -1490,6 +1677,7 @@ int moor_xfer_start(moor_xfer_t *x, int state, uint32_t vnodes, uint32_t inactiv
         x->st.finished_ms = 0;
         x->st.ranges_done = 0;
     }
+    clean_stop(x);
     x->state = state;
     x->vnodes = vnodes;
     x->inactive = inactive;
@@ -1525,6 +1713,7 @@ void moor_xfer_set_members(moor_xfer_t *x, const moor_members_t *t)
         return;
     }
     x->have_table = 1;
+    clean_arm(x);
     if ((x->state == MOOR_XFER_JOINING || x->state == MOOR_XFER_LEAVING) && !x->step_ready) {
         if (first)
             count_total(x);
@@ -1582,7 +1771,7 @@ int moor_xfer_pack_info(const moor_xfer_t *x, msgpack_packer *pk)
     const char *s = moor_xfer_state_name(x->state);
     int rc = 0;
 
-    rc |= msgpack_pack_map(pk, 11);
+    rc |= msgpack_pack_map(pk, 13);
     rc |= msgpack_pack_str_with_body(pk, "state", 5);
     rc |= msgpack_pack_str_with_body(pk, s, strlen(s));
     rc |= pack_kv_u64(pk, "ranges_total", x->st.ranges_total);
@@ -1596,6 +1785,8 @@ int moor_xfer_pack_info(const moor_xfer_t *x, msgpack_packer *pk)
     rc |= msgpack_pack_str_with_body(pk, "rate_mb_s", 9);
     rc |= msgpack_pack_double(pk, (double)x->o.p.rate_kb_s / 1024.0);
     rc |= pack_kv_u64(pk, "concurrency", x->o.p.concurrency);
+    rc |= pack_kv_u64(pk, "keys_cleaned", x->st.keys_cleaned);
+    rc |= pack_kv_u64(pk, "cleanups", x->st.cleanups);
     return rc ? MOOR_ENOMEM : 0;
 }
 

@@ -36,6 +36,12 @@
  * already switched on, a leave becomes a join that takes back what it
  * handed off).
  *
+ * Cleanup: once no member has moved for cleanup_ms and the ring differs
+ * from the one of the last cleanup (saved under MOOR_XFER_CLEAN_KEY), a
+ * paced scan deletes the records of ranges this node no longer
+ * replicates (handed off to a joining member), so that they take no
+ * space and can never come back through a later change of owners.
+ *
  * Wire forms (one map param; unknown keys skipped):
  *   _xfer_pull {spaces = [names], lo, hi, after? = engine key, max_bytes,
  *               count? = bool}
@@ -66,6 +72,9 @@ struct msgpack_packer;
 /* Store key of the saved progress: ff x 8 | 00 | 'x'. */
 #define MOOR_XFER_KEY "\xff\xff\xff\xff\xff\xff\xff\xff\x00" "x"
 #define MOOR_XFER_KEY_LEN 10
+
+/* The ring signature of the last finished cleanup: ff x 8 | 00 | 'y'. */
+#define MOOR_XFER_CLEAN_KEY "\xff\xff\xff\xff\xff\xff\xff\xff\x00" "y"
 
 #define MOOR_XFER_SPACES_MAX 64
 
@@ -99,6 +108,7 @@ typedef struct moor_xfer_params {
     uint32_t page_kb;     /* bytes of records per page; 256 */
     uint32_t settle_ms;   /* wait after announcing a move; 2000 */
     uint32_t timeout_ms;  /* of one page request; 10000 */
+    uint32_t cleanup_ms;  /* ring stable this long: drop what is no longer ours; 60000, 0 off */
 } moor_xfer_params_t;
 
 typedef struct moor_xfer_opts {
@@ -123,6 +133,9 @@ typedef struct moor_xfer_stats {
     uint64_t ranges_total, ranges_done;
     uint64_t keys_sent, keys_received, bytes_sent, bytes_received;
     uint64_t started_ms, finished_ms; /* of the last move (0: none) */
+    uint64_t keys_cleaned, bytes_cleaned; /* records dropped by cleanups */
+    uint64_t cleanups;                    /* cleanup scans finished */
+    int cleaning;                         /* one runs now */
 } moor_xfer_stats_t;
 
 /* ===== API ===== */
@@ -164,7 +177,7 @@ void moor_xfer_stats(const moor_xfer_t *x, moor_xfer_stats_t *st);
 const char *moor_xfer_state_name(int state);
 /* info.transfer: {state, ranges_total, ranges_done, keys_sent,
  * keys_received, bytes_sent, bytes_received, vnodes, inactive, rate_mb_s,
- * concurrency}.  0 or MOOR_ENOMEM. */
+ * concurrency, keys_cleaned, cleanups}.  0 or MOOR_ENOMEM. */
 int moor_xfer_pack_info(const moor_xfer_t *x, struct msgpack_packer *pk);
 /* This node's ranges in motion, as `_xfer_status` answers them: an array
  * of {from, to, spaces, lo, hi, keys_done, keys_total, bytes_done,

@@ -61,6 +61,7 @@ void moor_config_default(moor_config_t *c)
     c->xfer_rate_kb_s = 64 * 1024;
     c->xfer_concurrency = 2;
     c->xfer_settle_ms = 2000;
+    c->xfer_cleanup_s = 60;
     c->tombstone_grace_s = 864000;
     c->sibling_warn = 25;
     c->sibling_max = 100;
@@ -559,6 +560,8 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
             c->xfer_concurrency = (unsigned)v;
         if (rc >= 0 && (rc = get_num(L, -1, "transfer.", "settle_ms", 0, 600000, &v)) > 0)
             c->xfer_settle_ms = (unsigned)v;
+        if (rc >= 0 && (rc = get_num(L, -1, "transfer.", "cleanup_s", 0, 31536000, &v)) > 0)
+            c->xfer_cleanup_s = (unsigned)v;
         lua_pop(L, 1);
         TRY(rc);
     }

@@ -62,7 +62,7 @@ typedef struct moor_config {
     unsigned vc_keep_min;
     uint64_t vc_max_age_ms;  /* 0: no age limit */
     unsigned ae_interval_s, ae_rate_kb_s, ae_build_kb_s, ae_concurrency; /* anti_entropy = {...} */
-    unsigned xfer_rate_kb_s, xfer_concurrency, xfer_settle_ms; /* transfer = {...} */
+    unsigned xfer_rate_kb_s, xfer_concurrency, xfer_settle_ms, xfer_cleanup_s; /* transfer = {...} */
     uint64_t tombstone_grace_s; /* default of every space: 864000 (10 days) */
     int force_rejoin;           /* moord --force-rejoin: start after a down time past the grace */
     unsigned sibling_warn;   /* default 25: a write leaving more siblings warns */

@@ -998,6 +998,7 @@ static int start_xfer(moor_cl_t *cl, const moor_store_if_t *store, const moor_pe
     xo.p.rate_kb_s = cfg->xfer_rate_kb_s;
     xo.p.concurrency = cfg->xfer_concurrency;
     xo.p.settle_ms = cfg->xfer_settle_ms;
+    xo.p.cleanup_ms = cfg->xfer_cleanup_s * 1000;
     xo.p.timeout_ms = cfg->request_timeout_ms > 10000 ? cfg->request_timeout_ms : 10000;
     xo.publish = xfer_publish;
     xo.log = gossip_log;

@@ -231,6 +231,7 @@ M.schema = {
         rate_mb_s = num(0.01, 100000),
         concurrency = int(1, 64),
         settle_ms = int(0, 600000),
+        cleanup_s = int(0, 31536000),
     },
     tombstone_grace_s = int(0, 315360000),
     vclock = record {

@@ -12,7 +12,9 @@
  * first three leaves the same way.  Checked: no read of an existing key
  * answers nothing, the joiner ends `up` with all its tokens and the
  * leaver `left` with none, every PRE key is on every owner of the final
- * ring, and every acknowledged write is read back at r = 2.  Seeds:
+ * ring, and every acknowledged write is read back at r = 2; after the
+ * join, once the ring has been still for a while, the cleanup leaves every
+ * old key on its owners only.  Seeds:
  * MOOR_SIM_SEEDS=<count> (default 6), MOOR_SIM_SEED=<s> for one.
  *
  * Also: the ring's balance and data moved per join/leave with 1,000
@@ -179,6 +181,7 @@ static void start_node(world_t *w, int i)
     x.p.settle_ms = 600;
     x.p.timeout_ms = 500;
     x.p.rate_kb_s = 256;
+    x.p.cleanup_ms = 5000;
     pubs[i].w = w;
     pubs[i].node = i;
     x.publish = publish;
@@ -406,6 +409,54 @@ static void check_final(world_t *w, uint64_t seed)
                  (unsigned long long)seed, (unsigned long long)missing);
 }
 
+/* After the cleanups: no running node holds an old key it does not
+ * replicate, and every owner still does. */
+static void check_clean(world_t *w, uint64_t seed)
+{
+    moor_ring_t *ring;
+    uint64_t extra = 0, cleaned = 0;
+
+    assert_int_equal(moor_members_ring(&w->tab, &ring), 0);
+    for (int k = 0; k < PRE; k++) {
+        char key[24];
+        moor_buf_t ek = MOOR_BUF_INIT;
+        uint64_t token;
+        uint32_t owners[3], cnt;
+        pre_name(k, key);
+        assert_int_equal(moor_record_key(SPACE, sizeof(SPACE) - 1, key, strlen(key), &ek), 0);
+        assert_int_equal(moor_ring_key_token(SPACE, sizeof(SPACE) - 1, key, strlen(key), &token),
+                         0);
+        assert_int_equal(moor_ring_preference_list(ring, token, 3, owners, &cnt), 0);
+        for (int i = 0; i < NODES; i++) {
+            int owner = 0;
+            if (!w->coord[i])
+                continue;
+            for (uint32_t j = 0; j < cnt; j++) {
+                const moor_member_t *m = moor_ring_member(ring, owners[j]);
+                owner |= sim_node_by_id(w->sim, m->id, m->idlen) == i;
+            }
+            if (!owner && sim_store_peek(w->sim, i, ek.data, ek.len))
+                extra++;
+            if (owner && !sim_store_peek(w->sim, i, ek.data, ek.len))
+                fail_msg("seed %llu: the cleanup dropped an owner's copy of %s",
+                         (unsigned long long)seed, key);
+        }
+        moor_buf_free(&ek);
+    }
+    for (int i = 0; i < NODES; i++)
+        if (w->xfer[i]) {
+            moor_xfer_stats_t st;
+            moor_xfer_stats(w->xfer[i], &st);
+            cleaned += st.keys_cleaned;
+        }
+    moor_ring_free(ring);
+    if (extra)
+        fail_msg("seed %llu: %llu copies of old keys left on members that hand them off",
+                 (unsigned long long)seed, (unsigned long long)extra);
+    if (cleaned == 0)
+        fail_msg("seed %llu: no cleanup ran", (unsigned long long)seed);
+}
+
 /* Every acknowledged new key read back at r = 2 (no faults now). */
 static void check_acked(world_t *w, uint64_t seed)
 {
@@ -473,6 +524,10 @@ static void one_seed(uint64_t seed, int verbose)
                (unsigned long long)seed, (unsigned long long)st.keys_received,
                (unsigned long long)st.bytes_received, (unsigned long long)st.ranges_done,
                (double)(PRE + w->nnew) * 3 / 4);
+
+    /* the ring is still for a while: each member drops what it handed off */
+    run_ms(w, 12000);
+    check_clean(w, seed);
 
     /* then one of the first three leaves */
     moor_xfer_start(w->xfer[1], MOOR_XFER_LEAVING, VNODES, 0);

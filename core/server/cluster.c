@@ -219,6 +219,7 @@ static void table_changed(void *ud, const moor_members_t *t)
 {
     moor_cl_t *cl = ud;
     moor_ring_t *ring = NULL;
+    uint32_t moving = 0;
     int rc;
 
     for (uint32_t i = 0; i < t->n; i++) {
@@ -233,10 +234,9 @@ static void table_changed(void *ud, const moor_members_t *t)
     {
         /* writes to ranges in motion also go to their owners to be */
         moor_ring_t *pend[MOOR_COORD_PENDING_MAX];
-        uint32_t np = 0;
-        if (moor_xfer_pending_rings(t, pend, MOOR_COORD_PENDING_MAX, &np) == 0) {
-            moor_coord_set_pending(cl->coord, pend, np);
-            for (uint32_t i = 0; i < np; i++)
+        if (moor_xfer_pending_rings(t, pend, MOOR_COORD_PENDING_MAX, &moving) == 0) {
+            moor_coord_set_pending(cl->coord, pend, moving);
+            for (uint32_t i = 0; i < moving; i++)
                 moor_ring_free(pend[i]);
         }
     }
@@ -244,7 +244,9 @@ static void table_changed(void *ud, const moor_members_t *t)
         moor_xfer_set_members(cl->xfer, t);
     if ((rc = moor_members_ring(t, &ring)) == 0) {
         moor_coord_set_ring(cl->coord, ring);
-        if (cl->aae)
+        /* the trees follow the ring once a join or leave is over, not at
+         * each of its steps (every step would start a tree build) */
+        if (cl->aae && moving == 0)
             moor_aae_set_ring(cl->aae, ring);
         moor_ring_free(cl->ring);
         cl->ring = ring;

@@ -23,6 +23,11 @@ c. Two joins and a leave at once under load: five moords; while `moor
    w=2 through n2, n6 and n7 start and n4 leaves, all at once.  Once n6
    and n7 are `up` and n4 is `left` (and killed): `moor bench` saw no
    error, and every write the writer had acknowledged reads back at r=2.
+d. A join survives a restart of the joining node: n4 joins at rate_mb_s
+   = 0.02; once it has handed over part of its ranges it is killed
+   (SIGKILL) and started again: it comes back `joining` with the tokens it
+   had switched on, resumes from its saved progress, ends `up`, and every
+   key is on three replicas.
 b. Refusals: `leave` and `remove` on a lone node answer UNAVAILABLE;
    `remove` of a member that is up answers BUSY and of an unknown id
    BAD_REQUEST; `_xfer_pull` from a client connection is refused; `moor
@@ -283,6 +288,36 @@ class Elastic(unittest.TestCase):
               % (took, res["ops_per_sec"], res["errors"], len(acked), len(lost)))
         self.assertEqual(res["errors"], 0, [l for l in out.splitlines() if "error" in l])
         self.assertEqual(lost[:5], [])
+
+    def test_d_join_resumes_after_a_restart(self):
+        cl = self.cl
+        n1 = cl.nodes[0]
+        res = pipelined(n1, [("put", key(i), "v%05d" % i, {"w": "all"}) for i in range(KEYS)])
+        self.assertEqual([e for e, _ in res if e], [])
+        n4 = self.add_node(4)
+        n4.write_config(SETTINGS.replace("rate_mb_s = 0.05", "rate_mb_s = 0.02"),
+                        [m.addr for m in cl.nodes[:3]], cl.secret, SCRIPT)
+        n4.start()
+        cl.nodes.append(n4)
+
+        def some_done():
+            tr = n4.info()["transfer"]
+            return None if tr["ranges_done"] >= 3 else "only %d ranges" % tr["ranges_done"]
+        why = poll(some_done, 60, 0.1)
+        self.assertIsNone(why, why)
+        before = n4.info()["transfer"]
+        n4.kill9()
+        n4.start()
+        after = n4.info()["transfer"]
+        self.assertEqual(after["state"], "joining", after)
+        self.assertLess(after["inactive"], after["vnodes"], "no token on after the restart")
+        why = poll(lambda: None if status_of(cl, n1, "n4") == "up" else "joining", 120, 0.2)
+        self.assertIsNone(why, why)
+        print("n4 killed after %d ranges (%d of %d tokens on), restarted with %d on, then up"
+              % (before["ranges_done"], before["vnodes"] - before["inactive"], before["vnodes"],
+                 after["vnodes"] - after["inactive"]))
+        bad = replicas_found(n1)
+        self.assertEqual(bad[:3], [], "%d keys not on 3 replicas" % len(bad))
 
     def test_b_refusals(self):
         cl = self.cl

@@ -1050,7 +1050,7 @@ static void unit_page_done(moor_xfer_t *x, uint32_t i, const moor_buf_t *last, u
     }
     if (rate)
         x->bucket = (x->bucket > t ? x->bucket : t) + bytes * 1000 / rate;
-    if (more && n) {
+    if (more && last->len) {
         save(x);
         unit_go(x, i);
         return;
@@ -1121,6 +1121,10 @@ static const char *merge_items(moor_xfer_t *x, const char **p, const char *end, 
         if (key_parts(k, kl, &token, &sp, &sl) || !in_range(lo, hi, token) ||
             (s = space_find(x, sp, sl)) < 0 || !((mask >> s) & 1))
             return "an item's key is outside the range or its keyspaces";
+        if (last) { /* the cursor passes a refused record too: no page comes twice */
+            last->len = 0;
+            moor_buf_append(last, k, kl);
+        }
         (*pending)++;
         if (x->o.merge(x->o.merge_ud, k, kl, rec, rl, done, arg)) {
             (*pending)--;
@@ -1129,10 +1133,6 @@ static const char *merge_items(moor_xfer_t *x, const char **p, const char *end, 
         }
         (*n)++;
         *bytes += kl + rl;
-        if (last) {
-            last->len = 0;
-            moor_buf_append(last, k, kl);
-        }
     }
     return NULL;
 }

@@ -152,7 +152,7 @@ def wait_trees(node):
 
 def wipe(cl, node):
     node.stop(timeout=60)
-    shutil.rmtree(node.data)
+    node.wipe_data()
     node.start()
     try:
         cl.wait_converged(CONVERGE_S)

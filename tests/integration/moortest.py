@@ -246,6 +246,20 @@ class Node:
         self.kill9()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def wipe_data(self):
+        """Deletes the node's data but not its membership (data_dir/MEMBERS
+        and HLC): it comes back as the same member with an empty store, the
+        case anti-entropy repair refills (a node whose whole data directory
+        is gone comes back as a new member and streams its ranges in)."""
+        for name in os.listdir(self.data):
+            if name in ("MEMBERS", "HLC"):
+                continue
+            path = os.path.join(self.data, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+
     def conn(self, timeout=15):
         return Conn((self.host, self.port), timeout, self.source)
 

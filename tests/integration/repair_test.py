@@ -2,8 +2,9 @@
 """repair_test.py -- anti-entropy repair (`repair`, `moor repair`) on real processes.
 
 a. Wiped replica: three moords, the default space n=3, 10,000 keys
-   written with w=all (pipelined).  n3 is stopped, its data directory
-   deleted, and it is started again (same id, address and seeds).  Then
+   written with w=all (pipelined).  n3 is stopped, its data deleted
+   (its membership file kept, moortest.Node.wipe_data) and it is started
+   again (same id, address and seeds).  Then
    `build/moor repair` runs against n3 (a subprocess, waited for): after
    it, each key's first read with r=all and receipt=true must find the key
    on all three replicas (the number that does not is printed, and must be
@@ -217,7 +218,7 @@ class WipedReplica(unittest.TestCase):
         missing = sum(len(r) for _, r in recs)
 
         n3.stop()
-        shutil.rmtree(n3.data)
+        n3.wipe_data()
         n3.start()
         cl.wait_converged()
         wait_trees(n3)

@@ -29,6 +29,7 @@
 #include "cluster/coord.h"
 #include "cluster/env.h"
 #include "cluster/gossip.h"
+#include "cluster/membership.h"
 #include "lua/config.h"
 
 typedef struct moor_cl moor_cl_t;
@@ -106,6 +107,12 @@ int moor_cl_repair(moor_cl_t *cl, const char *space, size_t slen, const uint64_t
                    uint32_t nranges, int stop, int restart);
 /* The coordinator's counters (info.siblings sums them with a lone node's). */
 void moor_cl_coord_stats(const moor_cl_t *cl, moor_coord_stats_t *out);
+
+/* The member table (borrowed until the next loop turn), and the load
+ * table every member publishes into (core/cluster/load.h; NULL after
+ * close).  For autoscale.c. */
+const moor_members_t *moor_cl_members(const moor_cl_t *cl);
+struct moor_load *moor_cl_load(moor_cl_t *cl);
 
 /* Answers every call in flight (SHUTTING_DOWN), closes connections and
  * timers, frees, then done(ud) on the loop (may be NULL).  Call once. */

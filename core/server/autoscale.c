@@ -276,8 +276,15 @@ static void proc_exited(uv_process_t *p, int64_t status, int signo)
     uv_close((uv_handle_t *)p, handle_closed);
     if (a->closing)
         return;
-    a->state = AS_SETTLING;
     a->exited_at = moor_clock_mono_ms();
+    if (signo || status) { /* nothing to wait for: try again after the cooldown */
+        moor_log_warn("autoscale: the %s failed; next decision after the cooldown (%u s)",
+                      a->action, a->cfg->as_cooldown_s);
+        a->state = AS_COOLING;
+        a->cool_until = a->exited_at + (uint64_t)a->cfg->as_cooldown_s * 1000;
+        return;
+    }
+    a->state = AS_SETTLING;
 }
 
 /* "a:1,b:2" of the up members' addresses. */

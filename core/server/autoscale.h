@@ -19,7 +19,8 @@
  * the next decision waits until it exited, no member is joining or
  * leaving, the change shows in the member table (an add: more members
  * up than before; a remove: the node is left, down or gone) or
- * MOOR_AS_SETTLE_MAX_MS passed, and then cooldown_s.  Every decision
+ * MOOR_AS_SETTLE_MAX_MS passed, and then cooldown_s (a command that
+ * failed -- exit status not 0 -- starts the cooldown at once).  Every decision
  * other than none is logged with its reason, and so is a held one.
  *
  * Loop thread only.

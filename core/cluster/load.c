@@ -175,8 +175,7 @@ static int read_entry(const char **p, const char *end, const char **id, uint32_t
     if (moor_mp_read_array(p, end, &n) || n != 3)
         return moor_diag(MOOR_EPROTO, "_load: an entry must be [id, seq, load]");
     if (moor_mp_read_strbin(p, end, id, idlen) || *idlen == 0 || *idlen > MOOR_RING_ID_MAX)
-        return moor_diag(MOOR_EPROTO, "_load: an entry's id must be 1..%d bytes",
-                         MOOR_RING_ID_MAX);
+        return moor_diag(MOOR_EPROTO, "_load: an entry's id must be 1..%d bytes", MOOR_RING_ID_MAX);
     if (moor_mp_read_uint(p, end, seq))
         return moor_diag(MOOR_EPROTO, "_load: an entry's seq must be an unsigned integer");
     s = *p;
@@ -246,8 +245,7 @@ int moor_load_decode(const char *msg, size_t len, moor_load_entry_fn fn, void *u
             loads_end = p;
         } else if (klen == 4 && memcmp(k, "from", 4) == 0) {
             const char *q = v;
-            if (f || moor_mp_read_strbin(&q, p, &f, &flen) || flen == 0 ||
-                flen > MOOR_RING_ID_MAX)
+            if (f || moor_mp_read_strbin(&q, p, &f, &flen) || flen == 0 || flen > MOOR_RING_ID_MAX)
                 return moor_diag(MOOR_EPROTO, "_load: from must be one id of 1..%d bytes",
                                  MOOR_RING_ID_MAX);
         } /* other fields: a later release's, skipped */
@@ -411,10 +409,10 @@ int moor_load_new(const moor_load_opts_t *o, moor_load_t **out)
 
     *out = NULL;
     if (!o->node_id || o->idlen == 0 || o->idlen > MOOR_RING_ID_MAX || !o->members ||
-        !o->clock.now_ms || !o->clock.timer_start || !o->clock.timer_stop ||
-        !o->transport.request)
-        return moor_diag(MOOR_EINVAL, "load: node id of 1..%d bytes, members, clock and "
-                                      "transport are required",
+        !o->clock.now_ms || !o->clock.timer_start || !o->clock.timer_stop || !o->transport.request)
+        return moor_diag(MOOR_EINVAL,
+                         "load: node id of 1..%d bytes, members, clock and "
+                         "transport are required",
                          MOOR_RING_ID_MAX);
     if (!(l = calloc(1, sizeof(*l))))
         return MOOR_ENOMEM;

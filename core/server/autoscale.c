@@ -32,8 +32,8 @@ struct moor_as {
     uv_loop_t *loop;
     const moor_config_t *cfg;
     moor_engine_t *engine;
-    moor_lua_t *lua;   /* NULL: none (yet, or any more) */
-    moor_cl_t *cl;     /* NULL: not in a cluster */
+    moor_lua_t *lua; /* NULL: none (yet, or any more) */
+    moor_cl_t *cl;   /* NULL: not in a cluster */
     uv_timer_t timer;
     uv_process_t proc; /* the command of the change under way */
     int proc_open;     /* proc is a live handle (until its close callback) */
@@ -42,14 +42,14 @@ struct moor_as {
     moor_loadstat_t ls;
     moor_buf_t local; /* the last load map of this node */
     /* the scaling loop */
-    int state;             /* AS_* */
-    int evaluator;         /* this node evaluated at the last tick */
-    uint64_t next_check;   /* mono ms of the next policy call */
-    uint64_t exited_at;    /* mono ms the command exited */
-    uint64_t cool_until;   /* mono ms */
-    char action[8];        /* of the change under way: "add" / "remove" */
+    int state;           /* AS_* */
+    int evaluator;       /* this node evaluated at the last tick */
+    uint64_t next_check; /* mono ms of the next policy call */
+    uint64_t exited_at;  /* mono ms the command exited */
+    uint64_t cool_until; /* mono ms */
+    char action[8];      /* of the change under way: "add" / "remove" */
     char target[MOOR_RING_ID_MAX + 1];
-    uint32_t up_before;    /* up members when an add started */
+    uint32_t up_before;     /* up members when an add started */
     char last_decision[16]; /* "", "none", "add", "remove", "error" */
     char last_reason[256];
     uint64_t last_at_ms; /* wall clock of the last decision */
@@ -159,7 +159,8 @@ static int pack_member(const moor_as_t *a, const moor_member_t *m, int flat, msg
     if (!flat)
         pack_str(pk, "load");
     /* the load map's bytes were checked when they entered the table */
-    return moor_mp_pack_raw(out, flat ? body : v.load, flat ? (size_t)(v.load + v.len - body) : v.len);
+    return moor_mp_pack_raw(out, flat ? body : v.load,
+                            flat ? (size_t)(v.load + v.len - body) : v.len);
 }
 
 int moor_as_pack_cluster_load(moor_as_t *a, moor_buf_t *out)
@@ -240,7 +241,7 @@ int moor_as_pack_info(const moor_as_t *a, msgpack_packer *pk)
     msgpack_pack_uint64(pk, a->changes);
     pack_str(pk, "running");
     return a->state == AS_RUNNING || a->state == AS_SETTLING ? msgpack_pack_true(pk)
-                                                              : msgpack_pack_false(pk);
+                                                             : msgpack_pack_false(pk);
 }
 
 /* ---- commands -------------------------------------------------------------------- */

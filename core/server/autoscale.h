@@ -49,8 +49,7 @@ typedef struct moor_as moor_as_t;
 
 /* Starts the per-second timer (it does not keep the loop alive).  cfg and
  * engine are borrowed until moor_as_close.  0 or MOOR_ENOMEM. */
-int moor_as_new(uv_loop_t *loop, const moor_config_t *cfg, moor_engine_t *engine,
-                moor_as_t **out);
+int moor_as_new(uv_loop_t *loop, const moor_config_t *cfg, moor_engine_t *engine, moor_as_t **out);
 
 /* The Lua host holding the policy, and the cluster (NULL: none / gone). */
 void moor_as_set_lua(moor_as_t *a, moor_lua_t *L);

@@ -59,7 +59,8 @@ void moor_loadstat_roll(moor_loadstat_t *ls, uint64_t now_ms, uint64_t cpu_us,
             ls->rps_total += ls->rps[k];
         }
         ls->p99_ms = moor_loadstat_p99(ls->hist);
-        ls->cpu_ms_per_s = cpu_us >= ls->cpu0_us ? (double)(cpu_us - ls->cpu0_us) / 1000.0 / secs : 0;
+        ls->cpu_ms_per_s =
+            cpu_us >= ls->cpu0_us ? (double)(cpu_us - ls->cpu0_us) / 1000.0 / secs : 0;
         ls->cache_hit_rate = hits + misses ? (double)hits / (double)(hits + misses) : 1.0;
     } else if (!ls->t0_ms) {
         ls->cache_hit_rate = 1.0;

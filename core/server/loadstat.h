@@ -33,7 +33,7 @@ typedef struct moor_loadstat {
     /* the open interval */
     uint64_t count[MOOR_LS_KINDS];
     uint32_t hist[MOOR_LS_BUCKETS];
-    uint64_t t0_ms;  /* when it opened (monotonic); 0 = never rolled */
+    uint64_t t0_ms;   /* when it opened (monotonic); 0 = never rolled */
     uint64_t cpu0_us; /* the loop thread's CPU time then */
     uint64_t hits0, misses0;
     /* the last closed interval */

@@ -129,8 +129,8 @@ static int converged(world_t *w, const uint64_t *want)
     for (int i = 0; i < w->n; i++)
         for (int j = 0; j < w->n; j++) {
             moor_load_view_t v;
-            if (!moor_load_find(w->l[i], w->s->node[j].id, w->s->node[j].idlen, &v) ||
-                v.len == 0 || load_v(&v) != want[j])
+            if (!moor_load_find(w->l[i], w->s->node[j].id, w->s->node[j].idlen, &v) || v.len == 0 ||
+                load_v(&v) != want[j])
                 return 0;
         }
     return 1;
@@ -318,9 +318,9 @@ static void test_decode_bounds(void **state)
     assert_int_equal(moor_load_decode(b.data, b.len - 1, seen_fn, &s, NULL, NULL), MOOR_EPROTO);
     moor_buf_append(&b, "\xc0", 1);
     assert_int_equal(moor_load_decode(b.data, b.len, seen_fn, &s, NULL, NULL), MOOR_EPROTO);
-    assert_int_equal(moor_load_decode("\x81\xa5loads\xdd\xff\xff\xff\xff", 11, seen_fn, &s, NULL,
-                                      NULL),
-                     MOOR_EPROTO);
+    assert_int_equal(
+        moor_load_decode("\x81\xa5loads\xdd\xff\xff\xff\xff", 11, seen_fn, &s, NULL, NULL),
+        MOOR_EPROTO);
     assert_int_equal(moor_load_decode("\x90", 1, seen_fn, &s, NULL, NULL), MOOR_EPROTO);
     assert_int_equal(moor_load_decode("\x80", 1, seen_fn, &s, NULL, NULL), MOOR_EPROTO);
     moor_buf_free(&b);
@@ -386,10 +386,8 @@ static void test_handle_and_local(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decode_bounds),
-        cmocka_unit_test(test_handle_and_local),
-        cmocka_unit_test(test_converges_with_loss),
-        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_decode_bounds),       cmocka_unit_test(test_handle_and_local),
+        cmocka_unit_test(test_converges_with_loss), cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_age_and_expiry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

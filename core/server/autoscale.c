@@ -178,11 +178,16 @@ int moor_as_pack_cluster_load(moor_as_t *a, moor_buf_t *out)
         msgpack_pack_array(&pk, 1);
         if (a->local.len == 0 || moor_mp_read_map(&body, a->local.data + a->local.len, &nf))
             nf = 0, body = NULL;
-        msgpack_pack_map(&pk, 3 + nf);
+        char addr[128];
+        snprintf(addr, sizeof(addr), strchr(a->cfg->listen_host, ':') ? "[%s]:%d" : "%s:%d",
+                 a->cfg->listen_host, a->cfg->listen_port);
+        msgpack_pack_map(&pk, 4 + nf);
         pack_str(&pk, "id");
         pack_str(&pk, a->cfg->node);
         pack_str(&pk, "status");
         pack_str(&pk, "up");
+        pack_str(&pk, "addr");
+        pack_str(&pk, addr);
         pack_str(&pk, "age_ms");
         msgpack_pack_uint64(&pk, 0);
         return body ? moor_mp_pack_raw(out, body, (size_t)(a->local.data + a->local.len - body))
@@ -583,6 +588,9 @@ int moor_as_new(uv_loop_t *loop, const moor_config_t *cfg, moor_engine_t *engine
     a->handles = 1;
     uv_timer_start(&a->timer, tick, MOOR_AS_TICK_MS, MOOR_AS_TICK_MS);
     uv_unref((uv_handle_t *)&a->timer); /* never keeps the loop alive alone */
+    if (cfg->autoscale && !moor_config_clustered(cfg))
+        moor_log_warn("autoscale: moor.autoscale{} has no effect on a node without seeds "
+                      "(only a cluster scales)");
     *out = a;
     return 0;
 }

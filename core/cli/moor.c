@@ -83,6 +83,7 @@ static const cmd_def_t commands[] = {
     {"ping", 0, 0, 0},
     {"info", 0, 0, 0},
     {"ring", 0, 0, OPT_JSON},
+    {"load", 0, 0, 0},
 };
 
 typedef struct cli {
@@ -111,6 +112,7 @@ static int usage(const char *why)
           "  ring [--json]       members: id, address, zone, status, vnodes, share (* = self)\n"
           "  where KEY [--space S]  the key's replicas, and fallbacks for those down\n"
           "  ping | info | help\n"
+          "  load                every member's load figures (README \"Automatic scaling\")\n"
           "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
           "        [--duration S] [--space S]\n"
           "  repair [--space S] [--range LO:HI]... [--stop] [--restart] [--no-wait] [--json]\n"

@@ -69,6 +69,8 @@ void moor_config_default(moor_config_t *c)
     c->hints_max_mb = 512;
     c->hints_rate_kb_s = 8192;
     moor_gossip_params_default(&c->gossip);
+    c->as_check_s = 10;
+    c->as_cooldown_s = 60;
     c->nspaces = 1;
     strcpy(c->spaces[0].name, "default");
     c->spaces[0].sloppy = 1;
@@ -462,6 +464,30 @@ static int read_gossip(lua_State *L, int idx, moor_config_t *c)
     return moor_gossip_params_check(&c->gossip);
 }
 
+/* autoscale = {check_s, cooldown_s, add, remove} (moor.autoscale{};
+ * validated by lua/moor/config.lua, which keeps the policy function among
+ * the resolvers). */
+static int read_autoscale(lua_State *L, int idx, moor_config_t *c)
+{
+    double v;
+    int rc;
+
+    if (!sub(L, idx, "autoscale"))
+        return 0;
+    c->autoscale = 1;
+    rc = get_num(L, -1, "autoscale.", "check_s", 1, 86400, &v);
+    if (rc > 0)
+        c->as_check_s = (unsigned)v;
+    if (rc >= 0 && (rc = get_num(L, -1, "autoscale.", "cooldown_s", 0, 86400, &v)) > 0)
+        c->as_cooldown_s = (unsigned)v;
+    if (rc >= 0)
+        rc = get_str(L, -1, "autoscale.", "add", c->as_add, sizeof(c->as_add));
+    if (rc >= 0)
+        rc = get_str(L, -1, "autoscale.", "remove", c->as_remove, sizeof(c->as_remove));
+    lua_pop(L, 1);
+    return rc < 0 ? rc : 0;
+}
+
 /* seeds = {"host:port", ...} (validated by lua/moor/config.lua). */
 static int read_seeds(lua_State *L, int idx, moor_config_t *c)
 {
@@ -586,6 +612,7 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
         TRY(rc);
     }
     TRY(read_gossip(L, idx, c));
+    TRY(read_autoscale(L, idx, c));
     TRY(read_seeds(L, idx, c));
     TRY(read_misc(L, idx, c));
     TRY(read_spaces(L, idx, c));

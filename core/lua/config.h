@@ -75,6 +75,12 @@ typedef struct moor_config {
     char seeds[64][128];
     unsigned nspaces;
     moor_space_cfg_t spaces[MOOR_CFG_MAX_SPACES];
+    int autoscale;             /* moor.autoscale{...} given (its policy: a resolver, host.h) */
+    unsigned as_check_s;       /* evaluate every check_s (10) */
+    unsigned as_cooldown_s;    /* wait after a change settled (60) */
+    char as_add[1024];         /* sh command that adds a node; "" = none */
+    char as_remove[1024];      /* sh command that removes $MOOR_NODE; "" = none */
+    char config_path[4096];    /* the config file, absolute (moord sets it): MOOR_CONFIG */
 } moor_config_t;
 
 /* ===== API ===== */

@@ -716,7 +716,8 @@ static void keep_field(moor_lua_t *h, int t, const char *k, int *ref)
 /* After loading, the config functions only explain that they are over. */
 static void seal_config_api(moor_lua_t *h)
 {
-    static const char *const fns[] = {"cfg", "space", "resolver", "handle", "gossip", NULL};
+    static const char *const fns[] = {"cfg",    "space",     "resolver", "handle",
+                                      "gossip", "autoscale", NULL};
     lua_State *L = h->L;
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->moor_ref);

@@ -18,6 +18,7 @@
 #include "cluster/aae.h"
 #include "cluster/gossip.h"
 #include "cluster/hints.h"
+#include "cluster/load.h"
 #include "cluster/membership.h"
 #include "cluster/vclock.h"
 #include "cluster/xfer.h"
@@ -67,6 +68,7 @@ struct moor_cl {
     moor_xfer_t *xfer;      /* joins and leaves: the ranges this node streams */
     int xfer_state0;        /* the move to start (or resume) once gossip runs */
     uint32_t xfer_inactive0;
+    moor_load_t *load;    /* every member's load (autoscale.c publishes ours) */
     uv_timer_t due_timer; /* starts the repair a REPAIR mark asks for */
     uv_timer_t hlc_timer; /* renews the HLC reservation */
     seed_t *seeds;
@@ -479,6 +481,13 @@ void moor_cl_handle_peer(moor_cl_t *cl, const char *method, size_t mlen, const c
             moor_xfer_handle(cl->xfer, method, mlen, params, plen, nparams, done, arg);
         return;
     }
+    if (moor_load_is_method(method, mlen)) {
+        if (cl->closing || !cl->load)
+            answer(done, arg, MOOR_ECLOSED, NULL, 0);
+        else
+            moor_load_handle(cl->load, method, mlen, params, plen, nparams, done, arg);
+        return;
+    }
     if (moor_aae_is_method(method, mlen)) {
         if (cl->closing || !cl->aae)
             answer(done, arg, MOOR_ECLOSED, NULL, 0);
@@ -753,6 +762,45 @@ int moor_cl_member_ip(const moor_cl_t *cl, const char *ip)
         if (addr_has_ip(cl->seeds[i].addr, ip))
             return 1;
     return 0;
+}
+
+const moor_members_t *moor_cl_members(const moor_cl_t *cl)
+{
+    return table_of(cl);
+}
+
+struct moor_load *moor_cl_load(moor_cl_t *cl)
+{
+    return cl->load;
+}
+
+/* The load table's peers: every member not left or down. */
+static size_t load_members(void *ud, const char **ids, size_t *lens, size_t max)
+{
+    const moor_members_t *t = table_of(ud);
+    size_t k = 0;
+
+    for (uint32_t i = 0; i < t->n && k < max; i++)
+        if (t->e[i].m.status != MOOR_MEMBER_LEFT && t->e[i].m.status != MOOR_MEMBER_DOWN) {
+            ids[k] = t->e[i].m.id;
+            lens[k++] = t->e[i].m.idlen;
+        }
+    return k;
+}
+
+static int start_load(moor_cl_t *cl)
+{
+    moor_load_opts_t lo;
+
+    memset(&lo, 0, sizeof(lo));
+    lo.node_id = cl->cfg->node;
+    lo.idlen = strlen(cl->cfg->node);
+    lo.clock = moor_uvenv_clock(cl->env);
+    lo.transport = moor_peer_pool_transport(cl->pool);
+    lo.members = load_members;
+    lo.members_ud = cl;
+    lo.seed = moor_hash_token(cl->cfg->node, lo.idlen) ^ moor_clock_wall_ms();
+    return moor_load_new(&lo, &cl->load);
 }
 
 moor_coord_t *moor_cl_coord(moor_cl_t *cl)
@@ -1184,7 +1232,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     if ((rc = check_rejoin(cl, hlc_mark)) || (rc = start_aae(cl, &o->store)) ||
         (rc = start_xfer(cl, &o->store, &po)) ||
         (rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)) ||
-        (rc = start_gossip(cl)))
+        (rc = start_gossip(cl)) || (rc = start_load(cl)))
         goto fail;
     moor_coord_hlc_floor(cl->coord, hlc_floor_checked(cl->hlc_path, hlc_mark));
     hlc_reserve(cl, 1);
@@ -1202,6 +1250,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     *out = cl;
     return 0;
 fail:
+    moor_load_free(cl->load);
     if (cl->coord)
         moor_coord_free(cl->coord);
     if (cl->aae)
@@ -1233,6 +1282,7 @@ void moor_cl_start(moor_cl_t *cl)
                            cl->xfer_state0 == MOOR_XFER_JOINING ? "join" : "go on leaving",
                            moor_diag_msg(rc));
     }
+    moor_load_start(cl->load);
 }
 
 static void maybe_done(moor_cl_t *cl)
@@ -1304,6 +1354,8 @@ void moor_cl_close(moor_cl_t *cl, void (*done)(void *ud), void *ud)
      * the pool into nothing */
     moor_gossip_free(cl->gossip);
     cl->gossip = NULL;
+    moor_load_free(cl->load); /* its requests in flight are answered by the pool's close */
+    cl->load = NULL;
     moor_coord_free(cl->coord);
     cl->coord = NULL;
     moor_hints_free(cl->hints);

@@ -29,6 +29,7 @@
 #include "cluster/coord.h"
 #include "cluster/env.h"
 #include "cluster/gossip.h"
+#include "cluster/membership.h"
 #include "lua/config.h"
 
 typedef struct moor_cl moor_cl_t;
@@ -126,6 +127,11 @@ int moor_cl_pack_transfer(const moor_cl_t *cl, msgpack_packer *pk);
  * are set on each first.  done runs once. */
 void moor_cl_transfers(moor_cl_t *cl, uint32_t rate_kb_s, uint32_t concurrency,
                        moor_coord_done_fn done, void *arg);
+/* The member table (borrowed until the next loop turn), and the load
+ * table every member publishes into (core/cluster/load.h; NULL after
+ * close).  For autoscale.c. */
+const moor_members_t *moor_cl_members(const moor_cl_t *cl);
+struct moor_load *moor_cl_load(moor_cl_t *cl);
 
 /* Answers every call in flight (SHUTTING_DOWN), closes connections and
  * timers, frees, then done(ud) on the loop (may be NULL).  Call once. */

@@ -181,6 +181,9 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
     if ((rc = moor_lua_load_config(d->lua, config, &d->cfg)))
         return rc;
     d->cfg.force_rejoin = force_rejoin;
+    /* what an autoscale command gets as MOOR_CONFIG: usable from any cwd */
+    if (!realpath(config, d->cfg.config_path))
+        snprintf(d->cfg.config_path, sizeof(d->cfg.config_path), "%s", config);
     if (moor_config_clustered(&d->cfg)) {
         /* Without a secret anyone who can connect could call the replica
          * methods (_put replaces values, _coord writes anywhere). */

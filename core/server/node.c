@@ -25,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autoscale.h"
 #include "cluster.h"
+#include "loadstat.h"
 #include "cluster/fields.h"
 #include "cluster/record.h"
 #include "util/mp.h"
@@ -56,6 +58,7 @@ struct moor_node {
     moor_lua_t *lua;
     moor_srv_t *srv;
     moor_cl_t *cl; /* cluster mode: the coordinator serves get/put/del */
+    moor_as_t *as; /* load figures and automatic scaling (autoscale.h) */
     uv_async_t async;
     uv_prepare_t kick;   /* wakes the log writer once per loop iteration */
     int kick_needed;     /* a deferred write was queued this iteration */
@@ -707,7 +710,11 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         moor_srv_stats(n->srv, &ss);
     moor_buf_reset(&n->out);
     moor_mp_packer_init(&pk, &n->out);
-    msgpack_pack_map(&pk, n->cl ? 12 : 8);
+    msgpack_pack_map(&pk, n->cl ? 14 : 10);
+    msgpack_pack_str_with_body(&pk, "load", 4);
+    moor_as_pack_load(n->as, &pk);
+    msgpack_pack_str_with_body(&pk, "autoscale", 9);
+    moor_as_pack_info(n->as, &pk);
     {
         uint64_t warned = n->sib_warned, refused = n->sib_refused, most = n->sib_most;
         if (n->cl) {
@@ -1175,6 +1182,19 @@ static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
     moor_lua_call(n->lua, name, nlen, p, (size_t)(end - p), np - 1, done, ud);
 }
 
+/* `load`: every member's last load figures (autoscale.h). */
+static void do_load(moor_node_t *n, moor_node_done_fn done, void *ud)
+{
+    int rc;
+
+    moor_buf_reset(&n->out);
+    if ((rc = moor_as_pack_cluster_load(n->as, &n->out))) {
+        fail(n, done, ud, rc, NULL);
+        return;
+    }
+    done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
 void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char *params,
                     size_t plen, uint32_t np, int *authed, moor_node_done_fn done, void *ud)
 {
@@ -1217,6 +1237,8 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_remove(n, params, end, np, done, ud);
     else if (IS("transfers"))
         do_transfers(n, params, end, np, done, ud);
+    else if (IS("load"))
+        do_load(n, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);
@@ -1267,6 +1289,35 @@ static int method_is(const moor_srv_req_t *req, const char *m)
     return req->rpc.mlen == strlen(m) && memcmp(req->rpc.method, m, req->rpc.mlen) == 0;
 }
 
+/* A client request on its way: its kind and start, for the load figures
+ * (loadstat.h) when it is answered. */
+typedef struct timed {
+    moor_node_t *n;
+    moor_srv_req_t *req;
+    uint64_t t0_ns;
+    int kind;
+} timed_t;
+
+static void reply_timed(void *ud, const char *errcode, const char *errmsg, const char *result,
+                        size_t rlen)
+{
+    timed_t *t = ud;
+
+    if (t->n->as)
+        moor_as_request(t->n->as, t->kind, t->t0_ns);
+    reply_srv(t->req, errcode, errmsg, result, rlen);
+    free(t);
+}
+
+static int kind_of(const moor_srv_req_t *req)
+{
+    return method_is(req, "get")    ? MOOR_LS_GET
+           : method_is(req, "put")  ? MOOR_LS_PUT
+           : method_is(req, "del")  ? MOOR_LS_DEL
+           : method_is(req, "call") ? MOOR_LS_CALL
+                                    : MOOR_LS_OTHER;
+}
+
 void moor_node_dispatch(void *node, moor_srv_req_t *req)
 {
     moor_node_t *n = node;
@@ -1287,6 +1338,18 @@ void moor_node_dispatch(void *node, moor_srv_req_t *req)
         moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
                        req->rpc.nparams, &a.authed, reply_auth, &a);
         return;
+    }
+    if (req->rpc.mlen && req->rpc.method[0] != '_') { /* a client's: timed */
+        timed_t *t = malloc(sizeof(*t));
+        if (t) {
+            t->n = n;
+            t->req = req;
+            t->t0_ns = uv_hrtime();
+            t->kind = kind_of(req);
+            moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
+                           req->rpc.nparams, &authed, reply_timed, t);
+            return;
+        }
     }
     moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
                    req->rpc.nparams, &authed, reply_srv, req);
@@ -1520,6 +1583,7 @@ int moor_node_join_cluster(moor_node_t *n, const char *self_addr)
     if ((rc = moor_cl_new(&o, &n->cl)))
         return rc;
     moor_cl_start(n->cl);
+    moor_as_set_cluster(n->as, n->cl);
     return 0;
 }
 
@@ -1533,6 +1597,7 @@ void moor_node_leave_cluster(moor_node_t *n, void (*done)(void *ud), void *ud)
         return;
     }
     n->cl = NULL;
+    moor_as_set_cluster(n->as, NULL);
     moor_cl_close(cl, done, ud);
 }
 
@@ -1599,6 +1664,12 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         return rc;
     }
     mark_repair(n);
+    if ((rc = moor_as_new(loop, &n->cfg, n->engine, &n->as))) {
+        moor_engine_close(n->engine);
+        pthread_mutex_destroy(&n->qmu);
+        free(n);
+        return rc;
+    }
     uv_async_init(loop, &n->async, drain_done);
     n->async.data = n;
     uv_prepare_init(loop, &n->kick);
@@ -1612,6 +1683,7 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
 void moor_node_set_lua(moor_node_t *n, moor_lua_t *L)
 {
     n->lua = L;
+    moor_as_set_lua(n->as, L);
 }
 void moor_node_set_server(moor_node_t *n, moor_srv_t *s)
 {
@@ -1636,8 +1708,12 @@ static void free_after_close(uv_handle_t *h)
 
 int moor_node_close(moor_node_t *n)
 {
-    int rc = moor_engine_flush(n->engine);
-    int crc = moor_engine_close(n->engine);
+    int rc, crc;
+
+    moor_as_close(n->as); /* before the engine: its timer reads the engine's stats */
+    n->as = NULL;
+    rc = moor_engine_flush(n->engine);
+    crc = moor_engine_close(n->engine);
 
     /* Anything the close made durable is answered before the handle goes. */
     drain_done(&n->async);

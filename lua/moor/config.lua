@@ -2,8 +2,8 @@
 moor.config -- the schema of a node's config file and its validation.
 
 A config file is Lua that calls moor.cfg{...}, moor.space(name, {...}),
-moor.resolver(name, fn), moor.handle(name, fn [, budget]) and
-moor.gossip{...}.  This module checks each call as it happens (so an error
+moor.resolver(name, fn), moor.handle(name, fn [, budget]),
+moor.gossip{...} and moor.autoscale{...}.  This module checks each call as it happens (so an error
 points at the offending line of the config) and the whole at the end
 (a node id was given, every resolver a space names is registered), then
 hands the node one normalised table.  The C host (core/lua/host.c) turns
@@ -26,7 +26,9 @@ with its defaults): node, listen_host, listen_port, data_dir, auth_token,
 engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, hints{...}, seeds,
 sibling_warn, sibling_max,
 spaces = { {name, n, r, w, resolver, sloppy, sibling_warn, sibling_max}, ... }, resolvers = {name = fn},
-handlers = {name = {fn, instructions, timeout_ms}}, gossip{...}.
+handlers = {name = {fn, instructions, timeout_ms}}, gossip{...},
+autoscale = {check_s, cooldown_s, add, remove} (its policy is kept among the
+resolvers as M.AUTOSCALE_POLICY, a name no moor.resolver can take).
 
 Pure Lua without C: busted runs it directly.
 ]]
@@ -323,6 +325,18 @@ M.gossip_schema = {
     sync_interval_ms = int(10, 3600000),
 }
 
+-- moor.autoscale{...}: automatic scaling (README "Automatic scaling").  The
+-- policy is kept as a resolver under a name that has a ':', which no
+-- resolver name may contain, wrapped so that the node gets one normalised
+-- answer (lua/moor/autoscale.lua normalize).
+M.AUTOSCALE_POLICY = "autoscale:policy"
+M.autoscale_schema = {
+    check_s = int(1, 86400),
+    cooldown_s = int(0, 86400),
+    add = str(1000, nil),
+    remove = str(1000, nil),
+}
+
 local budget_schema = {
     instructions = int(10000, 1e12),
     timeout_ms = int(1, 3600000),
@@ -449,6 +463,34 @@ function C:gossip(t)
     self.t.gossip = checked("moor.gossip", M.gossip_schema, t)
 end
 
+function C:autoscale(t)
+    if type(t) ~= "table" then
+        fail("moor.autoscale: expects a table {check_s =, policy =, add =, remove =, cooldown_s =}, got %s",
+             show(t))
+    end
+    local policy = t.policy
+    if type(policy) ~= "function" then
+        fail("moor.autoscale: policy must be a function(cluster) -> decision, got %s", show(policy))
+    end
+    local rest = {}
+    for k, v in pairs(t) do
+        if k ~= "policy" then
+            rest[k] = v
+        end
+    end
+    local v = checked("moor.autoscale", M.autoscale_schema, rest)
+    if not v.add and not v.remove then
+        fail("moor.autoscale: give add = \"command\" or remove = \"command\" (or both)")
+    end
+    v.check_s = v.check_s or 10
+    v.cooldown_s = v.cooldown_s or 60
+    self.t.autoscale = v
+    local normalize = self.require("moor.autoscale").normalize
+    self.t.resolvers[M.AUTOSCALE_POLICY] = function(cluster)
+        return normalize(policy(cluster))
+    end
+end
+
 -- The whole-config checks; returns the normalised table.
 function C:finish()
     local t = self.t
@@ -469,7 +511,7 @@ end
 -- caller's line.
 function C:api()
     local api = {}
-    for _, name in ipairs { "cfg", "space", "resolver", "handle", "gossip" } do
+    for _, name in ipairs { "cfg", "space", "resolver", "handle", "gossip", "autoscale" } do
         local method = self[name]
         api[name] = function(...)
             local ok, err = pcall(method, self, ...)

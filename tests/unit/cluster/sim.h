@@ -53,7 +53,7 @@
 #include "util/err.h"
 #include "testutil.h"
 
-#define SIM_MAX_NODES 8
+#define SIM_MAX_NODES 24 /* the load table test runs 20 */
 #define SIM_T0 1700000000000ull /* simulated epoch in ms: plausible wall clock */
 
 typedef struct sim sim_t;

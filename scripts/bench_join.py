@@ -36,7 +36,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import moortest                         # noqa: E402
-from moortest import Failed, poll       # noqa: E402
+from moortest import Failed, pipelined, poll  # noqa: E402
 
 PIPELINE = 256
 SETTINGS = ('engine = { sync = "interval", sync_ms = 1000, memtable_mb = 64, cache_mb = 64 },\n'
@@ -51,19 +51,6 @@ def on_signal(signum, frame):
     sys.exit("bench_join: signal %d, stopping" % signum)
 
 
-def pipelined(conn, requests):
-    out = [None] * len(requests)
-    ids = {}
-    sent = done = 0
-    while done < len(requests):
-        while sent < len(requests) and sent - done < PIPELINE:
-            ids[conn.send(*requests[sent])] = sent
-            sent += 1
-        msg = conn.recv()
-        out[ids.pop(msg[1])] = (msg[2], msg[3])
-        done += 1
-    return out
-
 
 def load(node, count, size, space):
     c = node.conn(60)
@@ -71,7 +58,7 @@ def load(node, count, size, space):
         for lo in range(0, count, 10000):
             reqs = [("put", "key:%d" % i, ("%07d" % i) + "x" * max(0, size - 7),
                      {"w": "all", "space": space}) for i in range(lo, min(count, lo + 10000))]
-            bad = [a for a in pipelined(c, reqs) if a[0] is not None]
+            bad = [a for a in pipelined(c, reqs, PIPELINE) if a[0] is not None]
             if bad:
                 raise Failed("puts at w=all failed: %r" % bad[:3])
     finally:

@@ -36,7 +36,6 @@ usage: bench_repair.py [--build DIR] [--keys N] [--value-size B] [--bg-keys N]
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,7 +44,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import moortest                         # noqa: E402  (the shared node harness)
-from moortest import Failed, poll       # noqa: E402
+from moortest import Failed, pipelined, poll  # noqa: E402
 
 CONVERGE_S = 60
 TREES_S = 300     # bound on a node's trees being built
@@ -60,20 +59,6 @@ def on_signal(signum, frame):
     sys.exit("bench_repair: signal %d, stopping" % signum)  # atexit kills the nodes
 
 
-def pipelined(conn, requests):
-    """(method, params...) tuples, PIPELINE in flight; the answers in order."""
-    out = [None] * len(requests)
-    ids = {}
-    sent = done = 0
-    while done < len(requests):
-        while sent < len(requests) and sent - done < PIPELINE:
-            ids[conn.send(*requests[sent])] = sent
-            sent += 1
-        msg = conn.recv()
-        out[ids.pop(msg[1])] = (msg[2], msg[3])
-        done += 1
-    return out
-
 
 def load(node, prefix, count, size, space="default", fmt="%s%07d"):
     """count keys prefix<n> (fmt) of size-byte values at w=all; seconds taken."""
@@ -83,7 +68,7 @@ def load(node, prefix, count, size, space="default", fmt="%s%07d"):
         for lo in range(0, count, 10000):
             reqs = [("put", fmt % (prefix, i), ("%07d" % i) + "x" * max(0, size - 7),
                      {"w": "all", "space": space}) for i in range(lo, min(count, lo + 10000))]
-            bad = [a for a in pipelined(c, reqs) if a[0] is not None]
+            bad = [a for a in pipelined(c, reqs, PIPELINE) if a[0] is not None]
             if bad:
                 raise Failed("puts at w=all failed: %r" % bad[:3])
     finally:
@@ -118,7 +103,7 @@ def record_bytes(node, secret, prefix, count):
         for lo in range(0, count, 10000):
             reqs = [("_get", {"space": "default", "key": "%s%07d" % (prefix, i)})
                     for i in range(lo, min(count, lo + 10000))]
-            total += sum(len(r) for e, r in pipelined(c, reqs) if e is None and r)
+            total += sum(len(r) for e, r in pipelined(c, reqs, PIPELINE) if e is None and r)
     finally:
         c.close()
     return total

@@ -40,7 +40,6 @@ usage: elastic_test.py --build BUILD_DIR [-k NAME]
 import json
 import os
 import subprocess
-import sys
 import time
 import unittest
 
@@ -74,23 +73,12 @@ def status_of(cl, via, nid):
 
 
 def pipelined(node, calls, window=200):
-    """Answers of calls [(method, params...)], in order, pipelined."""
+    """Answers of calls [(method, params...)] through node, in order."""
     c = node.conn(30)
-    out = []
     try:
-        pending = 0
-        i = 0
-        while i < len(calls) or pending:
-            while i < len(calls) and pending < window:
-                c.send(*calls[i])
-                i += 1
-                pending += 1
-            msg = c.recv()
-            out.append((msg[2], msg[3]))
-            pending -= 1
+        return moortest.pipelined(c, calls, window)
     finally:
         c.close()
-    return out
 
 
 def replicas_found(node):

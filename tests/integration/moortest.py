@@ -166,6 +166,22 @@ class Conn:
         self.sock.close()
 
 
+def pipelined(conn, requests, window=256):
+    """Sends (method, params...) tuples on conn keeping window in flight;
+    returns the answers [(err, result)] in order."""
+    out = [None] * len(requests)
+    ids = {}
+    sent = done = 0
+    while done < len(requests):
+        while sent < len(requests) and sent - done < window:
+            ids[conn.send(*requests[sent])] = sent
+            sent += 1
+        msg = conn.recv()
+        out[ids.pop(msg[1])] = (msg[2], msg[3])
+        done += 1
+    return out
+
+
 class Node:
     """One moord: its config file, data directory (dir/data), log
     (dir/moord.log) and process.  Connections to it come from source."""

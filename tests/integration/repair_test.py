@@ -46,10 +46,9 @@ import sys
 import time
 import unittest
 
-import msgpack
 
 import moortest
-from moortest import poll
+from moortest import pipelined, poll
 
 BUILD = moortest.DEFAULT_BUILD
 NS_ENV = "MOOR_REPAIR_OUTER_NETNS"  # set (to the outer namespace) once re-executed
@@ -136,21 +135,6 @@ def peer(node, secret):
     assert err is None, "_auth on %s: %r" % (node.id, err)
     return c
 
-
-def pipelined(conn, requests):
-    """Sends (method, params...) tuples keeping PIPELINE in flight; returns
-    the answers [(err, result)] in order."""
-    out = [None] * len(requests)
-    ids = {}
-    sent = done = 0
-    while done < len(requests):
-        while sent < len(requests) and sent - done < PIPELINE:
-            ids[conn.send(*requests[sent])] = sent
-            sent += 1
-        msg = conn.recv()
-        out[ids.pop(msg[1])] = (msg[2], msg[3])
-        done += 1
-    return out
 
 
 def moor_repair(node, *args, timeout=REPAIR_S):

@@ -120,6 +120,14 @@ static double num_field(const char *p, const char *end, const char *name, double
     return dflt;
 }
 
+static uint64_t u64_field(const char *p, const char *end, const char *name)
+{
+    const char *v = field(p, end, name);
+    uint64_t u;
+
+    return v && moor_mp_read_uint(&v, end, &u) == 0 ? u : 0;
+}
+
 static void str_field(const char *p, const char *end, const char *name, char *out, size_t osz)
 {
     const char *v = field(p, end, name), *s;
@@ -247,8 +255,11 @@ static int print_transfers(const char *res, size_t rlen)
                 } else {
                     snprintf(bytes, sizeof(bytes), "%s/?", a);
                 }
-                human(num_field(rg, end, "rate_bytes_s", 0), rate, sizeof(rate));
-                strcat(rate, "/s");
+                {
+                    char r0[24];
+                    human(num_field(rg, end, "rate_bytes_s", 0), r0, sizeof(r0));
+                    snprintf(rate, sizeof(rate), "%.20s/s", r0);
+                }
                 if (e >= 0)
                     snprintf(eta, sizeof(eta), "%.0fs", e);
                 else
@@ -256,8 +267,8 @@ static int print_transfers(const char *res, size_t rlen)
                 if (lv)
                     moor_mp_read_bool(&lv, end, &live);
                 printf("%-12s %-12s %-8s (%016llx,%016llx] %17s %21s %11s %8s %s\n", from, to,
-                       spaces, (unsigned long long)num_field(rg, end, "lo", 0),
-                       (unsigned long long)num_field(rg, end, "hi", 0), keys, bytes, rate, eta,
+                       spaces, (unsigned long long)u64_field(rg, end, "lo"),
+                       (unsigned long long)u64_field(rg, end, "hi"), keys, bytes, rate, eta,
                        live ? "yes" : "no");
                 moving++;
                 if (moor_mp_skip(&ranges, end, 64))

@@ -211,13 +211,13 @@ void moor_coord_free(moor_coord_t *c);
 void moor_coord_set_ring(moor_coord_t *c, moor_ring_t *ring);
 
 /* The rings the cluster moves toward while members join or leave (at
- * most MOOR_COORD_PENDING_MAX; the coordinator takes references and drops
+ * most MOOR_COORD_PENDING_MAX, the one with every move finished first; the coordinator takes references and drops
  * the previous ones; n 0: no move in progress).  A coordinated write also
  * goes, in the background and without counting toward W, to every member
  * that is among the key's first n in one of them but not among the
  * replicas it asked: a range in motion gets every write on its old owners
  * and its new one, so the new owner misses nothing the stream passed. */
-#define MOOR_COORD_PENDING_MAX 8
+#define MOOR_COORD_PENDING_MAX 16
 void moor_coord_set_pending(moor_coord_t *c, moor_ring_t *const *rings, uint32_t n);
 
 /* Client-level operations.  done runs exactly once (maybe before return);

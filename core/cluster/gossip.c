@@ -584,10 +584,7 @@ static void apply_self(moor_gossip_t *g, const moor_gossip_update_t *u)
     if (a->status == MOOR_MEMBER_LEFT && b->status != MOOR_MEMBER_LEFT) {
         /* removed by an operator (`moor remove`): final, no refutation */
         glog(g, 3, "this node was removed from the cluster; it serves nothing now");
-        g->me.m.status = MOOR_MEMBER_LEFT;
-        g->me.m.inactive = g->me.m.vnodes;
-        g->me.incarnation = u->e.incarnation > g->me.incarnation ? u->e.incarnation
-                                                                   : g->me.incarnation;
+        g->me = u->e; /* as the remover wrote it: its inactive tells a removal */
         table_apply(g, &g->me);
         return;
     }
@@ -700,6 +697,15 @@ static void apply_msg(moor_gossip_t *g, const moor_gossip_msg_t *m)
         }
 }
 
+/* Alive as far as this node knows: up, or in the middle of a join or a
+ * leave (a member moving is probed, suspected and declared down like any
+ * other; its tokens in motion stay in its entry). */
+static int live(int status)
+{
+    return status == MOOR_MEMBER_UP || status == MOOR_MEMBER_SUSPECT ||
+           status == MOOR_MEMBER_JOINING || status == MOOR_MEMBER_LEAVING;
+}
+
 /* This node accuses member id (its probe failed). */
 static void accuse(moor_gossip_t *g, const mid_t *id)
 {
@@ -708,7 +714,7 @@ static void accuse(moor_gossip_t *g, const mid_t *id)
 
     if (i < 0)
         return;
-    if (g->table.e[i].m.status != MOOR_MEMBER_UP && g->table.e[i].m.status != MOOR_MEMBER_SUSPECT)
+    if (!live(g->table.e[i].m.status))
         return;
     memset(&u, 0, sizeof(u));
     u.e = g->table.e[i];
@@ -804,7 +810,7 @@ static void probe_finish(moor_gossip_t *g, int failed)
     accuse(g, &pr->target);
 }
 
-/* Random members (up or suspect, not self, not except) into out. */
+/* Random live members (not self, not except) into out. */
 static uint32_t pick_random(moor_gossip_t *g, const mid_t *except, mid_t *out, uint32_t want)
 {
     uint32_t got = 0, n = g->table.n;
@@ -813,7 +819,7 @@ static uint32_t pick_random(moor_gossip_t *g, const mid_t *except, mid_t *out, u
         const moor_member_t *m = &g->table.e[rnd(g) % n].m;
         int dup = 0;
         if (is_self(g, m->id, m->idlen) ||
-            (m->status != MOOR_MEMBER_UP && m->status != MOOR_MEMBER_SUSPECT) ||
+            !live(m->status) ||
             (except && except->len == m->idlen && memcmp(except->id, m->id, m->idlen) == 0))
             continue;
         for (uint32_t j = 0; j < got; j++)
@@ -1004,7 +1010,7 @@ static int next_target(moor_gossip_t *g, mid_t *out)
     while (g->nurgent) {
         const mid_t *c = &g->urgent[--g->nurgent];
         const moor_member_entry_t *e = moor_members_find(&g->table, c->id, c->len);
-        if (e && (e->m.status == MOOR_MEMBER_SUSPECT || e->m.status == MOOR_MEMBER_UP)) {
+        if (e && live(e->m.status)) {
             *out = *c;
             return 1;
         }
@@ -1404,6 +1410,12 @@ int moor_gossip_new(const moor_gossip_opts_t *o, moor_gossip_t **out)
     }
     if ((rc = table_apply(g, &g->me)) < 0)
         goto fail;
+    {
+        /* removed (or left) in an earlier run: that is final */
+        const moor_member_entry_t *cur = moor_members_find(&g->table, g->me.m.id, g->me.m.idlen);
+        if (cur && cur->m.status == MOOR_MEMBER_LEFT)
+            g->me = *cur;
+    }
     g->nseeds = o->nseeds;
     g->seeds = calloc(o->nseeds ? o->nseeds : 1, sizeof(*g->seeds));
     g->seed_answered = calloc(o->nseeds ? o->nseeds : 1, 1);

@@ -73,6 +73,17 @@ static int entry_valid(const moor_member_entry_t *e)
     return 0;
 }
 
+/* Order of statuses at one incarnation: an accusation (suspect, down)
+ * beats a member's own joining/up/leaving, and left beats all. */
+static int status_rank(int st)
+{
+    static const int rank[MOOR_MEMBER_STATUS_COUNT] = {
+        [MOOR_MEMBER_JOINING] = 0, [MOOR_MEMBER_UP] = 1,   [MOOR_MEMBER_LEAVING] = 2,
+        [MOOR_MEMBER_SUSPECT] = 3, [MOOR_MEMBER_DOWN] = 4, [MOOR_MEMBER_LEFT] = 5,
+    };
+    return st >= 0 && st < MOOR_MEMBER_STATUS_COUNT ? rank[st] : -1;
+}
+
 /* Does b win over a (same id)?  `left` is final (a member that left or
  * was removed never comes back under its id, whatever incarnation a stale
  * copy of it publishes); then higher incarnation, then later status, then
@@ -87,7 +98,7 @@ static int wins(const moor_member_entry_t *a, const moor_member_entry_t *b)
     if (b->incarnation != a->incarnation)
         return b->incarnation > a->incarnation;
     if (b->m.status != a->m.status)
-        return b->m.status > a->m.status;
+        return status_rank(b->m.status) > status_rank(a->m.status);
     if ((r = strcmp(b->m.addr, a->m.addr)) != 0)
         return r > 0;
     if ((r = strcmp(b->m.zone, a->m.zone)) != 0)

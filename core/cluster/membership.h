@@ -6,7 +6,7 @@
  * plus an incarnation number that only the member itself raises (when it
  * restarts, or to refute a suspicion).  Merging keeps, per id, the entry
  * with the higher incarnation; at equal incarnations the "further along"
- * status wins (joining < up < suspect < down < leaving < left); `left`
+ * status wins (joining < up < leaving < suspect < down < left); `left`
  * wins at any incarnation (an id that left never comes back), so any
  * two nodes that have seen the same entries hold the same table whatever
  * order they saw them in -- the property gossip needs (merge is

@@ -84,10 +84,13 @@ struct moor_xfer {
     /* progress restored by moor_xfer_load for the first step computed */
     uint32_t nresume;
     struct resume {
-        uint64_t lo, hi;
-        int done;
+        uint64_t lo, hi, smask;
+        int done, push;
+        peer_id_t peer; /* the unit's first peer */
         moor_buf_t cursor;
     } *resume;
+    int resume_state;        /* the move and step the saved progress is of */
+    uint32_t resume_inactive;
     moor_xfer_stats_t st;
 };
 
@@ -227,6 +230,8 @@ int moor_xfer_pending_rings(const moor_members_t *t, moor_ring_t **out, uint32_t
         else
             all[i].inactive = all[i].vnodes;
     }
+    if (moving > 1 && moor_ring_build(all, t->n, &out[*n]) == 0)
+        (*n)++; /* every move finished: first, so a cap never drops it */
     for (uint32_t i = 0; i < t->n && *n < max && moving; i++) {
         const moor_member_entry_t *e = &t->e[i];
         if (!in_motion(e))
@@ -239,8 +244,6 @@ int moor_xfer_pending_rings(const moor_members_t *t, moor_ring_t **out, uint32_t
             break;
         rc = 0;
     }
-    if (rc == 0 && moving > 1 && *n < max && moor_ring_build(all, t->n, &out[*n]) == 0)
-        (*n)++;
     free(all);
     return rc;
 }
@@ -313,11 +316,14 @@ static void save(moor_xfer_t *x)
     rc |= msgpack_pack_array(&pk, x->step_ready ? x->nunits : 0);
     for (uint32_t i = 0; x->step_ready && i < x->nunits; i++) {
         const unit_t *u = &x->units[i];
-        rc |= msgpack_pack_array(&pk, 4);
+        rc |= msgpack_pack_array(&pk, 7);
         rc |= msgpack_pack_uint64(&pk, u->lo);
         rc |= msgpack_pack_uint64(&pk, u->hi);
         rc |= msgpack_pack_bin_with_body(&pk, u->cursor.data, u->cursor.len);
         rc |= u->done ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        rc |= u->push ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        rc |= msgpack_pack_bin_with_body(&pk, u->peer[0].id, u->peer[0].len);
+        rc |= msgpack_pack_uint64(&pk, u->smask);
     }
     if (rc == 0)
         rc = x->o.store.put(x->o.store.ud, MOOR_XFER_KEY, MOOR_XFER_KEY_LEN, b.data, b.len,
@@ -360,14 +366,21 @@ int moor_xfer_load(moor_xfer_t *x, int *state, uint32_t *inactive)
     x->nresume = 0;
     for (uint32_t i = 0; x->resume && i < n; i++) {
         struct resume *r = &x->resume[x->nresume];
-        uint32_t k, cl;
-        const char *c;
-        int d;
-        if (moor_mp_read_array(&p, end, &k) || k < 4 || moor_mp_read_uint(&p, end, &r->lo) ||
+        uint32_t k, cl, pl;
+        const char *c, *pid;
+        int d, push;
+        if (moor_mp_read_array(&p, end, &k) || k < 7 || moor_mp_read_uint(&p, end, &r->lo) ||
             moor_mp_read_uint(&p, end, &r->hi) || moor_mp_read_bin(&p, end, &c, &cl) ||
-            moor_mp_read_bool(&p, end, &d))
+            moor_mp_read_bool(&p, end, &d) || moor_mp_read_bool(&p, end, &push) ||
+            moor_mp_read_bin(&p, end, &pid, &pl) || pl == 0 || pl > MOOR_RING_ID_MAX ||
+            moor_mp_read_uint(&p, end, &r->smask))
             break;
+        for (uint32_t q = 7; q < k; q++)
+            moor_mp_skip(&p, end, 8);
         r->done = d;
+        r->push = push;
+        r->peer.len = (uint8_t)pl;
+        memcpy(r->peer.id, pid, pl);
         moor_buf_init(&r->cursor);
         if (moor_buf_append(&r->cursor, c, cl))
             break;
@@ -375,6 +388,8 @@ int moor_xfer_load(moor_xfer_t *x, int *state, uint32_t *inactive)
     }
     *state = (int)st;
     *inactive = (uint32_t)in;
+    x->resume_state = (int)st;
+    x->resume_inactive = (uint32_t)in;
     moor_buf_free(&b);
     return 0;
 }
@@ -432,8 +447,10 @@ static int add_unit(moor_xfer_t *x, uint32_t *cap, uint64_t lo, uint64_t hi, uin
 
     for (uint32_t i = 0; i < x->nunits; i++) {
         u = &x->units[i];
-        if (u->lo == lo && u->hi == hi && u->push == push &&
-            same_id(u->peer[0].id, u->peer[0].len, peers[0].id, peers[0].len)) {
+        int same = u->lo == lo && u->hi == hi && u->push == push && u->npeers == np;
+        for (uint32_t k = 0; same && k < np; k++) /* the same sources, in the same order */
+            same = same_id(u->peer[k].id, u->peer[k].len, peers[k].id, peers[k].len);
+        if (same) {
             u->smask |= 1ull << s;
             return 0;
         }
@@ -497,12 +514,22 @@ static int diff_units(moor_xfer_t *x, const moor_ring_t *a, const moor_ring_t *b
             if (!leave) {
                 if (!self_in(x, b, lb, cb) || self_in(x, a, la, ca))
                     continue;
-                /* sources: a's owners that are up first, then the others */
-                for (int pass = 0; pass < 2; pass++)
+                /* sources: the owner that loses the range (it has every
+                 * write the range got, and its cleanup drops them later),
+                 * then a's other owners that are up, then the rest */
+                for (int pass = 0; pass < 3; pass++)
                     for (uint32_t j = 0; j < ca; j++) {
                         const moor_member_t *m = moor_ring_member(a, la[j]);
                         int good = m->status != MOOR_MEMBER_DOWN && m->status != MOOR_MEMBER_SUSPECT;
-                        if (is_self(x, m->id, m->idlen) || good != (pass == 0))
+                        int loses = 1, dup = 0;
+                        for (uint32_t q = 0; q < cb && loses; q++) {
+                            const moor_member_t *o = moor_ring_member(b, lb[q]);
+                            loses = !same_id(o->id, o->idlen, m->id, m->idlen);
+                        }
+                        for (uint32_t q = 0; q < np && !dup; q++)
+                            dup = same_id(peers[q].id, peers[q].len, m->id, m->idlen);
+                        if (is_self(x, m->id, m->idlen) || dup ||
+                            (pass == 0 && !(loses && good)) || (pass == 1 && !good))
                             continue;
                         peers[np].len = m->idlen;
                         memcpy(peers[np++].id, m->id, m->idlen);
@@ -614,7 +641,8 @@ static void apply_resume(moor_xfer_t *x)
         struct resume *r = &x->resume[i];
         for (uint32_t j = 0; j < x->nunits; j++) {
             unit_t *u = &x->units[j];
-            if (u->lo != r->lo || u->hi != r->hi)
+            if (u->lo != r->lo || u->hi != r->hi || u->push != r->push || u->smask != r->smask ||
+                !same_id(u->peer[0].id, u->peer[0].len, r->peer.id, r->peer.len))
                 continue;
             u->done = r->done;
             u->cursor.len = 0;
@@ -662,6 +690,13 @@ static void kick(moor_xfer_t *x)
     if (!leave && !others_have_tokens(x, &others)) {
         if (others == 0)
             return; /* not heard from the cluster yet: wait for the table */
+        if (!x->settled) {
+            /* maybe only another new member answered so far: look again
+             * once the table had time to fill */
+            x->settled = 1;
+            kick_later(x, x->o.p.settle_ms);
+            return;
+        }
         xlog(x, 1, "transfer: no other member owns a token (a new cluster): all %u tokens on",
              x->vnodes);
         x->inactive = 0;
@@ -1106,6 +1141,7 @@ static const char *merge_items(moor_xfer_t *x, const char **p, const char *end, 
                                uint32_t *pending, uint32_t *n, uint64_t *bytes, moor_buf_t *last)
 {
     uint32_t count;
+    int rc;
 
     if (moor_mp_read_array(p, end, &count) || count > PAGE_ITEMS_MAX * 4)
         return "items must be an array";
@@ -1126,9 +1162,12 @@ static const char *merge_items(moor_xfer_t *x, const char **p, const char *end, 
             moor_buf_append(last, k, kl);
         }
         (*pending)++;
-        if (x->o.merge(x->o.merge_ud, k, kl, rec, rl, done, arg)) {
+        if ((rc = x->o.merge(x->o.merge_ud, k, kl, rec, rl, done, arg))) {
             (*pending)--;
-            xlog(x, 2, "transfer: a record of %u bytes was refused; skipped", rl);
+            if (rc != MOOR_EINVAL && rc != MOOR_EBADCTX && rc != MOOR_EPROTO)
+                return "a record could not be stored here now"; /* the page is asked again */
+            xlog(x, 2, "transfer: a record of %u bytes was refused (%s); skipped", rl,
+                 moor_diag_msg(rc));
             continue;
         }
         (*n)++;
@@ -1581,8 +1620,10 @@ static void clean_arm(moor_xfer_t *x)
         x->clean_loaded = 1;
     }
     sig = ring_sig(&x->table);
-    if (x->clean_ring && sig == x->clean_sig && !table_in_motion(&x->table))
-        return; /* the scan under way is still right */
+    if ((x->clean_ring || x->t_clean) && sig == x->clean_sig && !table_in_motion(&x->table) &&
+        x->state == MOOR_XFER_IDLE)
+        return; /* the wait or the scan under way is still right (a status flap changes
+                 * nothing of who replicates what) */
     clean_stop(x);
     if (x->state != MOOR_XFER_IDLE || table_in_motion(&x->table) || sig == x->cleaned_sig)
         return;
@@ -1678,6 +1719,12 @@ int moor_xfer_start(moor_xfer_t *x, int state, uint32_t vnodes, uint32_t inactiv
         x->st.ranges_done = 0;
     }
     clean_stop(x);
+    if (state != x->resume_state || inactive != x->resume_inactive) {
+        /* saved progress is of another move or step: not this one's */
+        for (uint32_t i = 0; i < x->nresume; i++)
+            moor_buf_free(&x->resume[i].cursor);
+        x->nresume = 0;
+    }
     x->state = state;
     x->vnodes = vnodes;
     x->inactive = inactive;
@@ -1702,6 +1749,47 @@ int moor_xfer_cancel(moor_xfer_t *x)
                            x->vnodes, x->inactive);
 }
 
+/* 1 if a peer of a unit not done has left (or been removed). */
+static int unit_peer_left(const moor_xfer_t *x)
+{
+    for (uint32_t i = 0; i < x->nunits; i++) {
+        const unit_t *u = &x->units[i];
+        for (uint32_t k = 0; !u->done && k < u->npeers; k++) {
+            const moor_member_entry_t *e =
+                moor_members_find(&x->table, u->peer[k].id, u->peer[k].len);
+            if (!e || e->m.status == MOOR_MEMBER_LEFT)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* The step's progress as resume entries (matched when it is computed
+ * again). */
+static void units_to_resume(moor_xfer_t *x)
+{
+    struct resume *r;
+
+    for (uint32_t i = 0; i < x->nresume; i++)
+        moor_buf_free(&x->resume[i].cursor);
+    free(x->resume);
+    x->nresume = 0;
+    if (!(x->resume = calloc(x->nunits ? x->nunits : 1, sizeof(*x->resume))))
+        return;
+    for (uint32_t i = 0; i < x->nunits; i++) {
+        const unit_t *u = &x->units[i];
+        r = &x->resume[x->nresume++];
+        r->lo = u->lo;
+        r->hi = u->hi;
+        r->smask = u->smask;
+        r->done = u->done;
+        r->push = u->push;
+        r->peer = u->peer[0];
+        moor_buf_init(&r->cursor);
+        moor_buf_append(&r->cursor, u->cursor.data, u->cursor.len);
+    }
+}
+
 void moor_xfer_set_members(moor_xfer_t *x, const moor_members_t *t)
 {
     int first = !x->have_table;
@@ -1714,6 +1802,17 @@ void moor_xfer_set_members(moor_xfer_t *x, const moor_members_t *t)
     }
     x->have_table = 1;
     clean_arm(x);
+    if (x->step_ready && unit_peer_left(x)) {
+        /* a unit's peer is gone for good: compute the step again on the
+         * table as it is, the units that stay keeping their progress */
+        save(x);
+        x->resume_state = x->state;
+        x->resume_inactive = x->inactive;
+        units_to_resume(x);
+        free_units(x);
+        kick(x);
+        return;
+    }
     if ((x->state == MOOR_XFER_JOINING || x->state == MOOR_XFER_LEAVING) && !x->step_ready) {
         if (first)
             count_total(x);

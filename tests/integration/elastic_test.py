@@ -28,6 +28,10 @@ d. A join survives a restart of the joining node: n4 joins at rate_mb_s
    (SIGKILL) and started again: it comes back `joining` with the tokens it
    had switched on, resumes from its saved progress, ends `up`, and every
    key is on three replicas.
+e. A joining node that dies is declared down like any member (not stuck
+   `joining`): n4 is killed halfway through its join; n1 sees it `down`,
+   writes at w=2 go on, `moor remove n4` takes it out, and after the
+   repairs every key is on three replicas.
 b. Refusals: `leave` and `remove` on a lone node answer UNAVAILABLE;
    `remove` of a member that is up answers BUSY and of an unknown id
    BAD_REQUEST; `_xfer_pull` from a client connection is refused; `moor
@@ -304,6 +308,40 @@ class Elastic(unittest.TestCase):
         print("n4 killed after %d ranges (%d of %d tokens on), restarted with %d on, then up"
               % (before["ranges_done"], before["vnodes"] - before["inactive"], before["vnodes"],
                  after["vnodes"] - after["inactive"]))
+        bad = replicas_found(n1)
+        self.assertEqual(bad[:3], [], "%d keys not on 3 replicas" % len(bad))
+
+    def test_e_dead_joiner_is_removed(self):
+        cl = self.cl
+        n1 = cl.nodes[0]
+        res = pipelined(n1, [("put", key(i), "v%05d" % i, {"w": "all"}) for i in range(KEYS)])
+        self.assertEqual([e for e, _ in res if e], [])
+        n4 = self.add_node(4)
+        n4.write_config(SETTINGS.replace("rate_mb_s = 0.05", "rate_mb_s = 0.02"),
+                        [m.addr for m in cl.nodes[:3]], cl.secret, SCRIPT)
+        n4.start()
+        why = poll(lambda: None if n4.info()["transfer"]["inactive"] < 12 else "few tokens on",
+                   60, 0.1)
+        self.assertIsNone(why, why)
+        n4.kill9()
+        why = poll(lambda: None if status_of(cl, n1, "n4") == "down" else
+                   "n4 is %s" % status_of(cl, n1, "n4"), 30, 0.2)
+        self.assertIsNone(why, why)
+        res = pipelined(n1, [("put", "after%04d" % i, "x", {"w": 2}) for i in range(200)])
+        self.assertEqual([e for e, _ in res if e], [])
+        rc, out, err = moor(n1, "remove", "n4")
+        self.assertEqual(rc, 0, err)
+
+        def repaired():
+            for n in cl.nodes:
+                if status_of(cl, n, "n4") != "left":
+                    return "%s does not see n4 left" % n.id
+                info = n.info()
+                if info["cluster"].get("needs_repair") or info["repair"]["running"]:
+                    return "%s still repairing" % n.id
+            return None
+        why = poll(repaired, 120, 0.5)
+        self.assertIsNone(why, why)
         bad = replicas_found(n1)
         self.assertEqual(bad[:3], [], "%d keys not on 3 replicas" % len(bad))
 

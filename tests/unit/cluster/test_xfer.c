@@ -17,7 +17,8 @@
  * ring, and every acknowledged write is read back at r = 2; after the
  * join, once the ring has been still for a while, the cleanup leaves every
  * old key on its owners only.  Seeds:
- * MOOR_SIM_SEEDS=<count> (default 6), MOOR_SIM_SEED=<s> for one.
+ * MOOR_SIM_SEEDS=<count> (default 30, 8 under ASan), MOOR_SIM_SEED=<s>
+ * for one.
  *
  * Also: the ring's balance and data moved per join/leave with 1,000
  * members (printed), and the membership rules a move relies on.
@@ -48,6 +49,13 @@
 #define NEWMAX 4000 /* keys written during the moves */
 #define VNODES 8
 #define NODES 5
+/* Seeds of the join/leave property: fewer in the sanitizer build, where a
+ * run takes several times longer. */
+#if defined(__SANITIZE_ADDRESS__)
+#define DEFAULT_SEEDS 8
+#else
+#define DEFAULT_SEEDS 30
+#endif
 
 typedef struct world {
     sim_t *sim;
@@ -640,7 +648,7 @@ static void one_seed(uint64_t seed, int verbose)
 static void test_join_leave_seeds(void **state)
 {
     const char *one = getenv("MOOR_SIM_SEED"), *many = getenv("MOOR_SIM_SEEDS");
-    uint64_t n = many ? strtoull(many, NULL, 10) : 6;
+    uint64_t n = many ? strtoull(many, NULL, 10) : DEFAULT_SEEDS;
 
     (void)state;
     if (one) {

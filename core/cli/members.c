@@ -261,7 +261,7 @@ static int print_transfers(const char *res, size_t rlen)
                     snprintf(rate, sizeof(rate), "%.20s/s", r0);
                 }
                 if (e >= 0)
-                    snprintf(eta, sizeof(eta), "%.0fs", e);
+                    snprintf(eta, sizeof(eta), e < 10 ? "%.1fs" : "%.0fs", e);
                 else
                     snprintf(eta, sizeof(eta), "-");
                 if (lv)

@@ -68,7 +68,7 @@ struct moor_xfer {
     uint32_t vnodes, inactive;
     unit_t *units;
     uint32_t nunits, ndone, running;
-    int step_ready, settled;
+    int step_ready, settled, counted;
     uint64_t gen;      /* bumped when the units are replaced: late replies are dropped */
     uint64_t bucket;   /* clock time from which the next page may go */
     uint64_t t_kick;   /* kick timer */
@@ -708,6 +708,10 @@ static void kick(moor_xfer_t *x)
         kick_later(x, x->o.p.settle_ms);
         return;
     }
+    if (!x->counted) { /* the table is complete by now */
+        count_total(x);
+        x->counted = 1;
+    }
     for (;;) {
         moor_ring_t *a, *b;
         if (leave ? x->inactive >= x->vnodes : x->inactive == 0) {
@@ -912,6 +916,17 @@ static void req_reply(void *arg, int status, const char *res, size_t rlen);
 
 static void unit_timer_cb(void *arg);
 
+/* Bytes of a page: page_kb, but no more than a quarter second of the
+ * rate, so that a slow rate paces in small steps (4 KiB at least). */
+static uint64_t page_bytes(const moor_xfer_t *x)
+{
+    uint64_t page = (uint64_t)x->o.p.page_kb * 1024, quarter = (uint64_t)x->o.p.rate_kb_s * 256;
+
+    if (x->o.p.rate_kb_s && quarter < page)
+        page = quarter < 4096 ? 4096 : quarter;
+    return page;
+}
+
 /* Unit i's next page waits ms.  0, or -1 when no timer could start. */
 static int unit_wait(moor_xfer_t *x, uint32_t i, uint64_t ms)
 {
@@ -972,7 +987,7 @@ static void unit_go(moor_xfer_t *x, uint32_t i)
         rc |= u->cursor.len ? msgpack_pack_bin_with_body(&pk, u->cursor.data, u->cursor.len)
                             : msgpack_pack_nil(&pk);
         rc |= msgpack_pack_str_with_body(&pk, "max_bytes", 9);
-        rc |= msgpack_pack_uint64(&pk, (uint64_t)x->o.p.page_kb * 1024);
+        rc |= msgpack_pack_uint64(&pk, page_bytes(x));
         if (count) {
             rc |= msgpack_pack_str_with_body(&pk, "count", 5);
             rc |= msgpack_pack_true(&pk);
@@ -984,7 +999,7 @@ static void unit_go(moor_xfer_t *x, uint32_t i)
         moor_buf_init(&pg.last);
         moor_mp_packer_init(&pg.pk, &pg.items);
         pg.max_items = PAGE_ITEMS_MAX;
-        pg.max_bytes = (uint64_t)x->o.p.page_kb * 1024;
+        pg.max_bytes = page_bytes(x);
         if (u->keys_total == UINT64_MAX) {
             count_t c = {0, 0};
             if (scan_range(x, u->smask, u->lo, u->hi, NULL, 0, count_cb, &c) == 0) {
@@ -1729,8 +1744,7 @@ int moor_xfer_start(moor_xfer_t *x, int state, uint32_t vnodes, uint32_t inactiv
     x->vnodes = vnodes;
     x->inactive = inactive;
     x->settled = 0;
-    if (x->have_table)
-        count_total(x);
+    x->counted = 0;
     save(x);
     publish(x);
     xlog(x, 1, "transfer: %s (%u of %u tokens on the ring)",
@@ -1792,8 +1806,6 @@ static void units_to_resume(moor_xfer_t *x)
 
 void moor_xfer_set_members(moor_xfer_t *x, const moor_members_t *t)
 {
-    int first = !x->have_table;
-
     moor_members_free(&x->table);
     moor_members_init(&x->table);
     if (moor_members_merge(&x->table, t) < 0) {
@@ -1813,12 +1825,9 @@ void moor_xfer_set_members(moor_xfer_t *x, const moor_members_t *t)
         kick(x);
         return;
     }
-    if ((x->state == MOOR_XFER_JOINING || x->state == MOOR_XFER_LEAVING) && !x->step_ready) {
-        if (first)
-            count_total(x);
-        if (!x->t_kick)
-            kick(x);
-    }
+    if ((x->state == MOOR_XFER_JOINING || x->state == MOOR_XFER_LEAVING) && !x->step_ready &&
+        !x->t_kick)
+        kick(x);
 }
 
 void moor_xfer_set_params(moor_xfer_t *x, uint32_t rate_kb_s, uint32_t concurrency)

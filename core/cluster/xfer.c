@@ -487,10 +487,8 @@ static int self_in(const moor_xfer_t *x, const moor_ring_t *r, const uint32_t *l
 }
 
 /* The units of moving from ring a to ring b (join: this node gains in b;
- * leave: it loses in b).  Fills x->units when out is 1; else only counts
- * into *count.  0 or an error. */
-static int diff_units(moor_xfer_t *x, const moor_ring_t *a, const moor_ring_t *b, int leave,
-                      int fill, uint64_t *count)
+ * leave: it loses in b) into x->units.  0 or an error. */
+static int diff_units(moor_xfer_t *x, const moor_ring_t *a, const moor_ring_t *b, int leave)
 {
     const moor_ring_t *fine = leave ? a : b; /* the ring with more tokens */
     uint32_t nv = moor_ring_vnode_count(fine), cap = 0, la[MOOR_COORD_N_MAX],
@@ -536,10 +534,6 @@ static int diff_units(moor_xfer_t *x, const moor_ring_t *a, const moor_ring_t *b
                     }
                 if (np == 0)
                     continue;
-                if (!fill) {
-                    (*count)++;
-                    continue;
-                }
                 if ((rc = add_unit(x, &cap, lo, hi, s, 0, peers, np)))
                     return rc;
                 continue;
@@ -555,10 +549,6 @@ static int diff_units(moor_xfer_t *x, const moor_ring_t *a, const moor_ring_t *b
                 }
                 if (had)
                     continue;
-                if (!fill) {
-                    (*count)++;
-                    continue;
-                }
                 peers[0].len = m->idlen;
                 memcpy(peers[0].id, m->id, m->idlen);
                 if ((rc = add_unit(x, &cap, lo, hi, s, 1, peers, 1)))
@@ -587,7 +577,8 @@ static int step_rings(moor_xfer_t *x, uint32_t inactive, moor_ring_t **a, moor_r
     return 0;
 }
 
-/* Ranges of every step left, for the progress figures. */
+/* Ranges of every step left, for the progress figures.  REQUIRES: no
+ * step ready (the units are computed and dropped here). */
 static void count_total(moor_xfer_t *x)
 {
     int leave = x->state == MOOR_XFER_LEAVING;
@@ -597,8 +588,11 @@ static void count_total(moor_xfer_t *x)
         moor_ring_t *a, *b;
         if (step_rings(x, k, &a, &b))
             break;
-        if (a)
-            diff_units(x, a, b, leave, 0, &total);
+        /* the step's units as they will be made (keyspaces that share
+         * a range and its peers are one unit); none is in flight now */
+        if (a && diff_units(x, a, b, leave) == 0)
+            total += x->nunits;
+        free_units(x);
         moor_ring_free(a);
         moor_ring_free(b);
     }
@@ -725,7 +719,7 @@ static void kick(moor_xfer_t *x)
             break;
         }
         free_units(x);
-        rc = a ? diff_units(x, a, b, leave, 1, NULL) : 0;
+        rc = a ? diff_units(x, a, b, leave) : 0;
         moor_ring_free(a);
         moor_ring_free(b);
         if (rc) {

@@ -127,8 +127,9 @@ static int check_map(const char *map, size_t len)
 
 /* Takes seq/load for id when seq is newer.  0, or MOOR_ENOMEM. */
 static int merge_one(moor_load_t *l, const char *id, size_t idlen, uint64_t seq, const char *load,
-                     size_t len)
+                     size_t len, uint64_t age_ms)
 {
+    uint64_t now = now_ms(l);
     entry_t *e;
     char *copy;
 
@@ -150,7 +151,10 @@ static int merge_one(moor_load_t *l, const char *id, size_t idlen, uint64_t seq,
     e->load = copy;
     e->len = len;
     e->seq = seq;
-    e->moved_ms = now_ms(l);
+    /* the age travels with the figures: every copy of a silent member's
+     * entry grows old together, and one that expired here and comes back
+     * from a member that has not dropped it yet expires again at once */
+    e->moved_ms = age_ms < now ? now - age_ms : 1;
     if (e->moved_ms == 0)
         e->moved_ms = 1;
     l->st.merged++;
@@ -158,22 +162,24 @@ static int merge_one(moor_load_t *l, const char *id, size_t idlen, uint64_t seq,
 }
 
 static void merge_cb(void *ud, const char *id, size_t idlen, uint64_t seq, const char *load,
-                     size_t len)
+                     size_t len, uint64_t age_ms)
 {
-    (void)merge_one(ud, id, idlen, seq, load, len);
+    (void)merge_one(ud, id, idlen, seq, load, len, age_ms);
 }
 
 /* ---- the wire form -------------------------------------------------------------- */
 
-/* One [id, seq, load] of a loads array: checks it and advances *p. */
+/* One [id, seq, load, age_ms?] of a loads array: checks it and advances
+ * *p. */
 static int read_entry(const char **p, const char *end, const char **id, uint32_t *idlen,
-                      uint64_t *seq, const char **load, size_t *len)
+                      uint64_t *seq, const char **load, size_t *len, uint64_t *age_ms)
 {
     uint32_t n;
     const char *s;
 
-    if (moor_mp_read_array(p, end, &n) || n != 3)
-        return moor_diag(MOOR_EPROTO, "_load: an entry must be [id, seq, load]");
+    *age_ms = 0;
+    if (moor_mp_read_array(p, end, &n) || n < 3 || n > 4)
+        return moor_diag(MOOR_EPROTO, "_load: an entry must be [id, seq, load, age_ms?]");
     if (moor_mp_read_strbin(p, end, id, idlen) || *idlen == 0 || *idlen > MOOR_RING_ID_MAX)
         return moor_diag(MOOR_EPROTO, "_load: an entry's id must be 1..%d bytes", MOOR_RING_ID_MAX);
     if (moor_mp_read_uint(p, end, seq))
@@ -186,6 +192,8 @@ static int read_entry(const char **p, const char *end, const char **id, uint32_t
                          MOOR_LOAD_MAX_BYTES, MOOR_LOAD_MAX_DEPTH);
     *load = s;
     *len = (size_t)(*p - s);
+    if (n == 4 && (moor_mp_read_uint(p, end, age_ms) || *age_ms > (1ull << 40)))
+        return moor_diag(MOOR_EPROTO, "_load: an entry's age_ms must be an unsigned integer");
     return 0;
 }
 
@@ -204,13 +212,13 @@ static int read_loads(const char *p, const char *end, moor_load_entry_fn fn, voi
         for (uint32_t i = 0; i < n; i++) {
             const char *id = NULL, *load = NULL;
             uint32_t idlen = 0;
-            uint64_t seq = 0;
+            uint64_t seq = 0, age = 0;
             size_t len = 0;
-            int rc = read_entry(&q, end, &id, &idlen, &seq, &load, &len);
+            int rc = read_entry(&q, end, &id, &idlen, &seq, &load, &len, &age);
             if (rc)
                 return rc;
             if (pass == 1)
-                fn(ud, id, idlen, seq, load, len);
+                fn(ud, id, idlen, seq, load, len, age);
         }
         if (q != end)
             return moor_diag(MOOR_EPROTO, "_load: bytes after the loads array");
@@ -269,6 +277,7 @@ static int encode(const moor_load_t *l, int with_from, moor_buf_t *out)
 {
     msgpack_packer pk;
     size_t have = 0;
+    uint64_t now = now_ms(l);
     int rc = 0;
 
     for (size_t i = 0; i < l->n; i++)
@@ -285,10 +294,11 @@ static int encode(const moor_load_t *l, int with_from, moor_buf_t *out)
         const entry_t *e = &l->e[i];
         if (!e->load)
             continue;
-        rc |= msgpack_pack_array(&pk, 3);
+        rc |= msgpack_pack_array(&pk, 4);
         rc |= pack_bin(&pk, e->id, e->idlen);
         rc |= msgpack_pack_uint64(&pk, e->seq);
         rc |= moor_mp_pack_raw(out, e->load, e->len);
+        rc |= msgpack_pack_uint64(&pk, e->moved_ms && now > e->moved_ms ? now - e->moved_ms : 0);
     }
     return rc ? MOOR_ENOMEM : 0;
 }

@@ -2,7 +2,7 @@
  * load.h -- every node's load, spread epidemically: a table of the last
  * load map each member published, kept by every node.
  *
- * Each node holds one entry per member: [id, seq, load], load being an
+ * Each node holds one entry per member: [id, seq, load, age_ms], load being an
  * opaque MessagePack map (the figures the node publishes: requests/s by
  * kind, p99 latency, bytes stored, ...; the server fills it, this module
  * never looks inside).  The node's own entry changes through
@@ -85,7 +85,7 @@ typedef struct moor_load_stats {
 
 /* Calls fn for each entry of a `_load` message or answer, in order. */
 typedef void (*moor_load_entry_fn)(void *ud, const char *id, size_t idlen, uint64_t seq,
-                                   const char *load, size_t len);
+                                   const char *load, size_t len, uint64_t age_ms);
 
 /* ===== API ===== */
 

@@ -32,7 +32,7 @@ static int inside(const char *in, size_t size, const char *p, size_t n)
 }
 
 static void collect_fn(void *ud, const char *id, size_t idlen, uint64_t seq, const char *load,
-                       size_t len)
+                       size_t len, uint64_t age_ms)
 {
     collect_t *c = ud;
     msgpack_packer pk;
@@ -41,10 +41,11 @@ static void collect_fn(void *ud, const char *id, size_t idlen, uint64_t seq, con
         (c->in && (!inside(c->in, c->size, id, idlen) || !inside(c->in, c->size, load, len))))
         abort();
     c->n++;
-    c->sum += seq + idlen + len;
+    c->sum += seq + idlen + len + age_ms;
     moor_mp_packer_init(&pk, &c->enc);
-    if (msgpack_pack_array(&pk, 3) || msgpack_pack_bin_with_body(&pk, id, idlen) ||
-        msgpack_pack_uint64(&pk, seq) || moor_buf_append(&c->enc, load, len))
+    if (msgpack_pack_array(&pk, 4) || msgpack_pack_bin_with_body(&pk, id, idlen) ||
+        msgpack_pack_uint64(&pk, seq) || moor_buf_append(&c->enc, load, len) ||
+        msgpack_pack_uint64(&pk, age_ms))
         abort();
 }
 

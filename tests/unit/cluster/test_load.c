@@ -242,11 +242,11 @@ typedef struct seen {
 } seen_t;
 
 static void seen_fn(void *ud, const char *id, size_t idlen, uint64_t seq, const char *load,
-                    size_t len)
+                    size_t len, uint64_t age_ms)
 {
     seen_t *s = ud;
 
-    (void)id, (void)idlen, (void)load, (void)len;
+    (void)id, (void)idlen, (void)load, (void)len, (void)age_ms;
     if (s->n < 8)
         s->seqs[s->n] = seq;
     s->n++;

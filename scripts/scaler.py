@@ -34,6 +34,7 @@ MOOR_SCALER_DIR/ids) or that the cluster's ring lists are skipped, so a
 node that left never comes back under its old id.  Exit 0 on success, 1 on
 failure (with a message on stderr), 2 on bad usage.
 """
+import fcntl
 import json
 import os
 import re
@@ -239,6 +240,8 @@ def add():
             print(nid)
             return 0
         time.sleep(0.1)
+    stop_pid(p.pid, nid)  # not left behind to join later, after this add counted as failed
+    write(os.path.join(d, "state"), "failed")
     fail("%s did not listen on %s within %d s" % (nid, addr, START_S))
 
 
@@ -315,13 +318,22 @@ def stop_all():
     return 0
 
 
+def locked(fn, *args):
+    """fn(*args) holding STATE/lock: two scalers at once (an operator and
+    the autoscaler) never pick the same id or address."""
+    os.makedirs(STATE, exist_ok=True)
+    with open(os.path.join(STATE, "lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        return fn(*args)
+
+
 def main(argv):
     if len(argv) == 2 and argv[1] == "add":
-        return add()
+        return locked(add)
     if len(argv) == 3 and argv[1] == "remove":
-        return remove(argv[2])
+        return locked(remove, argv[2])
     if len(argv) == 2 and argv[1] == "remove" and os.environ.get("MOOR_NODE"):
-        return remove(os.environ["MOOR_NODE"])
+        return locked(remove, os.environ["MOOR_NODE"])
     if len(argv) == 2 and argv[1] == "list":
         return list_nodes()
     if len(argv) == 2 and argv[1] == "stop-all":

@@ -12,6 +12,7 @@
  */
 #include "autoscale.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ struct moor_as {
     int evaluator;       /* this node evaluated at the last tick */
     uint64_t next_check; /* mono ms of the next policy call */
     uint64_t exited_at;  /* mono ms the command exited */
+    uint64_t started_at; /* mono ms the command started */
+    int signalled;       /* 0; 1 after SIGTERM, 2 after SIGKILL (it ran too long) */
     uint64_t cool_until; /* mono ms */
     char action[8];      /* of the change under way: "add" / "remove" */
     char target[MOOR_RING_ID_MAX + 1];
@@ -489,6 +492,8 @@ static void act(moor_as_t *a, const decision_t *d)
     }
     a->changes++;
     a->state = AS_RUNNING;
+    a->started_at = moor_clock_mono_ms();
+    a->signalled = 0;
     moor_log_info("autoscale: started the %s command%s%s", d->action, d->node[0] ? " for " : "",
                   d->node);
 }
@@ -537,6 +542,16 @@ static void settle(moor_as_t *a, uint64_t now)
 
 static void scale_tick(moor_as_t *a, uint64_t now)
 {
+    if (a->state == AS_RUNNING && now - a->started_at > MOOR_AS_COMMAND_MAX_MS &&
+        a->signalled < 2 && now - a->started_at > MOOR_AS_COMMAND_MAX_MS + 10000 * a->signalled) {
+        /* a command that hangs must not stop scaling for good: TERM, then
+         * KILL 10 s later; its exit then cools down as a failure does */
+        moor_log_warn("autoscale: the %s command has run for %llu s; sending it %s", a->action,
+                      (unsigned long long)((now - a->started_at) / 1000),
+                      a->signalled ? "SIGKILL" : "SIGTERM");
+        uv_process_kill(&a->proc, a->signalled ? SIGKILL : SIGTERM);
+        a->signalled++;
+    }
     if (a->state == AS_SETTLING)
         settle(a, now);
     if (a->state == AS_COOLING && now >= a->cool_until)

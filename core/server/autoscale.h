@@ -41,6 +41,8 @@
 
 #define MOOR_AS_TICK_MS 1000u
 #define MOOR_AS_SETTLE_MAX_MS 120000u
+/* A command running longer is stopped (SIGTERM, SIGKILL 10 s later). */
+#define MOOR_AS_COMMAND_MAX_MS (15u * 60 * 1000)
 #define MOOR_AS_POLICY "autoscale:policy" /* lua/moor/config.lua AUTOSCALE_POLICY */
 
 typedef struct moor_as moor_as_t;

@@ -27,7 +27,8 @@ void moor_loadstat_record(moor_loadstat_t *ls, int kind, uint64_t latency_us)
     if (kind < 0 || kind >= MOOR_LS_KINDS)
         kind = MOOR_LS_OTHER;
     ls->count[kind]++;
-    ls->hist[bucket_of(latency_us)]++;
+    if (kind != MOOR_LS_OTHER) /* p99 of the data calls: a slow `repair` or `info` is no load */
+        ls->hist[bucket_of(latency_us)]++;
 }
 
 double moor_loadstat_p99(const uint32_t *hist)

@@ -791,6 +791,20 @@ static int pack_spaces(const moor_xfer_t *x, uint64_t mask, msgpack_packer *pk)
     return rc;
 }
 
+/* A page request's map of nfields, begun with {spaces, lo, hi}. */
+static int pack_range(const moor_xfer_t *x, const unit_t *u, uint32_t nfields, msgpack_packer *pk)
+{
+    int rc = msgpack_pack_map(pk, nfields);
+
+    rc |= msgpack_pack_str_with_body(pk, "spaces", 6);
+    rc |= pack_spaces(x, u->smask, pk);
+    rc |= msgpack_pack_str_with_body(pk, "lo", 2);
+    rc |= msgpack_pack_uint64(pk, u->lo);
+    rc |= msgpack_pack_str_with_body(pk, "hi", 2);
+    rc |= msgpack_pack_uint64(pk, u->hi);
+    return rc;
+}
+
 /* Calls fn for the records of the spaces in mask with tokens in (lo, hi],
  * in store order, after the engine key after (empty: from the start),
  * until fn returns nonzero. */
@@ -970,13 +984,7 @@ static void unit_go(moor_xfer_t *x, uint32_t i)
     moor_mp_packer_init(&pk, &params);
     if (!u->push) {
         int count = u->keys_total == UINT64_MAX;
-        rc |= msgpack_pack_map(&pk, count ? 6 : 5);
-        rc |= msgpack_pack_str_with_body(&pk, "spaces", 6);
-        rc |= pack_spaces(x, u->smask, &pk);
-        rc |= msgpack_pack_str_with_body(&pk, "lo", 2);
-        rc |= msgpack_pack_uint64(&pk, u->lo);
-        rc |= msgpack_pack_str_with_body(&pk, "hi", 2);
-        rc |= msgpack_pack_uint64(&pk, u->hi);
+        rc |= pack_range(x, u, count ? 6 : 5, &pk);
         rc |= msgpack_pack_str_with_body(&pk, "after", 5);
         rc |= u->cursor.len ? msgpack_pack_bin_with_body(&pk, u->cursor.data, u->cursor.len)
                             : msgpack_pack_nil(&pk);
@@ -1003,13 +1011,7 @@ static void unit_go(moor_xfer_t *x, uint32_t i)
         }
         rc = scan_range(x, u->smask, u->lo, u->hi, u->cursor.data, u->cursor.len, page_cb, &pg);
         if (rc == 0) {
-            rc |= msgpack_pack_map(&pk, 4);
-            rc |= msgpack_pack_str_with_body(&pk, "spaces", 6);
-            rc |= pack_spaces(x, u->smask, &pk);
-            rc |= msgpack_pack_str_with_body(&pk, "lo", 2);
-            rc |= msgpack_pack_uint64(&pk, u->lo);
-            rc |= msgpack_pack_str_with_body(&pk, "hi", 2);
-            rc |= msgpack_pack_uint64(&pk, u->hi);
+            rc |= pack_range(x, u, 4, &pk);
             rc |= msgpack_pack_str_with_body(&pk, "items", 5);
             rc |= msgpack_pack_array(&pk, pg.n);
             rc |= moor_buf_append(&params, pg.items.data, pg.items.len);

@@ -281,15 +281,24 @@ class Elastic(unittest.TestCase):
         self.assertEqual(res["errors"], 0, [l for l in out.splitlines() if "error" in l])
         self.assertEqual(lost[:5], [])
 
+    def write_keys(self):
+        res = pipelined(self.cl.nodes[0], [("put", key(i), "v%05d" % i, {"w": "all"})
+                                           for i in range(KEYS)])
+        self.assertEqual([e for e, _ in res if e], [])
+
+    def slow_joiner(self, i):
+        """Node i started to join at rate_mb_s = 0.02 (so that it lasts)."""
+        n = self.add_node(i)
+        n.write_config(SETTINGS.replace("rate_mb_s = 0.05", "rate_mb_s = 0.02"),
+                       [m.addr for m in self.cl.nodes[:3]], self.cl.secret, SCRIPT)
+        n.start()
+        return n
+
     def test_d_join_resumes_after_a_restart(self):
         cl = self.cl
         n1 = cl.nodes[0]
-        res = pipelined(n1, [("put", key(i), "v%05d" % i, {"w": "all"}) for i in range(KEYS)])
-        self.assertEqual([e for e, _ in res if e], [])
-        n4 = self.add_node(4)
-        n4.write_config(SETTINGS.replace("rate_mb_s = 0.05", "rate_mb_s = 0.02"),
-                        [m.addr for m in cl.nodes[:3]], cl.secret, SCRIPT)
-        n4.start()
+        self.write_keys()
+        n4 = self.slow_joiner(4)
         cl.nodes.append(n4)
 
         def some_done():
@@ -315,12 +324,8 @@ class Elastic(unittest.TestCase):
     def test_e_dead_joiner_is_removed(self):
         cl = self.cl
         n1 = cl.nodes[0]
-        res = pipelined(n1, [("put", key(i), "v%05d" % i, {"w": "all"}) for i in range(KEYS)])
-        self.assertEqual([e for e, _ in res if e], [])
-        n4 = self.add_node(4)
-        n4.write_config(SETTINGS.replace("rate_mb_s = 0.05", "rate_mb_s = 0.02"),
-                        [m.addr for m in cl.nodes[:3]], cl.secret, SCRIPT)
-        n4.start()
+        self.write_keys()
+        n4 = self.slow_joiner(4)
         why = poll(lambda: None if n4.info()["transfer"]["inactive"] < 12 else "few tokens on",
                    60, 0.1)
         self.assertIsNone(why, why)

@@ -293,6 +293,15 @@ def remove(nid):
     else:
         fail("%s still %s after %d s: not stopped" % (nid, st, limit))
     say("%s is %s" % (nid, st))
+    # the others must know before the process goes, or they only see it down
+    wait_until = time.time() + 30
+    while time.time() < wait_until:
+        behind = [a for a in others if status_of(nid, [a]) not in ("left", "gone", None)]
+        if not behind:
+            break
+        time.sleep(0.5)
+    else:
+        say("%s: %s still do not see it left after 30 s" % (nid, ",".join(behind)))
     if mine and mine["alive"]:
         stop_pid(mine["pid"], nid)
         say("%s stopped" % nid)

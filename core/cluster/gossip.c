@@ -1504,6 +1504,12 @@ int moor_gossip_set_self(moor_gossip_t *g, int status, uint32_t inactive)
     tell_status(g, &g->me.m, old);
     self_update(g, &su);
     enqueue(g, &su);
+    if (status == MOOR_MEMBER_LEFT) /* tell every live member now: it may be stopped at once */
+        for (uint32_t i = 0; i < g->table.n; i++) {
+            const moor_member_t *m = &g->table.e[i].m;
+            if (!is_self(g, m->id, m->idlen) && live(m->status))
+                note_accuser(g, m->id, m->idlen);
+        }
     flush(g);
     return 0;
 }

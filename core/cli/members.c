@@ -72,11 +72,13 @@ static int connect_auth(const char *addr, const char *token, int timeout_ms, moo
     return rc;
 }
 
+static int pretty; /* the global --pretty */
+
 static int print_json(const char *res, size_t rlen)
 {
     moor_buf_t out = MOOR_BUF_INIT;
     const char *p = res;
-    int rc = moor_json_from_mp(&p, res + rlen, 0, &out);
+    int rc = moor_json_from_mp(&p, res + rlen, pretty ? MOOR_JSON_PRETTY : 0, &out);
 
     if (rc == 0) {
         fwrite(out.data, 1, out.len, stdout);
@@ -328,13 +330,15 @@ static int run_transfers(moor_client_t *cl, double rate, int conc, int json, dou
     return rc;
 }
 
-int moor_members_main(const char *addr, const char *token, int timeout_ms, int argc, char **argv)
+int moor_members_main(const char *addr, const char *token, int timeout_ms, int want_pretty,
+                      int argc, char **argv)
 {
     const char *cmd = argv[0], *id = NULL;
     int cancel = 0, wait = 0, json = 0, conc = 0, rc;
     double rate = 0, watch = 0;
     moor_client_t *cl = NULL;
 
+    pretty = want_pretty;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json"))

@@ -546,7 +546,8 @@ int main(int argc, char **argv)
         rc =
             moor_repair_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at, argv + sub_at);
     else if (rc == 0 && sub_at && strcmp(argv[sub_at], "bench") != 0)
-        rc = moor_members_main(c.addr, c.token, c.timeout_ms, argc - sub_at, argv + sub_at);
+        rc = moor_members_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
+                               argv + sub_at);
     else if (rc == 0 && sub_at)
         rc = moor_bench_main(c.addr, c.token, c.timeout_ms, argc - sub_at, argv + sub_at);
     else if (rc == 0 && (rc = check_args(&c)) == 0)

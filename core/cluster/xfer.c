@@ -907,14 +907,24 @@ static int page_cb(void *arg, const char *key, size_t klen, const char *rec, siz
     return 0;
 }
 
+/* A range's totals for the progress figures, counted only up to
+ * COUNT_MAX keys: the count runs on the loop, and a bigger range goes
+ * without totals (and an ETA) rather than hold it. */
+#define COUNT_MAX 65536
+
 typedef struct count {
     uint64_t keys, bytes;
+    int partial; /* stopped at COUNT_MAX */
 } count_t;
 
 static int count_cb(void *arg, const char *key, size_t klen, const char *rec, size_t rlen)
 {
     count_t *c = arg;
 
+    if (c->keys == COUNT_MAX) {
+        c->partial = 1;
+        return 1;
+    }
     c->keys++;
     c->bytes += klen + rlen;
     return 0;
@@ -1003,8 +1013,9 @@ static void unit_go(moor_xfer_t *x, uint32_t i)
         pg.max_items = PAGE_ITEMS_MAX;
         pg.max_bytes = page_bytes(x);
         if (u->keys_total == UINT64_MAX) {
-            count_t c = {0, 0};
-            if (scan_range(x, u->smask, u->lo, u->hi, NULL, 0, count_cb, &c) == 0) {
+            count_t c = {0, 0, 0};
+            if (scan_range(x, u->smask, u->lo, u->hi, NULL, 0, count_cb, &c) == 0 &&
+                !c.partial) {
                 u->keys_total = c.keys;
                 u->bytes_total = c.bytes;
             }
@@ -1061,7 +1072,6 @@ static void unit_timer_cb(void *arg)
 static void unit_failed(moor_xfer_t *x, uint32_t i, int status, const char *why)
 {
     unit_t *u = &x->units[i];
-    uint64_t t = now_ms(x);
 
     u->backoff_ms = u->backoff_ms ? u->backoff_ms * 2 : RETRY_MIN_MS;
     if (u->backoff_ms > RETRY_MAX_MS)
@@ -1072,7 +1082,6 @@ static void unit_failed(moor_xfer_t *x, uint32_t i, int status, const char *why)
          (int)u->peer[u->cur].len, u->peer[u->cur].id, why, moor_strerror(status), u->backoff_ms);
     if (!u->push && u->npeers > 1)
         u->cur = (u->cur + 1) % u->npeers; /* another owner */
-    (void)t;
     if (unit_wait(x, i, u->backoff_ms)) {
         u->running = 0; /* no timer: the kick restarts it */
         x->running--;
@@ -1296,7 +1305,7 @@ static void handle_pull(moor_xfer_t *x, const char *params, size_t plen, uint32_
     uint32_t alen = 0;
     int count, rc;
     page_t pg;
-    count_t c = {0, 0};
+    count_t c = {0, 0, 0};
     moor_buf_t out = MOOR_BUF_INIT;
     msgpack_packer pk;
 
@@ -1322,6 +1331,7 @@ static void handle_pull(moor_xfer_t *x, const char *params, size_t plen, uint32_
         done(arg, rc, moor_diag_msg(rc), NULL, 0);
     } else {
         moor_mp_packer_init(&pk, &out);
+        count = count && mask && !c.partial; /* the totals, when known */
         msgpack_pack_map(&pk, count ? 4 : 2);
         msgpack_pack_str_with_body(&pk, "items", 5);
         msgpack_pack_array(&pk, pg.n);
@@ -1353,7 +1363,6 @@ typedef struct push {
 
 static void push_finish(push_t *ps)
 {
-    char buf[32];
     moor_buf_t out = MOOR_BUF_INIT;
     msgpack_packer pk;
 
@@ -1366,7 +1375,6 @@ static void push_finish(push_t *ps)
         msgpack_pack_uint32(&pk, ps->n);
         ps->done(ps->arg, 0, NULL, out.data, out.len);
     }
-    (void)buf;
     moor_buf_free(&out);
     unref(ps->x);
     free(ps);

@@ -1429,7 +1429,6 @@ int moor_cl_pack_transfer(const moor_cl_t *cl, msgpack_packer *pk)
 
 /* transfers: _xfer_status of every member that is not left, gathered. */
 typedef struct gather {
-    moor_cl_t *cl;
     moor_coord_done_fn done;
     void *arg;
     uint32_t n, left;
@@ -1516,7 +1515,6 @@ void moor_cl_transfers(moor_cl_t *cl, uint32_t rate_kb_s, uint32_t concurrency,
         done(arg, MOOR_ENOMEM, "no memory", NULL, 0);
         return;
     }
-    ga->cl = cl;
     ga->done = done;
     ga->arg = arg;
     moor_mp_packer_init(&pk, &params);

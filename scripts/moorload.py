@@ -19,9 +19,10 @@ class LoadError(RuntimeError):
     """The node answered a put with an error, or the connection failed."""
 
 
-def load(addr, keys, value_size, batch=1000, window=8, timeout=60, first=0):
+def load(addr, keys, value_size, batch=1000, window=8, timeout=60, first=0, space=None):
     """Puts key:first .. key:first+keys-1 on addr ((host, port)) with a
-    value of value_size bytes (bin).  Returns the number written."""
+    value of value_size bytes (bin), into space (None: the default one).
+    Returns the number written."""
     value = bytes((ord("a") + i % 26) for i in range(value_size))
     sock = socket.create_connection(addr, timeout)
     unpacker = msgpack.Unpacker(raw=False)
@@ -34,8 +35,8 @@ def load(addr, keys, value_size, batch=1000, window=8, timeout=60, first=0):
                 buf = bytearray()
                 for i in range(first + sent, first + sent + n):
                     msgid += 1
-                    buf += msgpack.packb([0, msgid, "put", ["key:%d" % i, value]],
-                                         use_bin_type=True)
+                    params = ["key:%d" % i, value] + ([{"space": space}] if space else [])
+                    buf += msgpack.packb([0, msgid, "put", params], use_bin_type=True)
                 sock.sendall(buf)
                 sent += n
             data = sock.recv(1 << 20)

@@ -11,10 +11,10 @@ moorload.py for why not `moor bench --ratio 0`), then driven by the same
 client at the same settings (50 connections; pipeline 1 and 16):
   get    moor bench --ratio 1           (the native get)
   call   moor bench --call get1         (call "get1" key: the handler's get)
-Each pair of runs is made back to back, `--rounds` times, and the round
-with the best call/get ratio is not picked: every round is printed and the
-ratio reported is total call ops over total get ops, so noise from other
-load on the machine averages out rather than being selected.  Beside ops/s,
+Each pair of runs is made back to back, `--rounds` times; every run is
+printed, and the ratio reported is total call ops over total get ops of
+all rounds, so noise from other load on the machine averages out instead
+of a lucky round being picked.  Beside ops/s,
 p50 and p99 it prints moord's CPU time per request (utime + stime from
 /proc/PID/stat over the run divided by the requests answered): on a shared
 machine that is steadier than throughput.

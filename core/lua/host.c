@@ -104,8 +104,8 @@ typedef struct call {
     uv_timer_t timer; /* wall-clock budget while waiting on kv; closing frees the call */
     moor_lua_reply_fn reply;
     void *ud;
-    int co_clean;         /* co returned normally: empty and reusable */
-    struct call *next;    /* in h->pool */
+    int co_clean;      /* co returned normally: empty and reusable */
+    struct call *next; /* in h->pool */
 } call_t;
 
 typedef struct slot {

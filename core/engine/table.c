@@ -48,7 +48,7 @@
 #define DEFAULT_BLOCK_SIZE 4096
 #define DCTX_POOL 8 /* idle zstd decompression contexts kept */
 #define STACK_READ 8192 /* stored blocks up to this size are read on the stack */
-#define SCAN_AFTER 2    /* blocks read in order before an iterator reads ahead */
+#define SCAN_AFTER 4    /* blocks read in order before an iterator reads ahead */
 #define READAHEAD_MIN (16u << 10)
 #define READAHEAD_MAX (256u << 10)
 

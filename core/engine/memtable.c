@@ -324,6 +324,10 @@ int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *ke
         atomic_store_explicit(&m->unordered, 1, memory_order_release);
     else
         m->max_seq = seq;
+    /* Chained before n is reachable at all.  Only this writer stores to
+     * slots, so the relaxed load sees the last store. */
+    slot = &m->slots[slot_of(m, key, klen)];
+    n->hnext = atomic_load_explicit(slot, memory_order_relaxed);
     find_prev(m, key, klen, trailer, prev);
     if (height > cur) {
         for (int i = cur; i < height; i++)
@@ -345,10 +349,7 @@ int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *ke
         m->splice[i] = i < height ? n : i < cur ? prev[i] : m->head;
     m->last = n;
     /* After the list: a reader that finds n in its slot finds it in the
-     * list too (release: n's entry and hnext are visible with it).  Only
-     * this writer stores to slots, so the relaxed load sees the last. */
-    slot = &m->slots[slot_of(m, key, klen)];
-    n->hnext = atomic_load_explicit(slot, memory_order_relaxed);
+     * list too (release: n's entry and hnext are visible with it). */
     atomic_store_explicit(slot, n, memory_order_release);
     atomic_store_explicit(&m->bytes, moor_arena_used(&m->arena) + m->slot_bytes,
                           memory_order_relaxed);

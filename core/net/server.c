@@ -78,7 +78,8 @@ struct srv_req {
     char *held;         /* RESP: an answer waiting for earlier ones (owned) */
     size_t hlen;
     unsigned answered : 1; /* RESP: answered (held, or on its way out) */
-    unsigned serial : 1;   /* RESP: runs alone (opts.resp_serial) */
+    unsigned serial : 1;   /* RESP: runs alone (MOOR_SRV_RESP_ALONE) */
+    unsigned write : 1;    /* RESP: a write (MOOR_SRV_RESP_WRITE) */
     /* This request's own copy of its frame (RESP: after its argv array). */
     char frame[] __attribute__((aligned(8)));
 };
@@ -128,6 +129,8 @@ struct moor_srv_conn {
     unsigned authed : 2;          /* the application's flags */
     unsigned serial_wait : 1;     /* RESP: a serial command waits for inflight 0 */
     unsigned serial_busy : 1;     /* RESP: a serial command is in flight */
+    unsigned read_wait : 1;       /* RESP: a read waits for writes to be answered */
+    unsigned writes;              /* RESP: writes dispatched, unanswered */
     char addr[64];                /* "ip:port" for logs */
 };
 
@@ -309,7 +312,7 @@ static int conn_may_dispatch(const moor_srv_conn_t *c)
 
     if (c->closing || c->ending || s->stopping || c->inflight >= c->max_inflight)
         return 0;
-    if (c->serial_wait || c->serial_busy)
+    if (c->serial_wait || c->serial_busy || c->read_wait)
         return 0;
     if (unsent > conn_soft(c))
         return 0;
@@ -448,14 +451,14 @@ static void conn_resp_bad(moor_srv_conn_t *c, const char *reason)
 }
 
 /* Takes one RESP command of argc arguments (0: an empty line, skipped).
- * 1 if taken, 0 if it must wait: a serial command while others are in
- * flight. */
+ * 1 if taken, 0 if it must wait (opts.resp_class): a command that runs
+ * alone while others are in flight, a read while writes are. */
 static int conn_take_resp(moor_srv_conn_t *c, const char *f, size_t n, uint32_t argc)
 {
     moor_srv_t *s = c->srv;
     size_t av = (size_t)argc * sizeof(moor_resp_arg_t);
     srv_req_t *r;
-    int serial = 0;
+    int kind = MOOR_SRV_RESP_FREE;
 
     if (argc == 0)
         return 1;
@@ -468,14 +471,20 @@ static int conn_take_resp(moor_srv_conn_t *c, const char *f, size_t n, uint32_t 
     r->pub.argv = (moor_resp_arg_t *)(void *)r->frame;
     r->pub.argc = argc;
     moor_resp_split(r->frame + av, n, argc, r->pub.argv, argc); /* cut by the scan: can't fail */
-    if (s->o.resp_serial && (serial = s->o.resp_serial(s->ud, &r->pub)) && c->inflight) {
+    if (s->o.resp_class)
+        kind = s->o.resp_class(s->ud, &r->pub);
+    if ((kind == MOOR_SRV_RESP_ALONE && c->inflight) || (kind == MOOR_SRV_RESP_READ && c->writes)) {
         free(r); /* cut again once the others are answered */
-        c->serial_wait = 1; /* req_finish lifts it at inflight 0 */
+        if (kind == MOOR_SRV_RESP_ALONE)
+            c->serial_wait = 1; /* req_finish lifts it at inflight 0 */
+        else
+            c->read_wait = 1; /* req_finish lifts it at writes 0 */
         return 0;
     }
-    r->serial = (unsigned)serial;
-    if (serial)
-        c->serial_busy = 1;
+    r->serial = kind == MOOR_SRV_RESP_ALONE;
+    r->write = kind == MOOR_SRV_RESP_WRITE;
+    c->serial_busy = r->serial;
+    c->writes += r->write;
     conn_resp_enqueue(c, r);
     s->st.requests++;
     s->fn(s->ud, &r->pub);
@@ -749,6 +758,8 @@ static void req_finish(srv_req_t *r)
     c->srv->st.inflight--;
     if (r->serial)
         c->serial_busy = 0;
+    if (r->write && --c->writes == 0)
+        c->read_wait = 0;
     if (c->inflight == 0)
         c->serial_wait = 0;
     free(r);

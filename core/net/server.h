@@ -48,9 +48,11 @@
  * an answer made before those of earlier requests is held (its bytes
  * count as unsent output for the caps) until they have gone out.  A
  * malformed command is answered with the error in request order and the
- * connection is closed once that is written.  opts.resp_serial marks
- * commands that must run alone: such a command is dispatched only once
- * every earlier one is answered, and nothing after it until it is.
+ * connection is closed once that is written.  opts.resp_class sorts
+ * commands so that a pipeline sees its own writes: a read is dispatched
+ * only once every earlier write is answered; a command that runs alone
+ * only once every earlier command is, and nothing after it until it is;
+ * writes and free commands go at once.
  *
  * Slots: max_conns connections are accepted as clients.  Beyond them,
  * peer_conns more are kept for cluster peers: such a connection must come
@@ -73,6 +75,12 @@
 
 #define MOOR_SRV_PROTO_MSGPACK 0
 #define MOOR_SRV_PROTO_RESP 1
+
+/* RESP command classes (opts.resp_class). */
+#define MOOR_SRV_RESP_FREE 0  /* touches no data: goes at once */
+#define MOOR_SRV_RESP_READ 1  /* waits until earlier writes are answered */
+#define MOOR_SRV_RESP_WRITE 2 /* goes at once; later reads wait for it */
+#define MOOR_SRV_RESP_ALONE 3 /* read-then-write: runs alone on its connection */
 
 typedef struct moor_srv moor_srv_t;
 typedef struct moor_srv_conn moor_srv_conn_t;
@@ -101,10 +109,10 @@ typedef struct moor_srv_opts {
     int (*peer_ip_ok)(void *ud, const char *ip);
     int proto;       /* MOOR_SRV_PROTO_MSGPACK (default) or MOOR_SRV_PROTO_RESP */
     size_t max_bulk; /* RESP: bytes of one argument; default max_frame */
-    /* RESP: does this command run alone (see above)?  Called with the
-     * dispatch ud and the request about to be dispatched (only argc and
-     * argv are set); NULL: none does. */
-    int (*resp_serial)(void *ud, const moor_srv_req_t *req);
+    /* RESP: the MOOR_SRV_RESP_* class of a command (see above), called
+     * with the dispatch ud and the request about to be dispatched (only
+     * argc and argv are set); NULL: every command is free. */
+    int (*resp_class)(void *ud, const moor_srv_req_t *req);
 } moor_srv_opts_t;
 
 struct moor_srv_req {

@@ -185,7 +185,7 @@ static int start_resp(daemon_t *d, const moor_srv_opts_t *msgpack_opts)
     so.max_bulk = d->cfg.value_max;
     so.peer_conns = 0; /* peers never speak RESP */
     so.peer_ip_ok = NULL;
-    so.resp_serial = moor_respd_serial;
+    so.resp_class = moor_respd_class;
     moor_respd_set_node(d->respd, d->node);
     if ((rc = moor_srv_start(d->loop, &so, moor_respd_dispatch, d->respd, &d->rsrv)))
         return moor_diag_wrap(rc, rc, "resp_listen");

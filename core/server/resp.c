@@ -8,7 +8,7 @@
  * (DEL, EXISTS, MGET, MSET) go key by key, in order.  Read-then-write
  * commands (INCR and kin, DEL, SET NX/XX) get then put or del with the
  * ctx they read; they are not atomic against other clients' writes, and
- * the server runs them alone on their connection (moor_respd_serial) so a
+ * the server runs them alone on their connection (moor_respd_class) so a
  * pipeline sees its own writes.
  *
  * Calls may answer synchronously (a lone node's get does): rop_run is a
@@ -1368,19 +1368,25 @@ void moor_respd_dispatch(void *ud, moor_srv_req_t *req)
     rop_run(o);
 }
 
-int moor_respd_serial(void *ud, const moor_srv_req_t *req)
+int moor_respd_class(void *ud, const moor_srv_req_t *req)
 {
     const moor_resp_arg_t *a = req->argv;
 
     (void)ud;
-    if (arg_is(&a[0], "incr") || arg_is(&a[0], "incrby") || arg_is(&a[0], "decr") ||
-        arg_is(&a[0], "decrby") || arg_is(&a[0], "del"))
-        return 1;
-    if (arg_is(&a[0], "set"))
+    if (arg_is(&a[0], "get") || arg_is(&a[0], "mget") || arg_is(&a[0], "exists"))
+        return MOOR_SRV_RESP_READ;
+    if (arg_is(&a[0], "mset"))
+        return MOOR_SRV_RESP_WRITE;
+    if (arg_is(&a[0], "set")) {
         for (uint32_t i = 3; i < req->argc; i++)
             if (arg_is(&a[i], "nx") || arg_is(&a[i], "xx"))
-                return 1;
-    return 0;
+                return MOOR_SRV_RESP_ALONE;
+        return MOOR_SRV_RESP_WRITE;
+    }
+    if (arg_is(&a[0], "incr") || arg_is(&a[0], "incrby") || arg_is(&a[0], "decr") ||
+        arg_is(&a[0], "decrby") || arg_is(&a[0], "del"))
+        return MOOR_SRV_RESP_ALONE;
+    return MOOR_SRV_RESP_FREE;
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------- */

@@ -37,10 +37,11 @@ void moor_respd_set_server(moor_respd_t *d, moor_srv_t *s);
 /* Server dispatch callback (ud = the moor_respd_t). */
 void moor_respd_dispatch(void *ud, moor_srv_req_t *req);
 
-/* Server resp_serial callback: 1 for the commands that read then write
- * (INCR and kin, DEL, SET with NX or XX), which run alone on their
- * connection so that a pipeline of them sees its own writes. */
-int moor_respd_serial(void *ud, const moor_srv_req_t *req);
+/* Server resp_class callback: MOOR_SRV_RESP_ALONE for the commands that
+ * read then write (INCR and kin, DEL, SET with NX or XX), READ for GET,
+ * MGET and EXISTS, WRITE for SET and MSET, FREE for the rest (see
+ * net/server.h: a pipeline sees its own writes). */
+int moor_respd_class(void *ud, const moor_srv_req_t *req);
 
 /* Frees d.  REQUIRES: its server stopped. */
 void moor_respd_free(moor_respd_t *d);

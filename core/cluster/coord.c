@@ -120,6 +120,7 @@ void op_unref(op_t *op)
     moor_buf_free(&op->result);
     moor_buf_free(&op->value);
     moor_buf_free(&op->seen);
+    moor_buf_free(&op->base);
     free(op);
 }
 
@@ -155,12 +156,24 @@ void op_fail(op_t *op, int code, const char *fmt, ...)
 
 static void op_deadline(void *arg);
 
+int op_all_local(const op_t *op)
+{
+    for (uint32_t i = 0; i < op->nslots; i++)
+        if (!op->slot[i].self || op->slot[i].fblen)
+            return 0;
+    return 1;
+}
+
 void op_start_timer(op_t *op)
 {
     moor_coord_t *c = op->c;
 
-    /* Without a timer the op still ends: every reply comes by timeout_ms. */
+    /* Without a timer the op still ends: every reply comes by timeout_ms.
+     * An op on this node's replica alone (a node alone: a one-member
+     * ring) needs none: the store answers every call. */
     op->deadline = c->clock.now_ms(c->clock.ud) + op->timeout_ms;
+    if (op_all_local(op))
+        return;
     op->timer = c->clock.timer_start(c->clock.ud, op->timeout_ms, op_deadline, op);
     if (op->timer)
         op->refs++;
@@ -321,6 +334,7 @@ int plan_replicas(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, uint
 {
     pl->sloppy = req->sloppy != MOOR_COORD_SLOPPY_OFF;
     pl->receipt = req->receipt != 0;
+    pl->overwrite = req->overwrite != 0;
     return plan_members(c, req->key, req->klen, pl, need, level, msg, msz);
 }
 
@@ -342,6 +356,7 @@ op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moor_coord
     op->n = op->used = pl->count;
     op->sloppy = pl->sloppy;
     op->receipt = pl->receipt;
+    op->overwrite = pl->overwrite;
     for (uint32_t i = 0; i < pl->count + nspare; i++) {
         uint32_t idx = i < pl->count ? pl->idx[i] : pl->spare[i - pl->count];
         const moor_member_t *m = moor_ring_member(c->ring, idx);

@@ -183,6 +183,12 @@ typedef struct moor_coord_req {
     /* 1: the answer carries `receipt`, one entry per replica asked (then
      * the answer waits for every replica asked, or the deadline). */
     int receipt;
+    /* 1: the write descends every version the coordinating replica holds
+     * (and, without a ctx, what its read of the other replicas found):
+     * its ctx is taken to be that record's whole clock, so it replaces the
+     * key's value and never adds a sibling beside it (RESP SET; put/del
+     * opts.overwrite).  A ctx given too is merged into it. */
+    int overwrite;
 } moor_coord_req_t;
 
 #define MOOR_COORD_SLOPPY_ON 1
@@ -190,10 +196,10 @@ typedef struct moor_coord_req {
 
 typedef struct moor_coord_stats {
     uint64_t gets, puts, dels, quorum_failures, timeouts, read_repairs, resolved;
-    uint64_t fallback_writes; /* _put sent to a fallback (fallback_for an owner) */
-    uint64_t sloppy_writes;   /* writes acknowledged with a fallback's ack counted */
-    uint64_t notfound_waits;  /* gets that had R answers but fewer than R found, so waited */
-    uint64_t hints_taken;     /* _put with fallback_for this node stored as a hint */
+    uint64_t fallback_writes;  /* _put sent to a fallback (fallback_for an owner) */
+    uint64_t sloppy_writes;    /* writes acknowledged with a fallback's ack counted */
+    uint64_t notfound_waits;   /* gets that had R answers but fewer than R found, so waited */
+    uint64_t hints_taken;      /* _put with fallback_for this node stored as a hint */
     uint64_t siblings_warned;  /* writes that left a key over its sibling_warn */
     uint64_t siblings_refused; /* blind writes refused TOO_MANY_SIBLINGS */
     uint64_t siblings_most;    /* the most siblings a key had after a write coordinated here */
@@ -211,8 +217,8 @@ void moor_coord_free(moor_coord_t *c);
 void moor_coord_set_ring(moor_coord_t *c, moor_ring_t *ring);
 
 /* The rings the cluster moves toward while members join or leave (at
- * most MOOR_COORD_PENDING_MAX, the one with every move finished first; the coordinator takes references and drops
- * the previous ones; n 0: no move in progress).  A coordinated write also
+ * most MOOR_COORD_PENDING_MAX, the one with every move finished first; the coordinator takes
+ * references and drops the previous ones; n 0: no move in progress).  A coordinated write also
  * goes, in the background and without counting toward W, to every member
  * that is among the key's first n in one of them but not among the
  * replicas it asked: a range in motion gets every write on its old owners

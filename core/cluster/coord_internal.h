@@ -37,6 +37,7 @@
 #define op_answer moor_coord_op_answer
 #define op_fail moor_coord_op_fail
 #define op_start_timer moor_coord_op_start_timer
+#define op_all_local moor_coord_op_all_local
 #define op_stop_timer_at moor_coord_op_stop_timer_at
 #define op_stop_timer moor_coord_op_stop_timer
 #define op_set_key moor_coord_op_set_key
@@ -81,6 +82,7 @@ typedef struct slot {
     int self;                  /* 1: this node, reached through the store */
     int rstate;                /* blind write's read: a slot_state; set once */
     int rs;                    /* its answer for the receipt: a receipt_status */
+    int err;                   /* write: the code it failed with (0: none) */
     int spare;                 /* write: a spare not (yet) asked; not in the receipt */
     uint8_t fblen;             /* a fallback: the owner it stands in for; 0: an owner */
     char fb[MOOR_RING_ID_MAX];
@@ -109,6 +111,8 @@ struct op {
     uint32_t fb_acks;    /* write: fallback acks counted toward W */
     int sloppy;          /* write: fallbacks' acks count */
     int receipt;         /* answer with a receipt (waits for every slot or the deadline) */
+    int overwrite;       /* write: descend everything seen (moor_coord_req_t.overwrite) */
+    int built;           /* write: rec was built on this node's record in this turn */
     int waited;          /* get: counted in notfound_waits */
     uint64_t deadline;   /* clock time of the deadline (0: none) */
     uint32_t timeout_ms;
@@ -124,6 +128,7 @@ struct op {
     int tombstone;         /* blind write: a delete */
     moor_buf_t value;      /* blind write: the value, kept across the read */
     moor_buf_t seen;       /* blind write: merge of the records read so far */
+    moor_buf_t base;       /* built: this node's record the version was built on */
     size_t slen, klen;     /* space and key, back to back in sk */
     moor_buf_t sk;
     moor_buf_t ekey;   /* engine key */
@@ -154,7 +159,7 @@ struct moor_coord {
     void *siblings_ud;
     uint64_t sib_warn_ms, sib_warn_quiet; /* last sibling warning logged; ones since unlogged */
     uint32_t timeout_ms;
-    moor_ring_t *ring;           /* our reference; NULL until set */
+    moor_ring_t *ring; /* our reference; NULL until set */
     /* rings of the joins and leaves in progress (moor_coord_set_pending) */
     moor_ring_t *pending[MOOR_COORD_PENDING_MAX];
     uint32_t npending;
@@ -180,7 +185,7 @@ typedef struct plan {
     uint32_t nhealthy;            /* owners in the set */
     uint32_t nspare, spare[MOOR_COORD_N_MAX]; /* healthy members after the set */
     uint32_t timeout_ms;
-    int sloppy, receipt;
+    int sloppy, receipt, overwrite;
 } plan_t;
 
 /* ---- coord.c: operation lifetime ---- */
@@ -199,6 +204,8 @@ void op_set_done(op_t *op, moor_coord_done_fn done, void *arg);
 void op_answer(op_t *op, int code, const char *msg, const char *res, size_t rlen);
 void op_fail(op_t *op, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The deadline timer (op->timeout_ms); takes a reference while it runs. */
+/* 1 if every slot of op is this node's own replica (no peer to wait for). */
+int op_all_local(const op_t *op);
 void op_start_timer(op_t *op);
 /* Stops the timer *t of op if running.  REQUIRES: another reference. */
 void op_stop_timer_at(op_t *op, uint64_t *t);

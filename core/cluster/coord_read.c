@@ -18,10 +18,10 @@ int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen)
 
     if ((rc = moor_record_decode(rec, rlen, c->rb)))
         return rc;
-    if (acc->len == 0)
-        rc = moor_record_merge(c->rb, c->rb, &out);
-    else if ((rc = moor_record_decode(acc->data, acc->len, c->ra)) == 0 &&
-             (rc = moor_record_merge_n(c->ra, c->rb, &out, &dropped)) == 0 && dropped)
+    if (acc->len == 0) /* a stored or received record is canonical: the merge is itself */
+        return moor_buf_append(acc, rec, rlen) ? MOOR_ENOMEM : 0;
+    if ((rc = moor_record_decode(acc->data, acc->len, c->ra)) == 0 &&
+        (rc = moor_record_merge_n(c->ra, c->rb, &out, &dropped)) == 0 && dropped)
         moor_log_warn("a merge of a key's versions held more than %d siblings: dropped the %u "
                       "oldest (%llu so far on this node)",
                       MOOR_RECORD_MAX_SIBLINGS, dropped,
@@ -147,7 +147,8 @@ void get_answer_now(op_t *op)
         return;
     }
     if (!(live > 1 && c->resolve && get_resolve(op, &res))) {
-        if (moor_record_decode(op->rec.data, op->rec.len, c->ra) ||
+        /* the resolver's turn reused the scratch record: decode again */
+        if ((live > 1 && c->resolve && moor_record_decode(op->rec.data, op->rec.len, c->ra)) ||
             moor_record_get_result(c->ra, &res)) {
             op_fail(op, MOOR_ENOMEM, "no memory for a get result");
             return;
@@ -165,19 +166,27 @@ void get_finish(op_t *op)
     uint8_t pick[MOOR_COORD_N_MAX] = {0};
     uint32_t k = 0;
 
+    int decoded = 0;
+
     op->finished = 1;
     op_stop_timer(op);
-    if (op->rec.len == 0 || moor_record_decode(op->rec.data, op->rec.len, c->ra))
+    if (op->rec.len == 0)
         return;
     for (uint32_t i = 0; i < op->n; i++) {
         slot_t *s = &op->slot[i];
         if (s->fblen)
             continue;
-        if (s->state == SLOT_MISSING)
+        if (s->state == SLOT_MISSING) {
             pick[i] = 1;
-        else if (s->state == SLOT_OK)
+        } else if (s->state == SLOT_OK &&
+                   !(s->rec.len == op->rec.len && !memcmp(s->rec.data, op->rec.data, s->rec.len))) {
+            /* the same bytes are the same versions; else compare them */
+            if (!decoded && moor_record_decode(op->rec.data, op->rec.len, c->ra))
+                return;
+            decoded = 1;
             pick[i] = moor_record_decode(s->rec.data, s->rec.len, c->rb) == 0 &&
                       !record_same(c->ra, c->rb);
+        }
         k += pick[i];
     }
     if (k)
@@ -209,13 +218,11 @@ static void get_check(op_t *op)
         get_finish(op);
 }
 
-/* 1 if the encoded record holds a live (not deleted) value. */
-static int record_live(moor_coord_t *c, const char *rec, size_t rlen)
+/* 1 if the decoded record holds a live (not deleted) value. */
+static int record_live(const moor_record_t *r)
 {
-    if (moor_record_decode(rec, rlen, c->rb))
-        return 0;
-    for (uint32_t i = 0; i < c->rb->n; i++)
-        if (!c->rb->sib[i].tombstone)
+    for (uint32_t i = 0; i < r->n; i++)
+        if (!r->sib[i].tombstone)
             return 1;
     return 0;
 }
@@ -232,10 +239,10 @@ static void get_slot_done(op_t *op, slot_t *s, int state, const char *rec, size_
         status = MOOR_ECORRUPT;
     }
     s->state = state;
-    s->rs = state == SLOT_FAILED            ? slot_receipt_status(status)
-            : state == SLOT_MISSING         ? RS_NOTFOUND
-            : record_live(op->c, rec, rlen) ? RS_FOUND
-                                            : RS_NOTFOUND;
+    s->rs = state == SLOT_FAILED     ? slot_receipt_status(status)
+            : state == SLOT_MISSING  ? RS_NOTFOUND
+            : record_live(op->c->rb) ? RS_FOUND /* merge_into left rec decoded there */
+                                     : RS_NOTFOUND;
     op->replied++;
     if (state == SLOT_FAILED)
         op->failed++;
@@ -290,7 +297,7 @@ void moor_coord_get(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
     if (!(op = op_from_plan(c, OP_GET, &pl, req, done, arg)))
         return;
     op->need = pl.r;
-    prc = pack_params(op, NULL, NULL, 0, &params);
+    prc = op_all_local(op) ? 0 : pack_params(op, NULL, NULL, 0, &params);
     op_start_timer(op);
     /* Our own replica first: it answers at once, so a failure count
      * includes it (peers that are known down fail at once too). */

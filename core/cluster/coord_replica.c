@@ -229,21 +229,21 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
 #define N_MAX_STR STR(MOOR_COORD_N_MAX)
 
 /* The params of _coord {op, space, key, value?, ctx?, n, w, timeout_ms,
- * sloppy?, receipt?} into req (borrowing from params) and *tombstone;
+ * sloppy?, receipt?, overwrite?} into req (borrowing from params) and *tombstone;
  * NULL, or what is wrong. */
 static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen, uint32_t nparams,
                                moor_coord_req_t *req, int *tombstone)
 {
-    field_t f[] = {{"space", NULL, NULL},  {"key", NULL, NULL},        {"op", NULL, NULL},
-                   {"value", NULL, NULL},  {"ctx", NULL, NULL},        {"n", NULL, NULL},
-                   {"w", NULL, NULL},      {"timeout_ms", NULL, NULL}, {"sloppy", NULL, NULL},
-                   {"receipt", NULL, NULL}};
+    field_t f[] = {{"space", NULL, NULL},   {"key", NULL, NULL},        {"op", NULL, NULL},
+                   {"value", NULL, NULL},   {"ctx", NULL, NULL},        {"n", NULL, NULL},
+                   {"w", NULL, NULL},       {"timeout_ms", NULL, NULL}, {"sloppy", NULL, NULL},
+                   {"receipt", NULL, NULL}, {"overwrite", NULL, NULL}};
     const char *opn, *why, *p;
     uint32_t olen, slen, klen, clen = 0;
     uint64_t n, w, tmo;
-    int sloppy, receipt;
+    int sloppy, receipt, overwrite;
 
-    if ((why = read_fields(params, plen, nparams, f, 10)))
+    if ((why = read_fields(params, plen, nparams, f, 11)))
         return why;
     if (field_strbin(&f[2], &opn, &olen) || olen != 3 ||
         (memcmp(opn, "put", 3) != 0 && memcmp(opn, "del", 3) != 0))
@@ -263,14 +263,16 @@ static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen,
     if (field_uint(&f[5], &n) || field_uint(&f[6], &w) || field_uint(&f[7], &tmo) ||
         n > MOOR_COORD_N_MAX || w > n || tmo > UINT32_MAX)
         return "n, w, timeout_ms must be unsigned, w <= n <= " N_MAX_STR;
-    if (field_bool(&f[8], 1, &sloppy) || field_bool(&f[9], 0, &receipt))
-        return "sloppy and receipt must be bools";
+    if (field_bool(&f[8], 1, &sloppy) || field_bool(&f[9], 0, &receipt) ||
+        field_bool(&f[10], 0, &overwrite))
+        return "sloppy, receipt and overwrite must be bools";
     req->slen = slen, req->klen = klen, req->ctxlen = clen;
     req->value = *tombstone ? NULL : f[3].v;
     req->vlen = *tombstone ? 0 : (size_t)(f[3].end - f[3].v);
     req->n = (uint32_t)n, req->w = (uint32_t)w, req->timeout_ms = (uint32_t)tmo;
     req->sloppy = sloppy ? MOOR_COORD_SLOPPY_ON : MOOR_COORD_SLOPPY_OFF;
     req->receipt = receipt;
+    req->overwrite = overwrite;
     return NULL;
 }
 
@@ -286,7 +288,8 @@ static void peer_coord(moor_coord_t *c, const char *params, size_t plen, uint32_
     memset(&req, 0, sizeof(req));
     if ((why = parse_coord(c, params, plen, nparams, &req, &tombstone))) {
         answer_fmt(done, arg, MOOR_EINVAL,
-                   "_coord {op, space, key, value, ctx, n, w, timeout_ms, sloppy, receipt}: %s",
+                   "_coord {op, space, key, value, ctx, n, w, timeout_ms, sloppy, receipt, "
+                   "overwrite}: %s",
                    why);
         return;
     }

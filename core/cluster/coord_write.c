@@ -48,6 +48,26 @@ static void sibling_limits(moor_coord_t *c, const op_t *op, uint32_t *warn, uint
         c->siblings(c->siblings_ud, op->sk.data, op->slen, warn, max);
 }
 
+/* An overwrite's ctx: the whole clock of the record it builds on (every
+ * sibling, tombstones too), merged with the client's ctx when it gave one,
+ * so the write descends everything the coordinator saw.  0, MOOR_EBADCTX,
+ * MOOR_ENOMEM. */
+static int overwrite_ctx(const moor_record_t *r, const char *ctx, size_t ctxlen, moor_buf_t *out)
+{
+    moor_vclock_t vc, given;
+    const char *p = ctx;
+
+    moor_record_ctx_vc(r, &vc);
+    if (ctxlen) {
+        if (moor_vclock_decode(&p, ctx + ctxlen, &given) || p != ctx + ctxlen)
+            return moor_diag(MOOR_EBADCTX, "ctx does not decode");
+        if (moor_vclock_merge(&vc, &given))
+            return moor_diag(MOOR_EBADCTX, "ctx and the key's clock hold more entries than a "
+                                           "clock can");
+    }
+    return moor_vclock_encode(&vc, out);
+}
+
 /* The next version of a key for a client write, coordinated here as one
  * of its replicas: the local record (none when missing), merged with
  * op->seen (what a blind write read from the other replicas; empty: none),
@@ -56,11 +76,10 @@ static void sibling_limits(moor_coord_t *c, const op_t *op, uint32_t *warn, uint
  * on a key with sibling_max or more siblings is refused.  Appends the
  * record to rec and its ctx to ctx_out.  0, MOOR_EBADCTX, MOOR_ECORRUPT
  * (stored record), MOOR_ETOOMANYSIBS, MOOR_ENOMEM or the store's error. */
-static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t ctxlen,
-                       const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
-                       moor_buf_t *ctx_out)
+static int build_write(moor_coord_t *c, op_t *op, const char *ctx, size_t ctxlen, const char *value,
+                       size_t vlen, int tombstone, moor_buf_t *rec, moor_buf_t *ctx_out)
 {
-    moor_buf_t cur = MOOR_BUF_INIT, acc = MOOR_BUF_INIT;
+    moor_buf_t cur = MOOR_BUF_INIT, acc = MOOR_BUF_INIT, octx = MOOR_BUF_INIT;
     const moor_buf_t *base = &cur; /* the record to build on; empty: none */
     moor_record_t *r = NULL;
     uint32_t warn, max, nsib = 0;
@@ -82,6 +101,12 @@ static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t 
         r = c->ra;
     }
     sibling_limits(c, op, &warn, &max);
+    if (op->overwrite && r) {
+        if ((rc = overwrite_ctx(r, ctx, ctxlen, &octx)))
+            goto out;
+        ctx = octx.data;
+        ctxlen = octx.len;
+    }
     if (ctxlen == 0 && r && r->n >= max) {
         c->st.siblings_refused++;
         rc = moor_diag(MOOR_ETOOMANYSIBS,
@@ -91,9 +116,17 @@ static int build_write(moor_coord_t *c, const op_t *op, const char *ctx, size_t 
                        r->n, max);
         goto out;
     }
-    if ((rc = write_version(c, r, ctx, ctxlen, value, vlen, tombstone, rec, ctx_out, &nsib)) == 0)
+    if ((rc = write_version(c, r, ctx, ctxlen, value, vlen, tombstone, rec, ctx_out, &nsib)) == 0) {
         sibling_check(c, op, nsib, warn);
+        /* rec holds every version of cur it did not replace: written here
+         * in this same turn it needs no second merge (write_to) */
+        moor_buf_free(&op->base);
+        op->base = cur;
+        cur = (moor_buf_t)MOOR_BUF_INIT;
+        op->built = 1;
+    }
 out:
+    moor_buf_free(&octx);
     moor_buf_free(&acc);
     moor_buf_free(&cur);
     return rc;
@@ -129,12 +162,21 @@ static void write_check(op_t *op)
     if (op->answered)
         return;
     if (op->local && op->local->state == SLOT_FAILED) {
+        int why = op->local->err;
         op->c->st.quorum_failures++;
         op_stop_timer(op);
-        op_fail(op, MOOR_EQUORUM,
-                "%u of %u replicas acknowledged, %u needed, and the "
-                "coordinating replica's own write failed",
-                op->ok, op->n, op->need);
+        /* A full or read-only disk here is what the client must hear
+         * (a node alone has no other replica to blame). */
+        if (why == MOOR_ENOSPC || why == MOOR_EFAILED)
+            op_fail(op, why,
+                    "%u of %u replicas acknowledged, %u needed; this node's own write "
+                    "failed: %s",
+                    op->ok, op->n, op->need, moor_strerror(why));
+        else
+            op_fail(op, MOOR_EQUORUM,
+                    "%u of %u replicas acknowledged, %u needed, and the "
+                    "coordinating replica's own write failed",
+                    op->ok, op->n, op->need);
     } else if (write_quorum_met(op)) {
         /* With a receipt: every replica asked answers first (or the
          * deadline comes), so the receipt says what each did. */
@@ -165,6 +207,16 @@ static int write_to(op_t *op, slot_t *s, uint32_t timeout_ms)
     moor_buf_t params = MOOR_BUF_INIT;
     int rc;
 
+    if (s->self && !s->fblen && op->built) {
+        op->built = 0;
+        rc = c->store.put(c->store.ud, op->ekey.data, op->ekey.len, op->rec.data, op->rec.len,
+                          write_local_done_fn, s);
+        if (rc == 0 && c->on_write)
+            c->on_write(c->on_write_ud, op->ekey.data, op->ekey.len,
+                        op->base.len ? op->base.data : NULL, op->base.len, op->rec.data,
+                        op->rec.len);
+        return rc;
+    }
     if (s->self && !s->fblen)
         return local_merge(c, op->ekey.data, op->ekey.len, op->rec.data, op->rec.len,
                            write_local_done_fn, s);
@@ -222,6 +274,7 @@ static void write_slot_done(op_t *op, slot_t *s, int status)
         return;
     s->state = status ? SLOT_FAILED : SLOT_OK;
     s->rs = slot_receipt_status(status);
+    s->err = status;
     op->replied++;
     if (status == 0 && (!s->fblen || op->sloppy)) {
         op->ok++;
@@ -677,7 +730,7 @@ static void forward_reply(void *arg, int status, const char *res, size_t rlen)
 }
 
 /* _coord {op, space, key, value (put), ctx?, n, w, timeout_ms, sloppy,
- * receipt} */
+ * receipt, overwrite?} */
 static int pack_forward(op_t *op, const plan_t *pl, const moor_coord_req_t *req, int tombstone,
                         uint32_t remote_ms)
 {
@@ -687,7 +740,7 @@ static int pack_forward(op_t *op, const plan_t *pl, const moor_coord_req_t *req,
     int rc = 0;
 
     moor_mp_packer_init(&pk, out);
-    rc |= msgpack_pack_map(&pk, 8 + !tombstone + has_ctx);
+    rc |= msgpack_pack_map(&pk, 8 + !tombstone + has_ctx + (pl->overwrite != 0));
     rc |= msgpack_pack_str_with_body(&pk, "op", 2);
     rc |= msgpack_pack_str_with_body(&pk, tombstone ? "del" : "put", 3);
     rc |= msgpack_pack_str_with_body(&pk, "space", 5);
@@ -709,6 +762,8 @@ static int pack_forward(op_t *op, const plan_t *pl, const moor_coord_req_t *req,
     rc |= pl->sloppy ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     rc |= msgpack_pack_str_with_body(&pk, "receipt", 7);
     rc |= pl->receipt ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    if (pl->overwrite) /* only when set: a member of an older release refuses the field */
+        rc |= msgpack_pack_str_with_body(&pk, "overwrite", 9) | msgpack_pack_true(&pk);
     return rc ? MOOR_ENOMEM : 0;
 }
 

@@ -222,10 +222,23 @@ static int replay_entry(void *ud, int type, const char *key, size_t klen, char *
     return moor_memtable_add(rc->e->mem, rc->seq++, type, key, klen, val, vlen);
 }
 
+/* A memtable for the engine's writes.  Every add runs under mu (or at
+ * open, before any reader), and a reader references the memtables under
+ * mu (view_take), so a version nobody holds a reference to may be updated
+ * in place (memtable.h). */
+static moor_memtable_t *new_memtable(struct moor_engine *e)
+{
+    moor_memtable_t *m = moor_memtable_new_sized(e->o.memtable_bytes);
+
+    if (m)
+        moor_memtable_replace_in_place(m, 1);
+    return m;
+}
+
 /* Freezes the active memtable and flushes it now (open only: no bg thread). */
 static int recovery_flush(struct moor_engine *e, uint64_t log_of_mem)
 {
-    moor_memtable_t *fresh = moor_memtable_new_sized(e->o.memtable_bytes);
+    moor_memtable_t *fresh = new_memtable(e);
 
     if (!fresh)
         return MOOR_ENOMEM;
@@ -580,7 +593,7 @@ int moor_engine_open(const char *dir, const moor_engine_opts_t *opts, moor_engin
     e->dir = strdup(dir);
     e->cache = moor_cache_new(opts->cache_bytes);
     e->cur = moor_version_new();
-    e->mem = moor_memtable_new_sized(e->o.memtable_bytes);
+    e->mem = new_memtable(e);
     if (!e->dir || !e->cache || !e->cur || !e->mem) {
         rc = MOOR_ENOMEM;
         goto fail;
@@ -630,7 +643,7 @@ void moor_engine_set_clock_TEST(moor_engine_t *e, uint64_t (*fn)(void))
 /* Freezes the active memtable and rotates the log.  REQUIRES: mu held. */
 static int freeze(struct moor_engine *e)
 {
-    moor_memtable_t *fresh = moor_memtable_new_sized(e->o.memtable_bytes);
+    moor_memtable_t *fresh = new_memtable(e);
     uint64_t num;
     int rc;
 

@@ -23,10 +23,20 @@
  * needs seqnos to grow with each add, as the engine's do; the first add
  * that breaks the order turns the slots off for good (`unordered`).
  *
+ * Updates in place (opt-in, moor_memtable_replace_in_place): while no one
+ * but the owner holds the memtable, a new version of a key whose newest
+ * node the slot finds replaces that node's entry instead of adding a node
+ * before it -- the skiplist search and its cache misses were most of an
+ * update's cost.  No reader can be holding the version it replaces (see
+ * replace_newest); a memtable updated so keeps one version per key where
+ * the list would have kept every one.
+ *
  * Invariants: level 0 is the full list in strictly increasing internal key
  * order (keys are unique because (key, seq) is new on every add); level i is
  * a sub-list of level i-1.  A node is completely written before a release
- * store makes it reachable, and is never changed or removed afterwards.
+ * store makes it reachable, and is never removed afterwards; its entry
+ * changes only by an in-place update, to a newer version of the same key
+ * (the order is kept: nothing of that key sat before it).
  *
  * Threads: one writer (the engine serialises moor_memtable_add) owns the
  * arena, the height generator and the splice; any number of readers walk
@@ -75,6 +85,7 @@ struct moor_memtable {
     moor_arena_t arena;       /* writer only */
     _Atomic(node_t *) *slots; /* the point-lookup table (see top) */
     atomic_int unordered;     /* an add came with a seqno below an earlier one */
+    int inplace;              /* moor_memtable_replace_in_place */
     uint64_t max_seq;         /* writer only: highest seqno added */
     size_t slot_mask;         /* slots - 1 (a power of two, minus one) */
     size_t slot_bytes;
@@ -223,6 +234,7 @@ moor_memtable_t *moor_memtable_new_sized(size_t budget)
     for (size_t i = 0; i < nslots; i++)
         atomic_init(&m->slots[i], NULL);
     atomic_init(&m->unordered, 0);
+    m->inplace = 0;
     m->max_seq = 0;
     moor_arena_init(&m->arena);
     m->head = moor_arena_alloc(&m->arena, hsize);
@@ -269,22 +281,22 @@ void moor_memtable_unref(moor_memtable_t *m)
 
 /* Carves node + entry out of the arena and writes the entry.  NULL on OOM
  * or on sizes that overflow (the arena is unaltered either way). */
-static node_t *node_build(moor_memtable_t *m, int height, uint64_t trailer, const char *key,
-                          size_t klen, const char *val, size_t vlen)
+/* Bytes of the entry of key/value, or 0 when the sizes overflow. */
+static size_t entry_size(size_t klen, size_t vlen)
 {
     size_t iklen = klen + MOOR_IKEY_TRAILER;
-    size_t links = sizeof(node_t) + (size_t)height * sizeof(_Atomic(node_t *));
-    size_t need = links + moor_varint_len(iklen) + iklen + moor_varint_len(vlen) + vlen;
-    node_t *n;
-    char *p;
+    size_t need = moor_varint_len(iklen) + iklen + moor_varint_len(vlen) + vlen;
 
     if (iklen < klen || vlen > SIZE_MAX / 2 || need < vlen || need < iklen)
-        return NULL;
-    n = moor_arena_alloc(&m->arena, need);
-    if (!n)
-        return NULL;
-    p = (char *)n + links;
-    n->entry = p;
+        return 0;
+    return need;
+}
+
+static void entry_fill(char *p, uint64_t trailer, const char *key, size_t klen, const char *val,
+                       size_t vlen)
+{
+    size_t iklen = klen + MOOR_IKEY_TRAILER;
+
     p += moor_enc_varint(p, iklen);
     if (klen)
         memcpy(p, key, klen);
@@ -293,7 +305,61 @@ static node_t *node_build(moor_memtable_t *m, int height, uint64_t trailer, cons
     p += moor_enc_varint(p, vlen);
     if (vlen)
         memcpy(p, val, vlen);
+}
+
+static node_t *node_build(moor_memtable_t *m, int height, uint64_t trailer, const char *key,
+                          size_t klen, const char *val, size_t vlen)
+{
+    size_t links = sizeof(node_t) + (size_t)height * sizeof(_Atomic(node_t *));
+    size_t esize = entry_size(klen, vlen);
+    node_t *n;
+
+    if (!esize || links + esize < esize || !(n = moor_arena_alloc(&m->arena, links + esize)))
+        return NULL;
+    n->entry = (char *)n + links;
+    entry_fill((char *)n + links, trailer, key, klen, val, vlen);
     return n;
+}
+
+void moor_memtable_replace_in_place(moor_memtable_t *m, int on)
+{
+    m->inplace = on != 0;
+}
+
+/* The in-place update (moor_memtable_replace_in_place): the newest node
+ * of key, found through its slot, takes the new entry instead of a new
+ * node going in front of it -- no search, no links.  Only while nobody
+ * but the owner holds the memtable (refs 1, and the owner adds under the
+ * lock that readers take a reference under), so no reader, iterator or
+ * snapshot can see the version it replaces.  1 if done, 0 to add a node,
+ * <0 on error. */
+static int replace_newest(moor_memtable_t *m, uint64_t seq, uint64_t trailer, const char *key,
+                          size_t klen, const char *val, size_t vlen)
+{
+    node_t *x;
+    size_t iklen, esize;
+    const char *ik;
+    char *p;
+
+    if (!m->inplace || seq <= m->max_seq ||
+        atomic_load_explicit(&m->unordered, memory_order_relaxed) ||
+        atomic_load_explicit(&m->refs, memory_order_acquire) != 1)
+        return 0;
+    x = atomic_load_explicit(&m->slots[slot_of(m, key, klen)], memory_order_relaxed);
+    if (!x)
+        return 0;
+    ik = entry_ikey(x->entry, &iklen);
+    if (moor_ukey_cmp(ik, iklen - MOOR_IKEY_TRAILER, key, klen) != 0)
+        return 0; /* the slot holds another key */
+    if (!(esize = entry_size(klen, vlen)) || !(p = moor_arena_alloc(&m->arena, esize)))
+        return moor_diag(MOOR_ENOMEM, "memtable: no memory for a %zu-byte key, %zu-byte value",
+                         klen, vlen);
+    entry_fill(p, trailer, key, klen, val, vlen);
+    x->entry = p;
+    m->max_seq = seq;
+    atomic_store_explicit(&m->bytes, moor_arena_used(&m->arena) + m->slot_bytes,
+                          memory_order_relaxed);
+    return 1;
 }
 
 int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *key, size_t klen,
@@ -301,10 +367,15 @@ int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *ke
 {
     node_t *prev[MEMTABLE_MAX_HEIGHT];
     uint64_t trailer = moor_ikey_trailer(seq, type);
-    int height = random_height(m);
-    int cur = atomic_load_explicit(&m->max_height, memory_order_relaxed);
-    node_t *n = node_build(m, height, trailer, key, klen, val, vlen);
+    int done = replace_newest(m, seq, trailer, key, klen, val, vlen);
+    int height, cur;
+    node_t *n;
 
+    if (done)
+        return done < 0 ? done : 0;
+    height = random_height(m);
+    cur = atomic_load_explicit(&m->max_height, memory_order_relaxed);
+    n = node_build(m, height, trailer, key, klen, val, vlen);
     if (!n)
         return moor_diag(MOOR_ENOMEM, "memtable: no memory for a %zu-byte key, %zu-byte value",
                          klen, vlen);

@@ -38,8 +38,17 @@ void moor_memtable_unref(moor_memtable_t *m); /* frees at zero; thread-safe */
 /* Adds (key, seq, type) -> value; copies key and value into the arena.
  * REQUIRES: the caller excludes other writers; (key, seq) is new.
  * Returns 0 or MOOR_ENOMEM (memtable unaltered). */
-int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *key,
-                      size_t klen, const char *val, size_t vlen);
+/* on: a version of a key added while nobody else holds m (its reference
+ * count is 1) and the key's newest node is known replaces that node's
+ * entry instead of going in front of it as a new node.  Only for an owner
+ * that adds under the same lock readers take their reference under (the
+ * engine's mu), and that never reads an older version without a
+ * reference; snapshots and iterators hold references, so they keep every
+ * version they may see.  Off by default. */
+void moor_memtable_replace_in_place(moor_memtable_t *m, int on);
+
+int moor_memtable_add(moor_memtable_t *m, uint64_t seq, int type, const char *key, size_t klen,
+                      const char *val, size_t vlen);
 
 /* Newest version of key with seqno <= snap_seq.  Returns 1 when found, with
  * *type (MOOR_VT_PUT or MOOR_VT_DEL) and *val, *vlen borrowed for as long as

@@ -5,6 +5,8 @@
  * outlives a process: data_dir/MEMBERS, HLC and REPAIR.
  */
 #include "cluster.h"
+#include "hlc.h"
+#include "solo.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,7 +37,6 @@
 #define SEED_PREFIX "seed@"
 #define MEMBERS_MAGIC "MOORMEM1"
 #define PEER_TIMEOUT_MS 2000
-#define HLC_LEAD (10000ull * 1000) /* counters reserved ahead: 10 s of the HLC's µs */
 
 typedef struct seed {
     char addr[MOOR_RING_ADDR_MAX];
@@ -48,22 +49,18 @@ struct moor_cl {
     const moor_config_t *cfg;
     char self_addr[MOOR_RING_ADDR_MAX];
     char path[4096 + 16];        /* data_dir/MEMBERS */
-    char hlc_path[4096 + 16];    /* data_dir/HLC */
     char repair_path[4096 + 16]; /* data_dir/REPAIR: present while a repair is due */
     char repair_why[256];        /* its reason; "" when no repair is due */
     char owed_path[4096 + 16];   /* data_dir/REPAIR_OWED: hints dropped, per key */
     FILE *owed;                  /* open for appending once a hint was dropped */
-    uint64_t hlc_reserved;       /* persisted: no counter up to it was given out after */
-    uv_work_t hlc_work;          /* renews the reservation on the threadpool */
-    uint64_t hlc_target;         /* what hlc_work writes */
-    int hlc_rc, hlc_busy;
-    moor_gossip_t *gossip; /* owns the member table */
-    moor_ring_t *ring;     /* built from the table; NULL until the first build */
+    moor_hlc_mark_t hlc;         /* data_dir/HLC */
+    moor_gossip_t *gossip;       /* owns the member table */
+    moor_ring_t *ring;           /* built from the table; NULL until the first build */
     moor_uvenv_t *env;
     moor_peer_pool_t *pool;
     moor_coord_t *coord;
-    moor_hints_t *hints;  /* writes this node holds for owners that were down */
-    moor_aae_t *aae;      /* anti-entropy: hash trees, exchanges, repair */
+    moor_hints_t *hints;    /* writes this node holds for owners that were down */
+    moor_aae_t *aae;        /* anti-entropy: hash trees, exchanges, repair */
     moor_peer_pool_t *bulk; /* the streams' own connections (xfer) */
     moor_xfer_t *xfer;      /* joins and leaves: the ranges this node streams */
     int xfer_state0;        /* the move to start (or resume) once gossip runs */
@@ -73,9 +70,9 @@ struct moor_cl {
     uv_timer_t hlc_timer; /* renews the HLC reservation */
     seed_t *seeds;
     unsigned nseeds;
-    moor_buf_t mem_next;  /* the table to save next, encoded; empty: none */
+    moor_buf_t mem_next;   /* the table to save next, encoded; empty: none */
     moor_buf_t mem_saving; /* what mem_work is writing */
-    uv_work_t mem_work;   /* saves MEMBERS on the threadpool */
+    uv_work_t mem_work;    /* saves MEMBERS on the threadpool */
     int mem_rc, mem_busy;
     int closing, handles_open;
     void (*close_done)(void *ud);
@@ -352,96 +349,20 @@ static void gossip_log(void *ud, int level, const char *msg)
 
 /* ---- the hybrid logical clock's high-water mark ---------------------------------------- */
 
-/* data_dir/HLC holds a counter no counter this node gave out exceeds:
- * u64 little-endian, then its crc32c.  It is written ahead of use
- * (HLC_LEAD beyond the clock, renewed once half of the lead is used,
- * checked every join tick), and a restart starts the clock above it, so a
- * wall clock that went back across a crash cannot repeat a counter. */
-static int hlc_write(const char *path, uint64_t v)
+/* The HLC mark's renewal finished (hlc.h): the close may go on. */
+static void hlc_settled(void *ud)
 {
-    unsigned char b[12];
-    uint32_t crc;
+    moor_cl_t *cl = ud;
 
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-    crc = moor_crc32c(b, 8);
-    for (int i = 0; i < 4; i++)
-        b[8 + i] = (unsigned char)(crc >> (8 * i));
-    return moor_file_replace(path, b, sizeof(b));
-}
-
-static uint64_t hlc_read(const char *path)
-{
-    unsigned char b[12];
-    uint64_t v = 0;
-    uint32_t crc = 0;
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(b, 1, sizeof(b), f) : 0;
-
-    if (f)
-        fclose(f);
-    if (!f)
-        return 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | b[i];
-    for (int i = 3; i >= 0; i--)
-        crc = crc << 8 | b[8 + i];
-    if (n != sizeof(b) || crc != moor_crc32c(b, 8)) {
-        moor_log_warn("%s is damaged; the clock restarts from the wall clock", path);
-        return 0;
-    }
-    return v;
-}
-
-
-static void hlc_written(moor_cl_t *cl, uint64_t target, int rc)
-{
-    if (rc)
-        moor_log_warn("cannot save the clock's high-water mark to %s: %s", cl->hlc_path,
-                      strerror(-rc));
-    else
-        cl->hlc_reserved = target;
-}
-
-/* Threadpool side: only hlc_path and hlc_target are read, hlc_rc written. */
-static void hlc_work_cb(uv_work_t *w)
-{
-    moor_cl_t *cl = w->data;
-
-    cl->hlc_rc = hlc_write(cl->hlc_path, cl->hlc_target);
-}
-
-static void hlc_after_cb(uv_work_t *w, int status)
-{
-    moor_cl_t *cl = w->data;
-
-    hlc_written(cl, cl->hlc_target, status ? status : cl->hlc_rc);
-    cl->hlc_busy = 0;
     cl->handles_open--;
     if (cl->closing)
         maybe_done(cl);
 }
 
-/* Renews the reservation when less than half of its lead is left: at
- * start synchronously (before the first counter), afterwards on the
- * threadpool, so the loop never waits for the fsync. */
 static void hlc_reserve(moor_cl_t *cl, int sync)
 {
-    uint64_t h = moor_coord_hlc(cl->coord), wall = moor_clock_wall_ms() * 1000;
-    uint64_t base = h > wall ? h : wall;
-
-    if (cl->hlc_busy || base + HLC_LEAD / 2 < cl->hlc_reserved)
-        return;
-    cl->hlc_target = base + HLC_LEAD;
-    if (sync) {
-        hlc_written(cl, cl->hlc_target, hlc_write(cl->hlc_path, cl->hlc_target));
-        return;
-    }
-    cl->hlc_work.data = cl;
-    if (uv_queue_work(cl->loop, &cl->hlc_work, hlc_work_cb, hlc_after_cb) == 0) {
-        cl->hlc_busy = 1;
+    if (moor_hlc_mark_reserve(&cl->hlc, moor_coord_hlc(cl->coord), sync))
         cl->handles_open++; /* the cluster is freed only after the write */
-    }
 }
 
 /* ---- peer methods ------------------------------------------------------------------- */
@@ -854,30 +775,6 @@ static int check_peer_key(void *ud, const char *space, size_t slen, const char *
     return 0;
 }
 
-/* The coordinator's sibling limits: the space's sibling_warn and
- * sibling_max (moor_config_siblings), the node's for an unknown space. */
-static void space_siblings(void *ud, const char *space, size_t slen, uint32_t *warn,
-                           uint32_t *max)
-{
-    const moor_config_t *cfg = ud;
-
-    moor_config_siblings(cfg, moor_config_space(cfg, space, slen), warn, max);
-}
-
-/* The HLC mark saved by a node that ran before its counters were bounded
- * may lie beyond the bound: clamp it rather than make every write fail. */
-static uint64_t hlc_floor_checked(const char *path, uint64_t floor)
-{
-    uint64_t bound = moor_vclock_counter_bound(moor_clock_wall_ms());
-
-    if (floor <= bound)
-        return floor;
-    moor_log_error("cluster: %s holds %llu, more than a day ahead of the clock; ignoring it "
-                   "(versions stamped above it will look concurrent, never lost)",
-                   path, (unsigned long long)floor);
-    return 0;
-}
-
 /* data_dir/REPAIR: the reason this node needs a repair, as text, written
  * by the node when its engine's recovery skipped damage (node.c
  * mark_repair) and left until a repair clears it. */
@@ -912,8 +809,7 @@ static void repaired(void *ud)
     }
     if ((unlink(cl->owed_path) && errno != ENOENT) ||
         (unlink(cl->repair_path) && errno != ENOENT)) {
-        moor_log_warn("cluster: repair done, but its mark cannot be removed: %s",
-                      strerror(errno));
+        moor_log_warn("cluster: repair done, but its mark cannot be removed: %s", strerror(errno));
         return;
     }
     if (cl->repair_why[0])
@@ -1136,8 +1032,8 @@ static int start_gossip(moor_cl_t *cl)
     if (cl->xfer_state0 == MOOR_XFER_JOINING || cl->xfer_state0 == MOOR_XFER_LEAVING) {
         go.self.m.status =
             cl->xfer_state0 == MOOR_XFER_JOINING ? MOOR_MEMBER_JOINING : MOOR_MEMBER_LEAVING;
-        go.self.m.inactive = cl->xfer_inactive0 > go.self.m.vnodes ? go.self.m.vnodes
-                                                                   : cl->xfer_inactive0;
+        go.self.m.inactive =
+            cl->xfer_inactive0 > go.self.m.vnodes ? go.self.m.vnodes : cl->xfer_inactive0;
     }
     go.saved = &saved;
     go.seeds = sids;
@@ -1175,7 +1071,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     cl->status_ud = o->status_ud;
     snprintf(cl->self_addr, sizeof(cl->self_addr), "%s", o->self_addr);
     snprintf(cl->path, sizeof(cl->path), "%s/MEMBERS", o->cfg->data_dir);
-    snprintf(cl->hlc_path, sizeof(cl->hlc_path), "%s/HLC", o->cfg->data_dir);
+    moor_hlc_mark_init(&cl->hlc, o->loop, o->cfg->data_dir, hlc_settled, cl);
     snprintf(cl->repair_path, sizeof(cl->repair_path), "%s/REPAIR", o->cfg->data_dir);
     snprintf(cl->owed_path, sizeof(cl->owed_path), "%s/REPAIR_OWED", o->cfg->data_dir);
     repair_mark(cl);
@@ -1226,15 +1122,14 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     co.vc_max_age_ms = o->cfg->vc_max_age_ms;
     co.on_write = aae_note;
     co.on_write_ud = cl;
-    co.siblings = space_siblings;
+    co.siblings = moor_solo_space_siblings;
     co.siblings_ud = (void *)o->cfg;
-    hlc_mark = hlc_read(cl->hlc_path);
+    hlc_mark = moor_hlc_mark_read(&cl->hlc);
     if ((rc = check_rejoin(cl, hlc_mark)) || (rc = start_aae(cl, &o->store)) ||
-        (rc = start_xfer(cl, &o->store, &po)) ||
-        (rc = moor_coord_new(&co, &cl->coord)) || (rc = setup_seeds(cl)) ||
-        (rc = start_gossip(cl)) || (rc = start_load(cl)))
+        (rc = start_xfer(cl, &o->store, &po)) || (rc = moor_coord_new(&co, &cl->coord)) ||
+        (rc = setup_seeds(cl)) || (rc = start_gossip(cl)) || (rc = start_load(cl)))
         goto fail;
-    moor_coord_hlc_floor(cl->coord, hlc_floor_checked(cl->hlc_path, hlc_mark));
+    moor_coord_hlc_floor(cl->coord, moor_hlc_mark_floor(&cl->hlc, hlc_mark));
     hlc_reserve(cl, 1);
     uv_timer_init(o->loop, &cl->hlc_timer);
     cl->hlc_timer.data = cl;
@@ -1437,7 +1332,7 @@ typedef struct gather {
         uint8_t idlen;
         int status;
         moor_buf_t res;
-    } *g;
+    } * g;
 } gather_t;
 
 typedef struct gslot {
@@ -1548,8 +1443,8 @@ void moor_cl_transfers(moor_cl_t *cl, uint32_t rate_kb_s, uint32_t concurrency,
         gs->ga = ga;
         gs->i = i;
         if (is_self(cl, ga->g[i].id, ga->g[i].idlen)) {
-            moor_xfer_handle(cl->xfer, "_xfer_status", 12, params.data, params.len, 1,
-                             gather_local, gs);
+            moor_xfer_handle(cl->xfer, "_xfer_status", 12, params.data, params.len, 1, gather_local,
+                             gs);
             continue;
         }
         rc = moor_peer_pool_transport(cl->pool).request(

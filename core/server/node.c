@@ -27,6 +27,7 @@
 
 #include "autoscale.h"
 #include "cluster.h"
+#include "solo.h"
 #include "loadstat.h"
 #include "cluster/fields.h"
 #include "cluster/record.h"
@@ -40,14 +41,13 @@
 
 typedef struct wdone wdone_t;
 
+/* A store write of the coordinator, queued on the engine: its done runs
+ * on the loop once the write is durable. */
 struct wdone {
     wdone_t *next;
     moor_node_t *node;
-    int status;             /* set by the log thread */
-    moor_node_done_fn done; /* a client write: its answer */
-    void *ud;
-    moor_buf_t result;        /* the encoded answer on success */
-    moor_store_done_fn sdone; /* or a replica write of the coordinator */
+    int status; /* set by the log thread */
+    moor_store_done_fn sdone;
     void *sarg;
 };
 
@@ -57,8 +57,9 @@ struct moor_node {
     moor_engine_t *engine;
     moor_lua_t *lua;
     moor_srv_t *srv;
-    moor_cl_t *cl; /* cluster mode: the coordinator serves get/put/del */
-    moor_as_t *as; /* load figures and automatic scaling (autoscale.h) */
+    moor_cl_t *cl;     /* cluster mode: its coordinator serves get/put/del */
+    moor_solo_t *solo; /* a node alone: the coordinator of a one-member ring */
+    moor_as_t *as;     /* load figures and automatic scaling (autoscale.h) */
     uv_async_t async;
     uv_prepare_t kick;   /* wakes the log writer once per loop iteration */
     int kick_needed;     /* a deferred write was queued this iteration */
@@ -67,13 +68,9 @@ struct moor_node {
     unsigned pending; /* writes queued on the engine, not yet answered */
     uint64_t start_ms;
     uint64_t n_get, n_put, n_del, n_call, n_err;
-    uint64_t sib_warned, sib_refused, sib_most; /* a lone node's (the cluster's: coord) */
-    uint64_t sib_warn_ms, sib_warn_quiet;       /* the last sibling warning; held back since */
-    moor_record_t rec;                     /* scratch: one request at a time on the loop */
-    moor_record_t rrec;                    /* scratch of the resolver hook */
-    moor_vclock_t rvc;                     /* its ctx */
-    moor_record_prune_t prune;             /* vclock = {...}: the contexts a lone node writes */
-    moor_buf_t key, rec_out, ctx_out, out; /* scratch buffers */
+    moor_record_t rrec; /* scratch of the resolver hook */
+    moor_vclock_t rvc;  /* its ctx */
+    moor_buf_t out;     /* scratch: one answer at a time on the loop */
 };
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -121,13 +118,7 @@ static void drain_done(uv_async_t *a)
     for (; w; w = next) {
         next = w->next;
         n->pending--;
-        if (w->sdone)
-            w->sdone(w->sarg, w->status);
-        else if (w->status)
-            fail(n, w->done, w->ud, w->status, moor_strerror(w->status));
-        else
-            w->done(w->ud, NULL, NULL, w->result.data, w->result.len);
-        moor_buf_free(&w->result);
+        w->sdone(w->sarg, w->status);
         free(w);
     }
 }
@@ -164,6 +155,7 @@ typedef struct kv_opts {
     int r, w;            /* enum moor_level or a count; 0 = the space's */
     uint32_t timeout_ms; /* 0 = the node's */
     int receipt;         /* answer with a receipt (get, put, del) */
+    int overwrite;       /* put, del: replace what is there (coord.h) */
 } kv_opts_t;
 
 static int bad(const char *what)
@@ -202,6 +194,7 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
     o->r = o->w = 0;
     o->timeout_ms = 0;
     o->receipt = 0;
+    o->overwrite = 0;
     if (*p >= end || moor_mp_read_nil(p, end) == 0)
         return 0;
     if (moor_mp_read_map(p, end, &n))
@@ -229,6 +222,9 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
         } else if (IS("receipt")) {
             if (moor_mp_read_nil(p, end) != 0 && moor_mp_read_bool(p, end, &o->receipt))
                 return bad("opts.receipt must be a boolean");
+        } else if (IS("overwrite")) {
+            if (moor_mp_read_nil(p, end) != 0 && moor_mp_read_bool(p, end, &o->overwrite))
+                return bad("opts.overwrite must be a boolean");
         } else {
             return moor_diag(MOOR_EINVAL, "unknown option '%.*s'", (int)klen, k);
         }
@@ -251,48 +247,25 @@ static int read_key(moor_node_t *n, const char **p, const char *end, const char 
     return 0;
 }
 
-/* Loads the record of (space, key) into n->rec; *exists 0 if none.
- * n->key holds the engine key afterwards.  *raw must be freed. */
-static int load_record(moor_node_t *n, const kv_opts_t *o, const char *key, uint32_t klen,
-                       void **raw, size_t *rawlenp, int *exists)
-{
-    size_t rawlen = 0;
-    int rc;
+/* ---- the coordinator: get, put, del ------------------------------------------------ */
 
-    *raw = NULL;
-    *exists = 0;
-    if (!moor_config_space(&n->cfg, o->space, o->slen))
-        return moor_diag(MOOR_EINVAL, "unknown space '%.*s'", (int)o->slen, o->space);
-    moor_buf_reset(&n->key);
-    if ((rc = moor_record_key(o->space, o->slen, key, klen, &n->key)))
-        return rc;
-    rc = moor_engine_get(n->engine, n->key.data, n->key.len, raw, &rawlen);
-    if (rc == MOOR_ENOTFOUND)
-        return 0;
-    if (rc)
-        return rc;
-    *rawlenp = rawlen;
-    rc = moor_record_decode(*raw, rawlen, &n->rec);
-    if (rc) {
-        moor_log_error("record of a key in space '%.*s' is corrupt", (int)o->slen, o->space);
-        return rc;
-    }
-    *exists = 1;
-    return 0;
-}
-
-/* ---- cluster mode: the coordinator -------------------------------------------------- */
-
-typedef struct cl_call {
+typedef struct kv_call_st {
     moor_node_t *n;
     moor_node_done_fn done;
     void *ud;
-} cl_call_t;
+} kv_call_t;
+
+/* The coordinator of this node: a cluster's, or the one-member ring's of
+ * a node alone (solo.h). */
+static moor_coord_t *coord_of(moor_node_t *n)
+{
+    return n->cl ? moor_cl_coord(n->cl) : moor_solo_coord(n->solo);
+}
 
 /* A coordinator's answer (a code) to the wire's form (its error name). */
-static void cl_done(void *arg, int code, const char *errmsg, const char *result, size_t rlen)
+static void kv_done(void *arg, int code, const char *errmsg, const char *result, size_t rlen)
 {
-    cl_call_t *c = arg;
+    kv_call_t *c = arg;
 
     if (code)
         c->n->n_err++;
@@ -301,14 +274,15 @@ static void cl_done(void *arg, int code, const char *errmsg, const char *result,
 }
 
 /* get (op 0), put (1) or del (2) of a validated key through the
- * coordinator, with the space's levels and the request's overrides. */
-static void cl_kv(moor_node_t *n, int op, const char *key, uint32_t klen, const char *value,
-                  size_t vlen, const kv_opts_t *o, moor_node_done_fn done, void *ud)
+ * coordinator, with the space's levels and the request's overrides.  A
+ * node alone keeps one copy of each key: its levels are all 1. */
+static void kv_call(moor_node_t *n, int op, const char *key, uint32_t klen, const char *value,
+                    size_t vlen, const kv_opts_t *o, moor_node_done_fn done, void *ud)
 {
     const moor_space_cfg_t *sp = moor_config_space(&n->cfg, o->space, o->slen);
     moor_coord_req_t req;
     uint32_t nn, r, w;
-    cl_call_t *c;
+    kv_call_t *c;
     char msg[160];
 
     if (!sp) {
@@ -317,21 +291,25 @@ static void cl_kv(moor_node_t *n, int op, const char *key, uint32_t klen, const 
         fail(n, done, ud, MOOR_EINVAL, msg);
         return;
     }
-    if (moor_cl_has_left(n->cl)) {
+    if (n->cl && moor_cl_has_left(n->cl)) {
         fail(n, done, ud, MOOR_EUNAVAIL,
              "this node has left the cluster: it serves nothing; use another member");
         return;
     }
-    moor_config_levels(&n->cfg, sp, &nn, &r, &w);
-    if (o->r)
-        r = moor_level_count(o->r, nn);
-    if (o->w)
-        w = moor_level_count(o->w, nn);
-    if (r > nn || w > nn) {
-        snprintf(msg, sizeof(msg), "%s=%u is more than the %u replicas of space '%.64s'",
-                 r > nn ? "r" : "w", r > nn ? r : w, nn, sp->name);
-        fail(n, done, ud, MOOR_EINVAL, msg);
-        return;
+    if (!n->cl) {
+        nn = r = w = 1;
+    } else {
+        moor_config_levels(&n->cfg, sp, &nn, &r, &w);
+        if (o->r)
+            r = moor_level_count(o->r, nn);
+        if (o->w)
+            w = moor_level_count(o->w, nn);
+        if (r > nn || w > nn) {
+            snprintf(msg, sizeof(msg), "%s=%u is more than the %u replicas of space '%.64s'",
+                     r > nn ? "r" : "w", r > nn ? r : w, nn, sp->name);
+            fail(n, done, ud, MOOR_EINVAL, msg);
+            return;
+        }
     }
     if (!(c = malloc(sizeof(*c)))) {
         fail(n, done, ud, MOOR_ENOMEM, NULL);
@@ -354,67 +332,14 @@ static void cl_kv(moor_node_t *n, int op, const char *key, uint32_t klen, const 
     req.w = w;
     req.timeout_ms = o->timeout_ms;
     req.receipt = o->receipt;
+    req.overwrite = o->overwrite;
     req.sloppy = sp->sloppy ? MOOR_COORD_SLOPPY_ON : MOOR_COORD_SLOPPY_OFF;
     if (op == 0)
-        moor_coord_get(moor_cl_coord(n->cl), &req, cl_done, c);
+        moor_coord_get(coord_of(n), &req, kv_done, c);
     else if (op == 1)
-        moor_coord_put(moor_cl_coord(n->cl), &req, cl_done, c);
+        moor_coord_put(coord_of(n), &req, kv_done, c);
     else
-        moor_coord_del(moor_cl_coord(n->cl), &req, cl_done, c);
-}
-
-/* ---- receipts of a node alone ------------------------------------------------------ */
-
-/* res (a get's, put's or del's normal answer) with the receipt of a node
- * alone, one entry {node = this node, status}, into n->out: a map gains
- * `receipt`, nil becomes {values = [], receipt}, true becomes {receipt}.
- * res may point into n->out. */
-static int with_receipt(moor_node_t *n, const char *res, size_t rlen, const char *status)
-{
-    moor_buf_t tmp = MOOR_BUF_INIT;
-    const char *p, *end;
-    msgpack_packer pk;
-    uint32_t cnt;
-    int rc = 0;
-
-    if ((rc = moor_buf_append(&tmp, res ? res : "\xc0", res ? rlen : 1)))
-        return rc;
-    p = tmp.data, end = tmp.data + tmp.len;
-    moor_buf_reset(&n->out);
-    moor_mp_packer_init(&pk, &n->out);
-    if (moor_mp_read_map(&p, end, &cnt) == 0) {
-        rc |= msgpack_pack_map(&pk, cnt + 1);
-        rc |= moor_mp_pack_raw(&n->out, p, (size_t)(end - p));
-    } else if (moor_mp_read_nil(&p, end) == 0) {
-        rc |= msgpack_pack_map(&pk, 2);
-        rc |= msgpack_pack_str_with_body(&pk, "values", 6);
-        rc |= msgpack_pack_array(&pk, 0);
-    } else {
-        rc |= msgpack_pack_map(&pk, 1);
-    }
-    rc |= msgpack_pack_str_with_body(&pk, "receipt", 7);
-    rc |= msgpack_pack_array(&pk, 1);
-    rc |= msgpack_pack_map(&pk, 2);
-    rc |= msgpack_pack_str_with_body(&pk, "node", 4);
-    rc |= msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
-    rc |= msgpack_pack_str_with_body(&pk, "status", 6);
-    rc |= msgpack_pack_str_with_body(&pk, status, strlen(status));
-    moor_buf_free(&tmp);
-    return rc ? MOOR_ENOMEM : 0;
-}
-
-/* Answers a node alone's result, with its receipt when o asks for one. */
-static void answer_local(moor_node_t *n, const kv_opts_t *o, const char *res, size_t rlen,
-                         const char *status, moor_node_done_fn done, void *ud)
-{
-    if (!o->receipt) {
-        done(ud, NULL, NULL, res, rlen);
-        return;
-    }
-    if (with_receipt(n, res, rlen, status))
-        fail(n, done, ud, MOOR_ENOMEM, NULL);
-    else
-        done(ud, NULL, NULL, n->out.data, n->out.len);
+        moor_coord_del(coord_of(n), &req, kv_done, c);
 }
 
 /* ---- methods ------------------------------------------------------------------- */
@@ -422,149 +347,22 @@ static void answer_local(moor_node_t *n, const kv_opts_t *o, const char *res, si
 static int resolve_hook(void *ud, const char *space, size_t slen, const char *record, size_t rlen,
                         moor_buf_t *out);
 
-static void absorb(void *ud, const char *errcode, const char *errmsg, const char *result,
-                   size_t rlen)
-{
-    (void)ud, (void)result, (void)rlen;
-    if (errcode)
-        moor_log_warn("write-back of a resolved key failed: %s: %s", errcode, errmsg);
-}
-
-/* A node alone resolves siblings on read as the coordinator does in a
- * cluster: the space's resolver picks one value, which is written back
- * (descending the record, so it replaces the siblings) and answered with
- * the write-back's clock as ctx.  A resolved nil deletes.  1 if answered
- * (n->rec holds the record, n->key its engine key); 0 to answer the
- * siblings (no resolver, or it failed: logged). */
-static int local_resolve(moor_node_t *n, const kv_opts_t *o, const void *raw, size_t rawlen,
-                         moor_node_done_fn done, void *ud)
-{
-    moor_buf_t val = MOOR_BUF_INIT, clk = MOOR_BUF_INIT;
-    const moor_record_t *r = &n->rec;
-    wdone_t *w = NULL;
-    uint32_t live = 0;
-    msgpack_packer pk;
-    int rc, deleted;
-
-    for (uint32_t i = 0; i < r->n; i++)
-        live += !r->sib[i].tombstone;
-    if (live < 2)
-        return 0;
-    rc = resolve_hook(n, o->space, o->slen, raw, rawlen, &val);
-    if (rc <= 0) {
-        if (rc < 0)
-            moor_log_warn("resolver of space '%.*s' failed (%s); keeping the siblings",
-                          (int)o->slen, o->space, moor_diag_msg(rc));
-        moor_buf_free(&val);
-        return 0;
-    }
-    deleted = val.len == 1 && (unsigned char)val.data[0] == 0xc0;
-    moor_buf_reset(&n->rec_out);
-    moor_buf_reset(&n->ctx_out);
-    /* The write-back's ctx covers every sibling, so it replaces them all. */
-    if ((rc = moor_record_ctx(r, &clk)) ||
-        (rc = moor_record_write(r, clk.data, clk.len, val.data, val.len, deleted, n->cfg.node,
-                                strlen(n->cfg.node), moor_clock_wall_ms(), 0, &n->prune,
-                                &n->rec_out, &n->ctx_out, NULL)))
-        goto keep;
-    if (!(w = calloc(1, sizeof(*w))))
-        goto keep;
-    w->done = absorb;
-    if (queue_write(n, n->key.data, n->key.len, n->rec_out.data, n->rec_out.len, w))
-        goto keep;
-    w = NULL;
-    moor_buf_reset(&n->out);
-    moor_mp_packer_init(&pk, &n->out);
-    if (deleted) {
-        msgpack_pack_nil(&pk);
-    } else {
-        msgpack_pack_map(&pk, 2);
-        msgpack_pack_str_with_body(&pk, "values", 6);
-        msgpack_pack_array(&pk, 1);
-        moor_mp_pack_raw(&n->out, val.data, val.len);
-        msgpack_pack_str_with_body(&pk, "ctx", 3);
-        msgpack_pack_bin_with_body(&pk, n->ctx_out.data, n->ctx_out.len);
-    }
-    moor_buf_free(&val);
-    moor_buf_free(&clk);
-    answer_local(n, o, n->out.data, n->out.len, deleted ? "notfound" : "found", done, ud);
-    return 1;
-keep:
-    free(w);
-    moor_buf_free(&val);
-    moor_buf_free(&clk);
-    return 0;
-}
-
 static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
                    moor_node_done_fn done, void *ud)
 {
     const char *key;
     uint32_t klen;
     kv_opts_t o;
-    void *raw = NULL;
-    size_t rawlen = 0;
-    int exists, rc;
+    int rc;
 
     n->n_get++;
     if (np < 1 || np > 2)
         rc = bad("get takes key [, opts]");
     else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0) {
-        if (n->cl) {
-            cl_kv(n, 0, key, klen, NULL, 0, &o, done, ud);
-            return;
-        }
-        rc = load_record(n, &o, key, klen, &raw, &rawlen, &exists);
-    }
-    if (rc) {
-        free(raw);
-        fail(n, done, ud, rc, moor_diag_msg(rc));
+        kv_call(n, 0, key, klen, NULL, 0, &o, done, ud);
         return;
     }
-    if (!exists || moor_record_is_deleted(&n->rec)) {
-        free(raw);
-        answer_local(n, &o, NULL, 0, "notfound", done, ud);
-        return;
-    }
-    if (local_resolve(n, &o, raw, rawlen, done, ud)) {
-        free(raw);
-        return;
-    }
-    moor_buf_reset(&n->out);
-    rc = moor_record_get_result(&n->rec, &n->out);
-    free(raw); /* the result was copied out of the record's borrowed spans */
-    if (rc)
-        fail(n, done, ud, rc, NULL);
-    else
-        answer_local(n, &o, n->out.data, n->out.len, "found", done, ud);
-}
-
-/* A lone node's write left a key with nsib siblings: the most so far, and
- * over the space's sibling_warn a warning (at most one a second) and a
- * count -- as the coordinator does in a cluster. */
-static void sibling_check(moor_node_t *n, const kv_opts_t *o, const char *key, uint32_t klen,
-                          uint32_t nsib, uint32_t warn)
-{
-    uint64_t now;
-    char text[200];
-
-    if (nsib > n->sib_most)
-        n->sib_most = nsib;
-    if (nsib <= warn)
-        return;
-    n->sib_warned++;
-    now = moor_clock_mono_ms();
-    if (n->sib_warn_ms && now < n->sib_warn_ms + 1000) {
-        n->sib_warn_quiet++;
-        return;
-    }
-    moor_log_warn("space '%.*s', key \"%s\": %u siblings, more than sibling_warn = %u (writes "
-                  "without the ctx of a read, or concurrent ones; %llu such warnings held "
-                  "back since the last)",
-                  (int)o->slen, o->space, moor_log_escape(key, klen, text, sizeof(text)), nsib,
-                  warn, (unsigned long long)n->sib_warn_quiet);
-    n->sib_warn_ms = now ? now : 1;
-    n->sib_warn_quiet = 0;
+    fail(n, done, ud, rc, moor_diag_msg(rc));
 }
 
 /* put (tombstone 0) and del (tombstone 1). */
@@ -575,12 +373,7 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
     uint32_t klen;
     size_t vlen = 0;
     kv_opts_t o;
-    void *raw = NULL;
-    int exists = 0, rc;
-    size_t rawlen = 0;
-    wdone_t *w = NULL;
-    msgpack_packer pk;
-    uint32_t warn, max, nsib = 0;
+    int rc;
 
     if (tombstone ? (np < 1 || np > 2) : (np < 2 || np > 3)) {
         rc = bad(tombstone ? "del takes key [, opts]" : "put takes key, value [, opts]");
@@ -607,66 +400,9 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
     }
     if ((rc = read_opts(&p, end, &o)))
         goto fail;
-    if (n->cl) {
-        cl_kv(n, tombstone ? 2 : 1, key, klen, value, vlen, &o, done, ud);
-        return;
-    }
-    if ((rc = load_record(n, &o, key, klen, &raw, &rawlen, &exists)))
-        goto fail;
-    if (tombstone && (!exists || moor_record_is_deleted(&n->rec))) {
-        free(raw);
-        answer_local(n, &o, "\xc3", 1, "ok", done, ud); /* nothing to delete: true */
-        return;
-    }
-    moor_config_siblings(&n->cfg, moor_config_space(&n->cfg, o.space, o.slen), &warn, &max);
-    if (o.ctxlen == 0 && exists && n->rec.n >= max) {
-        n->sib_refused++;
-        rc = moor_diag(MOOR_ETOOMANYSIBS,
-                       "the key has %u siblings (sibling_max = %u): a write without a ctx would "
-                       "add one more; read the key and write back with its ctx, or give the "
-                       "keyspace a resolver",
-                       n->rec.n, max);
-        goto fail;
-    }
-    moor_buf_reset(&n->rec_out);
-    moor_buf_reset(&n->ctx_out);
-    rc = moor_record_write(exists ? &n->rec : NULL, o.ctx, o.ctxlen, value, vlen, tombstone,
-                           n->cfg.node, strlen(n->cfg.node), moor_clock_wall_ms(), 0, &n->prune,
-                           &n->rec_out, &n->ctx_out, &nsib);
-    free(raw);
-    raw = NULL;
-    if (rc)
-        goto fail;
-    sibling_check(n, &o, key, klen, nsib, warn);
-    if (!(w = calloc(1, sizeof(*w)))) {
-        rc = MOOR_ENOMEM;
-        goto fail;
-    }
-    w->done = done;
-    w->ud = ud;
-    moor_mp_packer_init(&pk, &w->result);
-    if (tombstone) {
-        msgpack_pack_true(&pk);
-    } else {
-        msgpack_pack_map(&pk, 1);
-        msgpack_pack_str_with_body(&pk, "ctx", 3);
-        msgpack_pack_bin_with_body(&pk, n->ctx_out.data, n->ctx_out.len);
-    }
-    if (o.receipt) { /* answered once durable: the receipt goes in now */
-        if ((rc = with_receipt(n, w->result.data, w->result.len, "ok")))
-            goto fail;
-        w->result.len = 0;
-        if ((rc = moor_buf_append(&w->result, n->out.data, n->out.len)))
-            goto fail;
-    }
-    if ((rc = queue_write(n, n->key.data, n->key.len, n->rec_out.data, n->rec_out.len, w)))
-        goto fail;
+    kv_call(n, tombstone ? 2 : 1, key, klen, value, vlen, &o, done, ud);
     return;
 fail:
-    free(raw);
-    if (w)
-        moor_buf_free(&w->result);
-    free(w);
     fail(n, done, ud, rc, moor_diag_msg(rc));
 }
 
@@ -716,19 +452,13 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
     msgpack_pack_str_with_body(&pk, "autoscale", 9);
     moor_as_pack_info(n->as, &pk);
     {
-        uint64_t warned = n->sib_warned, refused = n->sib_refused, most = n->sib_most;
-        if (n->cl) {
-            moor_coord_stats_t cs;
-            moor_cl_coord_stats(n->cl, &cs);
-            warned += cs.siblings_warned;
-            refused += cs.siblings_refused;
-            most = cs.siblings_most > most ? cs.siblings_most : most;
-        }
+        moor_coord_stats_t cs;
+        moor_coord_stats(coord_of(n), &cs);
         msgpack_pack_str_with_body(&pk, "siblings", 8);
         msgpack_pack_map(&pk, 4);
-        pack_kv_u64(&pk, "warned", warned);
-        pack_kv_u64(&pk, "refused", refused);
-        pack_kv_u64(&pk, "most", most);
+        pack_kv_u64(&pk, "warned", cs.siblings_warned);
+        pack_kv_u64(&pk, "refused", cs.siblings_refused);
+        pack_kv_u64(&pk, "most", cs.siblings_most);
         pack_kv_u64(&pk, "dropped", moor_record_merge_drops());
     }
     if (n->cl) {
@@ -902,7 +632,7 @@ static void do_peer(moor_node_t *n, const char *method, size_t mlen, const char 
                     size_t plen, uint32_t np, int authed, moor_node_done_fn done, void *ud)
 {
     char msg[128];
-    cl_call_t *c;
+    kv_call_t *c;
 
     if (!n->cl) {
         snprintf(msg, sizeof(msg), "unknown method '%.*s' (this node is not in a cluster)",
@@ -921,7 +651,7 @@ static void do_peer(moor_node_t *n, const char *method, size_t mlen, const char 
     c->n = n;
     c->done = done;
     c->ud = ud;
-    moor_cl_handle_peer(n->cl, method, mlen, params, plen, np, cl_done, c);
+    moor_cl_handle_peer(n->cl, method, mlen, params, plen, np, kv_done, c);
 }
 
 /* The ring: the member table with each member's share; a node alone
@@ -1122,7 +852,7 @@ static void do_transfers(moor_node_t *n, const char *p, const char *end, uint32_
     const char *why = NULL, *q;
     double rate = 0;
     uint64_t conc = 0;
-    cl_call_t *c;
+    kv_call_t *c;
 
     if (!n->cl) {
         fail(n, done, ud, MOOR_EUNAVAIL, "transfers: a node alone moves no data");
@@ -1161,7 +891,7 @@ static void do_transfers(moor_node_t *n, const char *p, const char *end, uint32_
     c->done = done;
     c->ud = ud;
     moor_cl_transfers(n->cl, rate > 0 ? (uint32_t)(rate * 1024 < 1 ? 1 : rate * 1024) : 0,
-                      (uint32_t)conc, cl_done, c);
+                      (uint32_t)conc, kv_done, c);
 }
 
 static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
@@ -1591,6 +1321,12 @@ void moor_node_leave_cluster(moor_node_t *n, void (*done)(void *ud), void *ud)
 {
     moor_cl_t *cl = n->cl;
 
+    if (n->solo) {
+        moor_solo_t *solo = n->solo;
+        n->solo = NULL;
+        moor_solo_close(solo, done, ud);
+        return;
+    }
     if (!cl) {
         if (done)
             done(ud);
@@ -1650,11 +1386,6 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         return MOOR_ENOMEM;
     n->loop = loop;
     n->cfg = *cfg;
-    n->prune.max_entries = cfg->vc_max_entries && cfg->vc_max_entries < MOOR_RECORD_VC_KEEP
-                               ? cfg->vc_max_entries
-                               : MOOR_RECORD_VC_KEEP;
-    n->prune.keep_min = cfg->vc_keep_min ? cfg->vc_keep_min : 1;
-    n->prune.max_age_ms = cfg->vc_max_age_ms;
     n->start_ms = moor_clock_mono_ms();
     pthread_mutex_init(&n->qmu, NULL);
     rc = moor_engine_open(cfg->data_dir, &cfg->engine, &n->engine);
@@ -1664,7 +1395,11 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         return rc;
     }
     mark_repair(n);
-    if ((rc = moor_as_new(loop, &n->cfg, n->engine, &n->as))) {
+    if ((!moor_config_clustered(&n->cfg) &&
+         (rc = moor_solo_new(loop, &n->cfg, moor_node_store(n), resolve_hook, n, &n->solo))) ||
+        (rc = moor_as_new(loop, &n->cfg, n->engine, &n->as))) {
+        if (n->solo)
+            moor_solo_close(n->solo, NULL, NULL);
         moor_engine_close(n->engine);
         pthread_mutex_destroy(&n->qmu);
         free(n);
@@ -1698,9 +1433,6 @@ static void free_after_close(uv_handle_t *h)
 {
     moor_node_t *n = h->data;
 
-    moor_buf_free(&n->key);
-    moor_buf_free(&n->rec_out);
-    moor_buf_free(&n->ctx_out);
     moor_buf_free(&n->out);
     pthread_mutex_destroy(&n->qmu);
     free(n);
@@ -1712,6 +1444,10 @@ int moor_node_close(moor_node_t *n)
 
     moor_as_close(n->as); /* before the engine: its timer reads the engine's stats */
     n->as = NULL;
+    if (n->solo) { /* moord closed it already (moor_node_leave_cluster); tests may not */
+        moor_solo_close(n->solo, NULL, NULL);
+        n->solo = NULL;
+    }
     rc = moor_engine_flush(n->engine);
     crc = moor_engine_close(n->engine);
 

@@ -118,6 +118,29 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(c.call("get", "s"), (None, None))
         self.assertEqual(c.call("get", "missing"), (None, None))
 
+    def test_overwrite_and_one_path(self):
+        # A node alone runs the coordinator of a one-member ring: blind
+        # puts make siblings, overwrite replaces them, a del of a missing
+        # key leaves a tombstone and answers true, and the ctx carries the
+        # node's hybrid-logical-clock counter (microseconds, not 1, 2, ...).
+        c = Conn(self.node.port)
+        self.assertIsNone(c.call("put", "o", "v1")[0])
+        self.assertIsNone(c.call("put", "o", "v2")[0])
+        self.assertEqual(sorted(c.call("get", "o")[1]["values"]), ["v1", "v2"])
+        err, res = c.call("put", "o", b"v3", {"overwrite": True})
+        self.assertIsNone(err, err)
+        clock = msgpack.unpackb(res["ctx"], raw=False)
+        self.assertGreater(max(e[1] for e in clock), 10 ** 15)  # an HLC counter
+        self.assertEqual(c.call("get", "o")[1]["values"], [b"v3"])
+        self.assertIsNone(c.call("put", "o", "v4")[0])
+        self.assertEqual(c.call("del", "o", {"overwrite": True}), (None, True))
+        self.assertEqual(c.call("get", "o"), (None, None))
+        self.assertEqual(c.call("del", "never-written"), (None, True))
+        self.assertEqual(c.call("get", "never-written"), (None, None))
+        self.assertEqual(c.call("put", "o", "x", {"overwrite": 1})[0][0], "BAD_REQUEST")
+        info = c.call("info")[1]
+        self.assertGreaterEqual(info["siblings"]["most"], 2)
+
     def test_receipt_alone(self):
         # A node alone is its keys' one replica: one receipt entry, itself.
         c = Conn(self.node.port)

@@ -396,8 +396,7 @@ static int check_key(void *ud, const char *space, size_t slen, const char *key, 
     return 0;
 }
 
-static void world_siblings(void *ud, const char *space, size_t slen, uint32_t *warn,
-                           uint32_t *max)
+static void world_siblings(void *ud, const char *space, size_t slen, uint32_t *warn, uint32_t *max)
 {
     world_t *w = ud;
     (void)space, (void)slen;
@@ -759,6 +758,73 @@ static void pref_of(world_t *w, const char *key, int out[3])
     assert_int_equal(n, 3);
     for (int i = 0; i < 3; i++)
         out[i] = moor_ring_member(w->ring, idx[i])->id[0] - 'a';
+}
+
+/* overwrite: the write descends what the coordinator holds (and read):
+ * blind writes add siblings, an overwrite replaces them all, on a
+ * coordinating replica and when forwarded (it rides in _coord). */
+static void test_overwrite(void **state)
+{
+    world_t *w = world_new(0);
+    ans_t a = {0}, g = {0};
+    int pref[3];
+    moor_coord_req_t r;
+
+    (void)state;
+    pref_of(w, "k", pref);
+    node_put(w, pref[0], "k", "\x01", NULL, &a);
+    ans_reset(&a);
+    node_put(w, pref[1], "k", "\x02", NULL, &a);
+    ans_reset(&a);
+    node_get(w, pref[2], "k", &g);
+    got_t r1 = parse_get(&g);
+    assert_int_equal(r1.n, 2);
+    r = req_of("k", "\x03", NULL);
+    r.overwrite = 1;
+    moor_coord_put(w->nodes[pref[0]].c, &r, ans_done, &a);
+    pump(w);
+    expect_ok(&a);
+    ans_reset(&g);
+    node_get(w, pref[1], "k", &g);
+    got_t r2 = parse_get(&g);
+    if (r2.n != 1 || r2.vals[0] != 3)
+        fail_msg("after an overwrite: %u value(s), expected only 3", r2.n);
+    /* forwarded from the one node that is no replica */
+    ans_reset(&a);
+    node_put(w, pref[2], "k", "\x04", NULL, &a);
+    ans_reset(&a);
+    {
+        int other = 0;
+        while (other == pref[0] || other == pref[1] || other == pref[2])
+            other++;
+        r = req_of("k", "\x05", NULL);
+        r.overwrite = 1;
+        moor_coord_put(w->nodes[other].c, &r, ans_done, &a);
+        pump(w);
+        expect_ok(&a);
+    }
+    ans_reset(&g);
+    node_get(w, pref[0], "k", &g);
+    got_t r3 = parse_get(&g);
+    if (r3.n != 1 || r3.vals[0] != 5)
+        fail_msg("after a forwarded overwrite: %u value(s), expected only 5", r3.n);
+    /* a del with overwrite deletes every sibling */
+    ans_reset(&a);
+    node_put(w, pref[1], "k", "\x06", NULL, &a);
+    ans_reset(&a);
+    r = req_of("k", NULL, NULL);
+    r.overwrite = 1;
+    moor_coord_del(w->nodes[pref[0]].c, &r, ans_done, &a);
+    pump(w);
+    expect_ok(&a);
+    ans_reset(&g);
+    node_get(w, pref[2], "k", &g);
+    got_t r4 = parse_get(&g);
+    assert_int_equal(r4.nil, 1);
+    moor_buf_free(&r1.ctx), moor_buf_free(&r2.ctx), moor_buf_free(&r3.ctx);
+    moor_buf_free(&r4.ctx);
+    ans_reset(&a), ans_reset(&g);
+    world_free(w);
 }
 
 /* d is no replica: the first replica of the list coordinates; d stores
@@ -1715,8 +1781,8 @@ static void test_sibling_limits(void **state)
         moor_coord_stats(w->nodes[i].c, &st);
         tot.siblings_warned += st.siblings_warned;
         tot.siblings_refused += st.siblings_refused;
-        tot.siblings_most = st.siblings_most > tot.siblings_most ? st.siblings_most
-                                                                   : tot.siblings_most;
+        tot.siblings_most =
+            st.siblings_most > tot.siblings_most ? st.siblings_most : tot.siblings_most;
     }
     assert_int_equal(tot.siblings_warned, 1);
     assert_int_equal(tot.siblings_refused, 2);
@@ -2498,6 +2564,7 @@ int main(void)
         cmocka_unit_test(test_sibling_limits),
         cmocka_unit_test(test_put_then_get_elsewhere),
         cmocka_unit_test(test_one_coordinator_siblings),
+        cmocka_unit_test(test_overwrite),
         cmocka_unit_test(test_forwarded),
         cmocka_unit_test(test_forward_retry),
         cmocka_unit_test(test_contexts),

@@ -461,6 +461,59 @@ static void test_ascending_and_mixed_inserts(void **state)
     moor_memtable_unref(m);
 }
 
+/* In-place updates: a new version of a key replaces its newest node's
+ * entry while nobody else holds the memtable; a reference (an iterator, a
+ * reader's view) makes adds keep every version again. */
+static void test_replace_in_place(void **state)
+{
+    moor_memtable_t *m = moor_memtable_new();
+    const char *v;
+    size_t vlen;
+    int type;
+
+    (void)state;
+    moor_memtable_replace_in_place(m, 1);
+    assert_int_equal(moor_memtable_add(m, 1, MOOR_VT_PUT, "k", 1, "v1", 2), 0);
+    assert_int_equal(moor_memtable_add(m, 2, MOOR_VT_PUT, "k", 1, "v2", 2), 0);
+    assert_int_equal(moor_memtable_add(m, 3, MOOR_VT_DEL, "k", 1, "", 0), 0);
+    assert_int_equal(moor_memtable_add(m, 4, MOOR_VT_PUT, "k", 1, "v4", 2), 0);
+    assert_int_equal(moor_memtable_add(m, 5, MOOR_VT_PUT, "j", 1, "w", 1), 0);
+    assert_int_equal(moor_memtable_count(m), 2); /* one node per key */
+    assert_int_equal(moor_memtable_get(m, "k", 1, 10, &type, &v, &vlen), 1);
+    assert_int_equal(type, MOOR_VT_PUT);
+    assert_int_equal(vlen, 2);
+    assert_memory_equal(v, "v4", 2);
+    /* an iterator holds a reference: the version it may see stays */
+    moor_iiter_t *it = moor_memtable_iter(m);
+    assert_int_equal(moor_memtable_add(m, 6, MOOR_VT_PUT, "k", 1, "v6", 2), 0);
+    assert_int_equal(moor_memtable_count(m), 3);
+    assert_int_equal(moor_memtable_get(m, "k", 1, 5, &type, &v, &vlen), 1);
+    assert_memory_equal(v, "v4", 2);
+    uint64_t n = 0;
+    for (it->seek_first(it); it->valid; it->next(it))
+        n++;
+    assert_int_equal(n, 3);
+    moor_iiter_destroy(it);
+    /* alone again: replaced in place, and the order of the list holds */
+    assert_int_equal(moor_memtable_add(m, 7, MOOR_VT_PUT, "k", 1, "v7", 2), 0);
+    assert_int_equal(moor_memtable_count(m), 3);
+    assert_int_equal(moor_memtable_get(m, "k", 1, 10, &type, &v, &vlen), 1);
+    assert_memory_equal(v, "v7", 2);
+    it = moor_memtable_iter(m);
+    it->seek_first(it);
+    assert_true(it->valid);
+    assert_memory_equal(it->key, "j", 1);
+    it->next(it);
+    assert_true(it->valid);
+    assert_memory_equal(it->key, "k", 1);
+    assert_int_equal(moor_ikey_seq(it->key, it->klen), 7);
+    it->next(it);
+    assert_true(it->valid);
+    assert_int_equal(moor_ikey_seq(it->key, it->klen), 4);
+    moor_iiter_destroy(it);
+    moor_memtable_unref(m);
+}
+
 /* ---- one writer, two lock-free readers ---------------------------------- */
 
 #define RACE_ENTRIES 200000
@@ -603,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_iter_order_matches_reference, setup_ordered,
                                         teardown_random),
         cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_replace_in_place),
         cmocka_unit_test(test_edge_sizes_and_bytes),
         cmocka_unit_test(test_iter_keeps_memtable_alive),
         cmocka_unit_test(test_ascending_and_mixed_inserts),

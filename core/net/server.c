@@ -48,6 +48,20 @@
  * when no connection is left the server closes its own handles and calls
  * done.
  *
+ * RESP (opts.proto): the same reading, writing, limits, deadlines and
+ * lifetime; commands are cut with moor_resp_scan (c->rscan) and their
+ * arguments split into the request's allocation, in front of its copy of
+ * the command.  Every request taken sits on the connection's order queue
+ * (oq_head..oq_tail) until it is answered and every request before it
+ * has been: an early answer is copied aside (`held`, counted as unsent
+ * output) and goes into `out` when its turn comes (conn_resp_release).
+ * A malformed command becomes a queued error answer and ends the
+ * connection, so the error follows the replies before it.  Classes
+ * (opts.resp_class) hold a read back while the connection's writes are
+ * unanswered (read_wait) and a read-then-write back until nothing is in
+ * flight (serial_wait), then nothing after it until it is answered
+ * (serial_busy); a command that must wait stays in `in`, uncut.
+ *
  * Threads: everything here runs on the loop thread.
  */
 #include "server.h"

@@ -546,9 +546,9 @@ static void conn_pump(moor_srv_conn_t *c)
 
     while (off < c->in.len && conn_may_dispatch(c)) {
         uint32_t argc = 0;
-        long n = resp ? moor_resp_scan(&c->rscan, c->in.data + off, c->in.len - off, &lim, &argc)
-                      : moor_rpc_scan_frame(&c->scan, c->in.data + off, c->in.len - off,
-                                            s->o.max_frame);
+        long n =
+            resp ? moor_resp_scan(&c->rscan, c->in.data + off, c->in.len - off, &lim, &argc)
+                 : moor_rpc_scan_frame(&c->scan, c->in.data + off, c->in.len - off, s->o.max_frame);
         if (n == 0) {
             cut = 1;
             break;

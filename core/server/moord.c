@@ -34,9 +34,9 @@ typedef struct daemon {
     moor_lua_t *lua;
     moor_node_t *node;
     moor_srv_t *srv;
-    moor_srv_t *rsrv;     /* the RESP port (resp_listen), or NULL */
-    moor_respd_t *respd;  /* its commands */
-    int servers_running;  /* servers not yet drained at stop */
+    moor_srv_t *rsrv;    /* the RESP port (resp_listen), or NULL */
+    moor_respd_t *respd; /* its commands */
+    int servers_running; /* servers not yet drained at stop */
     uv_signal_t sigint, sigterm;
     int stopping;
 } daemon_t;

@@ -170,7 +170,7 @@ void get_finish(op_t *op)
 
     op->finished = 1;
     op_stop_timer(op);
-    if (op->rec.len == 0)
+    if (op->rec.len == 0 || op->n == 1) /* one replica: it gave the merge */
         return;
     for (uint32_t i = 0; i < op->n; i++) {
         slot_t *s = &op->slot[i];
@@ -233,8 +233,10 @@ static void get_slot_done(op_t *op, slot_t *s, int state, const char *rec, size_
 {
     if (!op->c || s->state != SLOT_PENDING)
         return;
-    if (state == SLOT_OK &&
-        (moor_buf_append(&s->rec, rec, rlen) || merge_into(op->c, &op->rec, rec, rlen))) {
+    /* A slot's own record is kept for read repair, which one replica
+     * never needs (get_finish finds nothing to compare then). */
+    if (state == SLOT_OK && ((op->n > 1 && moor_buf_append(&s->rec, rec, rlen)) ||
+                             merge_into(op->c, &op->rec, rec, rlen))) {
         state = SLOT_FAILED;
         status = MOOR_ECORRUPT;
     }

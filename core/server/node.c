@@ -1138,6 +1138,11 @@ static int store_get(void *ud, const char *key, size_t klen, moor_buf_t *out)
 
     if (rc)
         return rc;
+    if (!out->data) { /* an empty buffer adopts the engine's (both malloc's) */
+        out->data = raw;
+        out->len = out->cap = rawlen;
+        return 0;
+    }
     rc = moor_buf_append(out, raw, rawlen);
     free(raw);
     return rc;

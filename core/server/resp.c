@@ -37,6 +37,10 @@
 #include "util/mp.h"
 
 #define RESP_DB_NAME_MAX 256
+#define RESP_SPARE_MAX 256            /* operations kept for reuse */
+#define RESP_SPARE_BUF ((size_t)65536) /* a buffer larger than this is not kept */
+
+typedef struct rop rop_t;
 
 struct moor_respd {
     moor_node_t *node;
@@ -45,9 +49,10 @@ struct moor_respd {
     int port;          /* for INFO */
     unsigned ndbs;     /* SELECT 0..ndbs-1 */
     char (*dbs)[RESP_DB_NAME_MAX];
+    rop_t *spare;      /* finished operations kept with their buffers (rop_free) */
+    unsigned nspare;   /* at most RESP_SPARE_MAX */
 };
 
-typedef struct rop rop_t;
 /* Issues the next node call of o (rop_call) or finishes it (o->finished). */
 typedef void (*rop_next_fn)(rop_t *o);
 /* Takes one node answer (errcode NULL on success; result borrowed). */
@@ -70,6 +75,7 @@ struct rop {
     moor_buf_t out;    /* the reply */
     moor_buf_t params; /* the call being issued */
     moor_buf_t ctx;    /* the ctx the read returned, for the write */
+    rop_t *next_spare; /* on d->spare */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -133,13 +139,25 @@ static void lower_name(char *dst, size_t cap, const moor_resp_arg_t *a)
 
 /* ---- the operation ----------------------------------------------------- */
 
+/* A fresh operation; a spare one keeps its buffers' memory (most commands
+ * then allocate nothing here). */
 static rop_t *rop_new(moor_respd_t *d, moor_srv_req_t *req)
 {
-    rop_t *o = calloc(1, sizeof(*o));
     unsigned db = moor_srv_conn_app(req->conn);
+    rop_t *o = d->spare;
 
-    if (!o)
+    if (o) {
+        moor_buf_t out = o->out, params = o->params, ctx = o->ctx;
+        d->spare = o->next_spare;
+        d->nspare--;
+        memset(o, 0, sizeof(*o));
+        o->out = out, o->params = params, o->ctx = ctx;
+        moor_buf_reset(&o->out);
+        moor_buf_reset(&o->params);
+        moor_buf_reset(&o->ctx);
+    } else if (!(o = calloc(1, sizeof(*o)))) {
         return NULL;
+    }
     o->d = d;
     o->req = req;
     o->space = db < d->ndbs ? d->dbs[db] : "default";
@@ -147,8 +165,25 @@ static rop_t *rop_new(moor_respd_t *d, moor_srv_req_t *req)
     return o;
 }
 
+static void buf_trim(moor_buf_t *b)
+{
+    if (b->cap > RESP_SPARE_BUF)
+        moor_buf_free(b);
+}
+
 static void rop_free(rop_t *o)
 {
+    moor_respd_t *d = o->d;
+
+    if (d->nspare < RESP_SPARE_MAX) {
+        buf_trim(&o->out);
+        buf_trim(&o->params);
+        buf_trim(&o->ctx);
+        o->next_spare = d->spare;
+        d->spare = o;
+        d->nspare++;
+        return;
+    }
     moor_buf_free(&o->out);
     moor_buf_free(&o->params);
     moor_buf_free(&o->ctx);
@@ -1445,6 +1480,14 @@ void moor_respd_free(moor_respd_t *d)
 {
     if (!d)
         return;
+    while (d->spare) {
+        rop_t *o = d->spare;
+        d->spare = o->next_spare;
+        moor_buf_free(&o->out);
+        moor_buf_free(&o->params);
+        moor_buf_free(&o->ctx);
+        free(o);
+    }
     free(d->dbs);
     free(d);
 }

@@ -23,34 +23,32 @@
  * and a key with several values an error naming the count.
  */
 #include "server/resp.h"
+#include "server/resp_info.h"
 
 #include <ctype.h>
-#include <stdarg.h>
-#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "util/err.h"
 #include "util/log.h"
 #include "util/mp.h"
 
 #define RESP_DB_NAME_MAX 256
-#define RESP_SPARE_MAX 256            /* operations kept for reuse */
+#define RESP_SPARE_MAX 256             /* operations kept for reuse */
 #define RESP_SPARE_BUF ((size_t)65536) /* a buffer larger than this is not kept */
 
 typedef struct rop rop_t;
 
 struct moor_respd {
     moor_node_t *node;
-    moor_srv_t *srv;   /* the RESP server (stats for INFO); NULL until set */
-    int need_auth;     /* the node has an auth_token */
-    int port;          /* for INFO */
-    unsigned ndbs;     /* SELECT 0..ndbs-1 */
+    moor_srv_t *srv; /* the RESP server (stats for INFO); NULL until set */
+    int need_auth;   /* the node has an auth_token */
+    int port;        /* for INFO */
+    unsigned ndbs;   /* SELECT 0..ndbs-1 */
     char (*dbs)[RESP_DB_NAME_MAX];
-    rop_t *spare;      /* finished operations kept with their buffers (rop_free) */
-    unsigned nspare;   /* at most RESP_SPARE_MAX */
+    rop_t *spare;    /* finished operations kept with their buffers (rop_free) */
+    unsigned nspare; /* at most RESP_SPARE_MAX */
 };
 
 /* Issues the next node call of o (rop_call) or finishes it (o->finished). */
@@ -65,17 +63,17 @@ struct rop {
     const char *space; /* the selected database's keyspace */
     rop_next_fn next;
     rop_got_fn got;
-    uint32_t i;        /* the argument being worked on */
-    int phase;         /* read-then-write: 0 reading, 1 writing */
-    int authed;        /* the connection's flags, for moor_node_exec */
+    uint32_t i; /* the argument being worked on */
+    int phase;  /* read-then-write: 0 reading, 1 writing */
+    int authed; /* the connection's flags, for moor_node_exec */
     unsigned waiting : 1, stepping : 1, finished : 1;
     unsigned nx : 1, xx : 1, as_int : 1;
-    long long count;   /* DEL, EXISTS: keys found */
+    long long count;      /* DEL, EXISTS: keys found */
     long long by, result; /* INCR */
-    moor_buf_t out;    /* the reply */
-    moor_buf_t params; /* the call being issued */
-    moor_buf_t ctx;    /* the ctx the read returned, for the write */
-    rop_t *next_spare; /* on d->spare */
+    moor_buf_t out;       /* the reply */
+    moor_buf_t params;    /* the call being issued */
+    moor_buf_t ctx;       /* the ctx the read returned, for the write */
+    rop_t *next_spare;    /* on d->spare */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -255,8 +253,7 @@ static int pack_params(rop_t *o, const moor_resp_arg_t *key, const void *val, si
     if (msgpack_pack_map(&pk, nopts) || msgpack_pack_str_with_body(&pk, "space", 5) ||
         msgpack_pack_str_with_body(&pk, o->space, sl))
         return -1;
-    if (overwrite &&
-        (msgpack_pack_str_with_body(&pk, "overwrite", 9) || msgpack_pack_true(&pk)))
+    if (overwrite && (msgpack_pack_str_with_body(&pk, "overwrite", 9) || msgpack_pack_true(&pk)))
         return -1;
     if (with_ctx && o->ctx.len &&
         (msgpack_pack_str_with_body(&pk, "ctx", 3) || msgpack_pack_bin(&pk, o->ctx.len) ||
@@ -312,8 +309,7 @@ static int read_get(rop_t *o, const char *r, size_t rlen, got_value_t *g)
             for (uint32_t j = 0; j < g->n; j++)
                 if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
                     return -1;
-        } else if (kl == 3 && memcmp(k, "ctx", 3) == 0 &&
-                   moor_mp_read_bin(&p, end, &c, &cl) == 0) {
+        } else if (kl == 3 && memcmp(k, "ctx", 3) == 0 && moor_mp_read_bin(&p, end, &c, &cl) == 0) {
             if (moor_buf_append(&o->ctx, c, cl))
                 return -1;
         } else if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)) {
@@ -690,8 +686,8 @@ static int hello_reply(moor_buf_t *b, const moor_srv_req_t *req)
 {
     return moor_resp_array(b, 14) || moor_resp_bulk(b, "server", 6) ||
            moor_resp_bulk(b, "moor", 4) || moor_resp_bulk(b, "version", 7) ||
-           moor_resp_bulk(b, "7.0.0", 5) || moor_resp_bulk(b, "proto", 5) ||
-           moor_resp_int(b, 2) || moor_resp_bulk(b, "id", 2) ||
+           moor_resp_bulk(b, "7.0.0", 5) || moor_resp_bulk(b, "proto", 5) || moor_resp_int(b, 2) ||
+           moor_resp_bulk(b, "id", 2) ||
            moor_resp_int(b, (long long)((uintptr_t)req->conn % 1000000007)) ||
            moor_resp_bulk(b, "mode", 4) || moor_resp_bulk(b, "standalone", 10) ||
            moor_resp_bulk(b, "role", 4) || moor_resp_bulk(b, "master", 6) ||
@@ -705,7 +701,8 @@ static void auth_got(rop_t *o, const char *ec, const char *em, const char *r, si
         moor_resp_error(&o->out, "WRONGPASS invalid username-password pair or user is disabled.");
     else if (ec)
         rop_fail(o, ec, em);
-    else if (arg_is(&o->req->argv[0], "hello") ? hello_reply(&o->out, o->req) : moor_resp_status(&o->out, "OK"))
+    else if (arg_is(&o->req->argv[0], "hello") ? hello_reply(&o->out, o->req)
+                                               : moor_resp_status(&o->out, "OK"))
         rop_nomem(o);
     o->finished = 1;
 }
@@ -725,244 +722,14 @@ static void auth_next(rop_t *o)
     rop_call(o, "auth", 1);
 }
 
-/* INFO: Redis-style sections from the node's info map. */
-typedef struct info_out {
-    moor_buf_t *b;
-    const char *want; /* section asked for, lower case; "" = all */
-} info_out_t;
-
-static int want_section(const info_out_t *io, const char *name)
-{
-    if (!*io->want || strcmp(io->want, "all") == 0 || strcmp(io->want, "everything") == 0 ||
-        strcmp(io->want, "default") == 0)
-        return 1;
-    if (strcmp(io->want, "moor") == 0)
-        return strncmp(name, "moor_", 5) == 0;
-    return strcasecmp(io->want, name) == 0;
-}
-
-static void info_line(moor_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void info_line(moor_buf_t *b, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        moor_buf_append(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-    moor_buf_append(b, "\r\n", 2);
-}
-
-/* One scalar as text; containers as their element count.  0 or -1. */
-static int info_scalar(const char **p, const char *end, char *dst, size_t cap)
-{
-    int t = moor_mp_peek(*p, end), b;
-    uint64_t u;
-    int64_t i;
-    double d;
-    const char *s;
-    uint32_t n;
-
-    switch (t) {
-    case MOOR_MP_NIL: snprintf(dst, cap, "%s", ""); return moor_mp_read_nil(p, end);
-    case MOOR_MP_BOOL:
-        if (moor_mp_read_bool(p, end, &b))
-            return -1;
-        snprintf(dst, cap, "%d", b);
-        return 0;
-    case MOOR_MP_UINT:
-        if (moor_mp_read_uint(p, end, &u))
-            return -1;
-        snprintf(dst, cap, "%llu", (unsigned long long)u);
-        return 0;
-    case MOOR_MP_INT:
-        if (moor_mp_read_int(p, end, &i))
-            return -1;
-        snprintf(dst, cap, "%lld", (long long)i);
-        return 0;
-    case MOOR_MP_FLOAT:
-        if (moor_mp_read_double(p, end, &d))
-            return -1;
-        snprintf(dst, cap, "%.6g", d);
-        return 0;
-    case MOOR_MP_STR:
-    case MOOR_MP_BIN:
-        if (moor_mp_read_strbin(p, end, &s, &n))
-            return -1;
-        snprintf(dst, cap, "%.*s", (int)(n < 200 ? n : 200), s);
-        for (char *q = dst; *q; q++)
-            if (*q == '\r' || *q == '\n' || *q == ':')
-                *q = ' ';
-        return 0;
-    default:
-        return -1;
-    }
-}
-
-/* The map at *p as prefix_key:value lines, nested maps flattened with '_'. */
-static int info_map(moor_buf_t *b, const char *prefix, const char **p, const char *end, int depth)
-{
-    uint32_t n;
-    const char *k;
-    uint32_t kl;
-    char name[160], val[256];
-
-    if (moor_mp_read_map(p, end, &n))
-        return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        int t;
-        if (moor_mp_read_str(p, end, &k, &kl))
-            return -1;
-        snprintf(name, sizeof(name), "%s%s%.*s", prefix, *prefix ? "_" : "", (int)(kl < 64 ? kl : 64),
-                 k);
-        t = moor_mp_peek(*p, end);
-        if (t == MOOR_MP_MAP && depth < 4) {
-            if (info_map(b, name, p, end, depth + 1))
-                return -1;
-        } else if (t == MOOR_MP_ARRAY || t == MOOR_MP_MAP || t == MOOR_MP_EXT) {
-            uint32_t cnt = 0;
-            const char *q = *p;
-            if (t == MOOR_MP_ARRAY)
-                moor_mp_read_array(&q, end, &cnt);
-            if (moor_mp_skip(p, end, MOOR_MP_MAX_DEPTH))
-                return -1;
-            if (t == MOOR_MP_ARRAY)
-                info_line(b, "%s_count:%u", name, cnt);
-        } else {
-            if (info_scalar(p, end, val, sizeof(val)))
-                return -1;
-            info_line(b, "%s:%s", name, val);
-        }
-    }
-    return 0;
-}
-
-static int info_find(const char *r, size_t rlen, const char *key, const char **at)
-{
-    const char *p = r, *end = r + rlen, *k;
-    uint32_t n, kl;
-
-    if (moor_mp_read_map(&p, end, &n))
-        return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        if (moor_mp_read_str(&p, end, &k, &kl))
-            return -1;
-        if (kl == strlen(key) && memcmp(k, key, kl) == 0) {
-            *at = p;
-            return 0;
-        }
-        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            return -1;
-    }
-    return -1;
-}
-
-static void info_redis_sections(rop_t *o, info_out_t *io, const char *r, size_t rlen)
-{
-    moor_respd_t *d = o->d;
-    moor_srv_stats_t ss = {0};
-    const char *p, *end = r + rlen;
-    char node[128] = "", version[64] = "";
-    uint64_t up_ms = 0;
-    int cluster = info_find(r, rlen, "cluster", &p) == 0;
-
-    if (info_find(r, rlen, "node", &p) == 0)
-        info_scalar(&p, end, node, sizeof(node));
-    if (info_find(r, rlen, "version", &p) == 0)
-        info_scalar(&p, end, version, sizeof(version));
-    if (info_find(r, rlen, "uptime_ms", &p) == 0)
-        moor_mp_read_uint(&p, end, &up_ms);
-    if (d->srv)
-        moor_srv_stats(d->srv, &ss);
-    if (want_section(io, "server")) {
-        info_line(io->b, "# Server");
-        info_line(io->b, "redis_version:7.0.0");
-        info_line(io->b, "moor_version:%s", version);
-        info_line(io->b, "moor_node:%s", node);
-        info_line(io->b, "redis_mode:%s", cluster ? "cluster" : "standalone");
-        info_line(io->b, "process_id:%ld", (long)getpid());
-        info_line(io->b, "tcp_port:%d", d->port);
-        info_line(io->b, "uptime_in_seconds:%llu", (unsigned long long)(up_ms / 1000));
-        info_line(io->b, "uptime_in_days:%llu", (unsigned long long)(up_ms / 86400000));
-        info_line(io->b, "%s", "");
-    }
-    if (want_section(io, "clients")) {
-        info_line(io->b, "# Clients");
-        info_line(io->b, "connected_clients:%llu", (unsigned long long)ss.conns);
-        info_line(io->b, "blocked_clients:0");
-        info_line(io->b, "%s", "");
-    }
-    if (want_section(io, "stats")) {
-        info_line(io->b, "# Stats");
-        info_line(io->b, "total_connections_received:%llu", (unsigned long long)ss.accepted);
-        info_line(io->b, "total_commands_processed:%llu", (unsigned long long)ss.requests);
-        info_line(io->b, "rejected_connections:%llu", (unsigned long long)ss.refused);
-        info_line(io->b, "protocol_errors:%llu", (unsigned long long)ss.bad_frames);
-        info_line(io->b, "output_bytes:%llu", (unsigned long long)ss.output_bytes);
-        info_line(io->b, "closed_output:%llu", (unsigned long long)ss.closed_output);
-        info_line(io->b, "closed_deadline:%llu", (unsigned long long)ss.closed_deadline);
-        info_line(io->b, "%s", "");
-    }
-    if (want_section(io, "keyspace")) {
-        info_line(io->b, "# Keyspace");
-        for (unsigned i = 0; i < d->ndbs; i++)
-            info_line(io->b, "db%u:space=%s", i, d->dbs[i]);
-        info_line(io->b, "%s", "");
-    }
-}
-
-/* Every map of the node's info as a section "# Moor_<name>"; the top
- * level's scalars as "# Moor". */
-static int info_moor_sections(info_out_t *io, const char *r, size_t rlen)
-{
-    const char *p = r, *end = r + rlen, *k, *q;
-    uint32_t n, kl;
-    char sec[96], val[256];
-
-    if (want_section(io, "moor")) {
-        info_line(io->b, "# Moor");
-        if (moor_mp_read_map(&p, end, &n))
-            return -1;
-        for (uint32_t i = 0; i < n; i++) {
-            if (moor_mp_read_str(&p, end, &k, &kl))
-                return -1;
-            q = p;
-            if (moor_mp_peek(q, end) != MOOR_MP_MAP && moor_mp_peek(q, end) != MOOR_MP_ARRAY &&
-                info_scalar(&q, end, val, sizeof(val)) == 0)
-                info_line(io->b, "%.*s:%s", (int)(kl < 64 ? kl : 64), k, val);
-            if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-                return -1;
-        }
-        info_line(io->b, "%s", "");
-    }
-    p = r;
-    if (moor_mp_read_map(&p, end, &n))
-        return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        if (moor_mp_read_str(&p, end, &k, &kl))
-            return -1;
-        snprintf(sec, sizeof(sec), "moor_%.*s", (int)(kl < 64 ? kl : 64), k);
-        if (moor_mp_peek(p, end) == MOOR_MP_MAP && want_section(io, sec)) {
-            info_line(io->b, "# Moor_%.*s", (int)(kl < 64 ? kl : 64), k);
-            if (info_map(io->b, "", &p, end, 0))
-                return -1;
-            info_line(io->b, "%s", "");
-        } else if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static void info_got(rop_t *o, const char *ec, const char *em, const char *r, size_t rlen)
 {
+    moor_respd_t *d = o->d;
     moor_buf_t txt = MOOR_BUF_INIT;
+    moor_resp_info_t in;
     char want[64] = "";
-    info_out_t io = {&txt, want};
 
+    memset(&in, 0, sizeof(in));
     o->finished = 1;
     if (ec) {
         rop_fail(o, ec, em);
@@ -970,8 +737,12 @@ static void info_got(rop_t *o, const char *ec, const char *em, const char *r, si
     }
     if (o->req->argc > 1)
         lower_name(want, sizeof(want), &o->req->argv[1]);
-    info_redis_sections(o, &io, r, rlen);
-    if (info_moor_sections(&io, r, rlen)) {
+    if (d->srv)
+        moor_srv_stats(d->srv, &in.stats);
+    in.port = d->port;
+    in.ndbs = d->ndbs;
+    in.dbs = (const char(*)[256])d->dbs;
+    if (moor_resp_info_text(&txt, want, r, rlen, &in)) {
         moor_buf_free(&txt);
         moor_resp_error(&o->out, "ERR the node answered info in an unexpected shape");
         return;
@@ -985,8 +756,8 @@ static void info_got(rop_t *o, const char *ec, const char *em, const char *r, si
 
 typedef struct cmd {
     const char *name;
-    int arity;          /* Redis style: n exactly, -n at least n */
-    const char *flags;  /* for COMMAND: space-separated */
+    int arity;             /* Redis style: n exactly, -n at least n */
+    const char *flags;     /* for COMMAND: space-separated */
     int first, last, step; /* key positions, for COMMAND */
     const char *group, *summary;
 } cmd_t;
@@ -1008,8 +779,7 @@ static const cmd_t CMDS[] = {
     {"quit", -1, "fast", 0, 0, 0, "connection", "Closes the connection."},
     {"auth", -2, "noscript loading stale fast", 0, 0, 0, "connection",
      "Authenticates with the node's auth_token."},
-    {"hello", -1, "noscript loading stale fast", 0, 0, 0, "connection",
-     "Handshake (RESP2 only)."},
+    {"hello", -1, "noscript loading stale fast", 0, 0, 0, "connection", "Handshake (RESP2 only)."},
     {"select", 2, "loading stale fast", 0, 0, 0, "connection",
      "Selects a database (a keyspace of resp_databases)."},
     {"info", -1, "loading stale", 0, 0, 0, "server", "The node's figures, Redis-style."},
@@ -1133,8 +903,10 @@ static int glob_match(const char *pat, size_t pl, const char *s)
 static int do_config(moor_respd_t *d, moor_buf_t *b, const moor_srv_req_t *req)
 {
     char dbs[16];
-    const char *params[][2] = {{"save", ""},         {"appendonly", "no"},
-                               {"databases", dbs},   {"maxmemory", "0"},
+    const char *params[][2] = {{"save", ""},
+                               {"appendonly", "no"},
+                               {"databases", dbs},
+                               {"maxmemory", "0"},
                                {"maxmemory-policy", "noeviction"}};
     size_t np = sizeof(params) / sizeof(params[0]);
     int hit[sizeof(params) / sizeof(params[0])] = {0}, nhit = 0;
@@ -1147,7 +919,8 @@ static int do_config(moor_respd_t *d, moor_buf_t *b, const moor_srv_req_t *req)
     snprintf(dbs, sizeof(dbs), "%u", d->ndbs);
     for (size_t i = 0; i < np; i++)
         for (uint32_t j = 2; j < req->argc && !hit[i]; j++)
-            if (req->argv[j].len < 128 && glob_match(req->argv[j].p, req->argv[j].len, params[i][0]))
+            if (req->argv[j].len < 128 &&
+                glob_match(req->argv[j].p, req->argv[j].len, params[i][0]))
                 hit[i] = 1, nhit++;
     if (moor_resp_array(b, 2LL * nhit))
         return -1;
@@ -1245,8 +1018,9 @@ static int hello_check(moor_respd_t *d, moor_srv_req_t *req, moor_buf_t *b, uint
             return 1;
         }
         if (v != 2) {
-            moor_resp_errorf(b, "NOPROTO unsupported protocol version %lld: this port speaks "
-                                "RESP2 only (RESP3 is not implemented)",
+            moor_resp_errorf(b,
+                             "NOPROTO unsupported protocol version %lld: this port speaks "
+                             "RESP2 only (RESP3 is not implemented)",
                              v);
             return 1;
         }

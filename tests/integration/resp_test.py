@@ -550,6 +550,34 @@ class Auth(unittest.TestCase):
         c.close()
 
 
+class Limits(unittest.TestCase):
+    """max_conns and idle_timeout_ms hold on the RESP port as on the
+    MessagePack one."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = resp_node(TMP, "limits", 'limits = { max_conns = 2, idle_timeout_ms = 1500 }')
+        cls.node.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.stop()
+
+    def test_max_conns_and_idle(self):
+        a, b = Resp(self.node.resp_port), Resp(self.node.resp_port)
+        self.assertEqual(a.call("PING"), "PONG")
+        self.assertEqual(b.call("PING"), "PONG")
+        c = Resp(self.node.resp_port)
+        self.assertTrue(c.closed(10))   # over max_conns: closed at accept
+        c.close()
+        self.assertEqual(a.call("SET", "lim", "1"), "OK")
+        self.assertTrue(a.closed(15))   # idle for 1.5 s
+        self.assertTrue(b.closed(15))
+        a.close()
+        b.close()
+        self.assertTrue(ping_ok(self.node.resp_port))
+
+
 class Config(unittest.TestCase):
     def check(self, settings, script=""):
         d = os.path.join(TMP, "cfg")

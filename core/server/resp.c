@@ -4,8 +4,10 @@
  * A command becomes an operation (rop_t) that issues node calls one at a
  * time through moor_node_exec -- the same path MessagePack-RPC requests
  * take, with the same checks, limits, keyspaces and cluster coordination
- * -- and builds its RESP reply as the answers come.  Multi-key commands
- * (DEL, EXISTS, MGET, MSET) go key by key, in order.  Read-then-write
+ * -- and builds its RESP reply as the answers come.  DEL and MSET go key
+ * by key, in order; MGET and EXISTS of several keys keep up to
+ * RESP_READ_WINDOW gets in flight, each with its own params and answer
+ * slot (struct rpar), and put the reply together in key order.  Read-then-write
  * commands (INCR and kin, DEL, SET NX/XX) get then put or del with the
  * ctx they read; they are not atomic against other clients' writes, and
  * the server runs them alone on their connection (moor_respd_class) so a
@@ -37,6 +39,7 @@
 #define RESP_DB_NAME_MAX 256
 #define RESP_SPARE_MAX 256             /* operations kept for reuse */
 #define RESP_SPARE_BUF ((size_t)65536) /* a buffer larger than this is not kept */
+#define RESP_READ_WINDOW 64            /* MGET/EXISTS: gets in flight at once */
 
 typedef struct rop rop_t;
 
@@ -74,6 +77,7 @@ struct rop {
     moor_buf_t params;    /* the call being issued */
     moor_buf_t ctx;       /* the ctx the read returned, for the write */
     rop_t *next_spare;    /* on d->spare */
+    struct rpar *par;     /* MGET/EXISTS of several keys: the parallel reads */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -169,10 +173,14 @@ static void buf_trim(moor_buf_t *b)
         moor_buf_free(b);
 }
 
+static void par_free(struct rpar *m);
+
 static void rop_free(rop_t *o)
 {
     moor_respd_t *d = o->d;
 
+    par_free(o->par);
+    o->par = NULL;
     if (d->nspare < RESP_SPARE_MAX) {
         buf_trim(&o->out);
         buf_trim(&o->params);
@@ -237,15 +245,15 @@ static void rop_call(rop_t *o, const char *method, uint32_t nparams)
 
 /* params = [key (bin), value (bin) when val, {opts}]: opts carry the
  * space, overwrite when asked, and the ctx of o->ctx when with_ctx. */
-static int pack_params(rop_t *o, const moor_resp_arg_t *key, const void *val, size_t vlen,
-                       int is_val, int overwrite, int with_ctx)
+static int pack_into(rop_t *o, moor_buf_t *dst, const moor_resp_arg_t *key, const void *val,
+                     size_t vlen, int is_val, int overwrite, int with_ctx)
 {
     msgpack_packer pk;
     size_t nopts = 1 + (overwrite ? 1 : 0) + (with_ctx && o->ctx.len ? 1 : 0);
     size_t sl = strlen(o->space);
 
-    moor_buf_reset(&o->params);
-    moor_mp_packer_init(&pk, &o->params);
+    moor_buf_reset(dst);
+    moor_mp_packer_init(&pk, dst);
     if (msgpack_pack_bin(&pk, key->len) || msgpack_pack_bin_body(&pk, key->p, key->len))
         return -1;
     if (is_val && (msgpack_pack_bin(&pk, vlen) || msgpack_pack_bin_body(&pk, val, vlen)))
@@ -260,6 +268,12 @@ static int pack_params(rop_t *o, const moor_resp_arg_t *key, const void *val, si
          msgpack_pack_bin_body(&pk, o->ctx.data, o->ctx.len)))
         return -1;
     return 0;
+}
+
+static int pack_params(rop_t *o, const moor_resp_arg_t *key, const void *val, size_t vlen,
+                       int is_val, int overwrite, int with_ctx)
+{
+    return pack_into(o, &o->params, key, val, vlen, is_val, overwrite, with_ctx);
 }
 
 static void rop_nomem(rop_t *o)
@@ -404,6 +418,143 @@ static void exists_got(rop_t *o, const char *ec, const char *em, const char *r, 
     }
     o->count += g.n > 0;
     o->i++;
+}
+
+/* MGET and EXISTS of several keys: up to RESP_READ_WINDOW gets in flight
+ * at once, each with its own params (the node may keep pointers into
+ * them until it answers) and answer slot; the reply is put together in
+ * key order once every get has answered.  The first failure in key order
+ * answers for the whole command, as a sequential run would. */
+typedef struct rslot {
+    rop_t *o;
+    uint32_t arg;      /* the key's argument index */
+    int failed;        /* reply holds the error for the whole command */
+    int found;         /* the key holds a value */
+    moor_buf_t params; /* this get's params */
+    moor_buf_t reply;  /* MGET: the key's array element */
+} rslot_t;
+
+struct rpar {
+    rslot_t *slots;
+    uint32_t n, issued, answered, inflight;
+};
+
+static void par_free(struct rpar *m)
+{
+    if (!m)
+        return;
+    for (uint32_t i = 0; i < m->n; i++) {
+        moor_buf_free(&m->slots[i].params);
+        moor_buf_free(&m->slots[i].reply);
+    }
+    free(m->slots);
+    free(m);
+}
+
+static void par_done(void *ud, const char *ec, const char *em, const char *r, size_t rlen)
+{
+    rslot_t *sl = ud;
+    rop_t *o = sl->o;
+    struct rpar *m = o->par;
+    got_value_t g;
+
+    m->inflight--;
+    m->answered++;
+    moor_buf_reset(&sl->reply);
+    if (ec) {
+        sl->failed = 1;
+        if (strcmp(ec, "NOAUTH") == 0)
+            moor_resp_error(&sl->reply, "NOAUTH Authentication required.");
+        else
+            moor_resp_errorf(&sl->reply, "%s %s", ec, em && *em ? em : "error");
+    } else if (read_get(o, r, rlen, &g)) {
+        sl->failed = 1;
+        moor_resp_error(&sl->reply, "ERR the node answered a get in an unexpected shape");
+    } else {
+        sl->found = g.n > 0;
+        if (o->i == 0 && reply_value(&sl->reply, &g)) { /* o->i 0: MGET */
+            sl->failed = 1;
+            moor_buf_reset(&sl->reply);
+        }
+    }
+    o->waiting = 0;
+    if (!o->stepping)
+        rop_run(o);
+}
+
+/* The command's reply from the slots, in key order. */
+static void par_finish(rop_t *o)
+{
+    struct rpar *m = o->par;
+    long long count = 0;
+
+    o->finished = 1;
+    o->out.len = 0;
+    for (uint32_t i = 0; i < m->n; i++) {
+        if (m->slots[i].failed) {
+            if (moor_buf_append(&o->out, m->slots[i].reply.data, m->slots[i].reply.len))
+                rop_nomem(o);
+            return;
+        }
+        count += m->slots[i].found;
+    }
+    if (o->i == 1) { /* EXISTS */
+        if (moor_resp_int(&o->out, count))
+            rop_nomem(o);
+        return;
+    }
+    if (moor_resp_array(&o->out, m->n)) {
+        rop_nomem(o);
+        return;
+    }
+    for (uint32_t i = 0; i < m->n; i++)
+        if (moor_buf_append(&o->out, m->slots[i].reply.data, m->slots[i].reply.len)) {
+            rop_nomem(o);
+            return;
+        }
+}
+
+static void par_next(rop_t *o)
+{
+    struct rpar *m = o->par;
+
+    while (m->issued < m->n && m->inflight < RESP_READ_WINDOW) {
+        rslot_t *sl = &m->slots[m->issued++];
+        if (pack_into(o, &sl->params, &o->req->argv[sl->arg], NULL, 0, 0, 0, 0)) {
+            sl->failed = 1; /* its reply stays empty: rop_finish answers out of memory */
+            m->answered++;
+            continue;
+        }
+        m->inflight++;
+        moor_node_exec(o->d->node, "get", 3, sl->params.data, sl->params.len, 2, &o->authed,
+                       par_done, sl);
+    }
+    if (m->answered == m->n)
+        par_finish(o);
+    else
+        o->waiting = 1; /* par_done clears it */
+}
+
+/* Sets o up for parallel reads of its keys (argv[1..]); mget: 1 for MGET.
+ * 0, or -1 when out of memory (then the sequential steps are used). */
+static int par_setup(rop_t *o, int mget)
+{
+    uint32_t n = o->req->argc - 1;
+    struct rpar *m = calloc(1, sizeof(*m));
+
+    if (!m || !(m->slots = calloc(n, sizeof(*m->slots)))) {
+        free(m);
+        return -1;
+    }
+    m->n = n;
+    for (uint32_t i = 0; i < n; i++) {
+        m->slots[i].o = o;
+        m->slots[i].arg = i + 1;
+    }
+    o->par = m;
+    o->i = mget ? 0 : 1; /* which command par_done and par_finish build */
+    o->next = par_next;
+    return 0;
 }
 
 static void exists_next(rop_t *o)
@@ -1075,6 +1226,9 @@ static void setup_op(rop_t *o, const cmd_t *c)
     long long by = 1;
 
     o->i = 1;
+    if ((strcmp(n, "mget") == 0 || strcmp(n, "exists") == 0) && req->argc > 2 &&
+        par_setup(o, n[0] == 'm') == 0)
+        return;
     if (strcmp(n, "get") == 0 || strcmp(n, "mget") == 0) {
         o->next = get_next, o->got = get_got;
         if (n[0] == 'm' && moor_resp_array(&o->out, req->argc - 1))

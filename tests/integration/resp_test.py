@@ -196,6 +196,15 @@ class Commands(unittest.TestCase):
         self.assertEqual(c.call("MGET", "m1", "nope", "m3", "m2"), [b"a", None, b"c", b"b"])
         with self.assertRaisesRegex(RespError, "wrong number of arguments for 'mset'"):
             c.call("MSET", "m1", "a", "m2")
+        # more keys than the node is asked for at once (64): order kept
+        args = []
+        for i in range(0, 300, 2):
+            args += ["mm%d" % i, "v%d" % i]
+        self.assertEqual(c.call("MSET", *args), "OK")
+        keys = ["mm%d" % i for i in range(300)]
+        self.assertEqual(c.call("MGET", *keys),
+                         [b"v%d" % i if i % 2 == 0 else None for i in range(300)])
+        self.assertEqual(c.call("EXISTS", *keys), 150)
 
     def test_set_options(self):
         c = self.c

@@ -1,13 +1,13 @@
 /*
  * resp.c (server) -- the RESP2 command table of a node (server/resp.h).
  *
- * A command becomes an operation (rop_t) that issues node calls one at a
- * time through moor_node_exec -- the same path MessagePack-RPC requests
- * take, with the same checks, limits, keyspaces and cluster coordination
- * -- and builds its RESP reply as the answers come.  DEL and MSET go key
- * by key, in order; MGET and EXISTS of several keys keep up to
- * RESP_READ_WINDOW gets in flight, each with its own params and answer
- * slot (struct rpar), and put the reply together in key order.  Read-then-write
+ * A command becomes an operation (rop_t) that issues node calls through
+ * moor_node_exec -- the same path MessagePack-RPC requests take, with the
+ * same checks, limits, keyspaces and cluster coordination -- and builds
+ * its RESP reply as the answers come.  DEL and MSET go key by key, in
+ * order; MGET and EXISTS of several keys keep up to RESP_READ_WINDOW gets
+ * in flight, each with its own params and answer slot (struct rpar), and
+ * put the reply together in key order.  Read-then-write
  * commands (INCR and kin, DEL, SET NX/XX) get then put or del with the
  * ctx they read; they are not atomic against other clients' writes, and
  * the server runs them alone on their connection (moor_respd_class) so a

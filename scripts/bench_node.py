@@ -1,15 +1,18 @@
 #!/usr/bin/python3
-"""bench_node.py -- one Moor node against Redis, in the same run.
+"""bench_node.py -- one Moor node against Redis, one client for both.
 
-Starts moord (sync=interval, fsync every 1000 ms) and redis-server 7
-(appendonly yes, appendfsync everysec: the same durability) on free ports
-in a temporary directory, drives Moor with `moor bench` and Redis with
-redis-benchmark at the same concurrency, pipeline depth and value size,
-prints ops/s, p50 and p99 per workload and the Moor/Redis ratio, then stops
-both.  The clients differ (moor bench vs redis-benchmark), and so do the
-protocols (MessagePack-RPC vs RESP): read the ratios with that in mind.
+Starts moord (sync=interval, fsync every 1000 ms) with its RESP port
+(resp_listen), redis-server 7 (appendonly yes, appendfsync everysec: the
+same durability) and resp_null (tests/bench/resp_null.c: a RESP server
+that stores nothing, the client's ceiling) on free ports in a temporary
+directory.  One client, redis-benchmark (-c 50 -d 100 -r KEYS -n N), runs
+SET then GET at -P 1 and -P 16 against all three; `moor bench` runs the
+same workloads over MessagePack-RPC at the same settings.  Prints ops/s,
+p50 and p99 for each, the Moor/Redis ratios (ops/s, p99), Moor's
+MessagePack-RPC figure over its own RESP one, and each server's share of
+the ceiling; then one JSON line per row.
 
-usage: bench_node.py [--build DIR] [--duration S] [--conns N] [--keys N]
+usage: bench_node.py [--build DIR] [--requests N] [--conns N] [--keys N] [--duration S]
 """
 import argparse
 import csv
@@ -49,15 +52,27 @@ def wait_port(port, proc, what, timeout=15):
 
 
 def start_moor(build, tmp):
-    port = free_port()
+    port, rport = free_port(), free_port()
     conf = os.path.join(tmp, "bench.lua")
     with open(conf, "w") as f:
         f.write('moor.cfg{ node = "bench", listen = "127.0.0.1:%d", data_dir = "%s/moor",\n'
+                '  resp_listen = "127.0.0.1:%d",\n'
                 '  engine = { sync = "interval", sync_ms = 1000, memtable_mb = 64,'
-                ' cache_mb = 64 }, log = { level = "warn" } }\n' % (port, tmp))
+                ' cache_mb = 64 }, log = { level = "warn" } }\n' % (port, tmp, rport))
     proc = subprocess.Popen([os.path.join(build, "moord"), conf], stdout=subprocess.DEVNULL,
                             env=dict(os.environ, MOOR_ROOT=ROOT))
     wait_port(port, proc, "moord")
+    wait_port(rport, proc, "moord (RESP)")
+    return proc, port, rport
+
+
+def start_null(build):
+    port = free_port()
+    exe = os.path.join(build, "resp_null")
+    if not os.path.exists(exe):
+        sys.exit("%s not found (built with -DMOOR_BENCH=ON)" % exe)
+    proc = subprocess.Popen([exe, str(port)], stdout=subprocess.DEVNULL)
+    wait_port(port, proc, "resp_null")
     return proc, port
 
 
@@ -84,12 +99,10 @@ def moor_bench(build, port, args, ratio, pipeline):
             "errors": r["errors"] + r["lost"]}
 
 
-def redis_bench(port, args, test, pipeline, rate_hint):
-    # Enough requests for about --duration seconds at the expected rate.
-    n = max(20000, int(rate_hint * args.duration))
+def redis_bench(port, args, test, pipeline):
     cmd = ["redis-benchmark", "-p", str(port), "-t", test, "-c", str(args.conns), "-P",
-           str(pipeline), "-d", "100", "-r", str(args.keys), "-n", str(n), "--csv"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration * 10 + 60)
+           str(pipeline), "-d", "100", "-r", str(args.keys), "-n", str(args.requests), "--csv"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         sys.exit("redis-benchmark failed: %s" % out.stderr)
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
@@ -98,10 +111,15 @@ def redis_bench(port, args, test, pipeline, rate_hint):
             "p99": float(r["p99_latency_ms"]) * 1000, "errors": 0}
 
 
+def ratio(a, b):
+    return a / b if b else 0.0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=200000, help="redis-benchmark -n")
+    ap.add_argument("--duration", type=int, default=5, help="seconds per moor bench run")
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--keys", type=int, default=100000)
     args = ap.parse_args()
@@ -111,42 +129,55 @@ def main():
                      % tool)
     tmp = tempfile.mkdtemp(prefix="moor-bench-node-")
     procs = []
-    results = []
+    rows = []
     try:
-        mp, mport = start_moor(args.build, tmp)
+        mp, mport, mrport = start_moor(args.build, tmp)
         procs.append(mp)
         rp, rport = start_redis(tmp)
         procs.append(rp)
-        print("bench_node: %d connections, 100-byte values, %d keys, %d s per Moor run; "
-              "Moor sync=interval (fsync 1 s), Redis appendonly yes + appendfsync everysec"
-              % (args.conns, args.keys, args.duration))
-        print("clients differ: `moor bench` (MessagePack-RPC) vs redis-benchmark (RESP)\n")
-        print("%-10s %-4s %-6s %12s %10s %10s" % ("workload", "pipe", "server", "ops/s",
-                                                  "p50 us", "p99 us"))
-        # puts first so the gets find their keys
-        for name, ratio, test in (("put", 0.0, "set"), ("get", 1.0, "get"),
-                                  ("50/50", 0.5, None)):
+        np_, nport = start_null(args.build)
+        procs.append(np_)
+        print("bench_node: redis-benchmark -c %d -d 100 -r %d -n %d for every RESP server; "
+              "moor bench (MessagePack-RPC) %d s at the same settings"
+              % (args.conns, args.keys, args.requests, args.duration))
+        print("Moor sync=interval (fsync 1 s), Redis appendonly yes + appendfsync everysec; "
+              "null = resp_null, a server that stores nothing (the client's ceiling)\n")
+        print("%-4s %-4s %-10s %12s %10s %10s" % ("test", "pipe", "server", "ops/s", "p50 us",
+                                                  "p99 us"))
+        for test, moor_ratio in (("set", 0.0), ("get", 1.0)):   # sets first: gets then hit
             for pipeline in (1, 16):
-                m = moor_bench(args.build, mport, args, ratio, pipeline)
-                if test:
-                    r = redis_bench(rport, args, test, pipeline, m["ops"])
-                else:
-                    s = redis_bench(rport, args, "set", pipeline, m["ops"])
-                    g = redis_bench(rport, args, "get", pipeline, m["ops"])
-                    r = {"ops": (s["ops"] + g["ops"]) / 2, "p50": (s["p50"] + g["p50"]) / 2,
-                         "p99": max(s["p99"], g["p99"]), "errors": 0}
-                for server, x in (("moor", m), ("redis", r)):
-                    print("%-10s %-4d %-6s %12.0f %10.1f %10.1f" % (name, pipeline, server,
+                fig = {
+                    "null": redis_bench(nport, args, test, pipeline),
+                    "redis": redis_bench(rport, args, test, pipeline),
+                    "moor": redis_bench(mrport, args, test, pipeline),
+                    "moor-rpc": moor_bench(args.build, mport, args, moor_ratio, pipeline),
+                }
+                for server in ("null", "redis", "moor", "moor-rpc"):
+                    x = fig[server]
+                    print("%-4s %-4d %-10s %12.0f %10.1f %10.1f" % (test, pipeline, server,
                                                                    x["ops"], x["p50"], x["p99"]))
-                ratio_ops = m["ops"] / r["ops"] if r["ops"] else 0
-                print("  %-20s moor/redis %.2fx ops/s%s" % (
-                    "%s pipeline %d" % (name, pipeline), ratio_ops,
-                    "" if test else "  (redis: mean of separate SET and GET runs: "
-                    "redis-benchmark has no mixed workload)"))
-                results.append({"workload": name, "pipeline": pipeline, "moor": m, "redis": r,
-                                "ratio": ratio_ops})
+                    rows.append({"test": test, "pipeline": pipeline, "server": server,
+                                 "client": "moor bench" if server == "moor-rpc"
+                                 else "redis-benchmark",
+                                 "ops": round(x["ops"], 1), "p50_us": round(x["p50"], 1),
+                                 "p99_us": round(x["p99"], 1), "errors": x["errors"]})
+                m, r, n, mr = fig["moor"], fig["redis"], fig["null"], fig["moor-rpc"]
+                summary = {
+                    "test": test, "pipeline": pipeline,
+                    "moor_redis_ops": round(ratio(m["ops"], r["ops"]), 3),
+                    "moor_redis_p99": round(ratio(m["p99"], r["p99"]), 3),
+                    "rpc_resp_ops": round(ratio(mr["ops"], m["ops"]), 3),
+                    "redis_ceiling": round(ratio(r["ops"], n["ops"]), 3),
+                    "moor_ceiling": round(ratio(m["ops"], n["ops"]), 3),
+                }
+                print("  %s -P %d: moor/redis %.2fx ops/s, p99 %.2fx; moor MessagePack-RPC/RESP "
+                      "%.2fx ops/s; of the ceiling: redis %.2f, moor %.2f"
+                      % (test, pipeline, summary["moor_redis_ops"], summary["moor_redis_p99"],
+                         summary["rpc_resp_ops"], summary["redis_ceiling"],
+                         summary["moor_ceiling"]))
+                rows.append(dict(summary, server="ratios"))
         print()
-        for r in results:
+        for r in rows:
             print(json.dumps(r))
     finally:
         for p in procs:

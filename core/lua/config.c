@@ -488,6 +488,47 @@ static int read_autoscale(lua_State *L, int idx, moor_config_t *c)
     return rc < 0 ? rc : 0;
 }
 
+/* resp_listen and resp_databases = {"name", ...} (validated by
+ * lua/moor/config.lua; that each names a keyspace is checked at start). */
+static int read_resp(lua_State *L, int idx, moor_config_t *c)
+{
+    double v;
+    int rc, n;
+
+    if ((rc = get_str(L, idx, "", "resp_listen_host", c->resp_host, sizeof(c->resp_host))) < 0)
+        return rc;
+    c->resp_on = rc > 0;
+    if ((rc = get_num(L, idx, "", "resp_listen_port", 0, 65535, &v)) < 0)
+        return rc;
+    if (rc)
+        c->resp_port = (int)v;
+    lua_getfield(L, idx, "resp_databases");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    n = (int)lua_objlen(L, -1);
+    if (n > MOOR_CFG_MAX_SPACES) {
+        lua_pop(L, 1);
+        return moor_diag(MOOR_EINVAL, "config: more than %d resp_databases", MOOR_CFG_MAX_SPACES);
+    }
+    for (int i = 1; i <= n; i++) {
+        size_t len;
+        const char *s;
+        lua_rawgeti(L, -1, i);
+        s = lua_tolstring(L, -1, &len);
+        if (!s || len == 0 || len >= sizeof(c->resp_dbs[0])) {
+            lua_pop(L, 2);
+            return moor_diag(MOOR_EINVAL, "config: resp_databases[%d] must be a keyspace name", i);
+        }
+        memcpy(c->resp_dbs[c->resp_ndbs], s, len + 1);
+        c->resp_ndbs++;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* seeds = {"host:port", ...} (validated by lua/moor/config.lua). */
 static int read_seeds(lua_State *L, int idx, moor_config_t *c)
 {
@@ -535,6 +576,7 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
     if (rc)
         c->listen_port = (int)v;
     TRY(get_str(L, idx, "", "data_dir", c->data_dir, sizeof(c->data_dir)));
+    TRY(read_resp(L, idx, c));
     TRY(get_str(L, idx, "", "auth_token", c->auth_token, sizeof(c->auth_token)));
     if (sub(L, idx, "engine")) {
         rc = read_engine(L, lua_gettop(L), &c->engine);

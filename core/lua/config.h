@@ -71,6 +71,11 @@ typedef struct moor_config {
     unsigned hints_max_mb;
     unsigned hints_rate_kb_s;
     moor_gossip_params_t gossip; /* moor.gossip{...} */
+    int resp_on;                 /* resp_listen given: a RESP2 port */
+    char resp_host[64];          /* resp_listen = "host:port" */
+    int resp_port;
+    unsigned resp_ndbs;          /* resp_databases: SELECT n; 0 = {"default"} */
+    char resp_dbs[MOOR_CFG_MAX_SPACES][256];
     unsigned nseeds;             /* seeds = {"host:port", ...}: cluster mode when > 0 */
     char seeds[64][128];
     unsigned nspaces;

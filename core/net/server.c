@@ -48,6 +48,20 @@
  * when no connection is left the server closes its own handles and calls
  * done.
  *
+ * RESP (opts.proto): the same reading, writing, limits, deadlines and
+ * lifetime; commands are cut with moor_resp_scan (c->rscan) and their
+ * arguments split into the request's allocation, in front of its copy of
+ * the command.  Every request taken sits on the connection's order queue
+ * (oq_head..oq_tail) until it is answered and every request before it
+ * has been: an early answer is copied aside (`held`, counted as unsent
+ * output) and goes into `out` when its turn comes (conn_resp_release).
+ * A malformed command becomes a queued error answer and ends the
+ * connection, so the error follows the replies before it.  Classes
+ * (opts.resp_class) hold a read back while the connection's writes are
+ * unanswered (read_wait) and a read-then-write back until nothing is in
+ * flight (serial_wait), then nothing after it until it is answered
+ * (serial_busy); a command that must wait stays in `in`, uncut.
+ *
  * Threads: everything here runs on the loop thread.
  */
 #include "server.h"
@@ -71,10 +85,18 @@
 #define SRV_BACKLOG 511
 #define SRV_NOT_ARMED UINT64_MAX
 
-typedef struct srv_req {
+typedef struct srv_req srv_req_t;
+struct srv_req {
     moor_srv_req_t pub; /* first member: a moor_srv_req_t * is a srv_req_t * */
-    char frame[];       /* this request's own copy of its frame */
-} srv_req_t;
+    srv_req_t *onext;   /* RESP: the next request in the connection's order */
+    char *held;         /* RESP: an answer waiting for earlier ones (owned) */
+    size_t hlen;
+    unsigned answered : 1; /* RESP: answered (held, or on its way out) */
+    unsigned serial : 1;   /* RESP: runs alone (MOOR_SRV_RESP_ALONE) */
+    unsigned write : 1;    /* RESP: a write (MOOR_SRV_RESP_WRITE) */
+    /* This request's own copy of its frame (RESP: after its argv array). */
+    char frame[] __attribute__((aligned(8)));
+};
 
 typedef struct srv_write {
     uv_write_t w;
@@ -91,6 +113,10 @@ struct moor_srv_conn {
     moor_srv_conn_t *dirty_next;  /* srv->dirty, when `dirty` */
     moor_buf_t in;                /* read, not yet cut into frames */
     moor_rpc_scan_t scan;         /* progress through the frame at in.data */
+    moor_resp_scan_t rscan;       /* the same, for RESP */
+    srv_req_t *oq_head, *oq_tail; /* RESP: unanswered or held requests, in order */
+    size_t held;                  /* RESP: bytes of answers held in oq (unsent) */
+    unsigned app;                 /* moor_srv_conn_app */
     moor_buf_t out;               /* replies not yet handed to uv_write */
     moor_buf_t *sink;             /* TEST: no socket; "written" bytes land here */
     size_t writing;               /* bytes in uv_write, not completed */
@@ -115,6 +141,10 @@ struct moor_srv_conn {
     unsigned peer : 1;            /* moor_srv_conn_set_peer */
     unsigned must_auth : 1;       /* the auth deadline applies */
     unsigned authed : 2;          /* the application's flags */
+    unsigned serial_wait : 1;     /* RESP: a serial command waits for inflight 0 */
+    unsigned serial_busy : 1;     /* RESP: a serial command is in flight */
+    unsigned read_wait : 1;       /* RESP: a read waits for writes to be answered */
+    unsigned writes;              /* RESP: writes dispatched, unanswered */
     char addr[64];                /* "ip:port" for logs */
 };
 
@@ -166,7 +196,7 @@ void moor_srv_opts_default(moor_srv_opts_t *o)
 
 static size_t conn_unsent(const moor_srv_conn_t *c)
 {
-    return c->out.len + c->writing;
+    return c->out.len + c->writing + c->held;
 }
 
 static size_t conn_soft(const moor_srv_conn_t *c)
@@ -296,6 +326,8 @@ static int conn_may_dispatch(const moor_srv_conn_t *c)
 
     if (c->closing || c->ending || s->stopping || c->inflight >= c->max_inflight)
         return 0;
+    if (c->serial_wait || c->serial_busy || c->read_wait)
+        return 0;
     if (unsent > conn_soft(c))
         return 0;
     return unsent == 0 || s->st.output_bytes <= s->o.output_total;
@@ -395,6 +427,84 @@ static void conn_take_frame(moor_srv_conn_t *c, const char *f, size_t n)
     s->fn(s->ud, &r->pub);
 }
 
+static void conn_resp_enqueue(moor_srv_conn_t *c, srv_req_t *r)
+{
+    moor_srv_t *s = c->srv;
+
+    r->pub.conn = c;
+    r->onext = NULL;
+    if (c->oq_tail)
+        c->oq_tail->onext = r;
+    else
+        c->oq_head = r;
+    c->oq_tail = r;
+    c->refs++;
+    c->inflight++;
+    s->st.inflight++;
+}
+
+/* A RESP command that can never be read: answered with the error, in
+ * order after what came before it, then the connection ends. */
+static void conn_resp_bad(moor_srv_conn_t *c, const char *reason)
+{
+    srv_req_t *r = calloc(1, sizeof(*r));
+    moor_buf_t b = MOOR_BUF_INIT;
+    char why[256];
+
+    snprintf(why, sizeof(why), "%s", reason);
+    c->srv->st.bad_frames++;
+    if (!r || moor_resp_errorf(&b, "ERR %s", why)) {
+        free(r);
+        conn_close(c, why);
+        return;
+    }
+    conn_resp_enqueue(c, r);
+    moor_srv_conn_end(c, why);
+    moor_srv_reply_resp(&r->pub, b.data, b.len);
+    moor_buf_free(&b);
+}
+
+/* Takes one RESP command of argc arguments (0: an empty line, skipped).
+ * 1 if taken, 0 if it must wait (opts.resp_class): a command that runs
+ * alone while others are in flight, a read while writes are. */
+static int conn_take_resp(moor_srv_conn_t *c, const char *f, size_t n, uint32_t argc)
+{
+    moor_srv_t *s = c->srv;
+    size_t av = (size_t)argc * sizeof(moor_resp_arg_t);
+    srv_req_t *r;
+    int kind = MOOR_SRV_RESP_FREE;
+
+    if (argc == 0)
+        return 1;
+    if (!(r = malloc(sizeof(*r) + av + n))) {
+        conn_close(c, "out of memory for a request");
+        return 1;
+    }
+    memset(r, 0, sizeof(*r));
+    memcpy(r->frame + av, f, n);
+    r->pub.argv = (moor_resp_arg_t *)(void *)r->frame;
+    r->pub.argc = argc;
+    moor_resp_split(r->frame + av, n, argc, r->pub.argv, argc); /* cut by the scan: can't fail */
+    if (s->o.resp_class)
+        kind = s->o.resp_class(s->ud, &r->pub);
+    if ((kind == MOOR_SRV_RESP_ALONE && c->inflight) || (kind == MOOR_SRV_RESP_READ && c->writes)) {
+        free(r); /* cut again once the others are answered */
+        if (kind == MOOR_SRV_RESP_ALONE)
+            c->serial_wait = 1; /* req_finish lifts it at inflight 0 */
+        else
+            c->read_wait = 1; /* req_finish lifts it at writes 0 */
+        return 0;
+    }
+    r->serial = kind == MOOR_SRV_RESP_ALONE;
+    r->write = kind == MOOR_SRV_RESP_WRITE;
+    c->serial_busy = r->serial;
+    c->writes += r->write;
+    conn_resp_enqueue(c, r);
+    s->st.requests++;
+    s->fn(s->ud, &r->pub);
+    return 1;
+}
+
 static void conn_consume(moor_srv_conn_t *c, size_t off)
 {
     if (off == 0 || c->closing)
@@ -428,18 +538,36 @@ static void conn_pump(moor_srv_conn_t *c)
     if (c->pumping)
         return;
     c->pumping = 1;
+    int resp = s->o.proto == MOOR_SRV_PROTO_RESP;
+    moor_resp_limits_t lim = {s->o.max_frame, s->o.max_bulk,
+                              s->o.max_frame < MOOR_RESP_MAX_INLINE ? s->o.max_frame
+                                                                    : MOOR_RESP_MAX_INLINE,
+                              MOOR_RESP_MAX_ARGS};
+
     while (off < c->in.len && conn_may_dispatch(c)) {
-        long n = moor_rpc_scan_frame(&c->scan, c->in.data + off, c->in.len - off, s->o.max_frame);
+        uint32_t argc = 0;
+        long n =
+            resp ? moor_resp_scan(&c->rscan, c->in.data + off, c->in.len - off, &lim, &argc)
+                 : moor_rpc_scan_frame(&c->scan, c->in.data + off, c->in.len - off, s->o.max_frame);
         if (n == 0) {
             cut = 1;
             break;
         }
         if (n < 0) {
-            s->st.bad_frames++;
-            conn_close(c, moor_diag_msg((int)n));
+            if (resp) {
+                conn_resp_bad(c, moor_diag_msg((int)n));
+            } else {
+                s->st.bad_frames++;
+                conn_close(c, moor_diag_msg((int)n));
+            }
             break;
         }
-        conn_take_frame(c, c->in.data + off, (size_t)n);
+        if (resp) {
+            if (!conn_take_resp(c, c->in.data + off, (size_t)n, argc))
+                break;
+        } else {
+            conn_take_frame(c, c->in.data + off, (size_t)n);
+        }
         off += (size_t)n;
     }
     conn_consume(c, off);
@@ -642,6 +770,12 @@ static void req_finish(srv_req_t *r)
 
     c->inflight--;
     c->srv->st.inflight--;
+    if (r->serial)
+        c->serial_busy = 0;
+    if (r->write && --c->writes == 0)
+        c->read_wait = 0;
+    if (c->inflight == 0)
+        c->serial_wait = 0;
     free(r);
     conn_mark_dirty(c); /* flush, maybe resume reading */
     conn_unref(c);
@@ -683,6 +817,69 @@ void moor_srv_reply_error(moor_srv_req_t *req, const char *code, const char *msg
     req_finish((srv_req_t *)req);
 }
 
+/* Sends the answers at the head of c's order that are ready, oldest first. */
+static void conn_resp_release(moor_srv_conn_t *c)
+{
+    moor_srv_t *s = c->srv;
+    srv_req_t *r;
+
+    c->refs++; /* req_finish may drop what would be the last reference */
+    while ((r = c->oq_head) && r->answered) {
+        c->oq_head = r->onext;
+        if (!c->oq_head)
+            c->oq_tail = NULL;
+        if (r->held) {
+            c->held -= r->hlen;
+            if (!c->closing) { /* a closing conn's bytes left the total at close */
+                s->st.output_bytes -= r->hlen;
+                if (moor_buf_append(&c->out, r->held, r->hlen))
+                    conn_close(c, "out of memory for a reply");
+                else
+                    conn_added_output(c, r->hlen);
+            }
+            free(r->held);
+        }
+        req_finish(r);
+    }
+    conn_unref(c);
+}
+
+void moor_srv_reply_resp(moor_srv_req_t *req, const char *data, size_t len)
+{
+    srv_req_t *r = (srv_req_t *)req;
+    moor_srv_conn_t *c = req->conn;
+
+    r->answered = 1;
+    if (!c->closing && r != c->oq_head) { /* earlier answers are still due */
+        if (!(r->held = malloc(len ? len : 1))) {
+            conn_close(c, "out of memory for a reply");
+            return;
+        }
+        memcpy(r->held, data, len);
+        r->hlen = len;
+        c->held += len;
+        conn_added_output(c, len);
+        return;
+    }
+    if (!c->closing) {
+        if (moor_buf_append(&c->out, data, len))
+            conn_close(c, "out of memory for a reply");
+        else
+            conn_added_output(c, len);
+    }
+    conn_resp_release(c);
+}
+
+unsigned moor_srv_conn_app(const moor_srv_conn_t *c)
+{
+    return c->app;
+}
+
+void moor_srv_conn_set_app(moor_srv_conn_t *c, unsigned v)
+{
+    c->app = v;
+}
+
 int moor_srv_conn_authed(const moor_srv_conn_t *c)
 {
     return c->authed;
@@ -712,7 +909,8 @@ void moor_srv_conn_end(moor_srv_conn_t *c, const char *why)
 {
     if (c->closing || c->ending)
         return;
-    moor_log_warn("rpc: ending connection from %s: %s", c->addr, why ? why : "");
+    if (why)
+        moor_log_warn("rpc: ending connection from %s: %s", c->addr, why);
     c->ending = 1;
     conn_update_reading(c);
     conn_mark_dirty(c);
@@ -900,6 +1098,7 @@ static moor_srv_conn_t *conn_new(moor_srv_t *s)
     c->tcp.data = c->timer.data = c;
     c->refs = 2; /* the two handles */
     moor_rpc_scan_init(&c->scan);
+    moor_resp_scan_init(&c->rscan);
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -1045,6 +1244,8 @@ static void srv_fill_opts(moor_srv_opts_t *dst, const moor_srv_opts_t *o)
         dst->output_hard = def.output_hard;
     if (!dst->output_total)
         dst->output_total = def.output_total;
+    if (!dst->max_bulk || dst->max_bulk > dst->max_frame)
+        dst->max_bulk = dst->max_frame;
     dst->host = NULL; /* borrowed by start only */
 }
 

@@ -40,6 +40,20 @@
  * frame_timeout_ms closes one whose frame, begun, is not complete in that
  * time (while the server reads it: a paused connection is not late).
  *
+ * Protocols: a server speaks one, chosen by opts.proto.  MessagePack-RPC
+ * is described above.  RESP (resp.h) cuts commands with moor_resp_scan
+ * (max_frame per command, max_bulk per argument) and dispatches them with
+ * their arguments split (req->argc, req->argv); the application answers
+ * with moor_srv_reply_resp, and answers go out strictly in request order:
+ * an answer made before those of earlier requests is held (its bytes
+ * count as unsent output for the caps) until they have gone out.  A
+ * malformed command is answered with the error in request order and the
+ * connection is closed once that is written.  opts.resp_class sorts
+ * commands so that a pipeline sees its own writes: a read is dispatched
+ * only once every earlier write is answered; a command that runs alone
+ * only once every earlier command is, and nothing after it until it is;
+ * writes and free commands go at once.
+ *
  * Slots: max_conns connections are accepted as clients.  Beyond them,
  * peer_conns more are kept for cluster peers: such a connection must come
  * from an address peer_ip_ok accepts and become a peer
@@ -56,10 +70,21 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "resp.h"
 #include "rpc.h"
+
+#define MOOR_SRV_PROTO_MSGPACK 0
+#define MOOR_SRV_PROTO_RESP 1
+
+/* RESP command classes (opts.resp_class). */
+#define MOOR_SRV_RESP_FREE 0  /* touches no data: goes at once */
+#define MOOR_SRV_RESP_READ 1  /* waits until earlier writes are answered */
+#define MOOR_SRV_RESP_WRITE 2 /* goes at once; later reads wait for it */
+#define MOOR_SRV_RESP_ALONE 3 /* read-then-write: runs alone on its connection */
 
 typedef struct moor_srv moor_srv_t;
 typedef struct moor_srv_conn moor_srv_conn_t;
+typedef struct moor_srv_req moor_srv_req_t;
 
 /* Zero means "the default" for max_frame, max_conns, max_inflight,
  * peer_inflight and the output caps, and "none" for the timeouts and
@@ -82,13 +107,21 @@ typedef struct moor_srv_opts {
     /* May a connection from ip (numeric, IPv4 for v4-mapped addresses)
      * take a peer slot?  Called with the dispatch ud; NULL: any may. */
     int (*peer_ip_ok)(void *ud, const char *ip);
+    int proto;       /* MOOR_SRV_PROTO_MSGPACK (default) or MOOR_SRV_PROTO_RESP */
+    size_t max_bulk; /* RESP: bytes of one argument; default max_frame */
+    /* RESP: the MOOR_SRV_RESP_* class of a command (see above), called
+     * with the dispatch ud and the request about to be dispatched (only
+     * argc and argv are set); NULL: every command is free. */
+    int (*resp_class)(void *ud, const moor_srv_req_t *req);
 } moor_srv_opts_t;
 
-typedef struct moor_srv_req {
-    moor_rpc_req_t rpc;    /* method and params borrow from the frame */
+struct moor_srv_req {
+    moor_rpc_req_t rpc;    /* MessagePack: method and params borrow from the frame */
+    uint32_t argc;         /* RESP: the command's arguments (>= 1), ... */
+    moor_resp_arg_t *argv; /* ... borrowed from the request's frame */
     moor_srv_conn_t *conn; /* for auth state; valid until answered */
     void *app;             /* free for the application's use */
-} moor_srv_req_t;
+};
 
 /* Called on the loop thread for every well-formed request. */
 typedef void (*moor_srv_dispatch_fn)(void *ud, moor_srv_req_t *req);
@@ -107,6 +140,11 @@ int moor_srv_port(const moor_srv_t *s); /* the bound port */
 void moor_srv_reply(moor_srv_req_t *req, const char *result, size_t rlen);
 void moor_srv_reply_error(moor_srv_req_t *req, const char *code, const char *msg);
 
+/* Answers a RESP request (which is freed) with encoded RESP bytes (copied);
+ * they go out after the answers of every earlier request.  Can't fail: out
+ * of memory closes the connection. */
+void moor_srv_reply_resp(moor_srv_req_t *req, const char *data, size_t len);
+
 /* Per-connection authentication state (for `auth` and NOAUTH): the
  * application's flags, stored as given (two bits).  Non-zero flags meet
  * the auth deadline of a client-slot connection. */
@@ -120,6 +158,11 @@ void moor_srv_conn_set_authed(moor_srv_conn_t *c, int authed);
  * slots included).  Can't fail. */
 void moor_srv_conn_set_peer(moor_srv_conn_t *c);
 
+/* A word of the application's per-connection state (RESP: the selected
+ * database), 0 at accept.  Can't fail. */
+unsigned moor_srv_conn_app(const moor_srv_conn_t *c);
+void moor_srv_conn_set_app(moor_srv_conn_t *c, unsigned v);
+
 /* 1 when c holds one of the peer_conns slots (and so must become a peer
  * by its auth deadline). */
 int moor_srv_conn_reserved(const moor_srv_conn_t *c);
@@ -127,7 +170,8 @@ int moor_srv_conn_reserved(const moor_srv_conn_t *c);
 /* Ends c: nothing more is read or dispatched; it closes once every
  * request taken is answered and the answers are written (or, if the
  * client does not read them, at idle_timeout_ms).  why is logged as a
- * WARN with the peer's address. */
+ * WARN with the peer's address; NULL: an ordinary end (RESP QUIT), not
+ * logged. */
 void moor_srv_conn_end(moor_srv_conn_t *c, const char *why);
 
 typedef struct moor_srv_stats {

@@ -19,6 +19,7 @@
 #include "lua/host.h"
 #include "net/server.h"
 #include "node.h"
+#include "server/resp.h"
 #include "util/err.h"
 #include "util/limits.h"
 #include "util/log.h"
@@ -33,6 +34,9 @@ typedef struct daemon {
     moor_lua_t *lua;
     moor_node_t *node;
     moor_srv_t *srv;
+    moor_srv_t *rsrv;    /* the RESP port (resp_listen), or NULL */
+    moor_respd_t *respd; /* its commands */
+    int servers_running; /* servers not yet drained at stop */
     uv_signal_t sigint, sigterm;
     int stopping;
 } daemon_t;
@@ -92,11 +96,13 @@ static void cluster_closed(void *ud)
     uv_close((uv_handle_t *)&d->sigterm, NULL);
 }
 
-/* The server has drained: stop cluster work, then close the rest. */
+/* Every server has drained: stop cluster work, then close the rest. */
 static void closed_all(void *ud)
 {
     daemon_t *d = ud;
 
+    if (--d->servers_running > 0)
+        return;
     moor_node_leave_cluster(d->node, cluster_closed, d);
 }
 
@@ -110,6 +116,9 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     d->stopping = 1;
     moor_log_info("signal %d: draining in-flight requests", signum);
+    d->servers_running = d->rsrv ? 2 : 1;
+    if (d->rsrv)
+        moor_srv_stop(d->rsrv, closed_all, d);
     moor_srv_stop(d->srv, closed_all, d);
 }
 
@@ -163,6 +172,30 @@ static int parse_args(int argc, char **argv, const char **config, int *check, co
     return *config ? 0 : 1;
 }
 
+/* The RESP port: the same limits, auth and back-pressure as the
+ * MessagePack port (so: its options), on the same loop. */
+static int start_resp(daemon_t *d, const moor_srv_opts_t *msgpack_opts)
+{
+    moor_srv_opts_t so = *msgpack_opts;
+    int rc;
+
+    so.host = d->cfg.resp_host;
+    so.port = d->cfg.resp_port;
+    so.proto = MOOR_SRV_PROTO_RESP;
+    so.max_bulk = d->cfg.value_max;
+    so.peer_conns = 0; /* peers never speak RESP */
+    so.peer_ip_ok = NULL;
+    so.resp_class = moor_respd_class;
+    moor_respd_set_node(d->respd, d->node);
+    if ((rc = moor_srv_start(d->loop, &so, moor_respd_dispatch, d->respd, &d->rsrv)))
+        return moor_diag_wrap(rc, rc, "resp_listen");
+    moor_respd_set_server(d->respd, d->rsrv);
+    printf("moord: node %s speaks RESP on %s:%d\n", d->cfg.node, d->cfg.resp_host,
+           moor_srv_port(d->rsrv));
+    moor_log_info("RESP listening on %s:%d", d->cfg.resp_host, moor_srv_port(d->rsrv));
+    return 0;
+}
+
 static int start(daemon_t *d, const char *config, int check, const config_arg_t *args, int nargs)
 {
     moor_lua_opts_t lo = {0};
@@ -197,6 +230,8 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
                              "peers reach this node at, not %s",
                              d->cfg.listen_host);
     }
+    if ((rc = moor_respd_new(&d->cfg, &d->respd)))
+        return rc;
     if (check) {
         printf("moord: %s is valid (node %s, listen %s:%d)\n", config, d->cfg.node,
                d->cfg.listen_host, d->cfg.listen_port);
@@ -244,6 +279,8 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
     if ((rc = moor_srv_start(d->loop, &so, moor_node_dispatch, d->node, &d->srv)))
         return rc;
     moor_node_set_server(d->node, d->srv);
+    if (d->cfg.resp_on && (rc = start_resp(d, &so)))
+        return rc;
     if (moor_config_clustered(&d->cfg)) {
         char self[160];
         const char *h = d->cfg.listen_host;
@@ -288,6 +325,7 @@ int main(int argc, char **argv)
     rc = start(&d, config, check, args, nargs);
     if (rc == 1) { /* --check */
         moor_lua_free(d.lua);
+        moor_respd_free(d.respd);
         return 0;
     }
     if (rc) {
@@ -296,6 +334,8 @@ int main(int argc, char **argv)
          * the listener too, when the cluster was what failed. */
         if (d.srv)
             moor_srv_stop(d.srv, srv_stopped, NULL);
+        if (d.rsrv)
+            moor_srv_stop(d.rsrv, srv_stopped, NULL);
         if (d.node) {
             moor_node_set_lua(d.node, NULL);
             moor_node_leave_cluster(d.node, NULL, NULL);
@@ -305,12 +345,18 @@ int main(int argc, char **argv)
         uv_run(d.loop, UV_RUN_DEFAULT);
         if (d.srv)
             moor_srv_free(d.srv);
+        if (d.rsrv)
+            moor_srv_free(d.rsrv);
+        moor_respd_free(d.respd);
         uv_loop_close(d.loop);
         return 2;
     }
     uv_run(d.loop, UV_RUN_DEFAULT);
     if (d.srv)
         moor_srv_free(d.srv);
+    if (d.rsrv)
+        moor_srv_free(d.rsrv);
+    moor_respd_free(d.respd);
     uv_loop_close(d.loop);
     return 0;
 }

@@ -24,6 +24,7 @@ must be one of always, interval, none, got 'sometimes'".
 The normalised table holds only what the config set (C fills the rest
 with its defaults): node, listen_host, listen_port, data_dir, auth_token,
 engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, hints{...}, seeds,
+resp_listen_host, resp_listen_port, resp_databases = {name, ...},
 sibling_warn, sibling_max,
 spaces = { {name, n, r, w, resolver, sloppy, sibling_warn, sibling_max}, ... }, resolvers = {name = fn},
 handlers = {name = {fn, instructions, timeout_ms}}, gossip{...},
@@ -207,6 +208,14 @@ M.schema = {
     listen = listen,
     data_dir = str(4095),
     seeds = list(listen, 64),
+    resp_listen = listen,
+    resp_databases = function(where, v)
+        local names = list(str(255, nil, "a keyspace name (1..255 bytes)"), 64)(where, v)
+        if #names == 0 then
+            fail("%s must name at least one keyspace (index 0 is database 0)", where)
+        end
+        return names
+    end,
     cluster_secret = function(where, v)
         if type(v) ~= "string" or #v == 0 or #v > 255 then
             fail("%s must be a string of 1..255 bytes, got %s", where, show(v))
@@ -398,6 +407,8 @@ function C:cfg(t)
     for k, x in pairs(v) do
         if k == "listen" then
             out.listen_host, out.listen_port = M.split_listen(x)
+        elseif k == "resp_listen" then
+            out.resp_listen_host, out.resp_listen_port = M.split_listen(x)
         elseif k ~= "plugins" then
             out[k] = x
         end

@@ -144,6 +144,29 @@ describe("moor.config", function()
         assert.are.equal(0, t.listen_port)
     end)
 
+    it("takes a RESP port and its databases", function()
+        local t = load(function(m)
+            m.cfg({ node = "n1", resp_listen = "127.0.0.1:6379",
+                    resp_databases = { "default", "sessions" } })
+        end)
+        assert.are.equal("127.0.0.1", t.resp_listen_host)
+        assert.are.equal(6379, t.resp_listen_port)
+        assert.are.same({ "default", "sessions" }, t.resp_databases)
+        assert.is_nil(t.resp_listen)
+        t = load(function(m) m.cfg({ node = "n1" }) end)
+        assert.is_nil(t.resp_listen_host)
+        for _, bad in ipairs({ "6379", "localhost:6379", "127.0.0.1:70000", 6379 }) do
+            fails(function(m) m.cfg({ node = "n1", resp_listen = bad }) end,
+                  "moor.cfg: resp_listen must be 'host:port'")
+        end
+        fails(function(m) m.cfg({ node = "n1", resp_databases = {} }) end,
+              "moor.cfg: resp_databases must name at least one keyspace")
+        fails(function(m) m.cfg({ node = "n1", resp_databases = { "default", "" } }) end,
+              "moor.cfg: resp_databases[2] must be a keyspace name")
+        fails(function(m) m.cfg({ node = "n1", resp_databases = "default" }) end,
+              "moor.cfg: resp_databases must be a list")
+    end)
+
     it("checks spaces and their resolvers", function()
         fails(function(m) m.cfg({ node = "n1" }); m.space("carts", { resolver = "set_union" }) end,
               "moor.space('carts'): resolver 'set_union' is not registered")

@@ -21,10 +21,11 @@ CPU per request:
   background flushes and compactions (zstd, table building)
   other      the rest (libc copies and compares, Lua, ...)
 
-usage: profile_node.py [--build DIR] [--moord PATH] [--ratio R] [--pipeline N]
-                       [--duration S] [--keys N] [--top N]
---moord profiles another build's moord with this build's client (before and
-after a change, in one run).  Needs perf (linux-perf); software events
+usage: profile_node.py [--build DIR] [--moord PATH] [--before PATH [--rounds N]]
+                       [--ratio R] [--pipeline N] [--duration S] [--keys N] [--top N]
+--moord profiles another build's moord with this build's client; --before
+OLD profiles OLD and then --moord (the build's) in turn, --rounds times,
+and prints both and their ratios: a before/after in one run.  Needs perf (linux-perf); software events
 only.
 """
 import argparse
@@ -98,20 +99,9 @@ def bench(moor, port, ratio, pipeline, duration, keys):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--moord", help="the moord to profile (default: the build's)")
-    ap.add_argument("--ratio", type=float, default=0.0, help="get fraction (0: puts)")
-    ap.add_argument("--pipeline", type=int, default=16)
-    ap.add_argument("--duration", type=float, default=5)
-    ap.add_argument("--keys", type=int, default=100000)
-    ap.add_argument("--top", type=int, default=12, help="symbols to list")
-    a = ap.parse_args()
-    if not shutil.which("perf"):
-        sys.exit("profile_node.py needs perf (apt-get install linux-perf)")
-    moord = a.moord or os.path.join(a.build, "moord")
-    moor = os.path.join(a.build, "moor")
+def profile_once(moord, moor, a):
+    """One moord: fill, then profile a.duration seconds of the workload.
+    (bench result, {category: samples}, [(samples, symbol)])."""
     tmp = tempfile.mkdtemp(prefix="moor-prof-")
     port = free_port()
     conf = os.path.join(tmp, "node.lua")
@@ -151,26 +141,76 @@ def main():
         n, sym = int(m.group(1)), m.group(2)
         syms.append((n, sym))
         samples[category(sym)] = samples.get(category(sym), 0) + n
-    total = sum(samples.values()) or 1
-    cpu_s = total / 2000.0
-    ops = res["ops"]
+    return res, samples, syms
+
+
+ORDER = ["syscalls", "parsing", "alloc", "skiplist", "lookup", "write", "codec", "coord",
+         "server", "background", "other"]
+
+
+def us_per_req(res, samples):
+    return sum(samples.values()) / 2000.0 * 1e6 / max(1, res["ops"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--moord", help="the moord to profile (default: the build's)")
+    ap.add_argument("--before", help="another moord (an older build) to profile in turn with "
+                    "--moord, round after round, for a before/after in one run")
+    ap.add_argument("--rounds", type=int, default=1, help="with --before: rounds of each")
+    ap.add_argument("--ratio", type=float, default=0.0, help="get fraction (0: puts)")
+    ap.add_argument("--pipeline", type=int, default=16)
+    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--keys", type=int, default=100000)
+    ap.add_argument("--top", type=int, default=12, help="symbols to list")
+    a = ap.parse_args()
+    if not shutil.which("perf"):
+        sys.exit("profile_node.py needs perf (apt-get install linux-perf)")
+    moord = a.moord or os.path.join(a.build, "moord")
+    moor = os.path.join(a.build, "moor")
     kind = "puts" if a.ratio == 0 else "gets" if a.ratio == 1 else "%.0f%% gets" % (a.ratio * 100)
-    print("%s, pipeline %d, %d conns: %.0f ops/s, p99 %.0f us; node CPU %.2f s for %d "
-          "requests = %.2f us per request" % (kind, a.pipeline, 50, res["ops_per_sec"],
-                                               res["p99_us"], cpu_s, ops, cpu_s * 1e6 / ops))
-    print("%-11s %6s %9s" % ("category", "share", "us/req"))
-    order = ["syscalls", "parsing", "alloc", "skiplist", "lookup", "write", "codec", "coord", "server",
-             "background", "other"]
-    for cat in order:
-        n = samples.get(cat, 0)
-        print("%-11s %5.1f%% %9.2f" % (cat, 100.0 * n / total, cpu_s * 1e6 / ops * n / total))
-    print("top symbols:")
-    for n, sym in sorted(syms, reverse=True)[:a.top]:
-        print("  %5.1f%%  %-10s %s" % (100.0 * n / total, category(sym), sym))
+    runs = {"after": []}
+    if a.before:
+        runs["before"] = []
+    for _ in range(a.rounds if a.before else 1):
+        for which in (["before", "after"] if a.before else ["after"]):
+            runs[which].append(profile_once(a.before if which == "before" else moord, moor, a))
     import json
-    print(json.dumps({"profile": kind, "pipeline": a.pipeline, "ops_per_sec": res["ops_per_sec"],
-                      "us_per_req": cpu_s * 1e6 / ops,
-                      "shares": {c: samples.get(c, 0) / total for c in order}}))
+    summary = {}
+    for which, rs in runs.items():
+        # the round with the median CPU per request stands for the build
+        rs.sort(key=lambda r: us_per_req(r[0], r[1]))
+        res, samples, syms = rs[len(rs) // 2]
+        total = sum(samples.values()) or 1
+        per = us_per_req(res, samples)
+        summary[which] = (res, samples, per)
+        print("%s%s, pipeline %d, 50 conns: %.0f ops/s, p99 %.0f us; node CPU %.2f us per "
+              "request (median of %d)" % ("%s: " % which if a.before else "", kind, a.pipeline,
+                                           res["ops_per_sec"], res["p99_us"], per, len(rs)))
+        print("%-11s %6s %9s" % ("category", "share", "us/req"))
+        for cat in ORDER:
+            n = samples.get(cat, 0)
+            print("%-11s %5.1f%% %9.2f" % (cat, 100.0 * n / total, per * n / total))
+        print("top symbols:")
+        for n, sym in sorted(syms, reverse=True)[:a.top]:
+            print("  %5.1f%%  %-10s %s" % (100.0 * n / total, category(sym), sym))
+        print(json.dumps({"profile": kind, "build": which, "pipeline": a.pipeline,
+                          "ops_per_sec": res["ops_per_sec"], "p99_us": res["p99_us"],
+                          "us_per_req": per,
+                          "shares": {c: samples.get(c, 0) / total for c in ORDER}}))
+        print()
+    if a.before:
+        b, f = summary["before"], summary["after"]
+        print("after/before: ops/s %.2fx, CPU per request %.2fx, p99 %.2fx" % (
+            f[0]["ops_per_sec"] / max(1e-9, b[0]["ops_per_sec"]), f[2] / max(1e-9, b[2]),
+            f[0]["p99_us"] / max(1e-9, b[0]["p99_us"])))
+        print("%-11s %10s %10s" % ("us/req", "before", "after"))
+        for cat in ORDER:
+            bt = sum(b[1].values()) or 1
+            ft = sum(f[1].values()) or 1
+            print("%-11s %10.2f %10.2f" % (cat, b[2] * b[1].get(cat, 0) / bt,
+                                           f[2] * f[1].get(cat, 0) / ft))
 
 
 if __name__ == "__main__":

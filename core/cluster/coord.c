@@ -75,24 +75,93 @@ void answer_fmt(moor_coord_done_fn done, void *arg, int code, const char *fmt, .
 
 /* ---- ops: lifetime ------------------------------------------------------------------ */
 
-op_t *op_new(moor_coord_t *c, int kind, uint32_t nslots)
-{
-    op_t *op = calloc(1, sizeof(*op) + nslots * sizeof(slot_t));
+/* Ops kept for reuse (at most), and the buffer capacity a kept op may
+ * hold on to: an op per request in flight, with its buffers, is the
+ * allocation a request would otherwise make most often. */
+#define OP_SPARE_MAX 1024
+#define OP_SPARE_BUF (4u << 10)
 
+/* The buffers of op (cap at most MOOR_COORD_N_MAX * 4), for clearing and
+ * keeping across reuse. */
+static void op_bufs(op_t *op, moor_buf_t **b, uint32_t *nb)
+{
+    uint32_t k = 0;
+
+    b[k++] = &op->sk, b[k++] = &op->ekey, b[k++] = &op->rec, b[k++] = &op->result;
+    b[k++] = &op->value, b[k++] = &op->seen, b[k++] = &op->base;
+    for (uint32_t i = 0; i < op->cap; i++)
+        b[k++] = &op->slot[i].rec;
+    *nb = k;
+}
+
+#define OP_BUFS_MAX (7 + MOOR_COORD_N_MAX * 4)
+
+/* A spare op with room for nslots, its buffers empty but kept; NULL if
+ * none fits. */
+static op_t *op_take_spare(moor_coord_t *c, uint32_t nslots)
+{
+    op_t **pp = &c->spare, *op;
+    moor_buf_t keep[OP_BUFS_MAX], *b[OP_BUFS_MAX];
+    uint32_t nb, cap;
+
+    for (; (op = *pp); pp = &op->spare_next)
+        if (op->cap >= nslots)
+            break;
     if (!op)
         return NULL;
+    *pp = op->spare_next;
+    c->nspare--;
+    cap = op->cap;
+    op_bufs(op, b, &nb);
+    for (uint32_t i = 0; i < nb; i++)
+        keep[i] = *b[i];
+    memset(op, 0, sizeof(*op) + cap * sizeof(slot_t));
+    op->cap = cap;
+    op_bufs(op, b, &nb);
+    for (uint32_t i = 0; i < nb; i++) {
+        *b[i] = keep[i];
+        b[i]->len = 0;
+    }
+    return op;
+}
+
+op_t *op_new(moor_coord_t *c, int kind, uint32_t nslots)
+{
+    op_t *op = nslots <= MOOR_COORD_N_MAX * 4 ? op_take_spare(c, nslots) : NULL;
+
+    if (!op) {
+        /* at least 4 slots, so a kept op fits most later requests */
+        uint32_t cap = nslots < 4 ? 4 : nslots;
+        if (!(op = calloc(1, sizeof(*op) + cap * sizeof(slot_t))))
+            return NULL;
+        op->cap = cap;
+    }
     op->c = c;
     op->kind = kind;
     op->refs = 1; /* the start guard */
     op->n = op->nslots = op->used = nslots;
     op->answered = 1; /* until a done is set */
-    for (uint32_t i = 0; i < nslots; i++)
+    for (uint32_t i = 0; i < op->cap; i++)
         op->slot[i].op = op;
     op->next = c->ops;
     if (c->ops)
         c->ops->prev = op;
     c->ops = op;
     return op;
+}
+
+static void op_free(op_t *op)
+{
+    for (uint32_t i = 0; i < op->cap; i++)
+        moor_buf_free(&op->slot[i].rec);
+    moor_buf_free(&op->sk);
+    moor_buf_free(&op->ekey);
+    moor_buf_free(&op->rec);
+    moor_buf_free(&op->result);
+    moor_buf_free(&op->value);
+    moor_buf_free(&op->seen);
+    moor_buf_free(&op->base);
+    free(op);
 }
 
 void op_unlink(op_t *op)
@@ -110,18 +179,26 @@ void op_unref(op_t *op)
 {
     if (--op->refs)
         return;
-    if (op->c)
-        op_unlink(op);
-    for (uint32_t i = 0; i < op->nslots; i++)
-        moor_buf_free(&op->slot[i].rec);
-    moor_buf_free(&op->sk);
-    moor_buf_free(&op->ekey);
-    moor_buf_free(&op->rec);
-    moor_buf_free(&op->result);
-    moor_buf_free(&op->value);
-    moor_buf_free(&op->seen);
-    moor_buf_free(&op->base);
-    free(op);
+    moor_coord_t *c = op->c;
+    moor_buf_t *b[OP_BUFS_MAX];
+    uint32_t nb;
+
+    if (!c) { /* detached: the coordinator is gone */
+        op_free(op);
+        return;
+    }
+    op_unlink(op);
+    if (c->nspare >= OP_SPARE_MAX || op->cap > MOOR_COORD_N_MAX * 4) {
+        op_free(op);
+        return;
+    }
+    op_bufs(op, b, &nb);
+    for (uint32_t i = 0; i < nb; i++)
+        if (b[i]->cap > OP_SPARE_BUF)
+            moor_buf_free(b[i]);
+    op->spare_next = c->spare;
+    c->spare = op;
+    c->nspare++;
 }
 
 void op_set_done(op_t *op, moor_coord_done_fn done, void *arg)
@@ -628,6 +705,10 @@ void moor_coord_free(moor_coord_t *c)
         op_unlink(op);
         op->c = NULL;
         op_unref(op);
+    }
+    while ((op = c->spare)) {
+        c->spare = op->spare_next;
+        op_free(op);
     }
     moor_ring_free(c->ring);
     for (uint32_t i = 0; i < c->npending; i++)

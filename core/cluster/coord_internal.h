@@ -99,22 +99,24 @@ struct op {
     int finished;      /* get: read repair decided */
     moor_coord_done_fn done;
     void *arg;
-    uint32_t n;          /* replicas asked at first (slots 0..n-1): the first n healthy */
-    uint32_t pn;         /* the space's n (a write's pending owners are its first pn) */
-    uint32_t nslots;     /* slots: n, then spares a write may ask instead of a silent one */
-    uint32_t used;       /* slots asked (n <= used <= nslots) */
-    uint32_t need;       /* r or w; 0 for background writes */
-    uint32_t ok, failed; /* get: replies (found or not) and failures; write: acks that
-                          * count toward W and positions that cannot give one */
-    uint32_t found;      /* get: replies with a record */
-    uint32_t replied;    /* slots that answered or failed (of used) */
-    uint32_t fb_acks;    /* write: fallback acks counted toward W */
-    int sloppy;          /* write: fallbacks' acks count */
-    int receipt;         /* answer with a receipt (waits for every slot or the deadline) */
-    int overwrite;       /* write: descend everything seen (moor_coord_req_t.overwrite) */
-    int built;           /* write: rec was built on this node's record in this turn */
-    int waited;          /* get: counted in notfound_waits */
-    uint64_t deadline;   /* clock time of the deadline (0: none) */
+    uint32_t n;            /* replicas asked at first (slots 0..n-1): the first n healthy */
+    uint32_t pn;           /* the space's n (a write's pending owners are its first pn) */
+    uint32_t nslots;       /* slots: n, then spares a write may ask instead of a silent one */
+    uint32_t cap;          /* slots allocated (a reused op may have more than nslots) */
+    struct op *spare_next; /* in c->spare while kept for reuse */
+    uint32_t used;         /* slots asked (n <= used <= nslots) */
+    uint32_t need;         /* r or w; 0 for background writes */
+    uint32_t ok, failed;   /* get: replies (found or not) and failures; write: acks that
+                            * count toward W and positions that cannot give one */
+    uint32_t found;        /* get: replies with a record */
+    uint32_t replied;      /* slots that answered or failed (of used) */
+    uint32_t fb_acks;      /* write: fallback acks counted toward W */
+    int sloppy;            /* write: fallbacks' acks count */
+    int receipt;           /* answer with a receipt (waits for every slot or the deadline) */
+    int overwrite;         /* write: descend everything seen (moor_coord_req_t.overwrite) */
+    int built;             /* write: rec was built on this node's record in this turn */
+    int waited;            /* get: counted in notfound_waits */
+    uint64_t deadline;     /* clock time of the deadline (0: none) */
     uint32_t timeout_ms;
     uint32_t tries;        /* forward: replicas tried */
     uint32_t next_slot;    /* forward: the next slot to try */
@@ -139,6 +141,8 @@ struct op {
 };
 
 struct moor_coord {
+    op_t *spare; /* finished ops kept for reuse, with their buffers (op_new) */
+    uint32_t nspare;
     uint8_t idlen;
     char id[MOOR_VC_ID_MAX];
     moor_clock_if_t clock;

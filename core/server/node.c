@@ -41,6 +41,8 @@
 
 typedef struct wdone wdone_t;
 
+#define WDONE_SPARE_MAX 1024
+
 /* A store write of the coordinator, queued on the engine: its done runs
  * on the loop once the write is durable. */
 struct wdone {
@@ -68,10 +70,15 @@ struct moor_node {
     unsigned pending; /* writes queued on the engine, not yet answered */
     uint64_t start_ms;
     uint64_t n_get, n_put, n_del, n_call, n_err;
-    moor_record_t rrec; /* scratch of the resolver hook */
-    moor_vclock_t rvc;  /* its ctx */
-    moor_buf_t out;     /* scratch: one answer at a time on the loop */
+    moor_record_t rrec;  /* scratch of the resolver hook */
+    moor_vclock_t rvc;   /* its ctx */
+    moor_buf_t out;      /* scratch: one answer at a time on the loop */
+    moor_batch_t *batch; /* scratch of queue_write */
+    wdone_t *wspare;     /* completion records kept for reuse (loop thread) */
+    unsigned nwspare;
 };
+
+static void wdone_free(moor_node_t *n, wdone_t *w);
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -119,7 +126,7 @@ static void drain_done(uv_async_t *a)
         next = w->next;
         n->pending--;
         w->sdone(w->sarg, w->status);
-        free(w);
+        wdone_free(n, w);
     }
 }
 
@@ -129,20 +136,43 @@ static void drain_done(uv_async_t *a)
 static int queue_write(moor_node_t *n, const char *key, size_t klen, const char *rec, size_t rlen,
                        wdone_t *w)
 {
-    moor_batch_t *b = moor_batch_new();
+    moor_batch_t *b = n->batch; /* the engine copies it: one serves every write */
     int rc;
 
-    if (!b || moor_batch_put(b, key, klen, rec, rlen)) {
-        moor_batch_free(b);
+    moor_batch_clear(b);
+    if (moor_batch_put(b, key, klen, rec, rlen))
         return MOOR_ENOMEM;
-    }
     w->node = n;
     rc = moor_engine_write_async_deferred(n->engine, b, write_done, w);
     n->kick_needed = 1;
-    moor_batch_free(b);
     if (rc == 0)
         n->pending++;
     return rc;
+}
+
+/* A completion record: a kept one, or a new one. */
+static wdone_t *wdone_new(moor_node_t *n)
+{
+    wdone_t *w = n->wspare;
+
+    if (!w)
+        return calloc(1, sizeof(*w));
+    n->wspare = w->next;
+    n->nwspare--;
+    memset(w, 0, sizeof(*w));
+    return w;
+}
+
+/* Keeps w for reuse (up to WDONE_SPARE_MAX), else frees it. */
+static void wdone_free(moor_node_t *n, wdone_t *w)
+{
+    if (n->nwspare >= WDONE_SPARE_MAX) {
+        free(w);
+        return;
+    }
+    w->next = n->wspare;
+    n->wspare = w;
+    n->nwspare++;
 }
 
 /* ---- params ------------------------------------------------------------------ */
@@ -1154,7 +1184,7 @@ static int store_put(void *ud, const char *key, size_t klen, const char *rec, si
                      moor_store_done_fn done, void *arg)
 {
     moor_node_t *n = ud;
-    wdone_t *w = calloc(1, sizeof(*w));
+    wdone_t *w = wdone_new(n);
     int rc;
 
     if (!w)
@@ -1162,7 +1192,7 @@ static int store_put(void *ud, const char *key, size_t klen, const char *rec, si
     w->sdone = done;
     w->sarg = arg;
     if ((rc = queue_write(n, key, klen, rec, rlen, w)))
-        free(w);
+        wdone_free(n, w);
     return rc;
 }
 
@@ -1393,8 +1423,14 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
     n->cfg = *cfg;
     n->start_ms = moor_clock_mono_ms();
     pthread_mutex_init(&n->qmu, NULL);
+    if (!(n->batch = moor_batch_new())) {
+        pthread_mutex_destroy(&n->qmu);
+        free(n);
+        return MOOR_ENOMEM;
+    }
     rc = moor_engine_open(cfg->data_dir, &cfg->engine, &n->engine);
     if (rc) {
+        moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
         free(n);
         return rc;
@@ -1406,6 +1442,7 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         if (n->solo)
             moor_solo_close(n->solo, NULL, NULL);
         moor_engine_close(n->engine);
+        moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
         free(n);
         return rc;
@@ -1439,6 +1476,12 @@ static void free_after_close(uv_handle_t *h)
     moor_node_t *n = h->data;
 
     moor_buf_free(&n->out);
+    moor_batch_free(n->batch);
+    while (n->wspare) {
+        wdone_t *w = n->wspare;
+        n->wspare = w->next;
+        free(w);
+    }
     pthread_mutex_destroy(&n->qmu);
     free(n);
 }

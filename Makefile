@@ -9,7 +9,9 @@
 #                N executions instead, FUZZ_SECONDS still the bound;
 #                FUZZ_TARGETS="rpc conn": only those)
 #   make bench   build + scripts/bench.sh (engine) + scripts/bench_node.py (node vs Redis)
-#                + scripts/bench_cluster.py (3-node cluster vs one node)
+#                + scripts/bench_cluster.py (3-node cluster vs one node, pipeline 1 and 16)
+#                + scripts/bench_lua.py (a trivial Lua handler vs the native get)
+#                + scripts/bench_memory.py (bytes per key, 1M keys, Moor beside Redis)
 #                + scripts/bench_gossip.py (failure-detection times, 5 nodes)
 #                + scripts/bench_failover.py (a node killed mid-run, hint replay)
 #                + scripts/bench_repair.py (anti-entropy) + scripts/bench_join.py (a join)
@@ -84,10 +86,16 @@ bench: build
 	bash scripts/bench.sh
 	/usr/bin/python3 scripts/bench_node.py --build build | tee build/bench-node.txt
 	/usr/bin/python3 scripts/bench_cluster.py --build build | tee build/bench-cluster.txt
+	/usr/bin/python3 scripts/bench_lua.py --build build | tee build/bench-lua.txt
+	/usr/bin/python3 scripts/bench_memory.py --build build | tee build/bench-memory.txt
 	/usr/bin/python3 scripts/bench_gossip.py --build build | tee build/bench-gossip.txt
 	/usr/bin/python3 scripts/bench_failover.py --build build | tee build/bench-failover.txt
 	/usr/bin/python3 scripts/bench_repair.py --build build | tee build/bench-repair.txt
 	/usr/bin/python3 scripts/bench_join.py --build build | tee build/bench-join.txt
+	@echo; echo "== make bench: the ratios (full output in build/bench-*.txt) =="
+	@grep -h -i -E 'cluster/single|call/get|moor/redis|target' build/bench-node.txt \
+	  build/bench-cluster.txt build/bench-lua.txt build/bench-memory.txt 2>/dev/null \
+	  | grep -v '^{' || true
 
 run: build
 	@if [ -x build/moord ]; then \

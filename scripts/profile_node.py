@@ -80,7 +80,7 @@ def wait_port(port, proc, timeout=15):
 def category(sym):
     if sym.startswith("[k]"):
         return "syscalls"
-    name = sym[4:] if sym.startswith("[.] ") else sym
+    name = (sym[4:] if sym.startswith("[.] ") else sym).split()[0] if sym.strip() else sym
     for cat, pat in CATEGORIES:
         if re.search(pat, name):
             return cat

@@ -6,7 +6,9 @@
  * a core stays free for the node on a small machine.
  *
  * Requests are get or put (fraction `ratio` of gets) of keys "key:<n>"
- * drawn uniformly from [0, keys), values `value_size` bytes of bin.  The
+ * drawn uniformly from [0, keys), values `value_size` bytes of bin; or,
+ * with `--call NAME`, every request is the `call` method with params
+ * [NAME, key] (a Lua handler driven the same way, the key its argument).  The
  * key space is not pre-populated: a get of a missing key is a valid
  * operation (it returns nil), so a get-only run on an empty node measures
  * the miss path; run a put-only pass first to measure hits.
@@ -106,6 +108,7 @@ typedef struct bench_opts {
     double ratio;      /* fraction of gets */
     double duration;   /* seconds of sending */
     const char *space; /* NULL: the node's default space */
+    const char *call;  /* NULL: get/put; else the handler every request calls */
 } bench_opts_t;
 
 /* With a reason: the reason and a hint; without: the full help. */
@@ -117,11 +120,15 @@ static int usage(const char *why)
     }
     fputs("usage: moor [-h host:port] [-a token] [--timeout ms] bench [--conns N]\n"
           "         [--pipeline N] [--keys N] [--value-size BYTES] [--ratio GET-FRACTION]\n"
-          "         [--duration SECONDS] [--space S]\n"
+          "         [--duration SECONDS] [--space S] [--call HANDLER]\n"
           "defaults: --conns 50 --pipeline 16 --keys 100000 --value-size 100 --ratio 0.5\n"
           "          --duration 10\n"
           "Keys are not pre-populated: a get of a missing key is a valid op (it returns\n"
-          "nil); run a --ratio 0 pass first to measure gets that hit.\n",
+          "nil); run a --ratio 0 pass first to measure gets that hit.\n"
+          "--call HANDLER: every request is `call` with params [HANDLER, key] instead of\n"
+          "a get or put (the Lua handler gets the bench key as its argument; --ratio,\n"
+          "--value-size and --space do not apply); a handler's error answer counts as\n"
+          "an error.\n",
           stderr);
     return 2;
 }
@@ -154,7 +161,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
 {
     char why[128];
 
-    *o = (bench_opts_t){50, 16, 100000, 100, 0.5, 10.0, NULL};
+    *o = (bench_opts_t){50, 16, 100000, 100, 0.5, 10.0, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         int which = -1;
@@ -163,7 +170,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
         for (int k = 0; k < (int)(sizeof(num_opts) / sizeof(num_opts[0])); k++)
             if (strcmp(a, num_opts[k].name) == 0)
                 which = k;
-        if (which < 0 && strcmp(a, "--space") != 0) {
+        if (which < 0 && strcmp(a, "--space") != 0 && strcmp(a, "--call") != 0) {
             snprintf(why, sizeof(why), "unknown option or argument '%.60s'", a);
             return usage(why);
         }
@@ -172,7 +179,9 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
             return usage(why);
         }
         i++;
-        if (which < 0) {
+        if (which < 0 && strcmp(a, "--call") == 0) {
+            o->call = val;
+        } else if (which < 0) {
             o->space = val;
         } else {
             char *end;
@@ -187,6 +196,10 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
             set_num(o, which, v);
         }
     }
+    if (o->call && o->space) /* `call` takes no opts: the handler picks its space */
+        return usage("--space does not apply to --call (the handler chooses its space)");
+    if (o->call && !o->call[0])
+        return usage("--call needs a handler name");
     return 0;
 }
 
@@ -254,7 +267,7 @@ static void conn_fail(bench_t *b, conn_t *k, int rc)
     b->live--;
 }
 
-/* Packs one get or put and queues it on k. */
+/* Packs one get or put (or, with --call, one call) and queues it on k. */
 static int issue(bench_t *b, conn_t *k)
 {
     char key[32];
@@ -266,16 +279,22 @@ static int issue(bench_t *b, conn_t *k)
 
     moor_buf_reset(&b->params);
     moor_mp_packer_init(&pk, &b->params);
-    msgpack_pack_str_with_body(&pk, key, (size_t)klen);
-    if (!is_get)
-        msgpack_pack_bin_with_body(&pk, b->value, b->o.value_size);
-    msgpack_pack_map(&pk, b->o.space != NULL);
-    if (b->o.space) {
-        msgpack_pack_str_with_body(&pk, "space", 5);
-        msgpack_pack_str_with_body(&pk, b->o.space, strlen(b->o.space));
+    if (b->o.call) {
+        msgpack_pack_str_with_body(&pk, b->o.call, strlen(b->o.call));
+        msgpack_pack_str_with_body(&pk, key, (size_t)klen);
+        id = moor_client_send(k->c, "call", b->params.data, b->params.len, 2);
+    } else {
+        msgpack_pack_str_with_body(&pk, key, (size_t)klen);
+        if (!is_get)
+            msgpack_pack_bin_with_body(&pk, b->value, b->o.value_size);
+        msgpack_pack_map(&pk, b->o.space != NULL);
+        if (b->o.space) {
+            msgpack_pack_str_with_body(&pk, "space", 5);
+            msgpack_pack_str_with_body(&pk, b->o.space, strlen(b->o.space));
+        }
+        id = moor_client_send(k->c, is_get ? "get" : "put", b->params.data, b->params.len,
+                              is_get ? 2 : 3);
     }
-    id = moor_client_send(k->c, is_get ? "get" : "put", b->params.data, b->params.len,
-                          is_get ? 2 : 3);
     if (id < 0)
         return (int)id;
     for (s = 0; k->slots[s].t0; s++)
@@ -415,6 +434,21 @@ static void run(bench_t *b, int timeout_ms, double *elapsed)
         fputs("\n", stderr);
 }
 
+/* s as a JSON string on stdout: handler names are config identifiers, but
+ * the name is the user's argument, so the JSON specials are escaped. */
+static void print_json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            printf("\\u%04x", (unsigned char)*s);
+        else
+            putchar(*s);
+    putchar('"');
+}
+
 static void summary(const bench_t *b, double elapsed)
 {
     double p50 = hist_quantile(&b->hist, 0.50) / 1000.0,
@@ -422,16 +456,27 @@ static void summary(const bench_t *b, double elapsed)
     double p999 = hist_quantile(&b->hist, 0.999) / 1000.0, max = (double)b->hist.max / 1000.0;
     double rate = elapsed > 0 ? (double)b->ops / elapsed : 0;
 
-    printf("moor bench: %d conns x pipeline %d, %" PRIu64 " keys, %zu-byte values, %.0f%% gets, "
-           "%.2f s\n",
-           b->o.conns, b->o.pipeline, b->o.keys, b->o.value_size, b->o.ratio * 100, elapsed);
+    if (b->o.call)
+        printf("moor bench: %d conns x pipeline %d, %" PRIu64 " keys, calls of handler '%s', "
+               "%.2f s\n",
+               b->o.conns, b->o.pipeline, b->o.keys, b->o.call, elapsed);
+    else
+        printf("moor bench: %d conns x pipeline %d, %" PRIu64 " keys, %zu-byte values, "
+               "%.0f%% gets, %.2f s\n",
+               b->o.conns, b->o.pipeline, b->o.keys, b->o.value_size, b->o.ratio * 100, elapsed);
     printf("  ops      %" PRIu64 " (%.0f ops/s)\n", b->ops, rate);
     printf("  errors   %" PRIu64 " error answers, %" PRIu64 " requests lost\n", b->errors, b->lost);
     printf("  latency  p50 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us\n", p50, p99, p999,
            max);
     if (b->first_error[0])
         printf("  first error: %s\n", b->first_error);
-    printf("{\"conns\":%d,\"pipeline\":%d,\"keys\":%" PRIu64 ",\"value_size\":%zu,\"ratio\":%g,"
+    putchar('{');
+    if (b->o.call) {
+        fputs("\"call\":", stdout);
+        print_json_str(b->o.call);
+        putchar(',');
+    }
+    printf("\"conns\":%d,\"pipeline\":%d,\"keys\":%" PRIu64 ",\"value_size\":%zu,\"ratio\":%g,"
            "\"duration_s\":%.3f,\"ops\":%" PRIu64 ",\"ops_per_sec\":%.1f,\"errors\":%" PRIu64
            ",\"lost\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
            "\"max_us\":%.1f}\n",

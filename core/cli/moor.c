@@ -114,7 +114,7 @@ static int usage(const char *why)
           "  ping | info | help\n"
           "  load                every member's load figures (README \"Automatic scaling\")\n"
           "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
-          "        [--duration S] [--space S]\n"
+          "        [--duration S] [--space S] [--call HANDLER]  (bench --help)\n"
           "  repair [--space S] [--range LO:HI]... [--stop] [--restart] [--no-wait] [--json]\n"
           "         [--timeout SECONDS]  anti-entropy repair of what the node replicates,\n"
           "         with every other replica: progress on stderr, summary on stdout\n"

@@ -47,6 +47,9 @@ static const char k_array = 'a', k_map = 'm', k_bin = 'b', k_ext = 'e', k_make =
 typedef struct limits {
     moor_codec_tick_fn tick; /* NULL: no checks */
     size_t encode_max;       /* moor.encode's output bound; 0 = none */
+    /* the markers' metatables (array, map, bin, ext) when they existed at
+     * moor_codec_set_limits, else NULLs: an encode then looks them up */
+    const void *mt_array, *mt_map, *mt_bin, *mt_ext;
 } limits_t;
 
 static const char helpers_src[] =
@@ -89,6 +92,16 @@ static limits_t *get_limits(lua_State *L)
     return l;
 }
 
+static const void *reg_ptr(lua_State *L, const char *key)
+{
+    const void *p;
+
+    reg_get(L, key);
+    p = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    return p;
+}
+
 void moor_codec_set_limits(lua_State *L, moor_codec_tick_fn tick, size_t encode_max)
 {
     limits_t *l = get_limits(L);
@@ -99,6 +112,10 @@ void moor_codec_set_limits(lua_State *L, moor_codec_tick_fn tick, size_t encode_
     }
     l->tick = tick;
     l->encode_max = encode_max;
+    l->mt_array = reg_ptr(L, &k_array); /* constant once made: saves four lookups an encode */
+    l->mt_map = reg_ptr(L, &k_map);
+    l->mt_bin = reg_ptr(L, &k_bin);
+    l->mt_ext = reg_ptr(L, &k_ext);
 }
 
 void moor_codec_push_markers(lua_State *L)
@@ -467,24 +484,20 @@ static int enc_value(enc_t *e, int idx, int depth, int as_map)
     }
 }
 
-static const void *reg_ptr(lua_State *L, const char *key)
-{
-    const void *p;
-
-    reg_get(L, key);
-    p = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    return p;
-}
-
 int moor_codec_encode(lua_State *L, int idx, int as_map, moor_buf_t *out)
 {
     return moor_codec_encode_max(L, idx, as_map, SIZE_MAX, out);
 }
 
+/* One enc_t kept per thread for the next encode: at ~3 KiB it is past
+ * malloc's small-size caches, and a malloc/free pair per encode was a few
+ * percent of a trivial handler call.  An encode nested in another (none
+ * today: encoding runs no user code) finds it taken and allocates. */
+static _Thread_local enc_t *spare_enc;
+
 int moor_codec_encode_max(lua_State *L, int idx, int as_map, size_t max, moor_buf_t *out)
 {
-    enc_t *e = malloc(sizeof(*e)); /* ~3 KiB of path slots: keep it off the C stack */
+    enc_t *e = spare_enc ? spare_enc : malloc(sizeof(*e)); /* off the C stack */
     char where[MOOR_CODEC_MAX_DEPTH * 40 + 1];
     size_t wl = 0;
     int rc, top = lua_gettop(L);
@@ -492,6 +505,7 @@ int moor_codec_encode_max(lua_State *L, int idx, int as_map, size_t max, moor_bu
 
     if (!e)
         return MOOR_ENOMEM;
+    spare_enc = NULL;
     if (idx < 0)
         idx = top + idx + 1;
     e->L = L;
@@ -502,10 +516,15 @@ int moor_codec_encode_max(lua_State *L, int idx, int as_map, size_t max, moor_bu
     e->max = max;
     e->tick = lim ? lim->tick : NULL;
     e->steps = 0;
-    e->mt_array = reg_ptr(L, &k_array);
-    e->mt_map = reg_ptr(L, &k_map);
-    e->mt_bin = reg_ptr(L, &k_bin);
-    e->mt_ext = reg_ptr(L, &k_ext);
+    if (lim && lim->mt_array) {
+        e->mt_array = lim->mt_array, e->mt_map = lim->mt_map;
+        e->mt_bin = lim->mt_bin, e->mt_ext = lim->mt_ext;
+    } else {
+        e->mt_array = reg_ptr(L, &k_array);
+        e->mt_map = reg_ptr(L, &k_map);
+        e->mt_bin = reg_ptr(L, &k_bin);
+        e->mt_ext = reg_ptr(L, &k_ext);
+    }
     moor_mp_packer_init(&e->pk, out);
     rc = enc_value(e, idx, 0, as_map && lua_type(L, idx) == LUA_TTABLE);
     if (rc == 0 && over_max(e, 0))
@@ -526,7 +545,10 @@ int moor_codec_encode_max(lua_State *L, int idx, int as_map, size_t max, moor_bu
     } else if (rc) {
         moor_diag(rc, "out of memory while encoding");
     }
-    free(e);
+    if (!spare_enc)
+        spare_enc = e;
+    else
+        free(e);
     return rc;
 }
 

@@ -9,9 +9,10 @@
  * is made, so it always leads.  Encoded bytes go to the socket from a
  * uv_prepare that runs before the loop next polls, so every request made
  * in one loop iteration leaves in one write per connection.  Answers are
- * matched through a per-connection hash by msgid.  Each request owns a
- * uv_timer for its deadline; the request is freed in that timer's close
- * callback, after its reply callback ran.
+ * matched through a per-connection hash by msgid.  Each request's deadline
+ * is a timer of the pool's own wheel (uvenv.h: O(1) to start and stop,
+ * no handle per request); a request is freed right after its reply
+ * callback ran.
  *
  * A connection that fails is detached from its member at once (the member
  * may connect again right away) and its requests are answered from a list
@@ -22,11 +23,11 @@
  * moved while frames from it are being handed out.
  *
  * Invariants: a request is in exactly one connection's hash and list from
- * acceptance until it is answered (then `conn` is NULL and only its timer
- * is closing).  peer->conn, when set, is CONNECTING or UP, never CLOSING.
- * `live` counts the prepare handle, every connection and every request
- * not yet freed; the pool is freed when it is closing and live is 0,
- * always from a close callback.  Threads: the loop thread only.
+ * acceptance until it is answered (then `conn` is NULL and it is freed).
+ * peer->conn, when set, is CONNECTING or UP, never CLOSING.  `live` counts
+ * the prepare handle, the timer wheel and every connection; the pool is
+ * freed when it is closing and live is 0, always from a close callback.
+ * Threads: the loop thread only.
  */
 #include "net/peer.h"
 
@@ -39,6 +40,7 @@
 
 #include "util/mp.h"
 #include "net/rpc.h"
+#include "net/uvenv.h"
 #include "cluster/coord.h"
 #include "util/err.h"
 #include "util/limits.h"
@@ -53,7 +55,7 @@ typedef struct peer_conn peer_conn_t;
 typedef struct peer peer_t;
 
 typedef struct preq {
-    uv_timer_t timer;         /* the deadline; timer.data = this */
+    uint64_t timer;           /* the deadline: a timer id of the pool's wheel (0: fired) */
     struct preq *prev, *next; /* conn->reqs while in flight */
     struct preq *hnext;       /* conn->buckets chain while in flight */
     peer_conn_t *conn;        /* NULL once answered */
@@ -118,8 +120,10 @@ struct moor_peer_pool {
     peer_t *peers;
     peer_conn_t *dirty; /* connections with bytes to write */
     uv_prepare_t prep;  /* flushes `dirty`; active while non-empty */
-    uint64_t rng;       /* backoff jitter (xorshift64*) */
-    size_t live;        /* see the file comment */
+    moor_uvenv_t *env;  /* the requests' deadlines */
+    moor_clock_if_t clock;
+    uint64_t rng; /* backoff jitter (xorshift64*) */
+    size_t live;  /* see the file comment */
     int closing;
     void (*done)(void *ud);
     void *done_ud;
@@ -246,9 +250,12 @@ int moor_peer_pool_new(uv_loop_t *loop, const moor_peer_opts_t *o, moor_peer_poo
     if ((rc = pool_fill(p, o)))
         goto fail;
     p->loop = loop;
+    if ((rc = moor_uvenv_new(loop, &p->env)))
+        goto fail;
+    p->clock = moor_uvenv_clock(p->env);
     uv_prepare_init(loop, &p->prep);
     p->prep.data = p;
-    p->live = 1;
+    p->live = 2; /* the prepare handle and the wheel */
     *out = p;
     return 0;
 fail:
@@ -333,27 +340,23 @@ static void conn_unlink(peer_conn_t *c, preq_t *r)
     c->nreqs--;
 }
 
-static void req_closed(uv_handle_t *h)
-{
-    preq_t *r = h->data;
-    moor_peer_pool_t *p = r->pool;
-
-    free(r);
-    pool_release(p);
-}
-
-/* Answers r (already unlinked) and lets its memory go. */
+/* Answers r (already unlinked) and frees it. */
 static void req_finish(preq_t *r, int status, const char *result, size_t rlen)
 {
-    uv_close((uv_handle_t *)&r->timer, req_closed); /* closing stops it */
+    moor_peer_pool_t *p = r->pool;
+
+    if (r->timer)
+        p->clock.timer_stop(p->clock.ud, r->timer);
     r->cb(r->arg, status, result, rlen);
+    free(r);
 }
 
-static void req_timeout(uv_timer_t *t)
+static void req_timeout(void *arg)
 {
-    preq_t *r = t->data;
+    preq_t *r = arg;
     peer_conn_t *c = r->conn;
 
+    r->timer = 0; /* fired */
     if (c->peer)
         c->peer->st.timeouts++;
     conn_unlink(c, r);
@@ -807,19 +810,20 @@ int moor_peer_pool_request(moor_peer_pool_t *p, const char *to, size_t tolen, co
     }
     if (!(r = calloc(1, sizeof(*r))))
         return moor_diag(MOOR_ENOMEM, "peer: out of memory");
-    r->msgid = conn_next_msgid(c);
-    if (moor_rpc_encode_request(&c->out, r->msgid, method, params, plen, nparams)) {
-        free(r);
-        return moor_diag(MOOR_ENOMEM, "peer: out of memory");
-    }
     r->pool = p;
     r->cb = cb;
     r->arg = arg;
     r->timeout_ms = timeout_ms ? timeout_ms : 1;
-    uv_timer_init(p->loop, &r->timer);
-    r->timer.data = r;
-    uv_timer_start(&r->timer, req_timeout, r->timeout_ms, 0);
-    p->live++;
+    if (!(r->timer = p->clock.timer_start(p->clock.ud, r->timeout_ms, req_timeout, r))) {
+        free(r);
+        return moor_diag(MOOR_ENOMEM, "peer: out of memory");
+    }
+    r->msgid = conn_next_msgid(c);
+    if (moor_rpc_encode_request(&c->out, r->msgid, method, params, plen, nparams)) {
+        p->clock.timer_stop(p->clock.ud, r->timer);
+        free(r);
+        return moor_diag(MOOR_ENOMEM, "peer: out of memory");
+    }
     conn_link(c, r);
     m->st.requests++;
     conn_mark_dirty(c);
@@ -922,6 +926,11 @@ static void prep_closed(uv_handle_t *h)
     pool_release(h->data);
 }
 
+static void env_closed(void *ud)
+{
+    pool_release(ud);
+}
+
 void moor_peer_pool_close(moor_peer_pool_t *p, void (*done)(void *ud), void *ud)
 {
     peer_t *m;
@@ -947,4 +956,5 @@ void moor_peer_pool_close(moor_peer_pool_t *p, void (*done)(void *ud), void *ud)
         free(m);
     }
     uv_close((uv_handle_t *)&p->prep, prep_closed);
+    moor_uvenv_close(p->env, env_closed, p); /* every request is answered by now */
 }

@@ -441,6 +441,48 @@ static void test_wall_budget_while_waiting(void **state)
     env_close(&e);
 }
 
+/* Finished calls are pooled and a coroutine that returned normally is
+ * reused by the next call: nothing of one call may show in the next, and a
+ * coroutine that raised, was stopped or still waits is never reused. */
+static void test_reuse(void **state)
+{
+    env_t e;
+    reply_t r;
+
+    (void)state;
+    open_handlers(&e, ANSWER_SYNC);
+    for (int i = 0; i < 3; i++) {
+        call(&e, "echo", "\x01\x02\x03", 3, 3, &r);
+        OK_BYTES(&r, "\x93\x01\x02\x03");
+        call(&e, "echo", "", 0, 0, &r); /* no leftovers of the last call's stack */
+        OK_BYTES(&r, "\x90");
+        call(&e, "nothing", "", 0, 0, &r);
+        OK_BYTES(&r, "\xc0");
+        call(&e, "boom", "", 0, 0, &r);
+        expect_err(&r, "HANDLER_ERROR", "boom: bad things");
+        call(&e, "tight", "", 0, 0, &r);
+        expect_err(&r, "HANDLER_TIMEOUT", "instructions");
+        call(&e, "first", "\x2a", 1, 1, &r);
+        OK_BYTES(&r, "\x2a");
+    }
+    /* stopped while it waited on a get: its coroutine is suspended */
+    e.f->mode = ANSWER_NEVER;
+    call(&e, "slow", "\xa1k", 2, 1, &r);
+    expect_err(&r, "HANDLER_TIMEOUT", "while waiting on a get");
+    e.f->mode = ANSWER_SYNC;
+    call(&e, "steps", "\xa1k\x02", 3, 2, &r);
+    OK_BYTES(&r, "\x02");
+    call(&e, "first", "\x2b", 1, 1, &r);
+    OK_BYTES(&r, "\x2b");
+    /* waits answered later (the timer started at the first wait, stopped
+     * at the end) on a pooled call and a reused coroutine */
+    e.f->mode = ANSWER_ASYNC;
+    call(&e, "steps", "\xa1k\x03", 3, 2, &r);
+    OK_BYTES(&r, "\x03");
+    assert_int_equal(moor_lua_inflight(e.h), 0);
+    env_close(&e);
+}
+
 static void test_errors(void **state)
 {
     env_t e;
@@ -868,6 +910,7 @@ int main(void)
         cmocka_unit_test(test_instruction_budget),
         cmocka_unit_test(test_wall_budget_while_waiting),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_free_with_pending),
         cmocka_unit_test(test_sandbox),

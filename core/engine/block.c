@@ -23,6 +23,7 @@
 #include "block.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/err.h"
 
@@ -131,18 +132,7 @@ int moor_block_builder_finish(moor_block_builder_t *b, const char **data, size_t
 
 /* ---- iterator ---------------------------------------------------------- */
 
-typedef struct block_iter {
-    moor_iiter_t base;
-    const char *data;     /* block start; entries are data[0, end) */
-    size_t end;           /* end of the entry region = start of restarts */
-    const char *restarts; /* nrestarts u32 LE, validated on creation */
-    uint32_t nrestarts;   /* >= 1 */
-    moor_key_cmp_fn cmp;
-    void (*release)(void *arg);
-    void *arg;
-    size_t next_off; /* where the entry after the current one starts */
-    moor_buf_t key;  /* current key, rebuilt from the prefix deltas */
-} block_iter_t;
+typedef moor_block_iter_t block_iter_t;
 
 static uint32_t restart_at(const block_iter_t *bi, uint32_t i)
 {
@@ -153,6 +143,46 @@ static void block_iter_corrupt(block_iter_t *bi, size_t off)
 {
     bi->base.valid = 0;
     bi->base.status = moor_diag(MOOR_ECORRUPT, "malformed block entry at block offset %zu", off);
+}
+
+/* Room for a key of n bytes in kbuf, keeping its first keep bytes. */
+static int block_key_room(block_iter_t *bi, size_t n, size_t keep)
+{
+    size_t cap = bi->kcap * 2;
+    char *k;
+
+    if (n <= bi->kcap)
+        return 0;
+    if (cap < n)
+        cap = n;
+    if (!(k = malloc(cap)))
+        return MOOR_ENOMEM;
+    memcpy(k, bi->kbuf, keep);
+    if (bi->kbuf != bi->kinline)
+        free(bi->kbuf);
+    bi->kbuf = k;
+    bi->kcap = cap;
+    return 0;
+}
+
+/* Decodes the three varints of the entry at p; 0 or MOOR_ECORRUPT.  The
+ * one-byte case (every length under 128) skips the general decoder. */
+static inline int entry_header(const char **p, const char *end, uint64_t *shared,
+                               uint64_t *unshared, uint64_t *vlen)
+{
+    const unsigned char *u = (const unsigned char *)*p;
+
+    if (end - *p >= 3 && !((u[0] | u[1] | u[2]) & 0x80)) {
+        *shared = u[0];
+        *unshared = u[1];
+        *vlen = u[2];
+        *p += 3;
+        return 0;
+    }
+    if (moor_get_varint(p, end, shared) || moor_get_varint(p, end, unshared) ||
+        moor_get_varint(p, end, vlen))
+        return MOOR_ECORRUPT;
+    return 0;
 }
 
 /* Decodes the entry at bi->next_off into key/val.  Past the last entry the
@@ -167,21 +197,21 @@ static void block_iter_parse(block_iter_t *bi)
         bi->base.valid = 0;
         return;
     }
-    if (moor_get_varint(&p, end, &shared) || moor_get_varint(&p, end, &unshared) ||
-        moor_get_varint(&p, end, &vlen) || shared > bi->key.len || unshared > (uint64_t)(end - p) ||
-        vlen > (uint64_t)(end - p) - unshared) {
+    if (entry_header(&p, end, &shared, &unshared, &vlen) || shared > bi->klen ||
+        unshared > (uint64_t)(end - p) || vlen > (uint64_t)(end - p) - unshared) {
         block_iter_corrupt(bi, off);
         return;
     }
-    bi->key.len = (size_t)shared;
-    if (moor_buf_append(&bi->key, p, (size_t)unshared)) {
+    if (block_key_room(bi, (size_t)(shared + unshared), (size_t)shared)) {
         bi->base.valid = 0;
         bi->base.status = moor_diag(MOOR_ENOMEM, "block iterator: out of memory");
         return;
     }
+    memcpy(bi->kbuf + shared, p, (size_t)unshared);
+    bi->klen = (size_t)(shared + unshared);
     p += unshared;
-    bi->base.key = bi->key.data ? bi->key.data : "";
-    bi->base.klen = bi->key.len;
+    bi->base.key = bi->kbuf;
+    bi->base.klen = bi->klen;
     bi->base.val = p;
     bi->base.vlen = (size_t)vlen;
     bi->next_off = (size_t)(p + vlen - bi->data);
@@ -191,9 +221,25 @@ static void block_iter_parse(block_iter_t *bi)
 /* Positions on the entry at restart i (its key shares nothing). */
 static void block_iter_restart(block_iter_t *bi, uint32_t i)
 {
-    bi->key.len = 0;
+    bi->klen = 0;
     bi->next_off = restart_at(bi, i);
     block_iter_parse(bi);
+}
+
+/* The whole key stored at restart i, read in place (a restart entry shares
+ * nothing with its predecessor).  0, or MOOR_ECORRUPT with *end_off set. */
+static int restart_key(const block_iter_t *bi, uint32_t i, const char **key, size_t *klen)
+{
+    size_t off = restart_at(bi, i);
+    const char *p = bi->data + off, *end = bi->data + bi->end;
+    uint64_t shared, unshared, vlen;
+
+    if (off >= bi->end || entry_header(&p, end, &shared, &unshared, &vlen) || shared != 0 ||
+        unshared > (uint64_t)(end - p) || vlen > (uint64_t)(end - p) - unshared)
+        return MOOR_ECORRUPT;
+    *key = p;
+    *klen = (size_t)unshared;
+    return 0;
 }
 
 static void block_iter_seek_first(moor_iiter_t *it)
@@ -221,16 +267,22 @@ static void block_iter_seek(moor_iiter_t *it, const char *target, size_t tlen)
         it->valid = 0;
         return;
     }
-    /* Last restart whose key is < target: the answer lies at or after it. */
+    if (bi->end == 0) { /* an empty block has no entry at its one restart */
+        it->valid = 0;
+        return;
+    }
+    /* Last restart whose key is < target: the answer lies at or after it.
+     * Restart keys are compared where they lie, without copying. */
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo + 1) / 2;
+        const char *k;
+        size_t kl;
 
-        block_iter_restart(bi, mid);
-        if (it->status)
+        if (restart_key(bi, mid, &k, &kl)) {
+            block_iter_corrupt(bi, restart_at(bi, mid));
             return;
-        if (!it->valid) /* only an empty block has no entry at a restart */
-            break;
-        if (bi->cmp(it->key, it->klen, target, tlen) < 0)
+        }
+        if (bi->cmp(k, kl, target, tlen) < 0)
             lo = mid;
         else
             hi = mid - 1;
@@ -240,14 +292,24 @@ static void block_iter_seek(moor_iiter_t *it, const char *target, size_t tlen)
         block_iter_parse(bi);
 }
 
+void moor_block_iter_fini(moor_block_iter_t *bi)
+{
+    if (bi->kbuf != bi->kinline)
+        free(bi->kbuf);
+    bi->kbuf = bi->kinline;
+    bi->kcap = sizeof(bi->kinline);
+    if (bi->release)
+        bi->release(bi->arg);
+    bi->release = NULL;
+}
+
 static void block_iter_destroy(moor_iiter_t *it)
 {
     block_iter_t *bi = (block_iter_t *)it;
 
-    moor_buf_free(&bi->key);
-    if (bi->release)
-        bi->release(bi->arg);
-    free(bi);
+    moor_block_iter_fini(bi);
+    if (bi->heap)
+        free(bi);
 }
 
 /* 0 if the restart array of data[0, len) is well formed; sets bi's region. */
@@ -276,22 +338,23 @@ static int block_check_restarts(block_iter_t *bi, const char *data, size_t len)
     return 0;
 }
 
-static moor_iiter_t *block_iter_new(const char *data, size_t len, moor_key_cmp_fn cmp,
-                                    void (*release)(void *arg), void *arg, int check)
+void moor_block_iter_init(moor_block_iter_t *bi, const char *data, size_t len,
+                          moor_key_cmp_fn cmp, void (*release)(void *arg), void *arg, int check)
 {
-    block_iter_t *bi = calloc(1, sizeof(*bi));
-
-    if (!bi)
-        return NULL;
+    memset(&bi->base, 0, sizeof(bi->base));
     bi->base.seek_first = block_iter_seek_first;
     bi->base.seek = block_iter_seek;
     bi->base.next = block_iter_next;
     bi->base.destroy = block_iter_destroy;
+    bi->heap = 0;
     bi->data = data;
     bi->cmp = cmp;
     bi->release = release;
     bi->arg = arg;
-    moor_buf_init(&bi->key);
+    bi->next_off = 0;
+    bi->kbuf = bi->kinline;
+    bi->klen = 0;
+    bi->kcap = sizeof(bi->kinline);
     if (!check) {
         bi->nrestarts = moor_dec_fixed32(data + len - 4);
         bi->end = len - 4 - 4 * (size_t)bi->nrestarts;
@@ -302,6 +365,17 @@ static moor_iiter_t *block_iter_new(const char *data, size_t len, moor_key_cmp_f
         bi->base.status =
             moor_diag(MOOR_ECORRUPT, "malformed block restart array (%zu bytes)", len);
     }
+}
+
+static moor_iiter_t *block_iter_new(const char *data, size_t len, moor_key_cmp_fn cmp,
+                                    void (*release)(void *arg), void *arg, int check)
+{
+    block_iter_t *bi = malloc(sizeof(*bi));
+
+    if (!bi)
+        return NULL;
+    moor_block_iter_init(bi, data, len, cmp, release, arg, check);
+    bi->heap = 1;
     return &bi->base;
 }
 

@@ -51,6 +51,35 @@ static inline int moor_block_builder_empty(const moor_block_builder_t *b)
  * 0 or MOOR_ENOMEM. */
 int moor_block_builder_finish(moor_block_builder_t *b, const char **data, size_t *len);
 
+/* A block iterator that lives inside another structure (or on the stack),
+ * so the table's hot paths allocate nothing per block.  Its fields are
+ * private to block.c; its address must not change while it is in use (the
+ * current key may point into it). */
+#define MOOR_BLOCK_KEY_INLINE 64
+typedef struct moor_block_iter {
+    moor_iiter_t base;
+    const char *data;     /* block start; entries are data[0, end) */
+    size_t end;           /* end of the entry region = start of restarts */
+    const char *restarts; /* nrestarts u32 LE, validated on creation */
+    uint32_t nrestarts;   /* >= 1 */
+    int heap;             /* allocated by moor_block_iter*: destroy frees it */
+    moor_key_cmp_fn cmp;
+    void (*release)(void *arg);
+    void *arg;
+    size_t next_off; /* where the entry after the current one starts */
+    char *kbuf;      /* current key, rebuilt from the prefix deltas */
+    size_t klen, kcap;
+    char kinline[MOOR_BLOCK_KEY_INLINE]; /* kbuf until a key outgrows it */
+} moor_block_iter_t;
+
+/* Sets up *bi in place as moor_block_iter (check != 0) or
+ * moor_block_iter_trusted (check == 0) would, without allocating.  Release
+ * it with moor_block_iter_fini (or moor_iiter_destroy, which calls fini and
+ * frees nothing). */
+void moor_block_iter_init(moor_block_iter_t *bi, const char *data, size_t len,
+                          moor_key_cmp_fn cmp, void (*release)(void *arg), void *arg, int check);
+void moor_block_iter_fini(moor_block_iter_t *bi);
+
 /* Iterator over a block's bytes, which must stay valid until destroy.
  * If release is not NULL, destroy calls release(arg) (the table uses this
  * to unpin a cache handle).  On a malformed block the iterator is invalid

@@ -44,14 +44,30 @@ static inline int moor_ikey_type(const char *ik, size_t len)
     return (int)(moor_dec_fixed64(ik + len - MOOR_IKEY_TRAILER) & 0xff);
 }
 
-/* memcmp order with shorter-first tie break. */
+/* memcmp order with shorter-first tie break; returns <0, 0 or >0.  Inline
+ * and eight bytes at a time (a big-endian load orders words as memcmp
+ * orders bytes): keys are short, and a libc memcmp call per comparison was
+ * 3-5% of scans and seeks, which compare keys at every step. */
 static inline int moor_ukey_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-    size_t n = alen < blen ? alen : blen;
-    int r = n ? memcmp(a, b, n) : 0;
+    size_t n = alen < blen ? alen : blen, i = 0;
 
-    if (r)
-        return r;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) {
+            x = __builtin_bswap64(x);
+            y = __builtin_bswap64(y);
+            return x < y ? -1 : 1;
+        }
+    }
+#endif
+    for (; i < n; i++)
+        if (a[i] != b[i])
+            return (unsigned char)a[i] < (unsigned char)b[i] ? -1 : 1;
     return alen < blen ? -1 : alen > blen;
 }
 

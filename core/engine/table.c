@@ -47,6 +47,10 @@
 #define BLOCK_CHARGE_OVERHEAD 64  /* cache bookkeeping per block, roughly */
 #define DEFAULT_BLOCK_SIZE 4096
 #define DCTX_POOL 8 /* idle zstd decompression contexts kept */
+#define STACK_READ 8192 /* stored blocks up to this size are read on the stack */
+#define SCAN_AFTER 4    /* blocks read in order before an iterator reads ahead */
+#define READAHEAD_MIN (16u << 10)
+#define READAHEAD_MAX (256u << 10)
 
 /* Internal-key order that stays in bounds on keys shorter than a trailer,
  * which only a corrupt block can hold (the iterators then report it). */
@@ -439,73 +443,112 @@ static void dctx_put(ZSTD_DCtx *d)
     ZSTD_freeDCtx(d);
 }
 
-/* Turns the stored bytes of a zstd block into a table_block_t. */
-static int table_unzstd(const moor_table_t *t, uint64_t off, const char *s, size_t slen,
-                        table_block_t **out)
+/* What a stored block (size bytes, then its trailer, at s) decodes to:
+ * checks the CRC and the compression byte and finds the raw length and
+ * the bytes to decode.  0 or MOOR_ECORRUPT naming the block. */
+static int stored_parse(const moor_table_t *t, uint64_t off, const char *s, size_t size,
+                        uint8_t *comp, uint64_t *raw_len, const char **payload, size_t *plen)
 {
-    const char *p = s, *end = s + slen;
-    uint64_t raw_len;
-    table_block_t *blk = NULL;
-    ZSTD_DCtx *dctx;
-    size_t z;
+    const char *p = s, *end = s + size;
 
-    if (moor_get_varint(&p, end, &raw_len) || raw_len > MAX_RAW_BLOCK)
-        return table_corrupt(t, off, "bad compressed block length");
-    blk = malloc(sizeof(*blk) + (size_t)raw_len);
-    dctx = dctx_get();
-    if (!blk || !dctx) {
-        free(blk);
-        ZSTD_freeDCtx(dctx);
-        return moor_diag(MOOR_ENOMEM, "%s: out of memory decompressing block at offset %llu",
-                         t->path, (unsigned long long)off);
+    *comp = (uint8_t)s[size];
+    if (moor_dec_fixed32(s + size + 1) != block_crc(s, size, *comp))
+        return table_corrupt(t, off, "block checksum mismatch");
+    if (*comp == MOOR_BLOCK_RAW) {
+        *raw_len = size;
+    } else if (*comp == MOOR_BLOCK_ZSTD) {
+        if (moor_get_varint(&p, end, raw_len) || *raw_len > MAX_RAW_BLOCK)
+            return table_corrupt(t, off, "bad compressed block length");
+    } else {
+        return table_corrupt(t, off, "unknown block compression");
     }
-    z = ZSTD_decompressDCtx(dctx, blk->data, (size_t)raw_len, p, (size_t)(end - p));
-    dctx_put(dctx);
-    if (ZSTD_isError(z) || z != raw_len) {
-        free(blk);
-        return table_corrupt(t, off, "bad compressed block");
-    }
-    blk->len = (size_t)raw_len;
-    *out = blk;
+    *payload = p;
+    *plen = (size_t)(end - p);
     return 0;
 }
 
-/* Reads, verifies and decodes the data block at (off, size). */
-static int table_load_block(const moor_table_t *t, uint64_t off, uint64_t size, table_block_t **out)
+/* Decompresses a zstd payload into dst, which has exactly raw_len bytes. */
+static int table_unzstd(const moor_table_t *t, uint64_t off, const char *p, size_t plen, char *dst,
+                        uint64_t raw_len)
 {
-    table_block_t *blk = NULL;
-    moor_iiter_t *probe;
+    ZSTD_DCtx *dctx = dctx_get();
+    size_t z;
+
+    if (!dctx)
+        return moor_diag(MOOR_ENOMEM, "%s: out of memory decompressing block at offset %llu",
+                         t->path, (unsigned long long)off);
+    z = ZSTD_decompressDCtx(dctx, dst, (size_t)raw_len, p, plen);
+    dctx_put(dctx);
+    if (ZSTD_isError(z) || z != raw_len)
+        return table_corrupt(t, off, "bad compressed block");
+    return 0;
+}
+
+/* Checks the restart array of a decoded data block once, when it comes off
+ * the disk, so iterators over it may skip the check (block.h). */
+static int table_check_block(const moor_table_t *t, uint64_t off, const char *data, size_t len)
+{
+    moor_block_iter_t probe;
+    int rc;
+
+    moor_block_iter_init(&probe, data, len, table_key_cmp, NULL, NULL, 1);
+    rc = probe.base.status;
+    moor_block_iter_fini(&probe);
+    return rc ? table_corrupt(t, off, "malformed data block") : 0;
+}
+
+/* Verifies and decodes the stored block at s (size bytes + trailer) into a
+ * new table_block_t. */
+static int table_decode_block(const moor_table_t *t, uint64_t off, const char *s, size_t size,
+                              table_block_t **out)
+{
+    const char *p;
+    size_t plen;
+    uint64_t raw_len;
     uint8_t comp;
-    char *mem;
-    int rc = table_read_stored(t, off, size, offsetof(table_block_t, data), &mem, &comp);
+    table_block_t *blk;
+    int rc = stored_parse(t, off, s, size, &comp, &raw_len, &p, &plen);
 
     if (rc)
         return rc;
-    if (comp == MOOR_BLOCK_RAW) { /* the stored bytes are the block */
-        blk = (table_block_t *)mem;
-        blk->len = (size_t)size;
-        mem = NULL;
-    } else if (comp == MOOR_BLOCK_ZSTD) {
-        rc = table_unzstd(t, off, mem + offsetof(table_block_t, data), (size_t)size, &blk);
-    } else {
-        rc = table_corrupt(t, off, "unknown block compression");
-    }
-    free(mem);
-    if (rc)
-        return rc;
-    if (!(probe = moor_block_iter(blk->data, blk->len, table_key_cmp, NULL, NULL))) {
-        free(blk);
-        return moor_diag(MOOR_ENOMEM, "%s: out of memory", t->path);
-    }
-    rc = probe->status;
-    moor_iiter_destroy(probe);
-    if (rc) {
-        free(blk);
-        return table_corrupt(t, off, "malformed data block");
-    }
+    if (!(blk = malloc(sizeof(*blk) + (size_t)raw_len)))
+        return moor_diag(MOOR_ENOMEM, "%s: out of memory decoding block at offset %llu", t->path,
+                         (unsigned long long)off);
+    if (comp == MOOR_BLOCK_RAW)
+        memcpy(blk->data, p, plen);
+    else if ((rc = table_unzstd(t, off, p, plen, blk->data, raw_len)))
+        goto fail;
+    blk->len = (size_t)raw_len;
     blk->cache = NULL;
+    if ((rc = table_check_block(t, off, blk->data, blk->len)))
+        goto fail;
     *out = blk;
     return 0;
+
+fail:
+    free(blk);
+    return rc;
+}
+
+/* Reads, verifies and decodes the data block at (off, size).  The stored
+ * bytes go to a stack buffer when they fit (the usual case: a block of
+ * the default size), so a read allocates only the decoded block. */
+static int table_load_block(const moor_table_t *t, uint64_t off, uint64_t size, table_block_t **out)
+{
+    char stack[STACK_READ];
+    size_t n = (size_t)size + MOOR_BLOCK_TRAILER;
+    char *buf = n <= sizeof(stack) ? stack : malloc(n);
+    int rc;
+
+    if (!buf)
+        return moor_diag(MOOR_ENOMEM, "%s: out of memory reading block at offset %llu", t->path,
+                         (unsigned long long)off);
+    rc = table_pread(t, buf, n, off);
+    if (rc == 0)
+        rc = table_decode_block(t, off, buf, (size_t)size, out);
+    if (buf != stack)
+        free(buf);
+    return rc;
 }
 
 static void table_block_unpin(void *arg)
@@ -516,13 +559,13 @@ static void table_block_unpin(void *arg)
     moor_cache_release(blk->cache, h);
 }
 
-/* An iterator over the data block at (off, size), from the cache when
- * there is one.  The iterator pins (or owns) the block until destroyed. */
-static int table_block_iter(const moor_table_t *t, uint64_t off, uint64_t size, moor_iiter_t **out)
+/* Sets up *bi over the data block at (off, size), from the cache when
+ * there is one.  The iterator pins (or owns) the block until fini. */
+static int table_block_open(const moor_table_t *t, uint64_t off, uint64_t size,
+                            moor_block_iter_t *bi)
 {
     moor_cache_handle_t *h = NULL;
     table_block_t *blk = NULL;
-    moor_iiter_t *it;
     int rc;
 
     if (t->cache && (h = moor_cache_lookup(t->cache, t->file_number, off))) {
@@ -539,17 +582,9 @@ static int table_block_iter(const moor_table_t *t, uint64_t off, uint64_t size, 
         }
     }
     if (h)
-        it = moor_block_iter_trusted(blk->data, blk->len, table_key_cmp, table_block_unpin, h);
+        moor_block_iter_init(bi, blk->data, blk->len, table_key_cmp, table_block_unpin, h, 0);
     else
-        it = moor_block_iter_trusted(blk->data, blk->len, table_key_cmp, free, blk);
-    if (!it) {
-        if (h)
-            moor_cache_release(t->cache, h);
-        else
-            free(blk);
-        return moor_diag(MOOR_ENOMEM, "%s: out of memory", t->path);
-    }
-    *out = it;
+        moor_block_iter_init(bi, blk->data, blk->len, table_key_cmp, free, blk, 0);
     return 0;
 }
 
@@ -604,7 +639,7 @@ static int table_read_footer(moor_table_t *t, table_footer_t *f)
 /* Reads an uncompressed meta block (filter or index) into *out. */
 static int table_read_meta(moor_table_t *t, uint64_t off, uint64_t size, char **out)
 {
-    uint8_t comp;
+    uint8_t comp = 0;
     int rc = table_read_stored(t, off, size, 0, out, &comp);
 
     if (rc)
@@ -743,79 +778,192 @@ static int table_filter_skips(moor_table_t *t, const char *ikey, size_t iklen)
     return 1;
 }
 
-/* The data block iterator positioned at the first entry >= ikey, or NULL
- * with *rc 0 when the table has none. */
-static moor_iiter_t *table_seek_block(moor_table_t *t, const char *ikey, size_t iklen, int *rc)
+/* Sets up *data positioned at the first entry >= ikey; returns 1 when
+ * there is one (fini *data after use), 0 when the table has none, or a
+ * negative code (nothing to fini either way but 1). */
+static int table_seek_block(moor_table_t *t, const char *ikey, size_t iklen,
+                            moor_block_iter_t *data)
 {
-    moor_iiter_t *idx = moor_block_iter_trusted(t->index, t->index_len, table_key_cmp, NULL, NULL);
-    moor_iiter_t *data = NULL;
+    moor_block_iter_t idx;
     uint64_t off, size;
+    int rc = 0, open = 0;
 
-    *rc = 0;
-    if (!idx) {
-        *rc = moor_diag(MOOR_ENOMEM, "%s: out of memory", t->path);
-        return NULL;
+    moor_block_iter_init(&idx, t->index, t->index_len, table_key_cmp, NULL, NULL, 0);
+    idx.base.seek(&idx.base, ikey, iklen);
+    if (idx.base.valid &&
+        !(rc = table_decode_handle(t, idx.base.val, idx.base.vlen, &off, &size)) &&
+        !(rc = table_block_open(t, off, size, data))) {
+        open = 1;
+        data->base.seek(&data->base, ikey, iklen);
+        if (data->base.status)
+            rc = table_corrupt(t, off, "malformed data block");
+        else if (data->base.valid && data->base.klen < MOOR_IKEY_TRAILER)
+            rc = table_corrupt(t, off, "short key in data block");
+    } else if (!idx.base.valid && idx.base.status) {
+        rc = table_corrupt(t, t->index_off, "malformed index block");
     }
-    idx->seek(idx, ikey, iklen);
-    if (idx->valid && !(*rc = table_decode_handle(t, idx->val, idx->vlen, &off, &size)) &&
-        !(*rc = table_block_iter(t, off, size, &data))) {
-        data->seek(data, ikey, iklen);
-        if (data->status)
-            *rc = table_corrupt(t, off, "malformed data block");
-        else if (data->valid && data->klen < MOOR_IKEY_TRAILER)
-            *rc = table_corrupt(t, off, "short key in data block");
-    } else if (!idx->valid && idx->status) {
-        *rc = table_corrupt(t, t->index_off, "malformed index block");
+    moor_block_iter_fini(&idx);
+    if (rc || (open && !data->base.valid)) {
+        if (open)
+            moor_block_iter_fini(data);
+        return rc;
     }
-    moor_iiter_destroy(idx);
-    if (*rc || (data && !data->valid)) {
-        moor_iiter_destroy(data);
-        return NULL;
-    }
-    return data;
+    return open;
 }
 
 int moor_table_get(moor_table_t *t, const char *ikey, size_t iklen, moor_buf_t *val, int *type)
 {
-    moor_iiter_t *data;
+    moor_block_iter_t data;
     int rc, found = 0;
 
     if (iklen < MOOR_IKEY_TRAILER)
         return moor_diag(MOOR_EINVAL, "table get: internal key of %zu bytes", iklen);
     if (table_filter_skips(t, ikey, iklen))
         return 0;
-    if (!(data = table_seek_block(t, ikey, iklen, &rc)))
+    if ((rc = table_seek_block(t, ikey, iklen, &data)) <= 0)
         return rc;
-    if (moor_ukey_cmp(data->key, moor_ikey_ulen(data->klen), ikey, moor_ikey_ulen(iklen)) == 0) {
+    rc = 0;
+    if (moor_ukey_cmp(data.base.key, moor_ikey_ulen(data.base.klen), ikey,
+                      moor_ikey_ulen(iklen)) == 0) {
         moor_buf_reset(val);
-        if (moor_buf_append(val, data->val, data->vlen)) {
+        if (moor_buf_append(val, data.base.val, data.base.vlen)) {
             rc = moor_diag(MOOR_ENOMEM, "table get: out of memory copying a value");
         } else {
-            *type = moor_ikey_type(data->key, data->klen);
+            *type = moor_ikey_type(data.base.key, data.base.klen);
             found = 1;
         }
     }
-    moor_iiter_destroy(data);
+    moor_block_iter_fini(&data);
     return rc ? rc : found;
 }
 
 /* ---- two-level iterator --------------------------------------------- */
 
+/* Blocks of a long scan: after SCAN_AFTER blocks read in order, an
+ * iterator reads the table ahead in one pread of READAHEAD_MIN bytes,
+ * doubling to READAHEAD_MAX, instead of one pread per block, and decodes
+ * blocks it does not find in the cache into a buffer of its own instead of
+ * inserting them.  A full scan thus makes one system call per 256 KiB
+ * rather than per 4 KiB, allocates nothing per block, and does not push
+ * the point-read working set out of the cache (a scan would otherwise
+ * replace the whole cache with blocks it reads once: anti-entropy walks
+ * whole ranges).  Short scans (a seek and a few entries) never get there
+ * and use the cache as gets do. */
+typedef struct scan_buf {
+    char *ra;          /* stored bytes of [ra_off, ra_off + ra_len) */
+    size_t ra_len, ra_cap;
+    uint64_t ra_off;
+    size_t ra_next;    /* size of the next read ahead */
+    char *raw;         /* the decoded block the data iterator is on */
+    size_t raw_cap;
+} scan_buf_t;
+
 typedef struct table_iter {
     moor_iiter_t base;
     moor_table_t *t;
-    moor_iiter_t *index; /* over t->index */
-    moor_iiter_t *data;  /* current data block, NULL before/after */
-    uint64_t data_off;   /* offset of the current data block */
+    moor_block_iter_t index; /* over t->index */
+    moor_block_iter_t data;  /* current data block, when has_data */
+    int has_data;
+    unsigned in_order;  /* blocks loaded by moving on since the last seek */
+    uint64_t data_off;  /* offset of the current data block */
+    scan_buf_t sb;
 } table_iter_t;
+
+static void titer_drop_data(table_iter_t *ti)
+{
+    if (ti->has_data)
+        moor_block_iter_fini(&ti->data);
+    ti->has_data = 0;
+}
 
 /* Ends the iteration: past the end when rc is 0, else stopped by rc. */
 static void titer_fail(table_iter_t *ti, int rc)
 {
     ti->base.valid = 0;
     ti->base.status = rc;
-    moor_iiter_destroy(ti->data);
-    ti->data = NULL;
+    titer_drop_data(ti);
+}
+
+/* Makes the stored block (off, size) and its trailer lie in sb->ra. */
+static int scan_fill(table_iter_t *ti, uint64_t off, uint64_t size)
+{
+    scan_buf_t *sb = &ti->sb;
+    size_t need = (size_t)size + MOOR_BLOCK_TRAILER, want = sb->ra_next;
+    uint64_t room = ti->t->data_end - off; /* handle_fits: need <= room */
+    int rc;
+
+    if (sb->ra_len && off >= sb->ra_off && off - sb->ra_off <= sb->ra_len &&
+        need <= sb->ra_len - (off - sb->ra_off))
+        return 0;
+    if (want < need)
+        want = need;
+    if (want > room)
+        want = (size_t)room;
+    if (want > sb->ra_cap) {
+        char *p = malloc(want);
+
+        if (!p)
+            return moor_diag(MOOR_ENOMEM, "%s: out of memory reading ahead", ti->t->path);
+        free(sb->ra);
+        sb->ra = p;
+        sb->ra_cap = want;
+    }
+    sb->ra_len = 0;
+    if ((rc = table_pread(ti->t, sb->ra, want, off)))
+        return rc;
+    sb->ra_off = off;
+    sb->ra_len = want;
+    if (sb->ra_next < READAHEAD_MAX)
+        sb->ra_next *= 2;
+    return 0;
+}
+
+/* table_block_open for a long scan: the cached block if there is one,
+ * else the block decoded from the read-ahead bytes into sb->raw (or used
+ * in place there when stored raw), not cached. */
+static int scan_block_open(table_iter_t *ti, uint64_t off, uint64_t size)
+{
+    moor_table_t *t = ti->t;
+    scan_buf_t *sb = &ti->sb;
+    moor_cache_handle_t *h;
+    const char *s, *p, *data;
+    size_t plen;
+    uint64_t raw_len;
+    uint8_t comp;
+    int rc;
+
+    if (t->cache && (h = moor_cache_lookup(t->cache, t->file_number, off))) {
+        table_block_t *blk = moor_cache_value(h);
+
+        moor_block_iter_init(&ti->data, blk->data, blk->len, table_key_cmp, table_block_unpin, h,
+                             0);
+        return 0;
+    }
+    if ((rc = scan_fill(ti, off, size)))
+        return rc;
+    s = sb->ra + (off - sb->ra_off);
+    if ((rc = stored_parse(t, off, s, (size_t)size, &comp, &raw_len, &p, &plen)))
+        return rc;
+    if (comp == MOOR_BLOCK_RAW) {
+        data = p;
+    } else {
+        if (raw_len > sb->raw_cap) {
+            char *np = malloc((size_t)raw_len);
+
+            if (!np)
+                return moor_diag(MOOR_ENOMEM, "%s: out of memory decoding a block", t->path);
+            free(sb->raw);
+            sb->raw = np;
+            sb->raw_cap = (size_t)raw_len;
+        }
+        if ((rc = table_unzstd(t, off, p, plen, sb->raw, raw_len)))
+            return rc;
+        data = sb->raw;
+    }
+    if ((rc = table_check_block(t, off, data, (size_t)raw_len)))
+        return rc;
+    moor_block_iter_init(&ti->data, data, (size_t)raw_len, table_key_cmp, NULL, NULL, 0);
+    return 0;
 }
 
 /* Replaces the data iterator with one over the block the index is on. */
@@ -824,11 +972,19 @@ static int titer_load(table_iter_t *ti)
     uint64_t off, size;
     int rc;
 
-    moor_iiter_destroy(ti->data);
-    ti->data = NULL;
-    if ((rc = table_decode_handle(ti->t, ti->index->val, ti->index->vlen, &off, &size)) ||
-        (rc = table_block_iter(ti->t, off, size, &ti->data)))
+    titer_drop_data(ti);
+    if ((rc = table_decode_handle(ti->t, ti->index.base.val, ti->index.base.vlen, &off, &size)))
         return rc;
+    if (ti->in_order >= SCAN_AFTER) {
+        if (!ti->sb.ra_next)
+            ti->sb.ra_next = READAHEAD_MIN;
+        rc = scan_block_open(ti, off, size);
+    } else {
+        rc = table_block_open(ti->t, off, size, &ti->data);
+    }
+    if (rc)
+        return rc;
+    ti->has_data = 1;
     ti->data_off = off;
     return 0;
 }
@@ -836,19 +992,20 @@ static int titer_load(table_iter_t *ti)
 /* Moves past exhausted data blocks, then publishes the current entry. */
 static void titer_settle(table_iter_t *ti)
 {
-    moor_iiter_t *d;
+    moor_iiter_t *d = &ti->data.base, *idx = &ti->index.base;
     int rc;
 
-    while (!ti->data || !ti->data->valid) {
-        if (ti->data && ti->data->status) {
+    while (!ti->has_data || !d->valid) {
+        if (ti->has_data && d->status) {
             titer_fail(ti, table_corrupt(ti->t, ti->data_off, "malformed data block"));
             return;
         }
-        if (ti->data)
-            ti->index->next(ti->index);
-        if (!ti->index->valid) {
-            rc = ti->index->status ? table_corrupt(ti->t, ti->t->index_off, "malformed index block")
-                                   : 0;
+        if (ti->has_data) {
+            idx->next(idx);
+            ti->in_order++;
+        }
+        if (!idx->valid) {
+            rc = idx->status ? table_corrupt(ti->t, ti->t->index_off, "malformed index block") : 0;
             titer_fail(ti, rc);
             return;
         }
@@ -856,9 +1013,8 @@ static void titer_settle(table_iter_t *ti)
             titer_fail(ti, rc);
             return;
         }
-        ti->data->seek_first(ti->data);
+        d->seek_first(d);
     }
-    d = ti->data;
     if (d->klen < MOOR_IKEY_TRAILER) {
         titer_fail(ti, table_corrupt(ti->t, ti->data_off, "short key in data block"));
         return;
@@ -876,9 +1032,9 @@ static void titer_seek_first(moor_iiter_t *it)
 
     if (it->status)
         return;
-    moor_iiter_destroy(ti->data);
-    ti->data = NULL;
-    ti->index->seek_first(ti->index);
+    titer_drop_data(ti);
+    ti->in_order = 0;
+    ti->index.base.seek_first(&ti->index.base);
     titer_settle(ti);
 }
 
@@ -889,15 +1045,15 @@ static void titer_seek(moor_iiter_t *it, const char *target, size_t tlen)
 
     if (it->status)
         return;
-    moor_iiter_destroy(ti->data);
-    ti->data = NULL;
-    ti->index->seek(ti->index, target, tlen);
-    if (ti->index->valid) {
+    titer_drop_data(ti);
+    ti->in_order = 0;
+    ti->index.base.seek(&ti->index.base, target, tlen);
+    if (ti->index.base.valid) {
         if ((rc = titer_load(ti))) {
             titer_fail(ti, rc);
             return;
         }
-        ti->data->seek(ti->data, target, tlen);
+        ti->data.base.seek(&ti->data.base, target, tlen);
     }
     titer_settle(ti);
 }
@@ -906,11 +1062,11 @@ static void titer_next(moor_iiter_t *it)
 {
     table_iter_t *ti = (table_iter_t *)it;
 
-    if (it->status || !ti->data) {
+    if (it->status || !ti->has_data) {
         it->valid = 0;
         return;
     }
-    ti->data->next(ti->data);
+    ti->data.base.next(&ti->data.base);
     titer_settle(ti);
 }
 
@@ -918,8 +1074,10 @@ static void titer_destroy(moor_iiter_t *it)
 {
     table_iter_t *ti = (table_iter_t *)it;
 
-    moor_iiter_destroy(ti->data);
-    moor_iiter_destroy(ti->index);
+    titer_drop_data(ti);
+    moor_block_iter_fini(&ti->index);
+    free(ti->sb.ra);
+    free(ti->sb.raw);
     free(ti);
 }
 
@@ -929,11 +1087,7 @@ moor_iiter_t *moor_table_iter(moor_table_t *t)
 
     if (!ti)
         return NULL;
-    ti->index = moor_block_iter_trusted(t->index, t->index_len, table_key_cmp, NULL, NULL);
-    if (!ti->index) {
-        free(ti);
-        return NULL;
-    }
+    moor_block_iter_init(&ti->index, t->index, t->index_len, table_key_cmp, NULL, NULL, 0);
     ti->t = t;
     ti->base.seek_first = titer_seek_first;
     ti->base.seek = titer_seek;

@@ -95,6 +95,7 @@ typedef struct bench_cfg {
     const char *dir; /* parent of the per-engine directories */
     int nengines;
     int engines[MAX_ENGINES]; /* indexes into BENCH_ADAPTERS, in run order */
+    unsigned want;            /* bit w set: run WORKLOADS[w] (--workloads) */
 } bench_cfg_t;
 
 /* Workloads in run order; results and ratios are printed in this order. */
@@ -102,6 +103,17 @@ static const char *const WORKLOADS[] = {"fillseq",     "fillrandom", "overwrite"
                                         "readmissing", "readseq",    "seekrandom", "deleterandom",
                                         "fillsync",    "fillsync_8t"};
 #define NWORKLOADS (sizeof WORKLOADS / sizeof WORKLOADS[0])
+#define WANT_ALL ((1u << NWORKLOADS) - 1)
+
+static int workload_index(const char *name);
+
+/* 1 if --workloads asked for name. */
+static int wanted(const bench_cfg_t *cfg, const char *name)
+{
+    int w = workload_index(name);
+
+    return w >= 0 && (cfg->want >> w & 1);
+}
 
 /* ---- results and the child -> parent pipe ------------------------------- */
 
@@ -751,10 +763,25 @@ static void db_drop(bench_ctx_t *c, const char *path)
     rm_rf(path);
 }
 
+/* The bits of the main phase's workloads from WORKLOADS[first] on. */
+static unsigned main_bits(int first)
+{
+    return ~((1u << first) - 1) & ((1u << workload_index("fillsync")) - 1);
+}
+
+static int main_wanted(const bench_cfg_t *cfg)
+{
+    return (cfg->want & main_bits(workload_index("fillrandom"))) != 0;
+}
+
 /* Runs the workloads that share the fillrandom database. */
 static int phase_main(bench_ctx_t *c)
 {
     char path[4096];
+    const bench_cfg_t *cfg = c->cfg;
+    /* fillrandom and overwrite build the database the later workloads read,
+     * so with --workloads they run (and report) whenever a later one does. */
+    unsigned later = cfg->want & main_bits(workload_index("overwrite"));
 
     if (db_fresh(c, path, sizeof path, DB_TAGS[1], 0) < 0)
         return -1;
@@ -763,8 +790,11 @@ static int phase_main(bench_ctx_t *c)
     /* Still open, so a snapshot taken while background work may run. */
     send_disk_usage(c->fd, path, "after_fillrandom");
     send_engine_stats(c, "after_fillrandom");
-    if (wl_overwrite(c) < 0 || wl_read(c, 1) < 0 || wl_read(c, 0) < 0 || wl_readseq(c) < 0 ||
-        wl_seekrandom(c) < 0 || wl_deleterandom(c) < 0)
+    if ((later && wl_overwrite(c) < 0) || (wanted(cfg, "readrandom") && wl_read(c, 1) < 0) ||
+        (wanted(cfg, "readmissing") && wl_read(c, 0) < 0) ||
+        (wanted(cfg, "readseq") && wl_readseq(c) < 0) ||
+        (wanted(cfg, "seekrandom") && wl_seekrandom(c) < 0) ||
+        (wanted(cfg, "deleterandom") && wl_deleterandom(c) < 0))
         goto fail;
     send_engine_stats(c, "at_end");
     c->a->close(c->h);
@@ -806,20 +836,24 @@ static int child_run(const bench_cfg_t *cfg, const adapter_t *a, int fd)
         rc = 0;
         goto out;
     }
-    if (db_fresh(&c, path, sizeof path, DB_TAGS[0], 0) < 0)
-        goto out;
-    if (wl_fill(&c, "fillseq", NULL) < 0) {
+    if (wanted(cfg, "fillseq")) {
+        if (db_fresh(&c, path, sizeof path, DB_TAGS[0], 0) < 0)
+            goto out;
+        if (wl_fill(&c, "fillseq", NULL) < 0) {
+            db_drop(&c, path);
+            goto out;
+        }
+        /* Measured after close, which waits for the flush or compaction in
+         * progress (no engine flushes its memtable on close: the log has it). */
+        c.a->close(c.h);
+        c.h = NULL;
+        send_disk_usage(fd, path, "after_fillseq");
         db_drop(&c, path);
-        goto out;
     }
-    /* Measured after close, which waits for the flush or compaction in
-     * progress (no engine flushes its memtable on close: the log has it). */
-    c.a->close(c.h);
-    c.h = NULL;
-    send_disk_usage(fd, path, "after_fillseq");
-    db_drop(&c, path);
-    if (phase_main(&c) < 0 || phase_sync(&c, "fillsync", 1, cfg->sync_ops) < 0 ||
-        phase_sync(&c, "fillsync_8t", cfg->threads, cfg->conc_ops) < 0)
+    if ((main_wanted(cfg) && phase_main(&c) < 0) ||
+        (wanted(cfg, "fillsync") && phase_sync(&c, "fillsync", 1, cfg->sync_ops) < 0) ||
+        (wanted(cfg, "fillsync_8t") &&
+         phase_sync(&c, "fillsync_8t", cfg->threads, cfg->conc_ops) < 0))
         goto out;
     rc = 0;
 out:
@@ -1189,7 +1223,10 @@ static void usage(FILE *f)
                "  --max-secs S     time cap per workload; results are marked truncated (60)\n"
                "  --engines LIST   comma-separated, run in this order (moor,rocksdb,leveldb)\n"
                "  --dir DIR        parent of the per-engine databases (build/bench-data)\n"
-               "  --seed N         random seed, the same for every engine (301)\n");
+               "  --seed N         random seed, the same for every engine (301)\n"
+               "  --workloads LIST comma-separated subset to run (all); fillrandom and\n"
+               "                   overwrite also run when a later read/delete workload does,\n"
+               "                   since they build the database it reads\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -1231,6 +1268,24 @@ static int parse_engines(bench_cfg_t *cfg, const char *list)
     return cfg->nengines ? 0 : -1;
 }
 
+static int parse_workloads(bench_cfg_t *cfg, const char *list)
+{
+    char buf[256], *save = NULL;
+
+    snprintf(buf, sizeof buf, "%s", list);
+    cfg->want = 0;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int w = workload_index(tok);
+
+        if (w < 0) {
+            fprintf(stderr, "bench_engine: unknown workload '%s'\n", tok);
+            return -1;
+        }
+        cfg->want |= 1u << w;
+    }
+    return cfg->want ? 0 : -1;
+}
+
 static int parse_args(int argc, char **argv, bench_cfg_t *cfg)
 {
     static const struct option longopts[] = {{"num", 1, 0, 'n'},
@@ -1244,6 +1299,7 @@ static int parse_args(int argc, char **argv, bench_cfg_t *cfg)
                                              {"engines", 1, 0, 'e'},
                                              {"dir", 1, 0, 'd'},
                                              {"seed", 1, 0, 'S'},
+                                             {"workloads", 1, 0, 'w'},
                                              {"help", 0, 0, 'h'},
                                              {0, 0, 0, 0}};
     uint64_t v, reads = 0, seeks = 0;
@@ -1256,7 +1312,8 @@ static int parse_args(int argc, char **argv, bench_cfg_t *cfg)
                          .threads = 8,
                          .max_secs = 60,
                          .seed = 301,
-                         .dir = "build/bench-data"};
+                         .dir = "build/bench-data",
+                         .want = WANT_ALL};
     if (parse_engines(cfg, "moor,rocksdb,leveldb") < 0)
         return -1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -1271,6 +1328,11 @@ static int parse_args(int argc, char **argv, bench_cfg_t *cfg)
         }
         if (opt == 'd') {
             cfg->dir = optarg;
+            continue;
+        }
+        if (opt == 'w') {
+            if (parse_workloads(cfg, optarg) < 0)
+                return -1;
             continue;
         }
         if (opt == '?' || parse_u64(optarg, &v) < 0) {

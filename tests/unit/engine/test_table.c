@@ -308,6 +308,41 @@ static void test_round_trip_one_entry(void **state)
     round_trip(1, 3, 10, 4096, 1 << 20);
 }
 
+/* A long scan reads ahead and decodes into its own buffer: it leaves the
+ * cache with only the few blocks read before it went sequential (4), yet
+ * uses blocks that are cached (seeks put some there first), and yields
+ * exactly the data either way. */
+static void test_scan_leaves_cache(void **state)
+{
+    moor_table_opts_t o = {.block_size = 4096, .compression_level = 3, .bloom_bits = 10};
+    dataset_t d;
+    char *path = table_path("scan.sst");
+    moor_cache_t *cache = moor_cache_new(64 << 20);
+    moor_cache_stats_t st;
+    moor_table_t *t;
+    uint64_t hits;
+
+    make_dataset(&d, 30000, 1);
+    write_table(path, &d, &o);
+    assert_int_equal(moor_table_open(path, 7, cache, &t), 0);
+    check_scan(t, &d);
+    moor_cache_stats(cache, &st);
+    assert_true(st.entries >= 1 && st.entries <= 4);
+    check_seeks(t, &d, 500); /* seeks read through the cache */
+    moor_cache_stats(cache, &st);
+    assert_true(st.entries > 4);
+    hits = st.hits;
+    check_scan(t, &d);
+    moor_cache_stats(cache, &st);
+    assert_true(st.hits > hits); /* the scan found the blocks the seeks cached */
+    moor_table_close(t);
+    moor_cache_erase_file(cache, 7);
+    moor_cache_free(cache);
+    unlink(path);
+    free(path);
+    free_dataset(&d);
+}
+
 static void test_empty_table(void **state)
 {
     moor_table_opts_t o = {.block_size = 4096, .compression_level = 3, .bloom_bits = 10};
@@ -714,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_tiny_cache),
         cmocka_unit_test(test_round_trip_small_blocks),
         cmocka_unit_test(test_round_trip_one_entry),
+        cmocka_unit_test(test_scan_leaves_cache),
         cmocka_unit_test(test_empty_table),
         cmocka_unit_test(test_compression_shrinks),
         cmocka_unit_test(test_builder_rejects),

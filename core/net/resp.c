@@ -83,7 +83,8 @@ static long scan_inline(moor_resp_scan_t *s, const char *buf, size_t len,
         s->off = max;
         if (len >= lim->max_inline) {
             moor_resp_scan_init(s);
-            return moor_diag(MOOR_ETOOLARGE, "Protocol error: too big inline request (over %zu bytes)",
+            return moor_diag(MOOR_ETOOLARGE,
+                             "Protocol error: too big inline request (over %zu bytes)",
                              lim->max_inline);
         }
         return 0;
@@ -111,12 +112,14 @@ static long scan_multi_header(moor_resp_scan_t *s, const char *buf, size_t len,
     if (h < 0)
         return scan_fail(s, MOOR_EPROTO, "Protocol error: invalid multibulk length");
     if (v > (long long)lim->max_args)
-        return scan_fail(s, MOOR_ETOOLARGE, "Protocol error: multibulk of %lld arguments is over "
-                                            "the limit", v);
+        return scan_fail(s, MOOR_ETOOLARGE,
+                         "Protocol error: multibulk of %lld arguments is over "
+                         "the limit",
+                         v);
     /* Each argument takes at least "$0\r\n\r\n". */
     if (v > 0 && (size_t)h + (size_t)v * 6 > lim->max_frame)
-        return scan_fail(s, MOOR_ETOOLARGE, "Protocol error: %lld arguments cannot fit in max_frame",
-                         v);
+        return scan_fail(s, MOOR_ETOOLARGE,
+                         "Protocol error: %lld arguments cannot fit in max_frame", v);
     s->multi = 1;
     s->argc = v > 0 ? (uint32_t)v : 0;
     s->seen = 0;
@@ -209,8 +212,7 @@ static int split_inline(const char *cmd, size_t len, moor_resp_arg_t *args, uint
     return 0;
 }
 
-int moor_resp_split(const char *cmd, size_t len, uint32_t argc, moor_resp_arg_t *args,
-                    uint32_t max)
+int moor_resp_split(const char *cmd, size_t len, uint32_t argc, moor_resp_arg_t *args, uint32_t max)
 {
     long long v;
     long h;
@@ -302,8 +304,7 @@ int moor_resp_bulk(moor_buf_t *b, const void *p, size_t n)
 {
     size_t before = b->len;
 
-    if (number(b, '$', (long long)n) || moor_buf_append(b, p, n) ||
-        moor_buf_append(b, "\r\n", 2)) {
+    if (number(b, '$', (long long)n) || moor_buf_append(b, p, n) || moor_buf_append(b, "\r\n", 2)) {
         b->len = before;
         return MOOR_ENOMEM;
     }

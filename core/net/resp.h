@@ -75,11 +75,10 @@ int moor_resp_split(const char *cmd, size_t len, uint32_t argc, moor_resp_arg_t 
  * the text by a space (a simple string cannot hold them). */
 int moor_resp_status(moor_buf_t *b, const char *s); /* +s */
 int moor_resp_error(moor_buf_t *b, const char *s);  /* -s ("ERR ...", "NOAUTH ...") */
-int moor_resp_errorf(moor_buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-int moor_resp_int(moor_buf_t *b, long long v);                /* :v */
+int moor_resp_errorf(moor_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int moor_resp_int(moor_buf_t *b, long long v);              /* :v */
 int moor_resp_bulk(moor_buf_t *b, const void *p, size_t n); /* $n bytes */
-int moor_resp_null(moor_buf_t *b);                            /* $-1 */
-int moor_resp_array(moor_buf_t *b, long long n);              /* *n (-1: null array) */
+int moor_resp_null(moor_buf_t *b);                          /* $-1 */
+int moor_resp_array(moor_buf_t *b, long long n);            /* *n (-1: null array) */
 
 #endif

@@ -1508,3 +1508,11 @@ int moor_node_close(moor_node_t *n)
     uv_close((uv_handle_t *)&n->kick, NULL);
     return rc ? rc : crc;
 }
+
+/* ---- other doors (the RESP port) ------------------------------------------------ */
+
+void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns)
+{
+    if (n->as)
+        moor_as_request(n->as, kind, t0_ns);
+}

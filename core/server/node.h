@@ -84,6 +84,12 @@ int moor_node_join_cluster(moor_node_t *n, const char *self_addr);
  * before moor_node_close; a node not in a cluster calls done at once. */
 void moor_node_leave_cluster(moor_node_t *n, void (*done)(void *ud), void *ud);
 
+/* Counts a request served through another door than moor_node_dispatch
+ * (the RESP port) in the load figures (info.load, the autoscaler): kind
+ * a MOOR_LS_* kind (loadstat.h), t0_ns its uv_hrtime() when it arrived.
+ * Can't fail. */
+void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns);
+
 /* Wire name of an error code ("KEY_TOO_LARGE", ...). */
 const char *moor_node_err_code(int rc);
 

@@ -25,6 +25,7 @@
  * and a key with several values an error naming the count.
  */
 #include "server/resp.h"
+#include "server/loadstat.h"
 #include "server/resp_info.h"
 
 #include <ctype.h>
@@ -78,6 +79,8 @@ struct rop {
     moor_buf_t ctx;       /* the ctx the read returned, for the write */
     rop_t *next_spare;    /* on d->spare */
     struct rpar *par;     /* MGET/EXISTS of several keys: the parallel reads */
+    int kind;             /* MOOR_LS_* for the node's load figures */
+    uint64_t t0_ns;       /* uv_hrtime() at dispatch */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -198,6 +201,7 @@ static void rop_free(rop_t *o)
 
 static void rop_finish(rop_t *o)
 {
+    moor_node_count_request(o->d->node, o->kind, o->t0_ns);
     if (o->out.len == 0)
         moor_resp_error(&o->out, "ERR out of memory");
     moor_srv_reply_resp(o->req, o->out.data, o->out.len);
@@ -1280,6 +1284,19 @@ static void setup_op(rop_t *o, const cmd_t *c)
     }
 }
 
+/* The load figures' kind of a command. */
+static int load_kind(const char *name)
+{
+    if (!strcmp(name, "get") || !strcmp(name, "mget") || !strcmp(name, "exists"))
+        return MOOR_LS_GET;
+    if (!strcmp(name, "del"))
+        return MOOR_LS_DEL;
+    if (!strcmp(name, "set") || !strcmp(name, "mset") || !strncmp(name, "incr", 4) ||
+        !strncmp(name, "decr", 4))
+        return MOOR_LS_PUT;
+    return MOOR_LS_OTHER;
+}
+
 void moor_respd_dispatch(void *ud, moor_srv_req_t *req)
 {
     moor_respd_t *d = ud;
@@ -1325,6 +1342,8 @@ void moor_respd_dispatch(void *ud, moor_srv_req_t *req)
         reply_now(req, &b);
         return;
     }
+    o->t0_ns = uv_hrtime();
+    o->kind = load_kind(c->name);
     setup_op(o, c);
     if (auth_at)
         o->i = auth_at;

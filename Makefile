@@ -93,6 +93,7 @@ bench: build
 	/usr/bin/python3 scripts/bench_repair.py --build build | tee build/bench-repair.txt
 	/usr/bin/python3 scripts/bench_join.py --build build | tee build/bench-join.txt
 	@echo; echo "== make bench: the ratios (full output in build/bench-*.txt) =="
+	@grep -h -E 'moor/rocksdb' build/bench-engine.txt 2>/dev/null || true
 	@grep -h -i -E 'cluster/single|call/get|moor/redis|target' build/bench-node.txt \
 	  build/bench-cluster.txt build/bench-lua.txt build/bench-memory.txt 2>/dev/null \
 	  | grep -v '^{' || true

@@ -90,6 +90,8 @@ def moor_bench(build, port, args, ratio, pipeline):
     cmd = [os.path.join(build, "moor"), "-h", "127.0.0.1:%d" % port, "bench",
            "--conns", str(args.conns), "--pipeline", str(pipeline), "--keys", str(args.keys),
            "--value-size", "100", "--ratio", str(ratio), "--duration", str(args.duration)]
+    if ratio == 0:
+        cmd.append("--overwrite")  # the write RESP SET makes: no siblings pile up
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60)
     if out.returncode != 0:
         sys.exit("moor bench failed: %s" % out.stderr)

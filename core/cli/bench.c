@@ -109,6 +109,7 @@ typedef struct bench_opts {
     double duration;   /* seconds of sending */
     const char *space; /* NULL: the node's default space */
     const char *call;  /* NULL: get/put; else the handler every request calls */
+    int overwrite;     /* puts carry opts.overwrite = true */
 } bench_opts_t;
 
 /* With a reason: the reason and a hint; without: the full help. */
@@ -120,7 +121,7 @@ static int usage(const char *why)
     }
     fputs("usage: moor [-h host:port] [-a token] [--timeout ms] bench [--conns N]\n"
           "         [--pipeline N] [--keys N] [--value-size BYTES] [--ratio GET-FRACTION]\n"
-          "         [--duration SECONDS] [--space S] [--call HANDLER]\n"
+          "         [--duration SECONDS] [--space S] [--call HANDLER] [--overwrite]\n"
           "defaults: --conns 50 --pipeline 16 --keys 100000 --value-size 100 --ratio 0.5\n"
           "          --duration 10\n"
           "Keys are not pre-populated: a get of a missing key is a valid op (it returns\n"
@@ -128,7 +129,10 @@ static int usage(const char *why)
           "--call HANDLER: every request is `call` with params [HANDLER, key] instead of\n"
           "a get or put (the Lua handler gets the bench key as its argument; --ratio,\n"
           "--value-size and --space do not apply); a handler's error answer counts as\n"
-          "an error.\n",
+          "an error.\n"
+          "--overwrite: puts carry opts overwrite = true (the write RESP SET makes: it\n"
+          "replaces the key's value); without it they are blind puts, and every put of\n"
+          "a key already written adds a sibling (up to sibling_max).\n",
           stderr);
     return 2;
 }
@@ -161,12 +165,16 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
 {
     char why[128];
 
-    *o = (bench_opts_t){50, 16, 100000, 100, 0.5, 10.0, NULL, NULL};
+    *o = (bench_opts_t){50, 16, 100000, 100, 0.5, 10.0, NULL, NULL, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         int which = -1;
         if (strcmp(a, "--help") == 0)
             return usage(NULL), -1;
+        if (strcmp(a, "--overwrite") == 0) {
+            o->overwrite = 1;
+            continue;
+        }
         for (int k = 0; k < (int)(sizeof(num_opts) / sizeof(num_opts[0])); k++)
             if (strcmp(a, num_opts[k].name) == 0)
                 which = k;
@@ -200,6 +208,8 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
         return usage("--space does not apply to --call (the handler chooses its space)");
     if (o->call && !o->call[0])
         return usage("--call needs a handler name");
+    if (o->call && o->overwrite)
+        return usage("--overwrite does not apply to --call");
     return 0;
 }
 
@@ -287,10 +297,14 @@ static int issue(bench_t *b, conn_t *k)
         msgpack_pack_str_with_body(&pk, key, (size_t)klen);
         if (!is_get)
             msgpack_pack_bin_with_body(&pk, b->value, b->o.value_size);
-        msgpack_pack_map(&pk, b->o.space != NULL);
+        msgpack_pack_map(&pk, (b->o.space != NULL) + (!is_get && b->o.overwrite));
         if (b->o.space) {
             msgpack_pack_str_with_body(&pk, "space", 5);
             msgpack_pack_str_with_body(&pk, b->o.space, strlen(b->o.space));
+        }
+        if (!is_get && b->o.overwrite) {
+            msgpack_pack_str_with_body(&pk, "overwrite", 9);
+            msgpack_pack_true(&pk);
         }
         id = moor_client_send(k->c, is_get ? "get" : "put", b->params.data, b->params.len,
                               is_get ? 2 : 3);

@@ -68,6 +68,21 @@ class BenchTest(unittest.TestCase):
         self.check_ok("--ratio", "0", "--pipeline", "4", keys="10000000")
         self.check_ok("--ratio", "1", "--pipeline", "4")
 
+    def test_overwrite(self):
+        # Overwriting puts on a small key space: no sibling piles up, so
+        # thousands of puts on 5 keys never reach sibling_max.
+        self.check_ok("--ratio", "0", "--pipeline", "8", "--overwrite", keys="5")
+        c = self.node.conn()
+        try:
+            err, res = c.call("get", "key:0")
+            self.assertIsNone(err, err)
+            self.assertEqual(len(res["values"]), 1, res)
+        finally:
+            c.close()
+        rc, _, out = bench(self.node, "--call", "get1", "--overwrite")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("--overwrite does not apply to --call", out)
+
     def test_call(self):
         for pipeline in ("1", "16"):
             x, out = self.check_ok("--call", "get1", "--pipeline", pipeline)

@@ -15,9 +15,11 @@
  * checksums.  Those two stay resident.  Data blocks are read through the
  * block cache keyed by (file number, offset); a miss reads, checks the CRC,
  * decompresses (raw length bounded by MAX_RAW_BLOCK and matched exactly),
- * checks the restart array and only then inserts.  Any failure is
- * MOOR_ECORRUPT naming the file and offset: a corrupt table yields errors,
- * never wrong data or an out-of-bounds read.
+ * checks the restart array and only then inserts.  An iterator past its
+ * first few blocks in order reads ahead instead and decodes blocks the
+ * cache lacks into its own buffer, with the same checks (scan_buf_t).  Any
+ * failure is MOOR_ECORRUPT naming the file and offset: a corrupt table
+ * yields errors, never wrong data or an out-of-bounds read.
  *
  * Threads: a builder belongs to one thread.  A reader is immutable after
  * open (pread on a shared fd, the Bloom skip counter is atomic), so any

@@ -338,8 +338,8 @@ static int block_check_restarts(block_iter_t *bi, const char *data, size_t len)
     return 0;
 }
 
-void moor_block_iter_init(moor_block_iter_t *bi, const char *data, size_t len,
-                          moor_key_cmp_fn cmp, void (*release)(void *arg), void *arg, int check)
+void moor_block_iter_init(moor_block_iter_t *bi, const char *data, size_t len, moor_key_cmp_fn cmp,
+                          void (*release)(void *arg), void *arg, int check)
 {
     memset(&bi->base, 0, sizeof(bi->base));
     bi->base.seek_first = block_iter_seek_first;

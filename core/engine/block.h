@@ -76,8 +76,8 @@ typedef struct moor_block_iter {
  * moor_block_iter_trusted (check == 0) would, without allocating.  Release
  * it with moor_block_iter_fini (or moor_iiter_destroy, which calls fini and
  * frees nothing). */
-void moor_block_iter_init(moor_block_iter_t *bi, const char *data, size_t len,
-                          moor_key_cmp_fn cmp, void (*release)(void *arg), void *arg, int check);
+void moor_block_iter_init(moor_block_iter_t *bi, const char *data, size_t len, moor_key_cmp_fn cmp,
+                          void (*release)(void *arg), void *arg, int check);
 void moor_block_iter_fini(moor_block_iter_t *bi);
 
 /* Iterator over a block's bytes, which must stay valid until destroy.

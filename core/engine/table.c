@@ -15,9 +15,11 @@
  * checksums.  Those two stay resident.  Data blocks are read through the
  * block cache keyed by (file number, offset); a miss reads, checks the CRC,
  * decompresses (raw length bounded by MAX_RAW_BLOCK and matched exactly),
- * checks the restart array and only then inserts.  Any failure is
- * MOOR_ECORRUPT naming the file and offset: a corrupt table yields errors,
- * never wrong data or an out-of-bounds read.
+ * checks the restart array and only then inserts.  An iterator past its
+ * first few blocks in order reads ahead instead and decodes blocks the
+ * cache lacks into its own buffer, with the same checks (scan_buf_t).  Any
+ * failure is MOOR_ECORRUPT naming the file and offset: a corrupt table
+ * yields errors, never wrong data or an out-of-bounds read.
  *
  * Threads: a builder belongs to one thread.  A reader is immutable after
  * open (pread on a shared fd, the Bloom skip counter is atomic), so any
@@ -46,7 +48,7 @@
 #define MAX_RAW_BLOCK (64u << 20) /* largest decompressed block we accept */
 #define BLOCK_CHARGE_OVERHEAD 64  /* cache bookkeeping per block, roughly */
 #define DEFAULT_BLOCK_SIZE 4096
-#define DCTX_POOL 8 /* idle zstd decompression contexts kept */
+#define DCTX_POOL 8     /* idle zstd decompression contexts kept */
 #define STACK_READ 8192 /* stored blocks up to this size are read on the stack */
 #define SCAN_AFTER 4    /* blocks read in order before an iterator reads ahead */
 #define READAHEAD_MIN (16u << 10)
@@ -823,8 +825,8 @@ int moor_table_get(moor_table_t *t, const char *ikey, size_t iklen, moor_buf_t *
     if ((rc = table_seek_block(t, ikey, iklen, &data)) <= 0)
         return rc;
     rc = 0;
-    if (moor_ukey_cmp(data.base.key, moor_ikey_ulen(data.base.klen), ikey,
-                      moor_ikey_ulen(iklen)) == 0) {
+    if (moor_ukey_cmp(data.base.key, moor_ikey_ulen(data.base.klen), ikey, moor_ikey_ulen(iklen)) ==
+        0) {
         moor_buf_reset(val);
         if (moor_buf_append(val, data.base.val, data.base.vlen)) {
             rc = moor_diag(MOOR_ENOMEM, "table get: out of memory copying a value");
@@ -850,11 +852,11 @@ int moor_table_get(moor_table_t *t, const char *ikey, size_t iklen, moor_buf_t *
  * whole ranges).  Short scans (a seek and a few entries) never get there
  * and use the cache as gets do. */
 typedef struct scan_buf {
-    char *ra;          /* stored bytes of [ra_off, ra_off + ra_len) */
+    char *ra; /* stored bytes of [ra_off, ra_off + ra_len) */
     size_t ra_len, ra_cap;
     uint64_t ra_off;
-    size_t ra_next;    /* size of the next read ahead */
-    char *raw;         /* the decoded block the data iterator is on */
+    size_t ra_next; /* size of the next read ahead */
+    char *raw;      /* the decoded block the data iterator is on */
     size_t raw_cap;
 } scan_buf_t;
 
@@ -864,8 +866,8 @@ typedef struct table_iter {
     moor_block_iter_t index; /* over t->index */
     moor_block_iter_t data;  /* current data block, when has_data */
     int has_data;
-    unsigned in_order;  /* blocks loaded by moving on since the last seek */
-    uint64_t data_off;  /* offset of the current data block */
+    unsigned in_order; /* blocks loaded by moving on since the last seek */
+    uint64_t data_off; /* offset of the current data block */
     scan_buf_t sb;
 } table_iter_t;
 

@@ -1288,20 +1288,13 @@ static int parse_workloads(bench_cfg_t *cfg, const char *list)
 
 static int parse_args(int argc, char **argv, bench_cfg_t *cfg)
 {
-    static const struct option longopts[] = {{"num", 1, 0, 'n'},
-                                             {"reads", 1, 0, 'r'},
-                                             {"seeks", 1, 0, 's'},
-                                             {"scan", 1, 0, 'l'},
-                                             {"sync-ops", 1, 0, 'y'},
-                                             {"conc-ops", 1, 0, 'c'},
-                                             {"threads", 1, 0, 't'},
-                                             {"max-secs", 1, 0, 'm'},
-                                             {"engines", 1, 0, 'e'},
-                                             {"dir", 1, 0, 'd'},
-                                             {"seed", 1, 0, 'S'},
-                                             {"workloads", 1, 0, 'w'},
-                                             {"help", 0, 0, 'h'},
-                                             {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"num", 1, 0, 'n'},      {"reads", 1, 0, 'r'},
+                                             {"seeks", 1, 0, 's'},    {"scan", 1, 0, 'l'},
+                                             {"sync-ops", 1, 0, 'y'}, {"conc-ops", 1, 0, 'c'},
+                                             {"threads", 1, 0, 't'},  {"max-secs", 1, 0, 'm'},
+                                             {"engines", 1, 0, 'e'},  {"dir", 1, 0, 'd'},
+                                             {"seed", 1, 0, 'S'},     {"workloads", 1, 0, 'w'},
+                                             {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
     uint64_t v, reads = 0, seeks = 0;
     int has_reads = 0, has_seeks = 0, opt;
 

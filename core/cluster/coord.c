@@ -78,8 +78,17 @@ void answer_fmt(moor_coord_done_fn done, void *arg, int code, const char *fmt, .
 /* Ops kept for reuse (at most), and the buffer capacity a kept op may
  * hold on to: an op per request in flight, with its buffers, is the
  * allocation a request would otherwise make most often. */
-#define OP_SPARE_MAX 1024
-#define OP_SPARE_BUF (4u << 10)
+#if defined(__SANITIZE_ADDRESS__)
+#define OP_SPARE_MAX 0 /* ASan: every op freed, so a use after the end is caught */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OP_SPARE_MAX 0
+#endif
+#endif
+#ifndef OP_SPARE_MAX
+#define OP_SPARE_MAX 512
+#endif
+#define OP_SPARE_BUF 1024
 
 /* The buffers of op (cap at most MOOR_COORD_N_MAX * 4), for clearing and
  * keeping across reuse. */

@@ -165,9 +165,10 @@ static void write_check(op_t *op)
         int why = op->local->err;
         op->c->st.quorum_failures++;
         op_stop_timer(op);
-        /* A full or read-only disk here is what the client must hear
-         * (a node alone has no other replica to blame). */
-        if (why == MOOR_ENOSPC || why == MOOR_EFAILED)
+        /* A full or read-only disk here is what the client must hear,
+         * and on a node alone (every replica local) whatever the store
+         * said: there is no other replica to blame. */
+        if (why && (why == MOOR_ENOSPC || why == MOOR_EFAILED || op_all_local(op)))
             op_fail(op, why,
                     "%u of %u replicas acknowledged, %u needed; this node's own write "
                     "failed: %s",

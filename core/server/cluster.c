@@ -1071,7 +1071,7 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
     cl->status_ud = o->status_ud;
     snprintf(cl->self_addr, sizeof(cl->self_addr), "%s", o->self_addr);
     snprintf(cl->path, sizeof(cl->path), "%s/MEMBERS", o->cfg->data_dir);
-    moor_hlc_mark_init(&cl->hlc, o->loop, o->cfg->data_dir, hlc_settled, cl);
+    moor_hlc_mark_init(&cl->hlc, o->loop, o->cfg->data_dir, MOOR_HLC_CLUSTER, hlc_settled, cl);
     snprintf(cl->repair_path, sizeof(cl->repair_path), "%s/REPAIR", o->cfg->data_dir);
     snprintf(cl->owed_path, sizeof(cl->owed_path), "%s/REPAIR_OWED", o->cfg->data_dir);
     repair_mark(cl);
@@ -1129,7 +1129,12 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out)
         (rc = start_xfer(cl, &o->store, &po)) || (rc = moor_coord_new(&co, &cl->coord)) ||
         (rc = setup_seeds(cl)) || (rc = start_gossip(cl)) || (rc = start_load(cl)))
         goto fail;
-    moor_coord_hlc_floor(cl->coord, moor_hlc_mark_floor(&cl->hlc, hlc_mark));
+    {
+        /* the clock starts above what it gave out alone too (solo.c) */
+        uint64_t alone = moor_hlc_mark_read_file(o->cfg->data_dir, MOOR_HLC_ALONE);
+        moor_coord_hlc_floor(cl->coord,
+                             moor_hlc_mark_floor(&cl->hlc, alone > hlc_mark ? alone : hlc_mark));
+    }
     hlc_reserve(cl, 1);
     uv_timer_init(o->loop, &cl->hlc_timer);
     cl->hlc_timer.data = cl;

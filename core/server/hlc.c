@@ -25,22 +25,22 @@ static int mark_write(const char *path, uint64_t v)
     return moor_file_replace(path, b, sizeof(b));
 }
 
-void moor_hlc_mark_init(moor_hlc_mark_t *m, uv_loop_t *loop, const char *data_dir,
+void moor_hlc_mark_init(moor_hlc_mark_t *m, uv_loop_t *loop, const char *data_dir, const char *name,
                         void (*settled)(void *ud), void *ud)
 {
     memset(m, 0, sizeof(*m));
     m->loop = loop;
     m->settled = settled;
     m->ud = ud;
-    snprintf(m->path, sizeof(m->path), "%s/HLC", data_dir);
+    snprintf(m->path, sizeof(m->path), "%s/%s", data_dir, name);
 }
 
-uint64_t moor_hlc_mark_read(const moor_hlc_mark_t *m)
+static uint64_t read_path(const char *path)
 {
     unsigned char b[12];
     uint64_t v = 0;
     uint32_t crc = 0;
-    FILE *f = fopen(m->path, "rb");
+    FILE *f = fopen(path, "rb");
     size_t n = f ? fread(b, 1, sizeof(b), f) : 0;
 
     if (f)
@@ -52,10 +52,23 @@ uint64_t moor_hlc_mark_read(const moor_hlc_mark_t *m)
     for (int i = 3; i >= 0; i--)
         crc = crc << 8 | b[8 + i];
     if (n != sizeof(b) || crc != moor_crc32c(b, 8)) {
-        moor_log_warn("%s is damaged; the clock restarts from the wall clock", m->path);
+        moor_log_warn("%s is damaged; the clock restarts from the wall clock", path);
         return 0;
     }
     return v;
+}
+
+uint64_t moor_hlc_mark_read(const moor_hlc_mark_t *m)
+{
+    return read_path(m->path);
+}
+
+uint64_t moor_hlc_mark_read_file(const char *data_dir, const char *name)
+{
+    char path[4096 + 16];
+
+    snprintf(path, sizeof(path), "%s/%s", data_dir, name);
+    return read_path(path);
 }
 
 uint64_t moor_hlc_mark_floor(const moor_hlc_mark_t *m, uint64_t mark)

@@ -20,7 +20,7 @@
 
 typedef struct moor_hlc_mark {
     uv_loop_t *loop;
-    char path[4096 + 16]; /* data_dir/HLC */
+    char path[4096 + 16]; /* data_dir/HLC or data_dir/HLC.alone */
     uint64_t reserved;    /* persisted: no counter up to it was given out after */
     uint64_t target;      /* what work writes */
     uv_work_t work;       /* a renewal on the threadpool */
@@ -29,9 +29,19 @@ typedef struct moor_hlc_mark {
     void *ud;
 } moor_hlc_mark_t;
 
-/* Sets m up for data_dir (nothing is read yet). */
-void moor_hlc_mark_init(moor_hlc_mark_t *m, uv_loop_t *loop, const char *data_dir,
+/* Sets m up for data_dir/name (nothing is read yet): a cluster member
+ * keeps MOOR_HLC_CLUSTER, a node alone MOOR_HLC_ALONE.  Two files, not
+ * one: the cluster's mark also says when the node last ran in its
+ * cluster (cluster.c refuses a rejoin after more than the tombstone grace
+ * away), which a run alone must not refresh; the clock itself starts
+ * above both (moor_hlc_mark_read_file of the other). */
+#define MOOR_HLC_CLUSTER "HLC"
+#define MOOR_HLC_ALONE "HLC.alone"
+void moor_hlc_mark_init(moor_hlc_mark_t *m, uv_loop_t *loop, const char *data_dir, const char *name,
                         void (*settled)(void *ud), void *ud);
+
+/* The mark saved in data_dir/name (0: none, or damaged: logged). */
+uint64_t moor_hlc_mark_read_file(const char *data_dir, const char *name);
 
 /* The saved mark as it is on disk (0: none, or damaged: logged). */
 uint64_t moor_hlc_mark_read(const moor_hlc_mark_t *m);

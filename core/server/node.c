@@ -42,6 +42,7 @@
 typedef struct wdone wdone_t;
 
 #define WDONE_SPARE_MAX 1024
+#define BATCH_KEEP_MAX (64u << 10) /* bytes of a write whose batch is kept */
 
 /* A store write of the coordinator, queued on the engine: its done runs
  * on the loop once the write is durable. */
@@ -147,6 +148,13 @@ static int queue_write(moor_node_t *n, const char *key, size_t klen, const char 
     n->kick_needed = 1;
     if (rc == 0)
         n->pending++;
+    if (klen + rlen > BATCH_KEEP_MAX) { /* do not pin a big write's buffer */
+        moor_batch_t *fresh = moor_batch_new();
+        if (fresh) {
+            moor_batch_free(n->batch);
+            n->batch = fresh;
+        }
+    }
     return rc;
 }
 
@@ -321,6 +329,10 @@ static void kv_call(moor_node_t *n, int op, const char *key, uint32_t klen, cons
         fail(n, done, ud, MOOR_EINVAL, msg);
         return;
     }
+    if (!n->cl && !n->solo) { /* a clustered node before its join, or after its close */
+        fail(n, done, ud, MOOR_EUNAVAIL, "this node serves no data now (not joined, or closing)");
+        return;
+    }
     if (n->cl && moor_cl_has_left(n->cl)) {
         fail(n, done, ud, MOOR_EUNAVAIL,
              "this node has left the cluster: it serves nothing; use another member");
@@ -482,8 +494,9 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
     msgpack_pack_str_with_body(&pk, "autoscale", 9);
     moor_as_pack_info(n->as, &pk);
     {
-        moor_coord_stats_t cs;
-        moor_coord_stats(coord_of(n), &cs);
+        moor_coord_stats_t cs = {0};
+        if (n->cl || n->solo)
+            moor_coord_stats(coord_of(n), &cs);
         msgpack_pack_str_with_body(&pk, "siblings", 8);
         msgpack_pack_map(&pk, 4);
         pack_kv_u64(&pk, "warned", cs.siblings_warned);

@@ -103,7 +103,7 @@ int moor_solo_new(uv_loop_t *loop, const moor_config_t *cfg, moor_store_if_t sto
     if (!s)
         return MOOR_ENOMEM;
     s->loop = loop;
-    moor_hlc_mark_init(&s->hlc, loop, cfg->data_dir, hlc_settled, s);
+    moor_hlc_mark_init(&s->hlc, loop, cfg->data_dir, MOOR_HLC_ALONE, hlc_settled, s);
     if ((rc = build_ring(cfg, &s->ring)) || (rc = moor_uvenv_new(loop, &s->env)))
         goto fail;
     memset(&co, 0, sizeof(co));
@@ -123,7 +123,12 @@ int moor_solo_new(uv_loop_t *loop, const moor_config_t *cfg, moor_store_if_t sto
     if ((rc = moor_coord_new(&co, &s->coord)))
         goto fail;
     moor_coord_set_ring(s->coord, s->ring);
-    moor_coord_hlc_floor(s->coord, moor_hlc_mark_floor(&s->hlc, moor_hlc_mark_read(&s->hlc)));
+    {
+        /* above every counter given out alone or in a cluster */
+        uint64_t own = moor_hlc_mark_read(&s->hlc);
+        uint64_t cl = moor_hlc_mark_read_file(cfg->data_dir, MOOR_HLC_CLUSTER);
+        moor_coord_hlc_floor(s->coord, moor_hlc_mark_floor(&s->hlc, own > cl ? own : cl));
+    }
     hlc_reserve(s, 1);
     uv_timer_init(loop, &s->hlc_timer);
     s->hlc_timer.data = s;

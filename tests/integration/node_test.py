@@ -140,6 +140,11 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(c.call("put", "o", "x", {"overwrite": 1})[0][0], "BAD_REQUEST")
         info = c.call("info")[1]
         self.assertGreaterEqual(info["siblings"]["most"], 2)
+        # alone, the clock's mark is HLC.alone: data_dir/HLC says when the
+        # node last ran in a cluster (the rejoin guard), and running alone
+        # must not refresh it
+        self.assertTrue(os.path.exists(os.path.join(self.node.data, "HLC.alone")))
+        self.assertFalse(os.path.exists(os.path.join(self.node.data, "HLC")))
 
     def test_receipt_alone(self):
         # A node alone is its keys' one replica: one receipt entry, itself.

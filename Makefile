@@ -16,6 +16,8 @@
 #                + scripts/bench_failover.py (a node killed mid-run, hint replay)
 #                + scripts/bench_repair.py (anti-entropy) + scripts/bench_join.py (a join)
 #   make run     build + start a node (build/moord conf/node.lua)
+#   make install build + cmake --install build --prefix $(PREFIX) (default
+#                /usr/local; DESTDIR is honoured): README "Install"
 #   make format  clang-format -i over core/ and tests/
 #   make clean   remove the build trees
 
@@ -29,12 +31,13 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang-14
 CLANG_FORMAT ?= clang-format
 CMAKE_TYPE := -DCMAKE_BUILD_TYPE=RelWithDebInfo
+PREFIX ?= /usr/local
 
 FUZZ_RUNS ?= -1
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_TARGETS ?= $(FUZZ_NAMES)
 
-.PHONY: all deps build build-asan test fuzz bench run format clean
+.PHONY: all deps build build-asan test fuzz bench run install format clean
 
 all: build
 
@@ -105,6 +108,9 @@ run: build
 	    echo "make run: build/moord does not exist yet: the node (moord) arrives with issue 3." >&2; \
 	    exit 1; \
 	fi
+
+install: build
+	cmake --install build --prefix $(PREFIX)
 
 format:
 	@command -v $(CLANG_FORMAT) >/dev/null || \

@@ -50,8 +50,34 @@ static void usage(void)
             "  --check          validate the config and exit\n"
             "  --force-rejoin   start even though this node was down longer than the\n"
             "                   tombstone grace (reaped deletes may come back)\n"
-            "  env MOOR_ROOT: directory holding lua/ and plugins/ (default: %s)\n",
+            "  env MOOR_ROOT: directory holding lua/ and plugins/ (default: ../share/moor\n"
+            "                 beside moord's directory when installed, else %s)\n",
             MOOR_SOURCE_ROOT);
+}
+
+/* Where lua/ and plugins/ are when MOOR_ROOT is not set.  An installed
+ * moord (PREFIX/bin) has them in PREFIX/share/moor; looking beside the
+ * executable rather than at a compiled-in prefix keeps a moved prefix
+ * working (cmake --install --prefix).  A build-tree moord has no
+ * ../share/moor/lua/moor/config.lua, so it keeps the source tree. */
+static const char *default_root(char *buf, size_t size)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *slash;
+    struct stat st;
+
+    if (n <= 0)
+        return MOOR_SOURCE_ROOT;
+    exe[n] = 0;
+    if (!(slash = strrchr(exe, '/')))
+        return MOOR_SOURCE_ROOT;
+    *slash = 0;
+    if ((size_t)snprintf(buf, size, "%s/../share/moor", exe) >= size)
+        return MOOR_SOURCE_ROOT;
+    char probe[4096 + 64];
+    snprintf(probe, sizeof(probe), "%s/lua/moor/config.lua", buf);
+    return stat(probe, &st) == 0 ? buf : MOOR_SOURCE_ROOT;
 }
 
 /* mkdir -p, then prove we can create files there. */
@@ -201,10 +227,11 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
     moor_lua_opts_t lo = {0};
     moor_srv_opts_t so;
     const char *root = getenv("MOOR_ROOT");
+    char installed[4096];
     int rc;
 
     lo.loop = d->loop;
-    lo.root = root && *root ? root : MOOR_SOURCE_ROOT;
+    lo.root = root && *root ? root : default_root(installed, sizeof(installed));
     lo.ops.kv = moor_node_lua_kv;
     if ((rc = moor_lua_new(&lo, &d->lua)))
         return rc;

@@ -197,10 +197,15 @@ void op_unref(op_t *op)
         return;
     }
     op_unlink(op);
+#if OP_SPARE_MAX == 0
+    op_free(op);
+    return;
+#else
     if (c->nspare >= OP_SPARE_MAX || op->cap > MOOR_COORD_N_MAX * 4) {
         op_free(op);
         return;
     }
+#endif
     op_bufs(op, b, &nb);
     for (uint32_t i = 0; i < nb; i++)
         if (b[i]->cap > OP_SPARE_BUF)

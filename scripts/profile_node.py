@@ -29,6 +29,7 @@ and prints both and their ratios: a before/after in one run.  Needs perf (linux-
 only.
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -95,7 +96,6 @@ def bench(moor, port, ratio, pipeline, duration, keys):
                          capture_output=True, text=True, timeout=duration + 60)
     if out.returncode:
         sys.exit("moor bench failed: %s" % out.stderr)
-    import json
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -176,7 +176,6 @@ def main():
     for _ in range(a.rounds if a.before else 1):
         for which in (["before", "after"] if a.before else ["after"]):
             runs[which].append(profile_once(a.before if which == "before" else moord, moor, a))
-    import json
     summary = {}
     for which, rs in runs.items():
         # the round with the median CPU per request stands for the build

@@ -131,9 +131,9 @@ static void drain_done(uv_async_t *a)
     }
 }
 
-/* Queues the record write key -> rec on the engine; w (its completion,
- * w->node set here) is answered from drain_done once durable.  0, or an
- * error and w is the caller's to free. */
+/* Queues the record write key -> rec (rec NULL: the deletion of key) on the
+ * engine; w (its completion, w->node set here) is answered from drain_done
+ * once durable.  0, or an error and w is the caller's to free. */
 static int queue_write(moor_node_t *n, const char *key, size_t klen, const char *rec, size_t rlen,
                        wdone_t *w)
 {
@@ -141,7 +141,7 @@ static int queue_write(moor_node_t *n, const char *key, size_t klen, const char 
     int rc;
 
     moor_batch_clear(b);
-    if (moor_batch_put(b, key, klen, rec, rlen))
+    if (rec ? moor_batch_put(b, key, klen, rec, rlen) : moor_batch_delete(b, key, klen))
         return MOOR_ENOMEM;
     w->node = n;
     rc = moor_engine_write_async_deferred(n->engine, b, write_done, w);
@@ -1213,24 +1213,15 @@ static int store_put(void *ud, const char *key, size_t klen, const char *rec, si
 static int store_del(void *ud, const char *key, size_t klen, moor_store_done_fn done, void *arg)
 {
     moor_node_t *n = ud;
-    wdone_t *w = calloc(1, sizeof(*w));
-    moor_batch_t *b = moor_batch_new();
-    int rc = MOOR_ENOMEM;
+    wdone_t *w = wdone_new(n);
+    int rc;
 
-    if (!w || !b || moor_batch_delete(b, key, klen))
-        goto out;
-    w->node = n;
+    if (!w)
+        return MOOR_ENOMEM;
     w->sdone = done;
     w->sarg = arg;
-    rc = moor_engine_write_async_deferred(n->engine, b, write_done, w);
-    n->kick_needed = 1;
-    if (rc == 0) {
-        n->pending++;
-        w = NULL;
-    }
-out:
-    moor_batch_free(b);
-    free(w);
+    if ((rc = queue_write(n, key, klen, NULL, 0, w)))
+        wdone_free(n, w);
     return rc;
 }
 

@@ -1,40 +1,40 @@
 /*
  * moor.c -- the `moor` command-line client: one command per run against
- * one node, values given and shown as JSON (json.h has the mapping).
+ * one node.  Words are read by args.h (KEY, VALUE, CTX), answers shown by
+ * human.h for a person or, with --json, as one JSON value (json.h has the
+ * mapping; show.h adds a get's decoded clock).
  *
  *   moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...
- *     get KEY [--space S] [--r N|one|quorum|all] [--raw] [--receipt]
- *     put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw] [--receipt]
- *     del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all] [--receipt]
+ *     get KEY [--space S] [--r N|one|quorum|all] [--raw|--bin|--out FILE] [--receipt] [--json]
+ *     put KEY VALUE [--space S] [--ctx CTX|--blind] [--r L] [--w L] [--raw|--bin] [--receipt]
+ *     del KEY [--space S] [--ctx CTX|--blind] [--r L] [--w L] [--receipt] [--json]
  *     call HANDLER [ARG-JSON...]
- *     ring [--json]
- *     where KEY [--space S]
- *     ping | info
- *     bench [options]            (bench.c)
- *     repair [options]           (repair.c)
- *     help                       (as --help)
+ *     where KEY [--space S] | ring | load | ping | info        (each with [--json])
+ *     bench [options]                       (bench.c)
+ *     repair [options]                      (repair.c)
+ *     leave | remove ID | transfers         (members.c)
+ *     help                                  (as --help)
+ * KEY may be replaced by --key-hex HEX (a binary key) or given as
+ * {"$bin": "<base64>"}; VALUE is JSON, @FILE, - (stdin) or @@TEXT.
  *
- * Output goes to stdout as one JSON value, except `ring`, which prints a
- * table (show.h) unless --json.  A ctx (get and put results) is shown as
- * a plain base64 string, the form --ctx takes back.  get prints null for
- * a missing key and {"values": [v], "ctx": CTX} for one value; for several
- * (siblings) {"siblings": [v1, v2, ...], "clock": {"n1": 3, ...}, "ctx": CTX},
- * the clock decoded from the ctx (one clock per record, shared by all its
- * siblings).  With --raw get prints each value on its own line, str and
- * bin values as their bare bytes.  put --raw sends VALUE as a string
- * instead of parsing it as JSON.  --receipt sends opts.receipt = true: the
- * answer then carries `receipt`, one entry per replica asked.  where
- * prints {"replicas": [ids], "fallbacks": [ids]}.
+ * put and del read the key first (a get with the same space and --r) and
+ * write with the ctx it answered, so that a person's put replaces the
+ * value and del removes it; --blind writes without a ctx (what the
+ * protocol does with none: siblings), --ctx CTX writes with that ctx.  The
+ * read and the write are two requests: a writer between them still makes
+ * a sibling.  A ctx is shown and taken as {"$bin": "<base64>"}, the JSON
+ * of bin everywhere (a bare base64 --ctx is still taken).
  *
  * --r and --w take a replica count or one/quorum/all (sent as opts r/w:
- * an integer or that string).  --timeout bounds the whole command (connect
- * and call); get, put and del also send it as opts.timeout_ms, less a
- * fifth, so that the node's own TIMEOUT or QUORUM_FAILED answer arrives
- * before the client gives up.
+ * an integer or that string).  --timeout bounds each request (connect and
+ * call); get, put and del also send it as opts.timeout_ms, less a fifth,
+ * so that the node's own TIMEOUT or QUORUM_FAILED answer arrives before
+ * the client gives up.
  *
  * Exit status: 0 success, 1 the node answered with an error (code and
- * message on stderr), 2 usage or bad input (bad JSON names the byte),
- * 3 transport failure (cannot connect, timeout, connection lost).
+ * message on stderr), 2 usage or bad input (bad JSON names the byte; a
+ * file that cannot be read or written), 3 transport failure (cannot
+ * connect, timeout, connection lost).
  *
  * Options may come before or after the command's words; "--" ends them
  * (for a key that starts with "--").  -a may also come from $MOOR_TOKEN.
@@ -46,7 +46,9 @@
 
 #include <msgpack.h>
 
+#include "cli/args.h"
 #include "cli/bench.h"
+#include "cli/human.h"
 #include "cli/json.h"
 #include "cli/members.h"
 #include "cli/repair.h"
@@ -59,31 +61,42 @@ enum { EXIT_ERROR_REPLY = 1, EXIT_USAGE = 2, EXIT_TRANSPORT = 3 };
 
 /* Which command options a command accepts. */
 enum {
-    OPT_SPACE = 1,
-    OPT_R = 2,
-    OPT_W = 4,
-    OPT_CTX = 8,
-    OPT_RAW = 16,
-    OPT_JSON = 32,
-    OPT_RECEIPT = 64
+    OPT_SPACE = 1 << 0,
+    OPT_R = 1 << 1,
+    OPT_W = 1 << 2,
+    OPT_CTX = 1 << 3,
+    OPT_RAW = 1 << 4,
+    OPT_JSON = 1 << 5,
+    OPT_RECEIPT = 1 << 6,
+    OPT_BIN = 1 << 7,
+    OPT_KEYHEX = 1 << 8,
+    OPT_BLIND = 1 << 9,
+    OPT_OUT = 1 << 10
 };
+
+/* Options that take no value. */
+#define OPT_FLAGS (OPT_RAW | OPT_JSON | OPT_RECEIPT | OPT_BIN | OPT_BLIND)
 
 typedef struct cmd_def {
     const char *name;
-    int min_args, max_args; /* positional words after the command */
-    int opts;               /* OPT_* accepted */
+    int min_args, max_args; /* positional words after the command, KEY included */
+    int opts;               /* OPT_* accepted; OPT_KEYHEX: the first word is KEY */
 } cmd_def_t;
 
 static const cmd_def_t commands[] = {
-    {"get", 1, 1, OPT_SPACE | OPT_R | OPT_RAW | OPT_RECEIPT},
-    {"put", 2, 2, OPT_SPACE | OPT_W | OPT_CTX | OPT_RAW | OPT_RECEIPT},
-    {"del", 1, 1, OPT_SPACE | OPT_W | OPT_CTX | OPT_RECEIPT},
-    {"where", 1, 1, OPT_SPACE},
-    {"call", 1, 1 << 20, 0},
-    {"ping", 0, 0, 0},
-    {"info", 0, 0, 0},
+    {"get", 1, 1,
+     OPT_SPACE | OPT_R | OPT_RAW | OPT_BIN | OPT_OUT | OPT_RECEIPT | OPT_JSON | OPT_KEYHEX},
+    {"put", 2, 2,
+     OPT_SPACE | OPT_R | OPT_W | OPT_CTX | OPT_BLIND | OPT_RAW | OPT_BIN | OPT_RECEIPT | OPT_JSON |
+         OPT_KEYHEX},
+    {"del", 1, 1,
+     OPT_SPACE | OPT_R | OPT_W | OPT_CTX | OPT_BLIND | OPT_RECEIPT | OPT_JSON | OPT_KEYHEX},
+    {"where", 1, 1, OPT_SPACE | OPT_JSON | OPT_KEYHEX},
+    {"call", 1, 1 << 20, OPT_JSON},
+    {"ping", 0, 0, OPT_JSON},
+    {"info", 0, 0, OPT_JSON},
     {"ring", 0, 0, OPT_JSON},
-    {"load", 0, 0, 0},
+    {"load", 0, 0, OPT_JSON},
 };
 
 typedef struct cli {
@@ -91,11 +104,15 @@ typedef struct cli {
     int timeout_ms, pretty;
     int timeout_set; /* --timeout given: get/put/del also send opts.timeout_ms */
     const cmd_def_t *cmd;
-    const char *space, *r, *w, *ctx; /* NULL when not given */
-    int raw, json, receipt;
+    const char *space, *r, *w, *ctx, *key_hex, *out; /* NULL when not given */
+    int opts_given;                                  /* OPT_* seen */
     char **args; /* positional words after the command */
     int nargs;
+    const char *key, *value; /* the KEY and VALUE words (NULL: none, or --key-hex) */
 } cli_t;
+
+#define HAS(c, opt) (((c)->opts_given & (opt)) != 0)
+#define IS(c, cmdname) (strcmp((c)->cmd->name, (cmdname)) == 0)
 
 /* With a reason: the reason and a hint; without: the full help. */
 static int usage(const char *why)
@@ -104,33 +121,50 @@ static int usage(const char *why)
         fprintf(stderr, "moor: %s (moor --help for usage)\n", why);
         return EXIT_USAGE;
     }
-    fputs("usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
-          "  get KEY [--space S] [--r N|one|quorum|all] [--raw] [--receipt]\n"
-          "  put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw] [--receipt]\n"
-          "  del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all] [--receipt]\n"
-          "  call HANDLER [ARG-JSON...]\n"
-          "  ring [--json]       members: id, address, zone, status, vnodes, share (* = self)\n"
-          "  where KEY [--space S]  the key's replicas, and fallbacks for those down\n"
-          "  ping | info | help\n"
-          "  load                every member's load figures (README \"Automatic scaling\")\n"
-          "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
-          "        [--duration S] [--space S] [--call HANDLER]  (bench --help)\n"
-          "  repair [--space S] [--range LO:HI]... [--stop] [--restart] [--no-wait] [--json]\n"
-          "         [--timeout SECONDS]  anti-entropy repair of what the node replicates,\n"
-          "         with every other replica: progress on stderr, summary on stdout\n"
-          "  leave [--cancel] [--wait] [--json]  hand this node's ranges off, then `left`\n"
-          "  remove ID           take a dead member out; the others repair its ranges\n"
-          "  transfers [--rate-mb-s X] [--concurrency N] [--watch S] [--json]\n"
-          "        every range in motion in the cluster: from, to, keys, bytes, rate, ETA\n"
-          "VALUE and ARG are JSON ({\"$bin\":\"<base64>\"} for bytes); CTX is the base64 ctx\n"
-          "that get/put print.  get prints {\"values\":[V],\"ctx\":CTX}, or with siblings\n"
-          "{\"siblings\":[V...],\"clock\":{NODE:COUNTER...},\"ctx\":CTX}; null if missing.\n"
-          "--r/--w: how many replicas must answer (a count, or one, quorum, all).\n"
-          "--receipt: the answer says what each replica asked answered.\n"
-          "--timeout bounds the command; get/put/del send 4/5 of it to the node as\n"
-          "opts.timeout_ms.  Default address 127.0.0.1:7700, timeout 5000 ms.\n"
-          "Exit: 0 ok, 1 error answer, 2 usage/bad input, 3 connection failure.\n",
-          stderr);
+    fputs(
+        "usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
+        "  get KEY [--space S] [--r N|one|quorum|all] [--raw | --bin | --out FILE] [--receipt]\n"
+        "  put KEY VALUE [--space S] [--ctx CTX | --blind] [--r L] [--w L] [--raw | --bin]\n"
+        "        [--receipt]\n"
+        "  del KEY [--space S] [--ctx CTX | --blind] [--r L] [--w L] [--receipt]\n"
+        "  call HANDLER [ARG-JSON...]\n"
+        "  where KEY [--space S]  the key's replicas, and fallbacks for those down\n"
+        "  ring                members: id, address, zone, status, vnodes, share (* = self)\n"
+        "  load                every member's load figures (README \"Automatic scaling\")\n"
+        "  ping | info | help\n"
+        "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
+        "        [--duration S] [--space S] [--call HANDLER] [--json]  (bench --help)\n"
+        "  repair [--space S] [--range LO:HI]... [--stop] [--restart] [--no-wait] [--json]\n"
+        "         [--timeout SECONDS]  anti-entropy repair of what the node replicates,\n"
+        "         with every other replica: progress on stderr, summary on stdout\n"
+        "  leave [--cancel] [--wait] [--json]  hand this node's ranges off, then `left`\n"
+        "  remove ID [--json]  take a dead member out; the others repair its ranges\n"
+        "  transfers [--rate-mb-s X] [--concurrency N] [--watch S] [--json]\n"
+        "        every range in motion in the cluster: from, to, keys, bytes, rate, ETA\n"
+        "Every command takes --json: its answer as one JSON value on stdout (--pretty\n"
+        "indents it); without it, text for a person.\n"
+        "KEY: a text key; {\"$bin\":\"<base64>\"} or --key-hex HEX (in place of KEY) for\n"
+        "  a binary key.\n"
+        "VALUE: JSON ({\"$bin\":\"<base64>\"} for bytes); @FILE reads it from FILE, - from\n"
+        "  stdin, @@TEXT is the literal @TEXT.  --raw sends the bytes (the argument, file\n"
+        "  or stdin) as a string, --bin as binary, instead of parsing them as JSON.\n"
+        "put and del read the key first and write with its ctx, so put replaces the\n"
+        "  value and del deletes it (one more round trip, not atomic: a concurrent\n"
+        "  writer can still add a sibling).  --blind writes without a ctx: the value\n"
+        "  goes beside what is there (siblings).  --ctx CTX writes with that ctx.\n"
+        "CTX: {\"$bin\":\"<base64>\"} as get, put and `call` print and take (bare base64\n"
+        "  is taken too).\n"
+        "get prints each value as JSON and a ctx line; with siblings it says how to\n"
+        "  merge them on stderr.  --raw (or --bin) prints str and bin values as bare\n"
+        "  bytes; --out FILE writes the one value's bytes to FILE.  --json prints\n"
+        "  {\"values\":[V],\"ctx\":CTX}, or {\"siblings\":[V...],\"clock\":{...},\"ctx\":CTX};\n"
+        "  null for a missing key.\n"
+        "--r/--w: how many replicas must answer (a count, or one, quorum, all).\n"
+        "--receipt: the answer says what each replica asked answered.\n"
+        "--timeout bounds each request; get/put/del send 4/5 of it to the node as\n"
+        "opts.timeout_ms.  Default address 127.0.0.1:7700, timeout 5000 ms.\n"
+        "Exit: 0 ok, 1 error answer, 2 usage/bad input, 3 connection failure.\n",
+        stderr);
     return EXIT_USAGE;
 }
 
@@ -174,21 +208,22 @@ static int level_ok(const char *v)
     return !strcmp(v, "one") || !strcmp(v, "quorum") || !strcmp(v, "all");
 }
 
+static const struct {
+    const char *name;
+    int bit;
+} opt_names[] = {{"--space", OPT_SPACE},    {"--r", OPT_R},         {"--w", OPT_W},
+                 {"--ctx", OPT_CTX},        {"--raw", OPT_RAW},     {"--json", OPT_JSON},
+                 {"--receipt", OPT_RECEIPT}, {"--bin", OPT_BIN},    {"--key-hex", OPT_KEYHEX},
+                 {"--blind", OPT_BLIND},    {"--out", OPT_OUT}};
+
 static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
 {
-    static const struct {
-        const char *name;
-        int bit;
-    } names[] = {{"--space", OPT_SPACE},    {"--r", OPT_R},     {"--w", OPT_W},
-                 {"--ctx", OPT_CTX},        {"--raw", OPT_RAW}, {"--json", OPT_JSON},
-                 {"--receipt", OPT_RECEIPT}};
     int bit = 0;
-
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(a, names[i].name) == 0)
-            bit = names[i].bit;
     char why[128];
 
+    for (size_t i = 0; i < sizeof(opt_names) / sizeof(opt_names[0]); i++)
+        if (strcmp(a, opt_names[i].name) == 0)
+            bit = opt_names[i].bit;
     if (!bit) {
         snprintf(why, sizeof(why), "unknown option %s", a);
         return usage(why);
@@ -197,11 +232,10 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
         snprintf(why, sizeof(why), "option %s does not apply to %s", a, c->cmd->name);
         return usage(why);
     }
-    *used = bit != OPT_RAW && bit != OPT_JSON && bit != OPT_RECEIPT;
-    if (!*used) {
-        *(bit == OPT_RAW ? &c->raw : bit == OPT_JSON ? &c->json : &c->receipt) = 1;
+    c->opts_given |= bit;
+    *used = !(bit & OPT_FLAGS);
+    if (!*used)
         return 0;
-    }
     if (!val) {
         fprintf(stderr, "moor: %s needs a value\n", a);
         return EXIT_USAGE;
@@ -211,7 +245,12 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
                  a, val);
         return usage(why);
     }
-    *(bit == OPT_SPACE ? &c->space : bit == OPT_R ? &c->r : bit == OPT_W ? &c->w : &c->ctx) = val;
+    *(bit == OPT_SPACE  ? &c->space
+      : bit == OPT_R    ? &c->r
+      : bit == OPT_W    ? &c->w
+      : bit == OPT_CTX  ? &c->ctx
+      : bit == OPT_OUT  ? &c->out
+                        : &c->key_hex) = val;
     return 0;
 }
 
@@ -270,21 +309,55 @@ static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
     return 0;
 }
 
-static int check_args(const cli_t *c)
+/* Options that exclude each other, or do nothing together. */
+static int check_combinations(const cli_t *c)
 {
-    if (!c->cmd)
-        return usage("no command given");
-    if (c->nargs < c->cmd->min_args || c->nargs > c->cmd->max_args) {
-        char why[96];
-        snprintf(why, sizeof(why), "%s takes %d%s argument%s, got %d", c->cmd->name,
-                 c->cmd->min_args, c->cmd->max_args > c->cmd->min_args ? " or more" : "",
-                 c->cmd->min_args == 1 ? "" : "s", c->nargs);
-        return usage(why);
-    }
+    if (HAS(c, OPT_RAW) && HAS(c, OPT_BIN))
+        return usage("--raw and --bin exclude each other");
+    if (HAS(c, OPT_CTX) && HAS(c, OPT_BLIND))
+        return usage("--ctx and --blind exclude each other");
+    if (HAS(c, OPT_R) && (HAS(c, OPT_CTX) || HAS(c, OPT_BLIND)) && !IS(c, "get"))
+        return usage("--r applies to the read that put and del make first, not done with "
+                     "--ctx or --blind");
+    if (IS(c, "get") && HAS(c, OPT_JSON) && HAS(c, OPT_RAW | OPT_BIN))
+        return usage("get --raw/--bin print bare bytes: not with --json");
+    if (IS(c, "get") && HAS(c, OPT_OUT) && HAS(c, OPT_RAW | OPT_BIN))
+        return usage("get --out writes the value's bytes: not with --raw/--bin");
     return 0;
 }
 
+/* The positional words: KEY (unless --key-hex) and VALUE, then the count. */
+static int check_args(cli_t *c)
+{
+    int keyed, min, max;
+
+    if (!c->cmd)
+        return usage("no command given");
+    keyed = (c->cmd->opts & OPT_KEYHEX) != 0;
+    min = c->cmd->min_args - (keyed && c->key_hex);
+    max = c->cmd->max_args - (keyed && c->key_hex);
+    if (c->nargs < min || c->nargs > max) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s takes %d%s argument%s%s, got %d", c->cmd->name, min,
+                 max > min ? " or more" : "", min == 1 ? "" : "s",
+                 keyed && c->key_hex ? " besides --key-hex" : "", c->nargs);
+        return usage(why);
+    }
+    if (keyed && !c->key_hex)
+        c->key = c->args[0];
+    if (IS(c, "put"))
+        c->value = c->args[c->nargs - 1];
+    return check_combinations(c);
+}
+
 /* ---- building params --------------------------------------------------------------- */
+
+/* A bad word (KEY, VALUE, CTX, ARG): its diagnostic, exit 2. */
+static int bad_input(int rc)
+{
+    fprintf(stderr, "moor: %s\n", moor_diag_msg(rc));
+    return EXIT_USAGE;
+}
 
 static int pack_json_arg(const char *what, const char *text, moor_buf_t *out)
 {
@@ -309,48 +382,72 @@ static void pack_cstr(msgpack_packer *pk, const char *s)
     msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-static int pack_opts(const cli_t *c, msgpack_packer *pk)
+/* The opts map of a request: `read` for a get (the command's, or the one
+ * put and del make first), else the write; ctx NULL for none. */
+static void pack_opts(const cli_t *c, msgpack_packer *pk, int read, const moor_buf_t *ctx)
 {
-    moor_buf_t ctx = MOOR_BUF_INIT;
+    int receipt = HAS(c, OPT_RECEIPT) && (read == IS(c, "get"));
+    const char *r = read ? c->r : NULL, *w = read ? NULL : c->w;
+    int timeout = c->timeout_set;
 
-    if (c->ctx && moor_json_b64_decode(c->ctx, strlen(c->ctx), &ctx)) {
-        fprintf(stderr, "moor: --ctx: %s\n", moor_diag_msg(MOOR_EINVAL));
-        return EXIT_USAGE;
-    }
-    msgpack_pack_map(pk, (c->space != NULL) + (c->r != NULL) + (c->w != NULL) + (c->ctx != NULL) +
-                             (c->timeout_set != 0) + (c->receipt != 0));
-    if (c->receipt)
+    msgpack_pack_map(pk, (c->space != NULL) + (r != NULL) + (w != NULL) + (ctx != NULL) +
+                             timeout + receipt);
+    if (receipt)
         pack_cstr(pk, "receipt"), msgpack_pack_true(pk);
     if (c->space)
         pack_cstr(pk, "space"), pack_cstr(pk, c->space);
-    if (c->r)
-        pack_cstr(pk, "r"), pack_level(pk, c->r);
-    if (c->w)
-        pack_cstr(pk, "w"), pack_level(pk, c->w);
-    if (c->ctx) {
+    if (r)
+        pack_cstr(pk, "r"), pack_level(pk, r);
+    if (w)
+        pack_cstr(pk, "w"), pack_level(pk, w);
+    if (ctx) {
         pack_cstr(pk, "ctx");
-        msgpack_pack_bin_with_body(pk, ctx.data, ctx.len);
+        msgpack_pack_bin_with_body(pk, ctx->data, ctx->len);
     }
-    if (c->timeout_set) {
+    if (timeout) {
         /* The node's budget is carved out of the client's, so its answer
          * (TIMEOUT, QUORUM_FAILED) comes back before the client times out. */
         pack_cstr(pk, "timeout_ms");
         msgpack_pack_uint32(pk, (uint32_t)(c->timeout_ms - c->timeout_ms / 5));
     }
-    moor_buf_free(&ctx);
+}
+
+/* The words of a command, read before anything is sent. */
+typedef struct words {
+    moor_buf_t key;   /* the key, one MessagePack object (keyed commands) */
+    moor_buf_t value; /* put's value, one MessagePack object */
+    moor_buf_t ctx;   /* ctx bytes to write with */
+    int have_ctx;     /* ctx holds one (--ctx, or the read before a write) */
+} words_t;
+
+static int read_words(const cli_t *c, words_t *wd)
+{
+    moor_cli_value_mode_t mode = HAS(c, OPT_RAW)   ? MOOR_CLI_VALUE_RAW
+                                 : HAS(c, OPT_BIN) ? MOOR_CLI_VALUE_BIN
+                                                   : MOOR_CLI_VALUE_JSON;
+    int rc;
+
+    if ((c->cmd->opts & OPT_KEYHEX) && (rc = moor_cli_key_parse(c->key, c->key_hex, &wd->key)))
+        return bad_input(rc);
+    if (c->value && (rc = moor_cli_value_read(c->value, mode, &wd->value)))
+        return bad_input(rc);
+    if (c->ctx) {
+        if ((rc = moor_cli_ctx_parse(c->ctx, &wd->ctx)))
+            return bad_input(rc);
+        wd->have_ctx = 1;
+    }
     return 0;
 }
 
 /* params of the command into out; *np gets their count. */
-static int build_params(const cli_t *c, moor_buf_t *out, uint32_t *np)
+static int build_params(const cli_t *c, const words_t *wd, moor_buf_t *out, uint32_t *np)
 {
     msgpack_packer pk;
-    const char *name = c->cmd->name;
     int rc;
 
     moor_mp_packer_init(&pk, out);
     *np = (uint32_t)c->nargs;
-    if (!strcmp(name, "call")) {
+    if (IS(c, "call")) {
         pack_cstr(&pk, c->args[0]);
         for (int i = 1; i < c->nargs; i++) {
             char what[32];
@@ -360,17 +457,16 @@ static int build_params(const cli_t *c, moor_buf_t *out, uint32_t *np)
         }
         return 0;
     }
-    if (c->nargs == 0)
+    if (!(c->cmd->opts & OPT_KEYHEX))
         return 0;
-    pack_cstr(&pk, c->args[0]); /* the key */
-    if (!strcmp(name, "put")) {
-        if (c->raw)
-            pack_cstr(&pk, c->args[1]);
-        else if ((rc = pack_json_arg("VALUE", c->args[1], out)))
-            return rc;
+    moor_buf_append(out, wd->key.data, wd->key.len);
+    *np = 2;
+    if (IS(c, "put")) {
+        moor_buf_append(out, wd->value.data, wd->value.len);
+        *np = 3;
     }
-    *np = (uint32_t)c->nargs + 1;
-    return pack_opts(c, &pk);
+    pack_opts(c, &pk, IS(c, "get") || IS(c, "where"), wd->have_ctx ? &wd->ctx : NULL);
+    return 0;
 }
 
 /* ---- printing ------------------------------------------------------------------------ */
@@ -391,36 +487,163 @@ static int print_json(const cli_t *c, const char *mp, size_t len)
     return rc ? EXIT_TRANSPORT : 0;
 }
 
-/* get --raw: each sibling on its own line, strings and bytes bare. */
-static int print_raw_values(const cli_t *c, const char *res, size_t rlen)
+/* Text made by human.h, or the answer as JSON when it is not of the shape
+ * the text expects (a node newer than this CLI). */
+static int print_text(const cli_t *c, int rc, const moor_buf_t *text, const char *res, size_t rlen)
+{
+    if (rc)
+        return print_json(c, res, rlen);
+    return fwrite(text->data, 1, text->len, stdout) == text->len ? 0 : EXIT_TRANSPORT;
+}
+
+/* The span of the value of map entry `name` in res (NULL when absent). */
+static const char *map_field(const char *res, size_t rlen, const char *name, const char **vend)
 {
     const char *p = res, *end = res + rlen, *k;
-    uint32_t n, kl, m;
+    uint32_t n, kl;
 
     if (moor_mp_read_map(&p, end, &n))
-        return print_json(c, res, rlen);
+        return NULL;
     while (n--) {
-        int is_values =
-            moor_mp_read_str(&p, end, &k, &kl) == 0 && kl == 6 && !memcmp(k, "values", 6);
-        if (is_values && moor_mp_read_array(&p, end, &m) == 0) {
-            for (uint32_t i = 0; i < m; i++) {
-                const char *s, *q = p;
-                uint32_t sl;
-                int rc;
-                if (moor_mp_read_strbin(&p, end, &s, &sl) == 0) {
-                    fwrite(s, 1, sl, stdout);
-                    fputc('\n', stdout);
-                } else if ((rc = moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)) ||
-                           (rc = print_json(c, q, (size_t)(p - q)))) {
-                    return EXIT_TRANSPORT;
-                }
-            }
-            return 0;
+        int hit = moor_mp_read_str(&p, end, &k, &kl) == 0 && kl == strlen(name) &&
+                  memcmp(k, name, kl) == 0;
+        const char *v = p;
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return NULL;
+        if (hit) {
+            *vend = p;
+            return v;
         }
-        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) || moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            break;
     }
-    return print_json(c, res, rlen);
+    return NULL;
+}
+
+/* get --raw / --bin: each sibling on its own line, strings and bytes bare. */
+static int print_raw_values(const cli_t *c, const char *res, size_t rlen)
+{
+    const char *vend, *p = map_field(res, rlen, "values", &vend);
+    uint32_t m;
+
+    if (!p || moor_mp_read_array(&p, vend, &m))
+        return print_json(c, res, rlen);
+    for (uint32_t i = 0; i < m; i++) {
+        const char *s, *q = p;
+        uint32_t sl;
+        if (moor_mp_read_strbin(&p, vend, &s, &sl) == 0) {
+            fwrite(s, 1, sl, stdout);
+            fputc('\n', stdout);
+        } else if (moor_mp_skip(&p, vend, MOOR_MP_MAX_DEPTH) ||
+                   print_json(c, q, (size_t)(p - q))) {
+            return EXIT_TRANSPORT;
+        }
+    }
+    return 0;
+}
+
+/* KEY as a person would type it again: the word given, or --key-hex HEX. */
+static void key_words(const cli_t *c, moor_buf_t *out)
+{
+    if (c->key_hex) {
+        moor_buf_append(out, "--key-hex ", 10);
+        moor_cli_shell_quote(c->key_hex, out);
+    } else {
+        moor_cli_shell_quote(c->key, out);
+    }
+    out->len = strlen(out->data ? out->data : "");
+}
+
+/* With siblings, what they are and how to merge them (stderr). */
+static void siblings_hint(const cli_t *c, const char *res, size_t rlen, uint32_t n)
+{
+    const char *vend, *ctx = map_field(res, rlen, "ctx", &vend);
+    moor_buf_t key = MOOR_BUF_INIT, ctx_json = MOOR_BUF_INIT, space = MOOR_BUF_INIT;
+
+    key_words(c, &key);
+    if (c->space) {
+        moor_buf_append(&space, " --space ", 9);
+        moor_cli_shell_quote(c->space, &space);
+    }
+    if (!ctx || moor_json_from_mp(&ctx, vend, 0, &ctx_json))
+        moor_buf_append(&ctx_json, "...", 3);
+    fprintf(stderr,
+            "%u siblings (concurrent writes). To merge: moor put %s VALUE%.*s --ctx '%.*s' "
+            "writes one value over all of them, or configure a resolver for the space "
+            "(README \"Resolvers\")\n",
+            n, key.data, (int)space.len, space.data ? space.data : "", (int)ctx_json.len,
+            ctx_json.data);
+    moor_buf_free(&key), moor_buf_free(&ctx_json), moor_buf_free(&space);
+}
+
+static int print_get(const cli_t *c, const char *res, size_t rlen)
+{
+    moor_buf_t text = MOOR_BUF_INIT;
+    uint32_t n = 0;
+    int rc;
+
+    if (HAS(c, OPT_JSON)) {
+        if ((rc = moor_show_get(res, rlen, &text)) == 0)
+            rc = print_json(c, text.data, text.len);
+        else
+            fprintf(stderr, "moor: malformed answer\n"), rc = EXIT_TRANSPORT;
+    } else {
+        rc = print_text(c, moor_human_get(res, rlen, &text, &n), &text, res, rlen);
+        if (rc == 0 && n > 1) {
+            fflush(stdout);
+            siblings_hint(c, res, rlen, n);
+        }
+    }
+    moor_buf_free(&text);
+    return rc;
+}
+
+/* get --out FILE: the one value's bytes (a str or bin as they are, any
+ * other value as its JSON text) into FILE. */
+static int print_out(const cli_t *c, const char *res, size_t rlen)
+{
+    const char *vend, *p = map_field(res, rlen, "values", &vend), *s;
+    moor_buf_t json = MOOR_BUF_INIT, note = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    uint32_t n = 0, sl;
+    FILE *f;
+    int rc = 0;
+
+    if (!p || moor_mp_read_array(&p, vend, &n) || n == 0) {
+        fprintf(stderr, "moor: (not found): nothing written to %s\n", c->out);
+        return 0;
+    }
+    if (n > 1) {
+        fprintf(stderr, "moor: the key has %u siblings; --out writes one value (merge them "
+                        "first: moor get without --out shows how)\n", n);
+        return EXIT_ERROR_REPLY;
+    }
+    if (moor_mp_read_strbin(&p, vend, &s, &sl)) {
+        if (moor_json_from_mp(&p, vend, 0, &json))
+            return print_json(c, res, rlen);
+        s = json.data, sl = (uint32_t)json.len;
+    }
+    if (!(f = fopen(c->out, "wb")) || fwrite(s, 1, sl, f) != sl || fclose(f) != 0) {
+        fprintf(stderr, "moor: --out %s: cannot write it\n", c->out);
+        moor_buf_free(&json);
+        return EXIT_USAGE;
+    }
+    moor_buf_free(&json);
+    /* What was written, and the ctx to write back with. */
+    moor_mp_packer_init(&pk, &note);
+    p = map_field(res, rlen, "ctx", &vend);
+    msgpack_pack_map(&pk, 2 + (p != NULL));
+    pack_cstr(&pk, "file"), pack_cstr(&pk, c->out);
+    pack_cstr(&pk, "bytes"), msgpack_pack_uint32(&pk, sl);
+    if (p)
+        pack_cstr(&pk, "ctx"), moor_buf_append(&note, p, (size_t)(vend - p));
+    if (HAS(c, OPT_JSON)) {
+        rc = print_json(c, note.data, note.len);
+    } else {
+        moor_buf_t text = MOOR_BUF_INIT;
+        rc = print_text(c, moor_human_map(note.data, note.len, &text), &text, note.data, note.len);
+        moor_buf_free(&text);
+    }
+    moor_buf_free(&note);
+    return rc;
 }
 
 /* ring: the table (or JSON with --json, or if the answer is not shaped as
@@ -430,7 +653,7 @@ static int print_ring(const cli_t *c, const moor_client_reply_t *r)
     moor_buf_t text = MOOR_BUF_INIT;
     int rc;
 
-    if (c->json || moor_show_ring(r->result, r->rlen, &text))
+    if (HAS(c, OPT_JSON) || moor_show_ring(r->result, r->rlen, &text))
         rc = print_json(c, r->result, r->rlen);
     else
         rc = fwrite(text.data, 1, text.len, stdout) == text.len ? 0 : EXIT_TRANSPORT;
@@ -438,28 +661,45 @@ static int print_ring(const cli_t *c, const moor_client_reply_t *r)
     return rc;
 }
 
+/* ping: "PONG n1" (the node that answered). */
+static int print_ping(const cli_t *c, const char *res, size_t rlen)
+{
+    const char *vend, *p = map_field(res, rlen, "node", &vend), *s;
+    uint32_t n;
+
+    if (!p || moor_mp_read_str(&p, vend, &s, &n))
+        return print_json(c, res, rlen);
+    printf("PONG from %.*s\n", (int)n, s);
+    return 0;
+}
+
 static int print_result(const cli_t *c, const moor_client_reply_t *r)
 {
-    const char *name = c->cmd->name;
-    moor_buf_t tmp = MOOR_BUF_INIT;
+    moor_buf_t text = MOOR_BUF_INIT;
     int rc;
 
-    if (!strcmp(name, "get") && c->raw &&
+    if (IS(c, "get") && HAS(c, OPT_RAW | OPT_BIN) &&
         moor_mp_peek(r->result, r->result + r->rlen) != MOOR_MP_NIL)
         return print_raw_values(c, r->result, r->rlen);
-    if (!strcmp(name, "ring"))
+    if (IS(c, "get") && c->out)
+        return print_out(c, r->result, r->rlen);
+    if (IS(c, "get"))
+        return print_get(c, r->result, r->rlen);
+    if (IS(c, "ring"))
         return print_ring(c, r);
-    if (strcmp(name, "get") && strcmp(name, "put"))
+    /* A handler's answer has no other form than its JSON. */
+    if (HAS(c, OPT_JSON) || IS(c, "call"))
         return print_json(c, r->result, r->rlen);
-    rc = !strcmp(name, "get") ? moor_show_get(r->result, r->rlen, &tmp)
-                              : moor_show_ctx(r->result, r->rlen, &tmp);
-    if (rc) {
-        moor_buf_free(&tmp);
-        fprintf(stderr, "moor: malformed answer\n");
-        return EXIT_TRANSPORT;
-    }
-    rc = print_json(c, tmp.data, tmp.len);
-    moor_buf_free(&tmp);
+    if (IS(c, "ping"))
+        return print_ping(c, r->result, r->rlen);
+    if (IS(c, "put") || IS(c, "del"))
+        fputs(IS(c, "put") ? "OK\n" : "deleted\n", stdout);
+    if ((IS(c, "put") || IS(c, "del")) && moor_mp_peek(r->result, r->result + r->rlen) != MOOR_MP_MAP)
+        return 0; /* del's `true` */
+    rc = IS(c, "load") ? moor_human_table(r->result, r->rlen, "nodes", &text)
+                       : moor_human_map(r->result, r->rlen, &text);
+    rc = print_text(c, rc, &text, r->result, r->rlen);
+    moor_buf_free(&text);
     return rc;
 }
 
@@ -478,9 +718,9 @@ static int transport_failure(const char *what, int rc)
     return EXIT_TRANSPORT;
 }
 
-static int error_answer(const moor_client_reply_t *r)
+static int error_answer(const char *what, const moor_client_reply_t *r)
 {
-    fprintf(stderr, "moor: %s: %s\n", r->error_code, r->error_msg);
+    fprintf(stderr, "moor: %s%s: %s\n", what, r->error_code, r->error_msg);
     return EXIT_ERROR_REPLY;
 }
 
@@ -497,18 +737,60 @@ static int authenticate(const cli_t *c, moor_client_t *cl)
     moor_buf_free(&tok);
     if (rc)
         return transport_failure("auth", rc);
-    return r.error_code ? error_answer(&r) : 0;
+    return r.error_code ? error_answer("", &r) : 0;
+}
+
+/* put and del without --ctx or --blind: the key's ctx from a get, so that
+ * the write replaces what is there.  A missing key leaves none. */
+static int read_ctx(const cli_t *c, moor_client_t *cl, words_t *wd)
+{
+    moor_buf_t params = MOOR_BUF_INIT;
+    moor_client_reply_t r;
+    msgpack_packer pk;
+    const char *vend, *p, *ctx;
+    uint32_t n;
+    int rc;
+
+    moor_buf_append(&params, wd->key.data, wd->key.len);
+    moor_mp_packer_init(&pk, &params);
+    pack_opts(c, &pk, 1, NULL);
+    rc = moor_client_call(cl, "get", params.data, params.len, 2, &r);
+    moor_buf_free(&params);
+    if (rc)
+        return transport_failure("get (the read before the write)", rc);
+    if (r.error_code)
+        return error_answer("get (the read before the write; --blind skips it): ", &r);
+    if ((p = map_field(r.result, r.rlen, "ctx", &vend)) && moor_mp_read_bin(&p, vend, &ctx, &n) == 0) {
+        if (moor_buf_append(&wd->ctx, ctx, n))
+            return transport_failure("get", MOOR_ENOMEM);
+        wd->have_ctx = 1;
+    }
+    return 0;
+}
+
+/* A put whose connection broke: a value past the node's frame limit
+ * closes the connection instead of answering VALUE_TOO_LARGE. */
+static int write_failure(const cli_t *c, const words_t *wd, int rc)
+{
+    int status = transport_failure(c->cmd->name, rc);
+
+    if (IS(c, "put") && wd->value.len > ((size_t)16 << 20))
+        fprintf(stderr, "moor: the value is %zu bytes: a node closes the connection on a "
+                        "request over its limits.max_frame_mb (values: limits.value_max_mb)\n",
+                wd->value.len);
+    return status;
 }
 
 static int run_command(const cli_t *c)
 {
     moor_buf_t params = MOOR_BUF_INIT;
+    words_t wd = {MOOR_BUF_INIT, MOOR_BUF_INIT, MOOR_BUF_INIT, 0};
     moor_client_t *cl = NULL;
     moor_client_reply_t r;
     uint32_t np = 0;
     int rc, status;
 
-    if ((status = build_params(c, &params, &np)))
+    if ((status = read_words(c, &wd)))
         goto done;
     if ((rc = moor_client_connect(c->addr, c->timeout_ms, &cl))) {
         status = transport_failure("cannot connect", rc);
@@ -516,13 +798,19 @@ static int run_command(const cli_t *c)
     }
     if (c->token && (status = authenticate(c, cl)))
         goto done;
+    if ((IS(c, "put") || IS(c, "del")) && !HAS(c, OPT_BLIND) && !wd.have_ctx &&
+        (status = read_ctx(c, cl, &wd)))
+        goto done;
+    if ((status = build_params(c, &wd, &params, &np)))
+        goto done;
     if ((rc = moor_client_call(cl, c->cmd->name, params.data, params.len, np, &r)))
-        status = transport_failure(c->cmd->name, rc);
+        status = write_failure(c, &wd, rc);
     else
-        status = r.error_code ? error_answer(&r) : print_result(c, &r);
+        status = r.error_code ? error_answer("", &r) : print_result(c, &r);
 done:
     moor_client_close(cl);
     moor_buf_free(&params);
+    moor_buf_free(&wd.key), moor_buf_free(&wd.value), moor_buf_free(&wd.ctx);
     if (fflush(stdout) != 0 && status == 0)
         status = EXIT_TRANSPORT;
     return status;

@@ -29,56 +29,7 @@ static int pack_cstr(msgpack_packer *pk, const char *s)
     return msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-static int pack_base64(msgpack_packer *pk, const char *v, uint32_t vl)
-{
-    moor_buf_t b64 = MOOR_BUF_INIT;
-    int rc = moor_json_b64_encode(v, vl, &b64);
-
-    if (rc == 0 && msgpack_pack_str_with_body(pk, b64.data ? b64.data : "", b64.len))
-        rc = MOOR_ENOMEM;
-    moor_buf_free(&b64);
-    return rc;
-}
-
-/* ---- ctx and clock ---------------------------------------------------------------- */
-
-int moor_show_ctx(const char *res, size_t rlen, moor_buf_t *out)
-{
-    const char *p = res, *end = res + rlen;
-    size_t old = out->len;
-    msgpack_packer pk;
-    uint32_t n;
-    int rc = 0;
-
-    if (moor_mp_peek(p, end) != MOOR_MP_MAP)
-        return moor_buf_append(out, res, rlen);
-    if (moor_mp_read_map(&p, end, &n))
-        return MOOR_EPROTO;
-    moor_mp_packer_init(&pk, out);
-    if (msgpack_pack_map(&pk, n))
-        rc = MOOR_ENOMEM;
-    while (rc == 0 && n--) {
-        const char *ks = p, *vs, *k, *v;
-        uint32_t kl, vl;
-        int is_ctx = moor_mp_read_str(&p, end, &k, &kl) == 0 && KEY_IS(k, kl, "ctx");
-        p = ks;
-        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)) {
-            rc = MOOR_EPROTO;
-            break;
-        }
-        rc = moor_buf_append(out, ks, (size_t)(p - ks));
-        vs = p;
-        if (rc == 0 && is_ctx && moor_mp_read_bin(&p, end, &v, &vl) == 0)
-            rc = pack_base64(&pk, v, vl);
-        else if (rc == 0 && moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            rc = MOOR_EPROTO;
-        else if (rc == 0)
-            rc = moor_buf_append(out, vs, (size_t)(p - vs));
-    }
-    if (rc)
-        out->len = old;
-    return rc;
-}
+/* ---- clock ---------------------------------------------------------------- */
 
 static int pack_clock(msgpack_packer *pk, const moor_vclock_t *vc)
 {
@@ -206,7 +157,9 @@ static int show_siblings(const char *res, size_t rlen, const get_parts_t *g, moo
     if (rc == 0 && have_clock)
         rc = pack_cstr(&pk, "clock") ? MOOR_ENOMEM : pack_clock(&pk, vc);
     if (rc == 0 && g->ctx)
-        rc = pack_cstr(&pk, "ctx") ? MOOR_ENOMEM : pack_base64(&pk, g->ctx, g->ctx_len);
+        rc = pack_cstr(&pk, "ctx") || msgpack_pack_bin_with_body(&pk, g->ctx, g->ctx_len)
+                 ? MOOR_ENOMEM
+                 : 0;
     if (rc == 0)
         rc = copy_others(res, rlen, out);
     free(vc);
@@ -219,8 +172,12 @@ int moor_show_get(const char *res, size_t rlen, moor_buf_t *out)
     get_parts_t g;
     int rc;
 
-    if (get_parts(res, rlen, &g) || g.nvalues <= 1)
-        return moor_show_ctx(res, rlen, out);
+    if (moor_mp_peek(res, res + rlen) != MOOR_MP_MAP)
+        return moor_buf_append(out, res, rlen);
+    if (get_parts(res, rlen, &g))
+        return MOOR_EPROTO;
+    if (g.nvalues <= 1)
+        return moor_buf_append(out, res, rlen);
     if ((rc = show_siblings(res, rlen, &g, out)))
         out->len = old;
     return rc;

@@ -1,8 +1,8 @@
 /*
  * show.h -- how the moor CLI shows answers that need more than a plain
- * MessagePack -> JSON print: a ctx as the base64 text --ctx takes back,
- * the siblings of a get together with their vector clock, and the
- * `ring` answer as a table.
+ * MessagePack -> JSON print: the siblings of a get together with their
+ * vector clock, and the `ring` answer as a table.  A ctx stays bin, which
+ * JSON shows as {"$bin": "<base64>"}: the form --ctx and `call` take back.
  *
  * Pure functions over MessagePack bytes (no I/O), so that the unit tests
  * drive them with made-up answers.  Stateless; thread-safe.
@@ -16,22 +16,17 @@
 
 /* ===== API ===== */
 
-/* Appends a copy of the MessagePack map res (rlen bytes) in which a bin
- * "ctx" value becomes its base64 str; anything that is not a map is
- * copied as it is.  0, MOOR_EPROTO (a malformed or truncated map) or
- * MOOR_ENOMEM; out keeps what it had on error. */
-int moor_show_ctx(const char *res, size_t rlen, moor_buf_t *out);
-
 /* Appends the clock of an encoded ctx (vclock.h) as a MessagePack map
  * {node id (str) = counter, ...} in the clock's order (sorted by id).
  * 0, MOOR_EBADCTX (not exactly one valid clock) or MOOR_ENOMEM; out keeps
  * what it had on error. */
 int moor_show_clock(const char *ctx, size_t len, moor_buf_t *out);
 
-/* Appends what `moor get` prints for the get answer res, as MessagePack:
- * with at most one value, the answer as moor_show_ctx makes it
- * ({values = [v], ctx = "<base64>"}); with several values (siblings),
- *   {siblings = [v1, v2, ...], clock = {id = counter, ...}, ctx = "<base64>"}
+/* Appends what `moor get --json` prints for the get answer res, as
+ * MessagePack: with at most one value (or an answer that is not a map,
+ * such as nil) the answer as it is ({values = [v], ctx = bin}); with
+ * several values (siblings),
+ *   {siblings = [v1, v2, ...], clock = {id = counter, ...}, ctx = bin}
  * followed by any other entries of the answer.  A record has one clock
  * for all its siblings, so the clock appears once; it is left out when
  * the answer has no ctx or one that does not decode.  0, MOOR_EPROTO or

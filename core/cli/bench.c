@@ -110,6 +110,7 @@ typedef struct bench_opts {
     const char *space; /* NULL: the node's default space */
     const char *call;  /* NULL: get/put; else the handler every request calls */
     int overwrite;     /* puts carry opts.overwrite = true */
+    int json;          /* --json: only the JSON line on stdout */
 } bench_opts_t;
 
 /* With a reason: the reason and a hint; without: the full help. */
@@ -121,7 +122,7 @@ static int usage(const char *why)
     }
     fputs("usage: moor [-h host:port] [-a token] [--timeout ms] bench [--conns N]\n"
           "         [--pipeline N] [--keys N] [--value-size BYTES] [--ratio GET-FRACTION]\n"
-          "         [--duration SECONDS] [--space S] [--call HANDLER] [--overwrite]\n"
+          "         [--duration SECONDS] [--space S] [--call HANDLER] [--overwrite] [--json]\n"
           "defaults: --conns 50 --pipeline 16 --keys 100000 --value-size 100 --ratio 0.5\n"
           "          --duration 10\n"
           "Keys are not pre-populated: a get of a missing key is a valid op (it returns\n"
@@ -132,7 +133,8 @@ static int usage(const char *why)
           "an error.\n"
           "--overwrite: puts carry opts overwrite = true (the write RESP SET makes: it\n"
           "replaces the key's value); without it they are blind puts, and every put of\n"
-          "a key already written adds a sibling (up to sibling_max).\n",
+          "a key already written adds a sibling (up to sibling_max).\n"
+          "--json: stdout gets only the summary's JSON line (progress stays on stderr).\n",
           stderr);
     return 2;
 }
@@ -165,14 +167,14 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
 {
     char why[128];
 
-    *o = (bench_opts_t){50, 16, 100000, 100, 0.5, 10.0, NULL, NULL, 0};
+    *o = (bench_opts_t){50, 16, 100000, 100, 0.5, 10.0, NULL, NULL, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         int which = -1;
         if (strcmp(a, "--help") == 0)
             return usage(NULL), -1;
-        if (strcmp(a, "--overwrite") == 0) {
-            o->overwrite = 1;
+        if (strcmp(a, "--overwrite") == 0 || strcmp(a, "--json") == 0) {
+            *(a[2] == 'o' ? &o->overwrite : &o->json) = 1;
             continue;
         }
         for (int k = 0; k < (int)(sizeof(num_opts) / sizeof(num_opts[0])); k++)
@@ -470,7 +472,9 @@ static void summary(const bench_t *b, double elapsed)
     double p999 = hist_quantile(&b->hist, 0.999) / 1000.0, max = (double)b->hist.max / 1000.0;
     double rate = elapsed > 0 ? (double)b->ops / elapsed : 0;
 
-    if (b->o.call)
+    if (b->o.json)
+        ; /* the JSON line alone */
+    else if (b->o.call)
         printf("moor bench: %d conns x pipeline %d, %" PRIu64 " keys, calls of handler '%s', "
                "%.2f s\n",
                b->o.conns, b->o.pipeline, b->o.keys, b->o.call, elapsed);
@@ -478,12 +482,15 @@ static void summary(const bench_t *b, double elapsed)
         printf("moor bench: %d conns x pipeline %d, %" PRIu64 " keys, %zu-byte values, "
                "%.0f%% gets, %.2f s\n",
                b->o.conns, b->o.pipeline, b->o.keys, b->o.value_size, b->o.ratio * 100, elapsed);
-    printf("  ops      %" PRIu64 " (%.0f ops/s)\n", b->ops, rate);
-    printf("  errors   %" PRIu64 " error answers, %" PRIu64 " requests lost\n", b->errors, b->lost);
-    printf("  latency  p50 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us\n", p50, p99, p999,
-           max);
-    if (b->first_error[0])
-        printf("  first error: %s\n", b->first_error);
+    if (!b->o.json) {
+        printf("  ops      %" PRIu64 " (%.0f ops/s)\n", b->ops, rate);
+        printf("  errors   %" PRIu64 " error answers, %" PRIu64 " requests lost\n", b->errors,
+               b->lost);
+        printf("  latency  p50 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us\n", p50, p99,
+               p999, max);
+        if (b->first_error[0])
+            printf("  first error: %s\n", b->first_error);
+    }
     putchar('{');
     if (b->o.call) {
         fputs("\"call\":", stdout);

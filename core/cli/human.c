@@ -62,8 +62,9 @@ static int all_strs(const char *p, const char *end)
     return 1;
 }
 
-/* A value as a cell or after "key: ": a str bare, an array of strs as
- * "a, b" ("-" when empty), anything else as JSON.  *p advances past it. */
+/* A value as a cell or after "key: ": a str bare, a float with 6
+ * significant digits, an array of strs as "a, b" ("-" when empty),
+ * anything else as JSON.  *p advances past it. */
 static int put_value(moor_buf_t *out, const char **p, const char *end)
 {
     const char *s;
@@ -74,6 +75,15 @@ static int put_value(moor_buf_t *out, const char **p, const char *end)
         if (moor_mp_read_str(p, end, &s, &sl))
             return MOOR_EPROTO;
         return put_printable(out, s, sl);
+    }
+    if (moor_mp_peek(*p, end) == MOOR_MP_FLOAT) {
+        /* Figures (pressures, rates) read better with 6 digits than 17. */
+        char num[40];
+        double d;
+        if (moor_mp_read_double(p, end, &d))
+            return MOOR_EPROTO;
+        snprintf(num, sizeof(num), d == d ? "%.6g" : "null", d);
+        return puts_(out, num);
     }
     if (moor_mp_peek(*p, end) != MOOR_MP_ARRAY || !all_strs(*p, end))
         return put_json(out, p, end);
@@ -255,54 +265,77 @@ int moor_human_map(const char *res, size_t rlen, moor_buf_t *out)
 /* ---- tables ------------------------------------------------------------------------------ */
 
 typedef struct table {
-    const char *name[MAX_COLS]; /* column keys, borrowed from the answer */
-    uint32_t name_len[MAX_COLS];
+    char name[MAX_COLS][64]; /* column keys ("rps.get" for a nested map's) */
     size_t width[MAX_COLS];
     int ncols;
 } table_t;
 
-/* The column of key k, added when new (-1 past MAX_COLS). */
-static int column(table_t *t, const char *k, uint32_t kl)
+/* The column named prefix.k (or k), added when new; -1 past MAX_COLS or
+ * for a name longer than a column name can be. */
+static int column(table_t *t, const char *prefix, const char *k, uint32_t kl)
 {
+    char name[64];
+    int n = snprintf(name, sizeof(name), "%s%s%.*s", prefix, *prefix ? "." : "", (int)kl, k);
+
+    if (n < 0 || (size_t)n >= sizeof(name) || memchr(k, 0, kl))
+        return -1;
     for (int c = 0; c < t->ncols; c++)
-        if (t->name_len[c] == kl && memcmp(t->name[c], k, kl) == 0)
+        if (strcmp(t->name[c], name) == 0)
             return c;
     if (t->ncols == MAX_COLS)
         return -1;
-    t->name[t->ncols] = k;
-    t->name_len[t->ncols] = kl;
-    t->width[t->ncols] = kl;
+    memcpy(t->name[t->ncols], name, (size_t)n + 1);
+    t->width[t->ncols] = (size_t)n;
     return t->ncols++;
 }
 
-/* The cell texts of one row (map at *p) into cells[c] (NUL-separated in
- * one buffer, offsets in at[c]; SIZE_MAX for a missing cell). */
-static int row_cells(table_t *t, const char **p, const char *end, moor_buf_t *cells, size_t *at)
+/* The cells of the map at *p (a row, or a map inside one: its entries
+ * become columns "prefix.key") into cells, NUL-terminated each, their
+ * offsets in at[column]. */
+static int map_cells(table_t *t, const char **p, const char *end, const char *prefix,
+                     moor_buf_t *cells, size_t *at)
 {
     uint32_t n, kl;
     const char *k;
 
-    for (int c = 0; c < MAX_COLS; c++)
-        at[c] = (size_t)-1;
-    cells->len = 0;
     if (moor_mp_read_map(p, end, &n))
         return MOOR_EPROTO;
     while (n--) {
-        int c;
+        int c = -1, rc;
         size_t start;
-        if (moor_mp_read_str(p, end, &k, &kl) || (c = column(t, k, kl)) < 0) {
+        if (moor_mp_read_str(p, end, &k, &kl) == 0)
+            c = column(t, prefix, k, kl);
+        if (c >= 0 && !*prefix && moor_mp_peek(*p, end) == MOOR_MP_MAP) {
+            char sub[64];
+            snprintf(sub, sizeof(sub), "%s", t->name[c]);
+            if (t->ncols == c + 1 && at[c] == (size_t)-1)
+                t->ncols--; /* the map's own name is no column: its entries are */
+            if ((rc = map_cells(t, p, end, sub, cells, at)))
+                return rc;
+            continue;
+        }
+        if (c < 0) {
             if (moor_mp_skip(p, end, MOOR_MP_MAX_DEPTH))
                 return MOOR_EPROTO;
             continue;
         }
         start = cells->len;
-        if (put_value(cells, p, end) || put(cells, "", 1))
-            return MOOR_EPROTO;
+        if ((rc = put_value(cells, p, end)) || (rc = put(cells, "", 1)))
+            return rc;
         at[c] = start;
         if (cells->len - start - 1 > t->width[c])
             t->width[c] = cells->len - start - 1;
     }
     return 0;
+}
+
+/* One row (map at *p): its cells, SIZE_MAX in at[] for a missing one. */
+static int row_cells(table_t *t, const char **p, const char *end, moor_buf_t *cells, size_t *at)
+{
+    for (int c = 0; c < MAX_COLS; c++)
+        at[c] = (size_t)-1;
+    cells->len = 0;
+    return map_cells(t, p, end, "", cells, at);
 }
 
 /* One line: header (cells NULL) or a row. */
@@ -312,8 +345,8 @@ static int put_line(moor_buf_t *out, const table_t *t, const moor_buf_t *cells, 
 
     for (int c = 0; rc == 0 && c < t->ncols; c++) {
         const char *s = !cells ? NULL : at[c] == (size_t)-1 ? "-" : cells->data + at[c];
-        size_t len = s ? strlen(s) : t->name_len[c];
-        rc = s ? puts_(out, s) : put_printable(out, t->name[c], t->name_len[c]);
+        size_t len = strlen(s ? s : t->name[c]);
+        rc = s ? puts_(out, s) : put_printable(out, t->name[c], (uint32_t)len);
         for (size_t i = len; rc == 0 && c + 1 < t->ncols && i < t->width[c] + 2; i++)
             rc = puts_(out, " ");
     }

@@ -30,14 +30,16 @@
 int moor_human_get(const char *res, size_t rlen, moor_buf_t *out, uint32_t *nvalues);
 
 /* A map as one "key: value" line per entry, nested maps flattened with
- * dots ("engine.flushes: 3"); a str value bare, an array of strs as
+ * dots ("engine.flushes: 3"); a str value bare, a float with 6
+ * significant digits (%.6g; null for NaN), an array of strs as
  * "a, b, c" ("-" when empty), anything else as compact JSON.  A value
  * that is not a map is one JSON line. */
 int moor_human_map(const char *res, size_t rlen, moor_buf_t *out);
 
 /* The array of maps under key `field` of the map res as a table: one
  * column per key met (in the order met, across all rows), a header of
- * the keys, cells formatted as moor_human_map formats values ("-" when a
+ * the keys (a map inside a row gives one column per entry, "rps.get"),
+ * cells formatted as moor_human_map formats values ("-" when a
  * row lacks the key), columns padded to their widest cell.  "(none)" for
  * an empty array.  MOOR_EPROTO when res is not a map with such an array. */
 int moor_human_table(const char *res, size_t rlen, const char *field, moor_buf_t *out);

@@ -20,14 +20,14 @@
 #define MAX_COLS 32   /* a table shows at most this many columns */
 #define MAX_DEPTH 8   /* maps deeper than this are shown as JSON */
 
-static int put(moor_buf_t *out, const char *s, size_t n)
+static int text_put(moor_buf_t *out, const char *s, size_t n)
 {
     return moor_buf_append(out, s, n) ? MOOR_ENOMEM : 0;
 }
 
-static int puts_(moor_buf_t *out, const char *s)
+static int text_puts(moor_buf_t *out, const char *s)
 {
-    return put(out, s, strlen(s));
+    return text_put(out, s, strlen(s));
 }
 
 /* Bytes as they are, with control characters and DEL as '?'. */
@@ -35,7 +35,7 @@ static int put_printable(moor_buf_t *out, const char *s, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
         char c = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-        if (put(out, &c, 1))
+        if (text_put(out, &c, 1))
             return MOOR_ENOMEM;
     }
     return 0;
@@ -83,17 +83,17 @@ static int put_value(moor_buf_t *out, const char **p, const char *end)
         if (moor_mp_read_double(p, end, &d))
             return MOOR_EPROTO;
         snprintf(num, sizeof(num), d == d ? "%.6g" : "null", d);
-        return puts_(out, num);
+        return text_puts(out, num);
     }
     if (moor_mp_peek(*p, end) != MOOR_MP_ARRAY || !all_strs(*p, end))
         return put_json(out, p, end);
     moor_mp_read_array(p, end, &n);
     if (n == 0)
-        return puts_(out, "-");
+        return text_puts(out, "-");
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
         moor_mp_read_str(p, end, &s, &sl); /* checked by all_strs */
         if (i)
-            rc = puts_(out, ", ");
+            rc = text_puts(out, ", ");
         if (rc == 0)
             rc = put_printable(out, s, sl);
     }
@@ -125,11 +125,11 @@ static int put_clock(moor_buf_t *out, const char *ctx, uint32_t len)
     if (moor_show_clock(ctx, len, &clock))
         return 0;
     p = clock.data;
-    rc = puts_(out, "clock: ");
+    rc = text_puts(out, "clock: ");
     if (rc == 0)
         rc = put_json(out, &p, clock.data + clock.len);
     if (rc == 0)
-        rc = puts_(out, "\n");
+        rc = text_puts(out, "\n");
     moor_buf_free(&clock);
     return rc;
 }
@@ -143,7 +143,7 @@ static int put_values(moor_buf_t *out, const char **p, const char *end, uint32_t
         return MOOR_EPROTO;
     for (uint32_t i = 0; rc == 0 && i < *n; i++)
         if ((rc = put_json(out, p, end)) == 0)
-            rc = puts_(out, "\n");
+            rc = text_puts(out, "\n");
     return rc;
 }
 
@@ -172,9 +172,9 @@ static int put_get_rest(moor_buf_t *out, const char *res, const char *end, uint3
             if (moor_mp_read_bin(&q, end, &ctx, &cl) == 0)
                 rc = put_clock(out, ctx, cl);
         }
-        if (rc == 0 && (rc = put_printable(out, k, kl)) == 0 && (rc = puts_(out, ": ")) == 0 &&
+        if (rc == 0 && (rc = put_printable(out, k, kl)) == 0 && (rc = text_puts(out, ": ")) == 0 &&
             (rc = put_json(out, &p, end)) == 0)
-            rc = puts_(out, "\n");
+            rc = text_puts(out, "\n");
     }
     return rc;
 }
@@ -188,7 +188,7 @@ int moor_human_get(const char *res, size_t rlen, moor_buf_t *out, uint32_t *nval
 
     *nvalues = 0;
     if (moor_mp_peek(p, end) == MOOR_MP_NIL)
-        return terminate(out, old, puts_(out, "(not found)\n"));
+        return terminate(out, old, text_puts(out, "(not found)\n"));
     if (moor_mp_read_map(&p, end, &n))
         return MOOR_EPROTO;
     while (rc == 0 && n--) {
@@ -200,7 +200,7 @@ int moor_human_get(const char *res, size_t rlen, moor_buf_t *out, uint32_t *nval
             rc = MOOR_EPROTO;
     }
     if (rc == 0 && *nvalues == 0)
-        rc = puts_(out, "(not found)\n");
+        rc = text_puts(out, "(not found)\n");
     if (rc == 0)
         rc = put_get_rest(out, res, end, *nvalues);
     return terminate(out, old, rc);
@@ -221,7 +221,7 @@ static int put_map(moor_buf_t *out, const char **p, const char *end, moor_buf_t 
     while (rc == 0 && n--) {
         prefix->len = plen;
         if (plen)
-            rc = puts_(prefix, ".");
+            rc = text_puts(prefix, ".");
         if (rc == 0 && moor_mp_peek(*p, end) == MOOR_MP_STR) {
             const char *k;
             uint32_t kl;
@@ -236,9 +236,9 @@ static int put_map(moor_buf_t *out, const char **p, const char *end, moor_buf_t 
             rc = put_map(out, p, end, prefix, depth + 1);
             continue;
         }
-        if ((rc = put(out, prefix->data, prefix->len)) == 0 && (rc = puts_(out, ": ")) == 0 &&
+        if ((rc = text_put(out, prefix->data, prefix->len)) == 0 && (rc = text_puts(out, ": ")) == 0 &&
             (rc = put_value(out, p, end)) == 0)
-            rc = puts_(out, "\n");
+            rc = text_puts(out, "\n");
     }
     prefix->len = plen;
     return rc;
@@ -254,7 +254,7 @@ int moor_human_map(const char *res, size_t rlen, moor_buf_t *out)
     if (moor_mp_peek(p, end) != MOOR_MP_MAP) {
         rc = put_json(out, &p, end);
         if (rc == 0)
-            rc = puts_(out, "\n");
+            rc = text_puts(out, "\n");
         return terminate(out, old, rc);
     }
     rc = put_map(out, &p, end, &prefix, 0);
@@ -320,7 +320,7 @@ static int map_cells(table_t *t, const char **p, const char *end, const char *pr
             continue;
         }
         start = cells->len;
-        if ((rc = put_value(cells, p, end)) || (rc = put(cells, "", 1)))
+        if ((rc = put_value(cells, p, end)) || (rc = text_put(cells, "", 1)))
             return rc;
         at[c] = start;
         if (cells->len - start - 1 > t->width[c])
@@ -339,18 +339,18 @@ static int row_cells(table_t *t, const char **p, const char *end, moor_buf_t *ce
 }
 
 /* One line: header (cells NULL) or a row. */
-static int put_line(moor_buf_t *out, const table_t *t, const moor_buf_t *cells, const size_t *at)
+static int table_line(moor_buf_t *out, const table_t *t, const moor_buf_t *cells, const size_t *at)
 {
     int rc = 0;
 
     for (int c = 0; rc == 0 && c < t->ncols; c++) {
         const char *s = !cells ? NULL : at[c] == (size_t)-1 ? "-" : cells->data + at[c];
         size_t len = strlen(s ? s : t->name[c]);
-        rc = s ? puts_(out, s) : put_printable(out, t->name[c], (uint32_t)len);
+        rc = s ? text_puts(out, s) : put_printable(out, t->name[c], (uint32_t)len);
         for (size_t i = len; rc == 0 && c + 1 < t->ncols && i < t->width[c] + 2; i++)
-            rc = puts_(out, " ");
+            rc = text_puts(out, " ");
     }
-    return rc ? rc : puts_(out, "\n");
+    return rc ? rc : text_puts(out, "\n");
 }
 
 /* The array under field, at *arr with *n items. */
@@ -387,17 +387,17 @@ int moor_human_table(const char *res, size_t rlen, const char *field, moor_buf_t
     if ((rc = find_array(res, end, field, &arr, &n)))
         return rc;
     if (n == 0)
-        return terminate(out, old, puts_(out, "(none)\n"));
+        return terminate(out, old, text_puts(out, "(none)\n"));
     /* Two passes: the first finds the columns and their widths. */
     p = arr;
     for (uint32_t i = 0; rc == 0 && i < n; i++)
         rc = row_cells(&t, &p, end, &cells, at);
     if (rc == 0)
-        rc = put_line(out, &t, NULL, at);
+        rc = table_line(out, &t, NULL, at);
     p = arr;
     for (uint32_t i = 0; rc == 0 && i < n; i++)
         if ((rc = row_cells(&t, &p, end, &cells, at)) == 0)
-            rc = put_line(out, &t, &cells, at);
+            rc = table_line(out, &t, &cells, at);
     moor_buf_free(&cells);
     return terminate(out, old, rc);
 }

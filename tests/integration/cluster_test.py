@@ -230,7 +230,8 @@ class ClusterTest(unittest.TestCase):
         self.assertIsNone(err, err)
         self.assertEqual(sorted(res["values"]), ["one", "two"])
         # The CLI prints every sibling.
-        r = subprocess.run([os.path.join(BUILD, "moor"), "-h", self.n3.addr, "get", "e-key"],
+        r = subprocess.run([os.path.join(BUILD, "moor"), "-h", self.n3.addr, "get", "e-key",
+                            "--json"],
                            capture_output=True, text=True, timeout=20)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn('"alpha-sibling"', r.stdout)

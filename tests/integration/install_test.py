@@ -128,7 +128,7 @@ class InstallTest(unittest.TestCase):
     def test_cli_put_get_and_plugins(self):
         r = self.moor("put", "greeting", '"hello"')
         self.assertEqual(r.returncode, 0, r.stderr)
-        r = self.moor("get", "greeting")
+        r = self.moor("get", "greeting", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["values"], ["hello"])
         r = self.moor("call", "incr", '"visits"')

@@ -35,6 +35,22 @@ static int fail_usage(const char *why)
     return EXIT_USAGE;
 }
 
+/* moor leave|remove|transfers --help (stderr, exit 0 as for the others). */
+static int help(void)
+{
+    fputs("usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty]\n"
+          "  leave [--cancel] [--wait] [--json]   this node hands its ranges off; --wait\n"
+          "        follows it (progress on stderr) until `left`\n"
+          "  remove ID [--json]                   take a member that is down out for good\n"
+          "  transfers [--rate-mb-s X] [--concurrency N] [--watch SECONDS] [--json]\n"
+          "        every range in motion in the cluster as a table (per-node progress on\n"
+          "        stderr); --watch repeats it; the throttles are set on every member first\n"
+          "--json: the answer as one JSON value on stdout.\n"
+          "Exit: 0 ok, 1 error answer, 2 usage, 3 connection failure.\n",
+          stderr);
+    return 0;
+}
+
 static int call(moor_client_t *cl, const char *method, const moor_buf_t *params, uint32_t np,
                 moor_client_reply_t *r)
 {
@@ -341,6 +357,8 @@ int moor_members_main(const char *addr, const char *token, int timeout_ms, int w
     pretty = want_pretty;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help"))
+            return help();
         if (!strcmp(a, "--json"))
             json = 1;
         else if (!strcmp(cmd, "leave") && !strcmp(a, "--cancel"))

@@ -90,8 +90,7 @@ int moor_cli_key_parse(const char *key, const char *key_hex, moor_buf_t *out)
     } else {
         return msgpack_pack_str_with_body(&pk, key, strlen(key)) ? MOOR_ENOMEM : 0;
     }
-    rc = msgpack_pack_bin_with_body(&pk, bytes.data ? bytes.data : "", bytes.len) ? MOOR_ENOMEM
-                                                                                   : 0;
+    rc = msgpack_pack_bin_with_body(&pk, bytes.data ? bytes.data : "", bytes.len) ? MOOR_ENOMEM : 0;
     moor_buf_free(&bytes);
     return rc;
 }

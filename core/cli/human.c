@@ -17,8 +17,8 @@
 #include "util/err.h"
 #include "util/mp.h"
 
-#define MAX_COLS 32   /* a table shows at most this many columns */
-#define MAX_DEPTH 8   /* maps deeper than this are shown as JSON */
+#define MAX_COLS 32 /* a table shows at most this many columns */
+#define MAX_DEPTH 8 /* maps deeper than this are shown as JSON */
 
 static int text_put(moor_buf_t *out, const char *s, size_t n)
 {
@@ -158,9 +158,10 @@ static int put_get_rest(moor_buf_t *out, const char *res, const char *end, uint3
     moor_mp_read_map(&p, end, &n);
     while (rc == 0 && n--) {
         if (moor_mp_read_str(&p, end, &k, &kl)) {
-            rc = moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) || moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)
-                     ? MOOR_EPROTO
-                     : 0;
+            rc =
+                moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) || moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)
+                    ? MOOR_EPROTO
+                    : 0;
             continue;
         }
         if (KEY_IS(k, kl, "values")) {
@@ -209,8 +210,7 @@ int moor_human_get(const char *res, size_t rlen, moor_buf_t *out, uint32_t *nval
 /* ---- maps -------------------------------------------------------------------------------- */
 
 /* The map at *p as "prefix.key: value" lines. */
-static int put_map(moor_buf_t *out, const char **p, const char *end, moor_buf_t *prefix,
-                   int depth)
+static int put_map(moor_buf_t *out, const char **p, const char *end, moor_buf_t *prefix, int depth)
 {
     size_t plen = prefix->len;
     uint32_t n;
@@ -236,8 +236,8 @@ static int put_map(moor_buf_t *out, const char **p, const char *end, moor_buf_t 
             rc = put_map(out, p, end, prefix, depth + 1);
             continue;
         }
-        if ((rc = text_put(out, prefix->data, prefix->len)) == 0 && (rc = text_puts(out, ": ")) == 0 &&
-            (rc = put_value(out, p, end)) == 0)
+        if ((rc = text_put(out, prefix->data, prefix->len)) == 0 &&
+            (rc = text_puts(out, ": ")) == 0 && (rc = put_value(out, p, end)) == 0)
             rc = text_puts(out, "\n");
     }
     prefix->len = plen;

@@ -203,8 +203,8 @@ static void test_ctx(void **state)
     moor_buf_reset(&out);
     assert_int_equal(moor_cli_ctx_parse("kZPE", &out), 0); /* bare base64, as before */
     assert_memory_equal(out.data, "\x91\x93\xc4", 3);
-    static const char *const bad[] = {"", "{\"$bin\":\"\"}", "k!PE", "{\"$bin\":\"kZPE\"",
-                                      "{\"x\":\"kZPE\"}", "\"kZPE\""};
+    static const char *const bad[] = {
+        "", "{\"$bin\":\"\"}", "k!PE", "{\"$bin\":\"kZPE\"", "{\"x\":\"kZPE\"}", "\"kZPE\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         moor_buf_reset(&out);
         if (moor_cli_ctx_parse(bad[i], &out) != MOOR_EINVAL)
@@ -216,10 +216,13 @@ static void test_ctx(void **state)
 
 static void test_shell_quote(void **state)
 {
-    static const char *const cases[][2] = {
-        {"user:1", "user:1"},           {"a b", "'a b'"},     {"", "''"},
-        {"it's", "'it'\\''s'"},         {"$HOME", "'$HOME'"}, {"{\"$bin\":\"AA\"}", "'{\"$bin\":\"AA\"}'"},
-        {"--key-hex", "--key-hex"}};
+    static const char *const cases[][2] = {{"user:1", "user:1"},
+                                           {"a b", "'a b'"},
+                                           {"", "''"},
+                                           {"it's", "'it'\\''s'"},
+                                           {"$HOME", "'$HOME'"},
+                                           {"{\"$bin\":\"AA\"}", "'{\"$bin\":\"AA\"}'"},
+                                           {"--key-hex", "--key-hex"}};
     moor_buf_t out = MOOR_BUF_INIT;
 
     (void)state;
@@ -236,9 +239,9 @@ static void test_shell_quote(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keys),     cmocka_unit_test(test_hex),
-        cmocka_unit_test(test_values),   cmocka_unit_test(test_read_fd),
-        cmocka_unit_test(test_ctx),      cmocka_unit_test(test_shell_quote),
+        cmocka_unit_test(test_keys),   cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_values), cmocka_unit_test(test_read_fd),
+        cmocka_unit_test(test_ctx),    cmocka_unit_test(test_shell_quote),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

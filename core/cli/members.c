@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/json.h"
 #include "net/client.h"
@@ -170,6 +171,8 @@ static void human(double b, char *out, size_t osz)
 
 static int run_leave(moor_client_t *cl, int cancel, int wait, int json)
 {
+    double shown = -1; /* ranges done in the last line printed */
+    int tty;
     moor_buf_t params = MOOR_BUF_INIT;
     moor_client_reply_t r;
     msgpack_packer pk;
@@ -187,6 +190,7 @@ static int run_leave(moor_client_t *cl, int cancel, int wait, int json)
     str_field(r.result, r.result + r.rlen, "state", state, sizeof(state));
     if (!wait)
         return json ? print_json(r.result, r.rlen) : (printf("%s\n", state), 0);
+    tty = isatty(2);
     for (;;) {
         const char *tr;
         double done, total;
@@ -198,9 +202,15 @@ static int run_leave(moor_client_t *cl, int cancel, int wait, int json)
         str_field(tr, r.result + r.rlen, "state", state, sizeof(state));
         done = num_field(tr, r.result + r.rlen, "ranges_done", 0);
         total = num_field(tr, r.result + r.rlen, "ranges_total", 0);
-        fprintf(stderr, "\r%s: %.0f of %.0f ranges handed off   ", state, done, total);
+        /* Redrawn in place on a terminal; elsewhere (a log) a line per change. */
+        if (tty)
+            fprintf(stderr, "\r%s: %.0f of %.0f ranges handed off   ", state, done, total);
+        else if (done != shown)
+            fprintf(stderr, "%s: %.0f of %.0f ranges handed off\n", state, done, total);
+        shown = done;
         if (strcmp(state, "leaving") != 0) {
-            fputc('\n', stderr);
+            if (tty)
+                fputc('\n', stderr);
             if (json) {
                 const char *p = tr;
                 moor_mp_skip(&p, r.result + r.rlen, 64);

@@ -679,7 +679,11 @@ static int print_result(const cli_t *c, const moor_client_reply_t *r)
     int rc;
 
     if (IS(c, "get") && HAS(c, OPT_RAW | OPT_BIN) &&
-        moor_mp_peek(r->result, r->result + r->rlen) != MOOR_MP_NIL)
+        moor_mp_peek(r->result, r->result + r->rlen) == MOOR_MP_NIL) {
+        fputs("(not found)\n", stderr); /* stdout stays the bytes: none */
+        return 0;
+    }
+    if (IS(c, "get") && HAS(c, OPT_RAW | OPT_BIN))
         return print_raw_values(c, r->result, r->rlen);
     if (IS(c, "get") && c->out)
         return print_out(c, r->result, r->rlen);

@@ -151,6 +151,7 @@ class Writes(unittest.TestCase):
         self.assertIsNone(jmoor("get", "w1"))
         rc, out, err = moor("get", "w1")
         self.assertEqual((rc, out), (0, "(not found)\n"), err)
+        self.assertEqual(moor("get", "w1", "--raw"), (0, "", "(not found)\n"))
 
     def test_blind_siblings_and_merge(self):
         jmoor("put", "s1", '"a"', "--blind")

@@ -39,6 +39,7 @@
  * Options may come before or after the command's words; "--" ends them
  * (for a key that starts with "--").  -a may also come from $MOOR_TOKEN.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,16 +541,14 @@ static int print_raw_values(const cli_t *c, const char *res, size_t rlen)
     return 0;
 }
 
-/* KEY as a person would type it again: the word given, or --key-hex HEX. */
-static void key_words(const cli_t *c, moor_buf_t *out)
+/* KEY as a person would type it again: the word given, or --key-hex HEX
+ * (NUL-terminated); 0 or MOOR_ENOMEM. */
+static int key_words(const cli_t *c, moor_buf_t *out)
 {
-    if (c->key_hex) {
-        moor_buf_append(out, "--key-hex ", 10);
-        moor_cli_shell_quote(c->key_hex, out);
-    } else {
-        moor_cli_shell_quote(c->key, out);
-    }
-    out->len = strlen(out->data ? out->data : "");
+    if (c->key_hex)
+        return moor_buf_append(out, "--key-hex ", 10) ? MOOR_ENOMEM
+                                                      : moor_cli_shell_quote(c->key_hex, out);
+    return moor_cli_shell_quote(c->key, out);
 }
 
 /* With siblings, what they are and how to merge them (stderr). */
@@ -558,19 +557,20 @@ static void siblings_hint(const cli_t *c, const char *res, size_t rlen, uint32_t
     const char *vend, *ctx = map_field(res, rlen, "ctx", &vend);
     moor_buf_t key = MOOR_BUF_INIT, ctx_json = MOOR_BUF_INIT, space = MOOR_BUF_INIT;
 
-    key_words(c, &key);
-    if (c->space) {
-        moor_buf_append(&space, " --space ", 9);
-        moor_cli_shell_quote(c->space, &space);
+    if (key_words(c, &key) ||
+        (c->space && (moor_buf_append(&space, " --space ", 9) ||
+                      moor_cli_shell_quote(c->space, &space))) ||
+        ((!ctx || moor_json_from_mp(&ctx, vend, 0, &ctx_json)) &&
+         moor_buf_append(&ctx_json, "...", 3))) {
+        fprintf(stderr, "%u siblings (concurrent writes)\n", n); /* out of memory */
+    } else {
+        fprintf(stderr,
+                "%u siblings (concurrent writes). To merge: moor put %s VALUE%.*s --ctx '%.*s' "
+                "writes one value over all of them, or configure a resolver for the space "
+                "(README \"Resolvers\")\n",
+                n, key.data, (int)space.len, space.data ? space.data : "", (int)ctx_json.len,
+                ctx_json.data);
     }
-    if (!ctx || moor_json_from_mp(&ctx, vend, 0, &ctx_json))
-        moor_buf_append(&ctx_json, "...", 3);
-    fprintf(stderr,
-            "%u siblings (concurrent writes). To merge: moor put %s VALUE%.*s --ctx '%.*s' "
-            "writes one value over all of them, or configure a resolver for the space "
-            "(README \"Resolvers\")\n",
-            n, key.data, (int)space.len, space.data ? space.data : "", (int)ctx_json.len,
-            ctx_json.data);
     moor_buf_free(&key), moor_buf_free(&ctx_json), moor_buf_free(&space);
 }
 
@@ -604,8 +604,8 @@ static int print_out(const cli_t *c, const char *res, size_t rlen)
     moor_buf_t json = MOOR_BUF_INIT, note = MOOR_BUF_INIT;
     msgpack_packer pk;
     uint32_t n = 0, sl;
+    int rc = 0, written = 0;
     FILE *f;
-    int rc = 0;
 
     if (!p || moor_mp_read_array(&p, vend, &n) || n == 0) {
         fprintf(stderr, "moor: (not found): nothing written to %s\n", c->out);
@@ -621,12 +621,15 @@ static int print_out(const cli_t *c, const char *res, size_t rlen)
             return print_json(c, res, rlen);
         s = json.data, sl = (uint32_t)json.len;
     }
-    if (!(f = fopen(c->out, "wb")) || fwrite(s, 1, sl, f) != sl || fclose(f) != 0) {
-        fprintf(stderr, "moor: --out %s: cannot write it\n", c->out);
-        moor_buf_free(&json);
-        return EXIT_USAGE;
+    if ((f = fopen(c->out, "wb"))) {
+        written = fwrite(s, 1, sl, f) == sl;
+        written = fclose(f) == 0 && written;
     }
     moor_buf_free(&json);
+    if (!written) {
+        fprintf(stderr, "moor: --out %s: cannot write it: %s\n", c->out, strerror(errno));
+        return EXIT_USAGE;
+    }
     /* What was written, and the ctx to write back with. */
     moor_mp_packer_init(&pk, &note);
     p = map_field(res, rlen, "ctx", &vend);

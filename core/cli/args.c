@@ -61,8 +61,10 @@ static int bin_object(const char *text, moor_buf_t *out)
     uint32_t n;
     int rc = moor_json_to_mp(text, strlen(text), &mp, NULL);
 
-    if (rc)
+    if (rc) {
+        moor_buf_free(&mp); /* the parser keeps the length, not the memory */
         return rc;
+    }
     p = mp.data;
     if (moor_mp_read_bin(&p, mp.data + mp.len, &body, &n) || p != mp.data + mp.len)
         rc = moor_diag(MOOR_EINVAL, "expected {\"$bin\": \"<base64>\"}");
@@ -76,21 +78,22 @@ int moor_cli_key_parse(const char *key, const char *key_hex, moor_buf_t *out)
 {
     moor_buf_t bytes = MOOR_BUF_INIT;
     msgpack_packer pk;
-    int rc;
+    int rc = 0;
 
     moor_mp_packer_init(&pk, out);
+    if (key_hex && !*key_hex)
+        return moor_diag(MOOR_EINVAL, "--key-hex: an empty key (a key has 1 byte or more)");
     if (key_hex) {
-        if (!*key_hex)
-            return moor_diag(MOOR_EINVAL, "--key-hex: an empty key (a key has 1 byte or more)");
         if ((rc = moor_cli_hex_decode(key_hex, strlen(key_hex), &bytes)))
-            return moor_diag_wrap(rc, rc, "--key-hex");
+            rc = moor_diag_wrap(rc, rc, "--key-hex");
     } else if (strncmp(key, "{\"$bin\"", 7) == 0) {
         if ((rc = bin_object(key, &bytes)))
-            return moor_diag_wrap(rc, rc, "KEY");
+            rc = moor_diag_wrap(rc, rc, "KEY");
     } else {
         return msgpack_pack_str_with_body(&pk, key, strlen(key)) ? MOOR_ENOMEM : 0;
     }
-    rc = msgpack_pack_bin_with_body(&pk, bytes.data ? bytes.data : "", bytes.len) ? MOOR_ENOMEM : 0;
+    if (rc == 0 && msgpack_pack_bin_with_body(&pk, bytes.data ? bytes.data : "", bytes.len))
+        rc = MOOR_ENOMEM;
     moor_buf_free(&bytes);
     return rc;
 }

@@ -66,12 +66,13 @@ report = {
 }
 At most one failure per law is reported (the first found).
 
-check_config(t, call, opts) runs check on every resolver of a normalised
-config table t (lua/moor/config.lua: t.resolver_checks holds the check
-options of each resolver by name; plugins' are in M.PLUGINS) with
-call(name, siblings) running the resolver as the node does; returns a list
-of {name =, ok =, text =} sorted by name.  The node (core/lua/laws.c) uses
-it for `moord --check` and reloads.
+resolver_names(t) and check_resolver(t, name, call, opts) check the
+resolvers of a normalised config table t (lua/moor/config.lua:
+t.resolver_checks holds each resolver's check options, the third argument
+of moor.resolver; a plugin's are in M.PLUGINS); call(name, siblings) runs
+the resolver as the node does.  check_resolver returns ok, text.  The node
+(core/lua/laws.c) uses them for `moord --check` and before a reloaded
+config goes live.
 
 Pure Lua, no I/O, no globals, deterministic given the seed: runs in the
 node's sandbox and under plain LuaJIT (busted).
@@ -400,15 +401,26 @@ local function failure(law, input, message)
     return setmetatable({ law = law, input = input, message = message }, Failure)
 end
 
+-- opts.stop said stop: raised by the guarded resolver, turned into this.
+local STOP = {}
+local STOP_FAILURE = setmetatable({}, Failure)
+
+-- One line: control characters of a message as \ddd (\n for newlines).
+local function oneline(s)
+    return (s:gsub("\n", "\\n"):gsub("%c", function(c)
+        return format("\\%03d", c:byte())
+    end))
+end
+
 -- Calls resolve on a copy of list (so a resolver that changes its input
 -- cannot change the next call's).  Raises a Failure when it raises.
 local function run(resolve, list)
     local ok, res = pcall(resolve, with_clock(list))
     if not ok then
-        if getmetatable(res) == Failure then
-            error(res, 0)
+        if res == STOP then
+            error(STOP_FAILURE, 0)
         end
-        error(failure("error", list, "raised an error: " .. tostring(res) .. "; siblings: " .. show_siblings(list)), 0)
+        error(failure("error", list, "raised an error: " .. oneline(tostring(res)) .. "; siblings: " .. show_siblings(list)), 0)
     end
     return res
 end
@@ -553,26 +565,36 @@ function M.check(resolve, opts)
     local r, st = new_rng(opts.seed or 1), new_set_state()
     local report = { runs = 0, failures = {} }
     local failed = {}
-    for _ = 1, runs do
-        if opts.stop and opts.stop() then
-            report.stopped = true
-            break
+    local stop = opts.stop
+    local function guarded(s)
+        if stop and stop() then
+            error(STOP, 0)
         end
+        return resolve(s)
+    end
+    for _ = 1, runs do
         local set = {}
         for i = 1, r:int(1, max_sib < 1 and 1 or max_sib) do
             set[i] = make_sibling(r, st, values, tombstones)
         end
         for _, law in ipairs(want) do
             if not failed[law] and not failed.error then
-                local ok, f = pcall(checks[law], function(s) return resolve(s) end, r, st, set)
+                local ok, f = pcall(checks[law], guarded, r, st, set)
                 if not ok and getmetatable(f) ~= Failure then
                     error(f, 0) -- a bug of the generator or of this module: not the resolver's
+                end
+                if f == STOP_FAILURE then
+                    report.stopped = true
+                    break
                 end
                 if f then
                     failed[f.law] = true
                     report.failures[#report.failures + 1] = f
                 end
             end
+        end
+        if report.stopped then
+            break
         end
         report.runs = report.runs + 1
         if failed.error then
@@ -593,10 +615,10 @@ function M.check(resolve, opts)
     return #report.failures == 0, report
 end
 
--- opts.stop: as for check (shared by every resolver); opts.runs: the
--- default runs.
-function M.check_config(t, call, opts)
-    opts = opts or {}
+-- The names of the resolvers of a normalised config table that have
+-- check options (every moor.resolver and resolvers.* plugin; not the
+-- autoscale policy), sorted.
+function M.resolver_names(t)
     local names = {}
     for name in pairs(t.resolver_checks or {}) do
         if t.resolvers and t.resolvers[name] then
@@ -604,23 +626,26 @@ function M.check_config(t, call, opts)
         end
     end
     sort(names)
-    local out = {}
-    for _, name in ipairs(names) do
-        local c = t.resolver_checks[name]
-        if c.plugin then
-            c = M.PLUGINS[c.plugin] or {}
-        end
-        local ok, res, report = pcall(M.check, function(siblings)
-            return call(name, siblings)
-        end, { seed = opts.seed, runs = c.runs or opts.runs, values = c.values, laws = c.laws,
-               stop = opts.stop })
-        if not ok then
-            out[#out + 1] = { name = name, ok = false, text = "cannot be checked: " .. tostring(res) }
-        else
-            out[#out + 1] = { name = name, ok = res, text = report.text }
-        end
+    return names
+end
+
+-- Checks resolver name of config table t with its check options;
+-- call(name, siblings) runs it as the node does.  opts: seed, runs (the
+-- default), stop.  Returns ok, text.
+function M.check_resolver(t, name, call, opts)
+    opts = opts or {}
+    local c = t.resolver_checks[name]
+    if c.plugin then
+        c = M.PLUGINS[c.plugin] or {}
     end
-    return out
+    local ok, res, report = pcall(M.check, function(siblings)
+        return call(name, siblings)
+    end, { seed = opts.seed, runs = c.runs or opts.runs, values = c.values, laws = c.laws,
+           stop = opts.stop })
+    if not ok then
+        return false, "cannot be checked: " .. oneline(tostring(res))
+    end
+    return res, report.text
 end
 
 return M

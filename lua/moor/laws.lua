@@ -249,7 +249,9 @@ local function show_table(t, depth)
     local n, count = 0, 0
     for k in pairs(t) do
         count = count + 1
-        if type(k) == "number" and k >= 1 and k == floor(k) and k > n then
+        if type(k) ~= "number" or k < 1 or k ~= floor(k) then
+            n = -1 -- a map
+        elseif n >= 0 and k > n then
             n = k
         end
     end

@@ -393,6 +393,7 @@ local function new_node(opts, id, host, extra_set)
     self.moord = M.moord_path(opts.moord)
     self.token = opts.token
     self.start_timeout = opts.start_timeout or M.START_TIMEOUT_S
+    self.clients = {}
     self.dir = scratch_dir()
     started[#started + 1] = self
     self.config = config_file(opts.config, self.dir)
@@ -403,7 +404,6 @@ local function new_node(opts, id, host, extra_set)
     for k, v in pairs(extra_set or {}) do
         self.set[k] = v
     end
-    self.clients = {}
     return self
 end
 

@@ -229,15 +229,25 @@ describe("moor.testing cleanup", function()
                                   .. " luajit " .. script .. " >" .. out .. " 2>&1 & echo $!"))
         local child = tonumber(p:read("*l"))
         p:close()
+        local function output()
+            local o = io.open(out, "rb")
+            local text = o and o:read("*a") or ""
+            if o then
+                o:close()
+            end
+            return text
+        end
         local pid, ndir
         local deadline = socket.gettime() + 30
-        while not pid and socket.gettime() < deadline do
-            local o = io.open(out):read("*a")
-            pid, ndir = o:match("^(%d+) (%S+)")
+        while not pid and socket.gettime() < deadline and alive(child) do
+            pid, ndir = output():match("^(%d+) (%S+)")
             socket.sleep(0.1)
         end
         sh("kill -9 " .. child)
-        assert.truthy(pid, "the child never started its node: " .. io.open(out):read("*a"))
+        if not pid then
+            sh("rm -f '" .. script .. "' '" .. out .. "' '" .. dir .. "'")
+        end
+        assert.truthy(pid, "the child never started its node: " .. output())
         local gone = wait_gone(tonumber(pid), 15)
         if not gone then
             sh("kill -9 " .. pid)

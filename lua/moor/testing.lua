@@ -223,11 +223,16 @@ end
 -- PREFIX/share/moor, where make install puts lua/ and plugins/).
 local function source_root()
     local src = debug and debug.getinfo and debug.getinfo(1, "S").source or ""
-    local prefix = src:match("^@(.*)/share/lua/5%.1/moor/testing%.lua$")
+    local path = src:match("^@(.*)$")
+    if not path then
+        return nil
+    end
+    local prefix = ("/" .. path):match("^/(.*)/share/lua/5%.1/moor/testing%.lua$")
     if prefix then
         return prefix .. "/share/moor"
     end
-    return src:match("^@(.*)/lua/moor/testing%.lua$")
+    local dir = ("/" .. path):match("^(.*)/lua/moor/testing%.lua$")
+    return dir and (dir == "" and "." or dir:sub(2))
 end
 
 -- require for plugins ("resolvers.lww"): package.path first, then the

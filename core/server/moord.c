@@ -7,7 +7,8 @@
  * answered), flushes and closes the engine, and exits 0.  A bad config, an
  * unwritable data_dir or a busy port exits 2 with a message that names the
  * problem.  --check validates the config and checks its resolvers' laws
- * (core/lua/laws.c): exit 0, or 1 when a resolver breaks one.  Everything runs on one libuv loop (DESIGN.md "Threads").
+ * (core/lua/laws.c): exit 0, or 1 when a resolver breaks one.  Everything
+ * runs on one libuv loop (DESIGN.md "Threads").
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -236,8 +237,8 @@ static int check_laws(daemon_t *d, const char *config)
     moor_buf_t report = MOOR_BUF_INIT;
     int rc;
 
-    printf("moord: %s is valid (node %s, listen %s:%d)\n", config, d->cfg.node,
-           d->cfg.listen_host, d->cfg.listen_port);
+    printf("moord: %s is valid (node %s, listen %s:%d)\n", config, d->cfg.node, d->cfg.listen_host,
+           d->cfg.listen_port);
     rc = moor_lua_check_laws(d->lua, &report);
     fwrite(report.data ? report.data : "", 1, report.len, stdout);
     moor_buf_free(&report);

@@ -304,8 +304,9 @@ local function config_file(config, dir)
     return absolute(config)
 end
 
-local function moord_command(self)
-    local args = { shq(self.moord), shq(self.config), "--node", shq(self.id),
+-- moord's command line for this node; extra: more flags ("--check").
+local function moord_command(self, extra)
+    local args = { shq(self.moord), shq(self.config), extra or "", "--node", shq(self.id),
                    "--set", shq("listen=" .. self.addr), "--set", shq("data_dir=" .. self.dir .. "/data") }
     for k, v in pairs(self.set) do
         args[#args + 1] = "--set"
@@ -637,8 +638,7 @@ end
 
 -- T.laws(name, {node = n}): the node's moord --check on its config.
 local function laws_on_node(name, node)
-    local cmd = moord_command(node):gsub(" %-%-node ", " --check --node ", 1)
-    local out = sh_out(cmd .. " 2>&1") or ""
+    local out = sh_out(moord_command(node, "--check") .. " 2>&1") or ""
     local mine, prefix = {}, "resolver '" .. name .. "': "
     for line in out:gmatch("[^\n]+") do
         if line:sub(1, #prefix) == prefix then

@@ -32,33 +32,62 @@
 #define LAWS_SLACK_MS 1000 /* laws.lua's own work past the last call */
 #define NAMES_SHOWN 200    /* bytes of failing resolver names in the diagnostic */
 
+/* One resolver call's buffers: they live outside the protected part, so
+ * an allocation the heap cap refuses while a value is encoded or decoded
+ * (a Lua error) cannot leak them. */
+typedef struct law_call {
+    moor_lua_t *h;
+    const char *name;
+    size_t nlen;
+    moor_buf_t sib, out;
+    int rc;
+} law_call_t;
+
+/* Protected body of l_call: arg 1 = the law_call_t, arg 2 = the siblings.
+ * Returns the decoded result (or nothing with c->rc set). */
+static int call_body(lua_State *L)
+{
+    law_call_t *c = lua_touserdata(L, 1);
+    const char *p;
+
+    c->rc = moor_codec_encode(L, 2, 0, &c->sib);
+    if (c->rc == 0)
+        c->rc = moor_lua_resolve(c->h, c->name, c->nlen, c->sib.data, c->sib.len, &c->out);
+    if (c->rc)
+        return 0;
+    p = c->out.data;
+    c->rc = moor_codec_decode(L, &p, c->out.data + c->out.len);
+    return c->rc ? 0 : 1;
+}
+
 /* call(name, siblings) for laws.lua: upvalue 1 = the host.  Raises the
  * resolver's failure as a message (without moor_lua_resolve's own
  * "resolver 'x': " prefix, which the report line already has). */
 static int l_call(lua_State *L)
 {
-    moor_lua_t *h = lua_touserdata(L, lua_upvalueindex(1));
-    size_t nlen, plen;
-    const char *name = luaL_checklstring(L, 1, &nlen), *p, *msg;
-    moor_buf_t sib = MOOR_BUF_INIT, out = MOOR_BUF_INIT;
+    law_call_t c = {
+        .h = lua_touserdata(L, lua_upvalueindex(1)), .sib = MOOR_BUF_INIT, .out = MOOR_BUF_INIT};
+    size_t plen;
+    const char *msg;
     char prefix[128];
-    int rc;
+    int st;
 
+    c.name = luaL_checklstring(L, 1, &c.nlen);
     luaL_checktype(L, 2, LUA_TTABLE);
-    rc = moor_codec_encode(L, 2, 0, &sib);
-    if (rc == 0)
-        rc = moor_lua_resolve(h, name, nlen, sib.data, sib.len, &out);
-    if (rc == 0) {
-        p = out.data;
-        rc = moor_codec_decode(L, &p, out.data + out.len);
-    }
-    moor_buf_free(&sib);
-    moor_buf_free(&out);
-    if (rc == 0)
+    lua_settop(L, 2);
+    lua_pushcfunction(L, call_body);
+    lua_pushlightuserdata(L, &c);
+    lua_pushvalue(L, 2);
+    st = lua_pcall(L, 2, 1, 0);
+    moor_buf_free(&c.sib);
+    moor_buf_free(&c.out);
+    if (st)
+        return lua_error(L); /* the cap or the budget stopped it: passed on */
+    if (c.rc == 0)
         return 1;
-    msg = moor_diag_msg(rc);
+    msg = moor_diag_msg(c.rc);
     plen = (size_t)snprintf(prefix, sizeof(prefix),
-                            "resolver '%.*s': ", (int)(nlen > 64 ? 64 : nlen), name);
+                            "resolver '%.*s': ", (int)(c.nlen > 64 ? 64 : c.nlen), c.name);
     if (plen < sizeof(prefix) && strncmp(msg, prefix, plen) == 0)
         msg += plen;
     lua_pushstring(L, msg);
@@ -129,7 +158,11 @@ static int check_one(moor_lua_inside_t *in, moor_buf_t *report, int *ok)
     pb = moor_budget_enter(L, &b, 1);
     rc = lua_pcall(L, 4, 2, 0);
     moor_budget_leave(L, pb);
-    if (rc) {
+    if (b.over) { /* laws.lua or a values generator: whatever a pcall made of it */
+        *ok = 0;
+        lua_pushfstring(L, "the check did not finish: stopped %s%s", moor_budget_over_text(b.over),
+                        b.over == MOOR_OVER_MEMORY ? " (handler.memory_mb)" : "");
+    } else if (rc) {
         *ok = 0;
         text = lua_tostring(L, -1);
         lua_pushfstring(L, "the check did not finish: %s", text ? text : "(no message)");

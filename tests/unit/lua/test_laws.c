@@ -111,6 +111,43 @@ static void test_lawless(void **state)
     env_close(&e);
 }
 
+/* Memory: a resolver whose result passes the heap cap, and a values
+ * generator that does, are failures; the heap is back under the cap and
+ * the host serves on. */
+static void test_memory(void **state)
+{
+    env_t e;
+    moor_buf_t r = MOOR_BUF_INIT, out = MOOR_BUF_INIT;
+    const char *t;
+    size_t used, cap;
+    uint64_t refused;
+    static const char sib[] = "\x91\x81\xa5value\x05";
+
+    (void)state;
+    assert_int_equal(env_open(&e, "moor.cfg{ node = 'n1', handler = { memory_mb = 8 } }\n"
+                                  "moor.resolver('huge', function() return string.rep('x', 2^26) "
+                                  "end, { runs = 2 })\n"
+                                  "moor.resolver('one', function() return 1 end, { runs = 2,\n"
+                                  "  values = function() local t = {}\n"
+                                  "    for i = 1, 1e8 do t[i] = i end end })\n"),
+                     0);
+    assert_int_equal(moor_lua_check_laws(e.h, &r), MOOR_EHANDLER);
+    t = text(&r);
+    if (!strstr(t, "resolver 'huge': raised an error: resolver 'huge' stopped: an allocation "
+                   "would take the Lua heap past its limit of 8 MiB") ||
+        !strstr(t, "resolver 'one': the check did not finish: stopped over the Lua memory limit "
+                   "(handler.memory_mb)"))
+        fail_msg("report:\n%s", t);
+    moor_lua_heap(e.h, &used, &cap, &refused);
+    assert_true(used <= cap);
+    assert_true(refused >= 2);
+    assert_int_equal(moor_lua_resolve(e.h, "one", 3, sib, sizeof(sib) - 1, &out), 0);
+    assert_int_equal(out.len, 1);
+    moor_buf_free(&out);
+    moor_buf_free(&r);
+    env_close(&e);
+}
+
 static void test_no_resolvers_and_no_config(void **state)
 {
     env_t e;
@@ -143,6 +180,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lawful),
         cmocka_unit_test(test_lawless),
+        cmocka_unit_test(test_memory),
         cmocka_unit_test(test_no_resolvers_and_no_config),
     };
 

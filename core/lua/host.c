@@ -1108,6 +1108,24 @@ int moor_lua_resolve(moor_lua_t *h, const char *name, size_t nlen, const char *s
     return rc;
 }
 
+/* ---- for laws.c ----------------------------------------------------------------- */
+
+void moor_lua_inside(moor_lua_t *h, moor_lua_inside_t *out)
+{
+    out->L = h->L;
+    out->heap = &h->heap;
+    out->root = h->root;
+    out->timeout_ms = h->def_timeout_ms;
+}
+
+int moor_lua_push_config(moor_lua_t *h)
+{
+    if (h->config_ref == LUA_NOREF)
+        return 0;
+    lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->config_ref);
+    return 1;
+}
+
 /* ---- teardown ------------------------------------------------------------------ */
 
 void moor_lua_free(moor_lua_t *h)

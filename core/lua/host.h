@@ -98,6 +98,26 @@ void moor_lua_kv_done(moor_lua_t *L, uint64_t token, const char *errcode, const 
 int moor_lua_resolve(moor_lua_t *L, const char *name, size_t nlen, const char *siblings,
                      size_t slen, moor_buf_t *out);
 
+/* Checks the laws of every resolver the loaded config registered
+ * (moor.resolver and resolvers.* plugins; not the autoscale policy):
+ * lua/moor/laws.lua's check_config runs each on generated sibling sets,
+ * calling it exactly as a read does (moor_lua_resolve: its own globals,
+ * the node's default handler budget per call, the heap cap, the result
+ * encoded within limits.value_max).  A resolver's whole check is bounded
+ * by MOOR_LUA_LAWS_MS of wall time (laws it has not broken by then count
+ * as held, and its line says it stopped early).  Appends one line per
+ * resolver to report: "resolver 'lww': ok (commutative, associative,
+ * idempotent; 200 runs)", or one line per law it breaks, with the failing
+ * input: "resolver 'first': not commutative: siblings {...} give 1, but
+ * in the order {...} give 2".  Returns 0 when every resolver holds its
+ * laws; MOOR_EHANDLER when one or more do not (the diagnostic counts and
+ * names them); MOOR_EINVAL (no config loaded, lua/moor/laws.lua missing
+ * or broken) or MOOR_ENOMEM with a diagnostic.  Runs on the loop thread
+ * and blocks it for the check's length: call it before a config goes
+ * live (moord --check, a reload), not per request. */
+#define MOOR_LUA_LAWS_MS 3000
+int moor_lua_check_laws(moor_lua_t *L, moor_buf_t *report);
+
 /* Handlers currently running or waiting. */
 unsigned moor_lua_inflight(const moor_lua_t *L);
 

@@ -118,6 +118,24 @@ int moor_budget_charge(lua_State *L, unsigned steps);
  * budget") at once when over.  Only where a Lua error may be raised. */
 void moor_budget_tick(lua_State *L, unsigned steps);
 
+/* --- host.c, for laws.c --- */
+
+struct moor_lua;
+
+typedef struct moor_lua_inside {
+    lua_State *L;
+    moor_heap_t *heap;
+    const char *root;    /* directory holding lua/ and plugins/ */
+    unsigned timeout_ms; /* the default handler (and resolver) time budget */
+} moor_lua_inside_t;
+
+/* What laws.c needs of a host (borrowed for the host's life). */
+void moor_lua_inside(struct moor_lua *h, moor_lua_inside_t *out);
+
+/* Pushes the validated config table (lua/moor/config.lua's) and returns
+ * 1, or pushes nothing and returns 0 before a config has loaded. */
+int moor_lua_push_config(struct moor_lua *h);
+
 /* --- config.c --- */
 
 /* Fills c (already holding defaults) from the normalised config table at

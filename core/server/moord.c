@@ -6,7 +6,9 @@
  * in-flight requests finish (their writes become durable and are
  * answered), flushes and closes the engine, and exits 0.  A bad config, an
  * unwritable data_dir or a busy port exits 2 with a message that names the
- * problem.  Everything runs on one libuv loop (DESIGN.md "Threads").
+ * problem.  --check validates the config and checks its resolvers' laws
+ * (core/lua/laws.c): exit 0, or 1 when a resolver breaks one.  Everything
+ * runs on one libuv loop (DESIGN.md "Threads").
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -47,7 +49,8 @@ static void usage(void)
             "usage: moord CONFIG.lua [--node ID] [--set KEY=VALUE]... [--check] [--force-rejoin]\n"
             "  --node ID        moor.arg.node = ID for the config (one file for a cluster)\n"
             "  --set KEY=VALUE  moor.arg.KEY = VALUE (a string) for the config\n"
-            "  --check          validate the config and exit\n"
+            "  --check          validate the config, check every resolver's laws and exit\n"
+            "                   (0: valid and lawful, 1: a resolver breaks a law, 2: invalid)\n"
             "  --force-rejoin   start even though this node was down longer than the\n"
             "                   tombstone grace (reaped deletes may come back)\n"
             "  env MOOR_ROOT: directory holding lua/ and plugins/ (default: ../share/moor\n"
@@ -222,6 +225,30 @@ static int start_resp(daemon_t *d, const moor_srv_opts_t *msgpack_opts)
     return 0;
 }
 
+/* What start() returns for --check (beside 0 and error codes). */
+#define CHECKED_OK 1
+#define CHECKED_LAWS_BROKEN 2
+
+/* --check after a valid config: every resolver's laws (core/lua/laws.c),
+ * one line each on stdout.  CHECKED_OK, CHECKED_LAWS_BROKEN, or an error
+ * code when the check itself could not run. */
+static int check_laws(daemon_t *d, const char *config)
+{
+    moor_buf_t report = MOOR_BUF_INIT;
+    int rc;
+
+    printf("moord: %s is valid (node %s, listen %s:%d)\n", config, d->cfg.node, d->cfg.listen_host,
+           d->cfg.listen_port);
+    rc = moor_lua_check_laws(d->lua, &report);
+    fwrite(report.data ? report.data : "", 1, report.len, stdout);
+    moor_buf_free(&report);
+    if (rc == MOOR_EHANDLER) {
+        printf("moord: %s\n", moor_diag_msg(rc));
+        return CHECKED_LAWS_BROKEN;
+    }
+    return rc ? rc : CHECKED_OK;
+}
+
 static int start(daemon_t *d, const char *config, int check, const config_arg_t *args, int nargs)
 {
     moor_lua_opts_t lo = {0};
@@ -259,11 +286,8 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
     }
     if ((rc = moor_respd_new(&d->cfg, &d->respd)))
         return rc;
-    if (check) {
-        printf("moord: %s is valid (node %s, listen %s:%d)\n", config, d->cfg.node,
-               d->cfg.listen_host, d->cfg.listen_port);
-        return 1;
-    }
+    if (check)
+        return check_laws(d, config);
     moor_log_set_level(d->cfg.log_level);
     moor_log_set_node(d->cfg.node);
     if (d->cfg.log_file[0]) {
@@ -350,10 +374,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     d.loop = uv_default_loop();
     rc = start(&d, config, check, args, nargs);
-    if (rc == 1) { /* --check */
+    if (rc == CHECKED_OK || rc == CHECKED_LAWS_BROKEN) { /* --check: 0, or 1 for a broken law */
         moor_lua_free(d.lua);
         moor_respd_free(d.respd);
-        return 0;
+        fflush(stdout);
+        return rc == CHECKED_OK ? 0 : 1;
     }
     if (rc) {
         fprintf(stderr, "moord: %s\n", moor_diag_msg(rc));

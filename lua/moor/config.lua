@@ -2,7 +2,7 @@
 moor.config -- the schema of a node's config file and its validation.
 
 A config file is Lua that calls moor.cfg{...}, moor.space(name, {...}),
-moor.resolver(name, fn), moor.handle(name, fn [, budget]),
+moor.resolver(name, fn [, check]), moor.handle(name, fn [, budget]),
 moor.gossip{...} and moor.autoscale{...}.  This module checks each call as it happens (so an error
 points at the offending line of the config) and the whole at the end
 (a node id was given, every resolver a space names is registered), then
@@ -27,6 +27,8 @@ engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, hints{...}, seed
 resp_listen_host, resp_listen_port, resp_databases = {name, ...},
 sibling_warn, sibling_max,
 spaces = { {name, n, r, w, resolver, sloppy, sibling_warn, sibling_max}, ... }, resolvers = {name = fn},
+resolver_checks = {name = {values, laws, runs} or {plugin = "resolvers.x"}} (how
+lua/moor/laws.lua checks each resolver),
 handlers = {name = {fn, instructions, timeout_ms}}, gossip{...},
 autoscale = {check_s, cooldown_s, add, remove} (its policy is kept among the
 resolvers as M.AUTOSCALE_POLICY, a name no moor.resolver can take).
@@ -346,6 +348,21 @@ M.autoscale_schema = {
     remove = str(1000, nil),
 }
 
+-- moor.resolver's third argument: what `moord --check` and reloads check
+-- the resolver with (lua/moor/laws.lua; README "Resolvers").
+local function law_values(where, v)
+    if type(v) == "function" then
+        return v
+    end
+    return oneof("any", "number", "integer", "string", "list", "map", "counter")(where, v)
+end
+
+M.resolver_check_schema = {
+    values = law_values,
+    laws = list(oneof("commutative", "associative", "idempotent"), 3),
+    runs = int(1, 100000),
+}
+
 local budget_schema = {
     instructions = int(10000, 1e12),
     timeout_ms = int(1, 3600000),
@@ -366,7 +383,7 @@ function M.new(opts)
     return setmetatable({
         require = opts.require or require,
         on_sandbox = opts.on_sandbox,
-        t = { spaces = {}, resolvers = {}, handlers = {} },
+        t = { spaces = {}, resolvers = {}, handlers = {}, resolver_checks = {} },
         space_index = {},
         cfg_done = false,
     }, C)
@@ -392,6 +409,7 @@ local function load_plugin(self, name)
     end
     if kind == "resolvers" then
         self.t.resolvers[short] = mod
+        self.t.resolver_checks[short] = { plugin = name }
     else
         self.t.handlers[short] = { fn = mod }
     end
@@ -452,12 +470,15 @@ function C:space(name, t)
     self.t.spaces[i] = entry
 end
 
-function C:resolver(name, fn)
+function C:resolver(name, fn, check)
     str(63, NAME, "a resolver name (letters, digits, '_', '.', '-')")("moor.resolver: name", name)
     if type(fn) ~= "function" then
         fail("moor.resolver('%s'): expects a function(siblings) -> value, got %s", name, type(fn))
     end
+    local c = check ~= nil and checked(format("moor.resolver('%s')", name), M.resolver_check_schema,
+                                       check) or {}
     self.t.resolvers[name] = fn
+    self.t.resolver_checks[name] = c
 end
 
 function C:handle(name, fn, budget)

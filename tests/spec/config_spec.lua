@@ -197,6 +197,30 @@ describe("moor.config", function()
               { require = function() error("kaput", 0) end })
     end)
 
+    it("keeps each resolver's law check options (moor.resolver's third argument)", function()
+        local gen = function(rng) return rng:int(1, 3) end
+        local t = load(function(m)
+            m.cfg({ node = "n1", plugins = { "resolvers.lww" } })
+            m.resolver("a", function() end)
+            m.resolver("b", function() end, { values = "number", laws = { "commutative" }, runs = 10 })
+            m.resolver("c", function() end, { values = gen })
+        end)
+        assert.are.same({ plugin = "resolvers.lww" }, t.resolver_checks.lww)
+        assert.are.same({}, t.resolver_checks.a)
+        assert.are.same({ values = "number", laws = { "commutative" }, runs = 10 }, t.resolver_checks.b)
+        assert.are.equal(gen, t.resolver_checks.c.values)
+        fails(function(m) m.cfg({ node = "n1" }); m.resolver("x", function() end, { values = "numbers" }) end,
+              "moor.resolver('x'): values must be one of any, number, integer, string, list, map, counter, got 'numbers'")
+        fails(function(m) m.cfg({ node = "n1" }); m.resolver("x", function() end, { laws = { "total" } }) end,
+              "moor.resolver('x'): laws[1] must be one of commutative, associative, idempotent")
+        fails(function(m) m.cfg({ node = "n1" }); m.resolver("x", function() end, { runs = 0 }) end,
+              "moor.resolver('x'): runs must be an integer in 1..100000")
+        fails(function(m) m.cfg({ node = "n1" }); m.resolver("x", function() end, { seed = 1 }) end,
+              "moor.resolver('x'): unknown key 'seed'")
+        fails(function(m) m.cfg({ node = "n1" }); m.resolver("x", function() end, "number") end,
+              "moor.resolver('x'): expects a table")
+    end)
+
     it("checks handlers, resolvers and budgets", function()
         fails(function(m) m.cfg({ node = "n1" }); m.handle("h", 42) end,
               "moor.handle('h'): expects a function, got number")

@@ -252,10 +252,10 @@ static void page_ring(moor_buf_t *b, const char *ring, const char *end)
 {
     const char *nodes = path_of(ring, end, "nodes"), *p = nodes;
     uint32_t n = 0;
-    double a = -M_PI / 2, cx = 260, cy = 230, r = 150;
+    double a = -M_PI / 2, cx = 330, cy = 230, r = 150;
 
-    put(b, "<svg id=\"ring\" xmlns=\"http://www.w3.org/2000/svg\" width=\"520\" height=\"460\" "
-           "viewBox=\"0 0 520 460\" role=\"img\" aria-label=\"the ring\">");
+    put(b, "<svg id=\"ring\" xmlns=\"http://www.w3.org/2000/svg\" width=\"660\" height=\"460\" "
+           "viewBox=\"0 0 660 460\" role=\"img\" aria-label=\"the ring\">");
     putf(b, "<circle cx=\"%.0f\" cy=\"%.0f\" r=\"%.0f\" fill=\"none\" stroke=\"#eee\" "
             "stroke-width=\"44\"/>",
          cx, cy, r);

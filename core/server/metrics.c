@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "util/err.h"
+#include "util/hist.h"
 #include "util/mp.h"
 
 const double MOOR_METRICS_BOUNDS[MOOR_METRICS_NBOUNDS] = {
@@ -336,23 +337,7 @@ void moor_metrics_request(moor_metrics_t *m, int method, int space, const char *
 
 double moor_metrics_quantile(const uint64_t *cum, double q)
 {
-    uint64_t total = cum[NBUCKETS - 1];
-    double rank, lo, hi, below;
-    int b = 0;
-
-    if (total == 0)
-        return 0;
-    rank = q * (double)total;
-    while (b < NBUCKETS - 1 && (double)cum[b] < rank)
-        b++;
-    if (b == NBUCKETS - 1)
-        return MOOR_METRICS_BOUNDS[MOOR_METRICS_NBOUNDS - 1];
-    lo = b ? MOOR_METRICS_BOUNDS[b - 1] : 0;
-    hi = MOOR_METRICS_BOUNDS[b];
-    below = b ? (double)cum[b - 1] : 0;
-    if ((double)cum[b] - below <= 0)
-        return hi;
-    return lo + (hi - lo) * (rank - below) / ((double)cum[b] - below);
+    return moor_hist_quantile(MOOR_METRICS_BOUNDS, MOOR_METRICS_NBOUNDS, cum, q);
 }
 
 /* ---- collection ---------------------------------------------------------------- */

@@ -46,6 +46,7 @@ typedef struct cell {
     uint64_t count;
     uint64_t sum_ns;
     uint64_t b[NBUCKETS]; /* b[i]: durations in (bound[i-1], bound[i]] */
+    uint64_t err_other;   /* errors shown as code "other" (never in errs) */
 } cell_t;
 
 typedef struct errs {
@@ -290,28 +291,34 @@ static const char *code_label(const char *code)
     return code;
 }
 
-static void count_error(moor_metrics_t *m, int method, int space, const char *errcode)
+/* An error of the request of cell c: in its (method, space, code) series,
+ * or in the cell's "other" count when the code is no wire name or the
+ * series are all taken. */
+static void count_error(moor_metrics_t *m, cell_t *c, int method, int space, const char *errcode)
 {
     const char *code = code_label(errcode);
+    errs_t *e;
 
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < m->nerrs; i++) {
-            errs_t *e = &m->errs[i];
-            if (e->method == method && e->space == space && strcmp(e->code, code) == 0) {
-                e->n++;
-                return;
-            }
-        }
-        if (m->nerrs < MOOR_METRICS_MAX_ERRS) {
-            errs_t *e = &m->errs[m->nerrs++];
-            e->method = method;
-            e->space = space;
-            snprintf(e->code, sizeof(e->code), "%s", code);
-            e->n = 1;
+    if (strcmp(code, "other") == 0) {
+        c->err_other++;
+        return;
+    }
+    for (int i = 0; i < m->nerrs; i++) {
+        e = &m->errs[i];
+        if (e->method == method && e->space == space && strcmp(e->code, code) == 0) {
+            e->n++;
             return;
         }
-        code = "other"; /* full: fold into the series of code "other" */
     }
+    if (m->nerrs == MOOR_METRICS_MAX_ERRS) {
+        c->err_other++;
+        return;
+    }
+    e = &m->errs[m->nerrs++];
+    e->method = method;
+    e->space = space;
+    snprintf(e->code, sizeof(e->code), "%s", code);
+    e->n = 1;
 }
 
 void moor_metrics_request(moor_metrics_t *m, int method, int space, const char *errcode,
@@ -332,7 +339,7 @@ void moor_metrics_request(moor_metrics_t *m, int method, int space, const char *
     (*slot)->sum_ns += dur_ns;
     (*slot)->b[b]++;
     if (errcode)
-        count_error(m, method, space, errcode);
+        count_error(m, *slot, method, space, errcode);
 }
 
 double moor_metrics_quantile(const uint64_t *cum, double q)
@@ -571,6 +578,14 @@ static int text_requests(const moor_metrics_t *m, moor_buf_t *b)
         rc = put(b, "moor_request_errors_total{") || put_ms(b, m, e->method, e->space) ||
              putf(b, ",code=\"%s\"} ", e->code) || put_value(b, (double)e->n) || put(b, "\n");
     }
+    for (int i = 0; i < ncells && !rc; i++) {
+        const cell_t *c = m->cells[i];
+        if (!c || !c->err_other)
+            continue;
+        rc = put(b, "moor_request_errors_total{") ||
+             put_ms(b, m, i / (m->nspaces + 1), i % (m->nspaces + 1)) ||
+             put(b, ",code=\"other\"} ") || put_value(b, (double)c->err_other) || put(b, "\n");
+    }
     if (!rc)
         rc = put_family(b, "moor_request_duration_seconds", T_HISTOGRAM,
                         "Time from a request's arrival to its answer, by method and keyspace.");
@@ -662,10 +677,12 @@ static void pk_labels_ms(msgpack_packer *pk, const moor_metrics_t *m, int me, in
 static void pack_requests(const moor_metrics_t *m, msgpack_packer *pk)
 {
     int ncells = NMETHODS * (m->nspaces + 1);
-    uint32_t used = 0;
+    uint32_t used = 0, others = 0;
 
-    for (int i = 0; i < ncells; i++)
+    for (int i = 0; i < ncells; i++) {
         used += m->cells[i] != NULL;
+        others += m->cells[i] && m->cells[i]->err_other;
+    }
     pk_family(pk, "moor_requests_total", T_COUNTER, "Requests answered, by method and keyspace.",
               used);
     for (int i = 0; i < ncells; i++) {
@@ -679,13 +696,22 @@ static void pack_requests(const moor_metrics_t *m, msgpack_packer *pk)
     }
     pk_family(pk, "moor_request_errors_total", T_COUNTER,
               "Requests answered with an error, by method, keyspace and wire code.",
-              (uint32_t)m->nerrs);
+              (uint32_t)m->nerrs + others);
     for (int i = 0; i < m->nerrs; i++) {
         msgpack_pack_map(pk, 2);
         pk_str(pk, "labels");
         pk_labels_ms(pk, m, m->errs[i].method, m->errs[i].space, m->errs[i].code);
         pk_str(pk, "value");
         msgpack_pack_uint64(pk, m->errs[i].n);
+    }
+    for (int i = 0; i < ncells; i++) {
+        if (!m->cells[i] || !m->cells[i]->err_other)
+            continue;
+        msgpack_pack_map(pk, 2);
+        pk_str(pk, "labels");
+        pk_labels_ms(pk, m, i / (m->nspaces + 1), i % (m->nspaces + 1), "other");
+        pk_str(pk, "value");
+        msgpack_pack_uint64(pk, m->cells[i]->err_other);
     }
     pk_family(pk, "moor_request_duration_seconds", T_HISTOGRAM,
               "Time from a request's arrival to its answer, by method and keyspace.", used);
@@ -780,6 +806,7 @@ int moor_metrics_pack_by_method(const moor_metrics_t *m, msgpack_packer *pk)
             if (!c)
                 continue;
             any = 1;
+            errors += c->err_other;
             sum.count += c->count;
             for (int k = 0; k < NBUCKETS; k++)
                 sum.b[k] += c->b[k];

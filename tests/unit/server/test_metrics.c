@@ -31,6 +31,7 @@
 #include "server/httpd.h"
 #include "server/metrics.h"
 #include "server/node.h"
+#include "server/resp_info.h"
 #include "util/err.h"
 #include "util/hist.h"
 #include "util/mp.h"
@@ -373,6 +374,18 @@ static void test_node_metrics_agree_with_info(void **state)
         assert_true(sample(body.data, "moor_node_info{node=\"mx\",version=\"0.1.0\"}") == 1);
     }
 
+    {
+        /* RESP INFO is made from the same info map: the same counts */
+        moor_buf_t txt = MOOR_BUF_INIT;
+        moor_resp_info_t ri = {0};
+        assert_int_equal(moor_resp_info_text(&txt, "moor_requests", info.data, info.len, &ri), 0);
+        moor_buf_append(&txt, "", 1);
+        assert_non_null(strstr(txt.data, "# Moor_requests\r\n"));
+        assert_non_null(strstr(txt.data, "\r\nby_method_put_count:10\r\n"));
+        assert_non_null(strstr(txt.data, "\r\nby_method_get_count:13\r\n"));
+        assert_non_null(strstr(txt.data, "\r\nby_method_get_errors:3\r\n"));
+        moor_buf_free(&txt);
+    }
     http_get(d, "/status.json", &body, &status, &ctype);
     assert_int_equal(status, 200);
     assert_string_equal(ctype, "application/json");

@@ -98,8 +98,8 @@ static int parse_request_line(const char *s, size_t n, moor_http_req_t *req)
         if (!is_vchar((unsigned char)t[i]))
             return refuse(req, 400);
     /* The version: exactly HTTP/D.D after the second space. */
-    if ((size_t)(s + n - (sp2 + 1)) != 8 || memcmp(sp2 + 1, "HTTP/", 5) != 0 ||
-        sp2[6] < '0' || sp2[6] > '9' || sp2[7] != '.' || sp2[8] < '0' || sp2[8] > '9')
+    if ((size_t)(s + n - (sp2 + 1)) != 8 || memcmp(sp2 + 1, "HTTP/", 5) != 0 || sp2[6] < '0' ||
+        sp2[6] > '9' || sp2[7] != '.' || sp2[8] < '0' || sp2[8] > '9')
         return refuse(req, 400);
     if (sp2[6] != '1' || sp2[8] > '1')
         return refuse(req, 505);
@@ -257,7 +257,7 @@ struct moor_http {
     unsigned max_conns, idle_ms;
     hconn_t *conns; /* open connections, a doubly linked list */
     moor_http_stats_t st;
-    moor_buf_t body;  /* the handler's scratch: one answer at a time */
+    moor_buf_t body; /* the handler's scratch: one answer at a time */
     int stopping;
     unsigned handles; /* open handles: the listener + two per connection */
     void (*stopped)(void *ud);
@@ -437,8 +437,8 @@ static void serve_buffered(hconn_t *c)
     h->handler(h->ud, &req, &resp);
     h->st.requests++;
     c->close_after = !req.keep_alive || h->stopping;
-    send_answer(c, resp.status, resp.ctype ? resp.ctype : "text/plain; charset=utf-8",
-                h->body.data, h->body.len, req.method == MOOR_HTTP_HEAD);
+    send_answer(c, resp.status, resp.ctype ? resp.ctype : "text/plain; charset=utf-8", h->body.data,
+                h->body.len, req.method == MOOR_HTTP_HEAD);
     /* Parsed bytes go; a pipelined request waits for the write. */
     memmove(c->in.data, c->in.data + hl, c->in.len - hl);
     c->in.len -= hl;

@@ -30,23 +30,23 @@
 
 #include "util/buf.h"
 
-#define MOOR_HTTP_MAX_HEAD 8192      /* default bound of a request head */
-#define MOOR_HTTP_MAX_HEADERS 64     /* header lines in one head */
-#define MOOR_HTTP_MAX_CONNS 64       /* default connection limit */
-#define MOOR_HTTP_IDLE_MS 10000      /* default deadline (see above) */
+#define MOOR_HTTP_MAX_HEAD 8192  /* default bound of a request head */
+#define MOOR_HTTP_MAX_HEADERS 64 /* header lines in one head */
+#define MOOR_HTTP_MAX_CONNS 64   /* default connection limit */
+#define MOOR_HTTP_IDLE_MS 10000  /* default deadline (see above) */
 
 enum moor_http_method { MOOR_HTTP_GET = 1, MOOR_HTTP_HEAD = 2 };
 
 /* A parsed request head; pointers borrow the bytes given to the parser. */
 typedef struct moor_http_req {
-    int method;        /* enum moor_http_method */
-    const char *path;  /* origin-form target up to '?' (starts with '/') */
+    int method;       /* enum moor_http_method */
+    const char *path; /* origin-form target up to '?' (starts with '/') */
     size_t plen;
     const char *query; /* after '?', or NULL */
     size_t qlen;
-    int minor;         /* HTTP/1.minor: 0 or 1 */
-    int keep_alive;    /* 1.1 unless "Connection: close"; 1.0 only with keep-alive */
-    int status;        /* on a parse error: the HTTP status to answer */
+    int minor;      /* HTTP/1.minor: 0 or 1 */
+    int keep_alive; /* 1.1 unless "Connection: close"; 1.0 only with keep-alive */
+    int status;     /* on a parse error: the HTTP status to answer */
 } moor_http_req_t;
 
 /* What the handler answers: status (200 when left), a content type (a
@@ -58,8 +58,7 @@ typedef struct moor_http_resp {
     moor_buf_t *body;
 } moor_http_resp_t;
 
-typedef void (*moor_http_handler_fn)(void *ud, const moor_http_req_t *req,
-                                     moor_http_resp_t *resp);
+typedef void (*moor_http_handler_fn)(void *ud, const moor_http_req_t *req, moor_http_resp_t *resp);
 
 typedef struct moor_http_opts {
     const char *host;         /* numeric IPv4 or IPv6 address */

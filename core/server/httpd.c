@@ -92,7 +92,8 @@ int moor_httpd_status_mp(moor_node_t *node, moor_buf_t *out)
             while (n--) {
                 if (moor_mp_read_str(&p, end, &k, &kl))
                     break;
-                if (kl == 4 && memcmp(k, "node", 4) == 0 && moor_mp_read_str(&p, end, &v, &vl) == 0) {
+                if (kl == 4 && memcmp(k, "node", 4) == 0 &&
+                    moor_mp_read_str(&p, end, &v, &vl) == 0) {
                     snprintf(id, sizeof(id), "%.*s", (int)(vl < 71 ? vl : 71), v);
                     break;
                 }
@@ -256,8 +257,9 @@ static void page_ring(moor_buf_t *b, const char *ring, const char *end)
 
     put(b, "<svg id=\"ring\" xmlns=\"http://www.w3.org/2000/svg\" width=\"660\" height=\"460\" "
            "viewBox=\"0 0 660 460\" role=\"img\" aria-label=\"the ring\">");
-    putf(b, "<circle cx=\"%.0f\" cy=\"%.0f\" r=\"%.0f\" fill=\"none\" stroke=\"#eee\" "
-            "stroke-width=\"44\"/>",
+    putf(b,
+         "<circle cx=\"%.0f\" cy=\"%.0f\" r=\"%.0f\" fill=\"none\" stroke=\"#eee\" "
+         "stroke-width=\"44\"/>",
          cx, cy, r);
     if (!p || moor_mp_read_array(&p, end, &n))
         n = 0;
@@ -281,21 +283,26 @@ static void page_ring(moor_buf_t *b, const char *ring, const char *end)
         put_esc(b, id);
         putf(b, "\" data-status=\"%s\">", st);
         if (share >= 0.9999) {
-            putf(b, "<circle cx=\"%.0f\" cy=\"%.0f\" r=\"%.0f\" fill=\"none\" stroke=\"%s\" "
-                    "stroke-width=\"40\"/>",
+            putf(b,
+                 "<circle cx=\"%.0f\" cy=\"%.0f\" r=\"%.0f\" fill=\"none\" stroke=\"%s\" "
+                 "stroke-width=\"40\"/>",
                  cx, cy, r, color);
         } else if (share > 0) {
             /* a small gap between members keeps neighbours apart */
             double g = share * 2 * M_PI > 0.04 ? 0.01 : 0;
-            putf(b, "<path d=\"M %.2f %.2f A %.0f %.0f 0 %d 1 %.2f %.2f\" fill=\"none\" "
-                    "stroke=\"%s\" stroke-width=\"40\"/>",
+            putf(b,
+                 "<path d=\"M %.2f %.2f A %.0f %.0f 0 %d 1 %.2f %.2f\" fill=\"none\" "
+                 "stroke=\"%s\" stroke-width=\"40\"/>",
                  cx + r * cos(a + g), cy + r * sin(a + g), r, r, a1 - a > M_PI ? 1 : 0,
                  cx + r * cos(a1 - g), cy + r * sin(a1 - g), color);
         }
-        putf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"14\" fill=\"%s\" "
-                "font-weight=\"%s\">",
+        putf(b,
+             "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"14\" fill=\"%s\" "
+             "font-weight=\"%s\">",
              cx + (r + 34) * cos(mid), cy + (r + 34) * sin(mid) + 5,
-             cos(mid) > 0.2 ? "start" : cos(mid) < -0.2 ? "end" : "middle",
+             cos(mid) > 0.2    ? "start"
+             : cos(mid) < -0.2 ? "end"
+                               : "middle",
              strcmp(st, "up") == 0 ? "#222" : color, strcmp(st, "down") == 0 ? "bold" : "normal");
         put_esc(b, id);
         putf(b, " (%s", st);
@@ -306,8 +313,9 @@ static void page_ring(moor_buf_t *b, const char *ring, const char *end)
         putf(b, ", %.1f%%)</text></g>", share * 100);
         a = a1;
     }
-    putf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" font-size=\"16\">%u member%s"
-            "</text></svg>\n",
+    putf(b,
+         "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" font-size=\"16\">%u member%s"
+         "</text></svg>\n",
          cx, cy + 5, n, n == 1 ? "" : "s");
 }
 
@@ -373,16 +381,19 @@ static void page_progress(moor_buf_t *b, const char *info, const char *end)
            "<tr><th>work</th><th>state</th><th>progress</th><th>figures</th></tr>\n");
     put(b, "<tr><td>transfer</td><td>");
     put_esc(b, state[0] ? state : "-");
-    putf(b, "</td><td><progress max=\"%.0f\" value=\"%.0f\"></progress> %.0f/%.0f ranges</td>"
-            "<td>%.0f bytes sent, %.0f received</td></tr>\n",
+    putf(b,
+         "</td><td><progress max=\"%.0f\" value=\"%.0f\"></progress> %.0f/%.0f ranges</td>"
+         "<td>%.0f bytes sent, %.0f received</td></tr>\n",
          tt > 0 ? tt : 1, td, td, tt, num_at(info, end, "transfer.bytes_sent"),
          num_at(info, end, "transfer.bytes_received"));
-    putf(b, "<tr><td>repair</td><td>%s</td><td><progress max=\"%.0f\" value=\"%.0f\"></progress> "
-            "%.0f/%.0f ranges</td><td>%.0f keys repaired, %.0f passes</td></tr>\n",
+    putf(b,
+         "<tr><td>repair</td><td>%s</td><td><progress max=\"%.0f\" value=\"%.0f\"></progress> "
+         "%.0f/%.0f ranges</td><td>%.0f keys repaired, %.0f passes</td></tr>\n",
          num_at(info, end, "repair.running") ? "running" : "idle", rt > 0 ? rt : 1, rd, rd, rt,
          num_at(info, end, "repair.keys_repaired"), num_at(info, end, "repair.passes"));
-    putf(b, "<tr><td>hints</td><td>%.0f pending</td><td></td><td>%.0f bytes, %.0f delivered"
-            "</td></tr></table>\n",
+    putf(b,
+         "<tr><td>hints</td><td>%.0f pending</td><td></td><td>%.0f bytes, %.0f delivered"
+         "</td></tr></table>\n",
          num_at(info, end, "hints.pending"), num_at(info, end, "hints.bytes"),
          num_at(info, end, "hints.delivered"));
 }
@@ -425,9 +436,10 @@ int moor_httpd_page(const char *st, size_t slen, moor_buf_t *html)
     put(html, PAGE_HEAD);
     put(html, "<h1>moor node ");
     put_esc(html, node);
-    putf(html, "</h1><div>version %s, up %.0f s, %.0f connections; "
-               "<a href=\"/metrics\">metrics</a>, <a href=\"/status.json\">status.json</a>"
-               "</div>\n<div class=\"wrap\">",
+    putf(html,
+         "</h1><div>version %s, up %.0f s, %.0f connections; "
+         "<a href=\"/metrics\">metrics</a>, <a href=\"/status.json\">status.json</a>"
+         "</div>\n<div class=\"wrap\">",
          version, num_at(info, end, "uptime_ms") / 1000, num_at(info, end, "server.connections"));
     page_ring(html, ring, end);
     page_members(html, ring, field(st, end, "load"), end);

@@ -29,13 +29,13 @@
 
 const double MOOR_METRICS_BOUNDS[MOOR_METRICS_NBOUNDS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,   10.0};
+    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
 
 #define NBUCKETS (MOOR_METRICS_NBOUNDS + 1)
 
-static const char *const METHODS[] = {"get",  "put",    "del",    "call",      "ping",
-                                      "info", "ring",   "where",  "repair",    "leave",
-                                      "remove", "transfers", "load", "metrics", "other"};
+static const char *const METHODS[] = {"get",    "put",       "del",   "call",    "ping",
+                                      "info",   "ring",      "where", "repair",  "leave",
+                                      "remove", "transfers", "load",  "metrics", "other"};
 #define NMETHODS ((int)(sizeof(METHODS) / sizeof(METHODS[0])))
 #define METHOD_OTHER (NMETHODS - 1)
 
@@ -57,16 +57,16 @@ typedef struct errs {
 
 /* One collected figure: a COLLECT entry and at most one label value. */
 typedef struct sample {
-    int entry;       /* index into COLLECT */
-    char label[72];  /* the label's value ("" when the entry has none) */
+    int entry;      /* index into COLLECT */
+    char label[72]; /* the label's value ("" when the entry has none) */
     double value;
 } sample_t;
 
 struct moor_metrics {
-    int nspaces;                /* configured keyspaces; index nspaces is "other" */
+    int nspaces; /* configured keyspaces; index nspaces is "other" */
     char (*spaces)[256];
-    int def_space;              /* index of "default" */
-    cell_t **cells;             /* [method * (nspaces + 1) + space], NULL until used */
+    int def_space;  /* index of "default" */
+    cell_t **cells; /* [method * (nspaces + 1) + space], NULL until used */
     errs_t errs[MOOR_METRICS_MAX_ERRS];
     int nerrs;
     sample_t *samples;
@@ -101,8 +101,7 @@ static const collect_t COLLECT[] = {
      "Bytes in the active and frozen memtables."},
     {"engine.disk_bytes", "moor_engine_disk_bytes", T_GAUGE, NULL, 1,
      "Bytes on disk: tables, commit log and manifest."},
-    {"engine.cache_hits", "moor_engine_cache_hits_total", T_COUNTER, NULL, 1,
-     "Block cache hits."},
+    {"engine.cache_hits", "moor_engine_cache_hits_total", T_COUNTER, NULL, 1, "Block cache hits."},
     {"engine.cache_misses", "moor_engine_cache_misses_total", T_COUNTER, NULL, 1,
      "Block cache misses."},
     {"engine.cache_hit_rate", "moor_engine_cache_hit_ratio", T_GAUGE, NULL, 1,
@@ -119,8 +118,8 @@ static const collect_t COLLECT[] = {
      "(commit log + flush + compaction bytes) / user bytes written."},
     {"engine.user_bytes_written", "moor_engine_user_written_bytes_total", T_COUNTER, NULL, 1,
      "Key and value bytes accepted from callers."},
-    {"engine.compact_bytes_written", "moor_engine_compaction_written_bytes_total", T_COUNTER,
-     NULL, 1, "Table bytes written by compaction."},
+    {"engine.compact_bytes_written", "moor_engine_compaction_written_bytes_total", T_COUNTER, NULL,
+     1, "Table bytes written by compaction."},
     {"engine.no_space", "moor_engine_no_space", T_GAUGE, NULL, 1, "1 while the disk is full."},
     {"engine.read_only", "moor_engine_read_only", T_GAUGE, NULL, 1,
      "1 once a background failure made the engine read-only."},
@@ -376,10 +375,22 @@ static int read_number(const char **p, const char *end, double *v)
     int b;
 
     switch (moor_mp_peek(*p, end)) {
-    case MOOR_MP_UINT: if (moor_mp_read_uint(p, end, &u)) return -1; *v = (double)u; return 0;
-    case MOOR_MP_INT: if (moor_mp_read_int(p, end, &i)) return -1; *v = (double)i; return 0;
+    case MOOR_MP_UINT:
+        if (moor_mp_read_uint(p, end, &u))
+            return -1;
+        *v = (double)u;
+        return 0;
+    case MOOR_MP_INT:
+        if (moor_mp_read_int(p, end, &i))
+            return -1;
+        *v = (double)i;
+        return 0;
     case MOOR_MP_FLOAT: return moor_mp_read_double(p, end, v);
-    case MOOR_MP_BOOL: if (moor_mp_read_bool(p, end, &b)) return -1; *v = b; return 0;
+    case MOOR_MP_BOOL:
+        if (moor_mp_read_bool(p, end, &b))
+            return -1;
+        *v = b;
+        return 0;
     default: return -1;
     }
 }
@@ -451,7 +462,8 @@ static void top_str(const char *info, size_t ilen, const char *key, char *dst, s
     while (n--) {
         if (moor_mp_read_str(&p, end, &k, &kl))
             return;
-        if (kl == strlen(key) && memcmp(k, key, kl) == 0 && moor_mp_read_str(&p, end, &v, &vl) == 0) {
+        if (kl == strlen(key) && memcmp(k, key, kl) == 0 &&
+            moor_mp_read_str(&p, end, &v, &vl) == 0) {
             snprintf(dst, cap, "%.*s", (int)(vl < cap ? vl : cap - 1), v);
             return;
         }
@@ -567,8 +579,9 @@ static int text_requests(const moor_metrics_t *m, moor_buf_t *b)
         const cell_t *c = m->cells[i];
         if (!c)
             continue;
-        rc = put(b, "moor_requests_total{") || put_ms(b, m, i / (m->nspaces + 1), i % (m->nspaces + 1)) ||
-             put(b, "} ") || put_value(b, (double)c->count) || put(b, "\n");
+        rc = put(b, "moor_requests_total{") ||
+             put_ms(b, m, i / (m->nspaces + 1), i % (m->nspaces + 1)) || put(b, "} ") ||
+             put_value(b, (double)c->count) || put(b, "\n");
     }
     if (!rc)
         rc = put_family(b, "moor_request_errors_total", T_COUNTER,
@@ -618,8 +631,8 @@ int moor_metrics_text(const moor_metrics_t *m, moor_buf_t *b)
 
     if (!rc && m->node[0]) {
         rc = put_family(b, "moor_node_info", T_GAUGE, "The node's id and version (always 1).") ||
-             put(b, "moor_node_info{node=\"") || put_label(b, m->node) ||
-             put(b, "\",version=\"") || put_label(b, m->version) || put(b, "\"} 1\n");
+             put(b, "moor_node_info{node=\"") || put_label(b, m->node) || put(b, "\",version=\"") ||
+             put_label(b, m->version) || put(b, "\"} 1\n");
     }
     for (int e = 0; e < NCOLLECT && !rc; e++) {
         const collect_t *c = &COLLECT[e];

@@ -73,9 +73,8 @@ static void test_keep_alive_rules(void **state)
 
     assert_int_equal(parse("GET / HTTP/1.0\r\n\r\n", &req, &hl), 1);
     assert_int_equal(req.keep_alive, 0);
-    assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive, close\r\n\r\n",
-                           &req, &hl),
-                     1);
+    assert_int_equal(
+        parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive, close\r\n\r\n", &req, &hl), 1);
     assert_int_equal(req.keep_alive, 0);
     /* bare LF line ends are accepted */
     assert_int_equal(parse("GET / HTTP/1.1\nHost: h\n\n", &req, &hl), 1);
@@ -91,7 +90,7 @@ static void test_refusals(void **state)
     assert_int_equal(status_of("POST / HTTP/1.1\r\nHost: h\r\n\r\n"), 405);
     assert_int_equal(status_of("DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n"), 405);
     assert_int_equal(status_of("GET / HTTP/2.0\r\nHost: h\r\n\r\n"), 505);
-    assert_int_equal(status_of("GET / HTTP/1.1\r\n\r\n"), 400);          /* no Host */
+    assert_int_equal(status_of("GET / HTTP/1.1\r\n\r\n"), 400); /* no Host */
     assert_int_equal(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
     assert_int_equal(status_of("GET http://x/ HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
     assert_int_equal(status_of("GET  / HTTP/1.1\r\nHost: h\r\n\r\n"), 400);

@@ -104,17 +104,19 @@ static void test_labels_bounded(void **state)
     assert_non_null(strstr(text.data, "moor_requests_total{method=\"get\",space=\"carts\"} 1\n"));
     assert_non_null(strstr(
         text.data, "moor_request_errors_total{method=\"get\",space=\"other\",code=\"other\"} 1\n"));
-    assert_non_null(strstr(
-        text.data,
-        "moor_request_errors_total{method=\"get\",space=\"carts\",code=\"NOT_FOUND\"} 1\n"));
+    assert_non_null(
+        strstr(text.data,
+               "moor_request_errors_total{method=\"get\",space=\"carts\",code=\"NOT_FOUND\"} 1\n"));
     /* 1 series above (a code that is no wire name counts as "other"
      * without a series), then 255 codes C0..C254; the 11 more fold into
      * "other" */
-    assert_non_null(strstr(
-        text.data, "moor_request_errors_total{method=\"put\",space=\"default\",code=\"C254\"} 1\n"));
+    assert_non_null(
+        strstr(text.data,
+               "moor_request_errors_total{method=\"put\",space=\"default\",code=\"C254\"} 1\n"));
     assert_null(strstr(text.data, "code=\"C255\""));
-    assert_non_null(strstr(
-        text.data, "moor_request_errors_total{method=\"put\",space=\"default\",code=\"other\"} 11\n"));
+    assert_non_null(
+        strstr(text.data,
+               "moor_request_errors_total{method=\"put\",space=\"default\",code=\"other\"} 11\n"));
     moor_buf_free(&params);
     moor_buf_free(&text);
     moor_metrics_free(m);
@@ -306,8 +308,7 @@ static void test_node_metrics_agree_with_info(void **state)
     moor_srv_opts_t so;
     moor_srv_conn_t *c;
     moor_httpd_t *d;
-    moor_buf_t sink = MOOR_BUF_INIT, body = MOOR_BUF_INIT, info = MOOR_BUF_INIT,
-               mp = MOOR_BUF_INIT;
+    moor_buf_t sink = MOOR_BUF_INIT, body = MOOR_BUF_INIT, info = MOOR_BUF_INIT, mp = MOOR_BUF_INIT;
     int status, stopped = 0;
     const char *ctype, *p;
     (void)state;

@@ -221,16 +221,26 @@ static void put_esc(moor_buf_t *b, const char *s)
     }
 }
 
+static const struct {
+    const char *st, *color;
+} STATUS[] = {{"up", "#2e9e44"},      {"suspect", "#e0a000"}, {"down", "#d62020"},
+              {"joining", "#3b7dd8"}, {"leaving", "#8a5cd0"}, {"left", "#9a9a9a"}};
+
+/* A member status as the page writes it (into attributes and class
+ * names unescaped): one of STATUS, or "unknown". */
+static const char *status_name(const char *st)
+{
+    for (size_t i = 0; i < sizeof(STATUS) / sizeof(STATUS[0]); i++)
+        if (strcmp(st, STATUS[i].st) == 0)
+            return STATUS[i].st;
+    return "unknown";
+}
+
 static const char *status_color(const char *st)
 {
-    static const struct {
-        const char *st, *color;
-    } C[] = {{"up", "#2e9e44"},      {"suspect", "#e0a000"}, {"down", "#d62020"},
-             {"joining", "#3b7dd8"}, {"leaving", "#8a5cd0"}, {"left", "#9a9a9a"}};
-
-    for (size_t i = 0; i < sizeof(C) / sizeof(C[0]); i++)
-        if (strcmp(st, C[i].st) == 0)
-            return C[i].color;
+    for (size_t i = 0; i < sizeof(STATUS) / sizeof(STATUS[0]); i++)
+        if (strcmp(st, STATUS[i].st) == 0)
+            return STATUS[i].color;
     return "#9a9a9a";
 }
 
@@ -264,11 +274,10 @@ static void page_ring(moor_buf_t *b, const char *ring, const char *end)
     if (!p || moor_mp_read_array(&p, end, &n))
         n = 0;
     for (uint32_t i = 0; i < n; i++) {
-        char id[72], st[16], zone[72];
+        char id[72], stbuf[16], zone[72];
         double share = num_at(p, end, "share"), a1, mid;
-        const char *color;
+        const char *color, *st = status_name(str_at(p, end, "status", stbuf, sizeof(stbuf)));
         str_at(p, end, "id", id, sizeof(id));
-        str_at(p, end, "status", st, sizeof(st));
         str_at(p, end, "zone", zone, sizeof(zone));
         if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
             break;
@@ -330,10 +339,10 @@ static void page_members(moor_buf_t *b, const char *ring, const char *load, cons
     if (!p || moor_mp_read_array(&p, end, &n))
         n = 0;
     for (uint32_t i = 0; i < n; i++) {
-        char id[72], st[16], zone[72], addr[80], lid[72];
+        char id[72], stbuf[16], zone[72], addr[80], lid[72];
         double rps = -1, p99 = -1, bytes = -1;
+        const char *st = status_name(str_at(p, end, "status", stbuf, sizeof(stbuf)));
         str_at(p, end, "id", id, sizeof(id));
-        str_at(p, end, "status", st, sizeof(st));
         str_at(p, end, "zone", zone, sizeof(zone));
         str_at(p, end, "addr", addr, sizeof(addr));
         double share = num_at(p, end, "share");
@@ -411,6 +420,8 @@ static void page_warnings(moor_buf_t *b, const char *w, const char *end)
         time_t t = (time_t)(num_at(w, end, "time_ms") / 1000);
         struct tm tm;
         str_at(w, end, "level", lvl, sizeof(lvl));
+        if (strcmp(lvl, "error") != 0)
+            strcpy(lvl, "warn"); /* written unescaped: one of the two */
         str_at(w, end, "text", text, sizeof(text));
         if (moor_mp_skip(&w, end, MOOR_MP_MAX_DEPTH))
             break;

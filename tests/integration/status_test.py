@@ -14,8 +14,9 @@ run in name order on one cluster (the last one kills a node):
     node shows the same request counts (info.requests.by_method).
  2. Bad HTTP input: an oversized head gets 431, garbage 400, POST 405, an
     unknown path 404, HEAD a body-less answer; pipelined requests get their
-    answers in order; a client that sends a head a byte at a time is
-    closed by the deadline; every time the node keeps serving.
+    answers in order; past 64 connections the next is closed unanswered;
+    a client that sends a head a byte at a time is closed by the deadline;
+    every time the node keeps serving.
  3. `moor top --count 2 --json` prints two JSON objects listing the three
     members, all reachable, req/s unknown on the first refresh and a number
     on the second.
@@ -281,6 +282,17 @@ class StatusTest(unittest.TestCase):
                            b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         self.assertEqual(got.count(b"HTTP/1.1 "), 2, got)
         self.assertLess(got.index(b"200 OK"), got.index(b"404 Not Found"))
+        # 64 connections at most: the 65th is closed at once, unanswered
+        held = [socket.create_connection((h, p), timeout=10) for _ in range(64)]
+        try:
+            time.sleep(0.3)
+            got, closed = raw(h, p, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+            self.assertTrue(closed and got == b"", got)
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.3)
+        self.assertEqual(http(h, p, "/healthz")[2], b"ok\n")
         # a head a byte every 0.5 s: closed by the deadline (10 s), not kept
         # alive by the trickle; the node serves meanwhile
         t0 = time.time()

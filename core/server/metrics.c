@@ -37,6 +37,7 @@ static const char *const METHODS[] = {"get",    "put",       "del",   "call",   
                                       "info",   "ring",      "where", "repair",  "leave",
                                       "remove", "transfers", "load",  "metrics", "other"};
 #define NMETHODS ((int)(sizeof(METHODS) / sizeof(METHODS[0])))
+enum { M_GET = 0, M_PUT = 1, M_DEL = 2, M_WHERE = 7 }; /* indexes into METHODS */
 #define METHOD_OTHER (NMETHODS - 1)
 
 enum { T_COUNTER, T_GAUGE, T_HISTOGRAM };
@@ -249,28 +250,32 @@ static int space_index(const moor_metrics_t *m, const char *s, size_t n)
     return m->nspaces;
 }
 
-int moor_metrics_space(const moor_metrics_t *m, const char *params, size_t plen, uint32_t np)
+int moor_metrics_space(const moor_metrics_t *m, int method, const char *params, size_t plen,
+                       uint32_t np)
 {
     const char *p = params, *end = params + plen, *k, *v;
     uint32_t n, kl, vl;
 
-    for (uint32_t i = 0; i < np && p < end; i++) {
-        if (moor_mp_peek(p, end) != MOOR_MP_MAP) {
-            if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-                break;
-            continue;
-        }
-        if (moor_mp_read_map(&p, end, &n))
-            break;
-        while (n--) {
-            if (moor_mp_read_str(&p, end, &k, &kl))
-                return m->def_space;
-            if (kl == 5 && memcmp(k, "space", 5) == 0 && moor_mp_peek(p, end) == MOOR_MP_STR &&
-                moor_mp_read_str(&p, end, &v, &vl) == 0)
-                return space_index(m, v, vl);
-            if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-                return m->def_space;
-        }
+    /* Only these take opts: put(key, value, opts), the others (key,
+     * opts).  A value that happens to be a map with a "space" key is not
+     * an opts map. */
+    uint32_t at = method == M_PUT ? 3 : 2;
+
+    if ((method != M_GET && method != M_PUT && method != M_DEL && method != M_WHERE) || np < at)
+        return m->def_space;
+    for (uint32_t i = 0; i + 1 < at; i++)
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return m->def_space;
+    if (moor_mp_read_map(&p, end, &n))
+        return m->def_space;
+    while (n--) {
+        if (moor_mp_read_str(&p, end, &k, &kl))
+            return m->def_space;
+        if (kl == 5 && memcmp(k, "space", 5) == 0 && moor_mp_peek(p, end) == MOOR_MP_STR &&
+            moor_mp_read_str(&p, end, &v, &vl) == 0)
+            return space_index(m, v, vl);
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return m->def_space;
     }
     return m->def_space;
 }

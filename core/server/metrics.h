@@ -47,10 +47,12 @@ int moor_metrics_new(const moor_config_t *cfg, moor_metrics_t **out);
 void moor_metrics_free(moor_metrics_t *m);
 
 /* The label indexes of a request: its method (name, mlen bytes) and the
- * keyspace its params name (an opts map's "space" among the top-level
- * params; "default" when none).  Can't fail: unknown names give "other". */
+ * keyspace it names (get, put, del and where: the "space" of an opts map
+ * given as the last of np params; "default" when none, and for every
+ * other method).  Can't fail: unknown names give "other". */
 int moor_metrics_method(const char *name, size_t mlen);
-int moor_metrics_space(const moor_metrics_t *m, const char *params, size_t plen, uint32_t np);
+int moor_metrics_space(const moor_metrics_t *m, int method, const char *params, size_t plen,
+                       uint32_t np);
 
 /* Records one answered request: errcode NULL on success, dur_ns from its
  * arrival to its answer.  Can't fail (a series that cannot be allocated

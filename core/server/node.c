@@ -1201,8 +1201,8 @@ void moor_node_dispatch(void *node, moor_srv_req_t *req)
             t->t0_ns = uv_hrtime();
             t->kind = kind_of(req);
             t->method = moor_metrics_method(req->rpc.method, req->rpc.mlen);
-            t->space = moor_metrics_space(n->metrics, req->rpc.params, req->rpc.plen,
-                                          req->rpc.nparams);
+            t->space = moor_metrics_space(n->metrics, t->method, req->rpc.params,
+                                          req->rpc.plen, req->rpc.nparams);
             moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
                            req->rpc.nparams, &authed, reply_timed, t);
             return;

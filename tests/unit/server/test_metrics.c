@@ -72,25 +72,36 @@ static void test_labels_bounded(void **state)
 
     assert_int_equal(moor_metrics_method("get", 3), moor_metrics_method("get", 3));
     assert_int_equal(moor_metrics_method("nope", 4), moor_metrics_method("_put", 4));
-    /* the space of an opts map among the params; none: default */
+    /* the space of an opts map as the last param; none: default */
+    int get = moor_metrics_method("get", 3), put = moor_metrics_method("put", 3);
     moor_mp_packer_init(&pk, &params);
     msgpack_pack_str_with_body(&pk, "k", 1);
     msgpack_pack_map(&pk, 1);
     msgpack_pack_str_with_body(&pk, "space", 5);
     msgpack_pack_str_with_body(&pk, "carts", 5);
-    int carts = moor_metrics_space(m, params.data, params.len, 2);
-    int def = moor_metrics_space(m, params.data, 1 + 1, 1); /* the key alone */
+    int carts = moor_metrics_space(m, get, params.data, params.len, 2);
+    int def = moor_metrics_space(m, get, params.data, 1 + 1, 1); /* the key alone */
     assert_int_not_equal(carts, def);
+    /* call takes no opts: its args are not read */
+    assert_int_equal(
+        moor_metrics_space(m, moor_metrics_method("call", 4), params.data, params.len, 2), def);
+    /* a put whose value is a map with a "space" key, and no opts */
+    assert_int_equal(moor_metrics_space(m, put, params.data, params.len, 2), def);
     moor_buf_reset(&params);
     msgpack_pack_str_with_body(&pk, "k", 1);
     msgpack_pack_map(&pk, 1);
     msgpack_pack_str_with_body(&pk, "space", 5);
     msgpack_pack_str_with_body(&pk, "unknown", 7);
-    int other = moor_metrics_space(m, params.data, params.len, 2);
+    int other = moor_metrics_space(m, get, params.data, params.len, 2);
     assert_int_not_equal(other, def);
     assert_int_not_equal(other, carts);
     /* a truncated opts map is read as far as it goes, never past */
-    assert_int_equal(moor_metrics_space(m, params.data, params.len - 3, 2), def);
+    assert_int_equal(moor_metrics_space(m, get, params.data, params.len - 3, 2), def);
+    /* put k {space = "unknown"} {space = "carts"}: the opts are the third */
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "space", 5);
+    msgpack_pack_str_with_body(&pk, "carts", 5);
+    assert_int_equal(moor_metrics_space(m, put, params.data, params.len, 3), carts);
 
     moor_metrics_request(m, moor_metrics_method("get", 3), other, "not a code", 1000);
     moor_metrics_request(m, moor_metrics_method("get", 3), carts, "NOT_FOUND", 1000);

@@ -54,8 +54,8 @@ typedef struct moor_log_recent {
     char text[240];   /* "file.c:line: message", cut to fit */
 } moor_log_recent_t;
 
-/* Copies up to max of the kept lines into out, oldest first; returns how
- * many.  Thread-safe. */
+/* Copies the newest max (or fewer) of the kept lines into out, oldest
+ * first; returns how many.  Thread-safe. */
 size_t moor_log_recent(moor_log_recent_t *out, size_t max);
 
 /* Writes bytes s[0..n) into out (cap bytes, cap >= 8) as printable text

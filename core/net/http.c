@@ -275,6 +275,7 @@ struct hconn {
     int writing;    /* a write is in flight: reading is paused */
     int closing;
     int close_after; /* close once the answer is written */
+    int keep10;      /* an HTTP/1.0 client asked for keep-alive: say yes */
     int open;        /* handles not yet closed: 2, then 1, then freed */
 };
 
@@ -380,7 +381,9 @@ static void send_answer(hconn_t *c, int status, const char *ctype, const char *b
                  "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s%s\r\n",
                  status, moor_http_reason(status), ctype, blen,
                  status == 405 ? "Allow: GET, HEAD\r\n" : "",
-                 c->close_after ? "Connection: close\r\n" : "");
+                 c->close_after ? "Connection: close\r\n"
+                 : c->keep10    ? "Connection: keep-alive\r\n"
+                                : "");
     moor_buf_reset(&c->out);
     if (moor_buf_append(&c->out, hdr, (size_t)n) ||
         (!head_only && blen && moor_buf_append(&c->out, body, blen))) {
@@ -437,6 +440,7 @@ static void serve_buffered(hconn_t *c)
     h->handler(h->ud, &req, &resp);
     h->st.requests++;
     c->close_after = !req.keep_alive || h->stopping;
+    c->keep10 = req.minor == 0;
     send_answer(c, resp.status, resp.ctype ? resp.ctype : "text/plain; charset=utf-8", h->body.data,
                 h->body.len, req.method == MOOR_HTTP_HEAD);
     /* Parsed bytes go; a pipelined request waits for the write. */

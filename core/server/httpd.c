@@ -188,9 +188,14 @@ static const char *str_at(const char *p, const char *end, const char *path, char
 
 /* ---- HTML -------------------------------------------------------------------------- */
 
+/* Set when an append of the page failed (out of memory); the page is
+ * then refused whole.  Loop thread only, like the whole module. */
+static int page_oom;
+
 static void put(moor_buf_t *b, const char *s)
 {
-    moor_buf_append(b, s, strlen(s));
+    if (moor_buf_append(b, s, strlen(s)))
+        page_oom = 1;
 }
 
 static void putf(moor_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -203,8 +208,14 @@ static void putf(moor_buf_t *b, const char *fmt, ...)
     va_start(ap, fmt);
     n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
-    if (n > 0)
-        moor_buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+    if (n > 0 && moor_buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1))
+        page_oom = 1;
+}
+
+static void put_byte(moor_buf_t *b, char c)
+{
+    if (moor_buf_append(b, &c, 1))
+        page_oom = 1;
 }
 
 static void put_esc(moor_buf_t *b, const char *s)
@@ -216,7 +227,7 @@ static void put_esc(moor_buf_t *b, const char *s)
         case '&': put(b, "&amp;"); break;
         case '"': put(b, "&quot;"); break;
         case '\'': put(b, "&#39;"); break;
-        default: moor_buf_append(b, s, 1);
+        default: put_byte(b, *s);
         }
     }
 }
@@ -440,8 +451,8 @@ int moor_httpd_page(const char *st, size_t slen, moor_buf_t *html)
 {
     const char *end = st + slen, *ring = field(st, end, "ring"), *info = field(st, end, "info");
     char node[72], version[32];
-    size_t start = html->len;
 
+    page_oom = 0;
     str_at(st, end, "node", node, sizeof(node));
     str_at(info, end, "version", version, sizeof(version));
     put(html, PAGE_HEAD);
@@ -458,8 +469,7 @@ int moor_httpd_page(const char *st, size_t slen, moor_buf_t *html)
     page_progress(html, info, end);
     page_warnings(html, field(st, end, "warnings"), end);
     put(html, "</body></html>\n");
-    /* every append above either fit or left the buffer as it was: check once */
-    return html->len > start ? 0 : MOOR_ENOMEM;
+    return page_oom ? moor_diag(MOOR_ENOMEM, "status page: out of memory") : 0;
 }
 
 /* ---- routes ------------------------------------------------------------------------ */

@@ -1,5 +1,6 @@
 -- conf/cluster.lua -- a local Moor cluster of 3 (default) or 5 nodes on one
--- machine: node nI listens on 127.0.0.I:770I and keeps its data in data/nI.
+-- machine: node nI listens on 127.0.0.I:770I, serves its metrics and status
+-- page on http://127.0.0.I:778I/ and keeps its data in data/nI.
 -- One file for every node (config as code): start each with
 --   build/moord conf/cluster.lua --node n2 [--set size=5]
 -- or all of them with `scripts/cluster.sh start [3|5]` from the repo root.
@@ -9,10 +10,11 @@ if size ~= 3 and size ~= 5 then
   error("conf/cluster.lua: --set size=3 or size=5, got " .. tostring(moor.arg.size), 0)
 end
 
-local members, seeds = {}, {}
+local members, seeds, http = {}, {}, {}
 for i = 1, size do
   local addr = string.format("127.0.0.%d:%d", i, 7700 + i)
   members["n" .. i] = addr
+  http["n" .. i] = string.format("127.0.0.%d:%d", i, 7780 + i)
   seeds[i] = addr -- every node lists every member; its own address is skipped
 end
 
@@ -25,6 +27,7 @@ end
 moor.cfg{
   node = me,
   listen = members[me],
+  http_listen = http[me],
   data_dir = "data/" .. me,
   seeds = seeds,
   -- Peers authenticate with it; clients can never call the "_" methods.

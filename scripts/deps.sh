@@ -17,6 +17,7 @@ PACKAGES=(
     librocksdb-dev libleveldb-dev
     redis-server redis-tools
     python3-msgpack
+    chromium python3-pil
     iptables util-linux iproute2
 )
 

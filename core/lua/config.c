@@ -577,6 +577,11 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
         c->listen_port = (int)v;
     TRY(get_str(L, idx, "", "data_dir", c->data_dir, sizeof(c->data_dir)));
     TRY(read_resp(L, idx, c));
+    TRY(get_str(L, idx, "", "http_listen_host", c->http_host, sizeof(c->http_host)));
+    c->http_on = rc > 0;
+    TRY(get_num(L, idx, "", "http_listen_port", 0, 65535, &v));
+    if (rc)
+        c->http_port = (int)v;
     TRY(get_str(L, idx, "", "auth_token", c->auth_token, sizeof(c->auth_token)));
     if (sub(L, idx, "engine")) {
         rc = read_engine(L, lua_gettop(L), &c->engine);

@@ -74,6 +74,9 @@ typedef struct moor_config {
     int resp_on;                 /* resp_listen given: a RESP2 port */
     char resp_host[64];          /* resp_listen = "host:port" */
     int resp_port;
+    int http_on;                 /* http_listen given: metrics and the status page */
+    char http_host[64];          /* http_listen = "host:port" */
+    int http_port;
     unsigned resp_ndbs;          /* resp_databases: SELECT n; 0 = {"default"} */
     char resp_dbs[MOOR_CFG_MAX_SPACES][256];
     unsigned nseeds;             /* seeds = {"host:port", ...}: cluster mode when > 0 */

@@ -137,6 +137,7 @@ struct moor_lua {
     call_t *pool;               /* finished calls, timer open, maybe with a clean coroutine */
     unsigned npool;             /* their number, at most POOL_MAX */
     int closing;
+    moor_lua_stats_t stats;     /* counters for the metrics (moor_lua_stats) */
 };
 
 static const char *const op_names[] = {"", "moor.get", "moor.put", "moor.del"};
@@ -302,8 +303,20 @@ static void call_fail(call_t *c, const char *errcode, const char *fmt, ...)
     call_finish(c, errcode, c->msg, NULL, 0);
 }
 
+/* A budget that ran out, counted by kind for the metrics. */
+static void count_kill(moor_lua_stats_t *st, int over)
+{
+    if (over == MOOR_OVER_MEMORY)
+        st->memory_kills++;
+    else if (over == MOOR_OVER_INSTR)
+        st->budget_kills++;
+    else if (over == MOOR_OVER_TIME)
+        st->time_kills++;
+}
+
 static void call_timeout_msg(call_t *c, const char *waiting)
 {
+    count_kill(&c->h->stats, c->budget.over);
     if (c->budget.over == MOOR_OVER_MEMORY)
         call_fail(c, "HANDLER_ERROR",
                   "handler '%s' stopped: an allocation would take the Lua heap past its limit "
@@ -712,6 +725,11 @@ void moor_lua_set_ops_ud(moor_lua_t *h, void *ud)
     h->ops.ud = ud;
 }
 
+void moor_lua_stats(const moor_lua_t *h, moor_lua_stats_t *out)
+{
+    *out = h->stats;
+}
+
 unsigned moor_lua_inflight(const moor_lua_t *h)
 {
     return h->inflight;
@@ -1008,6 +1026,7 @@ int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args
 {
     moor_budget_t *outer = moor_budget_suspend();
 
+    h->stats.handler_calls++;
     call_start(h, name, nlen, args, alen, nargs, reply, ud);
     moor_budget_resume(h->L, outer);
     return 0;
@@ -1085,6 +1104,10 @@ static int resolve_run(moor_lua_t *h, const char *name, size_t nlen, moor_buf_t 
         out->len = old;
     moor_sandbox_switch(L, top + 4);
     lua_settop(L, top);
+    h->stats.resolver_calls++;
+    if (rc)
+        h->stats.resolver_errors++;
+    count_kill(&h->stats, b.over);
     if (b.over == MOOR_OVER_MEMORY)
         heap_collect(h);
     return rc;

@@ -117,6 +117,18 @@ int moor_lua_resolve(moor_lua_t *L, const char *name, size_t nlen, const char *s
  * live (moord --check, a reload), not per request. */
 #define MOOR_LUA_LAWS_MS 3000
 int moor_lua_check_laws(moor_lua_t *L, moor_buf_t *report);
+/* What the host did since it started, for the metrics: handler calls
+ * (moor_lua_call), resolver runs and how many of those failed, and the
+ * calls of either kind stopped by a budget: its wall clock, its
+ * instruction count, the heap limit. */
+typedef struct moor_lua_stats {
+    uint64_t handler_calls;
+    uint64_t resolver_calls, resolver_errors;
+    uint64_t time_kills, budget_kills, memory_kills;
+} moor_lua_stats_t;
+
+/* Copies the counters into out.  Can't fail. */
+void moor_lua_stats(const moor_lua_t *L, moor_lua_stats_t *out);
 
 /* Handlers currently running or waiting. */
 unsigned moor_lua_inflight(const moor_lua_t *L);

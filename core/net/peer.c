@@ -62,6 +62,7 @@ typedef struct preq {
     moor_peer_pool_t *pool;
     uint32_t msgid;
     uint32_t timeout_ms;
+    uint64_t t0_ns;           /* uv_hrtime() when sent: the round trip (stats) */
     moor_peer_reply_fn cb;
     void *arg;
 } preq_t;
@@ -561,6 +562,7 @@ static void conn_take_frame(peer_conn_t *c, const char *f, size_t len)
     }
     conn_unlink(c, r);
     c->peer->st.replies++;
+    c->peer->st.latency_us += (uv_hrtime() - r->t0_ns) / 1000;
     if (!a.is_error) {
         req_finish(r, 0, a.result, a.rlen);
         return;
@@ -814,6 +816,7 @@ int moor_peer_pool_request(moor_peer_pool_t *p, const char *to, size_t tolen, co
     r->cb = cb;
     r->arg = arg;
     r->timeout_ms = timeout_ms ? timeout_ms : 1;
+    r->t0_ns = uv_hrtime();
     if (!(r->timer = p->clock.timer_start(p->clock.ud, r->timeout_ms, req_timeout, r))) {
         free(r);
         return moor_diag(MOOR_ENOMEM, "peer: out of memory");

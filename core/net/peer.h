@@ -63,6 +63,7 @@ typedef struct moor_peer_stats {
     uint64_t inflight; /* sent or queued, not yet answered */
     uint64_t requests; /* accepted by request() */
     uint64_t replies;  /* answered by the peer (errors included) */
+    uint64_t latency_us; /* sum of their round trips */
     uint64_t errors;   /* error answers */
     uint64_t timeouts;
     uint64_t rejected; /* refused by request(): back-pressure or down */

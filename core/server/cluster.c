@@ -505,7 +505,9 @@ int moor_cl_pack_ring(const moor_cl_t *cl, msgpack_packer *pk)
 }
 
 /* "peers": the connection of every other member: {id: {connected, down,
- * inflight, requests, errors, timeouts, connect_failures, reconnects}}. */
+ * inflight, requests, errors, timeouts, connect_failures, reconnects,
+ * replies, latency_us}} (latency_us: the sum of the answered requests'
+ * round trips). */
 static int pack_peers(const moor_cl_t *cl, msgpack_packer *pk)
 {
     size_t selflen = strlen(cl->cfg->node);
@@ -525,7 +527,9 @@ static int pack_peers(const moor_cl_t *cl, msgpack_packer *pk)
             moor_peer_pool_stats(cl->pool, m->id, m->idlen, &ps) != 0)
             continue;
         msgpack_pack_str_with_body(pk, m->id, m->idlen);
-        msgpack_pack_map(pk, 8);
+        msgpack_pack_map(pk, 10);
+        pack_u64(pk, "replies", ps.replies);
+        pack_u64(pk, "latency_us", ps.latency_us);
         pack_str(pk, "connected");
         ps.connected ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
         pack_str(pk, "down");

@@ -21,6 +21,7 @@
 #include "lua/host.h"
 #include "net/server.h"
 #include "node.h"
+#include "server/httpd.h"
 #include "server/resp.h"
 #include "util/err.h"
 #include "util/limits.h"
@@ -38,6 +39,7 @@ typedef struct daemon {
     moor_srv_t *srv;
     moor_srv_t *rsrv;    /* the RESP port (resp_listen), or NULL */
     moor_respd_t *respd; /* its commands */
+    moor_httpd_t *httpd; /* the metrics and status port (http_listen), or NULL */
     int servers_running; /* servers not yet drained at stop */
     uv_signal_t sigint, sigterm;
     int stopping;
@@ -146,6 +148,11 @@ static void on_signal(uv_signal_t *s, int signum)
     d->stopping = 1;
     moor_log_info("signal %d: draining in-flight requests", signum);
     d->servers_running = d->rsrv ? 2 : 1;
+    if (d->httpd) { /* nothing in flight there: it closes at once */
+        d->servers_running++;
+        moor_httpd_stop(d->httpd, closed_all, d);
+        d->httpd = NULL;
+    }
     if (d->rsrv)
         moor_srv_stop(d->rsrv, closed_all, d);
     moor_srv_stop(d->srv, closed_all, d);
@@ -332,6 +339,14 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
     moor_node_set_server(d->node, d->srv);
     if (d->cfg.resp_on && (rc = start_resp(d, &so)))
         return rc;
+    if (d->cfg.http_on) {
+        if ((rc = moor_httpd_start(d->loop, &d->cfg, d->node, &d->httpd)))
+            return rc;
+        printf("moord: node %s serves HTTP on %s:%d\n", d->cfg.node, d->cfg.http_host,
+               moor_httpd_port(d->httpd));
+        moor_log_info("HTTP (metrics, status) listening on %s:%d", d->cfg.http_host,
+                      moor_httpd_port(d->httpd));
+    }
     if (moor_config_clustered(&d->cfg)) {
         char self[160];
         const char *h = d->cfg.listen_host;
@@ -388,6 +403,8 @@ int main(int argc, char **argv)
             moor_srv_stop(d.srv, srv_stopped, NULL);
         if (d.rsrv)
             moor_srv_stop(d.rsrv, srv_stopped, NULL);
+        if (d.httpd)
+            moor_httpd_stop(d.httpd, NULL, NULL);
         if (d.node) {
             moor_node_set_lua(d.node, NULL);
             moor_node_leave_cluster(d.node, NULL, NULL);

@@ -29,6 +29,7 @@
 #include "cluster.h"
 #include "solo.h"
 #include "loadstat.h"
+#include "metrics.h"
 #include "cluster/fields.h"
 #include "cluster/record.h"
 #include "util/mp.h"
@@ -63,6 +64,7 @@ struct moor_node {
     moor_cl_t *cl;     /* cluster mode: its coordinator serves get/put/del */
     moor_solo_t *solo; /* a node alone: the coordinator of a one-member ring */
     moor_as_t *as;     /* load figures and automatic scaling (autoscale.h) */
+    moor_metrics_t *metrics; /* the registry: /metrics, `metrics`, info (metrics.h) */
     uv_async_t async;
     uv_prepare_t kick;   /* wakes the log writer once per loop iteration */
     int kick_needed;     /* a deferred write was queued this iteration */
@@ -477,17 +479,22 @@ static void pack_kv_bool(msgpack_packer *pk, const char *k, int v)
         msgpack_pack_false(pk);
 }
 
-static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
+/* The `info` answer into out (reset first).  Can't fail (out of memory
+ * shows as a short buffer the caller's decoder refuses). */
+static void pack_info(moor_node_t *n, moor_buf_t *out)
 {
     moor_engine_stats_t es;
     moor_srv_stats_t ss = {0};
+    moor_lua_stats_t ls = {0};
     msgpack_packer pk;
 
     moor_engine_stats(n->engine, &es);
     if (n->srv)
         moor_srv_stats(n->srv, &ss);
-    moor_buf_reset(&n->out);
-    moor_mp_packer_init(&pk, &n->out);
+    if (n->lua)
+        moor_lua_stats(n->lua, &ls);
+    moor_buf_reset(out);
+    moor_mp_packer_init(&pk, out);
     msgpack_pack_map(&pk, n->cl ? 14 : 10);
     msgpack_pack_str_with_body(&pk, "load", 4);
     moor_as_pack_load(n->as, &pk);
@@ -508,7 +515,7 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         msgpack_pack_str_with_body(&pk, "cluster", 7);
         moor_cl_pack_info(n->cl, &pk);
         msgpack_pack_str_with_body(&pk, "hints", 5);
-        moor_cl_pack_hints(n->cl, &n->out);
+        moor_cl_pack_hints(n->cl, out);
         msgpack_pack_str_with_body(&pk, "repair", 6);
         moor_cl_pack_repair(n->cl, &pk);
         msgpack_pack_str_with_body(&pk, "transfer", 8);
@@ -520,13 +527,15 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
     msgpack_pack_str_with_body(&pk, MOOR_VERSION, strlen(MOOR_VERSION));
     pack_kv_u64(&pk, "uptime_ms", moor_clock_mono_ms() - n->start_ms);
     msgpack_pack_str_with_body(&pk, "requests", 8);
-    msgpack_pack_map(&pk, 6);
+    msgpack_pack_map(&pk, 7);
     pack_kv_u64(&pk, "get", n->n_get);
     pack_kv_u64(&pk, "put", n->n_put);
     pack_kv_u64(&pk, "del", n->n_del);
     pack_kv_u64(&pk, "call", n->n_call);
     pack_kv_u64(&pk, "errors", n->n_err);
     pack_kv_u64(&pk, "pending_writes", n->pending);
+    msgpack_pack_str_with_body(&pk, "by_method", 9);
+    moor_metrics_pack_by_method(n->metrics, &pk);
     msgpack_pack_str_with_body(&pk, "server", 6);
     msgpack_pack_map(&pk, 8);
     pack_kv_u64(&pk, "connections", ss.conns);
@@ -543,14 +552,20 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         uint64_t refused = 0;
         if (n->lua)
             moor_lua_heap(n->lua, &used, &cap, &refused);
-        msgpack_pack_map(&pk, 4);
+        msgpack_pack_map(&pk, 10);
         pack_kv_u64(&pk, "handlers_inflight", n->lua ? moor_lua_inflight(n->lua) : 0);
         pack_kv_u64(&pk, "heap_bytes", used);
         pack_kv_u64(&pk, "heap_limit", cap);
         pack_kv_u64(&pk, "heap_refused", refused);
+        pack_kv_u64(&pk, "handler_calls", ls.handler_calls);
+        pack_kv_u64(&pk, "resolver_calls", ls.resolver_calls);
+        pack_kv_u64(&pk, "resolver_errors", ls.resolver_errors);
+        pack_kv_u64(&pk, "time_kills", ls.time_kills);
+        pack_kv_u64(&pk, "budget_kills", ls.budget_kills);
+        pack_kv_u64(&pk, "memory_kills", ls.memory_kills);
     }
     msgpack_pack_str_with_body(&pk, "engine", 6);
-    msgpack_pack_map(&pk, 16);
+    msgpack_pack_map(&pk, 20);
     pack_kv_u64(&pk, "memtable_bytes", es.memtable_bytes);
     pack_kv_u64(&pk, "tables_l0", es.tables[0]);
     pack_kv_u64(&pk, "disk_bytes", es.disk_bytes);
@@ -568,6 +583,58 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
     pack_kv_u64(&pk, "wal_torn_bytes", es.wal_torn_bytes);
     pack_kv_bool(&pk, "no_space", es.no_space);
     pack_kv_bool(&pk, "read_only", es.read_only);
+    pack_kv_u64(&pk, "stall_us", es.stall_us);
+    msgpack_pack_str_with_body(&pk, "cache_hit_rate", 14);
+    msgpack_pack_double(&pk, es.cache_hits + es.cache_misses
+                                 ? (double)es.cache_hits / (double)(es.cache_hits + es.cache_misses)
+                                 : 1.0);
+    msgpack_pack_str_with_body(&pk, "level_tables", 12);
+    msgpack_pack_array(&pk, 7);
+    for (int l = 0; l < 7; l++)
+        msgpack_pack_uint32(&pk, es.tables[l]);
+    msgpack_pack_str_with_body(&pk, "level_bytes", 11);
+    msgpack_pack_array(&pk, 7);
+    for (int l = 0; l < 7; l++)
+        msgpack_pack_uint64(&pk, es.level_bytes[l]);
+}
+
+static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
+{
+    pack_info(n, &n->out);
+    done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
+int moor_node_scrape(moor_node_t *n, moor_buf_t *info)
+{
+    pack_info(n, info);
+    return moor_metrics_collect(n->metrics, info->data, info->len);
+}
+
+moor_metrics_t *moor_node_metrics(moor_node_t *n)
+{
+    return n->metrics;
+}
+
+/* metrics -> {node, families = [...]} (metrics.h moor_metrics_pack): the
+ * registry after a scrape, for `moor top`. */
+static void do_metrics(moor_node_t *n, moor_node_done_fn done, void *ud)
+{
+    moor_buf_t info = MOOR_BUF_INIT;
+    msgpack_packer pk;
+    int rc = moor_node_scrape(n, &info);
+
+    moor_buf_free(&info);
+    if (rc) {
+        fail(n, done, ud, rc, "the info map could not be collected");
+        return;
+    }
+    moor_buf_reset(&n->out);
+    moor_mp_packer_init(&pk, &n->out);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "node", 4);
+    msgpack_pack_str_with_body(&pk, n->cfg.node, strlen(n->cfg.node));
+    msgpack_pack_str_with_body(&pk, "families", 8);
+    moor_metrics_pack(n->metrics, &pk);
     done(ud, NULL, NULL, n->out.data, n->out.len);
 }
 
@@ -699,14 +766,14 @@ static void do_peer(moor_node_t *n, const char *method, size_t mlen, const char 
 
 /* The ring: the member table with each member's share; a node alone
  * answers a one-member ring. */
-static void do_ring(moor_node_t *n, moor_node_done_fn done, void *ud)
+int moor_node_pack_ring(moor_node_t *n, moor_buf_t *out)
 {
     msgpack_packer pk;
     char addr[128];
     int rc = 0;
 
-    moor_buf_reset(&n->out);
-    moor_mp_packer_init(&pk, &n->out);
+    moor_buf_reset(out);
+    moor_mp_packer_init(&pk, out);
     if (n->cl) {
         rc = moor_cl_pack_ring(n->cl, &pk);
     } else {
@@ -736,7 +803,12 @@ static void do_ring(moor_node_t *n, moor_node_done_fn done, void *ud)
         msgpack_pack_str_with_body(&pk, "self", 4);
         rc = msgpack_pack_true(&pk);
     }
-    if (rc)
+    return rc ? MOOR_ENOMEM : 0;
+}
+
+static void do_ring(moor_node_t *n, moor_node_done_fn done, void *ud)
+{
+    if (moor_node_pack_ring(n, &n->out))
         fail(n, done, ud, MOOR_ENOMEM, NULL);
     else
         done(ud, NULL, NULL, n->out.data, n->out.len);
@@ -960,12 +1032,17 @@ static void do_load(moor_node_t *n, moor_node_done_fn done, void *ud)
 {
     int rc;
 
-    moor_buf_reset(&n->out);
-    if ((rc = moor_as_pack_cluster_load(n->as, &n->out))) {
+    if ((rc = moor_node_pack_load(n, &n->out))) {
         fail(n, done, ud, rc, NULL);
         return;
     }
     done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
+int moor_node_pack_load(moor_node_t *n, moor_buf_t *out)
+{
+    moor_buf_reset(out);
+    return moor_as_pack_cluster_load(n->as, out);
 }
 
 void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char *params,
@@ -1012,6 +1089,8 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_transfers(n, params, end, np, done, ud);
     else if (IS("load"))
         do_load(n, done, ud);
+    else if (IS("metrics"))
+        do_metrics(n, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);
@@ -1069,6 +1148,7 @@ typedef struct timed {
     moor_srv_req_t *req;
     uint64_t t0_ns;
     int kind;
+    int method, space; /* metrics.h labels */
 } timed_t;
 
 static void reply_timed(void *ud, const char *errcode, const char *errmsg, const char *result,
@@ -1078,6 +1158,7 @@ static void reply_timed(void *ud, const char *errcode, const char *errmsg, const
 
     if (t->n->as)
         moor_as_request(t->n->as, t->kind, t->t0_ns);
+    moor_metrics_request(t->n->metrics, t->method, t->space, errcode, uv_hrtime() - t->t0_ns);
     reply_srv(t->req, errcode, errmsg, result, rlen);
     free(t);
 }
@@ -1119,6 +1200,9 @@ void moor_node_dispatch(void *node, moor_srv_req_t *req)
             t->req = req;
             t->t0_ns = uv_hrtime();
             t->kind = kind_of(req);
+            t->method = moor_metrics_method(req->rpc.method, req->rpc.mlen);
+            t->space = moor_metrics_space(n->metrics, t->method, req->rpc.params,
+                                          req->rpc.plen, req->rpc.nparams);
             moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
                            req->rpc.nparams, &authed, reply_timed, t);
             return;
@@ -1427,13 +1511,16 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
     n->cfg = *cfg;
     n->start_ms = moor_clock_mono_ms();
     pthread_mutex_init(&n->qmu, NULL);
-    if (!(n->batch = moor_batch_new())) {
+    if (!(n->batch = moor_batch_new()) || moor_metrics_new(cfg, &n->metrics)) {
+        moor_batch_free(n->batch);
+        moor_metrics_free(n->metrics);
         pthread_mutex_destroy(&n->qmu);
         free(n);
         return MOOR_ENOMEM;
     }
     rc = moor_engine_open(cfg->data_dir, &cfg->engine, &n->engine);
     if (rc) {
+        moor_metrics_free(n->metrics);
         moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
         free(n);
@@ -1446,6 +1533,7 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         if (n->solo)
             moor_solo_close(n->solo, NULL, NULL);
         moor_engine_close(n->engine);
+        moor_metrics_free(n->metrics);
         moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
         free(n);
@@ -1481,6 +1569,7 @@ static void free_after_close(uv_handle_t *h)
 
     moor_buf_free(&n->out);
     moor_batch_free(n->batch);
+    moor_metrics_free(n->metrics);
     while (n->wspare) {
         wdone_t *w = n->wspare;
         n->wspare = w->next;

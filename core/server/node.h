@@ -90,6 +90,18 @@ void moor_node_leave_cluster(moor_node_t *n, void (*done)(void *ud), void *ud);
  * Can't fail. */
 void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns);
 
+/* The node's registry of figures (metrics.h), borrowed for its life. */
+struct moor_metrics *moor_node_metrics(moor_node_t *n);
+
+/* A scrape: packs the `info` answer into info (reset first) and refreshes
+ * the registry's collected figures from it.  0, or MOOR_EINVAL/MOOR_ENOMEM
+ * (the collected figures are then empty). */
+int moor_node_scrape(moor_node_t *n, moor_buf_t *info);
+
+/* The `ring` and `load` answers into out (reset first).  0 or an error. */
+int moor_node_pack_ring(moor_node_t *n, moor_buf_t *out);
+int moor_node_pack_load(moor_node_t *n, moor_buf_t *out);
+
 /* Wire name of an error code ("KEY_TOO_LARGE", ...). */
 const char *moor_node_err_code(int rc);
 

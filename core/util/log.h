@@ -10,6 +10,7 @@
 #define MOOR_UTIL_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum moor_log_level {
     MOOR_LOG_DEBUG = 0,
@@ -43,6 +44,19 @@ void moor_log_write(int level, const char *file, int line, const char *fmt, ...)
 #define moor_log_info(...) moor_log(MOOR_LOG_INFO, __VA_ARGS__)
 #define moor_log_warn(...) moor_log(MOOR_LOG_WARN, __VA_ARGS__)
 #define moor_log_error(...) moor_log(MOOR_LOG_ERROR, __VA_ARGS__)
+
+/* The last warnings and errors, kept for the status page whatever the
+ * level filter: MOOR_LOG_RECENT lines, the oldest dropped first. */
+#define MOOR_LOG_RECENT 20
+typedef struct moor_log_recent {
+    uint64_t unix_ms; /* when it was logged */
+    int level;        /* MOOR_LOG_WARN or MOOR_LOG_ERROR */
+    char text[240];   /* "file.c:line: message", cut to fit */
+} moor_log_recent_t;
+
+/* Copies the newest max (or fewer) of the kept lines into out, oldest
+ * first; returns how many.  Thread-safe. */
+size_t moor_log_recent(moor_log_recent_t *out, size_t max);
 
 /* Writes bytes s[0..n) into out (cap bytes, cap >= 8) as printable text
  * for a log line: printable ASCII as is, '"' and '\\' and other bytes as

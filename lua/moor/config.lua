@@ -25,6 +25,7 @@ The normalised table holds only what the config set (C fills the rest
 with its defaults): node, listen_host, listen_port, data_dir, auth_token,
 engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, hints{...}, seeds,
 resp_listen_host, resp_listen_port, resp_databases = {name, ...},
+http_listen_host, http_listen_port,
 sibling_warn, sibling_max,
 spaces = { {name, n, r, w, resolver, sloppy, sibling_warn, sibling_max}, ... }, resolvers = {name = fn},
 resolver_checks = {name = {values, laws, runs} or {plugin = "resolvers.x"}} (how
@@ -211,6 +212,7 @@ M.schema = {
     data_dir = str(4095),
     seeds = list(listen, 64),
     resp_listen = listen,
+    http_listen = listen,
     resp_databases = function(where, v)
         local names = list(str(255, nil, "a keyspace name (1..255 bytes)"), 64)(where, v)
         if #names == 0 then
@@ -427,6 +429,8 @@ function C:cfg(t)
             out.listen_host, out.listen_port = M.split_listen(x)
         elseif k == "resp_listen" then
             out.resp_listen_host, out.resp_listen_port = M.split_listen(x)
+        elseif k == "http_listen" then
+            out.http_listen_host, out.http_listen_port = M.split_listen(x)
         elseif k ~= "plugins" then
             out[k] = x
         end

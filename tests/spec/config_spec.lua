@@ -144,6 +144,19 @@ describe("moor.config", function()
         assert.are.equal(0, t.listen_port)
     end)
 
+    it("takes an HTTP port (metrics and the status page)", function()
+        local t = load(function(m) m.cfg({ node = "n1", http_listen = "127.0.0.1:7780" }) end)
+        assert.are.equal("127.0.0.1", t.http_listen_host)
+        assert.are.equal(7780, t.http_listen_port)
+        assert.is_nil(t.http_listen)
+        t = load(function(m) m.cfg({ node = "n1" }) end)
+        assert.is_nil(t.http_listen_host)
+        for _, bad in ipairs({ "7780", "localhost:7780", "127.0.0.1:70000", 7780, true }) do
+            fails(function(m) m.cfg({ node = "n1", http_listen = bad }) end,
+                  "moor.cfg: http_listen must be 'host:port'")
+        end
+    end)
+
     it("takes a RESP port and its databases", function()
         local t = load(function(m)
             m.cfg({ node = "n1", resp_listen = "127.0.0.1:6379",

@@ -295,6 +295,43 @@ static void test_env_level(void **state)
     assert_int_equal(level_in_child(NULL), MOOR_LOG_INFO);
 }
 
+/* The ring of recent warnings: warn and error lines only, whatever the
+ * level filter, the last MOOR_LOG_RECENT kept oldest first, text from the
+ * source location on. */
+static void test_recent_ring(void **state)
+{
+    moor_log_recent_t r[MOOR_LOG_RECENT + 4];
+    char buf[16384];
+    size_t n;
+
+    (void)state;
+    moor_log_set_level(MOOR_LOG_OFF); /* written nowhere, still kept */
+    for (int i = 0; i < MOOR_LOG_RECENT + 5; i++) {
+        moor_log_info("info %d", i);
+        if (i % 2)
+            moor_log_error("recent %d", i);
+        else
+            moor_log_warn("recent %d", i);
+    }
+    drain(buf, sizeof(buf));
+    assert_int_equal(count_lines(buf), 0);
+    n = moor_log_recent(r, MOOR_LOG_RECENT + 4);
+    assert_int_equal(n, MOOR_LOG_RECENT);
+    for (size_t i = 0; i < n; i++) {
+        char want[32];
+        int k = 5 + (int)i;
+        snprintf(want, sizeof(want), ": recent %d", k);
+        assert_non_null(strstr(r[i].text, "test_log.c:"));
+        assert_non_null(strstr(r[i].text, want));
+        assert_int_equal(r[i].level, k % 2 ? MOOR_LOG_ERROR : MOOR_LOG_WARN);
+        assert_true(r[i].unix_ms > 1600000000000ull);
+    }
+    assert_int_equal(moor_log_recent(r, 3), 3); /* the newest three, oldest first */
+    assert_non_null(strstr(r[0].text, ": recent 22"));
+    assert_non_null(strstr(r[2].text, ": recent 24"));
+    moor_log_set_level(MOOR_LOG_INFO);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +342,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_long_message_and_node, pipe_setup, pipe_teardown),
         cmocka_unit_test_setup_teardown(test_threads_do_not_interleave, pipe_setup, pipe_teardown),
         cmocka_unit_test(test_env_level),
+        cmocka_unit_test_setup_teardown(test_recent_ring, pipe_setup, pipe_teardown),
     };
 
     if (argc > 1 && strcmp(argv[1], "--print-level") == 0)

@@ -12,6 +12,7 @@
  *     ping | info
  *     bench [options]            (bench.c)
  *     repair [options]           (repair.c)
+ *     scan [options]             (scan.c)
  *     help                       (as --help)
  *
  * Output goes to stdout as one JSON value, except `ring`, which prints a
@@ -50,6 +51,7 @@
 #include "cli/json.h"
 #include "cli/members.h"
 #include "cli/repair.h"
+#include "cli/scan.h"
 #include "cli/show.h"
 #include "net/client.h"
 #include "util/mp.h"
@@ -120,6 +122,8 @@ static int usage(const char *why)
           "         with every other replica: progress on stderr, summary on stdout\n"
           "  leave [--cancel] [--wait] [--json]  hand this node's ranges off, then `left`\n"
           "  remove ID           take a dead member out; the others repair its ranges\n"
+          "  scan [--space S] [--prefix P] [--limit N] [--values] [--cursor C] [--page N]\n"
+          "       [--r LEVEL] [--json]  the keyspace's keys, one per line (scan --help)\n"
           "  transfers [--rate-mb-s X] [--concurrency N] [--watch S] [--json]\n"
           "        every range in motion in the cluster: from, to, keys, bytes, rate, ETA\n"
           "VALUE and ARG are JSON ({\"$bin\":\"<base64>\"} for bytes); CTX is the base64 ctx\n"
@@ -250,7 +254,7 @@ static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
         }
         if (!c->cmd && (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0 ||
                         strcmp(a, "leave") == 0 || strcmp(a, "remove") == 0 ||
-                        strcmp(a, "transfers") == 0)) {
+                        strcmp(a, "transfers") == 0 || strcmp(a, "scan") == 0)) {
             *sub_at = i;
             return 0;
         }
@@ -542,7 +546,9 @@ int main(int argc, char **argv)
     if (!(c.args = calloc((size_t)argc + 1, sizeof(char *))))
         return EXIT_TRANSPORT;
     rc = parse_args(&c, argc, argv, &sub_at);
-    if (rc == 0 && sub_at && strcmp(argv[sub_at], "repair") == 0)
+    if (rc == 0 && sub_at && strcmp(argv[sub_at], "scan") == 0)
+        rc = moor_scan_main(c.addr, c.token, c.timeout_ms, argc - sub_at, argv + sub_at);
+    else if (rc == 0 && sub_at && strcmp(argv[sub_at], "repair") == 0)
         rc =
             moor_repair_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at, argv + sub_at);
     else if (rc == 0 && sub_at && strcmp(argv[sub_at], "bench") != 0)

@@ -152,7 +152,7 @@ class LoneNode(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         lines = out.stdout.splitlines()
         self.assertEqual(len(lines), 2500)
-        self.assertIn('{"$bin": "//4tYmlu"}', lines)
+        self.assertTrue('{"$bin":"//4tYmlu"}' in lines, "no bin key line among %d" % len(lines))
         out = subprocess.run([moor, "-h", self.node.addr, "scan", "--prefix", "key:000",
                               "--values", "--limit", "5"], capture_output=True, timeout=60,
                              text=True)

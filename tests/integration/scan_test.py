@@ -178,6 +178,22 @@ class LoneNode(unittest.TestCase):
         self.assertEqual(out.returncode, 1, out.stderr)
         self.assertIn("BAD_REQUEST", out.stderr)
 
+    def test_python_client(self):
+        sys.path.insert(0, os.path.join(moortest.ROOT, "examples", "python"))
+        from moor_client import MoorClient, MoorError
+        with MoorClient(self.node.addr, timeout=10) as c:
+            keys = list(c.scan_all(space="other", limit=333))
+            self.assertEqual(sorted(keys, key=str), sorted(self.keys["other"], key=str))
+            pairs = list(c.scan_all(prefix="key:0000", values=True))
+            self.assertEqual(sorted(pairs), [("key:%05d" % i, {"values": ["key:%05d" % i],
+                                                               "ctx": v["ctx"]})
+                                             for i, (_, v) in enumerate(sorted(pairs))])
+            page = c.scan(limit=10)
+            self.assertLessEqual(len(page["keys"]), 10)
+            with self.assertRaises(MoorError) as e:
+                c.scan(cursor=b"nonsense")
+            self.assertEqual(e.exception.code, "BAD_REQUEST")
+
     def test_zz_resume_after_restart(self):
         c = self.c
         first = []

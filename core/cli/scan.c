@@ -89,8 +89,7 @@ static int print_key(const char **p, const char *end, int json, moor_buf_t *out)
     const char *s;
     uint32_t n;
 
-    if (!json && moor_mp_peek(*p, end) == MOOR_MP_STR &&
-        moor_mp_read_str(p, end, &s, &n) == 0)
+    if (!json && moor_mp_peek(*p, end) == MOOR_MP_STR && moor_mp_read_str(p, end, &s, &n) == 0)
         return moor_buf_append(out, s, n) ? MOOR_ENOMEM : 0;
     return moor_json_from_mp(p, end, 0, out);
 }
@@ -189,20 +188,21 @@ static int usage(const char *why)
 
     if (why)
         fprintf(stderr, "moor scan: %s\n", why);
-    fprintf(f, "usage: moor [-h host:port] [-a token] [--timeout ms] scan [--space S] [--prefix P]\n"
-               "            [--limit N] [--values] [--cursor C] [--page N] [--r LEVEL] [--json]\n"
-               "  lists the keys of a keyspace, one per line, in ring order (not key order);\n"
-               "  a key that is not UTF-8 prints as {\"$bin\": \"<base64>\"}\n"
-               "  --space S     the keyspace (default: default)\n"
-               "  --prefix P    only keys that start with P (a filter, not an index)\n"
-               "  --limit N     at most N keys in all (default: every key)\n"
-               "  --values      each key's value after a tab, as `moor get` prints it\n"
-               "  --cursor C    resume where a --page run stopped (base64)\n"
-               "  --page N      one page of at most N (1..1000) keys; prints the next cursor\n"
-               "                on stderr (\"cursor: C\", or \"cursor: none\" at the end)\n"
-               "  --r LEVEL     replicas each page reads: a count or one, quorum, all\n"
-               "  --json        a JSON object per line {\"key\": k, \"value\": v}; with --page\n"
-               "                one object {\"keys\": [...], \"values\": [...], \"cursor\": C}\n");
+    fprintf(f,
+            "usage: moor [-h host:port] [-a token] [--timeout ms] scan [--space S] [--prefix P]\n"
+            "            [--limit N] [--values] [--cursor C] [--page N] [--r LEVEL] [--json]\n"
+            "  lists the keys of a keyspace, one per line, in ring order (not key order);\n"
+            "  a key that is not UTF-8 prints as {\"$bin\": \"<base64>\"}\n"
+            "  --space S     the keyspace (default: default)\n"
+            "  --prefix P    only keys that start with P (a filter, not an index)\n"
+            "  --limit N     at most N keys in all (default: every key)\n"
+            "  --values      each key's value after a tab, as `moor get` prints it\n"
+            "  --cursor C    resume where a --page run stopped (base64)\n"
+            "  --page N      one page of at most N (1..1000) keys; prints the next cursor\n"
+            "                on stderr (\"cursor: C\", or \"cursor: none\" at the end)\n"
+            "  --r LEVEL     replicas each page reads: a count or one, quorum, all\n"
+            "  --json        a JSON object per line {\"key\": k, \"value\": v}; with --page\n"
+            "                one object {\"keys\": [...], \"values\": [...], \"cursor\": C}\n");
     return why ? 2 : -1;
 }
 
@@ -331,9 +331,9 @@ static int run(moor_client_t *cl, const scan_opts_t *o, int timeout_ms)
         }
         text.len = 0;
         if ((rc = read_answer(r.result, r.rlen, &a)) ||
-            (rc = o->page && o->json ? print_page_json(r.result, r.rlen, &text)
-                                     : moor_scan_print_page(r.result, r.rlen, flags,
-                                                            (size_t)want, &text, &n))) {
+            (rc = o->page && o->json
+                      ? print_page_json(r.result, r.rlen, &text)
+                      : moor_scan_print_page(r.result, r.rlen, flags, (size_t)want, &text, &n))) {
             fprintf(stderr, "moor scan: %s\n", moor_diag_msg(rc));
             status = 1;
             break;

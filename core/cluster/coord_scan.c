@@ -80,17 +80,16 @@ static int plan_stretch(const moor_ring_t *ring, uint64_t t, uint32_t n, uint32_
 typedef struct ent {
     const char *key, *rec;
     uint32_t klen, rlen;
-    size_t eoff; /* its engine key in the op's ekeys buffer */
+    size_t eoff;    /* its engine key in the ekeys buffer, while that grows */
+    const char *ek; /* the same, once it is complete */
     uint32_t elen;
     uint32_t slot;
 } ent_t;
 
-static const char *ekeys_base; /* for ent_cmp: one thread, set around qsort */
-
 static int ent_cmp(const void *x, const void *y)
 {
     const ent_t *a = x, *b = y;
-    int c = moor_scan_pos_cmp(ekeys_base + a->eoff, a->elen, ekeys_base + b->eoff, b->elen);
+    int c = moor_scan_pos_cmp(a->ek, a->elen, b->ek, b->elen);
 
     return c ? c : (a->slot > b->slot) - (a->slot < b->slot);
 }
@@ -159,9 +158,9 @@ static int gather(op_t *op, ent_t **out, uint32_t *nout, moor_buf_t *ekeys, cons
     *bound = NULL;
     *blen = 0;
     for (uint32_t i = 0; i < op->nslots; i++)
-        if (op->slot[i].state == SLOT_OK && moor_scan_page_open(op->slot[i].rec.data,
-                                                                op->slot[i].rec.len, &rd) == 0 &&
-            rd.next && (!*bound || moor_scan_pos_cmp(rd.next, rd.nlen, *bound, *blen) < 0))
+        if (op->slot[i].state == SLOT_OK &&
+            moor_scan_page_open(op->slot[i].rec.data, op->slot[i].rec.len, &rd) == 0 && rd.next &&
+            (!*bound || moor_scan_pos_cmp(rd.next, rd.nlen, *bound, *blen) < 0))
             *bound = rd.next, *blen = rd.nlen;
     for (uint32_t i = 0; i < op->nslots && rc == 0; i++) {
         if (op->slot[i].state != SLOT_OK ||
@@ -179,13 +178,17 @@ static int gather(op_t *op, ent_t **out, uint32_t *nout, moor_buf_t *ekeys, cons
             }
             if ((rc = moor_record_key(op->sk.data, op->slen, it.key, it.klen, ekeys)))
                 break;
-            if (*bound && moor_scan_pos_cmp(ekeys->data + off, ekeys->len - off, *bound, *blen) >= 0) {
+            if (*bound &&
+                moor_scan_pos_cmp(ekeys->data + off, ekeys->len - off, *bound, *blen) >= 0) {
                 ekeys->len = off;
                 break; /* the rest of this page lies past the bound too */
             }
-            e[n++] = (ent_t){it.key, it.rec, it.klen, it.rlen, off, (uint32_t)(ekeys->len - off), i};
+            e[n++] = (ent_t){
+                it.key, it.rec, it.klen, it.rlen, off, NULL, (uint32_t)(ekeys->len - off), i};
         }
     }
+    for (uint32_t k = 0; k < n; k++)
+        e[k].ek = ekeys->data + e[k].eoff;
     *out = e;
     *nout = n;
     return rc;
@@ -208,14 +211,12 @@ static int build_page(op_t *op, moor_buf_t *res)
     moor_mp_packer_init(&vp, &vals);
     if ((rc = gather(op, &e, &nent, &ekeys, &bound, &blen)))
         goto out;
-    ekeys_base = ekeys.data;
     if (nent > 1)
         qsort(e, nent, sizeof(*e), ent_cmp);
     for (uint32_t i = 0, j; i < nent && rc == 0; i = j) {
         uint32_t live = 0;
         acc.len = 0;
-        for (j = i; j < nent && e[j].elen == e[i].elen &&
-                    memcmp(ekeys.data + e[j].eoff, ekeys.data + e[i].eoff, e[i].elen) == 0;
+        for (j = i; j < nent && e[j].elen == e[i].elen && memcmp(e[j].ek, e[i].ek, e[i].elen) == 0;
              j++)
             if ((rc = merge_into(c, &acc, e[j].rec, e[j].rlen)))
                 break;
@@ -226,7 +227,7 @@ static int build_page(op_t *op, moor_buf_t *res)
         if (!live)
             continue;
         if (nkeys == op->limit) { /* one key too many: the next page starts at it */
-            cut = ekeys.data + e[i].eoff, cutlen = e[i].elen;
+            cut = e[i].ek, cutlen = e[i].elen;
             break;
         }
         if (op->values && (rc = pack_value(c, op, acc.data, acc.len, live, &vp, &vals)) <= 0) {
@@ -350,6 +351,7 @@ static void scan_slot_done(op_t *op, slot_t *s, int status, const char *ans, siz
         op->c->st.quorum_failures++;
         op_fail(op, MOOR_EQUORUM, "%u of %u replicas of the range answered the scan, %u needed",
                 op->ok, op->n, op->need);
+        op_stop_timer(op); /* nothing left to wait for */
     }
 }
 

@@ -71,15 +71,15 @@ typedef struct page {
     const moor_scan_req_t *req;
     moor_buf_t *out;
     msgpack_packer pk;
-    moor_buf_t items;   /* the packed items */
-    moor_buf_t last;    /* engine key of the last entry examined */
-    moor_buf_t rec;     /* scratch: a record with its values stripped */
-    moor_record_t *r;   /* scratch for stripping (values = 0) */
-    uint32_t n;         /* items */
-    uint32_t examined;  /* entries looked at */
-    size_t bytes;       /* records packed */
-    int stopped;        /* a bound was reached: next is last + 0 */
-    int rc;             /* an error inside the callback */
+    moor_buf_t items;  /* the packed items */
+    moor_buf_t last;   /* engine key of the last entry examined */
+    moor_buf_t rec;    /* scratch: a record with its values stripped */
+    moor_record_t *r;  /* scratch for stripping (values = 0) */
+    uint32_t n;        /* items */
+    uint32_t examined; /* entries looked at */
+    size_t bytes;      /* records packed */
+    int stopped;       /* a bound was reached: next is last + 0 */
+    int rc;            /* an error inside the callback */
 } page_t;
 
 /* The record rec with every sibling's value nil (tombstone flags, dots
@@ -149,8 +149,7 @@ static int page_cb(void *arg, const char *key, size_t klen, const char *val, siz
     return 0;
 }
 
-int moor_scan_page_local(const moor_store_if_t *store, const moor_scan_req_t *req,
-                         moor_buf_t *out)
+int moor_scan_page_local(const moor_store_if_t *store, const moor_scan_req_t *req, moor_buf_t *out)
 {
     page_t pg;
     msgpack_packer pk;

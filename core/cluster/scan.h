@@ -52,8 +52,8 @@
 #define MOOR_SCAN_FROM_MAX (8 + 1 + 255 + 65535 + 1)
 #define MOOR_SCAN_LIMIT_DEFAULT 100
 #define MOOR_SCAN_LIMIT_MAX 1000
-#define MOOR_SCAN_EXAMINE_MAX 10000               /* engine entries one page looks at */
-#define MOOR_SCAN_PAGE_BYTES ((size_t)4 << 20)    /* records in one replica's page */
+#define MOOR_SCAN_EXAMINE_MAX 10000            /* engine entries one page looks at */
+#define MOOR_SCAN_PAGE_BYTES ((size_t)4 << 20) /* records in one replica's page */
 
 /* One page request of a replica: the keys of space in [from, to]. */
 typedef struct moor_scan_req {
@@ -100,8 +100,7 @@ int moor_scan_pos_cmp(const char *a, size_t alen, const char *b, size_t blen);
  * out.  0, MOOR_EINVAL (req out of range), MOOR_ECORRUPT (a stored record
  * of the space does not decode), MOOR_ENOMEM or the store's error; with a
  * diagnostic.  REQUIRES: req->space and prefix within limits. */
-int moor_scan_page_local(const moor_store_if_t *store, const moor_scan_req_t *req,
-                         moor_buf_t *out);
+int moor_scan_page_local(const moor_store_if_t *store, const moor_scan_req_t *req, moor_buf_t *out);
 
 /* Opens the `_scan` answer ans.  0, or MOOR_EPROTO with a diagnostic (not
  * such a map, or next not a position). */

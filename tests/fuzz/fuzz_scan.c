@@ -56,8 +56,8 @@ static void fill_store(void)
         snprintf(key, sizeof(key), "k%d", i);
         ek.len = rec.len = ctx.len = 0;
         if (moor_record_key("default", 7, key, strlen(key), &ek) ||
-            moor_record_write(NULL, NULL, 0, "\x01", 1, i == 5, "a", 1, now_ms, 0, NULL, &rec,
-                              &ctx, NULL) ||
+            moor_record_write(NULL, NULL, 0, "\x01", 1, i == 5, "a", 1, now_ms, 0, NULL, &rec, &ctx,
+                              NULL) ||
             st_put(NULL, ek.data, ek.len, rec.data, rec.len, NULL, NULL))
             abort();
     }

@@ -53,16 +53,14 @@ static void test_cursor(void **state)
         /* any byte changed, or one missing, is malformed */
         for (size_t i = 0; i < cur.len; i++) {
             cur.data[i] ^= 0x20;
-            assert_int_equal(moor_scan_cursor_decode(cur.data, cur.len, &from, &flen),
-                             MOOR_EINVAL);
+            assert_int_equal(moor_scan_cursor_decode(cur.data, cur.len, &from, &flen), MOOR_EINVAL);
             cur.data[i] ^= 0x20;
         }
-        assert_int_equal(moor_scan_cursor_decode(cur.data, cur.len - 1, &from, &flen),
-                         MOOR_EINVAL);
+        assert_int_equal(moor_scan_cursor_decode(cur.data, cur.len - 1, &from, &flen), MOOR_EINVAL);
     }
     assert_int_equal(moor_scan_cursor_decode("", 0, &from, &flen), MOOR_EINVAL);
-    assert_int_equal(moor_scan_cursor_decode("\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
-                                             12, &from, &flen),
+    assert_int_equal(moor_scan_cursor_decode("\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 12,
+                                             &from, &flen),
                      MOOR_EINVAL);
     assert_int_equal(moor_scan_cursor_encode(pos, 7, &cur), MOOR_EINVAL);
     assert_int_equal(moor_scan_cursor_encode(pos, MOOR_SCAN_FROM_MAX + 1, &cur), MOOR_EINVAL);
@@ -144,8 +142,8 @@ static void make_record(const char *value, size_t vlen, int tombstone, moor_buf_
     moor_buf_t ctx = MOOR_BUF_INIT;
 
     out->len = 0;
-    assert_int_equal(moor_record_write(NULL, NULL, 0, value, vlen, tombstone, "n1", 2,
-                                       SIM_T0, 0, NULL, out, &ctx, NULL),
+    assert_int_equal(moor_record_write(NULL, NULL, 0, value, vlen, tombstone, "n1", 2, SIM_T0, 0,
+                                       NULL, out, &ctx, NULL),
                      0);
     moor_buf_free(&ctx);
 }
@@ -155,7 +153,9 @@ static void ts_put_key(tstore_t *t, const char *space, const char *key, int tomb
     moor_buf_t ek = MOOR_BUF_INIT, rec = MOOR_BUF_INIT;
 
     assert_int_equal(moor_record_key(space, strlen(space), key, strlen(key), &ek), 0);
-    make_record("\xa3" "val", 4, tombstone, &rec);
+    make_record("\xa3"
+                "val",
+                4, tombstone, &rec);
     ts_put(t, ek.data, ek.len, rec.data, rec.len);
     moor_buf_free(&ek);
     moor_buf_free(&rec);
@@ -190,7 +190,8 @@ static void page_walk(tstore_t *t, const char *space, const char *prefix, uint32
             assert_int_equal(moor_record_decode(it.rec, it.rlen, r), 0);
             assert_int_equal(r->n, 1);
             /* keys mode: the value is nil, the tombstone flag kept */
-            assert_true(r->sib[0].tombstone || (r->sib[0].vlen == 1 && r->sib[0].value[0] == '\xc0'));
+            assert_true(r->sib[0].tombstone ||
+                        (r->sib[0].vlen == 1 && r->sib[0].value[0] == '\xc0'));
             *tombstones += r->sib[0].tombstone;
             assert_int_equal(moor_buf_append(keys, it.key, it.klen), 0);
             assert_int_equal(moor_buf_append(keys, "\n", 1), 0);
@@ -428,8 +429,7 @@ static uint32_t read_page(const moor_buf_t *res, moor_buf_t *keys, moor_buf_t *c
 
 /* Every page through node with level r: 0 and the keys as lines, or the
  * first error code. */
-static int scan_walk(world_t *w, int node, uint32_t r, uint32_t limit, int values,
-                     moor_buf_t *keys)
+static int scan_walk(world_t *w, int node, uint32_t r, uint32_t limit, int values, moor_buf_t *keys)
 {
     moor_buf_t cur = MOOR_BUF_INIT;
     int code = 0;

@@ -204,7 +204,7 @@ class LoneNode(unittest.TestCase):
             first += res["keys"]
             cursor = res["cursor"]
         c.close()
-        self.node.stop()
+        self.assertEqual(self.node.stop(), 0, self.node.logtail())  # clean (and leak-free) exit
         self.node.start()
         self.c = self.node.conn()
         rest, _, _ = scan_all(self.c, {"limit": 100, "cursor": cursor})
@@ -254,7 +254,7 @@ class ThreeNodes(unittest.TestCase):
 
     def test_b_quorum_scan_lists_keys_a_replica_missed(self):
         n1, n3 = self.cl.nodes[0], self.cl.nodes[2]
-        n3.stop()
+        self.assertEqual(n3.stop(), 0, n3.logtail())  # after scans through it: a clean exit
         c = n1.conn()
         missed = ["m:%03d" % i for i in range(100)]
         out = pipelined(c, [("put", k, k, {"w": 2, "timeout_ms": 3000}) for k in missed])

@@ -28,7 +28,7 @@ import moortest
 from moortest import pipelined, retry
 
 BUILD = moortest.DEFAULT_BUILD
-SPACES = 'moor.space("default", {})\nmoor.space("other", {})\n'
+SPACES = 'moor.space("default", {})\nmoor.space("other", {})\nmoor.space("big", {})\n'
 
 
 def scan_all(conn, opts, page_max=None):
@@ -118,6 +118,21 @@ class LoneNode(unittest.TestCase):
         # the ctx is a get's: a put with it replaces the value
         err, res = self.c.call("get", keys[0], {"space": "other"})
         self.assertEqual(res["ctx"], values[0]["ctx"])
+
+    def test_pages_bounded_in_bytes(self):
+        # 12 values of 1 MiB: a page holds about 4 MiB of records, whatever its limit
+        c = self.c
+        big = "x" * (1 << 20)
+        write(c, "big", ["big:%02d" % i for i in range(12)], value=lambda k: big)
+        keys, values, pages = scan_all(c, {"space": "big", "values": True, "limit": 100},
+                                       page_max=5)
+        self.assertEqual(sorted(keys), ["big:%02d" % i for i in range(12)])
+        self.assertTrue(all(v["values"] == [big] for v in values))
+        self.assertGreaterEqual(pages, 3)
+        # keys only: values stripped on the replica, so one page takes them all
+        keys, _, pages = scan_all(c, {"space": "big", "limit": 100})
+        self.assertEqual(len(keys), 12)
+        self.assertEqual(pages, 1)
 
     def test_deleted_keys_absent(self):
         c = self.c

@@ -194,10 +194,13 @@ int moor_scan_page_local(const moor_store_if_t *store, const moor_scan_req_t *re
 
 int moor_scan_page_open(const char *ans, size_t alen, moor_scan_reader_t *rd)
 {
-    const char *p = ans, *end = ans + alen, *items = NULL, *iend = NULL;
+    const char *p, *end, *items = NULL, *iend = NULL;
     uint32_t n, nitems = 0;
 
     memset(rd, 0, sizeof(*rd));
+    if (!ans || alen == 0) /* an empty answer (no bytes at all) */
+        return moor_diag(MOOR_EPROTO, "_scan answer: empty");
+    p = ans, end = ans + alen;
     if (moor_mp_read_map(&p, end, &n))
         return moor_diag(MOOR_EPROTO, "_scan answer: not a map");
     while (n--) {

@@ -84,7 +84,7 @@ static int read_answer(const char *res, size_t rlen, answer_t *a)
 }
 
 /* A key as text: a str as it is, anything else as JSON ({"$bin": ...}). */
-static int print_key(const char **p, const char *end, int json, moor_buf_t *out)
+static int page_key(const char **p, const char *end, int json, moor_buf_t *out)
 {
     const char *s;
     uint32_t n;
@@ -95,7 +95,7 @@ static int print_key(const char **p, const char *end, int json, moor_buf_t *out)
 }
 
 /* A value as `moor get` prints it, as JSON. */
-static int print_value(const char **p, const char *end, moor_buf_t *out)
+static int page_value(const char **p, const char *end, moor_buf_t *out)
 {
     const char *v = *p, *q;
     moor_buf_t shown = MOOR_BUF_INIT;
@@ -126,12 +126,12 @@ int moor_scan_print_page(const char *res, size_t rlen, int flags, size_t max, mo
     for (uint32_t i = 0; i < a.nkeys && (!max || *nkeys < max); i++) {
         if (json && moor_buf_append(out, "{\"key\": ", 8))
             return MOOR_ENOMEM;
-        if ((rc = print_key(&kp, a.end, json, out)))
+        if ((rc = page_key(&kp, a.end, json, out)))
             return rc;
         if (values && vp) {
             if (moor_buf_append(out, json ? ", \"value\": " : "\t", json ? 11 : 1))
                 return MOOR_ENOMEM;
-            if ((rc = print_value(&vp, a.end, out)))
+            if ((rc = page_value(&vp, a.end, out)))
                 return rc;
         }
         if ((json && moor_buf_append(out, "}", 1)) || moor_buf_append(out, "\n", 1))
@@ -163,7 +163,7 @@ static int print_page_json(const char *res, size_t rlen, moor_buf_t *out)
         if (moor_buf_append(out, ", \"values\": [", 13))
             return MOOR_ENOMEM;
         for (uint32_t i = 0; i < a.nvalues; i++)
-            if ((i && moor_buf_append(out, ", ", 2)) || (rc = print_value(&vp, a.end, out)))
+            if ((i && moor_buf_append(out, ", ", 2)) || (rc = page_value(&vp, a.end, out)))
                 return rc ? rc : MOOR_ENOMEM;
         if (moor_buf_append(out, "]", 1))
             return MOOR_ENOMEM;
@@ -192,7 +192,7 @@ static int usage(const char *why)
             "usage: moor [-h host:port] [-a token] [--timeout ms] scan [--space S] [--prefix P]\n"
             "            [--limit N] [--values] [--cursor C] [--page N] [--r LEVEL] [--json]\n"
             "  lists the keys of a keyspace, one per line, in ring order (not key order);\n"
-            "  a key that is not UTF-8 prints as {\"$bin\": \"<base64>\"}\n"
+            "  a key that is not UTF-8 prints as {\"$bin\":\"<base64>\"}\n"
             "  --space S     the keyspace (default: default)\n"
             "  --prefix P    only keys that start with P (a filter, not an index)\n"
             "  --limit N     at most N keys in all (default: every key)\n"
@@ -232,9 +232,13 @@ static int parse_opts(int argc, char **argv, scan_opts_t *o)
             o->json = 1;
             continue;
         }
-        if (!v || (strcmp(a, "--space") && strcmp(a, "--prefix") && strcmp(a, "--cursor") &&
-                   strcmp(a, "--r") && strcmp(a, "--limit") && strcmp(a, "--page"))) {
-            snprintf(why, sizeof(why), v ? "unknown option '%.60s'" : "%.60s needs a value", a);
+        if (strcmp(a, "--space") && strcmp(a, "--prefix") && strcmp(a, "--cursor") &&
+            strcmp(a, "--r") && strcmp(a, "--limit") && strcmp(a, "--page")) {
+            snprintf(why, sizeof(why), "unknown option '%.60s'", a);
+            return usage(why);
+        }
+        if (!v) {
+            snprintf(why, sizeof(why), "%.60s needs a value", a);
             return usage(why);
         }
         i++;

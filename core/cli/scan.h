@@ -20,7 +20,7 @@
 
 /* Appends the lines of one `scan` answer res (a map {keys, values?,
  * cursor}) to out, at most max keys (0: all): a key per line -- a str key
- * as it is, a bin key as {"$bin": "<base64>"} -- with MOOR_SCAN_CLI_VALUES
+ * as it is, a bin key as {"$bin":"<base64>"} -- with MOOR_SCAN_CLI_VALUES
  * a tab and the value as `moor get` prints it; with MOOR_SCAN_CLI_JSON a
  * JSON object per line, {"key": k} or {"key": k, "value": v}.  *nkeys
  * gets the keys printed.  0, MOOR_EPROTO (not such an answer) or

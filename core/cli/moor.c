@@ -14,6 +14,7 @@
  *     repair [options]                      (repair.c)
  *     leave | remove ID | transfers         (members.c)
  *     top [options]                         (top.c)
+ *     scan [options]                        (scan.c)
  *     help                                  (as --help)
  * KEY may be replaced by --key-hex HEX (a binary key) or given as
  * {"$bin": "<base64>"}; VALUE is JSON, @FILE, - (stdin) or @@TEXT.
@@ -54,6 +55,7 @@
 #include "cli/json.h"
 #include "cli/members.h"
 #include "cli/repair.h"
+#include "cli/scan.h"
 #include "cli/show.h"
 #include "cli/top.h"
 #include "net/client.h"
@@ -146,6 +148,8 @@ static int usage(const char *why)
         "        every range in motion in the cluster: from, to, keys, bytes, rate, ETA\n"
         "  top [--interval S] [--count N] [--json]  live per-member req/s, p99, hints,\n"
         "        transfers, bytes (the `metrics` method of every member)\n"
+        "  scan [--space S] [--prefix P] [--limit N] [--values] [--cursor C] [--page N]\n"
+        "       [--r LEVEL] [--json]  the keyspace's keys, one per line (scan --help)\n"
         "Every command takes --json: its answer as one JSON value on stdout (--pretty\n"
         "indents it); without it, text for a person.\n"
         "KEY: a text key; {\"$bin\":\"<base64>\"} or --key-hex HEX (in place of KEY) for\n"
@@ -294,7 +298,8 @@ static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
         }
         if (!c->cmd && (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0 ||
                         strcmp(a, "leave") == 0 || strcmp(a, "remove") == 0 ||
-                        strcmp(a, "transfers") == 0 || strcmp(a, "top") == 0)) {
+                        strcmp(a, "transfers") == 0 || strcmp(a, "top") == 0 ||
+                        strcmp(a, "scan") == 0)) {
             *sub_at = i;
             return 0;
         }
@@ -843,6 +848,8 @@ int main(int argc, char **argv)
     rc = parse_args(&c, argc, argv, &sub_at);
     if (rc == 0 && sub_at && strcmp(argv[sub_at], "top") == 0)
         rc = moor_top_main(c.addr, c.token, c.timeout_ms, argc - sub_at, argv + sub_at);
+    else if (rc == 0 && sub_at && strcmp(argv[sub_at], "scan") == 0)
+        rc = moor_scan_main(c.addr, c.token, c.timeout_ms, argc - sub_at, argv + sub_at);
     else if (rc == 0 && sub_at && strcmp(argv[sub_at], "repair") == 0)
         rc =
             moor_repair_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at, argv + sub_at);

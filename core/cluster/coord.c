@@ -647,7 +647,7 @@ static void op_deadline(void *arg)
         } else {
             op->c->st.quorum_failures++;
             op_fail(op, MOOR_EQUORUM, "%u of %u replicas %s, %u needed", op->ok, op->n,
-                    op->kind == OP_GET ? "answered" : "acknowledged", op->need);
+                    op->kind == OP_WRITE ? "acknowledged" : "answered", op->need);
         }
     }
     if (op->c && op->kind == OP_GET && !op->finished)

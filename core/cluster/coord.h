@@ -236,6 +236,32 @@ void moor_coord_put(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
 void moor_coord_del(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_done_fn done,
                     void *arg);
 
+/* One page of a key scan (coord_scan.c, README "Scanning keys"). */
+typedef struct moor_coord_scan_req {
+    const char *space; /* "default" when NULL */
+    size_t slen;
+    const char *prefix; /* only keys starting with it; plen 0: all */
+    size_t plen;
+    const char *cursor; /* from the previous page; clen 0: from the start */
+    size_t clen;
+    uint32_t limit;      /* keys per page, 0 = 100, at most 1000 (scan.h) */
+    int values;          /* 1: each key's value too, as a get answers it */
+    uint32_t n, r;       /* 0 = the defaults, as moor_coord_get */
+    uint32_t timeout_ms; /* 0 = opts.timeout_ms */
+} moor_coord_scan_req_t;
+
+/* The next page of a scan of space: done gets {keys = [key, ...], values =
+ * [...] (values only), cursor = bin or nil (nil: the scan is done)}, keys
+ * in ring order, at most limit of them, deleted keys left out; a page may
+ * be short or empty with a cursor.  Each page asks r owners of the stretch
+ * of the ring it covers (`_scan`) and lists the union of what they hold.
+ * Fails MOOR_EINVAL (malformed cursor, levels or limit out of range),
+ * MOOR_EQUORUM (fewer than r owners of the stretch up or answering),
+ * MOOR_ETIMEDOUT (none answered), MOOR_EUNAVAIL (no ring, or fewer members
+ * than r).  done runs exactly once, as for get. */
+void moor_coord_scan(moor_coord_t *c, const moor_coord_scan_req_t *req, moor_coord_done_fn done,
+                     void *arg);
+
 /* Merges rec (a record from a peer: checked like a `_put`'s -- it
  * decodes, has a sibling, and its clock is within bounds) into this
  * node's record of the engine key key.  0 and done follows once durable,

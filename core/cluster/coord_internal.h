@@ -9,7 +9,8 @@
  *   coord_hlc.c      the hybrid logical clock and the versions it stamps;
  *   coord_write.c    coordinated writes, the blind write's read, forwarding;
  *   coord_read.c     quorum reads, merging replies, read repair, resolving;
- *   coord_replica.c  the replica side: the peer methods _get, _put, _coord.
+ *   coord_replica.c  the replica side: the peer methods _get, _put, _coord;
+ *   coord_scan.c     key scans: a page over the ring, and the peer method _scan.
  * coord.c's header comment tells the design and the op's lifetime rules.
  *
  * Shared functions keep their short names in the code; the defines below
@@ -62,12 +63,13 @@
 #define op_remaining_ms moor_coord_op_remaining_ms
 #define nil_mp moor_coord_nil_mp
 #define true_mp moor_coord_true_mp
+#define scan_peer moor_coord_scan_peer
 
 #define DEFAULT_TIMEOUT_MS 2000
 #define DEFAULT_N 3
 #define FWD_TRIES 2 /* replicas a non-replica coordinator forwards a write to */
 
-enum op_kind { OP_GET, OP_WRITE, OP_PEER_PUT, OP_PEER_HINT, OP_FORWARD };
+enum op_kind { OP_GET, OP_WRITE, OP_PEER_PUT, OP_PEER_HINT, OP_FORWARD, OP_SCAN };
 enum slot_state { SLOT_PENDING = 0, SLOT_OK, SLOT_MISSING, SLOT_FAILED };
 /* What a replica answered, for receipts. */
 enum receipt_status { RS_NONE = 0, RS_FOUND, RS_NOTFOUND, RS_OK, RS_TIMEOUT, RS_DOWN, RS_ERROR };
@@ -137,6 +139,10 @@ struct op {
     moor_buf_t rec;    /* write: the version; get: merge of replies so far;
                         * forward: the _coord params */
     moor_buf_t result; /* write: the answer on success */
+    uint64_t scan_to;  /* scan: last token of the stretch (ekey: the start position,
+                        * sk: space then prefix, klen: the prefix's length) */
+    uint32_t limit;    /* scan: keys per page */
+    int values;        /* scan: values too */
     slot_t slot[];
 };
 
@@ -270,6 +276,12 @@ void write_answer_now(op_t *op);
 /* A client write (from_peer: a _coord a peer forwarded). */
 void write_call(moor_coord_t *c, const moor_coord_req_t *req, int tombstone, int from_peer,
                 moor_coord_done_fn done, void *arg);
+
+/* ---- coord_scan.c: key scans ---- */
+
+/* The replica side of `_scan`: answers done with this node's page. */
+void scan_peer(moor_coord_t *c, const char *params, size_t plen, uint32_t nparams,
+               moor_coord_done_fn done, void *arg);
 
 /* ---- coord_replica.c: the local replica ---- */
 

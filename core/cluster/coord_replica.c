@@ -307,6 +307,8 @@ void moor_coord_handle_peer(moor_coord_t *c, const char *method, size_t mlen, co
         peer_put(c, params, plen, nparams, done, arg);
     else if (mlen == 6 && memcmp(method, "_coord", 6) == 0)
         peer_coord(c, params, plen, nparams, done, arg);
+    else if (mlen == 5 && memcmp(method, "_scan", 5) == 0)
+        scan_peer(c, params, plen, nparams, done, arg);
     else
         answer_fmt(done, arg, MOOR_ENOMETHOD, "no peer method '%.*s'", (int)(mlen > 64 ? 64 : mlen),
                    method);

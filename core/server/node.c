@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "cluster/fields.h"
 #include "cluster/record.h"
+#include "cluster/scan.h"
 #include "util/mp.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -313,15 +314,14 @@ static void kv_done(void *arg, int code, const char *errmsg, const char *result,
     free(c);
 }
 
-/* get (op 0), put (1) or del (2) of a validated key through the
- * coordinator, with the space's levels and the request's overrides.  A
- * node alone keeps one copy of each key: its levels are all 1. */
-static void kv_call(moor_node_t *n, int op, const char *key, uint32_t klen, const char *value,
-                    size_t vlen, const kv_opts_t *o, moor_node_done_fn done, void *ud)
+/* The space of a call and its levels with the request's overrides (a
+ * node alone keeps one copy of each key: its levels are all 1), and a
+ * kv_call_t for its answer; NULL after failing done. */
+static kv_call_t *kv_prepare(moor_node_t *n, const kv_opts_t *o, const moor_space_cfg_t **spp,
+                             uint32_t *nn, uint32_t *r, uint32_t *w, moor_node_done_fn done,
+                             void *ud)
 {
     const moor_space_cfg_t *sp = moor_config_space(&n->cfg, o->space, o->slen);
-    moor_coord_req_t req;
-    uint32_t nn, r, w;
     kv_call_t *c;
     char msg[160];
 
@@ -329,39 +329,55 @@ static void kv_call(moor_node_t *n, int op, const char *key, uint32_t klen, cons
         snprintf(msg, sizeof(msg), "unknown space '%.*s'", (int)(o->slen > 64 ? 64 : o->slen),
                  o->space);
         fail(n, done, ud, MOOR_EINVAL, msg);
-        return;
+        return NULL;
     }
     if (!n->cl && !n->solo) { /* a clustered node before its join, or after its close */
         fail(n, done, ud, MOOR_EUNAVAIL, "this node serves no data now (not joined, or closing)");
-        return;
+        return NULL;
     }
     if (n->cl && moor_cl_has_left(n->cl)) {
         fail(n, done, ud, MOOR_EUNAVAIL,
              "this node has left the cluster: it serves nothing; use another member");
-        return;
+        return NULL;
     }
     if (!n->cl) {
-        nn = r = w = 1;
+        *nn = *r = *w = 1;
     } else {
-        moor_config_levels(&n->cfg, sp, &nn, &r, &w);
+        moor_config_levels(&n->cfg, sp, nn, r, w);
         if (o->r)
-            r = moor_level_count(o->r, nn);
+            *r = moor_level_count(o->r, *nn);
         if (o->w)
-            w = moor_level_count(o->w, nn);
-        if (r > nn || w > nn) {
+            *w = moor_level_count(o->w, *nn);
+        if (*r > *nn || *w > *nn) {
             snprintf(msg, sizeof(msg), "%s=%u is more than the %u replicas of space '%.64s'",
-                     r > nn ? "r" : "w", r > nn ? r : w, nn, sp->name);
+                     *r > *nn ? "r" : "w", *r > *nn ? *r : *w, *nn, sp->name);
             fail(n, done, ud, MOOR_EINVAL, msg);
-            return;
+            return NULL;
         }
     }
     if (!(c = malloc(sizeof(*c)))) {
         fail(n, done, ud, MOOR_ENOMEM, NULL);
-        return;
+        return NULL;
     }
     c->n = n;
     c->done = done;
     c->ud = ud;
+    *spp = sp;
+    return c;
+}
+
+/* get (op 0), put (1) or del (2) of a validated key through the
+ * coordinator, with the space's levels and the request's overrides. */
+static void kv_call(moor_node_t *n, int op, const char *key, uint32_t klen, const char *value,
+                    size_t vlen, const kv_opts_t *o, moor_node_done_fn done, void *ud)
+{
+    const moor_space_cfg_t *sp;
+    moor_coord_req_t req;
+    uint32_t nn, r, w;
+    kv_call_t *c;
+
+    if (!(c = kv_prepare(n, o, &sp, &nn, &r, &w, done, ud)))
+        return;
     memset(&req, 0, sizeof(req));
     req.space = o->space;
     req.slen = o->slen;
@@ -407,6 +423,77 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
         return;
     }
     fail(n, done, ud, rc, moor_diag_msg(rc));
+}
+
+/* scan [{space, prefix, limit, cursor, values, r, timeout_ms}]: one page
+ * of the space's keys through the coordinator (README "Scanning keys"). */
+static void do_scan(moor_node_t *n, const char *p, const char *end, uint32_t np,
+                    moor_node_done_fn done, void *ud)
+{
+    moor_coord_scan_req_t req;
+    const moor_space_cfg_t *sp;
+    kv_opts_t o;
+    kv_call_t *c;
+    uint32_t m = 0, len, nn, r, w;
+    uint64_t u;
+    int rc = 0;
+
+    memset(&req, 0, sizeof(req));
+    memset(&o, 0, sizeof(o));
+    o.space = "default", o.slen = 7;
+    if (np > 1 || (np == 1 && moor_mp_read_nil(&p, end) != 0 && moor_mp_read_map(&p, end, &m)))
+        rc = bad("scan takes [{space, prefix, limit, cursor, values, r, timeout_ms}]");
+    while (rc == 0 && m--) {
+        const char *k;
+        uint32_t klen;
+        if (moor_mp_read_str(&p, end, &k, &klen)) {
+            rc = bad("scan: option names must be strings");
+            break;
+        }
+#define IS(name) (klen == sizeof(name) - 1 && memcmp(k, name, klen) == 0)
+        if (IS("space")) {
+            if (moor_mp_read_str(&p, end, &o.space, &o.slen))
+                rc = bad("scan: space must be a string");
+        } else if (IS("prefix")) {
+            if (moor_mp_read_nil(&p, end) != 0 &&
+                (moor_mp_read_strbin(&p, end, &req.prefix, &len) || len > n->cfg.key_max))
+                rc = bad("scan: prefix must be a string or binary no longer than a key");
+            else
+                req.plen = req.prefix ? len : 0;
+        } else if (IS("limit")) {
+            if (moor_mp_read_uint(&p, end, &u) || u == 0 || u > MOOR_SCAN_LIMIT_MAX)
+                rc = bad("scan: limit must be an integer in 1..1000");
+            req.limit = (uint32_t)u;
+        } else if (IS("cursor")) {
+            if (moor_mp_read_nil(&p, end) != 0 &&
+                (moor_mp_read_strbin(&p, end, &req.cursor, &len) || len == 0))
+                rc = bad("scan: cursor must be the binary cursor a page returned");
+            else
+                req.clen = req.cursor ? len : 0;
+        } else if (IS("values")) {
+            if (moor_mp_read_nil(&p, end) != 0 && moor_mp_read_bool(&p, end, &req.values))
+                rc = bad("scan: values must be a boolean");
+        } else if (IS("r")) {
+            rc = read_level(&p, end, "r", &o.r);
+        } else if (IS("timeout_ms")) {
+            if (moor_mp_read_uint(&p, end, &u) || u > 3600000)
+                rc = bad("scan: timeout_ms must be an integer in 0..3600000");
+            o.timeout_ms = (uint32_t)u;
+        } else {
+            rc = moor_diag(MOOR_EINVAL, "scan: unknown option '%.*s'", (int)(klen > 64 ? 64 : klen),
+                           k);
+        }
+#undef IS
+    }
+    if (rc) {
+        fail(n, done, ud, rc, moor_diag_msg(rc));
+        return;
+    }
+    if (!(c = kv_prepare(n, &o, &sp, &nn, &r, &w, done, ud)))
+        return;
+    req.space = o.space, req.slen = o.slen;
+    req.n = nn, req.r = r, req.timeout_ms = o.timeout_ms;
+    moor_coord_scan(coord_of(n), &req, kv_done, c);
 }
 
 /* put (tombstone 0) and del (tombstone 1). */
@@ -1079,6 +1166,8 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_ring(n, done, ud);
     else if (IS("where"))
         do_where(n, params, end, np, done, ud);
+    else if (IS("scan"))
+        do_scan(n, params, end, np, done, ud);
     else if (IS("repair"))
         do_repair(n, params, end, np, done, ud);
     else if (IS("leave"))

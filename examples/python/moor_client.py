@@ -10,6 +10,8 @@ Speaks MessagePack-RPC over TCP with Debian's python3-msgpack
         c.put("k", "new", ctx=r["ctx"])                  # replaces the versions r saw
         c.delete("k", ctx=...)                           # "del" is a Python keyword
         n = c.call("incr", "counter", 1)
+        page = c.scan(limit=100)                          # {"keys": [...], "cursor": bytes or None}
+        for key in c.scan_all(prefix="user:"): ...       # every page until the cursor is None
 
 Keys are str or bytes (bytes travel as MessagePack bin).  Values are any
 msgpack-able object and come back as the node stored them: str as str,
@@ -261,6 +263,33 @@ class MoorClient:
         o = _opts(ctx=ctx, space=space, w=w, timeout_ms=timeout_ms)
         params = [self._key(key)] + ([o] if o else [])
         return self.request("del", *params)
+
+    def scan(self, space=None, prefix=None, limit=None, cursor=None, values=None, r=None,
+             timeout_ms=None):
+        """One page of the keyspace's keys: {"keys": [...], "values": [...]
+        (with values=True: each as get answers it), "cursor": bytes or None
+        (None: the scan is done)}.  Pass the cursor back for the next page.
+        Keys come in ring order, not key order, as str (bytes when they are
+        not UTF-8); a page may be short or empty with a cursor."""
+        o = _opts(space=space, prefix=prefix, limit=limit, cursor=cursor, values=values, r=r,
+                  timeout_ms=timeout_ms)
+        return self.request("scan", o or {})
+
+    def scan_all(self, space=None, prefix=None, limit=None, values=False, r=None,
+                 timeout_ms=None):
+        """Every key of the scan, page by page (limit keys a page): yields
+        key, or (key, value) with values=True.  Raises MoorError when a page
+        fails."""
+        cursor = None
+        while True:
+            page = self.scan(space, prefix, limit, cursor, values or None, r, timeout_ms)
+            if values:
+                yield from zip(page["keys"], page["values"])
+            else:
+                yield from page["keys"]
+            cursor = page["cursor"]
+            if cursor is None:
+                return
 
     def call(self, name, *args):
         """Runs server-side handler `name`; returns what it returned."""

@@ -8,6 +8,8 @@ moor.client -- a Lua client for a Moor node (MessagePack-RPC over TCP).
   assert(c:put("k", "new", {ctx = r.ctx}))           -- replaces what r saw
   assert(c:del("k", {ctx = w.ctx}))
   local n = assert(c:call("incr", "counter", 1))
+  local page = assert(c:scan({limit = 100}))        -- {keys = {...}, cursor = ...}
+  for key in c:scan_all({prefix = "user:"}) do print(key) end
   c:close()
 
 Calls block for their answer (bounded by the timeout, in seconds) and
@@ -478,6 +480,52 @@ end
 function Client:where(key, opts)
     check_key(key, "where")
     return self:request("where", kv_params(key, wire_opts(opts, "where")))
+end
+
+-- scan(opts{space, prefix, limit, cursor, values, r, timeout_ms}) -> one
+-- page of the keyspace's keys: {keys = {...}, values = {...} (values =
+-- true: each as get answers it), cursor = string or nil (nil: the scan is
+-- done)}, or nil, err.  Pass the cursor back for the next page.  Keys come
+-- in ring order, not key order; a page may be short or even empty with a
+-- cursor: go on until the cursor is nil (README "Scanning keys").
+function Client:scan(opts)
+    local o = wire_opts(opts or {}, "scan")
+    if type(o.cursor) == "string" then
+        o.cursor = mp.bin(o.cursor)
+    end
+    return self:request("scan", o)
+end
+
+-- scan_all(opts) -> an iterator over every key of the scan, page by page
+-- (opts as scan's; limit is the page size):
+--   for key, value in c:scan_all({space = "s", values = true}) do ... end
+-- value is nil unless opts.values.  A page that fails raises
+-- "moor.client: scan: CODE: message" (an iterator cannot return nil, err).
+function Client:scan_all(opts)
+    local o = {}
+    for k, v in pairs(opts or {}) do
+        o[k] = v
+    end
+    local page, i, done = nil, 0, false
+    return function()
+        while true do
+            if page and i < #page.keys then
+                i = i + 1
+                return page.keys[i], page.values and page.values[i]
+            end
+            if done then
+                return nil
+            end
+            local err
+            page, err = self:scan(o)
+            if not page then
+                error("moor.client: scan: " .. tostring(err), 2)
+            end
+            i = 0
+            o.cursor = page.cursor
+            done = page.cursor == nil
+        end
+    end
 end
 
 -- call(name, ...) -> what the handler returned, or nil, err.

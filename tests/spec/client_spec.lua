@@ -91,6 +91,40 @@ local function new_fake(opts)
         write(p, nil, p[2], true)
         return true
     end
+    -- scan: the live keys in sorted order, limit per page, the cursor the
+    -- index to go on from (as bin: not UTF-8)
+    function methods.scan(p)
+        local o = p[1] or {}
+        local keys = {}
+        for k, r in pairs(f.store) do
+            if #r.sibs > 0 then
+                keys[#keys + 1] = k
+            end
+        end
+        table.sort(keys)
+        local from = 1
+        if o.cursor then
+            from = tonumber(o.cursor:match("^\255(%d+)$") or "")
+            if not from then
+                return nil, { "BAD_REQUEST", "malformed cursor" }
+            end
+        end
+        local limit = o.limit or 100
+        local page, vals = {}, {}
+        for i = from, math.min(#keys, from + limit - 1) do
+            page[#page + 1] = keys[i]
+            vals[#vals + 1] = mp.map({ values = { f.store[keys[i]].sibs[1].v } })
+        end
+        local nxt = from + limit
+        local res = mp.map({ keys = page })
+        if o.values then
+            res.values = vals
+        end
+        if nxt <= #keys then
+            res.cursor = mp.bin("\255" .. nxt)
+        end
+        return res
+    end
     function methods.call(p, n)
         if p[1] == "echo" then
             return mp.array({ unpack(p, 2, n) }, n - 1)
@@ -466,6 +500,37 @@ describe("moor.client", function()
         assert.is_truthy(f.raw[1]:find("\196\005\0\255key", 1, true))
     end)
 
+    it("scans page by page, the cursor sent back as bin", function()
+        local f = new_fake()
+        local c = assert(connect(f))
+        for i = 1, 25 do
+            assert(c:put(string.format("k%02d", i), i))
+        end
+        local page = assert(c:scan({ limit = 10 }))
+        assert.are.equal(10, #page.keys)
+        assert.are.equal("k01", page.keys[1])
+        assert.is_nil(page.values)
+        local nxt = assert(c:scan({ limit = 10, cursor = page.cursor, values = true }))
+        assert.are.equal("k11", nxt.keys[1])
+        assert.are.same({ 11 }, nxt.values[1].values)
+        -- the cursor travels as bin (0xc4), not as a str
+        assert.is_truthy(f.raw[#f.raw]:find("\196\003\25511", 1, true))
+        local seen, vals = {}, 0
+        for key, value in c:scan_all({ limit = 7, values = true }) do
+            seen[#seen + 1] = key
+            vals = vals + value.values[1]
+        end
+        assert.are.equal(25, #seen)
+        assert.are.equal(325, vals)
+        local r, err = c:scan({ cursor = "garbage" })
+        assert.is_nil(r)
+        assert.are.equal("BAD_REQUEST: malformed cursor", err)
+        assert.has_error(function()
+            for _ in c:scan_all({ cursor = "garbage" }) do
+            end
+        end, "moor.client: scan: BAD_REQUEST: malformed cursor")
+    end)
+
     it("closes the transport once", function()
         local f = new_fake()
         local c = assert(connect(f))
@@ -528,6 +593,20 @@ live("moor.client against a node at MOOR_ADDR", function()
         local gone, err = c:get(k)
         assert.is_nil(gone)
         assert.is_nil(err)
+    end)
+
+    it("scans the keys it wrote, page by page", function()
+        for i = 1, 30 do
+            assert(c:put(prefix .. "scan" .. i, i))
+        end
+        local seen = {}
+        for key, value in c:scan_all({ prefix = prefix .. "scan", limit = 7, values = true }) do
+            assert.is_nil(seen[key])
+            seen[key] = value.values[1]
+        end
+        for i = 1, 30 do
+            assert.are.equal(i, seen[prefix .. "scan" .. i])
+        end
     end)
 
     it("pipelines 100 requests", function()

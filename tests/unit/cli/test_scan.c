@@ -81,13 +81,13 @@ static void test_print_page(void **state)
     expect(keys.data, keys.len, 0, 0, "a\n{\"$bin\":\"/wA=\"}\n", 2);
     expect(keys.data, keys.len, 0, 1, "a\n", 1);
     expect(vals.data, vals.len, MOOR_SCAN_CLI_VALUES, 0,
-           "a\t{\"values\":[1],\"ctx\":\"Yw==\"}\n{\"$bin\":\"/wA=\"}\t{\"values\":[\"x\"],"
-           "\"ctx\":\"Yw==\"}\n",
+           "a\t{\"values\":[1],\"ctx\":{\"$bin\":\"Yw==\"}}\n{\"$bin\":\"/wA=\"}\t{\"values\":[\"x\"],"
+           "\"ctx\":{\"$bin\":\"Yw==\"}}\n",
            2);
     expect(keys.data, keys.len, MOOR_SCAN_CLI_JSON, 0,
            "{\"key\": \"a\"}\n{\"key\": {\"$bin\":\"/wA=\"}}\n", 2);
     expect(vals.data, vals.len, MOOR_SCAN_CLI_JSON | MOOR_SCAN_CLI_VALUES, 1,
-           "{\"key\": \"a\", \"value\": {\"values\":[1],\"ctx\":\"Yw==\"}}\n", 1);
+           "{\"key\": \"a\", \"value\": {\"values\":[1],\"ctx\":{\"$bin\":\"Yw==\"}}}\n", 1);
     /* not a page: a bare array, a map without keys, every truncation */
     assert_int_equal(moor_scan_print_page("\x90", 1, 0, 0, &out, &n), MOOR_EPROTO);
     assert_int_equal(moor_scan_print_page("\x81\xa6"

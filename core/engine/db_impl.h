@@ -81,6 +81,9 @@ struct moor_engine {
     int bg_nospace_said;                   /* [mu] this episode was logged */
     int closing;                           /* [mu] */
     int flush_req;                         /* [mu] a caller waits for frozen == 0 */
+    int ckpt_running;                      /* [mu] a checkpoint is copying (checkpoint.c) */
+    uint64_t ckpt_keep_log;                /* [mu] while ckpt_running: log segments numbered
+                                            * from here on are not deleted */
     /* [mu] manual compaction request; the bg thread sets manual_done */
     int manual_pending, manual_done, manual_status;
     char *manual_lo, *manual_hi;

@@ -28,6 +28,7 @@
 #include "autoscale.h"
 #include "cluster.h"
 #include "solo.h"
+#include "snapshot.h"
 #include "loadstat.h"
 #include "cluster/fields.h"
 #include "cluster/record.h"
@@ -63,6 +64,7 @@ struct moor_node {
     moor_cl_t *cl;     /* cluster mode: its coordinator serves get/put/del */
     moor_solo_t *solo; /* a node alone: the coordinator of a one-member ring */
     moor_as_t *as;     /* load figures and automatic scaling (autoscale.h) */
+    moor_snap_t *snap; /* the snapshot method (snapshot.h) */
     uv_async_t async;
     uv_prepare_t kick;   /* wakes the log writer once per loop iteration */
     int kick_needed;     /* a deferred write was queued this iteration */
@@ -1012,6 +1014,8 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_transfers(n, params, end, np, done, ud);
     else if (IS("load"))
         do_load(n, done, ud);
+    else if (IS("snapshot"))
+        moor_snap_exec(n->snap, params, plen, np, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);
@@ -1440,11 +1444,14 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         return rc;
     }
     mark_repair(n);
-    if ((!moor_config_clustered(&n->cfg) &&
+    if (!(n->snap = moor_snap_new(loop, cfg->data_dir, n->engine)))
+        rc = MOOR_ENOMEM;
+    if (rc || (!moor_config_clustered(&n->cfg) &&
          (rc = moor_solo_new(loop, &n->cfg, moor_node_store(n), resolve_hook, n, &n->solo))) ||
         (rc = moor_as_new(loop, &n->cfg, n->engine, &n->as))) {
         if (n->solo)
             moor_solo_close(n->solo, NULL, NULL);
+        moor_snap_free(n->snap);
         moor_engine_close(n->engine);
         moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
@@ -1480,6 +1487,7 @@ static void free_after_close(uv_handle_t *h)
     moor_node_t *n = h->data;
 
     moor_buf_free(&n->out);
+    moor_snap_free(n->snap);
     moor_batch_free(n->batch);
     while (n->wspare) {
         wdone_t *w = n->wspare;

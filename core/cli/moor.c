@@ -13,6 +13,7 @@
  *     bench [options]            (bench.c)
  *     repair [options]           (repair.c)
  *     snapshot [--tag T] | snapshot list | snapshot delete NAME  (snapshot.c)
+ *     slowlog [--count N] [--len] [--reset] [--json]               (slowlog.c)
  *     help                       (as --help)
  *
  * Output goes to stdout as one JSON value, except `ring`, which prints a
@@ -52,6 +53,7 @@
 #include "cli/members.h"
 #include "cli/repair.h"
 #include "cli/show.h"
+#include "cli/slowlog.h"
 #include "cli/snapshot.h"
 #include "net/client.h"
 #include "util/mp.h"
@@ -126,6 +128,7 @@ static int usage(const char *why)
           "        every range in motion in the cluster: from, to, keys, bytes, rate, ETA\n"
           "  snapshot [--tag T] [--json]  a point-in-time copy of the node's data, next to it\n"
           "  snapshot list [--json] | snapshot delete NAME  (README \"Snapshots and restore\")\n"
+          "  slowlog [--count N] [--len] [--reset] [--json]  requests over slowlog.threshold_ms\n"
           "VALUE and ARG are JSON ({\"$bin\":\"<base64>\"} for bytes); CTX is the base64 ctx\n"
           "that get/put print.  get prints {\"values\":[V],\"ctx\":CTX}, or with siblings\n"
           "{\"siblings\":[V...],\"clock\":{NODE:COUNTER...},\"ctx\":CTX}; null if missing.\n"
@@ -254,7 +257,8 @@ static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
         }
         if (!c->cmd && (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0 ||
                         strcmp(a, "leave") == 0 || strcmp(a, "remove") == 0 ||
-                        strcmp(a, "transfers") == 0 || strcmp(a, "snapshot") == 0)) {
+                        strcmp(a, "transfers") == 0 || strcmp(a, "snapshot") == 0 ||
+                        strcmp(a, "slowlog") == 0)) {
             *sub_at = i;
             return 0;
         }
@@ -549,6 +553,9 @@ int main(int argc, char **argv)
     if (rc == 0 && sub_at && strcmp(argv[sub_at], "repair") == 0)
         rc =
             moor_repair_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at, argv + sub_at);
+    else if (rc == 0 && sub_at && strcmp(argv[sub_at], "slowlog") == 0)
+        rc = moor_slowlog_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
+                               argv + sub_at);
     else if (rc == 0 && sub_at && strcmp(argv[sub_at], "snapshot") == 0)
         rc = moor_snapshot_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
                                 argv + sub_at);

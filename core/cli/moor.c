@@ -255,10 +255,10 @@ static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
             i += used;
             continue;
         }
-        if (!c->cmd && (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0 ||
-                        strcmp(a, "leave") == 0 || strcmp(a, "remove") == 0 ||
-                        strcmp(a, "transfers") == 0 || strcmp(a, "snapshot") == 0 ||
-                        strcmp(a, "slowlog") == 0)) {
+        if (!c->cmd &&
+            (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0 || strcmp(a, "leave") == 0 ||
+             strcmp(a, "remove") == 0 || strcmp(a, "transfers") == 0 ||
+             strcmp(a, "snapshot") == 0 || strcmp(a, "slowlog") == 0)) {
             *sub_at = i;
             return 0;
         }

@@ -137,10 +137,10 @@ struct op {
     moor_buf_t base;       /* built: this node's record the version was built on */
     size_t slen, klen;     /* space and key, back to back in sk */
     moor_buf_t sk;
-    moor_buf_t ekey;   /* engine key */
-    moor_buf_t rec;    /* write: the version; get: merge of replies so far;
-                        * forward: the _coord params */
-    moor_buf_t result; /* write: the answer on success */
+    moor_buf_t ekey;             /* engine key */
+    moor_buf_t rec;              /* write: the version; get: merge of replies so far;
+                                  * forward: the _coord params */
+    moor_buf_t result;           /* write: the answer on success */
     moor_coord_timing_t *timing; /* the request's, while not answered; NULL: unmeasured */
     uint64_t t_sent;             /* timing: when the first peer request went (mono ns) */
     uint64_t t_local;            /* timing: when this node's own write was queued */

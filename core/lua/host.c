@@ -1011,9 +1011,8 @@ static void call_start(moor_lua_t *h, const char *name, size_t nlen, const char 
     call_run(c, (int)nargs);
 }
 
-int moor_lua_call_timed(moor_lua_t *h, const char *name, size_t nlen, const char *args,
-                        size_t alen, uint32_t nargs, moor_lua_reply_fn reply, void *ud,
-                        uint64_t *run_ns)
+int moor_lua_call_timed(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
+                        uint32_t nargs, moor_lua_reply_fn reply, void *ud, uint64_t *run_ns)
 {
     moor_budget_t *outer = moor_budget_suspend();
 

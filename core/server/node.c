@@ -74,13 +74,13 @@ struct moor_node {
     moor_engine_t *engine;
     moor_lua_t *lua;
     moor_srv_t *srv;
-    moor_cl_t *cl;     /* cluster mode: its coordinator serves get/put/del */
-    moor_solo_t *solo; /* a node alone: the coordinator of a one-member ring */
-    moor_as_t *as;     /* load figures and automatic scaling (autoscale.h) */
-    moor_snap_t *snap; /* the snapshot method (snapshot.h) */
-    moor_slowlog_t *slow;  /* requests over slowlog.threshold_ms (slowlog.h) */
-    struct timed *cur;     /* the client request being dispatched, during its synchronous
-                            * part only: its coordinator op and handler call measure into it */
+    moor_cl_t *cl;        /* cluster mode: its coordinator serves get/put/del */
+    moor_solo_t *solo;    /* a node alone: the coordinator of a one-member ring */
+    moor_as_t *as;        /* load figures and automatic scaling (autoscale.h) */
+    moor_snap_t *snap;    /* the snapshot method (snapshot.h) */
+    moor_slowlog_t *slow; /* requests over slowlog.threshold_ms (slowlog.h) */
+    struct timed *cur;    /* the client request being dispatched, during its synchronous
+                           * part only: its coordinator op and handler call measure into it */
     uv_async_t async;
     uv_prepare_t kick;   /* wakes the log writer once per loop iteration */
     int kick_needed;     /* a deferred write was queued this iteration */
@@ -1135,7 +1135,6 @@ static int method_is(const moor_srv_req_t *req, const char *m)
     return req->rpc.mlen == strlen(m) && memcmp(req->rpc.method, m, req->rpc.mlen) == 0;
 }
 
-
 /* The request's key and space for the slow log: get/put/del's key and
  * opts.space, call's handler name. */
 static void slow_key(const moor_srv_req_t *req, moor_slowlog_entry_t *e)
@@ -1578,7 +1577,8 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
     if (!(n->snap = moor_snap_new(loop, cfg->data_dir, n->engine)) ||
         !(n->slow = moor_slowlog_new(cfg->slowlog_max_len, cfg->slowlog_threshold_us)))
         rc = MOOR_ENOMEM;
-    if (rc || (!moor_config_clustered(&n->cfg) &&
+    if (rc ||
+        (!moor_config_clustered(&n->cfg) &&
          (rc = moor_solo_new(loop, &n->cfg, moor_node_store(n), resolve_hook, n, &n->solo))) ||
         (rc = moor_as_new(loop, &n->cfg, n->engine, &n->as))) {
         if (n->solo)

@@ -16,12 +16,12 @@
 #include "util/mp.h"
 
 struct moor_slowlog {
-    int64_t threshold_us; /* < 0: nothing is logged */
-    uint32_t max_len;     /* >= 1 */
-    uint32_t head;        /* next slot written */
-    uint32_t len;         /* entries kept, <= max_len */
-    uint64_t next_id;     /* ids from 1, never reused */
-    uint64_t total;       /* entries ever added */
+    int64_t threshold_us;       /* < 0: nothing is logged */
+    uint32_t max_len;           /* >= 1 */
+    uint32_t head;              /* next slot written */
+    uint32_t len;               /* entries kept, <= max_len */
+    uint64_t next_id;           /* ids from 1, never reused */
+    uint64_t total;             /* entries ever added */
     moor_slowlog_entry_t *ring; /* max_len slots */
 };
 

@@ -64,9 +64,9 @@ void moor_slowlog_set_key(moor_slowlog_entry_t *e, const void *key, size_t klen)
 /* Entry i counting from the newest (0), or NULL past the end. */
 const moor_slowlog_entry_t *moor_slowlog_get(const moor_slowlog_t *l, uint32_t i);
 
-uint32_t moor_slowlog_len(const moor_slowlog_t *l);      /* entries kept */
-uint64_t moor_slowlog_total(const moor_slowlog_t *l);    /* entries ever added (the
-                                                          * metric moor_slow_requests_total) */
+uint32_t moor_slowlog_len(const moor_slowlog_t *l);   /* entries kept */
+uint64_t moor_slowlog_total(const moor_slowlog_t *l); /* entries ever added (the
+                                                       * metric moor_slow_requests_total) */
 int64_t moor_slowlog_threshold_us(const moor_slowlog_t *l);
 uint32_t moor_slowlog_max_len(const moor_slowlog_t *l);
 void moor_slowlog_reset(moor_slowlog_t *l); /* empties the ring; ids and total go on */

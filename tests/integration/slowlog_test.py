@@ -133,6 +133,40 @@ class SlowlogTest(unittest.TestCase):
         self.assertIsNone(c.call("ping")[0])
         c.close()
 
+    def test_resp(self):
+        """SLOWLOG GET / LEN / RESET on the RESP port, in Redis's reply
+        shape, read with redis-cli (skipped where it is not installed)."""
+        import shutil
+        if not shutil.which("redis-cli"):
+            self.skipTest("redis-cli is not installed")
+        n = moortest.Node(BUILD, tempfile.mkdtemp(prefix="moor-slow-"), "s1")
+        rport = moortest.free_port()
+        n.write_config('slowlog = { threshold_ms = 0 },\n  resp_listen = "127.0.0.1:%d",\n'
+                       '  log = { level = "warn" },' % rport)
+        self.nodes.append(n.start())
+        c = n.conn()
+        self.assertIsNone(c.call("put", "rk", 1)[0])
+        self.assertIsNone(c.call("get", "rk")[0])
+        c.close()
+
+        def redis(*args):
+            p = subprocess.run(["redis-cli", "-p", str(rport), "--no-raw"] + list(args),
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return p.stdout
+
+        self.assertEqual(redis("slowlog", "len").strip(), "(integer) 2")
+        out = redis("slowlog", "get", "1")
+        # [[id, unix time s, duration us, [method, key], client, name]]
+        self.assertIn('1) 1) (integer) 2', out)
+        self.assertIn('"get"', out)
+        self.assertIn('"rk"', out)
+        self.assertIn('"127.0.0.1:', out)
+        self.assertEqual(redis("slowlog", "get", "-1").count('"rk"'), 2)
+        self.assertIn("ERR", redis("slowlog", "nope"))
+        self.assertEqual(redis("slowlog", "reset").strip(), "OK")
+        self.assertEqual(redis("slowlog", "len").strip(), "(integer) 0")
+
     def test_off(self):
         n = node(-1)
         self.nodes.append(n)

@@ -412,7 +412,7 @@ static void node_start(world_t *w, int i, int with_resolver)
     memset(&o, 0, sizeof(o));
     o.node_id = n->id;
     o.idlen = 1;
-    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop};
+    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop, NULL};
     o.transport = (moor_transport_if_t){n, tr_request};
     o.store = (moor_store_if_t){n, st_get, st_put, NULL, NULL};
     o.resolve = with_resolver ? resolve_max : NULL;
@@ -2545,7 +2545,7 @@ static void test_new_rejects(void **state)
     o.node_id = "a";
     o.idlen = 1;
     assert_int_equal(moor_coord_new(&o, &c), MOOR_EINVAL); /* no env */
-    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop};
+    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop, NULL};
     o.transport = (moor_transport_if_t){&w->nodes[0], tr_request};
     o.store = (moor_store_if_t){&w->nodes[0], st_get, st_put, NULL, NULL};
     o.idlen = 0;

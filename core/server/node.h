@@ -90,6 +90,11 @@ void moor_node_leave_cluster(moor_node_t *n, void (*done)(void *ud), void *ud);
  * Can't fail. */
 void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns);
 
+/* The node's slow log (slowlog.h; borrowed while n lives): its
+ * moor_slowlog_total is the metric moor_slow_requests_total. */
+struct moor_slowlog;
+const struct moor_slowlog *moor_node_slowlog(const moor_node_t *n);
+
 /* Wire name of an error code ("KEY_TOO_LARGE", ...). */
 const char *moor_node_err_code(int rc);
 

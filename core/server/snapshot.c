@@ -199,6 +199,8 @@ static int copy_small(job_t *j, const char *dir, const char *name)
 }
 
 /* Removes the .tmp-* directories a crash left (no create runs now). */
+static void make_name(job_t *j);
+
 static void remove_leftovers(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -227,13 +229,19 @@ static void do_create(job_t *j)
         return;
     }
     remove_leftovers(j->s->dir);
-    join3(tmp, sizeof(tmp), j->s->dir, "/.tmp-", j->name);
     join(fin, sizeof(fin), j->s->dir, j->name);
-    if (access(fin, F_OK) == 0) {
-        snprintf(j->msg, sizeof(j->msg), "a snapshot named %s exists already", j->name);
-        j->rc = MOOR_EEXIST;
-        return;
+    /* Two snapshots in one millisecond: the later one takes the next. */
+    for (int tries = 0; access(fin, F_OK) == 0; tries++) {
+        if (tries == 100) {
+            snprintf(j->msg, sizeof(j->msg), "a snapshot named %s exists already", j->name);
+            j->rc = MOOR_EEXIST;
+            return;
+        }
+        usleep(1000);
+        make_name(j);
+        join(fin, sizeof(fin), j->s->dir, j->name);
     }
+    join3(tmp, sizeof(tmp), j->s->dir, "/.tmp-", j->name);
     if ((rc = moor_engine_checkpoint(j->s->engine, tmp, &j->ck))) {
         snprintf(j->msg, sizeof(j->msg), "%s", moor_diag_msg(rc));
         j->rc = rc;

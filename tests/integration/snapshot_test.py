@@ -205,6 +205,13 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(answers[902][2][0], "BUSY")
         self.assertIsNone(c.call("snapshot", {"op": "delete", "name": answers[901][3]["name"]})[0])
 
+        # back to back (maybe within one millisecond): distinct names
+        quick = [c.call("snapshot", {"tag": "q"}) for _ in range(5)]
+        self.assertEqual([e for e, _ in quick], [None] * 5)
+        self.assertEqual(len({r["name"] for _, r in quick}), 5)
+        for _, r in quick:
+            self.assertIsNone(c.call("snapshot", {"op": "delete", "name": r["name"]})[0])
+
         rc, out, errtext = cli(n, "snapshot", "delete", s2["name"])
         self.assertEqual(rc, 0, errtext)
         self.assertFalse(os.path.exists(s2["path"]))

@@ -222,8 +222,6 @@ void op_set_done(op_t *op, moor_coord_done_fn done, void *arg)
     op->answered = done == NULL;
 }
 
-/* Runs done once.  REQUIRES: the caller holds a reference (done may start
- * new calls, and op must outlive it). */
 uint64_t op_mark(const op_t *op)
 {
     if (!op->timing || op->answered || !op->c || !op->c->clock.mono_ns)
@@ -253,6 +251,8 @@ void op_time_replica(op_t *op)
         op->timing->replicas_ns = now - op->t_sent;
 }
 
+/* Runs done once.  REQUIRES: the caller holds a reference (done may start
+ * new calls, and op must outlive it). */
 void op_answer(op_t *op, int code, const char *msg, const char *res, size_t rlen)
 {
     if (op->answered)

@@ -1610,6 +1610,7 @@ void moor_node_set_server(moor_node_t *n, moor_srv_t *s)
 {
     n->srv = s;
 }
+
 const struct moor_slowlog *moor_node_slowlog(const moor_node_t *n)
 {
     return n->slow;

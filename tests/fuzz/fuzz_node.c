@@ -72,8 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * its params). */
         if (moor_rpc_parse(p, (size_t)n, &req, &have_id, &id) == 0 &&
             !(req.mlen == 8 && memcmp(req.method, "snapshot", 8) == 0))
-            moor_node_exec(node, req.method, req.mlen, req.params, req.plen, req.nparams,
-                           &authed, check_answer, NULL);
+            moor_node_exec(node, req.method, req.mlen, req.params, req.plen, req.nparams, &authed,
+                           check_answer, NULL);
         p += n;
     }
     while (moor_node_pending(node) > 0)

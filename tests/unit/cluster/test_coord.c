@@ -2571,8 +2571,8 @@ static void test_timing(void **state)
     moor_coord_put(w->nodes[0].c, &r, timed_done, &t);
     pump(w);
     expect_ok(&t.a);
-    assert_true(t.at.engine_ns > 0);   /* its read of the key and its own write */
-    assert_true(t.at.replicas_ns > 0); /* w = 2: one other replica's ack came first */
+    assert_true(t.at.engine_ns > 0);                /* its read of the key and its own write */
+    assert_true(t.at.replicas_ns > 0);              /* w = 2: one other replica's ack came first */
     assert_int_equal(tm.engine_ns, t.at.engine_ns); /* nothing after the answer */
     assert_int_equal(tm.replicas_ns, t.at.replicas_ns);
 

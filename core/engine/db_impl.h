@@ -144,7 +144,9 @@ int moor_compact_manual(struct moor_engine *e, const char *lo, size_t lolen, con
 
 /* ===== db.c helpers used by compact.c ===== */
 uint64_t moor_db_new_file_number(struct moor_engine *e); /* takes mu */
-/* Deletes commit log segments numbered below log_number. */
+/* Deletes commit log segments numbered below log_number, keeping those a
+ * running checkpoint copies (ckpt_keep_log; the next call deletes them).
+ * Takes mu: REQUIRES it not held. */
 void moor_db_delete_old_logs(struct moor_engine *e, uint64_t log_number);
 
 #endif

@@ -94,6 +94,16 @@ int moor_slowlog_main(const char *addr, const char *token, int timeout_ms, int p
 
     for (int i = 1; i < argc; i++) {
         char *endp;
+        if (!strcmp(argv[i], "--help")) {
+            fputs("usage: moor [-h host:port] [-a token] [--timeout ms] slowlog [--count N] "
+                  "[--json]\n"
+                  "       moor ... slowlog --len | --reset\n"
+                  "The node's requests over slowlog.threshold_ms, newest first (default 10):\n"
+                  "duration, time in the engine, on replicas and in Lua, method, space, client,\n"
+                  "key.  --len: how many are kept; --reset: empty the log.\n",
+                  stderr);
+            return -1; /* help asked for: exit 0 */
+        }
         if (!strcmp(argv[i], "--json")) {
             json = 1;
         } else if (!strcmp(argv[i], "--pretty")) {

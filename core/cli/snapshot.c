@@ -95,7 +95,17 @@ int moor_snapshot_main(const char *addr, const char *token, int timeout_ms, int 
     int json = 0, words = 0, rc;
 
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) {
+        if (!strcmp(argv[i], "--help")) {
+            fputs(
+                "usage: moor [-h host:port] [-a token] [--timeout ms] snapshot [--tag T] [--json]\n"
+                "       moor ... snapshot list [--json]\n"
+                "       moor ... snapshot delete NAME [--json]\n"
+                "A consistent, point-in-time copy of the node's data in\n"
+                "data_dir/snapshots/NAME (tables hard-linked, the commit log copied); list\n"
+                "and delete them.  README \"Snapshots and restore\" says how to restore.\n",
+                stderr);
+            return -1; /* help asked for: exit 0 */
+        } else if (!strcmp(argv[i], "--json")) {
             json = 1;
         } else if (!strcmp(argv[i], "--pretty")) {
             pretty = 1;

@@ -15,6 +15,8 @@
  *     leave | remove ID | transfers         (members.c)
  *     top [options]                         (top.c)
  *     scan [options]                        (scan.c)
+ *     snapshot [--tag T] | snapshot list | snapshot delete NAME  (snapshot.c)
+ *     slowlog [--count N] [--len] [--reset] [--json]               (slowlog.c)
  *     help                                  (as --help)
  * KEY may be replaced by --key-hex HEX (a binary key) or given as
  * {"$bin": "<base64>"}; VALUE is JSON, @FILE, - (stdin) or @@TEXT.
@@ -58,6 +60,8 @@
 #include "cli/scan.h"
 #include "cli/show.h"
 #include "cli/top.h"
+#include "cli/slowlog.h"
+#include "cli/snapshot.h"
 #include "net/client.h"
 #include "util/mp.h"
 #include "util/err.h"
@@ -150,6 +154,9 @@ static int usage(const char *why)
         "        transfers, bytes (the `metrics` method of every member)\n"
         "  scan [--space S] [--prefix P] [--limit N] [--values] [--cursor C] [--page N]\n"
         "       [--r LEVEL] [--json]  the keyspace's keys, one per line (scan --help)\n"
+        "  snapshot [--tag T] [--json]  a point-in-time copy of the node's data, next to it\n"
+        "  snapshot list [--json] | snapshot delete NAME  (README \"Snapshots and restore\")\n"
+        "  slowlog [--count N] [--len] [--reset] [--json]  requests over slowlog.threshold_ms\n"
         "Every command takes --json: its answer as one JSON value on stdout (--pretty\n"
         "indents it); without it, text for a person.\n"
         "KEY: a text key; {\"$bin\":\"<base64>\"} or --key-hex HEX (in place of KEY) for\n"
@@ -299,7 +306,8 @@ static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
         if (!c->cmd && (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0 ||
                         strcmp(a, "leave") == 0 || strcmp(a, "remove") == 0 ||
                         strcmp(a, "transfers") == 0 || strcmp(a, "top") == 0 ||
-                        strcmp(a, "scan") == 0)) {
+                        strcmp(a, "scan") == 0 || strcmp(a, "snapshot") == 0 ||
+                        strcmp(a, "slowlog") == 0)) {
             *sub_at = i;
             return 0;
         }
@@ -853,6 +861,12 @@ int main(int argc, char **argv)
     else if (rc == 0 && sub_at && strcmp(argv[sub_at], "repair") == 0)
         rc =
             moor_repair_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at, argv + sub_at);
+    else if (rc == 0 && sub_at && strcmp(argv[sub_at], "slowlog") == 0)
+        rc = moor_slowlog_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
+                               argv + sub_at);
+    else if (rc == 0 && sub_at && strcmp(argv[sub_at], "snapshot") == 0)
+        rc = moor_snapshot_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
+                                argv + sub_at);
     else if (rc == 0 && sub_at && strcmp(argv[sub_at], "bench") != 0)
         rc = moor_members_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
                                argv + sub_at);

@@ -222,6 +222,35 @@ void op_set_done(op_t *op, moor_coord_done_fn done, void *arg)
     op->answered = done == NULL;
 }
 
+uint64_t op_mark(const op_t *op)
+{
+    if (!op->timing || op->answered || !op->c || !op->c->clock.mono_ns)
+        return 0;
+    return op->c->clock.mono_ns(op->c->clock.ud);
+}
+
+void op_time_engine(op_t *op, uint64_t t0)
+{
+    uint64_t now = t0 ? op_mark(op) : 0;
+
+    if (now > t0)
+        op->timing->engine_ns += now - t0;
+}
+
+void op_time_sent(op_t *op)
+{
+    if (!op->t_sent)
+        op->t_sent = op_mark(op);
+}
+
+void op_time_replica(op_t *op)
+{
+    uint64_t now = op->t_sent ? op_mark(op) : 0;
+
+    if (now > op->t_sent && now - op->t_sent > op->timing->replicas_ns)
+        op->timing->replicas_ns = now - op->t_sent;
+}
+
 /* Runs done once.  REQUIRES: the caller holds a reference (done may start
  * new calls, and op must outlive it). */
 void op_answer(op_t *op, int code, const char *msg, const char *res, size_t rlen)
@@ -443,6 +472,7 @@ op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moor_coord
         return NULL;
     }
     op->timeout_ms = pl->timeout_ms;
+    op->timing = req->timing;
     op->pn = pl->n;
     op->n = op->used = pl->count;
     op->sloppy = pl->sloppy;

@@ -165,6 +165,16 @@ typedef struct moor_coord_opts {
     void *siblings_ud;
 } moor_coord_opts_t;
 
+/* Where a request's time went, for the slow log: the coordinator adds to
+ * it while the request runs and never after answering it, so it may live
+ * in the caller's state of the request.  Measured with clock.mono_ns
+ * (nothing is measured without one). */
+typedef struct moor_coord_timing {
+    uint64_t engine_ns;   /* in this node's store: reads, and its own writes until durable */
+    uint64_t replicas_ns; /* waiting on other replicas: from the first request sent to the
+                           * last answer that came before the reply */
+} moor_coord_timing_t;
+
 typedef struct moor_coord_req {
     const char *space; /* "default" when NULL */
     size_t slen;
@@ -189,6 +199,7 @@ typedef struct moor_coord_req {
      * key's value and never adds a sibling beside it (RESP SET; put/del
      * opts.overwrite).  A ctx given too is merged into it. */
     int overwrite;
+    moor_coord_timing_t *timing; /* NULL: not measured (see moor_coord_timing_t) */
 } moor_coord_req_t;
 
 #define MOOR_COORD_SLOPPY_ON 1

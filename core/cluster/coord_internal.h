@@ -61,6 +61,10 @@
 #define slot_receipt_status moor_coord_slot_receipt_status
 #define parse_get_answer moor_coord_parse_get_answer
 #define op_remaining_ms moor_coord_op_remaining_ms
+#define op_mark moor_coord_op_mark
+#define op_time_engine moor_coord_op_time_engine
+#define op_time_sent moor_coord_op_time_sent
+#define op_time_replica moor_coord_op_time_replica
 #define nil_mp moor_coord_nil_mp
 #define true_mp moor_coord_true_mp
 #define scan_peer moor_coord_scan_peer
@@ -143,6 +147,9 @@ struct op {
                         * sk: space then prefix, klen: the prefix's length) */
     uint32_t limit;    /* scan: keys per page */
     int values;        /* scan: values too */
+    moor_coord_timing_t *timing; /* the request's, while not answered; NULL: unmeasured */
+    uint64_t t_sent;             /* timing: when the first peer request went (mono ns) */
+    uint64_t t_local;            /* timing: when this node's own write was queued */
     slot_t slot[];
 };
 
@@ -245,6 +252,14 @@ int parse_get_answer(int *status, const char *res, size_t rlen, const char **rec
  * out: a map gains the field, nil becomes {values = [], receipt}, true
  * becomes {receipt}.  0 or MOOR_ENOMEM. */
 int pack_receipt_result(const op_t *op, const char *res, size_t rlen, moor_buf_t *out);
+/* Timing of a measured op (op->timing), which stops once it answered:
+ * op_mark is the clock's mono ns (0 when op is not measured now);
+ * op_time_engine adds the time since mark t0 to engine_ns; op_time_sent
+ * notes the first peer request; op_time_replica a peer's answer. */
+uint64_t op_mark(const op_t *op);
+void op_time_engine(op_t *op, uint64_t t0);
+void op_time_sent(op_t *op);
+void op_time_replica(op_t *op);
 /* Time left before op's deadline (at least 1), or its timeout_ms if none. */
 uint32_t op_remaining_ms(const op_t *op);
 

@@ -262,6 +262,7 @@ static void get_peer_reply(void *arg, int status, const char *res, size_t rlen)
     uint32_t n;
     int state = parse_get_answer(&status, res, rlen, &rec, &n);
 
+    op_time_replica(op);
     get_slot_done(op, s, state, rec, n, status);
     op_unref(op);
 }
@@ -271,8 +272,10 @@ static void get_local(op_t *op, slot_t *s)
 {
     moor_coord_t *c = op->c;
     moor_buf_t cur = MOOR_BUF_INIT;
+    uint64_t t0 = op_mark(op);
     int rc = c->store.get(c->store.ud, op->ekey.data, op->ekey.len, &cur);
 
+    op_time_engine(op, t0);
     if (rc == MOOR_ENOTFOUND)
         get_slot_done(op, s, SLOT_MISSING, NULL, 0, 0);
     else
@@ -312,6 +315,7 @@ void moor_coord_get(moor_coord_t *c, const moor_coord_req_t *req, moor_coord_don
         if (s->self)
             continue;
         op->refs++;
+        op_time_sent(op);
         if (rc == 0)
             rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 1,
                                op->timeout_ms, get_peer_reply, s);

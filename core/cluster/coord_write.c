@@ -83,8 +83,10 @@ static int build_write(moor_coord_t *c, op_t *op, const char *ctx, size_t ctxlen
     const moor_buf_t *base = &cur; /* the record to build on; empty: none */
     moor_record_t *r = NULL;
     uint32_t warn, max, nsib = 0;
+    uint64_t t0 = op_mark(op);
     int rc = c->store.get(c->store.ud, op->ekey.data, op->ekey.len, &cur);
 
+    op_time_engine(op, t0);
     if (rc == MOOR_ENOTFOUND)
         cur.len = 0;
     else if (rc)
@@ -208,6 +210,8 @@ static int write_to(op_t *op, slot_t *s, uint32_t timeout_ms)
     moor_buf_t params = MOOR_BUF_INIT;
     int rc;
 
+    if (s->self)
+        op->t_local = op_mark(op);
     if (s->self && !s->fblen && op->built) {
         op->built = 0;
         rc = c->store.put(c->store.ud, op->ekey.data, op->ekey.len, op->rec.data, op->rec.len,
@@ -228,9 +232,11 @@ static int write_to(op_t *op, slot_t *s, uint32_t timeout_ms)
                                        op->sk.data + op->slen, op->klen, op->rec.data, op->rec.len,
                                        write_local_done_fn, s)
                          : moor_diag(MOOR_EUNAVAIL, "this node keeps no hints");
-    else if ((rc = pack_params(op, &op->rec, s->fb, s->fblen, &params)) == 0)
+    else if ((rc = pack_params(op, &op->rec, s->fb, s->fblen, &params)) == 0) {
+        op_time_sent(op);
         rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_put", params.data, params.len, 1,
                            timeout_ms, write_peer_reply, s);
+    }
     if (rc == MOOR_ETOOLARGE)
         moor_log_warn("a record of %zu bytes in space '%.*s' is over the frame limit: not "
                       "replicated to '%.*s'",
@@ -293,6 +299,7 @@ static void write_peer_reply(void *arg, int status, const char *res, size_t rlen
 
     if (status == 0 && !(rlen == 1 && (unsigned char)res[0] == 0xc3))
         status = MOOR_EPROTO;
+    op_time_replica(op);
     write_slot_done(op, s, status);
     op_unref(op);
 }
@@ -302,6 +309,7 @@ static void write_local_done_fn(void *arg, int status)
     slot_t *s = arg;
     op_t *op = s->op;
 
+    op_time_engine(op, op->t_local);
     write_slot_done(op, s, status);
     op_unref(op);
 }
@@ -515,6 +523,7 @@ static void blind_read_reply(void *arg, int status, const char *res, size_t rlen
     uint32_t n;
     int state = parse_get_answer(&status, res, rlen, &rec, &n);
 
+    op_time_replica(op);
     blind_read_slot(op, s, state != SLOT_FAILED, rec, n);
     op_unref(op);
 }
@@ -566,6 +575,7 @@ static void blind_read(op_t *op, uint32_t r, const char *value, size_t vlen, int
         if (s->self)
             continue;
         op->refs++;
+        op_time_sent(op);
         if (rc == 0)
             rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_get", params.data, params.len, 1, rms,
                                blind_read_reply, s);
@@ -685,6 +695,7 @@ static void forward_next(op_t *op)
             continue;
         op->tries++;
         op->refs++;
+        op_time_sent(op);
         rc = c->tr.request(c->tr.ud, s->id, s->idlen, "_coord", op->rec.data, op->rec.len, 1,
                            op->timeout_ms, forward_reply, s);
         if (rc == 0)
@@ -708,6 +719,7 @@ static void forward_reply(void *arg, int status, const char *res, size_t rlen)
         op_unref(op);
         return;
     }
+    op_time_replica(op);
     if (status == 0 && rlen && moor_mp_skip(&p, res + rlen, MOOR_MP_MAX_DEPTH) == 0 &&
         p == res + rlen) {
         op_answer(op, 0, NULL, res, rlen);

@@ -27,6 +27,9 @@ typedef struct moor_clock_if {
      * nonzero id, or 0 when it cannot (then cb never runs). */
     uint64_t (*timer_start)(void *ud, uint64_t delay_ms, moor_timer_fn cb, void *arg);
     void (*timer_stop)(void *ud, uint64_t id); /* no-op for a fired/unknown id */
+    /* Monotonic ns for measuring only (where a request's time went, the
+     * slow log), never for decisions; NULL: nothing is measured. */
+    uint64_t (*mono_ns)(void *ud);
 } moor_clock_if_t;
 
 /* Answer of a peer request: status 0 with the encoded MessagePack result,

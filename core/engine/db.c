@@ -131,9 +131,16 @@ static int file_kind(const char *name, uint64_t *num)
 
 void moor_db_delete_old_logs(struct moor_engine *e, uint64_t log_number)
 {
-    DIR *d = opendir(e->dir);
+    DIR *d;
     struct dirent *de;
     uint64_t n;
+
+    /* A checkpoint copying segments keeps them until the next flush. */
+    pthread_mutex_lock(&e->mu);
+    if (e->ckpt_running && e->ckpt_keep_log < log_number)
+        log_number = e->ckpt_keep_log;
+    pthread_mutex_unlock(&e->mu);
+    d = opendir(e->dir);
 
     while (d && (de = readdir(d))) {
         if (file_kind(de->d_name, &n) == FILE_WAL && n < log_number) {

@@ -81,6 +81,9 @@ struct moor_engine {
     int bg_nospace_said;                   /* [mu] this episode was logged */
     int closing;                           /* [mu] */
     int flush_req;                         /* [mu] a caller waits for frozen == 0 */
+    int ckpt_running;                      /* [mu] a checkpoint is copying (checkpoint.c) */
+    uint64_t ckpt_keep_log;                /* [mu] while ckpt_running: log segments numbered
+                                            * from here on are not deleted */
     /* [mu] manual compaction request; the bg thread sets manual_done */
     int manual_pending, manual_done, manual_status;
     char *manual_lo, *manual_hi;
@@ -141,7 +144,9 @@ int moor_compact_manual(struct moor_engine *e, const char *lo, size_t lolen, con
 
 /* ===== db.c helpers used by compact.c ===== */
 uint64_t moor_db_new_file_number(struct moor_engine *e); /* takes mu */
-/* Deletes commit log segments numbered below log_number. */
+/* Deletes commit log segments numbered below log_number, keeping those a
+ * running checkpoint copies (ckpt_keep_log; the next call deletes them).
+ * Takes mu: REQUIRES it not held. */
 void moor_db_delete_old_logs(struct moor_engine *e, uint64_t log_number);
 
 #endif

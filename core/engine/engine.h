@@ -188,6 +188,29 @@ int moor_engine_compact_range(moor_engine_t *e, const void *lo, size_t lolen, co
 
 void moor_engine_stats(moor_engine_t *e, moor_engine_stats_t *out);
 
+/* What a checkpoint wrote. */
+typedef struct moor_engine_checkpoint {
+    uint32_t tables;       /* tables in it (hard links, or copies across filesystems) */
+    uint64_t linked_bytes; /* bytes of tables hard-linked: shared with the live data */
+    uint64_t copied_bytes; /* bytes copied: the commit log not yet in a table (and any
+                            * table that could not be linked) */
+    uint64_t last_seq;     /* the last write in it */
+    uint64_t us;           /* time taken */
+} moor_engine_checkpoint_t;
+
+/* Writes a consistent, point-in-time copy of the database into the new
+ * directory dir (created here; put it on the engine's filesystem so that
+ * tables can be hard-linked): links to every live table, a MANIFEST of
+ * exactly those, and copies of the commit log segments not yet in a
+ * table, cut after the last write made before the call.  Every write
+ * acknowledged before the call is in it, none begun after it;
+ * moor_engine_open(dir) recovers it like any database.  Writers are not
+ * stopped; the call blocks on disk (a log sync, copies, fsyncs): never
+ * call it on an event loop.  0 with *out filled, or MOOR_EEXIST (dir
+ * exists), MOOR_EBUSY (another checkpoint of e runs), MOOR_ENOSPC (disk
+ * full), another error; on error dir is removed. */
+int moor_engine_checkpoint(moor_engine_t *e, const char *dir, moor_engine_checkpoint_t *out);
+
 /* TEST: replaces the wall clock used for tombstone timestamps and grace.
  * fn NULL restores the real clock. */
 void moor_engine_set_clock_TEST(moor_engine_t *e, uint64_t (*fn)(void));

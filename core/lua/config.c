@@ -48,6 +48,8 @@ void moor_config_default(moor_config_t *c)
     c->log_level = MOOR_LOG_INFO;
     c->handler_instructions = 10000000;
     c->handler_timeout_ms = 1000;
+    c->slowlog_threshold_us = 10000;
+    c->slowlog_max_len = 128;
     c->handler_memory = 128 * MIB;
     c->vnodes = 64;
     c->request_timeout_ms = 2000;
@@ -655,6 +657,15 @@ int moor_config_from_lua(lua_State *L, int idx, moor_config_t *c)
             c->hints_max_mb = (unsigned)v;
         if (rc >= 0 && (rc = get_num(L, -1, "hints.", "rate_kb_s", 1, 10485760, &v)) > 0)
             c->hints_rate_kb_s = (unsigned)v;
+        lua_pop(L, 1);
+        TRY(rc);
+    }
+    if (sub(L, idx, "slowlog")) {
+        rc = get_num(L, -1, "slowlog.", "threshold_ms", -1, 3600000, &v);
+        if (rc > 0) /* any negative turns it off */
+            c->slowlog_threshold_us = v < 0 ? -1 : (int64_t)(v * 1000);
+        if (rc >= 0 && (rc = get_num(L, -1, "slowlog.", "max_len", 1, 100000, &v)) > 0)
+            c->slowlog_max_len = (unsigned)v;
         lua_pop(L, 1);
         TRY(rc);
     }

@@ -70,6 +70,8 @@ typedef struct moor_config {
     unsigned hints_window_s; /* hints = { window_s = 10800, max_mb = 512, rate_kb_s = 8192 } */
     unsigned hints_max_mb;
     unsigned hints_rate_kb_s;
+    int64_t slowlog_threshold_us; /* slowlog = { threshold_ms = 10, max_len = 128 }; < 0: off */
+    unsigned slowlog_max_len;
     moor_gossip_params_t gossip; /* moor.gossip{...} */
     int resp_on;                 /* resp_listen given: a RESP2 port */
     char resp_host[64];          /* resp_listen = "host:port" */

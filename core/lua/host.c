@@ -104,6 +104,7 @@ typedef struct call {
     uv_timer_t timer; /* wall-clock budget while waiting on kv; closing frees the call */
     moor_lua_reply_fn reply;
     void *ud;
+    uint64_t *run_ns;  /* the caller's: Lua run time is added until the reply; may be NULL */
     int co_clean;      /* co returned normally: empty and reusable */
     struct call *next; /* in h->pool */
 } call_t;
@@ -266,6 +267,7 @@ static void call_finish(call_t *c, const char *errcode, const char *errmsg, cons
     moor_lua_reply_fn reply = c->reply;
     void *ud = c->ud;
 
+    c->run_ns = NULL; /* the caller's may go with the reply */
     slot_free(h, c);
     h->inflight--;
     c->token = 0;
@@ -396,13 +398,17 @@ static void call_run(call_t *c, int nargs)
     moor_lua_t *h = c->h;
     call_t *prev = h->running;
     moor_budget_t *pb;
+    uint64_t t0;
     int st, top = lua_gettop(h->L);
 
     h->running = c;
     lua_rawgeti(h->L, LUA_REGISTRYINDEX, c->env_ref);
     moor_sandbox_switch(h->L, -1); /* pushes the environment to go back to */
     pb = moor_budget_enter(c->co, &c->budget, 1);
+    t0 = c->run_ns ? uv_hrtime() : 0;
     st = lua_resume(c->co, nargs);
+    if (c->run_ns)
+        *c->run_ns += uv_hrtime() - t0;
     moor_budget_leave(c->co, pb);
     moor_sandbox_switch(h->L, top + 2);
     lua_settop(h->L, top);
@@ -944,6 +950,7 @@ static call_t *call_new(moor_lua_t *h, const char *name, size_t nlen, moor_lua_r
     c->h = h;
     c->reply = reply;
     c->ud = ud;
+    c->run_ns = NULL;
     c->env_ref = LUA_NOREF;
     c->token = 0;
     c->op = c->in_kv = c->sync_done = c->co_clean = 0;
@@ -976,7 +983,7 @@ static int push_args(call_t *c, const char *args, size_t alen, uint32_t nargs)
 }
 
 static void call_start(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
-                       uint32_t nargs, moor_lua_reply_fn reply, void *ud)
+                       uint32_t nargs, moor_lua_reply_fn reply, void *ud, uint64_t *run_ns)
 {
     lua_State *L = h->L;
     call_t *c;
@@ -1007,6 +1014,7 @@ static void call_start(moor_lua_t *h, const char *name, size_t nlen, const char 
                      (unsigned)entry_num(L, -1, "timeout_ms", h->def_timeout_ms), &h->heap);
     moor_sandbox_push_own_env(L, MOOR_SANDBOX_HANDLER, name, nlen);
     c->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    c->run_ns = run_ns;
     if (!c->co) {
         c->co = lua_newthread(L);
         c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1021,15 +1029,21 @@ static void call_start(moor_lua_t *h, const char *name, size_t nlen, const char 
     call_run(c, (int)nargs);
 }
 
-int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
-                  uint32_t nargs, moor_lua_reply_fn reply, void *ud)
+int moor_lua_call_timed(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
+                        uint32_t nargs, moor_lua_reply_fn reply, void *ud, uint64_t *run_ns)
 {
     moor_budget_t *outer = moor_budget_suspend();
 
     h->stats.handler_calls++;
-    call_start(h, name, nlen, args, alen, nargs, reply, ud);
+    call_start(h, name, nlen, args, alen, nargs, reply, ud, run_ns);
     moor_budget_resume(h->L, outer);
     return 0;
+}
+
+int moor_lua_call(moor_lua_t *h, const char *name, size_t nlen, const char *args, size_t alen,
+                  uint32_t nargs, moor_lua_reply_fn reply, void *ud)
+{
+    return moor_lua_call_timed(h, name, nlen, args, alen, nargs, reply, ud, NULL);
 }
 
 /* ---- resolvers ----------------------------------------------------------------- */

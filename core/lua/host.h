@@ -84,6 +84,12 @@ int moor_lua_set_arg(moor_lua_t *L, const char *key, const char *value);
 int moor_lua_call(moor_lua_t *L, const char *name, size_t nlen, const char *args, size_t alen,
                   uint32_t nargs, moor_lua_reply_fn reply, void *ud);
 
+/* moor_lua_call that also adds to *run_ns the time the handler spent
+ * running Lua (every resume of its coroutine, not its waits on kv), up
+ * to the moment reply runs and never after: *run_ns may live in ud. */
+int moor_lua_call_timed(moor_lua_t *L, const char *name, size_t nlen, const char *args, size_t alen,
+                        uint32_t nargs, moor_lua_reply_fn reply, void *ud, uint64_t *run_ns);
+
 /* Resumes the coroutine waiting on token (ignored if it was abandoned). */
 void moor_lua_kv_done(moor_lua_t *L, uint64_t token, const char *errcode, const char *errmsg,
                       const char *result, size_t rlen);

@@ -880,6 +880,11 @@ void moor_srv_conn_set_app(moor_srv_conn_t *c, unsigned v)
     c->app = v;
 }
 
+const char *moor_srv_conn_addr(const moor_srv_conn_t *c)
+{
+    return c->addr;
+}
+
 int moor_srv_conn_authed(const moor_srv_conn_t *c)
 {
     return c->authed;

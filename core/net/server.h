@@ -145,6 +145,10 @@ void moor_srv_reply_error(moor_srv_req_t *req, const char *code, const char *msg
  * of memory closes the connection. */
 void moor_srv_reply_resp(moor_srv_req_t *req, const char *data, size_t len);
 
+/* The client's "ip:port" (borrowed while c lives): for logs and the slow
+ * log. */
+const char *moor_srv_conn_addr(const moor_srv_conn_t *c);
+
 /* Per-connection authentication state (for `auth` and NOAUTH): the
  * application's flags, stored as given (two bits).  Non-zero flags meet
  * the auth deadline of a client-slot connection. */

@@ -264,9 +264,15 @@ fail:
     return moor_diag(MOOR_ENOMEM, "uvenv: out of memory");
 }
 
+static uint64_t env_mono_ns(void *ud)
+{
+    (void)ud;
+    return uv_hrtime();
+}
+
 moor_clock_if_t moor_uvenv_clock(moor_uvenv_t *e)
 {
-    moor_clock_if_t c = {e, env_now_ms, env_timer_start, env_timer_stop};
+    moor_clock_if_t c = {e, env_now_ms, env_timer_start, env_timer_stop, env_mono_ns};
     return c;
 }
 

@@ -33,11 +33,11 @@ const double MOOR_METRICS_BOUNDS[MOOR_METRICS_NBOUNDS] = {
 
 #define NBUCKETS (MOOR_METRICS_NBOUNDS + 1)
 
-static const char *const METHODS[] = {"get",    "put",       "del",   "call",    "ping",
-                                      "info",   "ring",      "where", "repair",  "leave",
-                                      "remove", "transfers", "load",  "metrics", "other"};
+static const char *const METHODS[] = {
+    "get",    "put",       "del",  "call",    "ping", "info",     "ring",    "where", "repair",
+    "leave",  "remove",    "transfers", "load", "metrics", "scan", "snapshot", "slowlog", "other"};
 #define NMETHODS ((int)(sizeof(METHODS) / sizeof(METHODS[0])))
-enum { M_GET = 0, M_PUT = 1, M_DEL = 2, M_WHERE = 7 }; /* indexes into METHODS */
+enum { M_GET = 0, M_PUT = 1, M_DEL = 2, M_WHERE = 7, M_SCAN = 14 }; /* indexes into METHODS */
 #define METHOD_OTHER (NMETHODS - 1)
 
 enum { T_COUNTER, T_GAUGE, T_HISTOGRAM };
@@ -124,6 +124,10 @@ static const collect_t COLLECT[] = {
     {"engine.no_space", "moor_engine_no_space", T_GAUGE, NULL, 1, "1 while the disk is full."},
     {"engine.read_only", "moor_engine_read_only", T_GAUGE, NULL, 1,
      "1 once a background failure made the engine read-only."},
+    {"slowlog.total", "moor_slow_requests_total", T_COUNTER, NULL, 1,
+     "Requests and handler calls over slowlog.threshold_ms (README \"Slow log\")."},
+    {"slowlog.len", "moor_slowlog_entries", T_GAUGE, NULL, 1,
+     "Entries kept in the slow log's ring."},
     {"siblings.warned", "moor_sibling_warnings_total", T_COUNTER, NULL, 1,
      "Writes that left more than sibling_warn siblings."},
     {"siblings.refused", "moor_sibling_refusals_total", T_COUNTER, NULL, 1,
@@ -256,12 +260,14 @@ int moor_metrics_space(const moor_metrics_t *m, int method, const char *params, 
     const char *p = params, *end = params + plen, *k, *v;
     uint32_t n, kl, vl;
 
-    /* Only these take opts: put(key, value, opts), the others (key,
-     * opts).  A value that happens to be a map with a "space" key is not
-     * an opts map. */
-    uint32_t at = method == M_PUT ? 3 : 2;
+    /* Only these take opts: put(key, value, opts), scan(opts), the others
+     * (key, opts).  A value that happens to be a map with a "space" key is
+     * not an opts map. */
+    uint32_t at = method == M_PUT ? 3 : method == M_SCAN ? 1 : 2;
 
-    if ((method != M_GET && method != M_PUT && method != M_DEL && method != M_WHERE) || np < at)
+    if ((method != M_GET && method != M_PUT && method != M_DEL && method != M_WHERE &&
+         method != M_SCAN) ||
+        np < at)
         return m->def_space;
     for (uint32_t i = 0; i + 1 < at; i++)
         if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))

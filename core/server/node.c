@@ -28,6 +28,8 @@
 #include "autoscale.h"
 #include "cluster.h"
 #include "solo.h"
+#include "slowlog.h"
+#include "snapshot.h"
 #include "loadstat.h"
 #include "metrics.h"
 #include "cluster/fields.h"
@@ -56,16 +58,33 @@ struct wdone {
     void *sarg;
 };
 
+/* A client request on its way: its kind and start, for the load figures
+ * (loadstat.h) and the registry (metrics.h) when it is answered, and where
+ * its time went, for the slow log (slowlog.h). */
+typedef struct timed {
+    struct moor_node *n;
+    moor_srv_req_t *req;
+    uint64_t t0_ns;
+    int kind;
+    moor_coord_timing_t tm; /* engine and replicas (the coordinator's op) */
+    uint64_t lua_ns;        /* running Lua (a handler call) */
+    int method, space;      /* metrics.h labels */
+} timed_t;
+
 struct moor_node {
     uv_loop_t *loop;
     moor_config_t cfg;
     moor_engine_t *engine;
     moor_lua_t *lua;
     moor_srv_t *srv;
-    moor_cl_t *cl;     /* cluster mode: its coordinator serves get/put/del */
-    moor_solo_t *solo; /* a node alone: the coordinator of a one-member ring */
-    moor_as_t *as;     /* load figures and automatic scaling (autoscale.h) */
     moor_metrics_t *metrics; /* the registry: /metrics, `metrics`, info (metrics.h) */
+    moor_cl_t *cl;        /* cluster mode: its coordinator serves get/put/del */
+    moor_solo_t *solo;    /* a node alone: the coordinator of a one-member ring */
+    moor_as_t *as;        /* load figures and automatic scaling (autoscale.h) */
+    moor_snap_t *snap;    /* the snapshot method (snapshot.h) */
+    moor_slowlog_t *slow; /* requests over slowlog.threshold_ms (slowlog.h) */
+    struct timed *cur;    /* the client request being dispatched, during its synchronous
+                           * part only: its coordinator op and handler call measure into it */
     uv_async_t async;
     uv_prepare_t kick;   /* wakes the log writer once per loop iteration */
     int kick_needed;     /* a deferred write was queued this iteration */
@@ -394,6 +413,7 @@ static void kv_call(moor_node_t *n, int op, const char *key, uint32_t klen, cons
     req.receipt = o->receipt;
     req.overwrite = o->overwrite;
     req.sloppy = sp->sloppy ? MOOR_COORD_SLOPPY_ON : MOOR_COORD_SLOPPY_OFF;
+    req.timing = n->cur ? &n->cur->tm : NULL;
     if (op == 0)
         moor_coord_get(coord_of(n), &req, kv_done, c);
     else if (op == 1)
@@ -582,7 +602,16 @@ static void pack_info(moor_node_t *n, moor_buf_t *out)
         moor_lua_stats(n->lua, &ls);
     moor_buf_reset(out);
     moor_mp_packer_init(&pk, out);
-    msgpack_pack_map(&pk, n->cl ? 14 : 10);
+    msgpack_pack_map(&pk, n->cl ? 15 : 11);
+    msgpack_pack_str_with_body(&pk, "slowlog", 7);
+    msgpack_pack_map(&pk, 4);
+    pack_kv_u64(&pk, "len", moor_slowlog_len(n->slow));
+    pack_kv_u64(&pk, "total", moor_slowlog_total(n->slow));
+    msgpack_pack_str_with_body(&pk, "threshold_ms", 12);
+    msgpack_pack_double(&pk, moor_slowlog_threshold_us(n->slow) < 0
+                                 ? -1.0
+                                 : (double)moor_slowlog_threshold_us(n->slow) / 1000.0);
+    pack_kv_u64(&pk, "max_len", moor_slowlog_max_len(n->slow));
     msgpack_pack_str_with_body(&pk, "load", 4);
     moor_as_pack_load(n->as, &pk);
     msgpack_pack_str_with_body(&pk, "autoscale", 9);
@@ -1111,7 +1140,8 @@ static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
         fail(n, done, ud, MOOR_ENOHANDLER, "no Lua host");
         return;
     }
-    moor_lua_call(n->lua, name, nlen, p, (size_t)(end - p), np - 1, done, ud);
+    moor_lua_call_timed(n->lua, name, nlen, p, (size_t)(end - p), np - 1, done, ud,
+                        n->cur ? &n->cur->lua_ns : NULL);
 }
 
 /* `load`: every member's last load figures (autoscale.h). */
@@ -1130,6 +1160,46 @@ int moor_node_pack_load(moor_node_t *n, moor_buf_t *out)
 {
     moor_buf_reset(out);
     return moor_as_pack_cluster_load(n->as, out);
+}
+
+/* slowlog [{op = "get" | "len" | "reset", count}] (README "Slow log") */
+static void do_slowlog(moor_node_t *n, const char *p, const char *end, uint32_t np,
+                       moor_node_done_fn done, void *ud)
+{
+    moor_field_t f[2] = {{"op", 0, 0}, {"count", 0, 0}};
+    const char *why = NULL, *op = "get";
+    uint32_t oplen = 3;
+    uint64_t count = 10;
+    msgpack_packer pk;
+    int rc;
+
+    if (np > 1 || (np == 1 && (why = moor_fields_read(p, (size_t)(end - p), 1, f, 2))))
+        why = why ? why : "slowlog takes at most one map param {op, count}";
+    else if (!moor_field_nil(&f[0]) && moor_field_strbin(&f[0], &op, &oplen))
+        why = "slowlog: op must be \"get\", \"len\" or \"reset\"";
+    else if (!moor_field_nil(&f[1]) && (moor_field_uint(&f[1], &count) || count > 1000000))
+        why = "slowlog: count must be an integer in 0..1000000";
+    if (why) {
+        fail(n, done, ud, MOOR_EINVAL, why);
+        return;
+    }
+    moor_buf_reset(&n->out);
+    moor_mp_packer_init(&pk, &n->out);
+    if (oplen == 3 && !memcmp(op, "get", 3)) {
+        if ((rc = moor_slowlog_pack(n->slow, (uint32_t)count, &n->out))) {
+            fail(n, done, ud, rc, NULL);
+            return;
+        }
+    } else if (oplen == 3 && !memcmp(op, "len", 3)) {
+        msgpack_pack_uint32(&pk, moor_slowlog_len(n->slow));
+    } else if (oplen == 5 && !memcmp(op, "reset", 5)) {
+        moor_slowlog_reset(n->slow);
+        msgpack_pack_true(&pk);
+    } else {
+        fail(n, done, ud, MOOR_EINVAL, "slowlog: op must be \"get\", \"len\" or \"reset\"");
+        return;
+    }
+    done(ud, NULL, NULL, n->out.data, n->out.len);
 }
 
 void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char *params,
@@ -1180,6 +1250,10 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_load(n, done, ud);
     else if (IS("metrics"))
         do_metrics(n, done, ud);
+    else if (IS("snapshot"))
+        moor_snap_exec(n->snap, params, plen, np, done, ud);
+    else if (IS("slowlog"))
+        do_slowlog(n, params, end, np, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);
@@ -1230,24 +1304,74 @@ static int method_is(const moor_srv_req_t *req, const char *m)
     return req->rpc.mlen == strlen(m) && memcmp(req->rpc.method, m, req->rpc.mlen) == 0;
 }
 
-/* A client request on its way: its kind and start, for the load figures
- * (loadstat.h) when it is answered. */
-typedef struct timed {
-    moor_node_t *n;
-    moor_srv_req_t *req;
-    uint64_t t0_ns;
-    int kind;
-    int method, space; /* metrics.h labels */
-} timed_t;
+/* The request's key and space for the slow log: get/put/del's key and
+ * opts.space, call's handler name. */
+static void slow_key(const moor_srv_req_t *req, moor_slowlog_entry_t *e)
+{
+    const char *p = req->rpc.params, *end = p + req->rpc.plen, *s;
+    uint32_t n, len, left = req->rpc.nparams;
+    int kv = method_is(req, "get") || method_is(req, "put") || method_is(req, "del");
+
+    if (!left || !(kv || method_is(req, "call")) || moor_mp_read_strbin(&p, end, &s, &len))
+        return;
+    moor_slowlog_set_key(e, s, len);
+    if (!kv)
+        return;
+    snprintf(e->space, sizeof(e->space), "default");
+    left--;
+    if (method_is(req, "put") && left && moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) == 0)
+        left--;
+    if (left != 1 || moor_mp_read_map(&p, end, &n))
+        return;
+    while (n--) {
+        const char *k;
+        uint32_t kl;
+        if (moor_mp_read_str(&p, end, &k, &kl))
+            return;
+        if (kl == 5 && !memcmp(k, "space", 5) && moor_mp_read_strbin(&p, end, &s, &len) == 0) {
+            snprintf(e->space, sizeof(e->space), "%.*s", (int)(len < 63 ? len : 63), s);
+            return;
+        }
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return;
+    }
+}
+
+/* A request over slowlog.threshold_ms into the log (slowlog.h). */
+static void slow_record(moor_node_t *n, const timed_t *t, uint64_t dur_ns)
+{
+    moor_slowlog_entry_t e;
+    const moor_srv_req_t *req = t->req;
+
+    memset(&e, 0, sizeof(e));
+    e.time_ms = moor_clock_wall_ms() - dur_ns / 1000000;
+    e.duration_us = dur_ns / 1000;
+    e.engine_us = t->tm.engine_ns / 1000;
+    e.replicas_us = t->tm.replicas_ns / 1000;
+    e.lua_us = t->lua_ns / 1000;
+    snprintf(e.method, sizeof(e.method), "%.*s",
+             (int)(req->rpc.mlen < sizeof(e.method) - 1 ? req->rpc.mlen : sizeof(e.method) - 1),
+             req->rpc.method);
+    snprintf(e.client, sizeof(e.client), "%s", moor_srv_conn_addr(req->conn));
+    slow_key(req, &e);
+    moor_slowlog_add(n->slow, &e);
+}
 
 static void reply_timed(void *ud, const char *errcode, const char *errmsg, const char *result,
                         size_t rlen)
 {
     timed_t *t = ud;
+    moor_node_t *n = t->n;
+    uint64_t dur_ns = uv_hrtime() - t->t0_ns;
 
-    if (t->n->as)
-        moor_as_request(t->n->as, t->kind, t->t0_ns);
-    moor_metrics_request(t->n->metrics, t->method, t->space, errcode, uv_hrtime() - t->t0_ns);
+    if (n->cur == t) /* answered in its synchronous part */
+        n->cur = NULL;
+    if (n->as)
+        moor_as_request(n->as, t->kind, t->t0_ns);
+    moor_metrics_request(n->metrics, t->method, t->space, errcode, dur_ns);
+    /* Reading the log is not logged: it would fill it with itself. */
+    if (moor_slowlog_over(n->slow, dur_ns / 1000) && !method_is(t->req, "slowlog"))
+        slow_record(n, t, dur_ns);
     reply_srv(t->req, errcode, errmsg, result, rlen);
     free(t);
 }
@@ -1292,8 +1416,12 @@ void moor_node_dispatch(void *node, moor_srv_req_t *req)
             t->method = moor_metrics_method(req->rpc.method, req->rpc.mlen);
             t->space = moor_metrics_space(n->metrics, t->method, req->rpc.params,
                                           req->rpc.plen, req->rpc.nparams);
+            memset(&t->tm, 0, sizeof(t->tm));
+            t->lua_ns = 0;
+            n->cur = t;
             moor_node_exec(n, req->rpc.method, req->rpc.mlen, req->rpc.params, req->rpc.plen,
                            req->rpc.nparams, &authed, reply_timed, t);
+            n->cur = NULL;
             return;
         }
     }
@@ -1330,6 +1458,7 @@ int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32
     lua_kv_t *k = malloc(sizeof(*k));
     int authed = MOOR_NODE_AUTH_CLIENT; /* handlers run inside the node, as a client */
     static const char *names[] = {"", "get", "put", "del"};
+    struct timed *cur;
 
     if (!k)
         return MOOR_ENOMEM;
@@ -1339,7 +1468,12 @@ int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32
     }
     k->n = n;
     k->token = token;
+    /* A handler's kv may outlive the request that started the handler
+     * (its call can time out first): it measures into nothing. */
+    cur = n->cur;
+    n->cur = NULL;
     moor_node_exec(n, names[op], strlen(names[op]), params, plen, nparams, &authed, reply_lua, k);
+    n->cur = cur;
     return 0;
 }
 
@@ -1616,11 +1750,17 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         return rc;
     }
     mark_repair(n);
-    if ((!moor_config_clustered(&n->cfg) &&
+    if (!(n->snap = moor_snap_new(loop, cfg->data_dir, n->engine)) ||
+        !(n->slow = moor_slowlog_new(cfg->slowlog_max_len, cfg->slowlog_threshold_us)))
+        rc = MOOR_ENOMEM;
+    if (rc ||
+        (!moor_config_clustered(&n->cfg) &&
          (rc = moor_solo_new(loop, &n->cfg, moor_node_store(n), resolve_hook, n, &n->solo))) ||
         (rc = moor_as_new(loop, &n->cfg, n->engine, &n->as))) {
         if (n->solo)
             moor_solo_close(n->solo, NULL, NULL);
+        moor_snap_free(n->snap);
+        moor_slowlog_free(n->slow);
         moor_engine_close(n->engine);
         moor_metrics_free(n->metrics);
         moor_batch_free(n->batch);
@@ -1647,6 +1787,12 @@ void moor_node_set_server(moor_node_t *n, moor_srv_t *s)
 {
     n->srv = s;
 }
+
+const struct moor_slowlog *moor_node_slowlog(const moor_node_t *n)
+{
+    return n->slow;
+}
+
 unsigned moor_node_pending(const moor_node_t *n)
 {
     return n->pending;
@@ -1657,6 +1803,8 @@ static void free_after_close(uv_handle_t *h)
     moor_node_t *n = h->data;
 
     moor_buf_free(&n->out);
+    moor_snap_free(n->snap);
+    moor_slowlog_free(n->slow);
     moor_batch_free(n->batch);
     moor_metrics_free(n->metrics);
     while (n->wspare) {

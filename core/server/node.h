@@ -101,6 +101,10 @@ int moor_node_scrape(moor_node_t *n, moor_buf_t *info);
 /* The `ring` and `load` answers into out (reset first).  0 or an error. */
 int moor_node_pack_ring(moor_node_t *n, moor_buf_t *out);
 int moor_node_pack_load(moor_node_t *n, moor_buf_t *out);
+/* The node's slow log (slowlog.h; borrowed while n lives): its
+ * moor_slowlog_total is the metric moor_slow_requests_total. */
+struct moor_slowlog;
+const struct moor_slowlog *moor_node_slowlog(const moor_node_t *n);
 
 /* Wire name of an error code ("KEY_TOO_LARGE", ...). */
 const char *moor_node_err_code(int rc);

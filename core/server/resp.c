@@ -836,6 +836,143 @@ static void once_next(rop_t *o)
     rop_call(o, arg_is(&a[0], "info") ? "info" : "ping", 0);
 }
 
+/* SLOWLOG GET [count] | LEN | RESET: one `slowlog` call (o->i: 0 get,
+ * 1 len, 2 reset; o->by: get's count). */
+static void slowlog_next(rop_t *o)
+{
+    static const char *const ops[] = {"get", "len", "reset"};
+    msgpack_packer pk;
+    int get = o->i == 0;
+
+    moor_buf_reset(&o->params);
+    moor_mp_packer_init(&pk, &o->params);
+    if (msgpack_pack_map(&pk, get ? 2 : 1) || msgpack_pack_str_with_body(&pk, "op", 2) ||
+        msgpack_pack_str_with_body(&pk, ops[o->i], strlen(ops[o->i])) ||
+        (get && (msgpack_pack_str_with_body(&pk, "count", 5) ||
+                 msgpack_pack_uint64(&pk, (uint64_t)o->by)))) {
+        rop_nomem(o);
+        return;
+    }
+    rop_call(o, "slowlog", 1);
+}
+
+/* A str field of the map at p into *s, *n ("" when absent); 0 or -1. */
+static int slowlog_field_str(const char *p, const char *end, const char *name, const char **s,
+                             uint32_t *n)
+{
+    uint32_t m, kl;
+    const char *k;
+
+    *s = "", *n = 0;
+    if (moor_mp_read_map(&p, end, &m))
+        return -1;
+    while (m--) {
+        if (moor_mp_read_str(&p, end, &k, &kl))
+            return -1;
+        if (kl == strlen(name) && !memcmp(k, name, kl))
+            return moor_mp_read_strbin(&p, end, s, n);
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return -1;
+    }
+    return 0;
+}
+
+static uint64_t slowlog_field_u64(const char *p, const char *end, const char *name)
+{
+    uint32_t m, kl;
+    const char *k;
+    uint64_t v = 0;
+
+    if (moor_mp_read_map(&p, end, &m))
+        return 0;
+    while (m--) {
+        if (moor_mp_read_str(&p, end, &k, &kl))
+            return 0;
+        if (kl == strlen(name) && !memcmp(k, name, kl))
+            return moor_mp_read_uint(&p, end, &v) ? 0 : v;
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return 0;
+    }
+    return 0;
+}
+
+/* Redis's shape: [[id, unix time s, duration us, [method, key], client,
+ * client name ("")], ...]. */
+static int slowlog_entries(moor_buf_t *b, const char *r, size_t rlen)
+{
+    const char *p = r, *end = r + rlen, *s;
+    uint32_t n, sl;
+
+    if (moor_mp_read_array(&p, end, &n) || moor_resp_array(b, n))
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *e = p, *key;
+        uint32_t klen;
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH) ||
+            slowlog_field_str(e, end, "key", &key, &klen))
+            return -1;
+        if (moor_resp_array(b, 6) || moor_resp_int(b, (long long)slowlog_field_u64(e, end, "id")) ||
+            moor_resp_int(b, (long long)(slowlog_field_u64(e, end, "time_ms") / 1000)) ||
+            moor_resp_int(b, (long long)slowlog_field_u64(e, end, "duration_us")) ||
+            moor_resp_array(b, klen ? 2 : 1) || slowlog_field_str(e, end, "method", &s, &sl) ||
+            moor_resp_bulk(b, s, sl) || (klen && moor_resp_bulk(b, key, klen)) ||
+            slowlog_field_str(e, end, "client", &s, &sl) || moor_resp_bulk(b, s, sl) ||
+            moor_resp_bulk(b, "", 0))
+            return -1;
+    }
+    return 0;
+}
+
+static void slowlog_got(rop_t *o, const char *ec, const char *em, const char *r, size_t rlen)
+{
+    const char *p = r;
+    uint64_t v;
+    int bad;
+
+    o->finished = 1;
+    if (ec) {
+        rop_fail(o, ec, em);
+        return;
+    }
+    if (o->i == 2)
+        bad = moor_resp_status(&o->out, "OK");
+    else if (o->i == 1)
+        bad = moor_mp_read_uint(&p, r + rlen, &v) || moor_resp_int(&o->out, (long long)v);
+    else
+        bad = slowlog_entries(&o->out, r, rlen);
+    if (bad) {
+        o->out.len = 0;
+        moor_resp_error(&o->out, "ERR the node answered slowlog in an unexpected shape");
+    }
+}
+
+/* SLOWLOG's subcommand into o: 0, or an error reply in o->out. */
+static int slowlog_setup(rop_t *o)
+{
+    const moor_srv_req_t *req = o->req;
+    const moor_resp_arg_t *a = req->argv;
+    long long count = 10;
+
+    o->next = slowlog_next, o->got = slowlog_got;
+    if (arg_is(&a[1], "get") && req->argc <= 3) {
+        if (req->argc == 3 && (parse_ll(a[2].p, a[2].len, &count) || count < -1)) {
+            moor_resp_error(&o->out, "ERR count should be greater than or equal to -1");
+            return -1;
+        }
+        o->i = 0;
+        o->by = count < 0 || count > 1000000 ? 1000000 : count; /* -1: all */
+    } else if (arg_is(&a[1], "len") && req->argc == 2) {
+        o->i = 1;
+    } else if (arg_is(&a[1], "reset") && req->argc == 2) {
+        o->i = 2;
+    } else {
+        moor_resp_error(&o->out, "ERR unknown subcommand or wrong number of arguments for "
+                                 "'slowlog': try SLOWLOG GET [count], LEN or RESET");
+        return -1;
+    }
+    return 0;
+}
+
 /* HELLO's answer: the RESP2 form of its map, a flat array. */
 static int hello_reply(moor_buf_t *b, const moor_srv_req_t *req)
 {
@@ -940,6 +1077,8 @@ static const cmd_t CMDS[] = {
     {"info", -1, "loading stale", 0, 0, 0, "server", "The node's figures, Redis-style."},
     {"command", -1, "loading stale", 0, 0, 0, "server", "Describes the commands."},
     {"config", -2, "admin loading stale", 0, 0, 0, "server", "CONFIG GET of a few parameters."},
+    {"slowlog", -2, "admin random loading stale", 0, 0, 0, "server",
+     "SLOWLOG GET [count] / LEN / RESET: the node's slow-request log."},
 };
 #define NCMDS (sizeof(CMDS) / sizeof(CMDS[0]))
 
@@ -1278,6 +1417,9 @@ static void setup_op(rop_t *o, const cmd_t *c)
         o->next = once_next, o->got = ping_got;
     } else if (strcmp(n, "info") == 0) {
         o->next = once_next, o->got = info_got;
+    } else if (strcmp(n, "slowlog") == 0) {
+        if (slowlog_setup(o))
+            o->finished = 1;
     } else { /* auth, hello with AUTH */
         o->next = auth_next, o->got = auth_got;
         o->i = strcmp(n, "auth") == 0 ? req->argc - 1 : o->i;

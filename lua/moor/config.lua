@@ -23,7 +23,7 @@ must be one of always, interval, none, got 'sometimes'".
 
 The normalised table holds only what the config set (C fills the rest
 with its defaults): node, listen_host, listen_port, data_dir, auth_token,
-engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, hints{...}, seeds,
+engine{...}, limits{...}, log{...}, handler{...}, sandbox{...}, hints{...}, slowlog{...}, seeds,
 resp_listen_host, resp_listen_port, resp_databases = {name, ...},
 http_listen_host, http_listen_port,
 sibling_warn, sibling_max,
@@ -249,6 +249,12 @@ M.schema = {
         cleanup_s = int(0, 31536000),
     },
     tombstone_grace_s = int(0, 315360000),
+    -- threshold_ms: requests taking at least this long are logged; 0 logs
+    -- every one, -1 none (README "Slow log")
+    slowlog = record {
+        threshold_ms = num(-1, 3600000),
+        max_len = int(1, 100000),
+    },
     vclock = record {
         max_entries = int(1, 16),
         keep_min = int(1, 16),

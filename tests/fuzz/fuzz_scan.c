@@ -135,7 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&o, 0, sizeof(o));
     o.node_id = "a";
     o.idlen = 1;
-    o.clock = (moor_clock_if_t){NULL, clk_now, clk_start, clk_stop};
+    o.clock = (moor_clock_if_t){NULL, clk_now, clk_start, clk_stop, NULL};
     o.transport = (moor_transport_if_t){NULL, tr_request};
     o.store = (moor_store_if_t){NULL, st_get, st_put, st_del, st_scan};
     o.timeout_ms = 100;

@@ -105,7 +105,7 @@ static void answer_pull(const char *p, const char *end)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data, *end = p + size;
-    moor_clock_if_t clk = {NULL, clk_now, clk_start, clk_stop};
+    moor_clock_if_t clk = {NULL, clk_now, clk_start, clk_stop, NULL};
     moor_transport_if_t tr = {NULL, tr_request};
     moor_store_if_t st = {NULL, st_get, st_put, st_del, st_scan};
     moor_xfer_space_t sp = {"default", 7, 3};

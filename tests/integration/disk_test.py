@@ -11,7 +11,8 @@ engine.wal_recovery = "stop" moord refuses to start on the same image
 (exit 2, a message naming the file, the offset and the option) and leaves
 the log as it was; a torn tail never stops it.
 
-A full disk: data_dir on a small tmpfs, filled by a file beside it.  Puts
+A full disk: data_dir on a small tmpfs, filled by a file beside it (a
+snapshot that does not fit is NO_SPACE and leaves nothing).  Puts
 until one is refused: the code is NO_SPACE, never READ_ONLY; gets keep
 working; info.engine.no_space is true.  The filler is removed: puts
 succeed again with no restart.  A restart later, every acknowledged put
@@ -379,6 +380,28 @@ class DiskFullTest(unittest.TestCase):
             self.assertEqual(res["values"], [big], i)
         c.close()
         self.assertNotIn("READ_ONLY", self.node.logtail(100000))
+
+    def test_snapshot_on_a_full_disk(self):
+        """A snapshot that does not fit answers NO_SPACE and leaves nothing
+        behind; once space is back the next one is whole (README
+        "Snapshots and restore")."""
+        c = self.node.conn(30)
+        keys = ["s%05d" % i for i in range(300)]
+        for err, _ in moortest.pipelined(c, [("put", k, "v" * 2000) for k in keys]):
+            self.assertIsNone(err, err)
+        self.fill(96 * 1024)        # the memtable's ~600 KB of log cannot be copied
+        err, _ = c.call("snapshot", {"tag": "full"})
+        self.assertIsNotNone(err)
+        self.assertEqual(err[0], "NO_SPACE", err)
+        self.assertEqual(os.listdir(os.path.join(self.node.data, "snapshots")), [])
+        self.assertEqual(c.call("snapshot", {"op": "list"}), (None, []))
+        self.assertIsNone(c.call("get", keys[0])[0])   # the node serves on
+        os.unlink(os.path.join(self.disk, "filler"))
+        err, snap = c.call("snapshot", {"tag": "room"})
+        self.assertIsNone(err, err)
+        self.assertEqual([s["name"] for s in c.call("snapshot", {"op": "list"})[1]],
+                         [snap["name"]])
+        c.close()
 
 
 def main():

@@ -128,6 +128,22 @@ describe("moor.config", function()
               "moor.cfg: plugins must be a list")
     end)
 
+    it("takes the slow log's threshold and length", function()
+        local t = load(function(m)
+            m.cfg({ node = "n1", slowlog = { threshold_ms = 0.5, max_len = 64 } })
+        end)
+        assert.are.equal(0.5, t.slowlog.threshold_ms)
+        assert.are.equal(64, t.slowlog.max_len)
+        t = load(function(m) m.cfg({ node = "n1", slowlog = { threshold_ms = -1 } }) end)
+        assert.are.equal(-1, t.slowlog.threshold_ms)
+        fails(function(m) m.cfg({ node = "n1", slowlog = { threshold_ms = -2 } }) end,
+              "moor.cfg: slowlog.threshold_ms must be a number in -1..3600000, got -2")
+        fails(function(m) m.cfg({ node = "n1", slowlog = { max_len = 0 } }) end,
+              "moor.cfg: slowlog.max_len must be an integer in 1..100000, got 0")
+        fails(function(m) m.cfg({ node = "n1", slowlog = { len = 3 } }) end,
+              "moor.cfg: unknown key 'slowlog.len'")
+    end)
+
     it("requires a node id", function()
         fails(function(m) m.cfg({ listen = "127.0.0.1:7700" }) end, "moor.cfg: node is required")
         fails(function() end, "never called moor.cfg")

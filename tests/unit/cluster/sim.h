@@ -361,8 +361,9 @@ static void sim_clock_timer_stop(void *ud, uint64_t id)
 
 static inline moor_clock_if_t sim_clock(sim_t *s, int node)
 {
+    /* no mono_ns: the simulation measures nothing (deterministic) */
     moor_clock_if_t c = {&s->node[node], sim_clock_now, sim_clock_timer_start,
-                         sim_clock_timer_stop};
+                         sim_clock_timer_stop, NULL};
     return c;
 }
 

@@ -89,6 +89,7 @@ typedef struct ev {
 
 struct world {
     uint64_t now;
+    uint64_t mono; /* clock.mono_ns: advances 1000 per read */
     tmr_t timers[512];
     size_t ntimers;
     uint64_t next_timer;
@@ -123,6 +124,11 @@ static ev_t *ev_new(int kind)
 static uint64_t clk_now(void *ud)
 {
     return ((world_t *)ud)->now;
+}
+
+static uint64_t clk_mono(void *ud)
+{
+    return ((world_t *)ud)->mono += 1000;
 }
 
 static uint64_t clk_start(void *ud, uint64_t delay, moor_timer_fn cb, void *arg)
@@ -412,7 +418,7 @@ static void node_start(world_t *w, int i, int with_resolver)
     memset(&o, 0, sizeof(o));
     o.node_id = n->id;
     o.idlen = 1;
-    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop};
+    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop, clk_mono};
     o.transport = (moor_transport_if_t){n, tr_request};
     o.store = (moor_store_if_t){n, st_get, st_put, NULL, NULL};
     o.resolve = with_resolver ? resolve_max : NULL;
@@ -2534,6 +2540,57 @@ static void test_deterministic(void **state)
     world_free(w2);
 }
 
+/* What the timing of a request (the slow log's breakdown) saw when the
+ * request was answered. */
+typedef struct timed_ans {
+    ans_t a; /* first: ans_done takes it */
+    moor_coord_timing_t *tm, at;
+} timed_ans_t;
+
+static void timed_done(void *arg, int code, const char *msg, const char *res, size_t rlen)
+{
+    timed_ans_t *t = arg;
+
+    t->at = *t->tm;
+    ans_done(&t->a, code, msg, res, rlen);
+}
+
+/* A measured put and get: the coordinator's own store work and its wait
+ * on the other replicas are counted until the answer, and nothing after
+ * it (the third replica's late ack, read repair), so the timing may live
+ * with the request; an unmeasured request counts nothing. */
+static void test_timing(void **state)
+{
+    world_t *w = world_new(0);
+    moor_coord_timing_t tm = {0, 0};
+    timed_ans_t t = {.tm = &tm};
+    moor_coord_req_t r = req_of("k", "\x01", NULL);
+
+    (void)state;
+    r.timing = &tm;
+    moor_coord_put(w->nodes[0].c, &r, timed_done, &t);
+    pump(w);
+    expect_ok(&t.a);
+    assert_true(t.at.engine_ns > 0);                /* its read of the key and its own write */
+    assert_true(t.at.replicas_ns > 0);              /* w = 2: one other replica's ack came first */
+    assert_int_equal(tm.engine_ns, t.at.engine_ns); /* nothing after the answer */
+    assert_int_equal(tm.replicas_ns, t.at.replicas_ns);
+
+    memset(&tm, 0, sizeof(tm));
+    ans_reset(&t.a);
+    r = req_of("k", NULL, NULL);
+    r.timing = &tm;
+    moor_coord_get(w->nodes[1].c, &r, timed_done, &t);
+    pump(w);
+    expect_ok(&t.a);
+    assert_true(t.at.engine_ns > 0);
+    assert_true(t.at.replicas_ns > 0);
+    assert_int_equal(tm.engine_ns, t.at.engine_ns);
+    assert_int_equal(tm.replicas_ns, t.at.replicas_ns);
+    ans_reset(&t.a);
+    world_free(w);
+}
+
 static void test_new_rejects(void **state)
 {
     moor_coord_opts_t o;
@@ -2545,7 +2602,7 @@ static void test_new_rejects(void **state)
     o.node_id = "a";
     o.idlen = 1;
     assert_int_equal(moor_coord_new(&o, &c), MOOR_EINVAL); /* no env */
-    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop};
+    o.clock = (moor_clock_if_t){w, clk_now, clk_start, clk_stop, NULL};
     o.transport = (moor_transport_if_t){&w->nodes[0], tr_request};
     o.store = (moor_store_if_t){&w->nodes[0], st_get, st_put, NULL, NULL};
     o.idlen = 0;
@@ -2589,6 +2646,7 @@ int main(void)
         cmocka_unit_test(test_notfound_waits),
         cmocka_unit_test(test_receipts),
         cmocka_unit_test(test_where),
+        cmocka_unit_test(test_timing),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_new_rejects),
     };

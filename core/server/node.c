@@ -77,6 +77,13 @@ struct moor_node {
     moor_batch_t *batch; /* scratch of queue_write */
     wdone_t *wspare;     /* completion records kept for reuse (loop thread) */
     unsigned nwspare;
+    /* Lua hosts a reload replaced: their running calls finish on them;
+     * the sweep frees each once it has none (moor_node_swap_lua). */
+    moor_lua_t *retired[MOOR_NODE_RETIRED_MAX];
+    unsigned nretired;
+    uv_timer_t sweep; /* runs while nretired > 0 */
+    moor_node_reload_fn reload;
+    void *reload_ud;
 };
 
 static void wdone_free(moor_node_t *n, wdone_t *w);
@@ -543,8 +550,12 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         uint64_t refused = 0;
         if (n->lua)
             moor_lua_heap(n->lua, &used, &cap, &refused);
-        msgpack_pack_map(&pk, 4);
-        pack_kv_u64(&pk, "handlers_inflight", n->lua ? moor_lua_inflight(n->lua) : 0);
+        unsigned inflight = n->lua ? moor_lua_inflight(n->lua) : 0;
+        for (unsigned i = 0; i < n->nretired; i++)
+            inflight += moor_lua_inflight(n->retired[i]);
+        msgpack_pack_map(&pk, 5);
+        pack_kv_u64(&pk, "handlers_inflight", inflight);
+        pack_kv_u64(&pk, "hosts_retiring", n->nretired);
         pack_kv_u64(&pk, "heap_bytes", used);
         pack_kv_u64(&pk, "heap_limit", cap);
         pack_kv_u64(&pk, "heap_refused", refused);
@@ -955,6 +966,28 @@ static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
     moor_lua_call(n->lua, name, nlen, p, (size_t)(end - p), np - 1, done, ud);
 }
 
+/* reload (no params) -> what the reload hook answers (moord: run the
+ * config file again; README "Hot reload"). */
+static void do_reload(moor_node_t *n, uint32_t np, moor_node_done_fn done, void *ud)
+{
+    int rc;
+
+    if (np != 0) {
+        fail(n, done, ud, MOOR_EINVAL, "reload takes no params");
+        return;
+    }
+    if (!n->reload) {
+        fail(n, done, ud, MOOR_EUNAVAIL, "reload: this node has no config file to reload");
+        return;
+    }
+    moor_buf_reset(&n->out);
+    if ((rc = n->reload(n->reload_ud, &n->out))) {
+        fail(n, done, ud, rc, moor_diag_msg(rc));
+        return;
+    }
+    done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
 /* `load`: every member's last load figures (autoscale.h). */
 static void do_load(moor_node_t *n, moor_node_done_fn done, void *ud)
 {
@@ -1012,6 +1045,8 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         do_transfers(n, params, end, np, done, ud);
     else if (IS("load"))
         do_load(n, done, ud);
+    else if (IS("reload"))
+        do_reload(n, np, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);
@@ -1137,21 +1172,33 @@ int moor_node_peer_ip_ok(void *node, const char *ip)
 
 typedef struct lua_kv {
     moor_node_t *n;
+    moor_lua_t *h; /* the host that asked: the answer goes to it if it still runs */
     uint64_t token;
 } lua_kv_t;
+
+/* 1 when h is the node's host or one a reload retired that still runs. */
+static int lua_alive(const moor_node_t *n, const moor_lua_t *h)
+{
+    if (h && h == n->lua)
+        return 1;
+    for (unsigned i = 0; i < n->nretired; i++)
+        if (n->retired[i] == h)
+            return 1;
+    return 0;
+}
 
 static void reply_lua(void *ud, const char *errcode, const char *errmsg, const char *result,
                       size_t rlen)
 {
     lua_kv_t *k = ud;
 
-    if (k->n->lua)
-        moor_lua_kv_done(k->n->lua, k->token, errcode, errmsg, result, rlen);
+    if (lua_alive(k->n, k->h))
+        moor_lua_kv_done(k->h, k->token, errcode, errmsg, result, rlen);
     free(k);
 }
 
-int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32_t nparams,
-                     uint64_t token)
+int moor_node_lua_kv(void *node, moor_lua_t *from, int op, const char *params, size_t plen,
+                     uint32_t nparams, uint64_t token)
 {
     moor_node_t *n = node;
     lua_kv_t *k = malloc(sizeof(*k));
@@ -1165,6 +1212,7 @@ int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32
         return MOOR_EINVAL;
     }
     k->n = n;
+    k->h = from;
     k->token = token;
     moor_node_exec(n, names[op], strlen(names[op]), params, plen, nparams, &authed, reply_lua, k);
     return 0;
@@ -1457,6 +1505,9 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
     n->kick.data = n;
     uv_prepare_start(&n->kick, kick_log);
     uv_unref((uv_handle_t *)&n->kick); /* never keeps the loop alive alone */
+    uv_timer_init(loop, &n->sweep);
+    n->sweep.data = n;
+    uv_unref((uv_handle_t *)&n->sweep);
     *out = n;
     return 0;
 }
@@ -1465,6 +1516,65 @@ void moor_node_set_lua(moor_node_t *n, moor_lua_t *L)
 {
     n->lua = L;
     moor_as_set_lua(n->as, L);
+}
+
+/* Frees the retired hosts that have no call left (a call abandoned over
+ * its budget no longer counts: its late kv answer finds the host gone
+ * from lua_alive and is dropped).  From a timer: no host code is on the
+ * stack. */
+static void sweep_cb(uv_timer_t *t)
+{
+    moor_node_t *n = t->data;
+    unsigned keep = 0;
+
+    for (unsigned i = 0; i < n->nretired; i++) {
+        if (moor_lua_inflight(n->retired[i]) == 0)
+            moor_lua_free(n->retired[i]);
+        else
+            n->retired[keep++] = n->retired[i];
+    }
+    n->nretired = keep;
+    if (!keep)
+        uv_timer_stop(t);
+}
+
+int moor_node_swap_lua(moor_node_t *n, moor_lua_t *fresh)
+{
+    if (n->lua && n->nretired == MOOR_NODE_RETIRED_MAX)
+        return moor_diag(MOOR_EBUSY,
+                         "%u earlier configs still finish handler calls; try again once they "
+                         "have (at most handler.timeout_ms)",
+                         n->nretired);
+    if (n->lua) {
+        n->retired[n->nretired++] = n->lua;
+        if (!uv_is_active((uv_handle_t *)&n->sweep))
+            uv_timer_start(&n->sweep, sweep_cb, MOOR_NODE_SWEEP_MS, MOOR_NODE_SWEEP_MS);
+    }
+    moor_node_set_lua(n, fresh);
+    return 0;
+}
+
+unsigned moor_node_retired(const moor_node_t *n)
+{
+    return n->nretired;
+}
+
+int moor_node_reconfigure(moor_node_t *n, const moor_config_t *cfg)
+{
+    int rc = 0;
+
+    n->cfg = *cfg; /* what the cluster, the solo ring and autoscale read through */
+    if (n->cl)
+        rc = moor_cl_reconfigure(n->cl);
+    if (n->solo)
+        moor_coord_set_timeout(moor_solo_coord(n->solo), cfg->request_timeout_ms);
+    return rc;
+}
+
+void moor_node_set_reload(moor_node_t *n, moor_node_reload_fn fn, void *ud)
+{
+    n->reload = fn;
+    n->reload_ud = ud;
 }
 void moor_node_set_server(moor_node_t *n, moor_srv_t *s)
 {
@@ -1494,6 +1604,10 @@ int moor_node_close(moor_node_t *n)
 {
     int rc, crc;
 
+    for (unsigned i = 0; i < n->nretired; i++) /* calls left answer SHUTTING_DOWN */
+        moor_lua_free(n->retired[i]);
+    n->nretired = 0;
+    uv_timer_stop(&n->sweep);
     moor_as_close(n->as); /* before the engine: its timer reads the engine's stats */
     n->as = NULL;
     if (n->solo) { /* moord closed it already (moor_node_leave_cluster); tests may not */
@@ -1510,6 +1624,7 @@ int moor_node_close(moor_node_t *n)
      * one that frees the node (and both handles in it) must go last. */
     uv_close((uv_handle_t *)&n->async, free_after_close);
     uv_close((uv_handle_t *)&n->kick, NULL);
+    uv_close((uv_handle_t *)&n->sweep, NULL);
     return rc ? rc : crc;
 }
 

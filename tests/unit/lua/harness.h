@@ -130,10 +130,12 @@ static inline void pending_fire(uv_timer_t *t)
 }
 
 /* Applies the request now; the answer goes out per f->mode. */
-static inline int fake_kv(void *ud, int op, const char *params, size_t plen, uint32_t np,
-                          uint64_t token)
+static inline int fake_kv(void *ud, moor_lua_t *from, int op, const char *params, size_t plen,
+                          uint32_t np, uint64_t token)
 {
     fake_t *f = ud;
+
+    assert_ptr_equal(from, f->h);
     const char *p = params, *end = params + plen, *k, *v;
     uint32_t kl;
     moor_buf_t ans = MOOR_BUF_INIT;

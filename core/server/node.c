@@ -84,6 +84,7 @@ struct moor_node {
     uv_timer_t sweep; /* runs while nretired > 0 */
     moor_node_reload_fn reload;
     void *reload_ud;
+    uint64_t reloads; /* configs taken by moor_node_reconfigure */
 };
 
 static void wdone_free(moor_node_t *n, wdone_t *w);
@@ -484,6 +485,36 @@ static void pack_kv_bool(msgpack_packer *pk, const char *k, int v)
         msgpack_pack_false(pk);
 }
 
+/* info.config: what a reload can change, as the node runs it now. */
+static void pack_config(moor_node_t *n, msgpack_packer *pk)
+{
+    const char *lv = moor_log_level_name(moor_log_get_level());
+
+    msgpack_pack_str_with_body(pk, "config", 6);
+    msgpack_pack_map(pk, 4);
+    pack_kv_u64(pk, "reloads", n->reloads);
+    msgpack_pack_str_with_body(pk, "log_level", 9);
+    msgpack_pack_str_with_body(pk, lv, strlen(lv));
+    pack_kv_u64(pk, "request_timeout_ms", n->cfg.request_timeout_ms);
+    msgpack_pack_str_with_body(pk, "spaces", 6);
+    msgpack_pack_map(pk, n->cfg.nspaces);
+    for (unsigned i = 0; i < n->cfg.nspaces; i++) {
+        const moor_space_cfg_t *s = &n->cfg.spaces[i];
+        uint32_t nn, r, w;
+        moor_config_levels(&n->cfg, s, &nn, &r, &w);
+        msgpack_pack_str_with_body(pk, s->name, strlen(s->name));
+        msgpack_pack_map(pk, 4);
+        pack_kv_u64(pk, "n", nn);
+        pack_kv_u64(pk, "r", r);
+        pack_kv_u64(pk, "w", w);
+        msgpack_pack_str_with_body(pk, "resolver", 8);
+        if (s->resolver[0])
+            msgpack_pack_str_with_body(pk, s->resolver, strlen(s->resolver));
+        else
+            msgpack_pack_nil(pk);
+    }
+}
+
 static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
 {
     moor_engine_stats_t es;
@@ -495,7 +526,8 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         moor_srv_stats(n->srv, &ss);
     moor_buf_reset(&n->out);
     moor_mp_packer_init(&pk, &n->out);
-    msgpack_pack_map(&pk, n->cl ? 14 : 10);
+    msgpack_pack_map(&pk, n->cl ? 15 : 11);
+    pack_config(n, &pk);
     msgpack_pack_str_with_body(&pk, "load", 4);
     moor_as_pack_load(n->as, &pk);
     msgpack_pack_str_with_body(&pk, "autoscale", 9);
@@ -1564,6 +1596,7 @@ int moor_node_reconfigure(moor_node_t *n, const moor_config_t *cfg)
     int rc = 0;
 
     n->cfg = *cfg; /* what the cluster, the solo ring and autoscale read through */
+    n->reloads++;
     if (n->cl)
         rc = moor_cl_reconfigure(n->cl);
     if (n->solo)

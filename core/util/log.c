@@ -17,14 +17,19 @@ static atomic_int log_level = -1; /* -1: not yet read from the environment */
 static atomic_int log_fd = 2;
 static char log_node[64];
 
+static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
+
 int moor_log_level_parse(const char *name)
 {
-    static const char *names[] = {"debug", "info", "warn", "error", "off"};
-
     for (int i = 0; i < 5; i++)
-        if (name && strcasecmp(name, names[i]) == 0)
+        if (name && strcasecmp(name, level_names[i]) == 0)
             return i;
     return -1;
+}
+
+const char *moor_log_level_name(int level)
+{
+    return level >= 0 && level < 5 ? level_names[level] : "?";
 }
 
 int moor_log_get_level(void)

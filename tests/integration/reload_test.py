@@ -232,6 +232,44 @@ class ReloadTest(unittest.TestCase):
         finally:
             a.close()
 
+    def test_limits_and_budgets_live(self):
+        spin = 'moor.handle("spin", function() local i = 0 while true do i = i + 1 end end)\n'
+        self.write(script=handlers(1) + spin)
+        self.reload_ok()
+        err, _ = self.ctl.call("call", "spin")
+        self.assertEqual(err[0], "HANDLER_TIMEOUT")
+        self.assertIn("10000000 instructions", err[1])
+        held = [self.node.conn(20) for _ in range(3)]  # with ctl: 4 open
+        try:
+            for c in held:  # accepted by the node, not only by the kernel
+                self.assertEqual(c.call("ping")[0], None)
+            self.write(settings='log = { level = "info" }, handler = { instructions = 100000 },'
+                       ' limits = { max_conns = 3 }', script=handlers(1) + spin)
+            res = self.reload_ok()
+            self.assertEqual(sorted(res["changed"]),
+                             ["handler.instructions", "limits.max_conns"])
+            err, _ = self.ctl.call("call", "spin")
+            self.assertEqual(err[0], "HANDLER_TIMEOUT")
+            self.assertIn("over its budget of 100000 instructions", err[1])
+            # open connections stay; a new one is over the limit
+            for c in held:
+                self.assertEqual(c.call("ping")[0], None)
+            refused = self.ctl.call("info")[1]["server"]["refused"]
+            extra = self.node.conn(20)
+            with self.assertRaises((ConnectionError, OSError)):
+                extra.call("ping")
+            extra.close()
+            self.assertEqual(self.ctl.call("info")[1]["server"]["refused"], refused + 1)
+            self.write(settings='log = { level = "info" }', script=handlers(1) + spin)
+            self.assertEqual(sorted(self.reload_ok()["changed"]),
+                             ["handler.instructions", "limits.max_conns"])
+            extra = self.node.conn(20)
+            self.assertEqual(extra.call("ping")[0], None)
+            extra.close()
+        finally:
+            for c in held:
+                c.close()
+
     def siblings(self, key):
         for v in ("a", "b"):  # blind writes: concurrent, so siblings
             err, _ = self.ctl.call("put", key, v, {"space": "carts"})

@@ -41,8 +41,10 @@ typedef struct field {
     int restart;
 } field_t;
 
-#define F(name, member, restart) \
-    {name, offsetof(moor_config_t, member), sizeof(((moor_config_t *)0)->member), restart}
+#define F(name, member, restart)                                                             \
+    {                                                                                        \
+        name, offsetof(moor_config_t, member), sizeof(((moor_config_t *)0)->member), restart \
+    }
 #define LIVE 0
 #define RESTART 1
 
@@ -160,10 +162,10 @@ static void diff_spaces(const moor_config_t *a, const moor_config_t *b, diff_t *
     for (unsigned i = 0; i < a->nspaces; i++) {
         const moor_space_cfg_t *x = &a->spaces[i];
         const moor_space_cfg_t *y = moor_config_space(b, x->name, strlen(x->name));
-#define SPACE(member, key, restart)                                 \
-    if (x->member != y->member) {                                   \
+#define SPACE(member, key, restart)                              \
+    if (x->member != y->member) {                                \
         snprintf(name, sizeof(name), "spaces.%s." key, x->name); \
-        note(d, name, restart);                                     \
+        note(d, name, restart);                                  \
     }
         SPACE(n, "n", LIVE)
         SPACE(r, "r", LIVE)

@@ -246,19 +246,19 @@ static int reload_check(moor_lua_t *fresh, const moor_config_t *cfg, const catal
     return 0;
 }
 
-/* The fresh spaces in the running config's order (same set: checked). */
+/* The fresh spaces in the running config's order (same set: checked),
+ * by swaps in place.  Can't fail. */
 static void order_spaces(const moor_config_t *running, moor_config_t *fresh)
 {
-    moor_space_cfg_t *tmp = malloc(sizeof(fresh->spaces));
-
-    if (!tmp) /* the order is then the config's: correct, if not the start's */
-        return;
     for (unsigned i = 0; i < running->nspaces; i++) {
         const char *nm = running->spaces[i].name;
-        tmp[i] = *moor_config_space(fresh, nm, strlen(nm));
+        moor_space_cfg_t *at = (moor_space_cfg_t *)moor_config_space(fresh, nm, strlen(nm)), tmp;
+        if (at != &fresh->spaces[i]) {
+            tmp = fresh->spaces[i];
+            fresh->spaces[i] = *at;
+            *at = tmp;
+        }
     }
-    memcpy(fresh->spaces, tmp, running->nspaces * sizeof(tmp[0]));
-    free(tmp);
 }
 
 /* Steps before the swap; each may refuse. */
@@ -273,8 +273,8 @@ static int reload_prepare(reload_run_t *x)
     moor_config_diff(r->cfg, x->fresh_cfg, on_setting, x);
     if (x->restart.n) {
         strlist_join(&x->restart, names, sizeof(names));
-        return moor_diag(MOOR_EINVAL, "%s cannot change without a restart; the running config stays",
-                         names);
+        return moor_diag(MOOR_EINVAL,
+                         "%s cannot change without a restart; the running config stays", names);
     }
     moor_lua_catalog(*r->lua, MOOR_LUA_HANDLERS, catalog_add, &x->old_h);
     moor_lua_catalog(*r->lua, MOOR_LUA_RESOLVERS, catalog_add, &x->old_r);

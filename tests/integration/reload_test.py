@@ -120,9 +120,15 @@ class ReloadTest(unittest.TestCase):
         self.ctl = self.node.conn(20)
 
     def tearDown(self):
+        # a clean stop: every host (retired ones too) is freed, and a
+        # sanitizer build reports what it found in the log
         self.ctl.close()
+        status = self.node.stop()
+        log = self.node.logtail(100000)
         self.node.cleanup()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self.assertEqual(status, 0, log[-3000:])
+        self.assertNotIn("Sanitizer", log)
 
     def write(self, settings=None, script=None, raw=None):
         """Writes the config (moor.cfg{node, listen, data_dir, settings}

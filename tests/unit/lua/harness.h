@@ -138,10 +138,9 @@ static inline int fake_kv(void *ud, moor_lua_t *from, int op, const char *params
     uint32_t kl;
     moor_buf_t ans = MOOR_BUF_INIT;
     char code[32] = "";
-
-    assert_ptr_equal(from, f->h); /* the host that asks is the one answered */
     entry_t *e;
 
+    assert_ptr_equal(from, f->h); /* the host that asks is the one answered */
     f->kv_calls++;
     f->last_token = token;
     if (moor_mp_read_strbin(&p, end, &k, &kl))

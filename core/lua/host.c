@@ -133,6 +133,7 @@ struct moor_lua {
     size_t value_max;           /* a resolver's result, a put's value */
     size_t frame_max;           /* a kv request's params, moor.encode */
     int arg_ref;                /* moor.arg's real table (the sandbox sees a proxy) */
+    int dump_ref;               /* string.dump, for moor_lua_catalog (the sandbox has none) */
     moor_heap_t heap;           /* the state's memory (budget.c) */
     call_t *pool;               /* finished calls, timer open, maybe with a clean coroutine */
     unsigned npool;             /* their number, at most POOL_MAX */
@@ -691,6 +692,10 @@ int moor_lua_new(const moor_lua_opts_t *o, moor_lua_t **out)
     h->free_head = NO_SLOT;
     h->handlers_ref = h->resolvers_ref = h->config_ref = LUA_NOREF;
     moor_codec_init(h->L);
+    lua_getglobal(h->L, "string");
+    lua_getfield(h->L, -1, "dump");
+    h->dump_ref = luaL_ref(h->L, LUA_REGISTRYINDEX);
+    lua_pop(h->L, 1);
     moor_config_default(&def);
     set_limits(h, &def);
     push_moor(h);
@@ -1124,37 +1129,43 @@ int moor_lua_resolve(moor_lua_t *h, const char *name, size_t nlen, const char *s
 
 /* ---- what a config registered ------------------------------------------------ */
 
-static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
+/* seed mixed with the stripped bytecode of the function at the top (a C
+ * function has none: seed).  Stripped: no chunk name, no line numbers, so
+ * a handler that only moved in the file digests the same. */
+static uint64_t fn_digest(moor_lua_t *h, uint64_t seed)
 {
-    (void)L;
-    return moor_buf_append(ud, p, sz) ? 1 : 0;
-}
+    lua_State *L = h->L;
+    const char *bc;
+    size_t len;
+    uint64_t d = seed;
 
-/* seed mixed with the bytecode of the function at the top (a C function
- * has none: seed). */
-static uint64_t fn_digest(lua_State *L, moor_buf_t *b, uint64_t seed)
-{
-    moor_buf_reset(b);
-    if (lua_iscfunction(L, -1) || lua_dump(L, dump_writer, b) != 0)
+    if (lua_iscfunction(L, -1))
         return seed;
-    return moor_hash64(b->data, b->len, seed);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->dump_ref);
+    lua_pushvalue(L, -2);
+    lua_pushboolean(L, 1);
+    if (lua_pcall(L, 2, 1, 0) == 0 && (bc = lua_tolstring(L, -1, &len)))
+        d = moor_hash64(bc, len, seed);
+    lua_pop(L, 1);
+    return d;
 }
 
 /* The digest of a handler entry {fn, instructions, timeout_ms} or of a
  * resolver function, at the top. */
-static uint64_t entry_digest(lua_State *L, moor_buf_t *b)
+static uint64_t entry_digest(moor_lua_t *h)
 {
+    lua_State *L = h->L;
     uint64_t d;
     double lim[2];
 
     if (!lua_istable(L, -1))
-        return lua_isfunction(L, -1) ? fn_digest(L, b, 0) : 0;
+        return lua_isfunction(L, -1) ? fn_digest(h, 0) : 0;
     lim[0] = entry_num(L, -1, "instructions", -1);
     lim[1] = entry_num(L, -1, "timeout_ms", -1);
     d = moor_hash64(lim, sizeof(lim), 0);
     lua_getfield(L, -1, "fn");
     if (lua_isfunction(L, -1))
-        d = fn_digest(L, b, d);
+        d = fn_digest(h, d);
     lua_pop(L, 1);
     return d;
 }
@@ -1165,7 +1176,6 @@ unsigned moor_lua_catalog(moor_lua_t *h, int kind, moor_lua_entry_fn fn, void *u
     int ref = kind == MOOR_LUA_HANDLERS ? h->handlers_ref : h->resolvers_ref;
     int top = lua_gettop(L);
     moor_budget_t *outer = moor_budget_suspend();
-    moor_buf_t b = MOOR_BUF_INIT;
     unsigned n = 0;
 
     if (ref != LUA_NOREF) {
@@ -1175,7 +1185,7 @@ unsigned moor_lua_catalog(moor_lua_t *h, int kind, moor_lua_entry_fn fn, void *u
             if (lua_type(L, -2) == LUA_TSTRING) {
                 size_t nlen;
                 const char *name = lua_tolstring(L, -2, &nlen);
-                fn(ud, name, nlen, entry_digest(L, &b));
+                fn(ud, name, nlen, entry_digest(h));
                 n++;
             }
             lua_pop(L, 1);
@@ -1183,7 +1193,6 @@ unsigned moor_lua_catalog(moor_lua_t *h, int kind, moor_lua_entry_fn fn, void *u
     }
     lua_settop(L, top);
     moor_budget_resume(L, outer);
-    moor_buf_free(&b);
     return n;
 }
 

@@ -114,8 +114,9 @@ typedef void (*moor_lua_entry_fn)(void *ud, const char *name, size_t nlen, uint6
 
 /* Calls fn for every handler (kind MOOR_LUA_HANDLERS) or resolver
  * (MOOR_LUA_RESOLVERS) the loaded config registered, plugins included,
- * with a digest of its bytecode (and, for a handler, its budget): two
- * hosts loaded from the same code give the same digests.  The digest does
+ * with a digest of its stripped bytecode (and, for a handler, its
+ * budget): two hosts loaded from the same code give the same digests, and
+ * a function that only moved in the file keeps its digest.  The digest does
  * not see upvalues' contents, nor the code of functions a handler calls
  * through them.  Returns how many there are.  Can't fail. */
 unsigned moor_lua_catalog(moor_lua_t *L, int kind, moor_lua_entry_fn fn, void *ud);

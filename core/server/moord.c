@@ -1,10 +1,12 @@
 /*
  * moord.c -- the Moor node daemon: `moord CONFIG.lua`.
  *
- * Runs the Lua config (config as code), opens the engine in data_dir,
- * listens, and serves until SIGINT/SIGTERM; then it stops accepting, lets
- * in-flight requests finish (their writes become durable and are
- * answered), flushes and closes the engine, and exits 0.  A bad config, an
+ * Runs the Lua config (config as code, under the config budget), opens
+ * the engine in data_dir, listens, and serves until SIGINT/SIGTERM (SIGHUP
+ * runs the config again and takes it live: reload.h); then it stops
+ * accepting, lets in-flight requests finish (their writes become durable
+ * and are answered), flushes and closes the engine, and exits 0.  A bad
+ * config (one past its budget too), an
  * unwritable data_dir or a busy port exits 2 with a message that names the
  * problem.  Everything runs on one libuv loop (DESIGN.md "Threads").
  */

@@ -389,9 +389,6 @@ int moor_reload_run(void *ud, moor_buf_t *reply)
     else if ((rc = reload_prepare(&x)) == 0 && (rc = pack_reply(&x, reply)) == 0 &&
              (rc = moor_node_swap_lua(r->node, x.fresh)) == 0)
         reload_apply(&x);
-    r->count++;
-    if (rc)
-        r->failures++;
     log_outcome(&x, rc);
     run_free(&x);
     r->running = 0;

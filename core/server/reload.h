@@ -46,7 +46,6 @@ typedef struct moor_reload {
     moor_srv_t *srv;  /* the MessagePack port */
     moor_srv_t *rsrv; /* the RESP port, or NULL */
     int running;      /* a reload is under way (BUSY for another) */
-    uint64_t count, failures;
 } moor_reload_t;
 
 /* ===== API ===== */

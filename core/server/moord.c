@@ -6,9 +6,9 @@
  * runs the config again and takes it live: reload.h); then it stops
  * accepting, lets in-flight requests finish (their writes become durable
  * and are answered), flushes and closes the engine, and exits 0.  A bad
- * config (one past its budget too), an
- * unwritable data_dir or a busy port exits 2 with a message that names the
- * problem.  Everything runs on one libuv loop (DESIGN.md "Threads").
+ * config (one past its budget too), an unwritable data_dir or a busy port
+ * exits 2 with a message that names the problem.  Everything runs on one
+ * libuv loop (DESIGN.md "Threads").
  */
 #include <fcntl.h>
 #include <stdio.h>

@@ -78,9 +78,16 @@ struct moor_node {
     wdone_t *wspare;     /* completion records kept for reuse (loop thread) */
     unsigned nwspare;
     /* Lua hosts a reload replaced: their running calls finish on them;
-     * the sweep frees each once it has none (moor_node_swap_lua). */
-    moor_lua_t *retired[MOOR_NODE_RETIRED_MAX];
+     * the sweep frees each once it has none (moor_node_swap_lua).  Every
+     * host set gets the next epoch: a kv answer goes to the host that
+     * asked only while that host (pointer and epoch: a freed host's
+     * address may come back) still runs. */
+    struct {
+        moor_lua_t *h;
+        uint64_t epoch;
+    } retired[MOOR_NODE_RETIRED_MAX];
     unsigned nretired;
+    uint64_t lua_epoch; /* of n->lua */
     uv_timer_t sweep; /* runs while nretired > 0 */
     moor_node_reload_fn reload;
     void *reload_ud;
@@ -584,7 +591,7 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
             moor_lua_heap(n->lua, &used, &cap, &refused);
         unsigned inflight = n->lua ? moor_lua_inflight(n->lua) : 0;
         for (unsigned i = 0; i < n->nretired; i++)
-            inflight += moor_lua_inflight(n->retired[i]);
+            inflight += moor_lua_inflight(n->retired[i].h);
         msgpack_pack_map(&pk, 5);
         pack_kv_u64(&pk, "handlers_inflight", inflight);
         pack_kv_u64(&pk, "hosts_retiring", n->nretired);
@@ -1204,18 +1211,20 @@ int moor_node_peer_ip_ok(void *node, const char *ip)
 
 typedef struct lua_kv {
     moor_node_t *n;
-    moor_lua_t *h; /* the host that asked: the answer goes to it if it still runs */
+    moor_lua_t *h;  /* the host that asked: the answer goes to it if it still runs */
+    uint64_t epoch; /* h's */
     uint64_t token;
 } lua_kv_t;
 
-/* 1 when h is the node's host or one a reload retired that still runs. */
-static int lua_alive(const moor_node_t *n, const moor_lua_t *h)
+/* The epoch of h if it is the node's host or one a reload retired that
+ * still runs; 0 if neither. */
+static uint64_t lua_epoch_of(const moor_node_t *n, const moor_lua_t *h)
 {
     if (h && h == n->lua)
-        return 1;
+        return n->lua_epoch;
     for (unsigned i = 0; i < n->nretired; i++)
-        if (n->retired[i] == h)
-            return 1;
+        if (n->retired[i].h == h)
+            return n->retired[i].epoch;
     return 0;
 }
 
@@ -1224,7 +1233,7 @@ static void reply_lua(void *ud, const char *errcode, const char *errmsg, const c
 {
     lua_kv_t *k = ud;
 
-    if (lua_alive(k->n, k->h))
+    if (k->epoch && lua_epoch_of(k->n, k->h) == k->epoch)
         moor_lua_kv_done(k->h, k->token, errcode, errmsg, result, rlen);
     free(k);
 }
@@ -1245,6 +1254,7 @@ int moor_node_lua_kv(void *node, moor_lua_t *from, int op, const char *params, s
     }
     k->n = n;
     k->h = from;
+    k->epoch = lua_epoch_of(n, from);
     k->token = token;
     moor_node_exec(n, names[op], strlen(names[op]), params, plen, nparams, &authed, reply_lua, k);
     return 0;
@@ -1547,6 +1557,7 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
 void moor_node_set_lua(moor_node_t *n, moor_lua_t *L)
 {
     n->lua = L;
+    n->lua_epoch++;
     moor_as_set_lua(n->as, L);
 }
 
@@ -1560,8 +1571,8 @@ static void sweep_cb(uv_timer_t *t)
     unsigned keep = 0;
 
     for (unsigned i = 0; i < n->nretired; i++) {
-        if (moor_lua_inflight(n->retired[i]) == 0)
-            moor_lua_free(n->retired[i]);
+        if (moor_lua_inflight(n->retired[i].h) == 0)
+            moor_lua_free(n->retired[i].h);
         else
             n->retired[keep++] = n->retired[i];
     }
@@ -1578,7 +1589,8 @@ int moor_node_swap_lua(moor_node_t *n, moor_lua_t *fresh)
                          "have (at most handler.timeout_ms)",
                          n->nretired);
     if (n->lua) {
-        n->retired[n->nretired++] = n->lua;
+        n->retired[n->nretired].h = n->lua;
+        n->retired[n->nretired++].epoch = n->lua_epoch;
         if (!uv_is_active((uv_handle_t *)&n->sweep))
             uv_timer_start(&n->sweep, sweep_cb, MOOR_NODE_SWEEP_MS, MOOR_NODE_SWEEP_MS);
     }
@@ -1638,7 +1650,7 @@ int moor_node_close(moor_node_t *n)
     int rc, crc;
 
     for (unsigned i = 0; i < n->nretired; i++) /* calls left answer SHUTTING_DOWN */
-        moor_lua_free(n->retired[i]);
+        moor_lua_free(n->retired[i].h);
     n->nretired = 0;
     uv_timer_stop(&n->sweep);
     moor_as_close(n->as); /* before the engine: its timer reads the engine's stats */

@@ -288,8 +288,9 @@ static int reload_prepare(reload_run_t *x)
     return 0;
 }
 
-/* After the swap: the live settings everywhere.  Can't fail (the fresh
- * config passed the checks these would make). */
+/* After the swap: the live settings everywhere.  Nothing here refuses:
+ * the fresh config passed every check these make (a node error, which
+ * those checks rule out, would be logged). */
 static void reload_apply(reload_run_t *x)
 {
     moor_reload_t *r = x->r;

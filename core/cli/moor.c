@@ -68,6 +68,10 @@
 
 enum { EXIT_ERROR_REPLY = 1, EXIT_USAGE = 2, EXIT_TRANSPORT = 3 };
 
+/* reload's default wait: the config's time budget (host.h
+ * MOOR_LUA_CONFIG_TIMEOUT_MS, 5 s) and room for the answer. */
+#define RELOAD_TIMEOUT_MS 10000
+
 /* Which command options a command accepts. */
 enum {
     OPT_SPACE = 1 << 0,
@@ -106,6 +110,7 @@ static const cmd_def_t commands[] = {
     {"info", 0, 0, OPT_JSON},
     {"ring", 0, 0, OPT_JSON},
     {"load", 0, 0, OPT_JSON},
+    {"reload", 0, 0, OPT_JSON},
 };
 
 typedef struct cli {
@@ -140,6 +145,8 @@ static int usage(const char *why)
         "  where KEY [--space S]  the key's replicas, and fallbacks for those down\n"
         "  ring                members: id, address, zone, status, vnodes, share (* = self)\n"
         "  load                every member's load figures (README \"Automatic scaling\")\n"
+        "  reload              run the node's config file again and take it live\n"
+        "                      (README \"Hot reload\"); exit 1 and the reason if refused\n"
         "  ping | info | help\n"
         "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
         "        [--duration S] [--space S] [--call HANDLER] [--json]  (bench --help)\n"
@@ -693,6 +700,62 @@ static int print_ping(const cli_t *c, const char *res, size_t rlen)
     return 0;
 }
 
+#define IS_KEY(k, kl, name) ((kl) == sizeof(name) - 1 && memcmp((k), (name), (kl)) == 0)
+
+/* The strings of the array at p, each as fmt (one %.*s) to stdout; the
+ * count, or -1 when it is not an array of strings. */
+static long print_strs(const char *p, const char *end, const char *first, const char *fmt)
+{
+    uint32_t n, len;
+    const char *s;
+
+    if (moor_mp_read_array(&p, end, &n))
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (moor_mp_read_str(&p, end, &s, &len))
+            return -1;
+        printf(i ? fmt : first, (int)len, s);
+    }
+    return n;
+}
+
+/* reload: "reloaded: N handlers, M resolvers; changed: a, b", then one
+ * "warning: ..." line each (JSON with --json, or if the answer is not
+ * shaped as a reload answer). */
+static int print_reload(const cli_t *c, const moor_client_reply_t *r)
+{
+    const char *p = r->result, *end = r->result + r->rlen, *k, *v, *q;
+    const char *changed = NULL, *warnings = NULL;
+    uint64_t handlers = 0, resolvers = 0;
+    uint32_t n, kl;
+
+    if (HAS(c, OPT_JSON) || moor_mp_read_map(&p, end, &n))
+        return print_json(c, r->result, r->rlen);
+    while (n--) {
+        if (moor_mp_read_str(&p, end, &k, &kl))
+            return print_json(c, r->result, r->rlen);
+        v = q = p;
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return print_json(c, r->result, r->rlen);
+        if (IS_KEY(k, kl, "changed"))
+            changed = v;
+        else if (IS_KEY(k, kl, "warnings"))
+            warnings = v;
+        else if (IS_KEY(k, kl, "handlers"))
+            moor_mp_read_uint(&q, end, &handlers);
+        else if (IS_KEY(k, kl, "resolvers"))
+            moor_mp_read_uint(&q, end, &resolvers);
+    }
+    printf("reloaded: %llu handlers, %llu resolvers; changed:", (unsigned long long)handlers,
+           (unsigned long long)resolvers);
+    if (!changed || print_strs(changed, end, " %.*s", ", %.*s") == 0)
+        printf(" nothing");
+    printf("\n");
+    if (warnings)
+        print_strs(warnings, end, "warning: %.*s\n", "warning: %.*s\n");
+    return 0;
+}
+
 static int print_result(const cli_t *c, const moor_client_reply_t *r)
 {
     moor_buf_t text = MOOR_BUF_INIT;
@@ -711,6 +774,8 @@ static int print_result(const cli_t *c, const moor_client_reply_t *r)
         return print_get(c, r->result, r->rlen);
     if (IS(c, "ring"))
         return print_ring(c, r);
+    if (IS(c, "reload"))
+        return print_reload(c, r);
     /* A handler's answer has no other form than its JSON. */
     if (HAS(c, OPT_JSON) || IS(c, "call"))
         return print_json(c, r->result, r->rlen);
@@ -812,11 +877,15 @@ static int run_command(const cli_t *c)
     moor_client_t *cl = NULL;
     moor_client_reply_t r;
     uint32_t np = 0;
-    int rc, status;
+    int rc, status, c_timeout = c->timeout_ms;
 
     if ((status = read_words(c, &wd)))
         goto done;
-    if ((rc = moor_client_connect(c->addr, c->timeout_ms, &cl))) {
+    /* the node runs the config file under a 5 s budget (README "Hot
+     * reload"): wait for its answer past that unless told otherwise */
+    if (!strcmp(c->cmd->name, "reload") && !c->timeout_set && c->timeout_ms < RELOAD_TIMEOUT_MS)
+        c_timeout = RELOAD_TIMEOUT_MS;
+    if ((rc = moor_client_connect(c->addr, c_timeout, &cl))) {
         status = transport_failure("cannot connect", rc);
         goto done;
     }

@@ -691,6 +691,11 @@ static void op_deadline(void *arg)
 
 /* ---- the coordinator ---------------------------------------------------------------- */
 
+void moor_coord_set_timeout(moor_coord_t *c, uint32_t timeout_ms)
+{
+    c->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
+}
+
 int moor_coord_new(const moor_coord_opts_t *o, moor_coord_t **out)
 {
     moor_coord_t *c;

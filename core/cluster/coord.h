@@ -223,6 +223,10 @@ int moor_coord_new(const moor_coord_opts_t *o, moor_coord_t **out);
 /* Answers every call in flight with SHUTTING_DOWN, then frees. */
 void moor_coord_free(moor_coord_t *c);
 
+/* The default deadline of requests that name none (opts.timeout_ms), from
+ * the next request on (moor reload); 0 = 2000.  Can't fail. */
+void moor_coord_set_timeout(moor_coord_t *c, uint32_t timeout_ms);
+
 /* The ring to route by (the coordinator takes a reference; calls already
  * started keep the ring they started with).  NULL: none (UNAVAILABLE). */
 void moor_coord_set_ring(moor_coord_t *c, moor_ring_t *ring);

@@ -1437,6 +1437,15 @@ fail:
     return rc;
 }
 
+int moor_gossip_set_params(moor_gossip_t *g, const moor_gossip_params_t *p)
+{
+    int rc = moor_gossip_params_check(p);
+
+    if (rc == 0)
+        g->p = *p; /* every timer is re-armed from g->p when it fires */
+    return rc;
+}
+
 void moor_gossip_start(moor_gossip_t *g)
 {
     moor_gossip_update_t su;

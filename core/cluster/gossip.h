@@ -145,6 +145,10 @@ int moor_gossip_params_check(const moor_gossip_params_t *p);
 int moor_gossip_new(const moor_gossip_opts_t *o, moor_gossip_t **out);
 /* Starts joining, probing and gossiping. */
 void moor_gossip_start(moor_gossip_t *g);
+/* New tunables (moor reload): each round and probe started from now on
+ * uses them; one already waiting keeps its deadline.  0, or MOOR_EINVAL
+ * with a diag (p fails moor_gossip_params_check) and nothing changes. */
+int moor_gossip_set_params(moor_gossip_t *g, const moor_gossip_params_t *p);
 /* Stops timers and frees; replies still in flight are dropped when they
  * arrive (the transport must still deliver them, to free their state). */
 void moor_gossip_free(moor_gossip_t *g);

@@ -131,4 +131,16 @@ void moor_config_siblings(const moor_config_t *c, const moor_space_cfg_t *s, uin
 /* The space named name, or NULL. */
 const moor_space_cfg_t *moor_config_space(const moor_config_t *c, const char *name, size_t len);
 
+/* One setting that differs (config_diff.c): its config name ("log.level",
+ * "spaces.carts.r", "gossip.period_ms"; borrowed for the call) and 1 when
+ * only a restart can change it, 0 when a running node takes it. */
+typedef void (*moor_config_diff_fn)(void *ud, const char *name, int restart);
+
+/* Calls fn once per setting that differs between a (the running config)
+ * and b (the one reloaded), in a fixed order.  Handlers and resolvers are
+ * not settings (the Lua host compares them).  Returns how many differ.
+ * Can't fail. */
+unsigned moor_config_diff(const moor_config_t *a, const moor_config_t *b, moor_config_diff_fn fn,
+                          void *ud);
+
 #endif

@@ -75,10 +75,10 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 #define MAX_CALL_ARGS 200
-#define CONFIG_TIMEOUT_MS 30000
 #define NO_SLOT UINT32_MAX
 #define REPLY_ENVELOPE 64 /* [1, msgid, nil, result] around a result, generously */
 #define LOG_MSG_MAX 1800  /* escaped bytes of a moor.log message (log lines are 2 KiB) */
@@ -134,6 +134,7 @@ struct moor_lua {
     size_t value_max;           /* a resolver's result, a put's value */
     size_t frame_max;           /* a kv request's params, moor.encode */
     int arg_ref;                /* moor.arg's real table (the sandbox sees a proxy) */
+    int dump_ref;               /* string.dump, for moor_lua_catalog (the sandbox has none) */
     moor_heap_t heap;           /* the state's memory (budget.c) */
     call_t *pool;               /* finished calls, timer open, maybe with a clean coroutine */
     unsigned npool;             /* their number, at most POOL_MAX */
@@ -517,7 +518,7 @@ static int l_kv(lua_State *L)
     c->token = token_issue(h, c);
     c->in_kv = 1;
     c->sync_done = 0;
-    rc = h->ops.kv(h->ops.ud, op, c->buf.data, c->buf.len, np, c->token);
+    rc = h->ops.kv(h->ops.ud, h, op, c->buf.data, c->buf.len, np, c->token);
     c->in_kv = 0;
     if (rc) {
         c->token = 0;
@@ -710,6 +711,10 @@ int moor_lua_new(const moor_lua_opts_t *o, moor_lua_t **out)
     h->free_head = NO_SLOT;
     h->handlers_ref = h->resolvers_ref = h->config_ref = LUA_NOREF;
     moor_codec_init(h->L);
+    lua_getglobal(h->L, "string");
+    lua_getfield(h->L, -1, "dump");
+    h->dump_ref = luaL_ref(h->L, LUA_REGISTRYINDEX);
+    lua_pop(h->L, 1);
     moor_config_default(&def);
     set_limits(h, &def);
     push_moor(h);
@@ -821,16 +826,29 @@ int moor_lua_set_arg(moor_lua_t *h, const char *key, const char *value)
 /* The config raised the value at the top, which is not a string:
  * describes it (lua/moor/config.lua turns most such errors into text
  * already; this covers the rest). */
-static int config_raised(lua_State *L, int over)
+static int config_raised(lua_State *L)
 {
     const char *what = luaL_typename(L, -1);
 
-    if (over)
-        return moor_diag(MOOR_EINVAL, "the config file ran for too long (over %d ms)",
-                         CONFIG_TIMEOUT_MS);
     if (lua_isnil(L, -1))
         return moor_diag(MOOR_EINVAL, "config error: the config raised nil instead of a message");
     return moor_diag(MOOR_EINVAL, "config error: the config raised a %s", what);
+}
+
+/* The config was stopped by its budget: what it was, and where the stop
+ * hit (the Lua message names the file and line running then). */
+static int config_over(lua_State *L, const moor_budget_t *b)
+{
+    const char *at = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+
+    /* the stop's own text says nothing more unless it carries a place */
+    if (strncmp(at, "stopped: ", 9) == 0)
+        at = "";
+    return moor_diag(MOOR_EINVAL,
+                     "config exceeded its budget (%llu instructions, %u ms): %s (an endless "
+                     "loop?)%s%s",
+                     (unsigned long long)b->limit, b->timeout_ms, moor_budget_over_text(b->over),
+                     at[0] ? "; " : "", at);
 }
 
 /* After a good config: what the handlers start from must fit the cap. */
@@ -857,16 +875,17 @@ int moor_lua_load_config(moor_lua_t *h, const char *path, moor_config_t *cfg)
         goto out;
     /* the config is the operator's code: a budget for runaway loops, no
      * memory cap (the cap is one of the things it sets) */
-    moor_budget_init(&b, UINT64_MAX / 2, CONFIG_TIMEOUT_MS, &h->heap);
+    moor_budget_init(&b, MOOR_LUA_CONFIG_INSTRUCTIONS, MOOR_LUA_CONFIG_TIMEOUT_MS, &h->heap);
     pb = moor_budget_enter(L, &b, 0);
     rc = lua_pcall(L, 4, 1, 0);
     moor_budget_leave(L, pb);
     if (rc) {
-        if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
-            rc = moor_diag(MOOR_EINVAL, "%s%s", lua_tostring(L, -1),
-                           b.over ? " (the config file ran for too long)" : "");
+        if (b.over)
+            rc = config_over(L, &b);
+        else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+            rc = moor_diag(MOOR_EINVAL, "%s", lua_tostring(L, -1));
         else
-            rc = config_raised(L, b.over);
+            rc = config_raised(L);
         goto out;
     }
     if ((rc = moor_config_from_lua(L, -1, cfg)))
@@ -1161,6 +1180,75 @@ int moor_lua_push_config(moor_lua_t *h)
         return 0;
     lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->config_ref);
     return 1;
+}
+
+/* ---- what a config registered ------------------------------------------------ */
+
+/* seed mixed with the stripped bytecode of the function at the top (a C
+ * function has none: seed).  Stripped: no chunk name, no line numbers, so
+ * a handler that only moved in the file digests the same. */
+static uint64_t fn_digest(moor_lua_t *h, uint64_t seed)
+{
+    lua_State *L = h->L;
+    const char *bc;
+    size_t len;
+    uint64_t d = seed;
+
+    if (lua_iscfunction(L, -1))
+        return seed;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->dump_ref);
+    lua_pushvalue(L, -2);
+    lua_pushboolean(L, 1);
+    if (lua_pcall(L, 2, 1, 0) == 0 && (bc = lua_tolstring(L, -1, &len)))
+        d = moor_hash64(bc, len, seed);
+    lua_pop(L, 1);
+    return d;
+}
+
+/* The digest of a handler entry {fn, instructions, timeout_ms} or of a
+ * resolver function, at the top. */
+static uint64_t entry_digest(moor_lua_t *h)
+{
+    lua_State *L = h->L;
+    uint64_t d;
+    double lim[2];
+
+    if (!lua_istable(L, -1))
+        return lua_isfunction(L, -1) ? fn_digest(h, 0) : 0;
+    lim[0] = entry_num(L, -1, "instructions", -1);
+    lim[1] = entry_num(L, -1, "timeout_ms", -1);
+    d = moor_hash64(lim, sizeof(lim), 0);
+    lua_getfield(L, -1, "fn");
+    if (lua_isfunction(L, -1))
+        d = fn_digest(h, d);
+    lua_pop(L, 1);
+    return d;
+}
+
+unsigned moor_lua_catalog(moor_lua_t *h, int kind, moor_lua_entry_fn fn, void *ud)
+{
+    lua_State *L = h->L;
+    int ref = kind == MOOR_LUA_HANDLERS ? h->handlers_ref : h->resolvers_ref;
+    int top = lua_gettop(L);
+    moor_budget_t *outer = moor_budget_suspend();
+    unsigned n = 0;
+
+    if (ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                size_t nlen;
+                const char *name = lua_tolstring(L, -2, &nlen);
+                fn(ud, name, nlen, entry_digest(h));
+                n++;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, top);
+    moor_budget_resume(L, outer);
+    return n;
 }
 
 /* ---- teardown ------------------------------------------------------------------ */

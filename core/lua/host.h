@@ -45,9 +45,12 @@ typedef struct moor_lua_ops {
     void *ud;
     /* Starts a get/put/del with params encoded exactly as the wire method
      * takes them (get: key, opts; put: key, value, opts; del: key, opts).
-     * Returns 0 if started (moor_lua_kv_done(token) will follow), or an
-     * error code (no callback). */
-    int (*kv)(void *ud, int op, const char *params, size_t plen, uint32_t nparams, uint64_t token);
+     * Returns 0 if started (moor_lua_kv_done(from, token) will follow), or
+     * an error code (no callback).  from: the host asking, which is the one
+     * to answer (after a reload, calls still running on the old host ask
+     * through it while new calls run on the new one). */
+    int (*kv)(void *ud, moor_lua_t *from, int op, const char *params, size_t plen,
+              uint32_t nparams, uint64_t token);
 } moor_lua_ops_t;
 
 /* Answer of a handler call: errcode NULL on success with result encoded
@@ -69,9 +72,15 @@ int moor_lua_new(const moor_lua_opts_t *o, moor_lua_t **out);
  * loads, so it exists only after moor_lua_load_config). */
 void moor_lua_set_ops_ud(moor_lua_t *L, void *ud);
 
-/* Runs the config file and validates it into cfg (defaults first).  On a
- * bad config: MOOR_EINVAL with a diagnostic naming the key and what was
- * expected. */
+/* What running the config file may spend (at start, on reload and in
+ * moord --check): an endless loop in a config is an error, not a hang. */
+#define MOOR_LUA_CONFIG_INSTRUCTIONS 100000000ull
+#define MOOR_LUA_CONFIG_TIMEOUT_MS 5000u
+
+/* Runs the config file and validates it into cfg (defaults first), under
+ * the config budget above.  On a bad config: MOOR_EINVAL with a diagnostic
+ * naming the key and what was expected (file:line when Lua gives it); over
+ * the budget: MOOR_EINVAL, "config exceeded its budget (...)". */
 int moor_lua_load_config(moor_lua_t *L, const char *path, moor_config_t *cfg);
 
 /* Sets moor.arg[key] = value (strings, copied) for the config to read: one
@@ -135,6 +144,19 @@ typedef struct moor_lua_stats {
 
 /* Copies the counters into out.  Can't fail. */
 void moor_lua_stats(const moor_lua_t *L, moor_lua_stats_t *out);
+/* What moor_lua_catalog lists. */
+enum { MOOR_LUA_HANDLERS = 1, MOOR_LUA_RESOLVERS = 2 };
+
+typedef void (*moor_lua_entry_fn)(void *ud, const char *name, size_t nlen, uint64_t digest);
+
+/* Calls fn for every handler (kind MOOR_LUA_HANDLERS) or resolver
+ * (MOOR_LUA_RESOLVERS) the loaded config registered, plugins included,
+ * with a digest of its stripped bytecode (and, for a handler, its
+ * budget): two hosts loaded from the same code give the same digests, and
+ * a function that only moved in the file keeps its digest.  The digest does
+ * not see upvalues' contents, nor the code of functions a handler calls
+ * through them.  Returns how many there are.  Can't fail. */
+unsigned moor_lua_catalog(moor_lua_t *L, int kind, moor_lua_entry_fn fn, void *ud);
 
 /* Handlers currently running or waiting. */
 unsigned moor_lua_inflight(const moor_lua_t *L);

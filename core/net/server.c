@@ -1290,6 +1290,25 @@ int moor_srv_start(uv_loop_t *loop, const moor_srv_opts_t *o, moor_srv_dispatch_
     return 0;
 }
 
+void moor_srv_set_limits(moor_srv_t *s, const moor_srv_opts_t *o)
+{
+    moor_srv_opts_t n;
+
+    srv_fill_opts(&n, o);
+    s->o.max_frame = n.max_frame;
+    s->o.max_bulk = n.max_bulk;
+    s->o.max_conns = n.max_conns;
+    s->o.peer_conns = n.peer_conns;
+    s->o.idle_timeout_ms = n.idle_timeout_ms;
+    s->o.auth_timeout_ms = n.auth_timeout_ms;
+    s->o.frame_timeout_ms = n.frame_timeout_ms;
+    s->o.max_inflight = n.max_inflight;
+    s->o.peer_inflight = n.peer_inflight;
+    s->o.output_soft = n.output_soft;
+    s->o.output_hard = n.output_hard;
+    s->o.output_total = n.output_total;
+}
+
 int moor_srv_port(const moor_srv_t *s)
 {
     return s->port;

@@ -136,6 +136,15 @@ int moor_srv_start(uv_loop_t *loop, const moor_srv_opts_t *o, moor_srv_dispatch_
 
 int moor_srv_port(const moor_srv_t *s); /* the bound port */
 
+/* Takes o's limits (max_frame, max_bulk, max_conns, peer_conns, the three
+ * timeouts, max_inflight, peer_inflight, the output caps; zero meaning
+ * the default as at start) for what happens from now on: frames read
+ * next, connections accepted next (max_inflight is a connection's from
+ * its accept), deadlines armed next.  Nothing open is closed for it.
+ * host, port, proto, require_auth and the callbacks stay as started.
+ * Can't fail. */
+void moor_srv_set_limits(moor_srv_t *s, const moor_srv_opts_t *o);
+
 /* Answers req (which is freed): result is encoded MessagePack (NULL: nil). */
 void moor_srv_reply(moor_srv_req_t *req, const char *result, size_t rlen);
 void moor_srv_reply_error(moor_srv_req_t *req, const char *code, const char *msg);

@@ -1173,6 +1173,15 @@ fail:
     return rc;
 }
 
+int moor_cl_reconfigure(moor_cl_t *cl)
+{
+    int rc = moor_gossip_set_params(cl->gossip, &cl->cfg->gossip);
+
+    if (rc == 0)
+        moor_coord_set_timeout(cl->coord, cl->cfg->request_timeout_ms);
+    return rc;
+}
+
 void moor_cl_start(moor_cl_t *cl)
 {
     uv_timer_start(&cl->hlc_timer, hlc_timer_cb, 1000, 1000);

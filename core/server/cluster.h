@@ -59,6 +59,12 @@ int moor_cl_new(const moor_cl_opts_t *o, moor_cl_t **out);
 /* Starts joining the seeds. */
 void moor_cl_start(moor_cl_t *cl);
 
+/* The config (opts.cfg, borrowed) changed in place (moor reload): takes
+ * its live settings that were copied at start -- the gossip tunables and
+ * request_timeout_ms; the rest is read from it per request.  0, or
+ * MOOR_EINVAL with a diag (bad gossip tunables) and nothing changes. */
+int moor_cl_reconfigure(moor_cl_t *cl);
+
 moor_coord_t *moor_cl_coord(moor_cl_t *cl);
 
 /* 1 when ip (numeric) is the host of a member's address or of a seed:

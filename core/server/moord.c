@@ -1,14 +1,16 @@
 /*
  * moord.c -- the Moor node daemon: `moord CONFIG.lua`.
  *
- * Runs the Lua config (config as code), opens the engine in data_dir,
- * listens, and serves until SIGINT/SIGTERM; then it stops accepting, lets
- * in-flight requests finish (their writes become durable and are
- * answered), flushes and closes the engine, and exits 0.  A bad config, an
- * unwritable data_dir or a busy port exits 2 with a message that names the
- * problem.  --check validates the config and checks its resolvers' laws
- * (core/lua/laws.c): exit 0, or 1 when a resolver breaks one.  Everything
- * runs on one libuv loop (DESIGN.md "Threads").
+ * Runs the Lua config (config as code, under the config budget), opens
+ * the engine in data_dir, listens, and serves until SIGINT/SIGTERM (SIGHUP
+ * runs the config again and takes it live: reload.h); then it stops
+ * accepting, lets in-flight requests finish (their writes become durable
+ * and are answered), flushes and closes the engine, and exits 0.  A bad
+ * config (one past its budget too), an unwritable data_dir or a busy port
+ * exits 2 with a message that names the problem.  --check validates the
+ * config and checks its resolvers' laws (core/lua/laws.c): exit 0, or 1
+ * when a resolver breaks one.  Everything runs on one libuv loop
+ * (DESIGN.md "Threads").
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include "net/server.h"
 #include "node.h"
 #include "server/httpd.h"
+#include "reload.h"
 #include "server/resp.h"
 #include "util/err.h"
 #include "util/limits.h"
@@ -41,8 +44,10 @@ typedef struct daemon {
     moor_respd_t *respd; /* its commands */
     moor_httpd_t *httpd; /* the metrics and status port (http_listen), or NULL */
     int servers_running; /* servers not yet drained at stop */
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     int stopping;
+    moor_config_src_t src; /* the config file and moor.arg, for reloads */
+    moor_reload_t reload;
 } daemon_t;
 
 static void usage(void)
@@ -56,8 +61,12 @@ static void usage(void)
             "  --force-rejoin   start even though this node was down longer than the\n"
             "                   tombstone grace (reaped deletes may come back)\n"
             "  env MOOR_ROOT: directory holding lua/ and plugins/ (default: ../share/moor\n"
-            "                 beside moord's directory when installed, else %s)\n",
-            MOOR_SOURCE_ROOT);
+            "                 beside moord's directory when installed, else %s)\n"
+            "  the config runs under a budget of %llu instructions and %u ms\n"
+            "  signals: SIGINT/SIGTERM drain and stop; SIGHUP reloads the config\n"
+            "           (as `moor reload`; the outcome is logged, the node keeps serving)\n",
+            MOOR_SOURCE_ROOT, (unsigned long long)MOOR_LUA_CONFIG_INSTRUCTIONS,
+            MOOR_LUA_CONFIG_TIMEOUT_MS);
 }
 
 /* Where lua/ and plugins/ are when MOOR_ROOT is not set.  An installed
@@ -125,6 +134,7 @@ static void cluster_closed(void *ud)
         moor_log_info("stopped cleanly");
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
 /* Every server has drained: stop cluster work, then close the rest. */
@@ -158,7 +168,22 @@ static void on_signal(uv_signal_t *s, int signum)
     moor_srv_stop(d->srv, closed_all, d);
 }
 
-#define MAX_ARGS 32
+/* SIGHUP: a reload, as the `reload` method runs it; moor_reload_run logs
+ * the outcome.  Never stops the node. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    daemon_t *d = s->data;
+    moor_buf_t reply = MOOR_BUF_INIT;
+
+    (void)signum;
+    if (d->stopping)
+        return;
+    moor_log_info("SIGHUP: reloading %s", d->src.path);
+    moor_reload_run(&d->reload, &reply);
+    moor_buf_free(&reply);
+}
+
+#define MAX_ARGS MOOR_RELOAD_MAX_ARGS
 
 typedef struct config_arg {
     char key[64];
@@ -258,39 +283,25 @@ static int check_laws(daemon_t *d, const char *config)
 
 static int start(daemon_t *d, const char *config, int check, const config_arg_t *args, int nargs)
 {
-    moor_lua_opts_t lo = {0};
     moor_srv_opts_t so;
     const char *root = getenv("MOOR_ROOT");
-    char installed[4096];
+    static char installed[4096];
     int rc;
 
-    lo.loop = d->loop;
-    lo.root = root && *root ? root : default_root(installed, sizeof(installed));
-    lo.ops.kv = moor_node_lua_kv;
-    if ((rc = moor_lua_new(&lo, &d->lua)))
-        return rc;
-    for (int i = 0; i < nargs; i++)
-        if ((rc = moor_lua_set_arg(d->lua, args[i].key, args[i].value)))
-            return rc;
-    if ((rc = moor_lua_load_config(d->lua, config, &d->cfg)))
+    d->src.loop = d->loop;
+    d->src.path = config;
+    d->src.root = root && *root ? root : default_root(installed, sizeof(installed));
+    d->src.nargs = (unsigned)nargs;
+    for (int i = 0; i < nargs; i++) {
+        d->src.keys[i] = args[i].key;
+        d->src.values[i] = args[i].value;
+    }
+    if ((rc = moor_config_load(&d->src, NULL, &d->lua, &d->cfg)))
         return rc;
     d->cfg.force_rejoin = force_rejoin;
     /* what an autoscale command gets as MOOR_CONFIG: usable from any cwd */
     if (!realpath(config, d->cfg.config_path))
         snprintf(d->cfg.config_path, sizeof(d->cfg.config_path), "%s", config);
-    if (moor_config_clustered(&d->cfg)) {
-        /* Without a secret anyone who can connect could call the replica
-         * methods (_put replaces values, _coord writes anywhere). */
-        if (!d->cfg.cluster_secret[0])
-            return moor_diag(MOOR_EINVAL,
-                             "config: a node with seeds needs cluster_secret (peers authenticate "
-                             "with it); make one with: head -c 32 /dev/urandom | base64");
-        if (strcmp(d->cfg.listen_host, "0.0.0.0") == 0 || strcmp(d->cfg.listen_host, "::") == 0)
-            return moor_diag(MOOR_EINVAL,
-                             "config: in a cluster, listen must name the address "
-                             "peers reach this node at, not %s",
-                             d->cfg.listen_host);
-    }
     if ((rc = moor_respd_new(&d->cfg, &d->respd)))
         return rc;
     if (check)
@@ -319,20 +330,10 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
     moor_srv_opts_default(&so);
     so.host = d->cfg.listen_host;
     so.port = d->cfg.listen_port;
-    so.max_frame = d->cfg.max_frame;
-    so.max_conns = d->cfg.max_conns;
-    so.idle_timeout_ms = d->cfg.idle_timeout_ms;
-    so.max_inflight = d->cfg.max_inflight;
-    so.auth_timeout_ms = d->cfg.auth_timeout_ms;
-    so.frame_timeout_ms = d->cfg.frame_timeout_ms;
-    so.output_soft = d->cfg.output_soft;
-    so.output_hard = d->cfg.output_hard;
-    so.output_total = d->cfg.output_total;
+    moor_config_srv_limits(&d->cfg, &so);
     /* Every connection must authenticate when clients need a token; with
      * only a cluster secret, clients need not, so only peer slots do. */
     so.require_auth = d->cfg.auth_token[0] != '\0';
-    /* Peer slots exist in a cluster only, for its members' addresses. */
-    so.peer_conns = moor_config_clustered(&d->cfg) ? d->cfg.peer_conns : 0;
     so.peer_ip_ok = moor_node_peer_ip_ok;
     if ((rc = moor_srv_start(d->loop, &so, moor_node_dispatch, d->node, &d->srv)))
         return rc;
@@ -355,11 +356,20 @@ static int start(daemon_t *d, const char *config, int check, const config_arg_t 
         if ((rc = moor_node_join_cluster(d->node, self)))
             return rc;
     }
+    d->reload.src = &d->src;
+    d->reload.cfg = &d->cfg;
+    d->reload.lua = &d->lua;
+    d->reload.node = d->node;
+    d->reload.srv = d->srv;
+    d->reload.rsrv = d->rsrv;
+    moor_node_set_reload(d->node, moor_reload_run, &d->reload);
     uv_signal_init(d->loop, &d->sigint);
     uv_signal_init(d->loop, &d->sigterm);
-    d->sigint.data = d->sigterm.data = d;
+    uv_signal_init(d->loop, &d->sighup);
+    d->sigint.data = d->sigterm.data = d->sighup.data = d;
     uv_signal_start(&d->sigint, on_signal, SIGINT);
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d->sighup, on_sighup, SIGHUP);
     printf("moord: node %s listening on %s:%d, data in %s%s\n", d->cfg.node, d->cfg.listen_host,
            moor_srv_port(d->srv), d->cfg.data_dir,
            moor_config_clustered(&d->cfg) ? " (cluster mode)" : "");

@@ -99,6 +99,22 @@ struct moor_node {
     moor_batch_t *batch; /* scratch of queue_write */
     wdone_t *wspare;     /* completion records kept for reuse (loop thread) */
     unsigned nwspare;
+    /* Lua hosts a reload replaced: their running calls finish on them;
+     * the sweep frees each once it has none (moor_node_swap_lua).  Every
+     * host set gets the next epoch: a kv answer goes to the host that
+     * asked only while that host (pointer and epoch: a freed host's
+     * address may come back) still runs. */
+    struct {
+        moor_lua_t *h;
+        uint64_t epoch;
+    } retired[MOOR_NODE_RETIRED_MAX];
+    unsigned nretired;
+    uint64_t lua_epoch; /* of n->lua */
+    moor_lua_stats_t lua_gone; /* counters of the hosts freed: info.lua stays monotonic */
+    uv_timer_t sweep; /* runs while nretired > 0 */
+    moor_node_reload_fn reload;
+    void *reload_ud;
+    uint64_t reloads; /* configs taken by moor_node_reconfigure */
 };
 
 static void wdone_free(moor_node_t *n, wdone_t *w);
@@ -586,6 +602,38 @@ static void pack_kv_bool(msgpack_packer *pk, const char *k, int v)
         msgpack_pack_false(pk);
 }
 
+static void lua_stats_add(moor_lua_stats_t *acc, const moor_lua_t *h);
+
+/* info.config: what a reload can change, as the node runs it now. */
+static void pack_config(moor_node_t *n, msgpack_packer *pk)
+{
+    const char *lv = moor_log_level_name(moor_log_get_level());
+
+    msgpack_pack_str_with_body(pk, "config", 6);
+    msgpack_pack_map(pk, 4);
+    pack_kv_u64(pk, "reloads", n->reloads);
+    msgpack_pack_str_with_body(pk, "log_level", 9);
+    msgpack_pack_str_with_body(pk, lv, strlen(lv));
+    pack_kv_u64(pk, "request_timeout_ms", n->cfg.request_timeout_ms);
+    msgpack_pack_str_with_body(pk, "spaces", 6);
+    msgpack_pack_map(pk, n->cfg.nspaces);
+    for (unsigned i = 0; i < n->cfg.nspaces; i++) {
+        const moor_space_cfg_t *s = &n->cfg.spaces[i];
+        uint32_t nn, r, w;
+        moor_config_levels(&n->cfg, s, &nn, &r, &w);
+        msgpack_pack_str_with_body(pk, s->name, strlen(s->name));
+        msgpack_pack_map(pk, 4);
+        pack_kv_u64(pk, "n", nn);
+        pack_kv_u64(pk, "r", r);
+        pack_kv_u64(pk, "w", w);
+        msgpack_pack_str_with_body(pk, "resolver", 8);
+        if (s->resolver[0])
+            msgpack_pack_str_with_body(pk, s->resolver, strlen(s->resolver));
+        else
+            msgpack_pack_nil(pk);
+    }
+}
+
 /* The `info` answer into out (reset first).  Can't fail (out of memory
  * shows as a short buffer the caller's decoder refuses). */
 static void pack_info(moor_node_t *n, moor_buf_t *out)
@@ -598,11 +646,16 @@ static void pack_info(moor_node_t *n, moor_buf_t *out)
     moor_engine_stats(n->engine, &es);
     if (n->srv)
         moor_srv_stats(n->srv, &ss);
+    /* Every host's since start: a reload does not set counters back. */
+    ls = n->lua_gone;
     if (n->lua)
-        moor_lua_stats(n->lua, &ls);
+        lua_stats_add(&ls, n->lua);
+    for (unsigned i = 0; i < n->nretired; i++)
+        lua_stats_add(&ls, n->retired[i].h);
     moor_buf_reset(out);
     moor_mp_packer_init(&pk, out);
-    msgpack_pack_map(&pk, n->cl ? 15 : 11);
+    msgpack_pack_map(&pk, n->cl ? 16 : 12);
+    pack_config(n, &pk);
     msgpack_pack_str_with_body(&pk, "slowlog", 7);
     msgpack_pack_map(&pk, 4);
     pack_kv_u64(&pk, "len", moor_slowlog_len(n->slow));
@@ -668,8 +721,12 @@ static void pack_info(moor_node_t *n, moor_buf_t *out)
         uint64_t refused = 0;
         if (n->lua)
             moor_lua_heap(n->lua, &used, &cap, &refused);
-        msgpack_pack_map(&pk, 10);
-        pack_kv_u64(&pk, "handlers_inflight", n->lua ? moor_lua_inflight(n->lua) : 0);
+        unsigned inflight = n->lua ? moor_lua_inflight(n->lua) : 0;
+        for (unsigned i = 0; i < n->nretired; i++)
+            inflight += moor_lua_inflight(n->retired[i].h);
+        msgpack_pack_map(&pk, 11);
+        pack_kv_u64(&pk, "handlers_inflight", inflight);
+        pack_kv_u64(&pk, "hosts_retiring", n->nretired);
         pack_kv_u64(&pk, "heap_bytes", used);
         pack_kv_u64(&pk, "heap_limit", cap);
         pack_kv_u64(&pk, "heap_refused", refused);
@@ -1144,6 +1201,28 @@ static void do_call(moor_node_t *n, const char *p, const char *end, uint32_t np,
                         n->cur ? &n->cur->lua_ns : NULL);
 }
 
+/* reload (no params) -> what the reload hook answers (moord: run the
+ * config file again; README "Hot reload"). */
+static void do_reload(moor_node_t *n, uint32_t np, moor_node_done_fn done, void *ud)
+{
+    int rc;
+
+    if (np != 0) {
+        fail(n, done, ud, MOOR_EINVAL, "reload takes no params");
+        return;
+    }
+    if (!n->reload) {
+        fail(n, done, ud, MOOR_EUNAVAIL, "reload: this node has no config file to reload");
+        return;
+    }
+    moor_buf_reset(&n->out);
+    if ((rc = n->reload(n->reload_ud, &n->out))) {
+        fail(n, done, ud, rc, moor_diag_msg(rc));
+        return;
+    }
+    done(ud, NULL, NULL, n->out.data, n->out.len);
+}
+
 /* `load`: every member's last load figures (autoscale.h). */
 static void do_load(moor_node_t *n, moor_node_done_fn done, void *ud)
 {
@@ -1254,6 +1333,8 @@ void moor_node_exec(moor_node_t *n, const char *method, size_t mlen, const char 
         moor_snap_exec(n->snap, params, plen, np, done, ud);
     else if (IS("slowlog"))
         do_slowlog(n, params, end, np, done, ud);
+    else if (IS("reload"))
+        do_reload(n, np, done, ud);
     else {
         char msg[128];
         snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen > 64 ? 64 : mlen), method);
@@ -1438,21 +1519,35 @@ int moor_node_peer_ip_ok(void *node, const char *ip)
 
 typedef struct lua_kv {
     moor_node_t *n;
+    moor_lua_t *h;  /* the host that asked: the answer goes to it if it still runs */
+    uint64_t epoch; /* h's */
     uint64_t token;
 } lua_kv_t;
+
+/* The epoch of h if it is the node's host or one a reload retired that
+ * still runs; 0 if neither. */
+static uint64_t lua_epoch_of(const moor_node_t *n, const moor_lua_t *h)
+{
+    if (h && h == n->lua)
+        return n->lua_epoch;
+    for (unsigned i = 0; i < n->nretired; i++)
+        if (n->retired[i].h == h)
+            return n->retired[i].epoch;
+    return 0;
+}
 
 static void reply_lua(void *ud, const char *errcode, const char *errmsg, const char *result,
                       size_t rlen)
 {
     lua_kv_t *k = ud;
 
-    if (k->n->lua)
-        moor_lua_kv_done(k->n->lua, k->token, errcode, errmsg, result, rlen);
+    if (k->epoch && lua_epoch_of(k->n, k->h) == k->epoch)
+        moor_lua_kv_done(k->h, k->token, errcode, errmsg, result, rlen);
     free(k);
 }
 
-int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32_t nparams,
-                     uint64_t token)
+int moor_node_lua_kv(void *node, moor_lua_t *from, int op, const char *params, size_t plen,
+                     uint32_t nparams, uint64_t token)
 {
     moor_node_t *n = node;
     lua_kv_t *k = malloc(sizeof(*k));
@@ -1467,6 +1562,8 @@ int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32
         return MOOR_EINVAL;
     }
     k->n = n;
+    k->h = from;
+    k->epoch = lua_epoch_of(n, from);
     k->token = token;
     /* A handler's kv may outlive the request that started the handler
      * (its call can time out first): it measures into nothing. */
@@ -1774,6 +1871,9 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
     n->kick.data = n;
     uv_prepare_start(&n->kick, kick_log);
     uv_unref((uv_handle_t *)&n->kick); /* never keeps the loop alive alone */
+    uv_timer_init(loop, &n->sweep);
+    n->sweep.data = n;
+    uv_unref((uv_handle_t *)&n->sweep);
     *out = n;
     return 0;
 }
@@ -1781,7 +1881,86 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
 void moor_node_set_lua(moor_node_t *n, moor_lua_t *L)
 {
     n->lua = L;
+    n->lua_epoch++;
     moor_as_set_lua(n->as, L);
+}
+
+/* Adds host h's counters into acc. */
+static void lua_stats_add(moor_lua_stats_t *acc, const moor_lua_t *h)
+{
+    moor_lua_stats_t s;
+
+    moor_lua_stats(h, &s);
+    acc->handler_calls += s.handler_calls;
+    acc->resolver_calls += s.resolver_calls;
+    acc->resolver_errors += s.resolver_errors;
+    acc->time_kills += s.time_kills;
+    acc->budget_kills += s.budget_kills;
+    acc->memory_kills += s.memory_kills;
+}
+
+/* Frees the retired hosts that have no call left (a call abandoned over
+ * its budget no longer counts: its late kv answer finds the host gone
+ * from lua_alive and is dropped).  From a timer: no host code is on the
+ * stack. */
+static void sweep_cb(uv_timer_t *t)
+{
+    moor_node_t *n = t->data;
+    unsigned keep = 0;
+
+    for (unsigned i = 0; i < n->nretired; i++) {
+        if (moor_lua_inflight(n->retired[i].h) == 0) {
+            lua_stats_add(&n->lua_gone, n->retired[i].h);
+            moor_lua_free(n->retired[i].h);
+        } else
+            n->retired[keep++] = n->retired[i];
+    }
+    n->nretired = keep;
+    if (!keep)
+        uv_timer_stop(t);
+}
+
+int moor_node_swap_lua(moor_node_t *n, moor_lua_t *fresh)
+{
+    if (n->lua && n->nretired == MOOR_NODE_RETIRED_MAX)
+        return moor_diag(MOOR_EBUSY,
+                         "%u earlier configs still finish handler calls; try again once they "
+                         "have (at most handler.timeout_ms)",
+                         n->nretired);
+    if (n->lua) {
+        n->retired[n->nretired].h = n->lua;
+        n->retired[n->nretired++].epoch = n->lua_epoch;
+        if (!uv_is_active((uv_handle_t *)&n->sweep))
+            uv_timer_start(&n->sweep, sweep_cb, MOOR_NODE_SWEEP_MS, MOOR_NODE_SWEEP_MS);
+    }
+    moor_node_set_lua(n, fresh);
+    return 0;
+}
+
+unsigned moor_node_retired(const moor_node_t *n)
+{
+    return n->nretired;
+}
+
+int moor_node_reconfigure(moor_node_t *n, const moor_config_t *cfg)
+{
+    int rc = 0;
+
+    n->cfg = *cfg; /* what the cluster, the solo ring and autoscale read through */
+    n->reloads++;
+    if (n->slow)
+        moor_slowlog_set_threshold_us(n->slow, cfg->slowlog_threshold_us);
+    if (n->cl)
+        rc = moor_cl_reconfigure(n->cl);
+    if (n->solo)
+        moor_coord_set_timeout(moor_solo_coord(n->solo), cfg->request_timeout_ms);
+    return rc;
+}
+
+void moor_node_set_reload(moor_node_t *n, moor_node_reload_fn fn, void *ud)
+{
+    n->reload = fn;
+    n->reload_ud = ud;
 }
 void moor_node_set_server(moor_node_t *n, moor_srv_t *s)
 {
@@ -1820,6 +1999,10 @@ int moor_node_close(moor_node_t *n)
 {
     int rc, crc;
 
+    for (unsigned i = 0; i < n->nretired; i++) /* calls left answer SHUTTING_DOWN */
+        moor_lua_free(n->retired[i].h);
+    n->nretired = 0;
+    uv_timer_stop(&n->sweep);
     moor_as_close(n->as); /* before the engine: its timer reads the engine's stats */
     n->as = NULL;
     if (n->solo) { /* moord closed it already (moor_node_leave_cluster); tests may not */
@@ -1836,6 +2019,7 @@ int moor_node_close(moor_node_t *n)
      * one that frees the node (and both handles in it) must go last. */
     uv_close((uv_handle_t *)&n->async, free_after_close);
     uv_close((uv_handle_t *)&n->kick, NULL);
+    uv_close((uv_handle_t *)&n->sweep, NULL);
     return rc ? rc : crc;
 }
 

@@ -36,9 +36,41 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
 /* The Lua host the node runs handlers on (set after creating both). */
 void moor_node_set_lua(moor_node_t *n, moor_lua_t *L);
 
-/* The moor_lua_ops_t.kv function: runs a get/put/del for a handler. */
-int moor_node_lua_kv(void *node, int op, const char *params, size_t plen, uint32_t nparams,
-                     uint64_t token);
+/* The moor_lua_ops_t.kv function: runs a get/put/del for a handler of
+ * host from, and answers it there while from runs (the node's host or a
+ * retired one, below); an answer for a host freed meanwhile is dropped. */
+int moor_node_lua_kv(void *node, moor_lua_t *from, int op, const char *params, size_t plen,
+                     uint32_t nparams, uint64_t token);
+
+/* Hosts a reload may leave finishing their calls at once, and how often
+ * the node looks whether they have. */
+#define MOOR_NODE_RETIRED_MAX 8
+#define MOOR_NODE_SWEEP_MS 50
+
+/* Makes fresh the host new calls and resolvers run on (moor reload).  The
+ * one it replaces is retired: calls running on it finish on it (their kv
+ * answers find it), and it is freed once it has none -- or at
+ * moor_node_close, answering what is left SHUTTING_DOWN.  0, or
+ * MOOR_EBUSY when MOOR_NODE_RETIRED_MAX hosts are still retiring (nothing
+ * changes). */
+int moor_node_swap_lua(moor_node_t *n, moor_lua_t *fresh);
+
+/* Retired hosts not yet freed. */
+unsigned moor_node_retired(const moor_node_t *n);
+
+/* Takes cfg (copied) as the node's config from the next request on: the
+ * spaces' levels and resolvers, sibling limits, request_timeout_ms, the
+ * gossip tunables, autoscale.  REQUIRES: cfg differs from the running one
+ * in live settings only (moor_config_diff), its spaces in the same order.
+ * 0, or an error with a diag (only for tunables moor_config_from_lua would
+ * have refused). */
+int moor_node_reconfigure(moor_node_t *n, const moor_config_t *cfg);
+
+/* What the `reload` method runs: 0 with the reply (encoded MessagePack)
+ * appended to reply, or an error code with a diag.  Without one, reload
+ * answers UNAVAILABLE. */
+typedef int (*moor_node_reload_fn)(void *ud, moor_buf_t *reply);
+void moor_node_set_reload(moor_node_t *n, moor_node_reload_fn fn, void *ud);
 
 /* Server dispatch callback (ud = the node).  A connection on a peer slot
  * whose first request is not _auth gets NOAUTH and is ended; one that

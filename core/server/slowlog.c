@@ -97,6 +97,11 @@ int64_t moor_slowlog_threshold_us(const moor_slowlog_t *l)
     return l->threshold_us;
 }
 
+void moor_slowlog_set_threshold_us(moor_slowlog_t *l, int64_t threshold_us)
+{
+    l->threshold_us = threshold_us;
+}
+
 uint32_t moor_slowlog_max_len(const moor_slowlog_t *l)
 {
     return l->max_len;

@@ -68,6 +68,8 @@ uint32_t moor_slowlog_len(const moor_slowlog_t *l);   /* entries kept */
 uint64_t moor_slowlog_total(const moor_slowlog_t *l); /* entries ever added (the
                                                        * metric moor_slow_requests_total) */
 int64_t moor_slowlog_threshold_us(const moor_slowlog_t *l);
+/* A new threshold (< 0: off), for requests answered from now on (a reload). */
+void moor_slowlog_set_threshold_us(moor_slowlog_t *l, int64_t threshold_us);
 uint32_t moor_slowlog_max_len(const moor_slowlog_t *l);
 void moor_slowlog_reset(moor_slowlog_t *l); /* empties the ring; ids and total go on */
 

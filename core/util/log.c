@@ -54,15 +54,19 @@ size_t moor_log_recent(moor_log_recent_t *out, size_t max)
     pthread_mutex_unlock(&recent_mu);
     return n;
 }
+static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
 
 int moor_log_level_parse(const char *name)
 {
-    static const char *names[] = {"debug", "info", "warn", "error", "off"};
-
     for (int i = 0; i < 5; i++)
-        if (name && strcasecmp(name, names[i]) == 0)
+        if (name && strcasecmp(name, level_names[i]) == 0)
             return i;
     return -1;
+}
+
+const char *moor_log_level_name(int level)
+{
+    return level >= 0 && level < 5 ? level_names[level] : "?";
 }
 
 int moor_log_get_level(void)

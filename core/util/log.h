@@ -30,6 +30,9 @@ int moor_log_get_level(void);
 /* Parse "debug"/"info"/"warn"/"error"/"off"; returns -1 if unknown. */
 int moor_log_level_parse(const char *name);
 
+/* The name of a level ("debug" ... "off"; "?" out of range).  Can't fail. */
+const char *moor_log_level_name(int level);
+
 /* Where lines go; fd stays owned by the caller.  Default 2 (stderr). */
 void moor_log_set_fd(int fd);
 

@@ -130,8 +130,8 @@ static inline void pending_fire(uv_timer_t *t)
 }
 
 /* Applies the request now; the answer goes out per f->mode. */
-static inline int fake_kv(void *ud, int op, const char *params, size_t plen, uint32_t np,
-                          uint64_t token)
+static inline int fake_kv(void *ud, moor_lua_t *from, int op, const char *params, size_t plen,
+                          uint32_t np, uint64_t token)
 {
     fake_t *f = ud;
     const char *p = params, *end = params + plen, *k, *v;
@@ -140,6 +140,7 @@ static inline int fake_kv(void *ud, int op, const char *params, size_t plen, uin
     char code[32] = "";
     entry_t *e;
 
+    assert_ptr_equal(from, f->h); /* the host that asks is the one answered */
     f->kv_calls++;
     f->last_token = token;
     if (moor_mp_read_strbin(&p, end, &k, &kl))

@@ -194,6 +194,7 @@ typedef struct kv_opts {
     uint32_t timeout_ms; /* 0 = the node's */
     int receipt;         /* answer with a receipt (get, put, del) */
     int overwrite;       /* put, del: replace what is there (coord.h) */
+    uint64_t ttl_ms;     /* put: expire after so many ms (coord.h); 0: never */
 } kv_opts_t;
 
 static int bad(const char *what)
@@ -233,6 +234,7 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
     o->timeout_ms = 0;
     o->receipt = 0;
     o->overwrite = 0;
+    o->ttl_ms = 0;
     if (*p >= end || moor_mp_read_nil(p, end) == 0)
         return 0;
     if (moor_mp_read_map(p, end, &n))
@@ -263,6 +265,10 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
         } else if (IS("overwrite")) {
             if (moor_mp_read_nil(p, end) != 0 && moor_mp_read_bool(p, end, &o->overwrite))
                 return bad("opts.overwrite must be a boolean");
+        } else if (IS("ttl_ms")) {
+            if (moor_mp_read_uint(p, end, &o->ttl_ms) || o->ttl_ms == 0 ||
+                o->ttl_ms > MOOR_COORD_TTL_MAX)
+                return bad("opts.ttl_ms must be a positive integer of ms, at most 100 years");
         } else {
             return moor_diag(MOOR_EINVAL, "unknown option '%.*s'", (int)klen, k);
         }
@@ -375,6 +381,7 @@ static void kv_call(moor_node_t *n, int op, const char *key, uint32_t klen, cons
     req.timeout_ms = o->timeout_ms;
     req.receipt = o->receipt;
     req.overwrite = o->overwrite;
+    req.ttl_ms = op == 1 ? o->ttl_ms : 0;
     req.sloppy = sp->sloppy ? MOOR_COORD_SLOPPY_ON : MOOR_COORD_SLOPPY_OFF;
     if (op == 0)
         moor_coord_get(coord_of(n), &req, kv_done, c);
@@ -400,7 +407,8 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
     n->n_get++;
     if (np < 1 || np > 2)
         rc = bad("get takes key [, opts]");
-    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0) {
+    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0 &&
+             (rc = o.ttl_ms ? bad("opts.ttl_ms is an option of put") : 0) == 0) {
         kv_call(n, 0, key, klen, NULL, 0, &o, done, ud);
         return;
     }
@@ -442,6 +450,10 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
     }
     if ((rc = read_opts(&p, end, &o)))
         goto fail;
+    if (tombstone && o.ttl_ms) {
+        rc = bad("opts.ttl_ms is an option of put, not del");
+        goto fail;
+    }
     kv_call(n, tombstone ? 2 : 1, key, klen, value, vlen, &o, done, ud);
     return;
 fail:

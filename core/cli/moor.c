@@ -5,6 +5,7 @@
  *   moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...
  *     get KEY [--space S] [--r N|one|quorum|all] [--raw] [--receipt]
  *     put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw] [--receipt]
+ *         [--ttl MS]
  *     del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all] [--receipt]
  *     call HANDLER [ARG-JSON...]
  *     ring [--json]
@@ -65,7 +66,8 @@ enum {
     OPT_CTX = 8,
     OPT_RAW = 16,
     OPT_JSON = 32,
-    OPT_RECEIPT = 64
+    OPT_RECEIPT = 64,
+    OPT_TTL = 128
 };
 
 typedef struct cmd_def {
@@ -76,7 +78,7 @@ typedef struct cmd_def {
 
 static const cmd_def_t commands[] = {
     {"get", 1, 1, OPT_SPACE | OPT_R | OPT_RAW | OPT_RECEIPT},
-    {"put", 2, 2, OPT_SPACE | OPT_W | OPT_CTX | OPT_RAW | OPT_RECEIPT},
+    {"put", 2, 2, OPT_SPACE | OPT_W | OPT_CTX | OPT_RAW | OPT_RECEIPT | OPT_TTL},
     {"del", 1, 1, OPT_SPACE | OPT_W | OPT_CTX | OPT_RECEIPT},
     {"where", 1, 1, OPT_SPACE},
     {"call", 1, 1 << 20, 0},
@@ -91,7 +93,7 @@ typedef struct cli {
     int timeout_ms, pretty;
     int timeout_set; /* --timeout given: get/put/del also send opts.timeout_ms */
     const cmd_def_t *cmd;
-    const char *space, *r, *w, *ctx; /* NULL when not given */
+    const char *space, *r, *w, *ctx, *ttl; /* NULL when not given */
     int raw, json, receipt;
     char **args; /* positional words after the command */
     int nargs;
@@ -107,6 +109,7 @@ static int usage(const char *why)
     fputs("usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
           "  get KEY [--space S] [--r N|one|quorum|all] [--raw] [--receipt]\n"
           "  put KEY VALUE [--space S] [--ctx CTX] [--w N|one|quorum|all] [--raw] [--receipt]\n"
+          "      [--ttl MS]  the value expires MS milliseconds after the write (opts.ttl_ms)\n"
           "  del KEY [--space S] [--ctx CTX] [--w N|one|quorum|all] [--receipt]\n"
           "  call HANDLER [ARG-JSON...]\n"
           "  ring [--json]       members: id, address, zone, status, vnodes, share (* = self)\n"
@@ -181,7 +184,7 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
         int bit;
     } names[] = {{"--space", OPT_SPACE},    {"--r", OPT_R},     {"--w", OPT_W},
                  {"--ctx", OPT_CTX},        {"--raw", OPT_RAW}, {"--json", OPT_JSON},
-                 {"--receipt", OPT_RECEIPT}};
+                 {"--receipt", OPT_RECEIPT}, {"--ttl", OPT_TTL}};
     int bit = 0;
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -211,7 +214,16 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
                  a, val);
         return usage(why);
     }
-    *(bit == OPT_SPACE ? &c->space : bit == OPT_R ? &c->r : bit == OPT_W ? &c->w : &c->ctx) = val;
+    if (bit == OPT_TTL && !(strspn(val, "0123456789") == strlen(val) && strtoull(val, NULL, 10))) {
+        snprintf(why, sizeof(why), "--ttl takes a positive count of milliseconds; got '%.30s'",
+                 val);
+        return usage(why);
+    }
+    *(bit == OPT_SPACE ? &c->space
+      : bit == OPT_R   ? &c->r
+      : bit == OPT_W   ? &c->w
+      : bit == OPT_TTL ? &c->ttl
+                       : &c->ctx) = val;
     return 0;
 }
 
@@ -318,7 +330,9 @@ static int pack_opts(const cli_t *c, msgpack_packer *pk)
         return EXIT_USAGE;
     }
     msgpack_pack_map(pk, (c->space != NULL) + (c->r != NULL) + (c->w != NULL) + (c->ctx != NULL) +
-                             (c->timeout_set != 0) + (c->receipt != 0));
+                             (c->timeout_set != 0) + (c->receipt != 0) + (c->ttl != NULL));
+    if (c->ttl) /* digits only (cmd_opt); the node bounds it */
+        pack_cstr(pk, "ttl_ms"), msgpack_pack_uint64(pk, strtoull(c->ttl, NULL, 10));
     if (c->receipt)
         pack_cstr(pk, "receipt"), msgpack_pack_true(pk);
     if (c->space)

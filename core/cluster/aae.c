@@ -1763,15 +1763,20 @@ static void job_reply(void *arg, int status, const char *res, size_t rlen)
 typedef struct reap_scan {
     job_t *j;
     uint64_t cutoff; /* tombstones written before this may go */
+    uint64_t now;    /* values that expired by then count as tombstones */
     uint32_t seen;
     int rc;
 } reap_scan_t;
 
 /* 1 if rec is a record whose every sibling is a tombstone written before
- * cutoff. */
-static int reapable(moor_aae_t *a, const char *rec, size_t rlen, uint64_t cutoff)
+ * cutoff -- an expired value being the tombstone written at its expiry
+ * (record.h), which the other owners, holding the same bytes, agree on. */
+static int reapable(moor_aae_t *a, const char *rec, size_t rlen, uint64_t cutoff, uint64_t now)
 {
-    if (moor_record_decode(rec, rlen, a->rec) || a->rec->n == 0 || !moor_record_is_deleted(a->rec))
+    if (moor_record_decode(rec, rlen, a->rec) || a->rec->n == 0)
+        return 0;
+    moor_record_expire(a->rec, now);
+    if (!moor_record_is_deleted(a->rec))
         return 0;
     for (uint32_t i = 0; i < a->rec->n; i++)
         if (a->rec->sib[i].ts >= cutoff)
@@ -1789,7 +1794,7 @@ static int reap_scan_cb(void *arg, const char *key, size_t klen, uint64_t token,
     r->seen++;
     j->after.len = 0;
     moor_buf_append(&j->after, key, klen);
-    if (reapable(j->a, rec, rlen, r->cutoff)) {
+    if (reapable(j->a, rec, rlen, r->cutoff, r->now)) {
         if ((r->rc = klist_add(&j->items, key, klen, rec_hash(rec, rlen))))
             return 1;
         j->nitems++;
@@ -1880,7 +1885,7 @@ static void reap_step(job_t *j)
 
     switch (j->step) {
     case R_SCAN: {
-        reap_scan_t r = {j, 0, 0, 0};
+        reap_scan_t r = {j, 0, 0, 0, 0};
         uint64_t now = now_ms(a);
         int rc;
         if (sp->grace_ms == 0 || now <= sp->grace_ms || reap_owners(j)) {
@@ -1888,6 +1893,7 @@ static void reap_step(job_t *j)
             return;
         }
         r.cutoff = now - sp->grace_ms;
+        r.now = now;
         j->items.len = 0;
         j->nitems = 0;
         rc = scan_interval(a, t->space, t->lo + 1, t->hi, j->after.data, j->after.len,

@@ -27,6 +27,7 @@
 
 #include "autoscale.h"
 #include "cluster.h"
+#include "expire.h"
 #include "solo.h"
 #include "loadstat.h"
 #include "cluster/fields.h"
@@ -63,6 +64,7 @@ struct moor_node {
     moor_cl_t *cl;     /* cluster mode: its coordinator serves get/put/del */
     moor_solo_t *solo; /* a node alone: the coordinator of a one-member ring */
     moor_as_t *as;     /* load figures and automatic scaling (autoscale.h) */
+    moor_expire_t *expire; /* the engine's compaction filter (expire.h) */
     uv_async_t async;
     uv_prepare_t kick;   /* wakes the log writer once per loop iteration */
     int kick_needed;     /* a deferred write was queued this iteration */
@@ -562,7 +564,7 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
         pack_kv_u64(&pk, "heap_refused", refused);
     }
     msgpack_pack_str_with_body(&pk, "engine", 6);
-    msgpack_pack_map(&pk, 16);
+    msgpack_pack_map(&pk, 18);
     pack_kv_u64(&pk, "memtable_bytes", es.memtable_bytes);
     pack_kv_u64(&pk, "tables_l0", es.tables[0]);
     pack_kv_u64(&pk, "disk_bytes", es.disk_bytes);
@@ -572,6 +574,8 @@ static void do_info(moor_node_t *n, moor_node_done_fn done, void *ud)
     pack_kv_u64(&pk, "compact_bytes_written", es.compact_bytes_written);
     pack_kv_u64(&pk, "flushes", es.flushes);
     pack_kv_u64(&pk, "compactions", es.compactions);
+    pack_kv_u64(&pk, "filter_rewrites", es.filter_rewrites);
+    pack_kv_u64(&pk, "filter_drops", es.filter_drops);
     msgpack_pack_str_with_body(&pk, "write_amp", 9);
     msgpack_pack_double(&pk, es.write_amp);
     pack_kv_u64(&pk, "wal_damaged", es.wal_damaged);
@@ -1363,6 +1367,7 @@ int moor_node_join_cluster(moor_node_t *n, const char *self_addr)
     o.resolve_ud = n;
     if ((rc = moor_cl_new(&o, &n->cl)))
         return rc;
+    moor_expire_set_alone(n->expire, 0); /* reaping is anti-entropy's now (expire.h) */
     moor_cl_start(n->cl);
     moor_as_set_cluster(n->as, n->cl);
     return 0;
@@ -1439,13 +1444,18 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
     n->cfg = *cfg;
     n->start_ms = moor_clock_mono_ms();
     pthread_mutex_init(&n->qmu, NULL);
-    if (!(n->batch = moor_batch_new())) {
+    if (!(n->batch = moor_batch_new()) ||
+        moor_expire_new(&n->cfg, !moor_config_clustered(&n->cfg), &n->expire)) {
+        moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
         free(n);
         return MOOR_ENOMEM;
     }
-    rc = moor_engine_open(cfg->data_dir, &cfg->engine, &n->engine);
+    n->cfg.engine.filter = moor_expire_filter;
+    n->cfg.engine.filter_ud = n->expire;
+    rc = moor_engine_open(cfg->data_dir, &n->cfg.engine, &n->engine);
     if (rc) {
+        moor_expire_free(n->expire);
         moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
         free(n);
@@ -1458,6 +1468,7 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         if (n->solo)
             moor_solo_close(n->solo, NULL, NULL);
         moor_engine_close(n->engine);
+        moor_expire_free(n->expire);
         moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
         free(n);
@@ -1493,6 +1504,7 @@ static void free_after_close(uv_handle_t *h)
 
     moor_buf_free(&n->out);
     moor_batch_free(n->batch);
+    moor_expire_free(n->expire); /* the engine, its one user, is closed */
     while (n->wspare) {
         wdone_t *w = n->wspare;
         n->wspare = w->next;

@@ -1561,7 +1561,7 @@ static void test_peer_requests(void **state)
     moor_vclock_init(&r->vc);
     assert_int_equal(moor_vclock_increment(&r->vc, "x", 1, 1), 0);
     r->n = 1;
-    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1};
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1, 0};
     assert_int_equal(moor_record_encode(r, &rec), 0);
     pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     ans_reset(&a);
@@ -1845,7 +1845,7 @@ static void test_clock_bounds(void **state)
     assert_int_equal(moor_vclock_increment(&r->vc, "b", 1, w->now), 0);
     r->vc.e[0].counter = 1ull << 63;
     r->n = 1;
-    r->sib[0] = (moor_sibling_t){"\x2a", 1, w->now, 0, "b", 1, 1};
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, w->now, 0, "b", 1, 1, 0};
     for (int i = 0; i < 3; i++)
         store_raw(w, i, "old", r);
     ans_reset(&a);
@@ -1994,7 +1994,7 @@ static void test_shutdown_in_flight(void **state)
     moor_vclock_init(&r->vc);
     assert_int_equal(moor_vclock_increment(&r->vc, "x", 1, 1), 0);
     r->n = 1;
-    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1};
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1, 0};
     assert_int_equal(moor_record_encode(r, &rec), 0);
     pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     peer_call(w, "_put", p.data, p.len, 1, &pp);

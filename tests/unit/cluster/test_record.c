@@ -333,8 +333,8 @@ static void test_encode_exact_bytes(void **state)
     moor_vclock_init(&r->vc);
     assert_int_equal(moor_vclock_increment(&r->vc, "n", 1, 2), 0);
     r->n = 2;
-    r->sib[0] = (moor_sibling_t){"\xcd\x00\x05", 3, 9, 0, "n", 1, 7};
-    r->sib[1] = (moor_sibling_t){NULL, 0, 10, 1, "m", 1, 300};
+    r->sib[0] = (moor_sibling_t){"\xcd\x00\x05", 3, 9, 0, "n", 1, 7, 0};
+    r->sib[1] = (moor_sibling_t){NULL, 0, 10, 1, "m", 1, 300, 0};
     assert_int_equal(moor_record_encode(r, &b), 0);
     assert_int_equal(b.len, sizeof(want) - 1);
     assert_memory_equal(b.data, want, b.len);
@@ -805,7 +805,7 @@ static void test_write_hard_cap(void **state)
     moor_vclock_init(&r->vc);
     r->n = MOOR_RECORD_MAX_SIBLINGS;
     for (uint32_t i = 0; i < r->n; i++)
-        r->sib[i] = (moor_sibling_t){"\x01", 1, i, 0, "w", 1, i + 1};
+        r->sib[i] = (moor_sibling_t){"\x01", 1, i, 0, "w", 1, i + 1, 0};
     assert_int_equal(moor_record_write(r, NULL, 0, "\x02", 1, 0, "n", 1, 1000, 0, NULL, &out,
                                        &nctx, NULL),
                      MOOR_ETOOMANYSIBS);
@@ -1100,8 +1100,8 @@ static void test_merge_hard_cap(void **state)
     moor_vclock_init(&b->vc);
     a->n = b->n = 300;
     for (uint32_t i = 0; i < 300; i++) {
-        a->sib[i] = (moor_sibling_t){"\x01", 1, 2 * i, 0, "a", 1, i + 1};
-        b->sib[i] = (moor_sibling_t){"\x02", 1, 2 * i + 1, 0, "b", 1, i + 1};
+        a->sib[i] = (moor_sibling_t){"\x01", 1, 2 * i, 0, "a", 1, i + 1, 0};
+        b->sib[i] = (moor_sibling_t){"\x02", 1, 2 * i + 1, 0, "b", 1, i + 1, 0};
     }
     assert_int_equal(moor_record_merge_n(a, b, &out, &dropped), 0);
     assert_int_equal(dropped, 600 - MOOR_RECORD_MAX_SIBLINGS);

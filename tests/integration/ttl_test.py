@@ -313,9 +313,23 @@ class ClusterExpiry(unittest.TestCase):
         return rec
 
     def repair_all(self):
+        for n in self.cl.nodes:  # a repair needs every replica's hash trees
+            why = poll(lambda: None if n.info()["repair"]["trees_ready"]
+                       else "trees of %s not built" % n.id, 120)
+            self.assertIsNone(why, why)
         for n in self.cl.nodes:
-            rc, out, err = moor_repair(n)
-            self.assertEqual(rc, 0, "moor repair on %s: %s %s" % (n.id, out, err))
+            # Right after a restart the failure detector may still flap
+            # (suspect, then up again): a repair that could not reach every
+            # replica says so (exit 1) and is run again, a bounded number of
+            # times.
+            for attempt in range(10):
+                self.cl.wait_converged()
+                rc, out, err = moor_repair(n)
+                if rc == 0:
+                    break
+                time.sleep(1)
+            self.assertEqual(rc, 0, "moor repair on %s: %s %s\n%s" % (n.id, out, err,
+                                                                     self.cl.logs()))
 
     def never_back(self, key):
         now_ms = int(time.time() * 1000)

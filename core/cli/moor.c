@@ -182,8 +182,8 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
     static const struct {
         const char *name;
         int bit;
-    } names[] = {{"--space", OPT_SPACE},    {"--r", OPT_R},     {"--w", OPT_W},
-                 {"--ctx", OPT_CTX},        {"--raw", OPT_RAW}, {"--json", OPT_JSON},
+    } names[] = {{"--space", OPT_SPACE},     {"--r", OPT_R},     {"--w", OPT_W},
+                 {"--ctx", OPT_CTX},         {"--raw", OPT_RAW}, {"--json", OPT_JSON},
                  {"--receipt", OPT_RECEIPT}, {"--ttl", OPT_TTL}};
     int bit = 0;
 

@@ -20,7 +20,7 @@ int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen)
     if ((rc = record_decode(c, rec, rlen, c->rb)) < 0)
         return rc;
     if (acc->len == 0) { /* a stored or received record is canonical: the merge is itself */
-        if (rc > 0) /* ... once its expired siblings are the tombstones they are */
+        if (rc > 0)      /* ... once its expired siblings are the tombstones they are */
             return moor_record_encode(c->rb, acc);
         return moor_buf_append(acc, rec, rlen) ? MOOR_ENOMEM : 0;
     }
@@ -215,8 +215,8 @@ void get_finish(op_t *op)
             if (!decoded && record_decode(c, op->rec.data, op->rec.len, c->ra) < 0)
                 return;
             decoded = 1;
-            pick[i] = record_decode(c, s->rec.data, s->rec.len, c->rb) >= 0 &&
-                      !record_same(c->ra, c->rb);
+            pick[i] =
+                record_decode(c, s->rec.data, s->rec.len, c->rb) >= 0 && !record_same(c->ra, c->rb);
         }
         k += pick[i];
     }

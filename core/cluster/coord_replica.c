@@ -239,7 +239,7 @@ static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen,
     field_t f[] = {{"space", NULL, NULL},   {"key", NULL, NULL},        {"op", NULL, NULL},
                    {"value", NULL, NULL},   {"ctx", NULL, NULL},        {"n", NULL, NULL},
                    {"w", NULL, NULL},       {"timeout_ms", NULL, NULL}, {"sloppy", NULL, NULL},
-                   {"receipt", NULL, NULL}, {"overwrite", NULL, NULL}, {"ttl_ms", NULL, NULL}};
+                   {"receipt", NULL, NULL}, {"overwrite", NULL, NULL},  {"ttl_ms", NULL, NULL}};
     const char *opn, *why, *p;
     uint32_t olen, slen, klen, clen = 0;
     uint64_t n, w, tmo, ttl = 0;

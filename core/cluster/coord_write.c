@@ -742,8 +742,8 @@ static int pack_forward(op_t *op, const plan_t *pl, const moor_coord_req_t *req,
     int rc = 0;
 
     moor_mp_packer_init(&pk, out);
-    rc |= msgpack_pack_map(&pk, 8 + !tombstone + has_ctx + (pl->overwrite != 0) +
-                                    (pl->ttl_ms != 0));
+    rc |=
+        msgpack_pack_map(&pk, 8 + !tombstone + has_ctx + (pl->overwrite != 0) + (pl->ttl_ms != 0));
     rc |= msgpack_pack_str_with_body(&pk, "op", 2);
     rc |= msgpack_pack_str_with_body(&pk, tombstone ? "del" : "put", 3);
     rc |= msgpack_pack_str_with_body(&pk, "space", 5);

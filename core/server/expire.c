@@ -100,8 +100,7 @@ int moor_expire_filter(void *ud, const void *key, size_t klen, const void *val, 
     uint32_t expired;
     int alone = atomic_load(&x->alone);
 
-    if (!alone || !vlen ||
-        (!memmem(val, vlen, "\x96\xc4", 2) && !memchr(val, 0xc3, vlen)) ||
+    if (!alone || !vlen || (!memmem(val, vlen, "\x96\xc4", 2) && !memchr(val, 0xc3, vlen)) ||
         moor_record_decode(val, vlen, &x->rec))
         return MOOR_ENGINE_FILTER_KEEP;
     now = x->now_ms();

@@ -1201,8 +1201,7 @@ invalid:
 }
 
 /* SET's options: 0, or an error reply appended to b. */
-static int set_options(const moor_srv_req_t *req, moor_buf_t *b, int *nx, int *xx,
-                       uint64_t *ttl_ms)
+static int set_options(const moor_srv_req_t *req, moor_buf_t *b, int *nx, int *xx, uint64_t *ttl_ms)
 {
     static const char *const units[] = {"px", "ex", "pxat", "exat"};
     int has_exp = 0;
@@ -1416,8 +1415,7 @@ static int load_kind(const char *name)
     if (!strcmp(name, "del"))
         return MOOR_LS_DEL;
     if (!strcmp(name, "set") || !strcmp(name, "mset") || !strcmp(name, "setex") ||
-        !strcmp(name, "psetex") || !strncmp(name, "incr", 4) ||
-        !strncmp(name, "decr", 4))
+        !strcmp(name, "psetex") || !strncmp(name, "incr", 4) || !strncmp(name, "decr", 4))
         return MOOR_LS_PUT;
     return MOOR_LS_OTHER;
 }

@@ -133,7 +133,8 @@ static int same_sibling(const moor_sibling_t *x, const moor_sibling_t *y)
 {
     return x->dot_idlen == y->dot_idlen && !memcmp(x->dot_id, y->dot_id, x->dot_idlen) &&
            x->dot_counter == y->dot_counter && x->ts == y->ts && x->tombstone == y->tombstone &&
-           x->exp == y->exp && x->vlen == y->vlen && (!x->vlen || !memcmp(x->value, y->value, x->vlen));
+           x->exp == y->exp && x->vlen == y->vlen &&
+           (!x->vlen || !memcmp(x->value, y->value, x->vlen));
 }
 
 static int has_sibling(const moor_record_t *r, const moor_sibling_t *s)
@@ -1194,11 +1195,11 @@ static void test_expiry_codec(void **state)
     static const char want[] = "\x93\x02\x90\x91"
                                "\x96\xc4\x01n\x07\x05\x09\xc2\xcd\x03\xe8";
     static const char *const bad[] = {
-        "\x93\x02\x90\x91\x96\xc4\x01n\x07\x05\x09\xc2\x00",         /* exp 0 */
-        "\x93\x02\x90\x91\x96\xc4\x01n\x07\xc0\x09\xc3\x05",         /* on a tombstone */
-        "\x93\x02\x90\x91\x96\xc4\x01n\x07\x05\x09\xc2\xa1x",        /* not an integer */
-        "\x93\x02\x90\x91\x97\xc4\x01n\x07\x05\x09\xc2\x05\x05",    /* 7 elements */
-        "\x93\x02\x90\x91\x96\xc4\x01n\x07\x05\x09\xc2",             /* truncated */
+        "\x93\x02\x90\x91\x96\xc4\x01n\x07\x05\x09\xc2\x00",     /* exp 0 */
+        "\x93\x02\x90\x91\x96\xc4\x01n\x07\xc0\x09\xc3\x05",     /* on a tombstone */
+        "\x93\x02\x90\x91\x96\xc4\x01n\x07\x05\x09\xc2\xa1x",    /* not an integer */
+        "\x93\x02\x90\x91\x97\xc4\x01n\x07\x05\x09\xc2\x05\x05", /* 7 elements */
+        "\x93\x02\x90\x91\x96\xc4\x01n\x07\x05\x09\xc2",         /* truncated */
     };
     static const size_t badlen[] = {12, 12, 13, 13, 11};
 
@@ -1233,8 +1234,8 @@ static void test_expire_write(void **state)
 
     (void)state;
     stored_init(&s);
-    assert_int_equal(moor_record_write_exp(NULL, NULL, 0, "\x01", 1, 0, 5000, "n1", 2, 100, 0,
-                                           NULL, &out, &nctx, NULL),
+    assert_int_equal(moor_record_write_exp(NULL, NULL, 0, "\x01", 1, 0, 5000, "n1", 2, 100, 0, NULL,
+                                           &out, &nctx, NULL),
                      0);
     moor_buf_free(&s.ctx);
     s.ctx = nctx;

@@ -87,7 +87,8 @@ static moor_engine_t *open_db(const char *dir, seen_t *s)
 static void put(moor_engine_t *e, char kind, int i, char first)
 {
     char k[16], v[32];
-    int kl = snprintf(k, sizeof(k), "%c%d", kind, i), vl = snprintf(v, sizeof(v), "%c-%d", first, i);
+    int kl = snprintf(k, sizeof(k), "%c%d", kind, i),
+        vl = snprintf(v, sizeof(v), "%c-%d", first, i);
 
     assert_int_equal(moor_engine_put(e, k, (size_t)kl, v, (size_t)vl), 0);
 }

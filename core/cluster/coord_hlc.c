@@ -72,9 +72,7 @@ int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, si
 
 uint64_t expiry_now(const moor_coord_t *c)
 {
-    uint64_t now = c->clock.now_ms(c->clock.ud);
-
-    return c->hlc / 1000 > now ? c->hlc / 1000 : now;
+    return c->clock.now_ms(c->clock.ud);
 }
 
 int record_decode(moor_coord_t *c, const char *buf, size_t len, moor_record_t *r)

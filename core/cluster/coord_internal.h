@@ -251,9 +251,11 @@ uint32_t op_remaining_ms(const op_t *op);
 int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, size_t ctxlen,
                   const char *value, size_t vlen, int tombstone, uint64_t ttl_ms, moor_buf_t *rec,
                   moor_buf_t *ctx_out, uint32_t *nsib);
-/* The clock expiry is judged by: the HLC's wall ms, max(the env clock,
- * the highest counter seen / 1000), so a node whose clock lags expires
- * what the others already do once it heard from them. */
+/* The clock expiry is judged by: the env's wall clock.  Not the HLC: it
+ * restarts up to MOOR_HLC_LEAD above the wall clock (hlc.h), and judged by
+ * it a value would expire that much early.  An expiry itself is set from
+ * the write's HLC time (write_version), which is never below the wall
+ * clock, so no value expires before ttl_ms by its coordinator's clock. */
 uint64_t expiry_now(const moor_coord_t *c);
 /* moor_record_decode, then moor_record_expire at expiry_now: the only way
  * the coordinator reads a record, so no path sees an expired value.  The

@@ -195,7 +195,8 @@ int moor_record_encode(const moor_record_t *r, moor_buf_t *out)
     rc |= msgpack_pack_array(&pk, r->n);
     for (uint32_t i = 0; i < r->n && rc == 0; i++) {
         const moor_sibling_t *s = &r->sib[i];
-        rc |= msgpack_pack_array(&pk, s->exp ? 6 : 5);
+        int has_exp = s->exp && !s->tombstone; /* a tombstone never expires */
+        rc |= msgpack_pack_array(&pk, has_exp ? 6 : 5);
         rc |= msgpack_pack_bin_with_body(&pk, s->dot_id, s->dot_idlen);
         rc |= msgpack_pack_uint64(&pk, s->dot_counter);
         if (s->tombstone)
@@ -204,7 +205,7 @@ int moor_record_encode(const moor_record_t *r, moor_buf_t *out)
             rc |= moor_mp_pack_raw(out, s->value, s->vlen);
         rc |= msgpack_pack_uint64(&pk, s->ts);
         rc |= s->tombstone ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-        if (s->exp)
+        if (has_exp)
             rc |= msgpack_pack_uint64(&pk, s->exp);
     }
     if (rc) {

@@ -105,8 +105,8 @@ int moor_expire_filter(void *ud, const void *key, size_t klen, const void *val, 
         return MOOR_ENGINE_FILTER_KEEP;
     now = x->now_ms();
     expired = moor_record_expire(&x->rec, now);
-    grace = grace_ms(x->cfg, key, klen);
-    if (now > grace && reapable(&x->rec, now - grace))
+    grace = grace_ms(x->cfg, key, klen); /* 0: never reaped (as anti-entropy) */
+    if (grace && now > grace && reapable(&x->rec, now - grace))
         return MOOR_ENGINE_FILTER_DROP;
     moor_buf_reset(&x->out);
     if (!expired || moor_record_encode(&x->rec, &x->out))

@@ -6,8 +6,8 @@
  * On a node alone, a compaction rewrites a record holding an expired
  * sibling with that sibling as the tombstone it is (the value's bytes go
  * without anyone reading the key), and drops a record whose siblings are
- * all tombstones written more than the space's tombstone_grace_s ago (a
- * node alone has no replica to tell of the delete, so nothing else ever
+ * all tombstones written more than the space's tombstone_grace_s ago
+ * (0: never, as anti-entropy does) (a node alone has no replica to tell of the delete, so nothing else ever
  * would).  In a cluster it leaves every record as it is: anti-entropy's
  * hash trees follow the stored bytes, and a rewrite they did not see
  * would make equal replicas look different for good; there the expired

@@ -13,8 +13,8 @@ b. RESP on the same node: SET EX/PX, SETEX, PSETEX, TTL and PTTL (-2
 c. Reaped by compaction: with a 1 MiB memtable, expiring values are
    written, expire, then other writes make compactions run: the
    compaction filter turns the expired values into tombstones
-   (filter_rewrites) or, in a space with tombstone_grace_s = 0, drops them
-   (filter_drops); they read as missing, the other values as written.
+   (filter_rewrites) or, in a space with tombstone_grace_s = 1, drops them
+   once that second has passed (filter_drops); they read as missing, the other values as written.
 d. A 3-node cluster (n = 3): a value put on all three with ttl_ms, one
    replica stopped before the expiry and restarted after it, then `moor
    repair` on every node: no node ever answers the value again.  A replica
@@ -77,7 +77,7 @@ class LoneNode(unittest.TestCase):
         cls.node = moortest.Node(BUILD, os.path.join(cls.tmp, "n1"), "n1")
         cls.node.write_config(
             'resp_listen = "127.0.0.1:%d",\n  engine = { memtable_mb = 1 }' % cls.resp_port,
-            script='moor.space("short", { tombstone_grace_s = 0 })\n'
+            script='moor.space("short", { tombstone_grace_s = 1 })\n'
                    'moor.handle("putttl", function(k, v, ttl)\n'
                    '  local r, err = moor.put(k, v, { ttl_ms = ttl })\n'
                    '  if err then error(err, 0) end\n'
@@ -249,7 +249,7 @@ class LoneNode(unittest.TestCase):
         rw, dr = filtered()
         after = self.engine()
         print("  compaction filter: %d expired records rewritten as tombstones, %d dropped "
-              "(grace 0), %d compactions; disk %d -> %d bytes"
+              "(grace 1 s), %d compactions; disk %d -> %d bytes"
               % (rw, dr, after["compactions"] - before["compactions"], before["disk_bytes"],
                  after["disk_bytes"]))
         self.assertIsNotNone(done, "no compaction reaped an expired value (rewrites %d, "

@@ -57,7 +57,8 @@ static int run(moor_expire_t *x, const moor_buf_t *key, const moor_buf_t *rec, m
 static void test_filter_alone_and_clustered(void **state)
 {
     moor_config_t *cfg = calloc(1, sizeof(*cfg));
-    moor_buf_t key = MOOR_BUF_INIT, skey = MOOR_BUF_INIT, rec = MOOR_BUF_INIT;
+    moor_buf_t key = MOOR_BUF_INIT, skey = MOOR_BUF_INIT, kkey = MOOR_BUF_INIT;
+    moor_buf_t rec = MOOR_BUF_INIT;
     moor_buf_t out = MOOR_BUF_INIT;
     moor_record_t *r = malloc(sizeof(*r));
     moor_expire_t *x;
@@ -66,10 +67,14 @@ static void test_filter_alone_and_clustered(void **state)
     moor_config_default(cfg);
     cfg->tombstone_grace_s = 100;
     snprintf(cfg->spaces[cfg->nspaces].name, sizeof(cfg->spaces[0].name), "short");
-    cfg->spaces[cfg->nspaces].grace_s = 0;
+    cfg->spaces[cfg->nspaces].grace_s = 1;
+    cfg->nspaces++;
+    snprintf(cfg->spaces[cfg->nspaces].name, sizeof(cfg->spaces[0].name), "keep");
+    cfg->spaces[cfg->nspaces].grace_s = 0; /* never reaped */
     cfg->nspaces++;
     assert_int_equal(moor_record_key("default", 7, "k", 1, &key), 0);
     assert_int_equal(moor_record_key("short", 5, "k", 1, &skey), 0);
+    assert_int_equal(moor_record_key("keep", 4, "k", 1, &kkey), 0);
     assert_int_equal(moor_expire_new(cfg, 1, &x), 0);
     moor_expire_set_clock(x, fake_now);
     g_now = 1000000;
@@ -93,13 +98,20 @@ static void test_filter_alone_and_clustered(void **state)
     assert_int_equal(run(x, &key, &tomb, &out), MOOR_ENGINE_FILTER_KEEP);
     g_now += 100 * 1000;
     assert_int_equal(run(x, &key, &tomb, &out), MOOR_ENGINE_FILTER_DROP);
-    /* in a space with grace 0, an expired value goes at once; a delete too */
-    write_rec(&rec, "\x01", 1000, g_now - 1);
+    /* in a space with a grace of 1 s, an expired value goes 1 s after
+     * its expiry; a delete too */
+    write_rec(&rec, "\x01", 1000, g_now - 1000);
+    assert_int_equal(run(x, &skey, &rec, &out), MOOR_ENGINE_FILTER_REWRITE);
+    write_rec(&rec, "\x01", 1000, g_now - 1001);
     assert_int_equal(run(x, &skey, &rec, &out), MOOR_ENGINE_FILTER_DROP);
-    write_rec(&rec, NULL, g_now - 1, 0);
+    write_rec(&rec, NULL, g_now - 1001, 0);
     assert_int_equal(run(x, &skey, &rec, &out), MOOR_ENGINE_FILTER_DROP);
-    write_rec(&rec, NULL, g_now - 1, 0);
+    write_rec(&rec, NULL, g_now - 1001, 0);
     assert_int_equal(run(x, &key, &rec, &out), MOOR_ENGINE_FILTER_KEEP); /* grace 100 s */
+    write_rec(&rec, NULL, 1, 0); /* grace 0: never reaped */
+    assert_int_equal(run(x, &kkey, &rec, &out), MOOR_ENGINE_FILTER_KEEP);
+    write_rec(&rec, "\x01", 1, 2);
+    assert_int_equal(run(x, &kkey, &rec, &out), MOOR_ENGINE_FILTER_REWRITE);
     /* bytes that are no record */
     moor_buf_reset(&rec);
     assert_int_equal(moor_buf_append(&rec, "\x96\xc4\xc3", 3), 0);
@@ -110,7 +122,8 @@ static void test_filter_alone_and_clustered(void **state)
     assert_int_equal(run(x, &skey, &rec, &out), MOOR_ENGINE_FILTER_KEEP);
     assert_int_equal(run(x, &key, &tomb, &out), MOOR_ENGINE_FILTER_KEEP);
     moor_expire_free(x);
-    moor_buf_free(&key), moor_buf_free(&skey), moor_buf_free(&rec), moor_buf_free(&out);
+    moor_buf_free(&key), moor_buf_free(&skey), moor_buf_free(&kkey), moor_buf_free(&rec);
+    moor_buf_free(&out);
     moor_buf_free(&tomb);
     free(r);
     free(cfg);

@@ -9,7 +9,8 @@ a. A node alone: a value put with ttl_ms reads (with expires_ms) and
    serving; a handler's moor.put takes ttl_ms too; `moor put --ttl`; the
    expired key stays missing across a restart.
 b. RESP on the same node: SET EX/PX, SETEX, PSETEX, TTL and PTTL (-2
-   missing, -1 no expiry, the time left), expiry errors; redis-cli.
+   missing, -1 no expiry, the time left), expiry errors; redis-cli, and
+   redis-benchmark running SETEX.
 c. Reaped by compaction: with a 1 MiB memtable, expiring values are
    written, expire, then other writes make compactions run: the
    compaction filter turns the expired values into tombstones
@@ -210,6 +211,19 @@ class LoneNode(unittest.TestCase):
             self.assertTrue(out.startswith(want), "%r answered %r" % (args, out))
         self.assertEqual(self.redis("GET", "e"), "")
         self.assertEqual(self.redis("PING"), "PONG")
+        # redis-benchmark with SETEX (keys bench:000000000000..99): every
+        # command answered, and the keys it wrote expire
+        r = subprocess.run(["/usr/bin/redis-benchmark", "-p", str(self.resp_port), "-n", "2000",
+                            "-c", "10", "-P", "16", "-r", "100", "-q", "SETEX",
+                            "bench:__rand_int__", "6", "v"],
+                           capture_output=True, text=True, timeout=180)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("requests per second", r.stdout.replace("\r", "\n"))
+        key = next(k for k in ("bench:%012d" % i for i in range(100))
+                   if self.redis("GET", k) == "v")
+        left = int(self.redis("PTTL", key))
+        self.assertTrue(0 <= left <= 6000, left)
+        wait_missing(self, lambda: self.redis("GET", key) or None, "redis-benchmark SETEX")
         # written over RESP, read over MessagePack-RPC: expires_ms there too
         self.assertEqual(self.redis("SET", "s8", "v", "EX", "100"), "OK")
         self.assertIn("expires_ms", self.get(b"s8"))

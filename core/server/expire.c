@@ -4,12 +4,12 @@
  * Most records hold no expiring sibling and no tombstone, and the filter
  * sees every value a compaction writes, so it first peeks at the bytes:
  * an expiring sibling is a 6-element array whose dot id follows (bytes
- * 0x96 0xc4), a tombstone's flag is true (0xc3).  Bytes with neither are
+ * 0x96 0xc4), a tombstone's flag is true (0xc3; looked for only when
+ * alone, the one case tombstones matter here).  Bytes without them are
  * kept without a decode; the peek can say yes wrongly (a value holding
  * those bytes), never no.  Then the record is decoded, expired at the wall
- * clock (moor_record_expire, the rule every reader applies; a wall clock
- * behind the HLC only expires later than reads do) and rewritten, or
- * dropped when alone and deleted past the grace.
+ * clock (moor_record_expire, the rule and the clock every reader uses)
+ * and rewritten, or, alone, dropped when deleted past the grace.
  *
  * State: one scratch record and buffer, used by the background thread
  * only (the engine calls the filter one entry at a time).
@@ -100,13 +100,14 @@ int moor_expire_filter(void *ud, const void *key, size_t klen, const void *val, 
     uint32_t expired;
     int alone = atomic_load(&x->alone);
 
-    if (!alone || !vlen || (!memmem(val, vlen, "\x96\xc4", 2) && !memchr(val, 0xc3, vlen)) ||
+    if (!vlen ||
+        (!memmem(val, vlen, "\x96\xc4", 2) && (!alone || !memchr(val, 0xc3, vlen))) ||
         moor_record_decode(val, vlen, &x->rec))
         return MOOR_ENGINE_FILTER_KEEP;
     now = x->now_ms();
     expired = moor_record_expire(&x->rec, now);
     grace = grace_ms(x->cfg, key, klen); /* 0: never reaped (as anti-entropy) */
-    if (grace && now > grace && reapable(&x->rec, now - grace))
+    if (alone && grace && now > grace && reapable(&x->rec, now - grace))
         return MOOR_ENGINE_FILTER_DROP;
     moor_buf_reset(&x->out);
     if (!expired || moor_record_encode(&x->rec, &x->out))

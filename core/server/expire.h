@@ -3,16 +3,15 @@
  * what a compaction does with records (cluster/record.h) whose values
  * expired (README "Expiry (TTL)").
  *
- * On a node alone, a compaction rewrites a record holding an expired
- * sibling with that sibling as the tombstone it is (the value's bytes go
- * without anyone reading the key), and drops a record whose siblings are
- * all tombstones written more than the space's tombstone_grace_s ago
- * (0: never, as anti-entropy does) (a node alone has no replica to tell of the delete, so nothing else ever
- * would).  In a cluster it leaves every record as it is: anti-entropy's
- * hash trees follow the stored bytes, and a rewrite they did not see
- * would make equal replicas look different for good; there the expired
- * bytes go when a write or a repair merges the key, and the key when
- * anti-entropy reaps its tombstone.
+ * A compaction rewrites a record holding an expired sibling with that
+ * sibling as the tombstone it is (the value's bytes go without anyone
+ * reading the key).  Anti-entropy hashes a record with its expiring
+ * siblings already expired (aae.c rec_hash), so its trees, which see no
+ * such rewrite, stay exact.  On a node alone the filter also drops a
+ * record whose siblings are all tombstones written more than the space's
+ * tombstone_grace_s ago (0: never, as anti-entropy does): a node alone has
+ * no replica to tell of the delete, so nothing else ever would.  In a
+ * cluster that is anti-entropy's reaping, which asks every owner first.
  *
  * The filter runs on the engine's background thread; set_alone is called
  * from the loop thread (the flag is atomic); the config is read-only.

@@ -4,8 +4,9 @@
  * rewritten with the tombstone at its expiry (the value's bytes gone),
  * one not yet expired or without expiry is kept, a record deleted (or
  * expired) longer ago than its space's tombstone_grace_s is dropped, the
- * space found from the engine key; in a cluster every record is kept;
- * bytes that do not decode are kept.
+ * space found from the engine key; in a cluster expired values are
+ * rewritten the same way but nothing is dropped; bytes that do not
+ * decode are kept.
  */
 #include "testutil.h" /* first: it sets _GNU_SOURCE */
 
@@ -116,11 +117,17 @@ static void test_filter_alone_and_clustered(void **state)
     moor_buf_reset(&rec);
     assert_int_equal(moor_buf_append(&rec, "\x96\xc4\xc3", 3), 0);
     assert_int_equal(run(x, &key, &rec, &out), MOOR_ENGINE_FILTER_KEEP);
-    /* in a cluster: nothing is touched */
+    /* in a cluster: an expired value becomes its tombstone all the same
+     * (even past the grace), but nothing is dropped: reaping asks every
+     * owner first (anti-entropy) */
     moor_expire_set_alone(x, 0);
-    write_rec(&rec, "\x01", 1000, g_now - 10);
-    assert_int_equal(run(x, &skey, &rec, &out), MOOR_ENGINE_FILTER_KEEP);
+    write_rec(&rec, "\x01", 1000, g_now - 2000);
+    assert_int_equal(run(x, &skey, &rec, &out), MOOR_ENGINE_FILTER_REWRITE);
+    assert_int_equal(moor_record_decode(out.data, out.len, r), 0);
+    assert_true(moor_record_is_deleted(r));
     assert_int_equal(run(x, &key, &tomb, &out), MOOR_ENGINE_FILTER_KEEP);
+    write_rec(&rec, "\x01", 1000, g_now + 10);
+    assert_int_equal(run(x, &skey, &rec, &out), MOOR_ENGINE_FILTER_KEEP);
     moor_expire_free(x);
     moor_buf_free(&key), moor_buf_free(&skey), moor_buf_free(&kkey), moor_buf_free(&rec);
     moor_buf_free(&out);

@@ -7,6 +7,7 @@
  *   moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...
  *     get KEY [--space S] [--r N|one|quorum|all] [--raw|--bin|--out FILE] [--receipt] [--json]
  *     put KEY VALUE [--space S] [--ctx CTX|--blind] [--r L] [--w L] [--raw|--bin] [--receipt]
+ *         [--ttl MS]
  *     del KEY [--space S] [--ctx CTX|--blind] [--r L] [--w L] [--receipt] [--json]
  *     call HANDLER [ARG-JSON...]
  *     where KEY [--space S] | ring | load | ping | info        (each with [--json])
@@ -84,7 +85,8 @@ enum {
     OPT_BIN = 1 << 7,
     OPT_KEYHEX = 1 << 8,
     OPT_BLIND = 1 << 9,
-    OPT_OUT = 1 << 10
+    OPT_OUT = 1 << 10,
+    OPT_TTL = 1 << 11
 };
 
 /* Options that take no value. */
@@ -101,7 +103,7 @@ static const cmd_def_t commands[] = {
      OPT_SPACE | OPT_R | OPT_RAW | OPT_BIN | OPT_OUT | OPT_RECEIPT | OPT_JSON | OPT_KEYHEX},
     {"put", 2, 2,
      OPT_SPACE | OPT_R | OPT_W | OPT_CTX | OPT_BLIND | OPT_RAW | OPT_BIN | OPT_RECEIPT | OPT_JSON |
-         OPT_KEYHEX},
+         OPT_KEYHEX | OPT_TTL},
     {"del", 1, 1,
      OPT_SPACE | OPT_R | OPT_W | OPT_CTX | OPT_BLIND | OPT_RECEIPT | OPT_JSON | OPT_KEYHEX},
     {"where", 1, 1, OPT_SPACE | OPT_JSON | OPT_KEYHEX},
@@ -118,7 +120,7 @@ typedef struct cli {
     int timeout_ms, pretty;
     int timeout_set; /* --timeout given: get/put/del also send opts.timeout_ms */
     const cmd_def_t *cmd;
-    const char *space, *r, *w, *ctx, *key_hex, *out; /* NULL when not given */
+    const char *space, *r, *w, *ctx, *key_hex, *out, *ttl; /* NULL when not given */
     int opts_given;                                  /* OPT_* seen */
     char **args; /* positional words after the command */
     int nargs;
@@ -139,7 +141,7 @@ static int usage(const char *why)
         "usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
         "  get KEY [--space S] [--r N|one|quorum|all] [--raw | --bin | --out FILE] [--receipt]\n"
         "  put KEY VALUE [--space S] [--ctx CTX | --blind] [--r L] [--w L] [--raw | --bin]\n"
-        "        [--receipt]\n"
+        "        [--receipt] [--ttl MS]  (--ttl: the value expires MS ms after the write)\n"
         "  del KEY [--space S] [--ctx CTX | --blind] [--r L] [--w L] [--receipt]\n"
         "  call HANDLER [ARG-JSON...]\n"
         "  where KEY [--space S]  the key's replicas, and fallbacks for those down\n"
@@ -237,7 +239,7 @@ static const struct {
 } opt_names[] = {{"--space", OPT_SPACE},    {"--r", OPT_R},         {"--w", OPT_W},
                  {"--ctx", OPT_CTX},        {"--raw", OPT_RAW},     {"--json", OPT_JSON},
                  {"--receipt", OPT_RECEIPT}, {"--bin", OPT_BIN},    {"--key-hex", OPT_KEYHEX},
-                 {"--blind", OPT_BLIND},    {"--out", OPT_OUT}};
+                 {"--blind", OPT_BLIND},    {"--out", OPT_OUT},     {"--ttl", OPT_TTL}};
 
 static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
 {
@@ -268,11 +270,17 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
                  a, val);
         return usage(why);
     }
+    if (bit == OPT_TTL && !(strspn(val, "0123456789") == strlen(val) && strtoull(val, NULL, 10))) {
+        snprintf(why, sizeof(why), "--ttl takes a positive count of milliseconds; got '%.30s'",
+                 val);
+        return usage(why);
+    }
     *(bit == OPT_SPACE  ? &c->space
       : bit == OPT_R    ? &c->r
       : bit == OPT_W    ? &c->w
       : bit == OPT_CTX  ? &c->ctx
       : bit == OPT_OUT  ? &c->out
+      : bit == OPT_TTL  ? &c->ttl
                         : &c->key_hex) = val;
     return 0;
 }
@@ -414,9 +422,12 @@ static void pack_opts(const cli_t *c, msgpack_packer *pk, int read, const moor_b
     int receipt = HAS(c, OPT_RECEIPT) && (read == IS(c, "get"));
     const char *r = read ? c->r : NULL, *w = read ? NULL : c->w;
     int timeout = c->timeout_set;
+    const char *ttl = read ? NULL : c->ttl;
 
     msgpack_pack_map(pk, (c->space != NULL) + (r != NULL) + (w != NULL) + (ctx != NULL) +
-                             timeout + receipt);
+                             timeout + receipt + (ttl != NULL));
+    if (ttl) /* digits only (cmd_opt); the node bounds it */
+        pack_cstr(pk, "ttl_ms"), msgpack_pack_uint64(pk, strtoull(ttl, NULL, 10));
     if (receipt)
         pack_cstr(pk, "receipt"), msgpack_pack_true(pk);
     if (c->space)

@@ -227,9 +227,31 @@ static void store_done_quiet(void *arg, int status)
     (void)status;
 }
 
+/* The hash of a record as the trees, listings and reaps compare it: of
+ * its bytes -- but for a record with an expiring sibling (record.h), of
+ * the record with every such sibling already expired.  Expiring changes
+ * nothing then: a record whose expired value a compaction or merge has
+ * written as its tombstone (core/server/expire.c) hashes as before, so
+ * the trees, which saw no write, stay exact, and replicas that expired
+ * it at different times still compare equal.  A record without one (the
+ * peek for the 6-element sibling array can only say yes wrongly) is
+ * hashed as it is, so records of releases before expiry hash as they
+ * did.  Loop thread only (one scratch record). */
 static uint64_t rec_hash(const char *rec, size_t rlen)
 {
-    return moor_hash64(rec, rlen, HASH_SEED);
+    static moor_record_t scratch;
+    static moor_buf_t norm;
+
+    if (!rlen || !memmem(rec, rlen, "\x96\xc4", 2) || moor_record_decode(rec, rlen, &scratch) ||
+        moor_record_expire(&scratch, UINT64_MAX) == 0)
+        return moor_hash64(rec, rlen, HASH_SEED);
+    moor_buf_reset(&norm);
+    /* Out of memory for a few KiB: the bytes' own hash, which at worst
+     * makes the key look different to exchanges until the trees are
+     * rebuilt (an exchange finds no difference in it and moves on). */
+    if (moor_record_encode(&scratch, &norm))
+        return moor_hash64(rec, rlen, HASH_SEED);
+    return moor_hash64(norm.data, norm.len, HASH_SEED);
 }
 
 static uint64_t key_hash(const char *key, size_t klen, uint64_t rhash)
@@ -1763,15 +1785,20 @@ static void job_reply(void *arg, int status, const char *res, size_t rlen)
 typedef struct reap_scan {
     job_t *j;
     uint64_t cutoff; /* tombstones written before this may go */
+    uint64_t now;    /* values that expired by then count as tombstones */
     uint32_t seen;
     int rc;
 } reap_scan_t;
 
 /* 1 if rec is a record whose every sibling is a tombstone written before
- * cutoff. */
-static int reapable(moor_aae_t *a, const char *rec, size_t rlen, uint64_t cutoff)
+ * cutoff -- an expired value being the tombstone written at its expiry
+ * (record.h), which the other owners, holding the same bytes, agree on. */
+static int reapable(moor_aae_t *a, const char *rec, size_t rlen, uint64_t cutoff, uint64_t now)
 {
-    if (moor_record_decode(rec, rlen, a->rec) || a->rec->n == 0 || !moor_record_is_deleted(a->rec))
+    if (moor_record_decode(rec, rlen, a->rec) || a->rec->n == 0)
+        return 0;
+    moor_record_expire(a->rec, now);
+    if (!moor_record_is_deleted(a->rec))
         return 0;
     for (uint32_t i = 0; i < a->rec->n; i++)
         if (a->rec->sib[i].ts >= cutoff)
@@ -1789,7 +1816,7 @@ static int reap_scan_cb(void *arg, const char *key, size_t klen, uint64_t token,
     r->seen++;
     j->after.len = 0;
     moor_buf_append(&j->after, key, klen);
-    if (reapable(j->a, rec, rlen, r->cutoff)) {
+    if (reapable(j->a, rec, rlen, r->cutoff, r->now)) {
         if ((r->rc = klist_add(&j->items, key, klen, rec_hash(rec, rlen))))
             return 1;
         j->nitems++;
@@ -1880,7 +1907,7 @@ static void reap_step(job_t *j)
 
     switch (j->step) {
     case R_SCAN: {
-        reap_scan_t r = {j, 0, 0, 0};
+        reap_scan_t r = {j, 0, 0, 0, 0};
         uint64_t now = now_ms(a);
         int rc;
         if (sp->grace_ms == 0 || now <= sp->grace_ms || reap_owners(j)) {
@@ -1888,6 +1915,7 @@ static void reap_step(job_t *j)
             return;
         }
         r.cutoff = now - sp->grace_ms;
+        r.now = now;
         j->items.len = 0;
         j->nitems = 0;
         rc = scan_interval(a, t->space, t->lo + 1, t->hi, j->after.data, j->after.len,

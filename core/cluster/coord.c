@@ -455,6 +455,7 @@ int plan_replicas(moor_coord_t *c, const moor_coord_req_t *req, plan_t *pl, uint
     pl->sloppy = req->sloppy != MOOR_COORD_SLOPPY_OFF;
     pl->receipt = req->receipt != 0;
     pl->overwrite = req->overwrite != 0;
+    pl->ttl_ms = req->ttl_ms;
     return plan_members(c, req->key, req->klen, pl, need, level, msg, msz);
 }
 
@@ -478,6 +479,7 @@ op_t *op_from_plan(moor_coord_t *c, int kind, const plan_t *pl, const moor_coord
     op->sloppy = pl->sloppy;
     op->receipt = pl->receipt;
     op->overwrite = pl->overwrite;
+    op->ttl_ms = pl->ttl_ms;
     for (uint32_t i = 0; i < pl->count + nspare; i++) {
         uint32_t idx = i < pl->count ? pl->idx[i] : pl->spare[i - pl->count];
         const moor_member_t *m = moor_ring_member(c->ring, idx);

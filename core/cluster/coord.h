@@ -200,7 +200,14 @@ typedef struct moor_coord_req {
      * opts.overwrite).  A ctx given too is merged into it. */
     int overwrite;
     moor_coord_timing_t *timing; /* NULL: not measured (see moor_coord_timing_t) */
+    /* put: the value expires ttl_ms after the write (its HLC time), then
+     * reads as deleted -- a tombstone at that time (README "Expiry
+     * (TTL)"); 0: never.  Ignored for get and del. */
+    uint64_t ttl_ms;
 } moor_coord_req_t;
+
+/* The longest ttl_ms a put takes: 100 years. */
+#define MOOR_COORD_TTL_MAX (100ull * 365 * 24 * 3600 * 1000)
 
 #define MOOR_COORD_SLOPPY_ON 1
 #define MOOR_COORD_SLOPPY_OFF (-1)

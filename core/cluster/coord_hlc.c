@@ -53,7 +53,7 @@ static int hlc_next(moor_coord_t *c, uint64_t now, uint64_t floor, uint64_t *out
  * rec and its ctx to ctx_out; *nsib (if not NULL) gets its sibling count.
  * 0, MOOR_EBADCTX, MOOR_EINVAL, MOOR_ETOOMANYSIBS, MOOR_ENOMEM. */
 int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, size_t ctxlen,
-                  const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
+                  const char *value, size_t vlen, int tombstone, uint64_t ttl_ms, moor_buf_t *rec,
                   moor_buf_t *ctx_out, uint32_t *nsib)
 {
     uint64_t now = c->clock.now_ms(c->clock.ud), floor = 0, counter = 0;
@@ -63,8 +63,23 @@ int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, si
     if ((rc = moor_record_write_floor(cur, ctx, ctxlen, c->id, c->idlen, now, &floor)) ||
         (rc = hlc_next(c, now, floor, &counter)))
         return rc;
-    return moor_record_write(cur, ctx, ctxlen, value, vlen, tombstone, c->id, c->idlen, now,
-                             counter, &pr, rec, ctx_out, nsib);
+    /* The expiry counts from the write's own HLC time (counter / 1000 >=
+     * now), the clock every replica judges it by (expiry_now). */
+    return moor_record_write_exp(cur, ctx, ctxlen, value, vlen, tombstone,
+                                 ttl_ms ? counter / 1000 + ttl_ms : 0, c->id, c->idlen, now,
+                                 counter, &pr, rec, ctx_out, nsib);
+}
+
+uint64_t expiry_now(const moor_coord_t *c)
+{
+    return c->clock.now_ms(c->clock.ud);
+}
+
+int record_decode(moor_coord_t *c, const char *buf, size_t len, moor_record_t *r)
+{
+    int rc = moor_record_decode(buf, len, r);
+
+    return rc ? rc : (int)moor_record_expire(r, expiry_now(c));
 }
 
 uint64_t moor_coord_hlc(const moor_coord_t *c)

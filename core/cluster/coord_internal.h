@@ -44,6 +44,8 @@
 #define op_set_key moor_coord_op_set_key
 #define op_set_target moor_coord_op_set_target
 #define write_version moor_coord_write_version
+#define expiry_now moor_coord_expiry_now
+#define record_decode moor_coord_record_decode
 #define merge_into moor_coord_merge_into
 #define record_same moor_coord_record_same
 #define local_merge moor_coord_local_merge
@@ -120,6 +122,7 @@ struct op {
     int sloppy;            /* write: fallbacks' acks count */
     int receipt;           /* answer with a receipt (waits for every slot or the deadline) */
     int overwrite;         /* write: descend everything seen (moor_coord_req_t.overwrite) */
+    uint64_t ttl_ms;       /* put: the value expires ttl_ms after the write; 0: never */
     int built;             /* write: rec was built on this node's record in this turn */
     int waited;            /* get: counted in notfound_waits */
     uint64_t deadline;     /* clock time of the deadline (0: none) */
@@ -203,6 +206,7 @@ typedef struct plan {
     uint32_t nspare, spare[MOOR_COORD_N_MAX]; /* healthy members after the set */
     uint32_t timeout_ms;
     int sloppy, receipt, overwrite;
+    uint64_t ttl_ms;
 } plan_t;
 
 /* ---- coord.c: operation lifetime ---- */
@@ -266,8 +270,18 @@ uint32_t op_remaining_ms(const op_t *op);
 /* ---- coord_hlc.c: versions ---- */
 
 int write_version(moor_coord_t *c, const moor_record_t *cur, const char *ctx, size_t ctxlen,
-                  const char *value, size_t vlen, int tombstone, moor_buf_t *rec,
+                  const char *value, size_t vlen, int tombstone, uint64_t ttl_ms, moor_buf_t *rec,
                   moor_buf_t *ctx_out, uint32_t *nsib);
+/* The clock expiry is judged by: the env's wall clock.  Not the HLC: it
+ * restarts up to MOOR_HLC_LEAD above the wall clock (hlc.h), and judged by
+ * it a value would expire that much early.  An expiry itself is set from
+ * the write's HLC time (write_version), which is never below the wall
+ * clock, so no value expires before ttl_ms by its coordinator's clock. */
+uint64_t expiry_now(const moor_coord_t *c);
+/* moor_record_decode, then moor_record_expire at expiry_now: the only way
+ * the coordinator reads a record, so no path sees an expired value.  The
+ * number of siblings that expired (>= 0), or MOOR_ECORRUPT. */
+int record_decode(moor_coord_t *c, const char *buf, size_t len, moor_record_t *r);
 
 /* ---- coord_read.c: merging and reads ---- */
 

@@ -8,7 +8,8 @@
  */
 #include "coord_internal.h"
 
-/* acc = merge(acc, rec), acc empty meaning no record yet.  0, MOOR_ECORRUPT
+/* acc = merge(acc, rec), acc empty meaning no record yet, both expired at
+ * expiry_now (so acc never holds an expired value).  0, MOOR_ECORRUPT
  * (rec does not decode; acc unaltered), MOOR_ENOMEM. */
 int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen)
 {
@@ -16,11 +17,14 @@ int merge_into(moor_coord_t *c, moor_buf_t *acc, const char *rec, size_t rlen)
     uint32_t dropped = 0;
     int rc;
 
-    if ((rc = moor_record_decode(rec, rlen, c->rb)))
+    if ((rc = record_decode(c, rec, rlen, c->rb)) < 0)
         return rc;
-    if (acc->len == 0) /* a stored or received record is canonical: the merge is itself */
+    if (acc->len == 0) { /* a stored or received record is canonical: the merge is itself */
+        if (rc > 0)      /* ... once its expired siblings are the tombstones they are */
+            return moor_record_encode(c->rb, acc);
         return moor_buf_append(acc, rec, rlen) ? MOOR_ENOMEM : 0;
-    if ((rc = moor_record_decode(acc->data, acc->len, c->ra)) == 0 &&
+    }
+    if ((rc = record_decode(c, acc->data, acc->len, c->ra)) >= 0 &&
         (rc = moor_record_merge_n(c->ra, c->rb, &out, &dropped)) == 0 && dropped)
         moor_log_warn("a merge of a key's versions held more than %d siblings: dropped the %u "
                       "oldest (%llu so far on this node)",
@@ -41,7 +45,7 @@ static int sibling_in(const moor_record_t *r, const moor_sibling_t *s)
         const moor_sibling_t *t = &r->sib[i];
         if (t->dot_counter == s->dot_counter && t->dot_idlen == s->dot_idlen &&
             memcmp(t->dot_id, s->dot_id, s->dot_idlen) == 0 && t->ts == s->ts &&
-            t->tombstone == s->tombstone && t->vlen == s->vlen &&
+            t->tombstone == s->tombstone && t->exp == s->exp && t->vlen == s->vlen &&
             (!s->vlen || memcmp(t->value, s->value, s->vlen) == 0))
             return 1;
     }
@@ -61,6 +65,24 @@ int record_same(const moor_record_t *m, const moor_record_t *x)
 
 /* ---- reads -------------------------------------------------------------------------- */
 
+/* The latest expiry of r's live siblings when every one of them expires,
+ * else 0. */
+static uint64_t resolved_expiry(const moor_record_t *r)
+{
+    uint64_t e = 0;
+
+    for (uint32_t i = 0; i < r->n; i++) {
+        const moor_sibling_t *s = &r->sib[i];
+        if (s->tombstone)
+            continue;
+        if (!s->exp)
+            return 0;
+        if (s->exp > e)
+            e = s->exp;
+    }
+    return e;
+}
+
 /* The resolver's turn: 1 and the answer in res when it resolved (and the
  * resolved value is on its way back to the replicas), else 0. */
 static int get_resolve(op_t *op, moor_buf_t *res)
@@ -70,6 +92,7 @@ static int get_resolve(op_t *op, moor_buf_t *res)
     msgpack_packer pk;
     int rc = c->resolve(c->resolve_ud, op->sk.data, op->slen, op->rec.data, op->rec.len, &val);
     int resolved = 0, deleted;
+    uint64_t exp, ttl = 0;
 
     if (rc < 0 || (rc == 1 && !moor_record_value_ok(val.data, val.len))) {
         moor_log_warn("resolver of space '%.*s' failed (%s); keeping the siblings", (int)op->slen,
@@ -83,8 +106,16 @@ static int get_resolve(op_t *op, moor_buf_t *res)
     /* The write-back's ctx covers every sibling of the merge, so it
      * replaces them all; its own ctx is the one we answer, so a client
      * writing with it supersedes the write-back too. */
-    if (moor_record_decode(op->rec.data, op->rec.len, c->ra) || moor_record_ctx(c->ra, &clock) ||
-        write_version(c, c->ra, clock.data, clock.len, val.data, val.len, deleted, &rec, &ctx,
+    if (record_decode(c, op->rec.data, op->rec.len, c->ra) < 0 || moor_record_ctx(c->ra, &clock))
+        goto out;
+    /* A value resolved from expiring ones lives as long as the longest of
+     * them (and for good when one of them does): a resolver never makes an
+     * expired value come back, nor a lasting one expire. */
+    if ((exp = resolved_expiry(c->ra)) != 0) {
+        uint64_t now = expiry_now(c);
+        ttl = exp > now ? exp - now : 1;
+    }
+    if (write_version(c, c->ra, clock.data, clock.len, val.data, val.len, deleted, ttl, &rec, &ctx,
                       NULL))
         goto out;
     moor_mp_packer_init(&pk, res);
@@ -136,7 +167,7 @@ void get_answer_now(op_t *op)
         get_reply(op, nil_mp, 1);
         return;
     }
-    if (moor_record_decode(op->rec.data, op->rec.len, c->ra)) {
+    if (record_decode(c, op->rec.data, op->rec.len, c->ra) < 0) {
         op_fail(op, MOOR_EINTERNAL, "merged record does not decode");
         return;
     }
@@ -148,7 +179,7 @@ void get_answer_now(op_t *op)
     }
     if (!(live > 1 && c->resolve && get_resolve(op, &res))) {
         /* the resolver's turn reused the scratch record: decode again */
-        if ((live > 1 && c->resolve && moor_record_decode(op->rec.data, op->rec.len, c->ra)) ||
+        if ((live > 1 && c->resolve && record_decode(c, op->rec.data, op->rec.len, c->ra) < 0) ||
             moor_record_get_result(c->ra, &res)) {
             op_fail(op, MOOR_ENOMEM, "no memory for a get result");
             return;
@@ -181,11 +212,11 @@ void get_finish(op_t *op)
         } else if (s->state == SLOT_OK &&
                    !(s->rec.len == op->rec.len && !memcmp(s->rec.data, op->rec.data, s->rec.len))) {
             /* the same bytes are the same versions; else compare them */
-            if (!decoded && moor_record_decode(op->rec.data, op->rec.len, c->ra))
+            if (!decoded && record_decode(c, op->rec.data, op->rec.len, c->ra) < 0)
                 return;
             decoded = 1;
-            pick[i] = moor_record_decode(s->rec.data, s->rec.len, c->rb) == 0 &&
-                      !record_same(c->ra, c->rb);
+            pick[i] =
+                record_decode(c, s->rec.data, s->rec.len, c->rb) >= 0 && !record_same(c->ra, c->rb);
         }
         k += pick[i];
     }

@@ -21,7 +21,9 @@ int local_merge(moor_coord_t *c, const char *key, size_t klen, const char *rec, 
     uint32_t dropped = 0;
     int rc;
 
-    if (moor_record_decode(rec, rlen, c->rb)) {
+    /* Both sides expired first: a merge writes what was an expired value
+     * as the tombstone it is (its bytes go), the same on every replica. */
+    if (record_decode(c, rec, rlen, c->rb) < 0) {
         rc = moor_diag_wrap(MOOR_EINVAL, moor_diag_last()->code, "record to merge");
         goto out;
     }
@@ -29,7 +31,7 @@ int local_merge(moor_coord_t *c, const char *key, size_t klen, const char *rec, 
     if (rc == MOOR_ENOTFOUND) {
         rc = moor_record_merge(c->rb, c->rb, &out); /* the canonical form */
     } else if (rc == 0) {
-        if ((rc = moor_record_decode(cur.data, cur.len, c->ra)))
+        if ((rc = record_decode(c, cur.data, cur.len, c->ra)) < 0)
             goto out;
         rc = moor_record_merge_n(c->ra, c->rb, &out, &dropped);
     }
@@ -229,7 +231,7 @@ static void peer_put(moor_coord_t *c, const char *params, size_t plen, uint32_t 
 #define N_MAX_STR STR(MOOR_COORD_N_MAX)
 
 /* The params of _coord {op, space, key, value?, ctx?, n, w, timeout_ms,
- * sloppy?, receipt?, overwrite?} into req (borrowing from params) and *tombstone;
+ * sloppy?, receipt?, overwrite?, ttl_ms?} into req (borrowing from params) and *tombstone;
  * NULL, or what is wrong. */
 static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen, uint32_t nparams,
                                moor_coord_req_t *req, int *tombstone)
@@ -237,13 +239,13 @@ static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen,
     field_t f[] = {{"space", NULL, NULL},   {"key", NULL, NULL},        {"op", NULL, NULL},
                    {"value", NULL, NULL},   {"ctx", NULL, NULL},        {"n", NULL, NULL},
                    {"w", NULL, NULL},       {"timeout_ms", NULL, NULL}, {"sloppy", NULL, NULL},
-                   {"receipt", NULL, NULL}, {"overwrite", NULL, NULL}};
+                   {"receipt", NULL, NULL}, {"overwrite", NULL, NULL},  {"ttl_ms", NULL, NULL}};
     const char *opn, *why, *p;
     uint32_t olen, slen, klen, clen = 0;
-    uint64_t n, w, tmo;
+    uint64_t n, w, tmo, ttl = 0;
     int sloppy, receipt, overwrite;
 
-    if ((why = read_fields(params, plen, nparams, f, 11)))
+    if ((why = read_fields(params, plen, nparams, f, 12)))
         return why;
     if (field_strbin(&f[2], &opn, &olen) || olen != 3 ||
         (memcmp(opn, "put", 3) != 0 && memcmp(opn, "del", 3) != 0))
@@ -266,6 +268,9 @@ static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen,
     if (field_bool(&f[8], 1, &sloppy) || field_bool(&f[9], 0, &receipt) ||
         field_bool(&f[10], 0, &overwrite))
         return "sloppy, receipt and overwrite must be bools";
+    if (!field_nil(&f[11]) &&
+        (*tombstone || field_uint(&f[11], &ttl) || ttl == 0 || ttl > MOOR_COORD_TTL_MAX))
+        return "ttl_ms must be a positive integer of at most 100 years' ms, on a put";
     req->slen = slen, req->klen = klen, req->ctxlen = clen;
     req->value = *tombstone ? NULL : f[3].v;
     req->vlen = *tombstone ? 0 : (size_t)(f[3].end - f[3].v);
@@ -273,6 +278,7 @@ static const char *parse_coord(moor_coord_t *c, const char *params, size_t plen,
     req->sloppy = sloppy ? MOOR_COORD_SLOPPY_ON : MOOR_COORD_SLOPPY_OFF;
     req->receipt = receipt;
     req->overwrite = overwrite;
+    req->ttl_ms = ttl;
     return NULL;
 }
 
@@ -289,7 +295,7 @@ static void peer_coord(moor_coord_t *c, const char *params, size_t plen, uint32_
     if ((why = parse_coord(c, params, plen, nparams, &req, &tombstone))) {
         answer_fmt(done, arg, MOOR_EINVAL,
                    "_coord {op, space, key, value, ctx, n, w, timeout_ms, sloppy, receipt, "
-                   "overwrite}: %s",
+                   "overwrite, ttl_ms}: %s",
                    why);
         return;
     }

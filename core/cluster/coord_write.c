@@ -98,7 +98,7 @@ static int build_write(moor_coord_t *c, op_t *op, const char *ctx, size_t ctxlen
         base = &acc;
     }
     if (base->len) {
-        if ((rc = moor_record_decode(base->data, base->len, c->ra)))
+        if ((rc = record_decode(c, base->data, base->len, c->ra)) < 0)
             goto out;
         r = c->ra;
     }
@@ -118,7 +118,8 @@ static int build_write(moor_coord_t *c, op_t *op, const char *ctx, size_t ctxlen
                        r->n, max);
         goto out;
     }
-    if ((rc = write_version(c, r, ctx, ctxlen, value, vlen, tombstone, rec, ctx_out, &nsib)) == 0) {
+    if ((rc = write_version(c, r, ctx, ctxlen, value, vlen, tombstone, op->ttl_ms, rec, ctx_out,
+                            &nsib)) == 0) {
         sibling_check(c, op, nsib, warn);
         /* rec holds every version of cur it did not replace: written here
          * in this same turn it needs no second merge (write_to) */
@@ -743,7 +744,7 @@ static void forward_reply(void *arg, int status, const char *res, size_t rlen)
 }
 
 /* _coord {op, space, key, value (put), ctx?, n, w, timeout_ms, sloppy,
- * receipt, overwrite?} */
+ * receipt, overwrite?, ttl_ms?} */
 static int pack_forward(op_t *op, const plan_t *pl, const moor_coord_req_t *req, int tombstone,
                         uint32_t remote_ms)
 {
@@ -753,7 +754,8 @@ static int pack_forward(op_t *op, const plan_t *pl, const moor_coord_req_t *req,
     int rc = 0;
 
     moor_mp_packer_init(&pk, out);
-    rc |= msgpack_pack_map(&pk, 8 + !tombstone + has_ctx + (pl->overwrite != 0));
+    rc |=
+        msgpack_pack_map(&pk, 8 + !tombstone + has_ctx + (pl->overwrite != 0) + (pl->ttl_ms != 0));
     rc |= msgpack_pack_str_with_body(&pk, "op", 2);
     rc |= msgpack_pack_str_with_body(&pk, tombstone ? "del" : "put", 3);
     rc |= msgpack_pack_str_with_body(&pk, "space", 5);
@@ -777,6 +779,8 @@ static int pack_forward(op_t *op, const plan_t *pl, const moor_coord_req_t *req,
     rc |= pl->receipt ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     if (pl->overwrite) /* only when set: a member of an older release refuses the field */
         rc |= msgpack_pack_str_with_body(&pk, "overwrite", 9) | msgpack_pack_true(&pk);
+    if (pl->ttl_ms) /* the same */
+        rc |= msgpack_pack_str_with_body(&pk, "ttl_ms", 6) | msgpack_pack_uint64(&pk, pl->ttl_ms);
     return rc ? MOOR_ENOMEM : 0;
 }
 

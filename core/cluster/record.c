@@ -30,6 +30,11 @@
  * span the client sent (found with moor_mp_skip), copied byte for byte into
  * the record and from the record into get results.  Tombstones store nil.
  *
+ * Expiry (record.h): an expiring sibling is the 6th element of its array,
+ * so records that never used a TTL keep their bytes.  Expiring one is
+ * deterministic (tombstone at exp, same dot), so two replicas that expired
+ * the same sibling at different times hold the same bytes after.
+ *
  * Invariants of a decoded record: the context holds vclock.c's invariants;
  * n <= MOOR_RECORD_MAX_SIBLINGS; every dot has an id of 1..MOOR_VC_ID_MAX
  * bytes and a counter >= 1; a live sibling's value is one whole valid
@@ -106,26 +111,33 @@ static int decode_sibling_v1(const char **p, const char *end, moor_sibling_t *s)
         return moor_diag(MOOR_ECORRUPT, "record: v1 sibling is not a 3-element array");
     if ((rc = decode_version(p, end, s)))
         return rc;
+    s->exp = 0;
     s->dot_id = MOOR_RECORD_LEGACY_ID;
     s->dot_idlen = MOOR_RECORD_LEGACY_IDLEN;
     s->dot_counter = s->ts == 0 ? 1 : s->ts > UINT64_MAX / 1000 ? UINT64_MAX : s->ts * 1000;
     return 0;
 }
 
-/* One v2 sibling [dot_id, dot_counter, value, ts, tombstone]. */
+/* One v2 sibling [dot_id, dot_counter, value, ts, tombstone [, exp]]. */
 static int decode_sibling_v2(const char **p, const char *end, moor_sibling_t *s)
 {
-    uint32_t n;
+    uint32_t n, len;
+    int rc;
 
-    if (moor_mp_read_array(p, end, &n) || n != 5)
-        return moor_diag(MOOR_ECORRUPT, "record: sibling is not a 5-element array");
+    if (moor_mp_read_array(p, end, &len) || (len != 5 && len != 6))
+        return moor_diag(MOOR_ECORRUPT, "record: sibling is not a 5- or 6-element array");
     if (moor_mp_read_bin(p, end, &s->dot_id, &n) || n == 0 || n > MOOR_VC_ID_MAX)
         return moor_diag(MOOR_ECORRUPT, "record: dot id is not bin of 1..%d bytes",
                          MOOR_VC_ID_MAX);
     s->dot_idlen = (uint8_t)n;
     if (moor_mp_read_uint(p, end, &s->dot_counter) || s->dot_counter == 0)
         return moor_diag(MOOR_ECORRUPT, "record: dot counter is not a positive integer");
-    return decode_version(p, end, s);
+    if ((rc = decode_version(p, end, s)))
+        return rc;
+    s->exp = 0;
+    if (len == 6 && (moor_mp_read_uint(p, end, &s->exp) || s->exp == 0 || s->tombstone))
+        return moor_diag(MOOR_ECORRUPT, "record: expiry is not a positive integer on a value");
+    return 0;
 }
 
 int moor_record_decode(const char *buf, size_t len, moor_record_t *r)
@@ -183,7 +195,8 @@ int moor_record_encode(const moor_record_t *r, moor_buf_t *out)
     rc |= msgpack_pack_array(&pk, r->n);
     for (uint32_t i = 0; i < r->n && rc == 0; i++) {
         const moor_sibling_t *s = &r->sib[i];
-        rc |= msgpack_pack_array(&pk, 5);
+        int has_exp = s->exp && !s->tombstone; /* a tombstone never expires */
+        rc |= msgpack_pack_array(&pk, has_exp ? 6 : 5);
         rc |= msgpack_pack_bin_with_body(&pk, s->dot_id, s->dot_idlen);
         rc |= msgpack_pack_uint64(&pk, s->dot_counter);
         if (s->tombstone)
@@ -192,6 +205,8 @@ int moor_record_encode(const moor_record_t *r, moor_buf_t *out)
             rc |= moor_mp_pack_raw(out, s->value, s->vlen);
         rc |= msgpack_pack_uint64(&pk, s->ts);
         rc |= s->tombstone ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        if (has_exp)
+            rc |= msgpack_pack_uint64(&pk, s->exp);
     }
     if (rc) {
         out->len = start;
@@ -250,7 +265,8 @@ int moor_record_value_ok(const char *value, size_t vlen)
 }
 
 /* Canonical order of siblings: dot id (vclock order), dot counter, ts,
- * tombstones after values, value bytes.  0 only for identical siblings. */
+ * tombstones after values, expiry, value bytes.  0 only for identical
+ * siblings. */
 static int sibling_cmp(const moor_sibling_t *x, const moor_sibling_t *y)
 {
     int c = memcmp(x->dot_id, y->dot_id, x->dot_idlen < y->dot_idlen ? x->dot_idlen : y->dot_idlen);
@@ -265,6 +281,8 @@ static int sibling_cmp(const moor_sibling_t *x, const moor_sibling_t *y)
         return x->ts < y->ts ? -1 : 1;
     if (x->tombstone != y->tombstone)
         return x->tombstone ? 1 : -1;
+    if (x->exp != y->exp)
+        return x->exp < y->exp ? -1 : 1;
     if (x->vlen != y->vlen)
         return x->vlen < y->vlen ? -1 : 1;
     return x->vlen ? memcmp(x->value, y->value, x->vlen) : 0;
@@ -330,6 +348,16 @@ int moor_record_write(const moor_record_t *cur, const char *ctx, size_t ctxlen, 
                       uint64_t counter, const moor_record_prune_t *prune, moor_buf_t *out,
                       moor_buf_t *new_ctx, uint32_t *nsib)
 {
+    return moor_record_write_exp(cur, ctx, ctxlen, value, vlen, tombstone, 0, node, nodelen, now,
+                                 counter, prune, out, new_ctx, nsib);
+}
+
+int moor_record_write_exp(const moor_record_t *cur, const char *ctx, size_t ctxlen,
+                          const char *value, size_t vlen, int tombstone, uint64_t exp,
+                          const char *node, size_t nodelen, uint64_t now, uint64_t counter,
+                          const moor_record_prune_t *prune, moor_buf_t *out, moor_buf_t *new_ctx,
+                          uint32_t *nsib)
+{
     moor_record_t *nr;
     moor_vclock_t cvc;
     moor_sibling_t *s;
@@ -384,6 +412,7 @@ int moor_record_write(const moor_record_t *cur, const char *ctx, size_t ctxlen, 
     s->vlen = tombstone ? 0 : vlen;
     s->ts = now;
     s->tombstone = tombstone != 0;
+    s->exp = tombstone ? 0 : exp;
     s->dot_id = node;
     s->dot_idlen = (uint8_t)nodelen;
     s->dot_counter = counter;
@@ -404,6 +433,41 @@ int moor_record_is_deleted(const moor_record_t *r)
         if (!r->sib[i].tombstone)
             return 0;
     return 1;
+}
+
+uint32_t moor_record_expire(moor_record_t *r, uint64_t now)
+{
+    uint32_t k = 0, u = 0;
+
+    for (uint32_t i = 0; i < r->n; i++) {
+        moor_sibling_t *s = &r->sib[i];
+        if (s->exp && s->exp <= now) {
+            s->tombstone = 1;
+            s->value = NULL;
+            s->vlen = 0;
+            s->ts = s->exp;
+            s->exp = 0;
+            k++;
+        }
+    }
+    if (k == 0)
+        return 0;
+    qsort(r->sib, r->n, sizeof(r->sib[0]), sibling_qcmp);
+    for (uint32_t i = 0; i < r->n; i++)
+        if (u == 0 || sibling_cmp(&r->sib[u - 1], &r->sib[i]) != 0)
+            r->sib[u++] = r->sib[i];
+    r->n = u;
+    return k;
+}
+
+uint64_t moor_record_next_expiry(const moor_record_t *r)
+{
+    uint64_t e = 0;
+
+    for (uint32_t i = 0; i < r->n; i++)
+        if (!r->sib[i].tombstone && r->sib[i].exp && (e == 0 || r->sib[i].exp < e))
+            e = r->sib[i].exp;
+    return e;
 }
 
 void moor_record_ctx_vc(const moor_record_t *r, moor_vclock_t *vc)
@@ -434,13 +498,14 @@ int moor_record_get_result(const moor_record_t *r, moor_buf_t *out)
     msgpack_packer pk;
     moor_buf_t ctx = MOOR_BUF_INIT;
     size_t start = out->len;
+    uint64_t exp = moor_record_next_expiry(r);
     uint32_t live = 0;
     int rc = 0;
 
     for (uint32_t i = 0; i < r->n; i++)
         live += !r->sib[i].tombstone;
     moor_mp_packer_init(&pk, out);
-    rc |= msgpack_pack_map(&pk, 2);
+    rc |= msgpack_pack_map(&pk, exp ? 3 : 2);
     rc |= msgpack_pack_str_with_body(&pk, "values", 6);
     rc |= msgpack_pack_array(&pk, live);
     for (uint32_t i = 0; i < r->n && rc == 0; i++)
@@ -449,6 +514,8 @@ int moor_record_get_result(const moor_record_t *r, moor_buf_t *out)
     rc |= msgpack_pack_str_with_body(&pk, "ctx", 3);
     rc |= moor_record_ctx(r, &ctx);
     rc |= msgpack_pack_bin_with_body(&pk, ctx.data, ctx.len);
+    if (exp)
+        rc |= msgpack_pack_str_with_body(&pk, "expires_ms", 10) | msgpack_pack_uint64(&pk, exp);
     moor_buf_free(&ctx);
     if (rc) {
         out->len = start;

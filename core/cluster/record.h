@@ -5,15 +5,27 @@
  * A record is a causal context C (a vector clock, vclock.h: what every
  * write folded into this record had seen) and siblings, each a version
  * with its own dot (id, counter) -- the write that made it, by node id and
- * that node's counter -- its value, ts (wall-clock ms of the write) and a
- * tombstone flag.  A dot (id, c) is covered by a clock V when c <= V[id].
+ * that node's counter -- its value, ts (wall-clock ms of the write), a
+ * tombstone flag and an optional expiry.  A dot (id, c) is covered by a
+ * clock V when c <= V[id].
+ *
+ * Expiry (README "Expiry (TTL)"): a live sibling may carry exp, the HLC
+ * wall ms at which it expires.  From then on it IS a tombstone written at
+ * exp with the same dot: moor_record_expire turns it into exactly that
+ * (value dropped, ts = exp, no exp), and every reader applies it before it
+ * looks at a record, so replicas that expired a sibling and replicas that
+ * still hold its bytes agree, and none can hand the value back.
  *
  * Format v2, one MessagePack value, on disk and on the wire (`_put`,
  * `_get` answers, hints):
  *   [2, C, [[dot_id (bin), dot_counter (uint), value, ts_ms (uint),
- *            tombstone (bool)], ...]]
+ *            tombstone (bool) [, exp_ms (uint)]], ...]]
  * C as vclock.h encodes it; value is the exact MessagePack the client sent
- * (nil for a tombstone).  Siblings are written sorted (sibling order of
+ * (nil for a tombstone).  exp_ms, a 6th element, is there only for a live
+ * sibling that expires (exp_ms >= 1; never on a tombstone): a record
+ * without expiry is byte for byte what releases before it wrote, and
+ * those releases refuse a 6-element sibling (a rolling-upgrade limit,
+ * README).  Siblings are written sorted (sibling order of
  * record.c) and unique.
  *
  * Format v1 (before DVV): [C, [[value, ts_ms, tombstone], ...]] -- still
@@ -64,6 +76,7 @@ typedef struct moor_sibling {
     const char *dot_id; /* borrowed from the decoded input (or static) */
     uint8_t dot_idlen;  /* 1..MOOR_VC_ID_MAX */
     uint64_t dot_counter; /* >= 1 */
+    uint64_t exp;         /* expiry, HLC wall ms; 0: never (always 0 on a tombstone) */
 } moor_sibling_t;
 
 /* ~25 KiB: keep it off small stacks (heap or a struct member). */
@@ -125,6 +138,26 @@ int moor_record_write(const moor_record_t *cur, const char *ctx, size_t ctxlen, 
                       uint64_t counter, const moor_record_prune_t *prune, moor_buf_t *out,
                       moor_buf_t *new_ctx, uint32_t *nsib);
 
+/* moor_record_write, the new sibling expiring at exp (HLC wall ms; 0:
+ * never; ignored for a tombstone).  Same errors. */
+int moor_record_write_exp(const moor_record_t *cur, const char *ctx, size_t ctxlen,
+                          const char *value, size_t vlen, int tombstone, uint64_t exp,
+                          const char *node, size_t nodelen, uint64_t now, uint64_t counter,
+                          const moor_record_prune_t *prune, moor_buf_t *out, moor_buf_t *new_ctx,
+                          uint32_t *nsib);
+
+/* Expires r at now: every sibling with 0 < exp <= now becomes the
+ * tombstone written at exp with its dot (value dropped, ts = exp, exp 0);
+ * the siblings are then put back in canonical order, each once (an
+ * expired sibling and the tombstone another replica already made of it
+ * are one).  Returns how many siblings expired (0: r unaltered).  Can't
+ * fail. */
+uint32_t moor_record_expire(moor_record_t *r, uint64_t now);
+
+/* The earliest expiry of r's live siblings, 0 if none expires.  Can't
+ * fail. */
+uint64_t moor_record_next_expiry(const moor_record_t *r);
+
 /* Merges two versions of one key (replica merge, read merge): the causal
  * join.  A sibling of a survives if b holds the same sibling (dot and
  * content) or b's context does not cover its dot, and the other way
@@ -153,7 +186,10 @@ int moor_record_ctx(const moor_record_t *r, moor_buf_t *out);
 void moor_record_ctx_vc(const moor_record_t *r, moor_vclock_t *vc);
 
 /* Appends the get result {values = [v...], ctx = bin} as a MessagePack map
- * (tombstones left out; ctx as moor_record_ctx).  0 or MOOR_ENOMEM. */
+ * (tombstones left out; ctx as moor_record_ctx), with expires_ms = the
+ * earliest exp of the values returned when one of them expires.  Expire r
+ * first (moor_record_expire): an expired sibling still in r is returned.
+ * 0 or MOOR_ENOMEM. */
 int moor_record_get_result(const moor_record_t *r, moor_buf_t *out);
 
 #endif

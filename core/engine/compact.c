@@ -13,7 +13,11 @@
  * What a merge keeps: only the newest version of each user key (no caller
  * can see older ones: iterators pin the tables they read), and a tombstone
  * only while it is younger than tombstone_grace or some deeper level may
- * still hold an older version of its key.
+ * still hold an older version of its key.  The optional compaction filter
+ * (engine.h) then sees each kept value once and may rewrite it or turn it
+ * into a deletion (a mark of time 0, dropped by the rule above when
+ * nothing deeper holds the key); flushes never call it, so a flush costs
+ * what it did.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -172,16 +176,61 @@ static int keep_entry(const drop_policy_t *p, moor_iiter_t *it, moor_buf_t *prev
     return 1;
 }
 
+/* One entry to write: the iterator's, or what the filter made of it. */
+typedef struct entry {
+    const char *key, *val;
+    size_t klen, vlen;
+} entry_t;
+
+/* The compaction filter's verdict on a kept value at `it` (merges only):
+ * 1 and *en to write, or 0 to write nothing.  del holds a deletion
+ * mark's key and value. */
+static int filter_entry(struct moor_engine *e, const drop_policy_t *p, moor_iiter_t *it,
+                        moor_buf_t *del, entry_t *en)
+{
+    size_t ulen = moor_ikey_ulen(it->klen);
+    const void *nv = NULL;
+    size_t nvl = 0;
+    char trailer[8], ts[8] = {0};
+    int v;
+
+    *en = (entry_t){it->key, it->val, it->klen, it->vlen};
+    if (!e->o.filter || !p->drop_tombstones || moor_ikey_type(it->key, it->klen) != MOOR_VT_PUT)
+        return 1;
+    v = e->o.filter(e->o.filter_ud, it->key, ulen, it->val, it->vlen, &nv, &nvl);
+    if (v == MOOR_ENGINE_FILTER_REWRITE && nv) {
+        atomic_fetch_add(&e->st_filter_rewrites, 1);
+        en->val = nv;
+        en->vlen = nvl;
+    } else if (v == MOOR_ENGINE_FILTER_DROP) {
+        atomic_fetch_add(&e->st_filter_drops, 1);
+        if (!moor_version_deeper_has(p->v, p->out_level, it->key, ulen))
+            return 0;
+        /* Something older below: a mark of time 0 shadows it, and the
+         * grace rule lets it go once nothing deeper holds the key. */
+        moor_enc_fixed64(trailer, moor_ikey_trailer(moor_ikey_seq(it->key, it->klen), MOOR_VT_DEL));
+        moor_buf_reset(del);
+        if (moor_buf_append(del, it->key, ulen) || moor_buf_append(del, trailer, 8) ||
+            moor_buf_append(del, ts, 8))
+            return MOOR_ENOMEM;
+        *en = (entry_t){del->data, del->data + ulen + 8, ulen + 8, 8};
+    }
+    return 1;
+}
+
 /* Writes what `it` yields (from seek_first) into tables of out_level. */
 static int build_tables(struct moor_engine *e, moor_iiter_t *it, const drop_policy_t *p,
                         outputs_t *outs)
 {
     out_file_t of = {.fd = -1};
-    moor_buf_t prev = MOOR_BUF_INIT;
+    moor_buf_t prev = MOOR_BUF_INIT, del = MOOR_BUF_INIT;
     int first = 1, rc = 0, keep;
+    entry_t en;
 
     for (it->seek_first(it); it->valid && rc == 0; it->next(it)) {
         keep = keep_entry(p, it, &prev, &first);
+        if (keep > 0)
+            keep = filter_entry(e, p, it, &del, &en);
         if (keep <= 0) {
             rc = keep;
             continue;
@@ -197,12 +246,12 @@ static int build_tables(struct moor_engine *e, moor_iiter_t *it, const drop_poli
         if (!of.b && (rc = out_open(e, &of)) != 0)
             break;
         if (of.smallest.len == 0)
-            rc = moor_buf_append(&of.smallest, it->key, it->klen);
+            rc = moor_buf_append(&of.smallest, en.key, en.klen);
         moor_buf_reset(&of.largest);
         if (rc == 0)
-            rc = moor_buf_append(&of.largest, it->key, it->klen);
+            rc = moor_buf_append(&of.largest, en.key, en.klen);
         if (rc == 0)
-            rc = moor_table_builder_add(of.b, it->key, it->klen, it->val, it->vlen);
+            rc = moor_table_builder_add(of.b, en.key, en.klen, en.val, en.vlen);
     }
     if (rc == 0 && it->status)
         rc = it->status;
@@ -212,6 +261,7 @@ static int build_tables(struct moor_engine *e, moor_iiter_t *it, const drop_poli
     moor_buf_free(&of.smallest);
     moor_buf_free(&of.largest);
     moor_buf_free(&prev);
+    moor_buf_free(&del);
     return rc;
 }
 

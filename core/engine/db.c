@@ -1273,6 +1273,8 @@ void moor_engine_stats(moor_engine_t *e, moor_engine_stats_t *out)
     out->compact_bytes_read = atomic_load(&e->st_compact_read);
     out->flushes = atomic_load(&e->st_flushes);
     out->compactions = atomic_load(&e->st_compactions);
+    out->filter_rewrites = atomic_load(&e->st_filter_rewrites);
+    out->filter_drops = atomic_load(&e->st_filter_drops);
     out->stall_us = atomic_load(&e->st_stall_us);
     written = out->wal_bytes_written + out->flush_bytes_written + out->compact_bytes_written;
     out->write_amp =

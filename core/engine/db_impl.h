@@ -97,6 +97,7 @@ struct moor_engine {
     /* statistics: atomics, written by whoever does the work */
     atomic_uint_fast64_t st_user_bytes, st_flush_bytes, st_compact_written, st_compact_read;
     atomic_uint_fast64_t st_flushes, st_compactions, st_stall_us, st_wal_bytes;
+    atomic_uint_fast64_t st_filter_rewrites, st_filter_drops;
 };
 
 /* ===== version.c ===== */

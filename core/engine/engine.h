@@ -28,6 +28,27 @@ typedef struct moor_engine moor_engine_t;
 typedef struct moor_batch moor_batch_t;
 typedef struct moor_engine_iter moor_engine_iter_t;
 
+/* A compaction filter's verdict on one entry (moor_engine_filter_fn). */
+enum moor_engine_filter_verdict {
+    MOOR_ENGINE_FILTER_KEEP = 0,   /* written as it is */
+    MOOR_ENGINE_FILTER_DROP = 1,   /* the key is deleted, as by moor_engine_delete long ago:
+                                    * a deletion mark where a deeper level may still hold an
+                                    * older version of the key, else nothing */
+    MOOR_ENGINE_FILTER_REWRITE = 2 /* written with the value *nval, *nvlen instead */
+};
+
+/* Optional: decides, for the newest version of each key a compaction
+ * writes (never for deletion marks, nor for flushes of the memtable),
+ * whether it stays, goes or changes -- so the caller can reclaim space
+ * its own format frees (expired values) without a read or a write.
+ * Returns a MOOR_ENGINE_FILTER_* verdict; anything else is taken as
+ * KEEP.  For REWRITE, *nval points at bytes the filter owns, valid until
+ * its next call.  Called on the engine's background thread only, one
+ * call at a time; it must not call into the engine.  Each entry a
+ * compaction writes is shown once per compaction. */
+typedef int (*moor_engine_filter_fn)(void *ud, const void *key, size_t klen, const void *val,
+                                     size_t vlen, const void **nval, size_t *nvlen);
+
 /* What recovery does with damage in the middle of the commit log (a bad
  * record with valid ones after it; a torn tail is always cut off). */
 enum moor_wal_recovery {
@@ -55,6 +76,8 @@ typedef struct moor_engine_opts {
     size_t key_max;              /* default 64 KiB */
     size_t value_max;            /* default 16 MiB */
     int wal_recovery;            /* enum moor_wal_recovery; default MOOR_WAL_RECOVERY_KEEP */
+    moor_engine_filter_fn filter; /* compaction filter; default NULL: none */
+    void *filter_ud;              /* its first argument */
 } moor_engine_opts_t;
 
 /* Called once the write is durable per the sync mode (see wal.h), on the
@@ -79,6 +102,7 @@ typedef struct moor_engine_stats {
     uint64_t disk_bytes; /* tables + logs + manifest on disk */
     uint64_t last_seq;
     uint64_t flushes, compactions;
+    uint64_t filter_rewrites, filter_drops; /* compaction filter verdicts acted on */
     uint64_t stall_us; /* time writers spent slowed or stalled */
     /* What recovery found at open (fixed until the next open).  Damage is a
      * bad stretch of the commit log with valid records after it: nonzero

@@ -27,6 +27,7 @@
 
 #include "autoscale.h"
 #include "cluster.h"
+#include "expire.h"
 #include "solo.h"
 #include "slowlog.h"
 #include "snapshot.h"
@@ -82,6 +83,7 @@ struct moor_node {
     moor_solo_t *solo;    /* a node alone: the coordinator of a one-member ring */
     moor_as_t *as;        /* load figures and automatic scaling (autoscale.h) */
     moor_snap_t *snap;    /* the snapshot method (snapshot.h) */
+    moor_expire_t *expire; /* the engine's compaction filter (expire.h) */
     moor_slowlog_t *slow; /* requests over slowlog.threshold_ms (slowlog.h) */
     struct timed *cur;    /* the client request being dispatched, during its synchronous
                            * part only: its coordinator op and handler call measure into it */
@@ -232,6 +234,7 @@ typedef struct kv_opts {
     uint32_t timeout_ms; /* 0 = the node's */
     int receipt;         /* answer with a receipt (get, put, del) */
     int overwrite;       /* put, del: replace what is there (coord.h) */
+    uint64_t ttl_ms;     /* put: expire after so many ms (coord.h); 0: never */
 } kv_opts_t;
 
 static int bad(const char *what)
@@ -271,6 +274,7 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
     o->timeout_ms = 0;
     o->receipt = 0;
     o->overwrite = 0;
+    o->ttl_ms = 0;
     if (*p >= end || moor_mp_read_nil(p, end) == 0)
         return 0;
     if (moor_mp_read_map(p, end, &n))
@@ -301,6 +305,10 @@ static int read_opts(const char **p, const char *end, kv_opts_t *o)
         } else if (IS("overwrite")) {
             if (moor_mp_read_nil(p, end) != 0 && moor_mp_read_bool(p, end, &o->overwrite))
                 return bad("opts.overwrite must be a boolean");
+        } else if (IS("ttl_ms")) {
+            if (moor_mp_read_uint(p, end, &o->ttl_ms) || o->ttl_ms == 0 ||
+                o->ttl_ms > MOOR_COORD_TTL_MAX)
+                return bad("opts.ttl_ms must be a positive integer of ms, at most 100 years");
         } else {
             return moor_diag(MOOR_EINVAL, "unknown option '%.*s'", (int)klen, k);
         }
@@ -428,6 +436,7 @@ static void kv_call(moor_node_t *n, int op, const char *key, uint32_t klen, cons
     req.timeout_ms = o->timeout_ms;
     req.receipt = o->receipt;
     req.overwrite = o->overwrite;
+    req.ttl_ms = op == 1 ? o->ttl_ms : 0;
     req.sloppy = sp->sloppy ? MOOR_COORD_SLOPPY_ON : MOOR_COORD_SLOPPY_OFF;
     req.timing = n->cur ? &n->cur->tm : NULL;
     if (op == 0)
@@ -454,7 +463,8 @@ static void do_get(moor_node_t *n, const char *p, const char *end, uint32_t np,
     n->n_get++;
     if (np < 1 || np > 2)
         rc = bad("get takes key [, opts]");
-    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0) {
+    else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0 &&
+             (rc = o.ttl_ms ? bad("opts.ttl_ms is an option of put") : 0) == 0) {
         kv_call(n, 0, key, klen, NULL, 0, &o, done, ud);
         return;
     }
@@ -567,6 +577,10 @@ static void do_write(moor_node_t *n, int tombstone, const char *p, const char *e
     }
     if ((rc = read_opts(&p, end, &o)))
         goto fail;
+    if (tombstone && o.ttl_ms) {
+        rc = bad("opts.ttl_ms is an option of put, not del");
+        goto fail;
+    }
     kv_call(n, tombstone ? 2 : 1, key, klen, value, vlen, &o, done, ud);
     return;
 fail:
@@ -738,7 +752,7 @@ static void pack_info(moor_node_t *n, moor_buf_t *out)
         pack_kv_u64(&pk, "memory_kills", ls.memory_kills);
     }
     msgpack_pack_str_with_body(&pk, "engine", 6);
-    msgpack_pack_map(&pk, 20);
+    msgpack_pack_map(&pk, 22);
     pack_kv_u64(&pk, "memtable_bytes", es.memtable_bytes);
     pack_kv_u64(&pk, "tables_l0", es.tables[0]);
     pack_kv_u64(&pk, "disk_bytes", es.disk_bytes);
@@ -748,6 +762,8 @@ static void pack_info(moor_node_t *n, moor_buf_t *out)
     pack_kv_u64(&pk, "compact_bytes_written", es.compact_bytes_written);
     pack_kv_u64(&pk, "flushes", es.flushes);
     pack_kv_u64(&pk, "compactions", es.compactions);
+    pack_kv_u64(&pk, "filter_rewrites", es.filter_rewrites);
+    pack_kv_u64(&pk, "filter_drops", es.filter_drops);
     msgpack_pack_str_with_body(&pk, "write_amp", 9);
     msgpack_pack_double(&pk, es.write_amp);
     pack_kv_u64(&pk, "wal_damaged", es.wal_damaged);
@@ -1755,6 +1771,7 @@ int moor_node_join_cluster(moor_node_t *n, const char *self_addr)
     o.resolve_ud = n;
     if ((rc = moor_cl_new(&o, &n->cl)))
         return rc;
+    moor_expire_set_alone(n->expire, 0); /* reaping is anti-entropy's now (expire.h) */
     moor_cl_start(n->cl);
     moor_as_set_cluster(n->as, n->cl);
     return 0;
@@ -1831,16 +1848,21 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
     n->cfg = *cfg;
     n->start_ms = moor_clock_mono_ms();
     pthread_mutex_init(&n->qmu, NULL);
-    if (!(n->batch = moor_batch_new()) || moor_metrics_new(cfg, &n->metrics)) {
+    if (!(n->batch = moor_batch_new()) || moor_metrics_new(cfg, &n->metrics) ||
+        moor_expire_new(&n->cfg, !moor_config_clustered(&n->cfg), &n->expire)) {
         moor_batch_free(n->batch);
         moor_metrics_free(n->metrics);
+        moor_expire_free(n->expire);
         pthread_mutex_destroy(&n->qmu);
         free(n);
         return MOOR_ENOMEM;
     }
-    rc = moor_engine_open(cfg->data_dir, &cfg->engine, &n->engine);
+    n->cfg.engine.filter = moor_expire_filter;
+    n->cfg.engine.filter_ud = n->expire;
+    rc = moor_engine_open(cfg->data_dir, &n->cfg.engine, &n->engine);
     if (rc) {
         moor_metrics_free(n->metrics);
+        moor_expire_free(n->expire);
         moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
         free(n);
@@ -1860,6 +1882,7 @@ int moor_node_open(uv_loop_t *loop, const moor_config_t *cfg, moor_node_t **out)
         moor_slowlog_free(n->slow);
         moor_engine_close(n->engine);
         moor_metrics_free(n->metrics);
+        moor_expire_free(n->expire);
         moor_batch_free(n->batch);
         pthread_mutex_destroy(&n->qmu);
         free(n);
@@ -1947,6 +1970,8 @@ int moor_node_reconfigure(moor_node_t *n, const moor_config_t *cfg)
     int rc = 0;
 
     n->cfg = *cfg; /* what the cluster, the solo ring and autoscale read through */
+    n->cfg.engine.filter = moor_expire_filter; /* the node's own, not the config's */
+    n->cfg.engine.filter_ud = n->expire;
     n->reloads++;
     if (n->slow)
         moor_slowlog_set_threshold_us(n->slow, cfg->slowlog_threshold_us);
@@ -1986,6 +2011,7 @@ static void free_after_close(uv_handle_t *h)
     moor_slowlog_free(n->slow);
     moor_batch_free(n->batch);
     moor_metrics_free(n->metrics);
+    moor_expire_free(n->expire); /* the engine, its one user, is closed */
     while (n->wspare) {
         wdone_t *w = n->wspare;
         n->wspare = w->next;

@@ -23,6 +23,11 @@
  * replica holds: no sibling with the value it replaces).  GET answers a
  * str or bin value's bytes, any other type as its MessagePack encoding,
  * and a key with several values an error naming the count.
+ *
+ * Expiry: SET EX/PX/EXAT/PXAT, SETEX and PSETEX put with opts.ttl_ms (an
+ * absolute time becomes the ms left from this node's clock); TTL and PTTL
+ * read the get answer's expires_ms.  Every other write (SET without an
+ * expiry, INCR and kin) stores a value that does not expire.
  */
 #include "server/resp.h"
 #include "server/loadstat.h"
@@ -33,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/coord.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/mp.h"
@@ -74,6 +81,7 @@ struct rop {
     unsigned nx : 1, xx : 1, as_int : 1;
     long long count;      /* DEL, EXISTS: keys found */
     long long by, result; /* INCR */
+    uint64_t ttl_ms;      /* SET EX/PX..., SETEX, PSETEX: the puts' opts.ttl_ms; 0: none */
     moor_buf_t out;       /* the reply */
     moor_buf_t params;    /* the call being issued */
     moor_buf_t ctx;       /* the ctx the read returned, for the write */
@@ -248,12 +256,14 @@ static void rop_call(rop_t *o, const char *method, uint32_t nparams)
 }
 
 /* params = [key (bin), value (bin) when val, {opts}]: opts carry the
- * space, overwrite when asked, and the ctx of o->ctx when with_ctx. */
+ * space, overwrite when asked, the ctx of o->ctx when with_ctx, and
+ * o->ttl_ms (when set) on a put. */
 static int pack_into(rop_t *o, moor_buf_t *dst, const moor_resp_arg_t *key, const void *val,
                      size_t vlen, int is_val, int overwrite, int with_ctx)
 {
     msgpack_packer pk;
-    size_t nopts = 1 + (overwrite ? 1 : 0) + (with_ctx && o->ctx.len ? 1 : 0);
+    int ttl = is_val && o->ttl_ms;
+    size_t nopts = 1 + (overwrite ? 1 : 0) + (with_ctx && o->ctx.len ? 1 : 0) + (ttl ? 1 : 0);
     size_t sl = strlen(o->space);
 
     moor_buf_reset(dst);
@@ -270,6 +280,9 @@ static int pack_into(rop_t *o, moor_buf_t *dst, const moor_resp_arg_t *key, cons
     if (with_ctx && o->ctx.len &&
         (msgpack_pack_str_with_body(&pk, "ctx", 3) || msgpack_pack_bin(&pk, o->ctx.len) ||
          msgpack_pack_bin_body(&pk, o->ctx.data, o->ctx.len)))
+        return -1;
+    if (ttl &&
+        (msgpack_pack_str_with_body(&pk, "ttl_ms", 6) || msgpack_pack_uint64(&pk, o->ttl_ms)))
         return -1;
     return 0;
 }
@@ -301,6 +314,7 @@ typedef struct got_value {
     uint32_t n;         /* values (0: absent or deleted) */
     const char *values; /* the first value's encoding */
     const char *end;
+    uint64_t expires_ms; /* the answer's expires_ms; 0: no value expires */
 } got_value_t;
 
 /* Splits a get answer; the ctx (if any) is copied into o->ctx.  0 or -1
@@ -329,6 +343,9 @@ static int read_get(rop_t *o, const char *r, size_t rlen, got_value_t *g)
                     return -1;
         } else if (kl == 3 && memcmp(k, "ctx", 3) == 0 && moor_mp_read_bin(&p, end, &c, &cl) == 0) {
             if (moor_buf_append(&o->ctx, c, cl))
+                return -1;
+        } else if (kl == 10 && memcmp(k, "expires_ms", 10) == 0) {
+            if (moor_mp_read_uint(&p, end, &g->expires_ms))
                 return -1;
         } else if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH)) {
             return -1;
@@ -641,6 +658,54 @@ static void setcond_next(rop_t *o)
         rop_nomem(o);
     else
         rop_call(o, "put", 3);
+}
+
+/* SETEX key seconds value, PSETEX key ms value: an overwriting put with
+ * o->ttl_ms. */
+static void setex_next(rop_t *o)
+{
+    const moor_resp_arg_t *a = o->req->argv;
+
+    if (o->i > 1) { /* ok_got stepped past the put */
+        if (moor_resp_status(&o->out, "OK"))
+            rop_nomem(o);
+        o->finished = 1;
+        return;
+    }
+    if (pack_params(o, &a[1], a[3].p, a[3].len, 1, 1, 0))
+        rop_nomem(o);
+    else
+        rop_call(o, "put", 3);
+}
+
+/* TTL and PTTL: -2 for a key without a value, -1 for a value that does
+ * not expire, else the time left by this node's clock (at least 0; TTL
+ * rounds to the nearest second, as Redis does). */
+static void ttl_got(rop_t *o, const char *ec, const char *em, const char *r, size_t rlen)
+{
+    uint64_t now = moor_clock_wall_ms();
+    got_value_t g;
+    long long left;
+
+    if (ec) {
+        rop_fail(o, ec, em);
+        return;
+    }
+    if (read_get(o, r, rlen, &g)) {
+        bad_answer(o);
+        return;
+    }
+    if (g.n == 0)
+        left = -2;
+    else if (g.expires_ms == 0)
+        left = -1;
+    else
+        left = g.expires_ms > now ? (long long)(g.expires_ms - now) : 0;
+    if (left > 0 && arg_is(&o->req->argv[0], "ttl"))
+        left = (left + 500) / 1000;
+    if (moor_resp_int(&o->out, left))
+        rop_nomem(o);
+    o->i++;
 }
 
 /* ---- DEL ------------------------------------------------------------------------ */
@@ -1057,7 +1122,15 @@ typedef struct cmd {
 static const cmd_t CMDS[] = {
     {"get", 2, "readonly fast", 1, 1, 1, "string", "Returns the value of a key."},
     {"set", -3, "write denyoom", 1, 1, 1, "string",
-     "Sets the value of a key (overwrites); NX/XX supported, EX/PX not."},
+     "Sets the value of a key (overwrites); NX/XX, EX/PX/EXAT/PXAT (expiry) supported."},
+    {"setex", 4, "write denyoom", 1, 1, 1, "string",
+     "Sets the value of a key that expires in n seconds."},
+    {"psetex", 4, "write denyoom", 1, 1, 1, "string",
+     "Sets the value of a key that expires in n milliseconds."},
+    {"ttl", 2, "readonly fast", 1, 1, 1, "keyspace",
+     "Seconds until a key expires (-1: never, -2: no such key)."},
+    {"pttl", 2, "readonly fast", 1, 1, 1, "keyspace",
+     "Milliseconds until a key expires (-1: never, -2: no such key)."},
     {"del", -2, "write", 1, -1, 1, "keyspace", "Deletes keys; answers how many existed."},
     {"exists", -2, "readonly fast", 1, -1, 1, "keyspace", "Counts the keys that exist."},
     {"mget", -2, "readonly fast", 1, -1, 1, "string", "Returns the values of keys."},
@@ -1235,20 +1308,61 @@ static void reply_now(moor_srv_req_t *req, moor_buf_t *b)
     moor_buf_free(b);
 }
 
-/* SET's options: 0, or an error reply appended to b. */
-static int set_options(const moor_srv_req_t *req, moor_buf_t *b, int *nx, int *xx)
+/* An expiry argument of cmd (SET's EX/PX/EXAT/PXAT, SETEX's seconds,
+ * PSETEX's ms) as the put's ttl_ms: ms (0) or seconds (1) from now, or an
+ * absolute Unix time in ms (2) or seconds (3), which counts from this
+ * node's clock (a time already past leaves 1 ms).  0, or an error reply
+ * appended to b. */
+static int expiry_arg(const moor_resp_arg_t *a, int unit, const char *cmd, moor_buf_t *b,
+                      uint64_t *ttl_ms)
 {
+    long long v;
+    uint64_t ms, now;
+
+    if (parse_ll(a->p, a->len, &v)) {
+        moor_resp_error(b, "ERR value is not an integer or out of range");
+        return -1;
+    }
+    if (v <= 0 || (uint64_t)v > ((unit & 1) ? MOOR_COORD_TTL_MAX / 1000 : UINT64_MAX / 2))
+        goto invalid;
+    ms = (unit & 1) ? (uint64_t)v * 1000 : (uint64_t)v;
+    if (unit >= 2) {
+        now = moor_clock_wall_ms();
+        ms = ms > now ? ms - now : 1;
+    }
+    if (ms > MOOR_COORD_TTL_MAX)
+        goto invalid;
+    *ttl_ms = ms;
+    return 0;
+invalid:
+    moor_resp_errorf(b, "ERR invalid expire time in '%s' command", cmd);
+    return -1;
+}
+
+/* SET's options: 0, or an error reply appended to b. */
+static int set_options(const moor_srv_req_t *req, moor_buf_t *b, int *nx, int *xx, uint64_t *ttl_ms)
+{
+    static const char *const units[] = {"px", "ex", "pxat", "exat"};
+    int has_exp = 0;
+
     for (uint32_t i = 3; i < req->argc; i++) {
         const moor_resp_arg_t *a = &req->argv[i];
-        if (arg_is(a, "nx"))
+        int unit = -1;
+        for (int u = 0; u < 4; u++)
+            if (arg_is(a, units[u]))
+                unit = u;
+        if (arg_is(a, "nx")) {
             *nx = 1;
-        else if (arg_is(a, "xx"))
+        } else if (arg_is(a, "xx")) {
             *xx = 1;
-        else if (arg_is(a, "ex") || arg_is(a, "px") || arg_is(a, "exat") || arg_is(a, "pxat")) {
-            moor_resp_error(b, "ERR expiry (EX/PX/EXAT/PXAT) is not supported by this keyspace");
-            return -1;
+        } else if (unit >= 0 && !has_exp && i + 1 < req->argc) {
+            if (expiry_arg(&req->argv[++i], unit, "set", b, ttl_ms))
+                return -1;
+            has_exp = 1;
         } else if (arg_is(a, "keepttl")) {
-            continue; /* nothing expires: keeping no TTL is what happens */
+            moor_resp_error(b, "ERR KEEPTTL is not supported (a SET without an expiry stores a "
+                               "value that does not expire)");
+            return -1;
         } else {
             moor_resp_error(b, "ERR syntax error");
             return -1;
@@ -1388,7 +1502,7 @@ static void setup_op(rop_t *o, const cmd_t *c)
         }
     } else if (strcmp(n, "set") == 0) {
         int nx = 0, xx = 0;
-        if (set_options(req, &o->out, &nx, &xx)) {
+        if (set_options(req, &o->out, &nx, &xx, &o->ttl_ms)) {
             o->finished = 1;
             return;
         }
@@ -1397,6 +1511,14 @@ static void setup_op(rop_t *o, const cmd_t *c)
             o->next = setcond_next, o->got = setcond_got;
         else
             o->next = mset_next, o->got = ok_got;
+    } else if (strcmp(n, "setex") == 0 || strcmp(n, "psetex") == 0) {
+        if (expiry_arg(&req->argv[2], n[0] == 's', n, &o->out, &o->ttl_ms)) {
+            o->finished = 1;
+            return;
+        }
+        o->next = setex_next, o->got = ok_got;
+    } else if (strcmp(n, "ttl") == 0 || strcmp(n, "pttl") == 0) {
+        o->next = get_next, o->got = ttl_got;
     } else if (strncmp(n, "incr", 4) == 0 || strncmp(n, "decr", 4) == 0) {
         if (req->argc == 3 && parse_ll(req->argv[2].p, req->argv[2].len, &by)) {
             moor_resp_error(&o->out, "ERR value is not an integer or out of range");
@@ -1429,12 +1551,13 @@ static void setup_op(rop_t *o, const cmd_t *c)
 /* The load figures' kind of a command. */
 static int load_kind(const char *name)
 {
-    if (!strcmp(name, "get") || !strcmp(name, "mget") || !strcmp(name, "exists"))
+    if (!strcmp(name, "get") || !strcmp(name, "mget") || !strcmp(name, "exists") ||
+        !strcmp(name, "ttl") || !strcmp(name, "pttl"))
         return MOOR_LS_GET;
     if (!strcmp(name, "del"))
         return MOOR_LS_DEL;
-    if (!strcmp(name, "set") || !strcmp(name, "mset") || !strncmp(name, "incr", 4) ||
-        !strncmp(name, "decr", 4))
+    if (!strcmp(name, "set") || !strcmp(name, "mset") || !strcmp(name, "setex") ||
+        !strcmp(name, "psetex") || !strncmp(name, "incr", 4) || !strncmp(name, "decr", 4))
         return MOOR_LS_PUT;
     return MOOR_LS_OTHER;
 }
@@ -1497,9 +1620,10 @@ int moor_respd_class(void *ud, const moor_srv_req_t *req)
     const moor_resp_arg_t *a = req->argv;
 
     (void)ud;
-    if (arg_is(&a[0], "get") || arg_is(&a[0], "mget") || arg_is(&a[0], "exists"))
+    if (arg_is(&a[0], "get") || arg_is(&a[0], "mget") || arg_is(&a[0], "exists") ||
+        arg_is(&a[0], "ttl") || arg_is(&a[0], "pttl"))
         return MOOR_SRV_RESP_READ;
-    if (arg_is(&a[0], "mset"))
+    if (arg_is(&a[0], "mset") || arg_is(&a[0], "setex") || arg_is(&a[0], "psetex"))
         return MOOR_SRV_RESP_WRITE;
     if (arg_is(&a[0], "set")) {
         for (uint32_t i = 3; i < req->argc; i++)

@@ -246,15 +246,17 @@ class MoorClient:
         return key
 
     def get(self, key, space=None, r=None, timeout_ms=None):
-        """{"values": [...], "ctx": bytes}, or None when the key is missing."""
+        """{"values": [...], "ctx": bytes}, or None when the key is missing;
+        with "expires_ms" when a value returned expires."""
         o = _opts(space=space, r=r, timeout_ms=timeout_ms)
         params = [self._key(key)] + ([o] if o else [])
         return self.request("get", *params)
 
-    def put(self, key, value, ctx=None, space=None, w=None, timeout_ms=None):
+    def put(self, key, value, ctx=None, space=None, w=None, timeout_ms=None, ttl_ms=None):
         """{"ctx": bytes}.  With ctx, replaces the versions that ctx saw;
-        without, a write to an existing key becomes a sibling."""
-        o = _opts(ctx=ctx, space=space, w=w, timeout_ms=timeout_ms)
+        without, a write to an existing key becomes a sibling.  With
+        ttl_ms, the value expires that many ms after the write."""
+        o = _opts(ctx=ctx, space=space, w=w, timeout_ms=timeout_ms, ttl_ms=ttl_ms)
         params = [self._key(key), value] + ([o] if o else [])
         return self.request("put", *params)
 

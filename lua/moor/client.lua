@@ -447,7 +447,8 @@ local function kv_params(key, opts)
 end
 
 -- get(key, opts{space, r, timeout_ms, receipt}) -> {values = {...}, ctx =
--- string}, nil (missing key), or nil, err.  With receipt = true the answer
+-- string, expires_ms = number when a value returned expires}, nil (missing
+-- key), or nil, err.  With receipt = true the answer
 -- also holds receipt = {{node = id, status = "found"|"notfound"|"timeout"|
 -- "down"|"error", fallback_for = id or nil}, ...}, and a missing key gives
 -- {values = {}, receipt = ...} instead of nil.
@@ -456,7 +457,7 @@ function Client:get(key, opts)
     return self:request("get", kv_params(key, wire_opts(opts, "get")))
 end
 
--- put(key, value, opts{space, ctx, w, timeout_ms, receipt}) -> {ctx = string}
+-- put(key, value, opts{space, ctx, w, timeout_ms, receipt, ttl_ms}) -> {ctx = string}
 -- (with receipt = true: and receipt, statuses "ok", "timeout", "down",
 -- "error") or nil, err.
 function Client:put(key, value, opts)

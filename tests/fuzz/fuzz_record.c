@@ -9,7 +9,9 @@
  * decodable record (or the hard cap's MOOR_ETOOMANYSIBS).  The same bytes as a ctx:
  * moor_vclock_decode either refuses with MOOR_EBADCTX (cursor unmoved) or
  * gives a sorted clock that round-trips; moor_record_write with them as
- * ctx succeeds or says MOOR_EBADCTX.
+ * ctx succeeds or says MOOR_EBADCTX.  Expiry: a record expired at its
+ * earliest expiry encodes to a record that decodes, holds no sibling
+ * expiring by then, and expiring it again changes nothing.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +45,7 @@ static void same_record(const moor_record_t *a, const moor_record_t *b)
     for (uint32_t i = 0; i < a->n; i++)
         if (a->sib[i].tombstone != b->sib[i].tombstone || a->sib[i].ts != b->sib[i].ts ||
             a->sib[i].vlen != b->sib[i].vlen || a->sib[i].dot_counter != b->sib[i].dot_counter ||
+            a->sib[i].exp != b->sib[i].exp || (a->sib[i].tombstone && a->sib[i].exp) ||
             a->sib[i].dot_idlen != b->sib[i].dot_idlen ||
             memcmp(a->sib[i].dot_id, b->sib[i].dot_id, a->sib[i].dot_idlen) ||
             (a->sib[i].vlen && memcmp(a->sib[i].value, b->sib[i].value, a->sib[i].vlen)))
@@ -86,6 +89,19 @@ static void fuzz_decoded(const char *in, size_t size, const moor_record_t *r)
     if (moor_record_merge(r, r, &e1) || moor_record_decode(e1.data, e1.len, r2) ||
         moor_record_merge(r2, r2, &e2) || e1.len != e2.len || memcmp(e1.data, e2.data, e1.len))
         abort();
+    /* expired at its earliest expiry: no expiring sibling left by then */
+    uint64_t at = moor_record_next_expiry(r);
+    if (at) {
+        *r3 = *r;
+        if (moor_record_expire(r3, at) == 0 || moor_record_expire(r3, at) != 0)
+            abort();
+        moor_buf_reset(&e1);
+        if (moor_record_encode(r3, &e1) || moor_record_decode(e1.data, e1.len, r2))
+            abort();
+        for (uint32_t i = 0; i < r2->n; i++)
+            if (r2->sib[i].exp && r2->sib[i].exp <= at)
+                abort();
+    }
     int rc = moor_record_write(r, NULL, 0, "\x01", 1, 0, "fz", 2, 1, 0, NULL, &out, &ctx, NULL);
     if (rc == 0) {
         if (moor_record_decode(out.data, out.len, r3))

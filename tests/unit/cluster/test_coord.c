@@ -833,6 +833,115 @@ static void test_overwrite(void **state)
     world_free(w);
 }
 
+/* A get answer: -1 for nil, else its value count; *exp its expires_ms
+ * (0: none). */
+static int get_expiry(const ans_t *a, uint64_t *exp)
+{
+    const char *p = a->res.data, *end = p + a->res.len, *k;
+    uint32_t n, klen, nv = 0;
+
+    *exp = 0;
+    expect_ok(a);
+    if (moor_mp_read_nil(&p, end) == 0)
+        return -1;
+    assert_int_equal(moor_mp_read_map(&p, end, &n), 0);
+    while (n--) {
+        assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+        if (klen == 6 && memcmp(k, "values", 6) == 0) {
+            const char *v = p;
+            assert_int_equal(moor_mp_read_array(&v, end, &nv), 0);
+        }
+        if (klen == 10 && memcmp(k, "expires_ms", 10) == 0)
+            assert_int_equal(moor_mp_read_uint(&p, end, exp), 0);
+        else
+            assert_int_equal(moor_mp_skip(&p, end, 8), 0);
+    }
+    return (int)nv;
+}
+
+/* ttl_ms: the sibling expires at the write's HLC ms + ttl_ms (also when
+ * the write is forwarded: ttl_ms rides in _coord); before that a get
+ * answers it with expires_ms, from then on nil.  A replica that missed
+ * the write gets, by read repair after the expiry, only the tombstone at
+ * exp (the value never reaches it); a write on the key stores the
+ * tombstone, not the expired value's bytes. */
+static void test_ttl(void **state)
+{
+    world_t *w = world_new(0);
+    moor_record_t *r = rec_scratch();
+    ans_t a = {0}, g = {0};
+    moor_coord_req_t q;
+    uint64_t exp, t0;
+    int pref[3], other = 0;
+
+    (void)state;
+    pref_of(w, "k", pref);
+    w->nodes[pref[2]].drop = 1; /* misses the write */
+    t0 = w->now;
+    q = req_of("k", "\x01", NULL);
+    q.ttl_ms = 5000;
+    moor_coord_put(w->nodes[pref[0]].c, &q, ans_done, &a);
+    pump(w);
+    expect_ok(&a);
+    assert_int_equal(stored(w, pref[1], "k", r), 1);
+    assert_int_equal(r->n, 1);
+    if (r->sib[0].exp < t0 + 5000 || r->sib[0].exp != r->sib[0].dot_counter / 1000 + 5000)
+        fail_msg("exp %llu, dot %llu, now %llu", (unsigned long long)r->sib[0].exp,
+                 (unsigned long long)r->sib[0].dot_counter, (unsigned long long)t0);
+    exp = r->sib[0].exp;
+    node_get(w, pref[1], "k", &g);
+    uint64_t e;
+    assert_int_equal(get_expiry(&g, &e), 1);
+    assert_int_equal(e, exp);
+    advance(w, exp - w->now - 1);
+    ans_reset(&g);
+    node_get(w, pref[1], "k", &g);
+    assert_int_equal(get_expiry(&g, &e), 1);
+    advance(w, 1); /* exactly exp */
+    ans_reset(&g);
+    node_get(w, pref[1], "k", &g);
+    assert_int_equal(get_expiry(&g, &e), -1);
+    /* the replica that missed it: read repair brings the tombstone */
+    assert_int_equal(stored(w, pref[2], "k", r), 0);
+    w->nodes[pref[2]].drop = 0;
+    ans_reset(&g);
+    node_get(w, pref[0], "k", &g);
+    advance(w, TIMEOUT_MS);
+    assert_int_equal(get_expiry(&g, &e), -1);
+    assert_int_equal(stored(w, pref[2], "k", r), 1);
+    assert_true(moor_record_is_deleted(r));
+    assert_int_equal(r->n, 1);
+    assert_int_equal(r->sib[0].ts, exp);
+    /* a blind write: the new value beside the tombstone (not the old value) */
+    ans_reset(&a);
+    node_put(w, pref[0], "k", "\x02", NULL, &a);
+    expect_ok(&a);
+    assert_int_equal(stored(w, pref[0], "k", r), 1);
+    assert_int_equal(r->n, 2);
+    for (uint32_t i = 0; i < r->n; i++)
+        assert_true(r->sib[i].tombstone ? r->sib[i].ts == exp : r->sib[i].exp == 0);
+    ans_reset(&g);
+    node_get(w, pref[1], "k", &g);
+    assert_int_equal(get_expiry(&g, &e), 1);
+    assert_int_equal(e, 0);
+    /* forwarded by the one node that is no replica: the ttl goes along */
+    pref_of(w, "f", pref);
+    while (other == pref[0] || other == pref[1] || other == pref[2])
+        other++;
+    ans_reset(&a);
+    q = req_of("f", "\x03", NULL);
+    q.ttl_ms = 700;
+    moor_coord_put(w->nodes[other].c, &q, ans_done, &a);
+    pump(w);
+    expect_ok(&a);
+    assert_int_equal(stored(w, other, "f", r), 0);
+    assert_int_equal(stored(w, pref[0], "f", r), 1);
+    assert_int_equal(r->sib[0].exp, r->sib[0].dot_counter / 1000 + 700);
+    ans_reset(&a), ans_reset(&g);
+    free(r);
+    world_free(w);
+}
+
 /* d is no replica: the first replica of the list coordinates; d stores
  * nothing and stamps nothing. */
 static void test_forwarded(void **state)
@@ -1567,7 +1676,7 @@ static void test_peer_requests(void **state)
     moor_vclock_init(&r->vc);
     assert_int_equal(moor_vclock_increment(&r->vc, "x", 1, 1), 0);
     r->n = 1;
-    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1};
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1, 0};
     assert_int_equal(moor_record_encode(r, &rec), 0);
     pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     ans_reset(&a);
@@ -1851,7 +1960,7 @@ static void test_clock_bounds(void **state)
     assert_int_equal(moor_vclock_increment(&r->vc, "b", 1, w->now), 0);
     r->vc.e[0].counter = 1ull << 63;
     r->n = 1;
-    r->sib[0] = (moor_sibling_t){"\x2a", 1, w->now, 0, "b", 1, 1};
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, w->now, 0, "b", 1, 1, 0};
     for (int i = 0; i < 3; i++)
         store_raw(w, i, "old", r);
     ans_reset(&a);
@@ -2000,7 +2109,7 @@ static void test_shutdown_in_flight(void **state)
     moor_vclock_init(&r->vc);
     assert_int_equal(moor_vclock_increment(&r->vc, "x", 1, 1), 0);
     r->n = 1;
-    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1};
+    r->sib[0] = (moor_sibling_t){"\x2a", 1, 1, 0, "x", 1, 1, 0};
     assert_int_equal(moor_record_encode(r, &rec), 0);
     pk_kv(&p, "default", "k", 1, &rec, 0, NULL);
     peer_call(w, "_put", p.data, p.len, 1, &pp);
@@ -2622,6 +2731,7 @@ int main(void)
         cmocka_unit_test(test_put_then_get_elsewhere),
         cmocka_unit_test(test_one_coordinator_siblings),
         cmocka_unit_test(test_overwrite),
+        cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_forwarded),
         cmocka_unit_test(test_forward_retry),
         cmocka_unit_test(test_contexts),

@@ -10,7 +10,10 @@
  * including arbitrary ones: commutative, associative and idempotent byte
  * for byte, and no sibling lost that no other input's context covers; a
  * write with the ctx of a read replaces exactly what the read saw; the
- * hard cap drops the oldest and says how many.
+ * hard cap drops the oldest and says how many.  Expiry: the 6th sibling
+ * element's exact bytes and its refusals; an expired sibling becomes the
+ * tombstone at its expiry, the get result's expires_ms; and expiring
+ * commutes with merge (replicas that expire at different times agree).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -130,7 +133,8 @@ static int same_sibling(const moor_sibling_t *x, const moor_sibling_t *y)
 {
     return x->dot_idlen == y->dot_idlen && !memcmp(x->dot_id, y->dot_id, x->dot_idlen) &&
            x->dot_counter == y->dot_counter && x->ts == y->ts && x->tombstone == y->tombstone &&
-           x->vlen == y->vlen && (!x->vlen || !memcmp(x->value, y->value, x->vlen));
+           x->exp == y->exp && x->vlen == y->vlen &&
+           (!x->vlen || !memcmp(x->value, y->value, x->vlen));
 }
 
 static int has_sibling(const moor_record_t *r, const moor_sibling_t *s)
@@ -281,6 +285,7 @@ static void random_record(moor_record_t *r, moor_buf_t *values, uint32_t maxsib)
         s->vlen = s->tombstone ? 0 : odd_values[vi].len;
         if (!s->tombstone)
             moor_buf_append(values, odd_values[vi].bytes, odd_values[vi].len);
+        s->exp = !s->tombstone && testutil_rand(&rng) % 3 == 0 ? 1 + testutil_rand(&rng) % 4 : 0;
     }
 }
 
@@ -333,8 +338,8 @@ static void test_encode_exact_bytes(void **state)
     moor_vclock_init(&r->vc);
     assert_int_equal(moor_vclock_increment(&r->vc, "n", 1, 2), 0);
     r->n = 2;
-    r->sib[0] = (moor_sibling_t){"\xcd\x00\x05", 3, 9, 0, "n", 1, 7};
-    r->sib[1] = (moor_sibling_t){NULL, 0, 10, 1, "m", 1, 300};
+    r->sib[0] = (moor_sibling_t){"\xcd\x00\x05", 3, 9, 0, "n", 1, 7, 0};
+    r->sib[1] = (moor_sibling_t){NULL, 0, 10, 1, "m", 1, 300, 0};
     assert_int_equal(moor_record_encode(r, &b), 0);
     assert_int_equal(b.len, sizeof(want) - 1);
     assert_memory_equal(b.data, want, b.len);
@@ -805,7 +810,7 @@ static void test_write_hard_cap(void **state)
     moor_vclock_init(&r->vc);
     r->n = MOOR_RECORD_MAX_SIBLINGS;
     for (uint32_t i = 0; i < r->n; i++)
-        r->sib[i] = (moor_sibling_t){"\x01", 1, i, 0, "w", 1, i + 1};
+        r->sib[i] = (moor_sibling_t){"\x01", 1, i, 0, "w", 1, i + 1, 0};
     assert_int_equal(moor_record_write(r, NULL, 0, "\x02", 1, 0, "n", 1, 1000, 0, NULL, &out,
                                        &nctx, NULL),
                      MOOR_ETOOMANYSIBS);
@@ -1100,8 +1105,8 @@ static void test_merge_hard_cap(void **state)
     moor_vclock_init(&b->vc);
     a->n = b->n = 300;
     for (uint32_t i = 0; i < 300; i++) {
-        a->sib[i] = (moor_sibling_t){"\x01", 1, 2 * i, 0, "a", 1, i + 1};
-        b->sib[i] = (moor_sibling_t){"\x02", 1, 2 * i + 1, 0, "b", 1, i + 1};
+        a->sib[i] = (moor_sibling_t){"\x01", 1, 2 * i, 0, "a", 1, i + 1, 0};
+        b->sib[i] = (moor_sibling_t){"\x02", 1, 2 * i + 1, 0, "b", 1, i + 1, 0};
     }
     assert_int_equal(moor_record_merge_n(a, b, &out, &dropped), 0);
     assert_int_equal(dropped, 600 - MOOR_RECORD_MAX_SIBLINGS);
@@ -1178,6 +1183,181 @@ static void test_value_depth(void **state)
     free(r);
 }
 
+/* ---- expiry ------------------------------------------------------------------------- */
+
+/* An expiring sibling is a 6-element array ending with exp; a tombstone
+ * never carries one; exp 0, a 7th element or a non-integer are refused. */
+static void test_expiry_codec(void **state)
+{
+    moor_record_t *r = malloc(sizeof(*r));
+    moor_buf_t b = MOOR_BUF_INIT;
+    /* [2, [], [[bin "n", 7, 5, 9, false, 1000 as uint16]]] */
+    static const char want[] = "\x93\x02\x90\x91"
+                               "\x96\xc4\x01n\x07\x05\x09\xc2\xcd\x03\xe8";
+    static const char *const bad[] = {
+        "\x93\x02\x90\x91\x96\xc4\x01n\x07\x05\x09\xc2\x00",     /* exp 0 */
+        "\x93\x02\x90\x91\x96\xc4\x01n\x07\xc0\x09\xc3\x05",     /* on a tombstone */
+        "\x93\x02\x90\x91\x96\xc4\x01n\x07\x05\x09\xc2\xa1x",    /* not an integer */
+        "\x93\x02\x90\x91\x97\xc4\x01n\x07\x05\x09\xc2\x05\x05", /* 7 elements */
+        "\x93\x02\x90\x91\x96\xc4\x01n\x07\x05\x09\xc2",         /* truncated */
+    };
+    static const size_t badlen[] = {12, 12, 13, 13, 11};
+
+    (void)state;
+    moor_vclock_init(&r->vc);
+    r->n = 1;
+    r->sib[0] = (moor_sibling_t){"\x05", 1, 9, 0, "n", 1, 7, 1000};
+    assert_int_equal(moor_record_encode(r, &b), 0);
+    assert_int_equal(b.len, sizeof(want) - 1);
+    assert_memory_equal(b.data, want, b.len);
+    assert_int_equal(moor_record_decode(b.data, b.len, r), 0);
+    assert_int_equal(r->sib[0].exp, 1000);
+    assert_int_equal(moor_record_next_expiry(r), 1000);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (moor_record_decode(bad[i], badlen[i], r) != MOOR_ECORRUPT)
+            fail_msg("bad record %zu decoded", i);
+    moor_buf_free(&b);
+    free(r);
+}
+
+/* A write with an expiry; before it the value reads, at it the sibling is
+ * the tombstone written at exp with its dot; a later blind write keeps
+ * that tombstone beside the new value, a write with the ctx replaces it. */
+static void test_expire_write(void **state)
+{
+    stored_t s;
+    moor_buf_t out = MOOR_BUF_INIT, nctx = MOOR_BUF_INIT, res = MOOR_BUF_INIT;
+    moor_sibling_t before;
+    const char *p, *end, *k;
+    uint32_t n, klen;
+    uint64_t e;
+
+    (void)state;
+    stored_init(&s);
+    assert_int_equal(moor_record_write_exp(NULL, NULL, 0, "\x01", 1, 0, 5000, "n1", 2, 100, 0, NULL,
+                                           &out, &nctx, NULL),
+                     0);
+    moor_buf_free(&s.ctx);
+    s.ctx = nctx;
+    stored_set(&s, out);
+    assert_int_equal(s.rec->n, 1);
+    assert_int_equal(s.rec->sib[0].exp, 5000);
+    before = s.rec->sib[0];
+    /* a tombstone written with an expiry carries none */
+    out = (moor_buf_t)MOOR_BUF_INIT;
+    nctx = (moor_buf_t)MOOR_BUF_INIT;
+    assert_int_equal(moor_record_write_exp(s.rec, NULL, 0, NULL, 0, 1, 7000, "n2", 2, 101, 0, NULL,
+                                           &out, &nctx, NULL),
+                     0);
+    moor_record_t *t = malloc(sizeof(*t));
+    assert_int_equal(moor_record_decode(out.data, out.len, t), 0);
+    assert_int_equal(moor_record_next_expiry(t), 5000);
+    for (uint32_t i = 0; i < t->n; i++)
+        assert_true(t->sib[i].tombstone ? t->sib[i].exp == 0 : t->sib[i].exp == 5000);
+    moor_buf_free(&out);
+    moor_buf_free(&nctx);
+    free(t);
+    /* the get result says when */
+    assert_int_equal(moor_record_get_result(s.rec, &res), 0);
+    p = res.data, end = res.data + res.len;
+    assert_int_equal(moor_mp_read_map(&p, end, &n), 0);
+    assert_int_equal(n, 3);
+    for (uint32_t i = 0; i < 2; i++)
+        assert_int_equal(moor_mp_skip(&p, end, 8) | moor_mp_skip(&p, end, 8), 0);
+    assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+    assert_int_equal(klen, 10);
+    assert_memory_equal(k, "expires_ms", 10);
+    assert_int_equal(moor_mp_read_uint(&p, end, &e), 0);
+    assert_int_equal(e, 5000);
+    /* not yet, then exactly at exp */
+    assert_int_equal(moor_record_expire(s.rec, 4999), 0);
+    assert_true(same_sibling(&s.rec->sib[0], &before));
+    assert_int_equal(moor_record_expire(s.rec, 5000), 1);
+    assert_int_equal(moor_record_expire(s.rec, 9000), 0); /* idempotent */
+    assert_true(moor_record_is_deleted(s.rec));
+    assert_int_equal(s.rec->sib[0].ts, 5000);
+    assert_int_equal(s.rec->sib[0].exp, 0);
+    assert_int_equal(s.rec->sib[0].dot_counter, before.dot_counter);
+    assert_int_equal(moor_record_next_expiry(s.rec), 0);
+    moor_buf_reset(&res);
+    assert_int_equal(moor_record_get_result(s.rec, &res), 0);
+    p = res.data, end = res.data + res.len;
+    assert_int_equal(moor_mp_read_map(&p, end, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(moor_mp_read_str(&p, end, &k, &klen), 0);
+    assert_int_equal(moor_mp_read_array(&p, end, &n), 0);
+    assert_int_equal(n, 0);
+    /* written back (a merge's encode): the tombstone, the value's bytes gone */
+    moor_buf_reset(&out);
+    assert_int_equal(moor_record_encode(s.rec, &out), 0);
+    stored_set(&s, out);
+    assert_true(moor_record_is_deleted(s.rec));
+    /* with the ctx of the write, a new value replaces the tombstone */
+    put(&s, &s.ctx, "\x02", "n1", 6000);
+    assert_int_equal(s.rec->n, 1);
+    assert_int_equal(tombstones(s.rec), 0);
+    moor_buf_free(&res);
+    stored_free(&s);
+}
+
+/* 1 if r's context covers one of its own siblings (a record no write or
+ * merge makes: record.c keeps a new dot out of C). */
+static int covers_own(const moor_record_t *r)
+{
+    for (uint32_t i = 0; i < r->n; i++)
+        if (covers(&r->vc, &r->sib[i]))
+            return 1;
+    return 0;
+}
+
+/* Replicas that expire at different times agree: expiring commutes with
+ * merge -- expire(merge(a, b)) and merge(expire(a), expire(b)) are the
+ * same bytes, at any time -- and an expired sibling merged with the
+ * tombstone another replica made of it is that one tombstone. */
+static void test_expire_merge_laws(void **state)
+{
+    moor_buf_t vals[2] = {MOOR_BUF_INIT, MOOR_BUF_INIT}, o1 = MOOR_BUF_INIT, o2 = MOOR_BUF_INIT;
+    mrec_t x[2], ea, eb, m;
+    moor_record_t *r = malloc(sizeof(*r));
+    int tried = 0;
+
+    (void)state;
+    mrec_init(&x[0]), mrec_init(&x[1]), mrec_init(&ea), mrec_init(&eb), mrec_init(&m);
+    for (int iter = 0; iter < 5000; iter++) {
+        uint64_t now = testutil_rand(&rng) % 6;
+        for (int i = 0; i < 2; i++) {
+            do
+                random_record(r, &vals[i], 6);
+            while (covers_own(r));
+            mrec_from(&x[i], r);
+        }
+        /* half the time b is a itself, expired by another replica earlier */
+        if (iter % 2) {
+            mrec_from(&ea, x[0].rec);
+            moor_record_expire(ea.rec, testutil_rand(&rng) % 6);
+            mrec_from(&x[1], ea.rec); /* ea's values borrow from ea.raw, not x[1]'s */
+        }
+        do_merge(&x[0], &x[1], &m);
+        moor_record_expire(m.rec, now);
+        moor_buf_reset(&o1);
+        assert_int_equal(moor_record_encode(m.rec, &o1), 0);
+        mrec_from(&ea, x[0].rec);
+        mrec_from(&eb, x[1].rec);
+        moor_record_expire(ea.rec, now);
+        moor_record_expire(eb.rec, now);
+        moor_buf_reset(&o2);
+        assert_int_equal(moor_record_merge(ea.rec, eb.rec, &o2), 0);
+        assert_int_equal(o1.len, o2.len);
+        assert_memory_equal(o1.data, o2.data, o1.len);
+        tried++;
+    }
+    assert_int_equal(tried, 5000);
+    mrec_free(&x[0]), mrec_free(&x[1]), mrec_free(&ea), mrec_free(&eb), mrec_free(&m);
+    moor_buf_free(&vals[0]), moor_buf_free(&vals[1]);
+    moor_buf_free(&o1), moor_buf_free(&o2);
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1198,6 +1378,9 @@ int main(void)
         cmocka_unit_test(test_merge_laws_random),
         cmocka_unit_test(test_write_ctx_random),
         cmocka_unit_test(test_merge_hard_cap),
+        cmocka_unit_test(test_expiry_codec),
+        cmocka_unit_test(test_expire_write),
+        cmocka_unit_test(test_expire_merge_laws),
     };
 
     rng = testutil_seed("test_record");

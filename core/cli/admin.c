@@ -70,27 +70,9 @@ int moor_admin_print_json(const char *res, size_t rlen, int pretty)
     return rc ? MOOR_EXIT_TRANSPORT : 0;
 }
 
-const char *moor_admin_field(const char *p, const char *end, const char *name)
-{
-    uint32_t n, kl;
-    const char *k;
-
-    if (moor_mp_read_map(&p, end, &n))
-        return NULL;
-    while (n--) {
-        if (moor_mp_read_str(&p, end, &k, &kl))
-            return NULL;
-        if (kl == strlen(name) && memcmp(k, name, kl) == 0)
-            return p;
-        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            return NULL;
-    }
-    return NULL;
-}
-
 uint64_t moor_admin_u64(const char *p, const char *end, const char *name)
 {
-    const char *v = moor_admin_field(p, end, name);
+    const char *v = moor_mp_map_find(p, end, name);
     uint64_t u;
 
     return v && moor_mp_read_uint(&v, end, &u) == 0 ? u : 0;
@@ -98,7 +80,7 @@ uint64_t moor_admin_u64(const char *p, const char *end, const char *name)
 
 void moor_admin_str(const char *p, const char *end, const char *name, char *out, size_t osz)
 {
-    const char *v = moor_admin_field(p, end, name), *s;
+    const char *v = moor_mp_map_find(p, end, name), *s;
     uint32_t n;
     size_t k = 0;
 

@@ -37,7 +37,6 @@ int moor_admin_call(moor_client_t *cl, const char *method, const moor_buf_t *par
 int moor_admin_print_json(const char *res, size_t rlen, int pretty);
 
 /* The value of field name of the map at p (NULL when absent). */
-const char *moor_admin_field(const char *p, const char *end, const char *name);
 uint64_t moor_admin_u64(const char *p, const char *end, const char *name); /* 0 if absent */
 /* As text (printable bytes; others '?'), "-" when absent or nil. */
 void moor_admin_str(const char *p, const char *end, const char *name, char *out, size_t osz);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/admin.h"
 #include "cli/json.h"
 #include "net/client.h"
 #include "util/buf.h"
@@ -52,81 +53,11 @@ static int help(void)
     return 0;
 }
 
-static int call(moor_client_t *cl, const char *method, const moor_buf_t *params, uint32_t np,
-                moor_client_reply_t *r)
-{
-    int rc = moor_client_call(cl, method, params ? params->data : NULL, params ? params->len : 0,
-                              np, r);
-
-    if (rc) {
-        fprintf(stderr, "moor: %s: %s\n", method, moor_diag_msg(rc));
-        return EXIT_TRANSPORT;
-    }
-    if (r->error_code) {
-        fprintf(stderr, "moor: %s: %s\n", r->error_code, r->error_msg);
-        return EXIT_ERROR_REPLY;
-    }
-    return 0;
-}
-
-static int connect_auth(const char *addr, const char *token, int timeout_ms, moor_client_t **cl)
-{
-    moor_client_reply_t r;
-    moor_buf_t tok = MOOR_BUF_INIT;
-    msgpack_packer pk;
-    int rc;
-
-    if ((rc = moor_client_connect(addr, timeout_ms, cl))) {
-        fprintf(stderr, "moor: cannot connect to %s: %s\n", addr, moor_diag_msg(rc));
-        return EXIT_TRANSPORT;
-    }
-    if (!token)
-        return 0;
-    moor_mp_packer_init(&pk, &tok);
-    msgpack_pack_str_with_body(&pk, token, strlen(token));
-    rc = call(*cl, "auth", &tok, 1, &r);
-    moor_buf_free(&tok);
-    return rc;
-}
-
 static int pretty; /* the global --pretty */
-
-static int print_json(const char *res, size_t rlen)
-{
-    moor_buf_t out = MOOR_BUF_INIT;
-    const char *p = res;
-    int rc = moor_json_from_mp(&p, res + rlen, pretty ? MOOR_JSON_PRETTY : 0, &out);
-
-    if (rc == 0) {
-        fwrite(out.data, 1, out.len, stdout);
-        fputc('\n', stdout);
-    }
-    moor_buf_free(&out);
-    return rc ? EXIT_TRANSPORT : 0;
-}
-
-/* A field of the map at p (NULL when absent). */
-static const char *field(const char *p, const char *end, const char *name)
-{
-    uint32_t n, kl;
-    const char *k;
-
-    if (moor_mp_read_map(&p, end, &n))
-        return NULL;
-    while (n--) {
-        if (moor_mp_read_str(&p, end, &k, &kl))
-            return NULL;
-        if (kl == strlen(name) && memcmp(k, name, kl) == 0)
-            return p;
-        if (moor_mp_skip(&p, end, 64))
-            return NULL;
-    }
-    return NULL;
-}
 
 static double num_field(const char *p, const char *end, const char *name, double dflt)
 {
-    const char *v = field(p, end, name);
+    const char *v = moor_mp_map_find(p, end, name);
     uint64_t u;
     double d;
 
@@ -141,7 +72,7 @@ static double num_field(const char *p, const char *end, const char *name, double
 
 static uint64_t u64_field(const char *p, const char *end, const char *name)
 {
-    const char *v = field(p, end, name);
+    const char *v = moor_mp_map_find(p, end, name);
     uint64_t u;
 
     return v && moor_mp_read_uint(&v, end, &u) == 0 ? u : 0;
@@ -149,7 +80,7 @@ static uint64_t u64_field(const char *p, const char *end, const char *name)
 
 static void str_field(const char *p, const char *end, const char *name, char *out, size_t osz)
 {
-    const char *v = field(p, end, name), *s;
+    const char *v = moor_mp_map_find(p, end, name), *s;
     uint32_t n;
 
     out[0] = '\0';
@@ -183,20 +114,20 @@ static int run_leave(moor_client_t *cl, int cancel, int wait, int json)
     msgpack_pack_map(&pk, 1);
     msgpack_pack_str_with_body(&pk, "cancel", 6);
     cancel ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-    rc = call(cl, "leave", &params, 1, &r);
+    rc = moor_admin_call(cl, "leave", &params, 1, &r);
     moor_buf_free(&params);
     if (rc)
         return rc;
     str_field(r.result, r.result + r.rlen, "state", state, sizeof(state));
     if (!wait)
-        return json ? print_json(r.result, r.rlen) : (printf("%s\n", state), 0);
+        return json ? moor_admin_print_json(r.result, r.rlen, pretty) : (printf("%s\n", state), 0);
     tty = isatty(2);
     for (;;) {
         const char *tr;
         double done, total;
-        if ((rc = call(cl, "info", NULL, 0, &r)))
+        if ((rc = moor_admin_call(cl, "info", NULL, 0, &r)))
             return rc;
-        tr = field(r.result, r.result + r.rlen, "transfer");
+        tr = moor_mp_map_find(r.result, r.result + r.rlen, "transfer");
         if (!tr)
             return fail_usage("the node's info has no transfer section");
         str_field(tr, r.result + r.rlen, "state", state, sizeof(state));
@@ -214,7 +145,7 @@ static int run_leave(moor_client_t *cl, int cancel, int wait, int json)
             if (json) {
                 const char *p = tr;
                 moor_mp_skip(&p, r.result + r.rlen, 64);
-                return print_json(tr, (size_t)(p - tr));
+                return moor_admin_print_json(tr, (size_t)(p - tr), pretty);
             }
             printf("%s\n", state);
             return strcmp(state, "left") == 0 || cancel ? 0 : EXIT_ERROR_REPLY;
@@ -231,7 +162,8 @@ static int run_leave(moor_client_t *cl, int cancel, int wait, int json)
 /* The table of every range in motion (and one line per node). */
 static int print_transfers(const char *res, size_t rlen)
 {
-    const char *end = res + rlen, *nodes = field(res, end, "nodes"), *errs = field(res, end, "errors");
+    const char *end = res + rlen, *nodes = moor_mp_map_find(res, end, "nodes"),
+               *errs = moor_mp_map_find(res, end, "errors");
     uint32_t nn = 0, ne = 0, moving = 0;
 
     if (!nodes || moor_mp_read_array(&nodes, end, &nn))
@@ -239,7 +171,8 @@ static int print_transfers(const char *res, size_t rlen)
     printf("%-12s %-12s %-8s %-33s %17s %21s %11s %8s %s\n", "FROM", "TO", "SPACES",
            "RANGE (lo, hi]", "KEYS", "BYTES", "RATE", "ETA", "LIVE");
     for (uint32_t i = 0; i < nn; i++) {
-        const char *node = nodes, *ranges = field(node, end, "ranges"), *info = field(node, end, "info");
+        const char *node = nodes, *ranges = moor_mp_map_find(node, end, "ranges"),
+                   *info = moor_mp_map_find(node, end, "info");
         char id[80], state[32];
         uint32_t nr = 0;
         str_field(node, end, "node", id, sizeof(id));
@@ -252,14 +185,14 @@ static int print_transfers(const char *res, size_t rlen)
                     num_field(info, end, "vnodes", 0));
         if (ranges && moor_mp_read_array(&ranges, end, &nr) == 0) {
             for (uint32_t k = 0; k < nr; k++) {
-                const char *rg = ranges, *sp = field(rg, end, "spaces");
+                const char *rg = ranges, *sp = moor_mp_map_find(rg, end, "spaces");
                 char from[80], to[80], spaces[64] = "", keys[40], bytes[48], a[24], b[24], rate[24],
                                        eta[24];
                 uint32_t ns;
                 double kt = num_field(rg, end, "keys_total", -1),
                        bt = num_field(rg, end, "bytes_total", -1),
                        e = num_field(rg, end, "eta_s", -1);
-                const char *lv = field(rg, end, "live");
+                const char *lv = moor_mp_map_find(rg, end, "live");
                 int live = 0;
                 str_field(rg, end, "from", from, sizeof(from));
                 str_field(rg, end, "to", to, sizeof(to));
@@ -273,7 +206,8 @@ static int print_transfers(const char *res, size_t rlen)
                                  q ? "," : "", (int)sl, s);
                     }
                 if (kt >= 0)
-                    snprintf(keys, sizeof(keys), "%.0f/%.0f", num_field(rg, end, "keys_done", 0), kt);
+                    snprintf(keys, sizeof(keys), "%.0f/%.0f", num_field(rg, end, "keys_done", 0),
+                             kt);
                 else
                     snprintf(keys, sizeof(keys), "%.0f/?", num_field(rg, end, "keys_done", 0));
                 human(num_field(rg, end, "bytes_done", 0), a, sizeof(a));
@@ -341,9 +275,10 @@ static int run_transfers(moor_client_t *cl, double rate, int conc, int json, dou
         }
         rate = 0; /* set once */
         conc = 0;
-        if ((rc = call(cl, "transfers", &params, 1, &r)))
+        if ((rc = moor_admin_call(cl, "transfers", &params, 1, &r)))
             break;
-        rc = json ? print_json(r.result, r.rlen) : print_transfers(r.result, r.rlen);
+        rc = json ? moor_admin_print_json(r.result, r.rlen, pretty)
+                  : print_transfers(r.result, r.rlen);
         fflush(stdout);
         if (rc || watch <= 0)
             break;
@@ -400,7 +335,7 @@ int moor_members_main(const char *addr, const char *token, int timeout_ms, int w
     }
     if (!strcmp(cmd, "remove") && !id)
         return fail_usage("remove takes the id of a member that is down");
-    if ((rc = connect_auth(addr, token, timeout_ms, &cl)) == 0) {
+    if ((rc = moor_admin_connect(addr, token, timeout_ms, &cl)) == 0) {
         if (!strcmp(cmd, "leave")) {
             rc = run_leave(cl, cancel, wait, json);
         } else if (!strcmp(cmd, "remove")) {
@@ -409,7 +344,7 @@ int moor_members_main(const char *addr, const char *token, int timeout_ms, int w
             msgpack_packer pk;
             moor_mp_packer_init(&pk, &params);
             msgpack_pack_str_with_body(&pk, id, strlen(id));
-            rc = call(cl, "remove", &params, 1, &r);
+            rc = moor_admin_call(cl, "remove", &params, 1, &r);
             moor_buf_free(&params);
             if (rc == 0 && json)
                 printf("true\n");

@@ -84,25 +84,6 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* A field of the map at p, or NULL. */
-static const char *field(const char *p, const char *end, const char *name)
-{
-    uint32_t n, kl;
-    const char *k;
-
-    if (!p || moor_mp_read_map(&p, end, &n))
-        return NULL;
-    while (n--) {
-        if (moor_mp_read_str(&p, end, &k, &kl))
-            return NULL;
-        if (kl == strlen(name) && memcmp(k, name, kl) == 0)
-            return p;
-        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            return NULL;
-    }
-    return NULL;
-}
-
 static double num(const char *v, const char *end)
 {
     uint64_t u;
@@ -175,18 +156,18 @@ static int take_ring(top_t *t, moor_client_t *cl)
     if (moor_client_call(cl, "ring", NULL, 0, 0, &r) || r.error_code)
         return -1;
     end = r.result + r.rlen;
-    if (!(p = field(r.result, end, "nodes")) || moor_mp_read_array(&p, end, &n))
+    if (!(p = moor_mp_map_find(r.result, end, "nodes")) || moor_mp_read_array(&p, end, &n))
         return -1;
     for (size_t i = 0; i < t->n; i++)
         t->m[i].seen = 0;
     for (uint32_t i = 0; i < n; i++) {
         char id[72];
         member_t *m;
-        str(field(p, end, "id"), end, id, sizeof(id));
+        str(moor_mp_map_find(p, end, "id"), end, id, sizeof(id));
         if (id[0] && (m = member_of(t, id))) {
             m->seen = 1;
-            str(field(p, end, "addr"), end, m->addr, sizeof(m->addr));
-            str(field(p, end, "status"), end, m->status, sizeof(m->status));
+            str(moor_mp_map_find(p, end, "addr"), end, m->addr, sizeof(m->addr));
+            str(moor_mp_map_find(p, end, "status"), end, m->status, sizeof(m->status));
         }
         if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
             return -1;
@@ -216,13 +197,14 @@ static int own_call(const char *s, const char *end)
 {
     char method[32];
 
-    str(field(field(s, end, "labels"), end, "method"), end, method, sizeof(method));
+    str(moor_mp_map_find(moor_mp_map_find(s, end, "labels"), end, "method"), end, method,
+        sizeof(method));
     return strcmp(method, "metrics") == 0 || strcmp(method, "ring") == 0;
 }
 
 static void take_histogram(member_t *m, const char *s, const char *end)
 {
-    const char *b = field(s, end, "buckets");
+    const char *b = moor_mp_map_find(s, end, "buckets");
     uint32_t nb, two;
 
     if (!b || moor_mp_read_array(&b, end, &nb) || nb == 0 || nb > TOP_MAX_BUCKETS)
@@ -246,14 +228,14 @@ static void take_histogram(member_t *m, const char *s, const char *end)
 static void take_family(member_t *m, const char *f, const char *end)
 {
     char name[96];
-    const char *s = field(f, end, "samples");
+    const char *s = moor_mp_map_find(f, end, "samples");
     uint32_t n;
 
-    str(field(f, end, "name"), end, name, sizeof(name));
+    str(moor_mp_map_find(f, end, "name"), end, name, sizeof(name));
     if (!s || moor_mp_read_array(&s, end, &n))
         return;
     for (uint32_t i = 0; i < n; i++) {
-        double v = num(field(s, end, "value"), end);
+        double v = num(moor_mp_map_find(s, end, "value"), end);
         if (strcmp(name, "moor_requests_total") == 0 && !own_call(s, end))
             m->req += (uint64_t)v;
         else if (strcmp(name, "moor_request_duration_seconds") == 0 && !own_call(s, end))
@@ -261,7 +243,8 @@ static void take_family(member_t *m, const char *f, const char *end)
         else if (strcmp(name, "moor_hints_pending") == 0)
             m->hints = v;
         else if (strcmp(name, "moor_transfer_state") == 0 && v == 1)
-            str(field(field(s, end, "labels"), end, "state"), end, m->xfer, sizeof(m->xfer));
+            str(moor_mp_map_find(moor_mp_map_find(s, end, "labels"), end, "state"), end, m->xfer,
+                sizeof(m->xfer));
         else if (strcmp(name, "moor_transfer_ranges") == 0)
             m->ranges_total = v;
         else if (strcmp(name, "moor_transfer_ranges_done") == 0)
@@ -294,7 +277,7 @@ static void poll_member(top_t *t, member_t *m)
         return;
     }
     end = r.result + r.rlen;
-    if (!(f = field(r.result, end, "families")) || moor_mp_read_array(&f, end, &n))
+    if (!(f = moor_mp_map_find(r.result, end, "families")) || moor_mp_read_array(&f, end, &n))
         return;
     for (uint32_t i = 0; i < n; i++) {
         take_family(m, f, end);

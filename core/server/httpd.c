@@ -121,25 +121,6 @@ int moor_httpd_status_mp(moor_node_t *node, moor_buf_t *out)
 
 /* ---- reading the status map ------------------------------------------------------ */
 
-/* The value of key in the map at p, or NULL. */
-static const char *field(const char *p, const char *end, const char *key)
-{
-    const char *k;
-    uint32_t n, kl;
-
-    if (!p || moor_mp_read_map(&p, end, &n))
-        return NULL;
-    while (n--) {
-        if (moor_mp_read_str(&p, end, &k, &kl))
-            return NULL;
-        if (kl == strlen(key) && memcmp(k, key, kl) == 0)
-            return p;
-        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
-            return NULL;
-    }
-    return NULL;
-}
-
 /* A dotted path of fields. */
 static const char *path_of(const char *p, const char *end, const char *path)
 {
@@ -149,7 +130,7 @@ static const char *path_of(const char *p, const char *end, const char *path)
         const char *dot = strchr(path, '.');
         size_t n = dot ? (size_t)(dot - path) : strlen(path);
         snprintf(seg, sizeof(seg), "%.*s", (int)(n < 63 ? n : 63), path);
-        p = field(p, end, seg);
+        p = moor_mp_map_find(p, end, seg);
         path += n + (dot != NULL);
     }
     return p;
@@ -449,7 +430,8 @@ static void page_warnings(moor_buf_t *b, const char *w, const char *end)
 
 int moor_httpd_page(const char *st, size_t slen, moor_buf_t *html)
 {
-    const char *end = st + slen, *ring = field(st, end, "ring"), *info = field(st, end, "info");
+    const char *end = st + slen, *ring = moor_mp_map_find(st, end, "ring"),
+               *info = moor_mp_map_find(st, end, "info");
     char node[72], version[32];
 
     page_oom = 0;
@@ -464,10 +446,10 @@ int moor_httpd_page(const char *st, size_t slen, moor_buf_t *html)
          "</div>\n<div class=\"wrap\">",
          version, num_at(info, end, "uptime_ms") / 1000, num_at(info, end, "server.connections"));
     page_ring(html, ring, end);
-    page_members(html, ring, field(st, end, "load"), end);
+    page_members(html, ring, moor_mp_map_find(st, end, "load"), end);
     put(html, "</div>\n");
     page_progress(html, info, end);
-    page_warnings(html, field(st, end, "warnings"), end);
+    page_warnings(html, moor_mp_map_find(st, end, "warnings"), end);
     put(html, "</body></html>\n");
     return page_oom ? moor_diag(MOOR_ENOMEM, "status page: out of memory") : 0;
 }

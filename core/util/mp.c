@@ -36,11 +36,21 @@ int moor_mp_peek(const char *p, const char *end)
         return MOOR_MP_STR;
     switch (c) {
     case 0xc0: return MOOR_MP_NIL;
-    case 0xc2: case 0xc3: return MOOR_MP_BOOL;
-    case 0xc4: case 0xc5: case 0xc6: return MOOR_MP_BIN;
-    case 0xca: case 0xcb: return MOOR_MP_FLOAT;
-    case 0xc7: case 0xc8: case 0xc9:
-    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: return MOOR_MP_EXT;
+    case 0xc2:
+    case 0xc3: return MOOR_MP_BOOL;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6: return MOOR_MP_BIN;
+    case 0xca:
+    case 0xcb: return MOOR_MP_FLOAT;
+    case 0xc7:
+    case 0xc8:
+    case 0xc9:
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8: return MOOR_MP_EXT;
     default: return MOOR_EPROTO; /* 0xc1: never used */
     }
 }
@@ -59,10 +69,10 @@ static int header(const unsigned char *p, size_t avail, size_t *hlen, uint64_t *
     *hlen = 1;
     if (t < 0)
         return t;
-#define NEED(n)                                                                             \
-    do {                                                                                    \
-        if (avail < (size_t)(n))                                                            \
-            return MOOR_EAGAIN;                                                             \
+#define NEED(n)                  \
+    do {                         \
+        if (avail < (size_t)(n)) \
+            return MOOR_EAGAIN;  \
     } while (0)
     if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
         return 0;
@@ -73,24 +83,77 @@ static int header(const unsigned char *p, size_t avail, size_t *hlen, uint64_t *
     if (c >= 0xa0 && c <= 0xbf)
         return *payload = c & 0x1f, 0;
     switch (c) {
-    case 0xcc: case 0xd0: *hlen = 2; break;
-    case 0xcd: case 0xd1: *hlen = 3; break;
-    case 0xce: case 0xd2: case 0xca: *hlen = 5; break;
-    case 0xcf: case 0xd3: case 0xcb: *hlen = 9; break;
-    case 0xc4: case 0xd9: NEED(2); *hlen = 2; *payload = p[1]; break;
-    case 0xc5: case 0xda: NEED(3); *hlen = 3; *payload = be(p + 1, 2); break;
-    case 0xc6: case 0xdb: NEED(5); *hlen = 5; *payload = be(p + 1, 4); break;
-    case 0xc7: NEED(2); *hlen = 3; *payload = p[1]; break;
-    case 0xc8: NEED(3); *hlen = 4; *payload = be(p + 1, 2); break;
-    case 0xc9: NEED(5); *hlen = 6; *payload = be(p + 1, 4); break;
-    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+    case 0xcc:
+    case 0xd0: *hlen = 2; break;
+    case 0xcd:
+    case 0xd1: *hlen = 3; break;
+    case 0xce:
+    case 0xd2:
+    case 0xca: *hlen = 5; break;
+    case 0xcf:
+    case 0xd3:
+    case 0xcb: *hlen = 9; break;
+    case 0xc4:
+    case 0xd9:
+        NEED(2);
+        *hlen = 2;
+        *payload = p[1];
+        break;
+    case 0xc5:
+    case 0xda:
+        NEED(3);
+        *hlen = 3;
+        *payload = be(p + 1, 2);
+        break;
+    case 0xc6:
+    case 0xdb:
+        NEED(5);
+        *hlen = 5;
+        *payload = be(p + 1, 4);
+        break;
+    case 0xc7:
+        NEED(2);
+        *hlen = 3;
+        *payload = p[1];
+        break;
+    case 0xc8:
+        NEED(3);
+        *hlen = 4;
+        *payload = be(p + 1, 2);
+        break;
+    case 0xc9:
+        NEED(5);
+        *hlen = 6;
+        *payload = be(p + 1, 4);
+        break;
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
         *hlen = 2;
         *payload = fixext[c - 0xd4];
         break;
-    case 0xdc: NEED(3); *hlen = 3; *children = be(p + 1, 2); break;
-    case 0xdd: NEED(5); *hlen = 5; *children = be(p + 1, 4); break;
-    case 0xde: NEED(3); *hlen = 3; *children = 2 * be(p + 1, 2); break;
-    case 0xdf: NEED(5); *hlen = 5; *children = 2 * be(p + 1, 4); break;
+    case 0xdc:
+        NEED(3);
+        *hlen = 3;
+        *children = be(p + 1, 2);
+        break;
+    case 0xdd:
+        NEED(5);
+        *hlen = 5;
+        *children = be(p + 1, 4);
+        break;
+    case 0xde:
+        NEED(3);
+        *hlen = 3;
+        *children = 2 * be(p + 1, 2);
+        break;
+    case 0xdf:
+        NEED(5);
+        *hlen = 5;
+        *children = 2 * be(p + 1, 4);
+        break;
     default: return MOOR_EPROTO;
     }
 #undef NEED
@@ -374,4 +437,23 @@ int moor_mp_read_map(const char **p, const char *end, uint32_t *n)
 int moor_mp_buf_write(void *b, const char *data, size_t len)
 {
     return moor_buf_append(b, data, len) ? -1 : 0;
+}
+
+const char *moor_mp_map_find(const char *p, const char *end, const char *key)
+{
+    size_t klen = strlen(key);
+    uint32_t n, kl;
+    const char *k;
+
+    if (!p || moor_mp_read_map(&p, end, &n))
+        return NULL;
+    while (n--) {
+        if (moor_mp_read_str(&p, end, &k, &kl))
+            return NULL;
+        if (kl == klen && memcmp(k, key, kl) == 0)
+            return p;
+        if (moor_mp_skip(&p, end, MOOR_MP_MAX_DEPTH))
+            return NULL;
+    }
+    return NULL;
 }

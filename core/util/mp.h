@@ -51,6 +51,10 @@ int moor_mp_peek(const char *p, const char *end);
  * end; O(size) time, no allocation. */
 int moor_mp_skip(const char **p, const char *end, int max_depth);
 
+/* The value of key in the map at p (NULL p, not a map, a malformed map or
+ * no such str key: NULL).  Keys compare as bytes with key's strlen. */
+const char *moor_mp_map_find(const char *p, const char *end, const char *key);
+
 /* The header of the object at p, without reading past end: *hlen header
  * bytes, then *payload bytes (str, bin, ext) or *children objects (an
  * array's n, a map's 2n; *container says which kind).  0, MOOR_EAGAIN

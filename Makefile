@@ -15,6 +15,7 @@
 #                + scripts/bench_gossip.py (failure-detection times, 5 nodes)
 #                + scripts/bench_failover.py (a node killed mid-run, hint replay)
 #                + scripts/bench_repair.py (anti-entropy) + scripts/bench_join.py (a join)
+#                + scripts/bench_scan.py (a full key scan vs redis-cli --scan)
 #   make run     build + start a node (build/moord conf/node.lua)
 #   make install build + cmake --install build --prefix $(PREFIX) (default
 #                /usr/local; DESTDIR is honoured): README "Install"
@@ -95,10 +96,12 @@ bench: build
 	/usr/bin/python3 scripts/bench_failover.py --build build | tee build/bench-failover.txt
 	/usr/bin/python3 scripts/bench_repair.py --build build | tee build/bench-repair.txt
 	/usr/bin/python3 scripts/bench_join.py --build build | tee build/bench-join.txt
+	/usr/bin/python3 scripts/bench_scan.py --build build | tee build/bench-scan.txt
 	@echo; echo "== make bench: the ratios (full output in build/bench-*.txt) =="
 	@grep -h -E 'moor/rocksdb' build/bench-engine.txt 2>/dev/null || true
 	@grep -h -i -E 'cluster/single|call/get|moor/redis|target' build/bench-node.txt \
-	  build/bench-cluster.txt build/bench-lua.txt build/bench-memory.txt 2>/dev/null \
+	  build/bench-cluster.txt build/bench-lua.txt build/bench-memory.txt \
+	  build/bench-scan.txt 2>/dev/null \
 	  | grep -v '^{' || true
 
 run: build

@@ -108,7 +108,7 @@ def main():
         print("full scan of %d keys, best of %d:" % (args.keys, args.runs))
         print("  moor scan         %10.0f keys/s  (%.3f s)" % (moor_kps, moor_s))
         print("  redis-cli --scan  %10.0f keys/s  (%.3f s)" % (redis_kps, redis_s))
-        print("  moor / redis      %10.2f" % (moor_kps / redis_kps))
+        print("  scan moor/redis   %10.2f" % (moor_kps / redis_kps))
         print(json.dumps({"bench": "scan", "keys": args.keys, "moor_keys_s": round(moor_kps),
                           "redis_keys_s": round(redis_kps),
                           "ratio": round(moor_kps / redis_kps, 3)}))

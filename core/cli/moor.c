@@ -121,8 +121,8 @@ typedef struct cli {
     int timeout_set; /* --timeout given: get/put/del also send opts.timeout_ms */
     const cmd_def_t *cmd;
     const char *space, *r, *w, *ctx, *key_hex, *out, *ttl; /* NULL when not given */
-    int opts_given;                                  /* OPT_* seen */
-    char **args; /* positional words after the command */
+    int opts_given;                                        /* OPT_* seen */
+    char **args;                                           /* positional words after the command */
     int nargs;
     const char *key, *value; /* the KEY and VALUE words (NULL: none, or --key-hex) */
 } cli_t;
@@ -137,59 +137,58 @@ static int usage(const char *why)
         fprintf(stderr, "moor: %s (moor --help for usage)\n", why);
         return EXIT_USAGE;
     }
-    fputs(
-        "usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
-        "  get KEY [--space S] [--r N|one|quorum|all] [--raw | --bin | --out FILE] [--receipt]\n"
-        "  put KEY VALUE [--space S] [--ctx CTX | --blind] [--r L] [--w L] [--raw | --bin]\n"
-        "        [--receipt] [--ttl MS]  (--ttl: the value expires MS ms after the write)\n"
-        "  del KEY [--space S] [--ctx CTX | --blind] [--r L] [--w L] [--receipt]\n"
-        "  call HANDLER [ARG-JSON...]\n"
-        "  where KEY [--space S]  the key's replicas, and fallbacks for those down\n"
-        "  ring                members: id, address, zone, status, vnodes, share (* = self)\n"
-        "  load                every member's load figures (README \"Automatic scaling\")\n"
-        "  reload              run the node's config file again and take it live\n"
-        "                      (README \"Hot reload\"); exit 1 and the reason if refused\n"
-        "  ping | info | help\n"
-        "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
-        "        [--duration S] [--space S] [--call HANDLER] [--json]  (bench --help)\n"
-        "  repair [--space S] [--range LO:HI]... [--stop] [--restart] [--no-wait] [--json]\n"
-        "         [--timeout SECONDS]  anti-entropy repair of what the node replicates,\n"
-        "         with every other replica: progress on stderr, summary on stdout\n"
-        "  leave [--cancel] [--wait] [--json]  hand this node's ranges off, then `left`\n"
-        "  remove ID [--json]  take a dead member out; the others repair its ranges\n"
-        "  transfers [--rate-mb-s X] [--concurrency N] [--watch S] [--json]\n"
-        "        every range in motion in the cluster: from, to, keys, bytes, rate, ETA\n"
-        "  top [--interval S] [--count N] [--json]  live per-member req/s, p99, hints,\n"
-        "        transfers, bytes (the `metrics` method of every member)\n"
-        "  scan [--space S] [--prefix P] [--limit N] [--values] [--cursor C] [--page N]\n"
-        "       [--r LEVEL] [--json]  the keyspace's keys, one per line (scan --help)\n"
-        "  snapshot [--tag T] [--json]  a point-in-time copy of the node's data, next to it\n"
-        "  snapshot list [--json] | snapshot delete NAME  (README \"Snapshots and restore\")\n"
-        "  slowlog [--count N] [--len] [--reset] [--json]  requests over slowlog.threshold_ms\n"
-        "Every command takes --json: its answer as one JSON value on stdout (--pretty\n"
-        "indents it); without it, text for a person.\n"
-        "KEY: a text key; {\"$bin\":\"<base64>\"} or --key-hex HEX (in place of KEY) for\n"
-        "  a binary key.\n"
-        "VALUE: JSON ({\"$bin\":\"<base64>\"} for bytes); @FILE reads it from FILE, - from\n"
-        "  stdin, @@TEXT is the literal @TEXT.  --raw sends the bytes (the argument, file\n"
-        "  or stdin) as a string, --bin as binary, instead of parsing them as JSON.\n"
-        "put and del read the key first and write with its ctx, so put replaces the\n"
-        "  value and del deletes it (one more round trip, not atomic: a concurrent\n"
-        "  writer can still add a sibling).  --blind writes without a ctx: the value\n"
-        "  goes beside what is there (siblings).  --ctx CTX writes with that ctx.\n"
-        "CTX: {\"$bin\":\"<base64>\"} as get, put and `call` print and take (bare base64\n"
-        "  is taken too).\n"
-        "get prints each value as JSON and a ctx line; with siblings it says how to\n"
-        "  merge them on stderr.  --raw (or --bin) prints str and bin values as bare\n"
-        "  bytes; --out FILE writes the one value's bytes to FILE.  --json prints\n"
-        "  {\"values\":[V],\"ctx\":CTX}, or {\"siblings\":[V...],\"clock\":{...},\"ctx\":CTX};\n"
-        "  null for a missing key.\n"
-        "--r/--w: how many replicas must answer (a count, or one, quorum, all).\n"
-        "--receipt: the answer says what each replica asked answered.\n"
-        "--timeout bounds each request; get/put/del send 4/5 of it to the node as\n"
-        "opts.timeout_ms.  Default address 127.0.0.1:7700, timeout 5000 ms.\n"
-        "Exit: 0 ok, 1 error answer, 2 usage/bad input, 3 connection failure.\n",
-        stderr);
+    fputs("usage: moor [-h host:port] [-a token] [--timeout ms] [--pretty] CMD ...\n"
+          "  get KEY [--space S] [--r N|one|quorum|all] [--raw | --bin | --out FILE] [--receipt]\n"
+          "  put KEY VALUE [--space S] [--ctx CTX | --blind] [--r L] [--w L] [--raw | --bin]\n"
+          "        [--receipt] [--ttl MS]  (--ttl: the value expires MS ms after the write)\n"
+          "  del KEY [--space S] [--ctx CTX | --blind] [--r L] [--w L] [--receipt]\n"
+          "  call HANDLER [ARG-JSON...]\n"
+          "  where KEY [--space S]  the key's replicas, and fallbacks for those down\n"
+          "  ring                members: id, address, zone, status, vnodes, share (* = self)\n"
+          "  load                every member's load figures (README \"Automatic scaling\")\n"
+          "  reload              run the node's config file again and take it live\n"
+          "                      (README \"Hot reload\"); exit 1 and the reason if refused\n"
+          "  ping | info | help\n"
+          "  bench [--conns N] [--pipeline N] [--keys N] [--value-size B] [--ratio R]\n"
+          "        [--duration S] [--space S] [--call HANDLER] [--json]  (bench --help)\n"
+          "  repair [--space S] [--range LO:HI]... [--stop] [--restart] [--no-wait] [--json]\n"
+          "         [--timeout SECONDS]  anti-entropy repair of what the node replicates,\n"
+          "         with every other replica: progress on stderr, summary on stdout\n"
+          "  leave [--cancel] [--wait] [--json]  hand this node's ranges off, then `left`\n"
+          "  remove ID [--json]  take a dead member out; the others repair its ranges\n"
+          "  transfers [--rate-mb-s X] [--concurrency N] [--watch S] [--json]\n"
+          "        every range in motion in the cluster: from, to, keys, bytes, rate, ETA\n"
+          "  top [--interval S] [--count N] [--json]  live per-member req/s, p99, hints,\n"
+          "        transfers, bytes (the `metrics` method of every member)\n"
+          "  scan [--space S] [--prefix P] [--limit N] [--values] [--cursor C] [--page N]\n"
+          "       [--r LEVEL] [--json]  the keyspace's keys, one per line (scan --help)\n"
+          "  snapshot [--tag T] [--json]  a point-in-time copy of the node's data, next to it\n"
+          "  snapshot list [--json] | snapshot delete NAME  (README \"Snapshots and restore\")\n"
+          "  slowlog [--count N] [--len] [--reset] [--json]  requests over slowlog.threshold_ms\n"
+          "Every command takes --json: its answer as one JSON value on stdout (--pretty\n"
+          "indents it); without it, text for a person.\n"
+          "KEY: a text key; {\"$bin\":\"<base64>\"} or --key-hex HEX (in place of KEY) for\n"
+          "  a binary key.\n"
+          "VALUE: JSON ({\"$bin\":\"<base64>\"} for bytes); @FILE reads it from FILE, - from\n"
+          "  stdin, @@TEXT is the literal @TEXT.  --raw sends the bytes (the argument, file\n"
+          "  or stdin) as a string, --bin as binary, instead of parsing them as JSON.\n"
+          "put and del read the key first and write with its ctx, so put replaces the\n"
+          "  value and del deletes it (one more round trip, not atomic: a concurrent\n"
+          "  writer can still add a sibling).  --blind writes without a ctx: the value\n"
+          "  goes beside what is there (siblings).  --ctx CTX writes with that ctx.\n"
+          "CTX: {\"$bin\":\"<base64>\"} as get, put and `call` print and take (bare base64\n"
+          "  is taken too).\n"
+          "get prints each value as JSON and a ctx line; with siblings it says how to\n"
+          "  merge them on stderr.  --raw (or --bin) prints str and bin values as bare\n"
+          "  bytes; --out FILE writes the one value's bytes to FILE.  --json prints\n"
+          "  {\"values\":[V],\"ctx\":CTX}, or {\"siblings\":[V...],\"clock\":{...},\"ctx\":CTX};\n"
+          "  null for a missing key.\n"
+          "--r/--w: how many replicas must answer (a count, or one, quorum, all).\n"
+          "--receipt: the answer says what each replica asked answered.\n"
+          "--timeout bounds each request; get/put/del send 4/5 of it to the node as\n"
+          "opts.timeout_ms.  Default address 127.0.0.1:7700, timeout 5000 ms.\n"
+          "Exit: 0 ok, 1 error answer, 2 usage/bad input, 3 connection failure.\n",
+          stderr);
     return EXIT_USAGE;
 }
 
@@ -236,10 +235,10 @@ static int level_ok(const char *v)
 static const struct {
     const char *name;
     int bit;
-} opt_names[] = {{"--space", OPT_SPACE},    {"--r", OPT_R},         {"--w", OPT_W},
-                 {"--ctx", OPT_CTX},        {"--raw", OPT_RAW},     {"--json", OPT_JSON},
-                 {"--receipt", OPT_RECEIPT}, {"--bin", OPT_BIN},    {"--key-hex", OPT_KEYHEX},
-                 {"--blind", OPT_BLIND},    {"--out", OPT_OUT},     {"--ttl", OPT_TTL}};
+} opt_names[] = {{"--space", OPT_SPACE},     {"--r", OPT_R},     {"--w", OPT_W},
+                 {"--ctx", OPT_CTX},         {"--raw", OPT_RAW}, {"--json", OPT_JSON},
+                 {"--receipt", OPT_RECEIPT}, {"--bin", OPT_BIN}, {"--key-hex", OPT_KEYHEX},
+                 {"--blind", OPT_BLIND},     {"--out", OPT_OUT}, {"--ttl", OPT_TTL}};
 
 static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
 {
@@ -275,13 +274,13 @@ static int cmd_opt(cli_t *c, const char *a, const char *val, int *used)
                  val);
         return usage(why);
     }
-    *(bit == OPT_SPACE  ? &c->space
-      : bit == OPT_R    ? &c->r
-      : bit == OPT_W    ? &c->w
-      : bit == OPT_CTX  ? &c->ctx
-      : bit == OPT_OUT  ? &c->out
-      : bit == OPT_TTL  ? &c->ttl
-                        : &c->key_hex) = val;
+    *(bit == OPT_SPACE ? &c->space
+      : bit == OPT_R   ? &c->r
+      : bit == OPT_W   ? &c->w
+      : bit == OPT_CTX ? &c->ctx
+      : bit == OPT_OUT ? &c->out
+      : bit == OPT_TTL ? &c->ttl
+                       : &c->key_hex) = val;
     return 0;
 }
 
@@ -318,11 +317,10 @@ static int parse_args(cli_t *c, int argc, char **argv, int *sub_at)
             i += used;
             continue;
         }
-        if (!c->cmd && (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0 ||
-                        strcmp(a, "leave") == 0 || strcmp(a, "remove") == 0 ||
-                        strcmp(a, "transfers") == 0 || strcmp(a, "top") == 0 ||
-                        strcmp(a, "scan") == 0 || strcmp(a, "snapshot") == 0 ||
-                        strcmp(a, "slowlog") == 0)) {
+        if (!c->cmd &&
+            (strcmp(a, "bench") == 0 || strcmp(a, "repair") == 0 || strcmp(a, "leave") == 0 ||
+             strcmp(a, "remove") == 0 || strcmp(a, "transfers") == 0 || strcmp(a, "top") == 0 ||
+             strcmp(a, "scan") == 0 || strcmp(a, "snapshot") == 0 || strcmp(a, "slowlog") == 0)) {
             *sub_at = i;
             return 0;
         }
@@ -424,8 +422,8 @@ static void pack_opts(const cli_t *c, msgpack_packer *pk, int read, const moor_b
     int timeout = c->timeout_set;
     const char *ttl = read ? NULL : c->ttl;
 
-    msgpack_pack_map(pk, (c->space != NULL) + (r != NULL) + (w != NULL) + (ctx != NULL) +
-                             timeout + receipt + (ttl != NULL));
+    msgpack_pack_map(pk, (c->space != NULL) + (r != NULL) + (w != NULL) + (ctx != NULL) + timeout +
+                             receipt + (ttl != NULL));
     if (ttl) /* digits only (cmd_opt); the node bounds it */
         pack_cstr(pk, "ttl_ms"), msgpack_pack_uint64(pk, strtoull(ttl, NULL, 10));
     if (receipt)
@@ -568,8 +566,7 @@ static int print_raw_values(const cli_t *c, const char *res, size_t rlen)
         if (moor_mp_read_strbin(&p, vend, &s, &sl) == 0) {
             fwrite(s, 1, sl, stdout);
             fputc('\n', stdout);
-        } else if (moor_mp_skip(&p, vend, MOOR_MP_MAX_DEPTH) ||
-                   print_json(c, q, (size_t)(p - q))) {
+        } else if (moor_mp_skip(&p, vend, MOOR_MP_MAX_DEPTH) || print_json(c, q, (size_t)(p - q))) {
             return EXIT_TRANSPORT;
         }
     }
@@ -593,8 +590,8 @@ static void siblings_hint(const cli_t *c, const char *res, size_t rlen, uint32_t
     moor_buf_t key = MOOR_BUF_INIT, ctx_json = MOOR_BUF_INIT, space = MOOR_BUF_INIT;
 
     if (key_words(c, &key) ||
-        (c->space && (moor_buf_append(&space, " --space ", 9) ||
-                      moor_cli_shell_quote(c->space, &space))) ||
+        (c->space &&
+         (moor_buf_append(&space, " --space ", 9) || moor_cli_shell_quote(c->space, &space))) ||
         ((!ctx || moor_json_from_mp(&ctx, vend, 0, &ctx_json)) &&
          moor_buf_append(&ctx_json, "...", 3))) {
         fprintf(stderr, "%u siblings (concurrent writes)\n", n); /* out of memory */
@@ -647,8 +644,10 @@ static int print_out(const cli_t *c, const char *res, size_t rlen)
         return 0;
     }
     if (n > 1) {
-        fprintf(stderr, "moor: the key has %u siblings; --out writes one value (merge them "
-                        "first: moor get without --out shows how)\n", n);
+        fprintf(stderr,
+                "moor: the key has %u siblings; --out writes one value (merge them "
+                "first: moor get without --out shows how)\n",
+                n);
         return EXIT_ERROR_REPLY;
     }
     if (moor_mp_read_strbin(&p, vend, &s, &sl)) {
@@ -794,7 +793,8 @@ static int print_result(const cli_t *c, const moor_client_reply_t *r)
         return print_ping(c, r->result, r->rlen);
     if (IS(c, "put") || IS(c, "del"))
         fputs(IS(c, "put") ? "OK\n" : "deleted\n", stdout);
-    if ((IS(c, "put") || IS(c, "del")) && moor_mp_peek(r->result, r->result + r->rlen) != MOOR_MP_MAP)
+    if ((IS(c, "put") || IS(c, "del")) &&
+        moor_mp_peek(r->result, r->result + r->rlen) != MOOR_MP_MAP)
         return 0; /* del's `true` */
     rc = IS(c, "load") ? moor_human_table(r->result, r->rlen, "nodes", &text)
                        : moor_human_map(r->result, r->rlen, &text);
@@ -860,7 +860,8 @@ static int read_ctx(const cli_t *c, moor_client_t *cl, words_t *wd)
         return transport_failure("get (the read before the write)", rc);
     if (r.error_code)
         return error_answer("get (the read before the write; --blind skips it): ", &r);
-    if ((p = map_field(r.result, r.rlen, "ctx", &vend)) && moor_mp_read_bin(&p, vend, &ctx, &n) == 0) {
+    if ((p = map_field(r.result, r.rlen, "ctx", &vend)) &&
+        moor_mp_read_bin(&p, vend, &ctx, &n) == 0) {
         if (moor_buf_append(&wd->ctx, ctx, n))
             return transport_failure("get", MOOR_ENOMEM);
         wd->have_ctx = 1;
@@ -875,8 +876,9 @@ static int write_failure(const cli_t *c, const words_t *wd, int rc)
     int status = transport_failure(c->cmd->name, rc);
 
     if (IS(c, "put") && wd->value.len > ((size_t)16 << 20))
-        fprintf(stderr, "moor: the value is %zu bytes: a node closes the connection on a "
-                        "request over its limits.max_frame_mb (values: limits.value_max_mb)\n",
+        fprintf(stderr,
+                "moor: the value is %zu bytes: a node closes the connection on a "
+                "request over its limits.max_frame_mb (values: limits.value_max_mb)\n",
                 wd->value.len);
     return status;
 }
@@ -945,8 +947,8 @@ int main(int argc, char **argv)
         rc = moor_slowlog_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
                                argv + sub_at);
     else if (rc == 0 && sub_at && strcmp(argv[sub_at], "snapshot") == 0)
-        rc = moor_snapshot_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
-                                argv + sub_at);
+        rc = moor_snapshot_main(c.addr, c.token, c.timeout_set ? c.timeout_ms : 0, c.pretty,
+                                argc - sub_at, argv + sub_at);
     else if (rc == 0 && sub_at && strcmp(argv[sub_at], "bench") != 0)
         rc = moor_members_main(c.addr, c.token, c.timeout_ms, c.pretty, argc - sub_at,
                                argv + sub_at);

@@ -131,9 +131,10 @@ int moor_snapshot_main(const char *addr, const char *token, int timeout_ms, int 
     if (tag && words)
         return moor_admin_usage("--tag is for taking a snapshot");
     /* A large node's snapshot copies its whole commit log: unless told
-     * otherwise, wait longer than for one request. */
-    if (!words && timeout_ms == MOOR_CLIENT_TIMEOUT_MS)
-        timeout_ms = 600000;
+     * otherwise (timeout_ms 0: no --timeout), wait longer than for one
+     * request. */
+    if (!timeout_ms)
+        timeout_ms = words ? MOOR_CLIENT_TIMEOUT_MS : 600000;
     moor_mp_packer_init(&pk, &params);
     msgpack_pack_map(&pk, 1 + (tag != NULL) + (name != NULL));
     pack_cstr(&pk, "op");

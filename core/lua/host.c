@@ -1172,6 +1172,7 @@ void moor_lua_inside(moor_lua_t *h, moor_lua_inside_t *out)
     out->heap = &h->heap;
     out->root = h->root;
     out->timeout_ms = h->def_timeout_ms;
+    out->stats = &h->stats;
 }
 
 int moor_lua_push_config(moor_lua_t *h)

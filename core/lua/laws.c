@@ -214,11 +214,13 @@ static int check_all(moor_lua_t *h, moor_lua_inside_t *in, moor_buf_t *report)
 int moor_lua_check_laws(moor_lua_t *h, moor_buf_t *report)
 {
     moor_lua_inside_t in;
+    moor_lua_stats_t saved;
     lua_State *L;
     int top, rc;
     moor_budget_t *outer = moor_budget_suspend();
 
     moor_lua_inside(h, &in);
+    saved = *in.stats; /* generated runs are not the node's resolver calls */
     L = in.L;
     top = lua_gettop(L);
     if ((rc = push_laws(L, in.root)))
@@ -235,6 +237,7 @@ int moor_lua_check_laws(moor_lua_t *h, moor_buf_t *report)
     }
     rc = check_all(h, &in, report);
 out:
+    *in.stats = saved;
     lua_settop(L, top);
     moor_budget_resume(L, outer);
     return rc;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "host.h"
 
 enum { MOOR_SANDBOX_HANDLER = 1, MOOR_SANDBOX_RESOLVER = 2 };
 
@@ -125,8 +126,9 @@ struct moor_lua;
 typedef struct moor_lua_inside {
     lua_State *L;
     moor_heap_t *heap;
-    const char *root;    /* directory holding lua/ and plugins/ */
-    unsigned timeout_ms; /* the default handler (and resolver) time budget */
+    const char *root;        /* directory holding lua/ and plugins/ */
+    unsigned timeout_ms;     /* the default handler (and resolver) time budget */
+    moor_lua_stats_t *stats; /* the host's counters (the check's runs are not requests) */
 } moor_lua_inside_t;
 
 /* What laws.c needs of a host (borrowed for the host's life). */

@@ -27,7 +27,10 @@
 #include "util/err.h"
 
 struct moor_expire {
-    const moor_config_t *cfg;
+    /* A copy: the background thread reads the spaces' tombstone graces
+     * while a reload may rewrite the node's config (they are restart-only,
+     * so the copy taken at open stays right). */
+    moor_config_t cfg;
     atomic_int alone;
     uint64_t (*now_ms)(void);
     moor_record_t rec; /* scratch (background thread) */
@@ -41,7 +44,7 @@ int moor_expire_new(const moor_config_t *cfg, int alone, moor_expire_t **out)
     *out = NULL;
     if (!x)
         return moor_diag(MOOR_ENOMEM, "no memory for the compaction filter");
-    x->cfg = cfg;
+    x->cfg = *cfg;
     atomic_init(&x->alone, alone != 0);
     x->now_ms = moor_clock_wall_ms;
     *out = x;
@@ -100,13 +103,12 @@ int moor_expire_filter(void *ud, const void *key, size_t klen, const void *val, 
     uint32_t expired;
     int alone = atomic_load(&x->alone);
 
-    if (!vlen ||
-        (!memmem(val, vlen, "\x96\xc4", 2) && (!alone || !memchr(val, 0xc3, vlen))) ||
+    if (!vlen || (!memmem(val, vlen, "\x96\xc4", 2) && (!alone || !memchr(val, 0xc3, vlen))) ||
         moor_record_decode(val, vlen, &x->rec))
         return MOOR_ENGINE_FILTER_KEEP;
     now = x->now_ms();
     expired = moor_record_expire(&x->rec, now);
-    grace = grace_ms(x->cfg, key, klen); /* 0: never reaped (as anti-entropy) */
+    grace = grace_ms(&x->cfg, key, klen); /* 0: never reaped (as anti-entropy) */
     if (alone && grace && now > grace && reapable(&x->rec, now - grace))
         return MOOR_ENGINE_FILTER_DROP;
     moor_buf_reset(&x->out);

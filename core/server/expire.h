@@ -14,7 +14,7 @@
  * cluster that is anti-entropy's reaping, which asks every owner first.
  *
  * The filter runs on the engine's background thread; set_alone is called
- * from the loop thread (the flag is atomic); the config is read-only.
+ * from the loop thread (the flag is atomic); the filter reads its own copy of the config.
  */
 #ifndef MOOR_SERVER_EXPIRE_H
 #define MOOR_SERVER_EXPIRE_H
@@ -28,7 +28,7 @@ typedef struct moor_expire moor_expire_t;
 
 /* ===== API ===== */
 
-/* A filter for a node with config cfg (borrowed; outlives it), alone or
+/* A filter for a node with config cfg (copied: a reload may rewrite the node's), alone or
  * not.  0 or MOOR_ENOMEM. */
 int moor_expire_new(const moor_config_t *cfg, int alone, moor_expire_t **out);
 

@@ -1020,6 +1020,7 @@ static void do_where(moor_node_t *n, const char *p, const char *end, uint32_t np
     if (np < 1 || np > 2)
         rc = bad("where takes key [, opts]");
     else if ((rc = read_key(n, &p, end, &key, &klen)) == 0 && (rc = read_opts(&p, end, &o)) == 0 &&
+             (rc = o.ttl_ms ? bad("opts.ttl_ms is an option of put") : 0) == 0 &&
              !(sp = moor_config_space(&n->cfg, o.space, o.slen)))
         rc = moor_diag(MOOR_EINVAL, "unknown space '%.*s'", (int)(o.slen > 64 ? 64 : o.slen),
                        o.space);
@@ -2024,6 +2025,12 @@ static void free_after_close(uv_handle_t *h)
 int moor_node_close(moor_node_t *n)
 {
     int rc, crc;
+
+    /* A snapshot copies from the engine on the threadpool and answers on
+     * the loop: closing under it would free what it reads. */
+    if (moor_snap_busy(n->snap))
+        return moor_diag(MOOR_EBUSY, "a snapshot is being taken: close the node once it "
+                                     "has answered");
 
     for (unsigned i = 0; i < n->nretired; i++) /* calls left answer SHUTTING_DOWN */
         moor_lua_free(n->retired[i].h);

@@ -97,7 +97,9 @@ unsigned moor_node_pending(const moor_node_t *n);
  * the loop. */
 moor_store_if_t moor_node_store(moor_node_t *n);
 
-/* Flushes and closes the engine.  REQUIRES: no pending writes. */
+/* Flushes and closes the engine.  REQUIRES: no pending writes.  While a
+ * snapshot is being taken (moord's drain waits for its answer) it closes
+ * nothing and answers MOOR_EBUSY: call it again once that has answered. */
 int moor_node_close(moor_node_t *n);
 
 /* Rights of a connection (the `authed` flags): auth(token) gives CLIENT,

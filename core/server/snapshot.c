@@ -528,3 +528,8 @@ void moor_snap_exec(moor_snap_t *s, const char *params, size_t plen, uint32_t np
     if (j->op == OP_CREATE)
         s->creating = 1;
 }
+
+int moor_snap_busy(const moor_snap_t *s)
+{
+    return s && s->jobs > 0;
+}

@@ -47,6 +47,10 @@ moor_snap_t *moor_snap_new(uv_loop_t *loop, const char *data_dir, moor_engine_t 
  * before it closes the node). */
 void moor_snap_free(moor_snap_t *s);
 
+/* 1 while a snapshot is being taken (its copy on the threadpool, or its
+ * answer not yet given): the engine must stay open until it is 0. */
+int moor_snap_busy(const moor_snap_t *s);
+
 /* Runs `snapshot` with params (np params, plen bytes): none, or one map
  * {op = "create" | "list" | "delete", tag = str (create), name = str
  * (delete)}.  Answers through done: create {name, path, bytes,

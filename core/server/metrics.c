@@ -258,6 +258,11 @@ static int space_index(const moor_metrics_t *m, const char *s, size_t n)
     return m->nspaces;
 }
 
+int moor_metrics_space_named(const moor_metrics_t *m, const char *name)
+{
+    return space_index(m, name, strlen(name));
+}
+
 int moor_metrics_space(const moor_metrics_t *m, int method, const char *params, size_t plen,
                        uint32_t np)
 {

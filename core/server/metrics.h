@@ -51,6 +51,9 @@ void moor_metrics_free(moor_metrics_t *m);
  * given as the last of np params; "default" when none, and for every
  * other method).  Can't fail: unknown names give "other". */
 int moor_metrics_method(const char *name, size_t mlen);
+/* The space label of the keyspace called name (NUL-terminated). */
+int moor_metrics_space_named(const moor_metrics_t *m, const char *name);
+
 int moor_metrics_space(const moor_metrics_t *m, int method, const char *params, size_t plen,
                        uint32_t np);
 

@@ -2058,8 +2058,15 @@ int moor_node_close(moor_node_t *n)
 
 /* ---- other doors (the RESP port) ------------------------------------------------ */
 
-void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns)
+void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns, const char *space,
+                             const char *errcode)
 {
+    static const char *const names[MOOR_LS_KINDS] = {"get", "put", "del", "call", "other"};
+    const char *m = kind >= 0 && kind < MOOR_LS_KINDS ? names[kind] : "other";
+    int method = moor_metrics_method(m, strlen(m));
+
     if (n->as)
         moor_as_request(n->as, kind, t0_ns);
+    moor_metrics_request(n->metrics, method, moor_metrics_space_named(n->metrics, space),
+                         errcode, uv_hrtime() - t0_ns);
 }

@@ -119,10 +119,12 @@ int moor_node_join_cluster(moor_node_t *n, const char *self_addr);
 void moor_node_leave_cluster(moor_node_t *n, void (*done)(void *ud), void *ud);
 
 /* Counts a request served through another door than moor_node_dispatch
- * (the RESP port) in the load figures (info.load, the autoscaler): kind
- * a MOOR_LS_* kind (loadstat.h), t0_ns its uv_hrtime() when it arrived.
- * Can't fail. */
-void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns);
+ * (the RESP port) in the load figures (info.load, the autoscaler) and the
+ * registry (metrics.h, as the node method of its kind): kind a MOOR_LS_*
+ * kind (loadstat.h), t0_ns its uv_hrtime() when it arrived, space its
+ * keyspace, errcode NULL or the code it answered.  Can't fail. */
+void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns, const char *space,
+                             const char *errcode);
 
 /* The node's registry of figures (metrics.h), borrowed for its life. */
 struct moor_metrics *moor_node_metrics(moor_node_t *n);

@@ -209,9 +209,19 @@ static void rop_free(rop_t *o)
 
 static void rop_finish(rop_t *o)
 {
-    moor_node_count_request(o->d->node, o->kind, o->t0_ns);
+    char code[32] = "";
+
     if (o->out.len == 0)
         moor_resp_error(&o->out, "ERR out of memory");
+    if (o->out.len > 1 && o->out.data[0] == '-') { /* "-CODE message": the code, for metrics */
+        size_t n = 0;
+        while (n + 1 < o->out.len && n < sizeof(code) - 1 && o->out.data[1 + n] != ' ' &&
+               o->out.data[1 + n] != '\r')
+            n++;
+        memcpy(code, o->out.data + 1, n);
+        code[n] = '\0';
+    }
+    moor_node_count_request(o->d->node, o->kind, o->t0_ns, o->space, code[0] ? code : NULL);
     moor_srv_reply_resp(o->req, o->out.data, o->out.len);
     rop_free(o);
 }

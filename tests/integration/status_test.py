@@ -203,7 +203,9 @@ class StatusTest(unittest.TestCase):
         c = moortest.Cluster(BUILD, 3, prefix="moor-status-")
         for n in c.nodes:
             n.http = moortest.free_port(n.host)
-            n.write_config('http_listen = "%s:%d",' % (n.host, n.http),
+            n.resp = moortest.free_port(n.host)
+            n.write_config('http_listen = "%s:%d", resp_listen = "%s:%d",'
+                           % (n.host, n.http, n.host, n.resp),
                            [m.addr for m in c.nodes], c.secret)
         c.start()
         c.wait_converged()
@@ -252,6 +254,23 @@ class StatusTest(unittest.TestCase):
         self.assertEqual(bm["put"]["count"], total(after, "moor_requests_total", method="put"))
         self.assertEqual(bm["get"]["errors"],
                          total(after, "moor_request_errors_total", method="get"))
+        # RESP commands count too, as the method of their kind
+        puts1 = total(after, "moor_requests_total", method="put", space="default")
+        s = socket.create_connection((n.host, n.resp), 10)
+        s.settimeout(10)
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$2\r\nr1\r\n$1\r\nv\r\n*2\r\n$4\r\nINCR\r\n$2\r\nr1\r\n")
+        got = b""
+        while got.count(b"\r\n") < 2:
+            b = s.recv(4096)
+            self.assertTrue(b, "the RESP port closed")
+            got += b
+        s.close()
+        self.assertTrue(got.startswith(b"+OK\r\n-ERR"), got)
+        after = self.scrape(n)
+        self.assertEqual(total(after, "moor_requests_total", method="put", space="default"),
+                         puts1 + 2)  # SET, INCR
+        # INCR of a value that is not an integer: an error of a put
+        self.assertEqual(total(after, "moor_request_errors_total", method="put", code="ERR"), 1)
         # the `metrics` method: the same registry as a map
         err, res = conn.call("metrics")
         self.assertIsNone(err)

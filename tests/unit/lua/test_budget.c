@@ -13,7 +13,7 @@
 #include "harness.h"
 
 static const char budget_conf[] =
-    "moor.cfg{ node = 'n1', handler = { memory_mb = 32 } }\n"
+    "moor.cfg{ node = 'n1', handler = { memory_mb = 32, timeout_ms = 60000 } }\n"
     "moor.handle('rep', function(n) return #string.rep('x', n) end)\n"
     "moor.handle('rep_pcall', function(n)\n"
     "  local ok, e = pcall(string.rep, 'x', n)\n"

@@ -570,7 +570,8 @@ static void test_free_with_pending(void **state)
 /* ---- results and logs ------------------------------------------------------------- */
 
 static const char results_conf[] =
-    "moor.cfg{ node = 'n1', limits = { value_max_mb = 1, max_frame_mb = 4 } }\n"
+    "moor.cfg{ node = 'n1', limits = { value_max_mb = 1, max_frame_mb = 4 },\n"
+    "          handler = { timeout_ms = 60000 } }\n"
     "local function dag() local t = {}; for i = 1, 30 do t = { t, t } end; return t end\n"
     "moor.handle('big', function(n) return string.rep('v', n) end)\n"
     "moor.handle('dag', dag)\n"

@@ -1226,6 +1226,51 @@ static uint64_t entry_digest(moor_lua_t *h)
     return d;
 }
 
+/* d mixed with the law-check options the config gave resolver name
+ * (config.lua's resolver_checks[name]: values, a name or a generator
+ * function; laws; runs; or plugin), so that a reload changing only them
+ * counts as a change and checks the laws again. */
+static uint64_t checks_digest(moor_lua_t *h, const char *name, uint64_t d)
+{
+    lua_State *L = h->L;
+    int top = lua_gettop(L);
+    static const char *const keys[] = {"values", "laws", "runs", "plugin"};
+
+    if (!moor_lua_push_config(h))
+        return d;
+    lua_getfield(L, -1, "resolver_checks");
+    if (lua_istable(L, -1))
+        lua_getfield(L, -1, name);
+    if (!lua_istable(L, -1)) {
+        lua_settop(L, top);
+        return d;
+    }
+    for (unsigned k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        size_t len;
+        const char *s;
+        lua_getfield(L, -1, keys[k]);
+        d = moor_hash64(keys[k], strlen(keys[k]), d);
+        if (lua_isfunction(L, -1)) {
+            d = fn_digest(h, d);
+        } else if (lua_istable(L, -1)) { /* laws: a list of names */
+            for (int i = 1;; i++) {
+                lua_rawgeti(L, -1, i);
+                if (!(s = lua_tolstring(L, -1, &len))) {
+                    lua_pop(L, 1);
+                    break;
+                }
+                d = moor_hash64(s, len + 1, d);
+                lua_pop(L, 1);
+            }
+        } else if ((s = lua_tolstring(L, -1, &len))) { /* a string or a number */
+            d = moor_hash64(s, len, d);
+        }
+        lua_pop(L, 1);
+    }
+    lua_settop(L, top);
+    return d;
+}
+
 unsigned moor_lua_catalog(moor_lua_t *h, int kind, moor_lua_entry_fn fn, void *ud)
 {
     lua_State *L = h->L;
@@ -1241,7 +1286,10 @@ unsigned moor_lua_catalog(moor_lua_t *h, int kind, moor_lua_entry_fn fn, void *u
             if (lua_type(L, -2) == LUA_TSTRING) {
                 size_t nlen;
                 const char *name = lua_tolstring(L, -2, &nlen);
-                fn(ud, name, nlen, entry_digest(h));
+                uint64_t d = entry_digest(h);
+                if (kind == MOOR_LUA_RESOLVERS)
+                    d = checks_digest(h, name, d);
+                fn(ud, name, nlen, d);
                 n++;
             }
             lua_pop(L, 1);

@@ -380,6 +380,11 @@ class ReloadTest(unittest.TestCase):
         self.write(raw=(good + lawful).replace('"info"', '"warn"'))
         res = self.reload_ok()
         self.assertNotIn("resolvers.biggest", res["changed"])
+        # its check options alone changed: a change, checked again
+        self.write(raw=(good + lawful).replace('"info"', '"warn"').replace(
+            "values = 'string' }", "values = 'string', runs = 50 }"))
+        res = self.reload_ok()
+        self.assertIn("resolvers.biggest", res["changed"])
 
     def test_restart_only_settings_refused(self):
         good = self.read_conf()

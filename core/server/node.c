@@ -20,10 +20,12 @@
  */
 #include "node.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "autoscale.h"
 #include "cluster.h"
@@ -2058,15 +2060,30 @@ int moor_node_close(moor_node_t *n)
 
 /* ---- other doors (the RESP port) ------------------------------------------------ */
 
-void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns, const char *space,
-                             const char *errcode)
+void moor_node_count_request(moor_node_t *n, const moor_node_door_req_t *r)
 {
     static const char *const names[MOOR_LS_KINDS] = {"get", "put", "del", "call", "other"};
-    const char *m = kind >= 0 && kind < MOOR_LS_KINDS ? names[kind] : "other";
+    const char *m = r->kind >= 0 && r->kind < MOOR_LS_KINDS ? names[r->kind] : "other";
     int method = moor_metrics_method(m, strlen(m));
+    uint64_t dur_ns = uv_hrtime() - r->t0_ns;
+    moor_slowlog_entry_t e;
 
     if (n->as)
-        moor_as_request(n->as, kind, t0_ns);
-    moor_metrics_request(n->metrics, method, moor_metrics_space_named(n->metrics, space),
-                         errcode, uv_hrtime() - t0_ns);
+        moor_as_request(n->as, r->kind, r->t0_ns);
+    moor_metrics_request(n->metrics, method, moor_metrics_space_named(n->metrics, r->space),
+                         r->errcode, dur_ns);
+    /* Reading the log is not logged: it would fill it with itself. */
+    if (!moor_slowlog_over(n->slow, dur_ns / 1000) ||
+        (r->nlen == 7 && strncasecmp(r->name, "slowlog", 7) == 0))
+        return;
+    memset(&e, 0, sizeof(e));
+    e.time_ms = moor_clock_wall_ms() - dur_ns / 1000000;
+    e.duration_us = dur_ns / 1000;
+    for (size_t i = 0; i < r->nlen && i + 1 < sizeof(e.method); i++)
+        e.method[i] = (char)tolower((unsigned char)r->name[i]);
+    snprintf(e.space, sizeof(e.space), "%s", r->space);
+    snprintf(e.client, sizeof(e.client), "%s", r->client ? r->client : "");
+    if (r->key)
+        moor_slowlog_set_key(&e, r->key, r->klen);
+    moor_slowlog_add(n->slow, &e);
 }

@@ -118,13 +118,25 @@ int moor_node_join_cluster(moor_node_t *n, const char *self_addr);
  * before moor_node_close; a node not in a cluster calls done at once. */
 void moor_node_leave_cluster(moor_node_t *n, void (*done)(void *ud), void *ud);
 
-/* Counts a request served through another door than moor_node_dispatch
- * (the RESP port) in the load figures (info.load, the autoscaler) and the
- * registry (metrics.h, as the node method of its kind): kind a MOOR_LS_*
- * kind (loadstat.h), t0_ns its uv_hrtime() when it arrived, space its
- * keyspace, errcode NULL or the code it answered.  Can't fail. */
-void moor_node_count_request(moor_node_t *n, int kind, uint64_t t0_ns, const char *space,
-                             const char *errcode);
+/* A request served through another door than moor_node_dispatch (a RESP
+ * command), as moor_node_count_request takes it. */
+typedef struct moor_node_door_req {
+    int kind;            /* MOOR_LS_* (loadstat.h) */
+    uint64_t t0_ns;      /* its uv_hrtime() when it arrived */
+    const char *space;   /* its keyspace */
+    const char *errcode; /* NULL, or the code it answered */
+    const char *name;    /* the command, for the slow log (lowercased there) */
+    size_t nlen;
+    const char *key; /* its first key, or NULL */
+    size_t klen;
+    const char *client; /* "ip:port" */
+} moor_node_door_req_t;
+
+/* Counts r in the load figures (info.load, the autoscaler), the registry
+ * (metrics.h, as the node method of its kind) and, over the threshold, the
+ * slow log (with no time breakdown: the command's node calls are not
+ * measured one by one).  Can't fail. */
+void moor_node_count_request(moor_node_t *n, const moor_node_door_req_t *r);
 
 /* The node's registry of figures (metrics.h), borrowed for its life. */
 struct moor_metrics *moor_node_metrics(moor_node_t *n);

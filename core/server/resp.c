@@ -221,7 +221,16 @@ static void rop_finish(rop_t *o)
         memcpy(code, o->out.data + 1, n);
         code[n] = '\0';
     }
-    moor_node_count_request(o->d->node, o->kind, o->t0_ns, o->space, code[0] ? code : NULL);
+    moor_node_door_req_t r = {o->kind,
+                              o->t0_ns,
+                              o->space,
+                              code[0] ? code : NULL,
+                              o->req->argv[0].p,
+                              o->req->argv[0].len,
+                              o->req->argc > 1 ? o->req->argv[1].p : NULL,
+                              o->req->argc > 1 ? o->req->argv[1].len : 0,
+                              moor_srv_conn_addr(o->req->conn)};
+    moor_node_count_request(o->d->node, &r);
     moor_srv_reply_resp(o->req, o->out.data, o->out.len);
     rop_free(o);
 }

@@ -166,6 +166,18 @@ class SlowlogTest(unittest.TestCase):
         self.assertIn("ERR", redis("slowlog", "nope"))
         self.assertEqual(redis("slowlog", "reset").strip(), "OK")
         self.assertEqual(redis("slowlog", "len").strip(), "(integer) 0")
+        # RESP commands are logged too: the command (lowercased) and its key
+        self.assertIn("OK", redis("set", "rk2", "v"))
+        self.assertEqual(redis("slowlog", "len").strip(), "(integer) 1")
+        out = redis("slowlog", "get", "1")
+        self.assertIn('"set"', out)
+        self.assertIn('"rk2"', out)
+        c = n.conn()
+        err, entries = c.call("slowlog", {"op": "get", "count": 1})
+        c.close()
+        self.assertIsNone(err)
+        self.assertEqual((entries[0]["method"], entries[0]["key"], entries[0]["space"]),
+                         ("set", "rk2", "default"))
 
     def test_off(self):
         n = node(-1)

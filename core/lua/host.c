@@ -139,7 +139,7 @@ struct moor_lua {
     call_t *pool;               /* finished calls, timer open, maybe with a clean coroutine */
     unsigned npool;             /* their number, at most POOL_MAX */
     int closing;
-    moor_lua_stats_t stats;     /* counters for the metrics (moor_lua_stats) */
+    moor_lua_stats_t stats; /* counters for the metrics (moor_lua_stats) */
 };
 
 static const char *const op_names[] = {"", "moor.get", "moor.put", "moor.del"};

@@ -34,8 +34,8 @@ const double MOOR_METRICS_BOUNDS[MOOR_METRICS_NBOUNDS] = {
 #define NBUCKETS (MOOR_METRICS_NBOUNDS + 1)
 
 static const char *const METHODS[] = {
-    "get",    "put",       "del",  "call",    "ping", "info",     "ring",    "where", "repair",
-    "leave",  "remove",    "transfers", "load", "metrics", "scan", "snapshot", "slowlog", "other"};
+    "get",   "put",    "del",       "call", "ping",    "info", "ring",     "where",   "repair",
+    "leave", "remove", "transfers", "load", "metrics", "scan", "snapshot", "slowlog", "other"};
 #define NMETHODS ((int)(sizeof(METHODS) / sizeof(METHODS[0])))
 enum { M_GET = 0, M_PUT = 1, M_DEL = 2, M_WHERE = 7, M_SCAN = 14 }; /* indexes into METHODS */
 #define METHOD_OTHER (NMETHODS - 1)

@@ -81,14 +81,14 @@ struct moor_node {
     moor_lua_t *lua;
     moor_srv_t *srv;
     moor_metrics_t *metrics; /* the registry: /metrics, `metrics`, info (metrics.h) */
-    moor_cl_t *cl;        /* cluster mode: its coordinator serves get/put/del */
-    moor_solo_t *solo;    /* a node alone: the coordinator of a one-member ring */
-    moor_as_t *as;        /* load figures and automatic scaling (autoscale.h) */
-    moor_snap_t *snap;    /* the snapshot method (snapshot.h) */
-    moor_expire_t *expire; /* the engine's compaction filter (expire.h) */
-    moor_slowlog_t *slow; /* requests over slowlog.threshold_ms (slowlog.h) */
-    struct timed *cur;    /* the client request being dispatched, during its synchronous
-                           * part only: its coordinator op and handler call measure into it */
+    moor_cl_t *cl;           /* cluster mode: its coordinator serves get/put/del */
+    moor_solo_t *solo;       /* a node alone: the coordinator of a one-member ring */
+    moor_as_t *as;           /* load figures and automatic scaling (autoscale.h) */
+    moor_snap_t *snap;       /* the snapshot method (snapshot.h) */
+    moor_expire_t *expire;   /* the engine's compaction filter (expire.h) */
+    moor_slowlog_t *slow;    /* requests over slowlog.threshold_ms (slowlog.h) */
+    struct timed *cur;       /* the client request being dispatched, during its synchronous
+                              * part only: its coordinator op and handler call measure into it */
     uv_async_t async;
     uv_prepare_t kick;   /* wakes the log writer once per loop iteration */
     int kick_needed;     /* a deferred write was queued this iteration */
@@ -113,9 +113,9 @@ struct moor_node {
         uint64_t epoch;
     } retired[MOOR_NODE_RETIRED_MAX];
     unsigned nretired;
-    uint64_t lua_epoch; /* of n->lua */
+    uint64_t lua_epoch;        /* of n->lua */
     moor_lua_stats_t lua_gone; /* counters of the hosts freed: info.lua stays monotonic */
-    uv_timer_t sweep; /* runs while nretired > 0 */
+    uv_timer_t sweep;          /* runs while nretired > 0 */
     moor_node_reload_fn reload;
     void *reload_ud;
     uint64_t reloads; /* configs taken by moor_node_reconfigure */
@@ -1514,8 +1514,8 @@ void moor_node_dispatch(void *node, moor_srv_req_t *req)
             t->t0_ns = uv_hrtime();
             t->kind = kind_of(req);
             t->method = moor_metrics_method(req->rpc.method, req->rpc.mlen);
-            t->space = moor_metrics_space(n->metrics, t->method, req->rpc.params,
-                                          req->rpc.plen, req->rpc.nparams);
+            t->space = moor_metrics_space(n->metrics, t->method, req->rpc.params, req->rpc.plen,
+                                          req->rpc.nparams);
             memset(&t->tm, 0, sizeof(t->tm));
             t->lua_ns = 0;
             n->cur = t;

@@ -11,11 +11,11 @@
 --
 -- Needs env MOOR_BUILD (the build directory holding moord) and LuaSocket;
 -- without them every test here is reported as pending with the reason.
--- MOOR_ROOT (the repository: lua/ and plugins/) is passed on to moord when
--- set.  The node lives in a fresh temporary directory (config, data, log)
--- on a free port; teardown stops it (SIGTERM, then SIGKILL if it has not
--- exited within 5 s) and removes the directory, so no moord outlives the
--- run, whatever failed.  Every wait is bounded.
+-- MOOR_ROOT (the repository: lua/ and plugins/) reaches moord through the environment when
+-- set.  The node is started by moor.testing (the kit users get): a fresh
+-- scratch directory, a free port, every wait bounded; teardown
+-- (T.stop_all) stops it and removes the directory, and its watchdog kills
+-- it should busted itself die, so no moord outlives the run.
 
 local mp = require("moor.msgpack")
 local client = require("moor.client")
@@ -23,7 +23,6 @@ local client = require("moor.client")
 local socket_ok, socket = pcall(require, "socket")
 
 local build = os.getenv("MOOR_BUILD")
-local root = os.getenv("MOOR_ROOT")
 local moord = build and build ~= "" and (build .. "/moord") or nil
 
 local function file_exists(path)
@@ -51,85 +50,7 @@ if why_not then
     return
 end
 
--- Processes and files ----------------------------------------------------------
-
-local START_TIMEOUT_S = 10
-local STOP_GRACE_S = 5
-
-local function shq(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- os.execute result as a boolean (Lua 5.1: a status number; 5.2 compat: true).
-local function sh(cmd)
-    local r = os.execute(cmd)
-    return r == 0 or r == true
-end
-
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return ""
-    end
-    local s = f:read("*a") or ""
-    f:close()
-    return s
-end
-
-local function write_file(path, s)
-    local f = assert(io.open(path, "wb"))
-    assert(f:write(s))
-    assert(f:close())
-end
-
--- A process is alive while /proc/<pid> exists and is not a zombie.
-local function alive(pid)
-    local stat = io.open("/proc/" .. pid .. "/stat", "rb")
-    if not stat then
-        if file_exists("/proc/self/stat") then
-            return false
-        end
-        return sh("kill -0 " .. pid .. " 2>/dev/null") -- no /proc
-    end
-    local s = stat:read("*a") or ""
-    stat:close()
-    local state = s:match("%) (%a)")
-    return state ~= nil and state ~= "Z"
-end
-
--- Waits up to seconds for pid to exit; true when it did.
-local function wait_exit(pid, seconds)
-    local deadline = socket.gettime() + seconds
-    while alive(pid) do
-        if socket.gettime() >= deadline then
-            return false
-        end
-        socket.sleep(0.05)
-    end
-    return true
-end
-
--- A port nobody listens on right now.
-local function free_port()
-    local s = assert(socket.bind("127.0.0.1", 0))
-    local _, port = s:getsockname()
-    s:close()
-    return assert(tonumber(port), "no port from getsockname")
-end
-
-local function make_tmpdir()
-    local base = os.tmpname() -- creates the file: the name is ours
-    local dir = base .. ".moor-node-spec"
-    assert(sh("mkdir -m 700 " .. shq(dir)), "cannot create " .. dir)
-    os.remove(base)
-    return dir
-end
-
-local function remove_tree(dir)
-    if dir and dir:match("%.moor%-node%-spec$") then
-        sh("rm -rf " .. shq(dir))
-    end
-end
+local T = require("moor.testing")
 
 -- The node's config: handlers for every spec below ------------------------------
 
@@ -298,99 +219,30 @@ moor.handle("reachable", function()
 end)
 ]==]
 
-local function config_text(dir, port)
-    return string.format([[
+-- moor.testing gives the node its listen address and data_dir (moor.arg)
+-- and keeps its output (the log) in its scratch directory.
+local CONFIG = [[
 -- written by tests/spec/node_spec.lua
 moor.cfg{
   node = "spec",
-  listen = "127.0.0.1:%d",
-  data_dir = %q,
+  listen = moor.arg.listen,
+  data_dir = moor.arg.data_dir,
   engine = { sync = "none", memtable_mb = 4, cache_mb = 4 },
-  log = { level = "info", file = %q },
+  log = { level = "info" },
   handler = { instructions = 10000000, timeout_ms = 3000, memory_mb = 64 },
   limits = { value_max_mb = 1 },
   plugins = { "handlers.incr", "handlers.cas" },
 }
-]], port, dir .. "/data", dir .. "/moord.log") .. HANDLERS
-end
+]] .. HANDLERS
 
--- The node --------------------------------------------------------------------
-
-local node = {} -- dir, pid, addr
+local node -- moor.testing's node, between setup and teardown
 
 local function log_tail()
-    local s = read_file(node.dir .. "/moord.log")
+    local s = node:output()
     if #s > 2000 then
         s = "..." .. s:sub(-2000)
     end
     return s
-end
-
-local function stop_node()
-    local pid = node.pid
-    node.pid = nil
-    if pid then
-        sh("kill -TERM " .. pid .. " 2>/dev/null")
-        if not wait_exit(pid, STOP_GRACE_S) then
-            sh("kill -KILL " .. pid .. " 2>/dev/null")
-            wait_exit(pid, 2)
-        end
-    end
-end
-
--- Starts moord on a free port; waits until it answers ping.  Returns true
--- or nil, why (the node already stopped).
-local function try_start()
-    local port = free_port()
-    node.addr = "127.0.0.1:" .. port
-    write_file(node.dir .. "/node.lua", config_text(node.dir, port))
-    local env = root and root ~= "" and ("MOOR_ROOT=" .. shq(root) .. " ") or ""
-    -- a simple command run with &: $! is moord's own pid
-    local p = assert(io.popen(env .. shq(moord) .. " " .. shq(node.dir .. "/node.lua")
-        .. " </dev/null >>" .. shq(node.dir .. "/moord.out") .. " 2>&1 & echo $!"))
-    local pid = tonumber(p:read("*l"))
-    p:close()
-    if not pid then
-        return nil, "could not start moord (no pid)"
-    end
-    node.pid = pid
-    local deadline = socket.gettime() + START_TIMEOUT_S
-    while socket.gettime() < deadline do
-        if not alive(pid) then
-            node.pid = nil
-            return nil, "moord exited during start-up"
-        end
-        local c = client.connect(node.addr, { timeout = 0.5 })
-        if c then
-            local pong = c:ping()
-            c:close()
-            if pong then
-                return true
-            end
-        end
-        socket.sleep(0.05)
-    end
-    stop_node()
-    return nil, "moord did not answer ping on " .. node.addr .. " within " .. START_TIMEOUT_S .. " s"
-end
-
-local function start_node()
-    node.dir = make_tmpdir()
-    local ok, why, out
-    for _ = 1, 3 do -- another process may take the free port first: retry
-        ok, why = try_start()
-        if ok then
-            return
-        end
-        out = read_file(node.dir .. "/moord.out")
-        if not out:find("cannot listen", 1, true) then
-            break
-        end
-    end
-    local tail = log_tail()
-    remove_tree(node.dir)
-    node.dir = nil
-    error(why .. "\n--- moord output:\n" .. out .. "\n--- moord log:\n" .. tail, 0)
 end
 
 -- Comparing decoded values ----------------------------------------------------------
@@ -533,14 +385,10 @@ describe("moord through moor.client", function()
     local prefix = "node_spec:" .. tostring(os.time()) .. ":"
 
     setup(function()
-        start_node()
+        node = T.node{ config = CONFIG, moord = moord }
     end)
 
-    teardown(function()
-        stop_node()
-        remove_tree(node.dir)
-        node.dir = nil
-    end)
+    teardown(T.stop_all)
 
     before_each(function()
         local err
@@ -809,7 +657,7 @@ describe("moord through moor.client", function()
 
         it("writes one log line per moor.log call", function()
             assert.is_true((c:call("log_forge")))
-            local log = read_file(node.dir .. "/moord.log")
+            local log = node:output()
             assert.is_truthy(log:find("spec-forge\\n2099", 1, true), log_tail())
             assert.is_nil(log:find("\n2099-01-01T00:00:00.000Z ERROR [spec] forged", 1, true))
         end)

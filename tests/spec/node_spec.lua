@@ -11,8 +11,8 @@
 --
 -- Needs env MOOR_BUILD (the build directory holding moord) and LuaSocket;
 -- without them every test here is reported as pending with the reason.
--- MOOR_ROOT (the repository: lua/ and plugins/) reaches moord through the environment when
--- set.  The node is started by moor.testing (the kit users get): a fresh
+-- MOOR_ROOT (the repository: lua/ and plugins/) reaches moord through the
+-- environment when set.  The node is started by moor.testing (the kit users get): a fresh
 -- scratch directory, a free port, every wait bounded; teardown
 -- (T.stop_all) stops it and removes the directory, and its watchdog kills
 -- it should busted itself die, so no moord outlives the run.
